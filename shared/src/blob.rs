@@ -1,0 +1,450 @@
+//! Model blob format (`encoder.fq8`): the quantized encoder as the firmware reads it, in place,
+//! from flash.
+//!
+//! ```text
+//! offset  size  field
+//! 0       4     magic "FNQ8"
+//! 4       2     format version, u16 LE (BLOB_VERSION)
+//! 6       4     model id: first 4 bytes of SHA-256(payload)
+//! 10      4     payload length n, u32 LE
+//! 14      n     payload: postcard-serialized `EncoderSpec`
+//! 14+n    4     CRC-32/ISO-HDLC of bytes 0..14+n, u32 LE
+//! ```
+//!
+//! Arrays inside the payload are postcard byte strings (varint length + raw bytes) that the
+//! parsed [`EncoderSpec`] borrows: int8 arrays as-is, int32 arrays little-endian. Nothing is
+//! copied to RAM. Validation checks the header, the checksum, then every shape, so the kernels
+//! can index without further checks.
+
+use crate::kernels::Conv1dShape;
+use crate::wire::{ModelId, FRAME_CRC, MAX_CODES, MODEL_ID_LEN};
+use serde::{Deserialize, Serialize};
+
+pub const BLOB_MAGIC: [u8; 4] = *b"FNQ8";
+pub const BLOB_VERSION: u16 = 1;
+pub const HEADER_LEN: usize = 14;
+pub const TRAILER_LEN: usize = 4;
+/// Most layers an encoder may have.
+pub const MAX_LAYERS: usize = 8;
+/// Most input channels (sensor axes) per window.
+pub const MAX_CHANNELS: usize = 16;
+
+/// A borrowed int8 array (stored as raw bytes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct I8s<'a>(&'a [u8]);
+
+impl<'a> I8s<'a> {
+    pub fn new(bytes: &'a [u8]) -> Self {
+        I8s(bytes)
+    }
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+    #[inline(always)]
+    pub fn get(&self, i: usize) -> i8 {
+        self.0[i] as i8
+    }
+    /// The raw bytes of elements `start..start + len` (reinterpret each with `as i8`).
+    #[inline(always)]
+    pub fn slice(&self, start: usize, len: usize) -> &'a [u8] {
+        &self.0[start..start + len]
+    }
+    pub fn iter(&self) -> impl Iterator<Item = i8> + 'a {
+        self.0.iter().map(|&b| b as i8)
+    }
+}
+
+/// A borrowed little-endian int32 array.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct I32s<'a>(&'a [u8]);
+
+impl<'a> I32s<'a> {
+    /// `None` when the byte length is not a multiple of 4.
+    pub fn new(bytes: &'a [u8]) -> Option<Self> {
+        (bytes.len() % 4 == 0).then_some(I32s(bytes))
+    }
+    pub fn len(&self) -> usize {
+        self.0.len() / 4
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+    #[inline(always)]
+    pub fn get(&self, i: usize) -> i32 {
+        let b = &self.0[4 * i..4 * i + 4];
+        i32::from_le_bytes([b[0], b[1], b[2], b[3]])
+    }
+    pub fn iter(&self) -> impl Iterator<Item = i32> + 'a {
+        self.0.chunks_exact(4).map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+}
+
+macro_rules! borrowed_bytes_serde {
+    ($t:ident, $check:expr) => {
+        impl Serialize for $t<'_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_bytes(self.0)
+            }
+        }
+        impl<'de: 'a, 'a> Deserialize<'de> for $t<'a> {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let bytes = <&'a [u8]>::deserialize(d)?;
+                let check: fn(&'a [u8]) -> Option<$t<'a>> = $check;
+                check(bytes).ok_or_else(|| serde::de::Error::custom("int32 array length not a multiple of 4"))
+            }
+        }
+    };
+}
+borrowed_bytes_serde!(I8s, |b| Some(I8s(b)));
+borrowed_bytes_serde!(I32s, I32s::new);
+
+/// Per-output-channel fixed-point requantization parameters (see [`crate::kernels`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequantParams<'a> {
+    /// Q31 multipliers in `[2^30, 2^31)`, or 0 for a channel whose output is constant.
+    #[serde(borrow)]
+    pub multipliers: I32s<'a>,
+    /// Power-of-two exponents, positive = left shift, in `-31..=30`.
+    #[serde(borrow)]
+    pub shifts: I8s<'a>,
+}
+
+/// Fields every int8 layer has.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuantLayer<'a> {
+    /// Symmetric int8 weights, layout given by the layer kind.
+    #[serde(borrow)]
+    pub weights: I8s<'a>,
+    /// int32 biases at scale `s_in · s_w[o]`, one per output channel.
+    #[serde(borrow)]
+    pub bias: I32s<'a>,
+    #[serde(borrow)]
+    pub requant: RequantParams<'a>,
+    pub input_zero_point: i8,
+    pub output_zero_point: i8,
+    /// ReLU fused into the requantization clamp.
+    pub relu: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Layer<'a> {
+    /// Weights `[out_features][in_features]`.
+    Dense {
+        in_features: u16,
+        out_features: u16,
+        #[serde(borrow)]
+        q: QuantLayer<'a>,
+    },
+    /// Channels-first `[C][T]` in and out; weights `[out][in][kernel]`; zero padding.
+    Conv1d {
+        in_channels: u16,
+        out_channels: u16,
+        in_len: u16,
+        kernel: u8,
+        stride: u8,
+        padding: u8,
+        #[serde(borrow)]
+        q: QuantLayer<'a>,
+    },
+}
+
+impl<'a> Layer<'a> {
+    pub fn quant(&self) -> &QuantLayer<'a> {
+        match self {
+            Layer::Dense { q, .. } | Layer::Conv1d { q, .. } => q,
+        }
+    }
+
+    pub fn conv_shape(&self) -> Option<Conv1dShape> {
+        match *self {
+            Layer::Dense { .. } => None,
+            Layer::Conv1d { in_channels, out_channels, in_len, kernel, stride, padding, .. } => Some(Conv1dShape {
+                in_channels: in_channels.into(),
+                out_channels: out_channels.into(),
+                in_len: in_len.into(),
+                kernel: kernel.into(),
+                stride: stride.into(),
+                padding: padding.into(),
+            }),
+        }
+    }
+
+    /// Number of output channels (= biases, = requantization entries).
+    pub fn out_channels(&self) -> usize {
+        match *self {
+            Layer::Dense { out_features, .. } => out_features.into(),
+            Layer::Conv1d { out_channels, .. } => out_channels.into(),
+        }
+    }
+
+    pub fn input_len(&self) -> usize {
+        match *self {
+            Layer::Dense { in_features, .. } => in_features.into(),
+            Layer::Conv1d { in_channels, in_len, .. } => usize::from(in_channels) * usize::from(in_len),
+        }
+    }
+
+    /// Output length, `None` for an impossible convolution geometry.
+    pub fn output_len(&self) -> Option<usize> {
+        match self.conv_shape() {
+            None => Some(self.out_channels()),
+            Some(shape) => shape.out_len().map(|t| t * shape.out_channels),
+        }
+    }
+
+    /// Multiply-accumulates per window.
+    pub fn macs(&self) -> u64 {
+        self.quant().weights.len() as u64 * self.conv_shape().and_then(|s| s.out_len()).unwrap_or(1) as u64
+    }
+}
+
+/// Input quantization: device samples are i16 counts in `[T][C]` order (as sampled). For
+/// channel `c`, `q = clamp(zero_point + MBQM(x − offsets[c], multipliers[c], shifts[c]))`: the
+/// normalization `(x/counts_per_unit − mean)/std` and the int8 input scale folded into one
+/// fixed-point multiplier.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InputQuant<'a> {
+    #[serde(borrow)]
+    pub offsets: I32s<'a>,
+    #[serde(borrow)]
+    pub requant: RequantParams<'a>,
+    pub zero_point: i8,
+}
+
+/// How int8 codes map back to real latent values: `z = scale · (code − zero_point)`.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CodeQuant {
+    pub scale: f32,
+    pub zero_point: i8,
+}
+
+/// The quantized encoder: what the blob payload holds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EncoderSpec<'a> {
+    /// Samples per window per channel.
+    pub window: u16,
+    pub channels: u8,
+    /// Device sample units per physical unit (the host converts recordings with it).
+    pub counts_per_unit: f32,
+    #[serde(borrow)]
+    pub input: InputQuant<'a>,
+    #[serde(borrow)]
+    pub layers: heapless::Vec<Layer<'a>, MAX_LAYERS>,
+    pub codes: CodeQuant,
+}
+
+/// Why a blob was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BlobError {
+    /// Shorter than its header says (`needed` bytes, `found` present).
+    Truncated { needed: usize, found: usize },
+    BadMagic,
+    UnsupportedVersion { found: u16, supported: u16 },
+    ChecksumMismatch { stored: u32, computed: u32 },
+    /// Bytes after the trailer.
+    TrailingBytes,
+    /// The payload is not a postcard `EncoderSpec` of this version.
+    Malformed,
+    /// Well-formed but inconsistent: the field that is wrong.
+    Invalid(&'static str),
+    /// The output buffer given to [`write_blob`] is too small.
+    BufferTooSmall,
+}
+
+impl core::fmt::Display for BlobError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            BlobError::Truncated { needed, found } => write!(f, "model blob truncated: {found} bytes, header needs {needed}"),
+            BlobError::BadMagic => write!(f, "not a Funnel model blob (magic is not \"FNQ8\")"),
+            BlobError::UnsupportedVersion { found, supported } => {
+                write!(f, "model blob format version {found} is not supported (this build reads {supported})")
+            }
+            BlobError::ChecksumMismatch { stored, computed } => {
+                write!(f, "model blob corrupted: CRC {stored:08x} stored, {computed:08x} computed")
+            }
+            BlobError::TrailingBytes => write!(f, "model blob has bytes after its checksum"),
+            BlobError::Malformed => write!(f, "model blob payload is malformed"),
+            BlobError::Invalid(what) => write!(f, "model blob is inconsistent: {what}"),
+            BlobError::BufferTooSmall => write!(f, "buffer too small for the model blob"),
+        }
+    }
+}
+
+/// A validated blob: its id and the encoder it describes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelBlob<'a> {
+    pub model_id: ModelId,
+    pub spec: EncoderSpec<'a>,
+}
+
+impl<'a> ModelBlob<'a> {
+    /// Checks header, checksum and every shape; borrows the arrays from `bytes`.
+    pub fn parse(bytes: &'a [u8]) -> Result<Self, BlobError> {
+        if bytes.len() < HEADER_LEN + TRAILER_LEN {
+            return Err(BlobError::Truncated { needed: HEADER_LEN + TRAILER_LEN, found: bytes.len() });
+        }
+        if bytes[0..4] != BLOB_MAGIC {
+            return Err(BlobError::BadMagic);
+        }
+        let version = u16::from_le_bytes([bytes[4], bytes[5]]);
+        if version != BLOB_VERSION {
+            return Err(BlobError::UnsupportedVersion { found: version, supported: BLOB_VERSION });
+        }
+        let mut model_id = [0u8; MODEL_ID_LEN];
+        model_id.copy_from_slice(&bytes[6..10]);
+        let payload_len = u32::from_le_bytes([bytes[10], bytes[11], bytes[12], bytes[13]]) as usize;
+        let total = HEADER_LEN.saturating_add(payload_len).saturating_add(TRAILER_LEN);
+        if bytes.len() < total {
+            return Err(BlobError::Truncated { needed: total, found: bytes.len() });
+        }
+        if bytes.len() > total {
+            return Err(BlobError::TrailingBytes);
+        }
+        let body_end = HEADER_LEN + payload_len;
+        let t = &bytes[body_end..];
+        let stored = u32::from_le_bytes([t[0], t[1], t[2], t[3]]);
+        let computed = FRAME_CRC.checksum(&bytes[..body_end]);
+        if stored != computed {
+            return Err(BlobError::ChecksumMismatch { stored, computed });
+        }
+        let spec = match postcard::take_from_bytes::<EncoderSpec<'a>>(&bytes[HEADER_LEN..body_end]) {
+            Ok((spec, [])) => spec,
+            _ => return Err(BlobError::Malformed),
+        };
+        spec.validate()?;
+        Ok(ModelBlob { model_id: ModelId(model_id), spec })
+    }
+}
+
+/// Writes a blob for `spec` into `buf`, returning its length. The model id is
+/// `model_id_of(payload)` (the host passes the first bytes of SHA-256; `no_std` has no hasher).
+pub fn write_blob(
+    spec: &EncoderSpec<'_>,
+    buf: &mut [u8],
+    model_id_of: impl FnOnce(&[u8]) -> ModelId,
+) -> Result<usize, BlobError> {
+    spec.validate()?;
+    if buf.len() < HEADER_LEN + TRAILER_LEN {
+        return Err(BlobError::BufferTooSmall);
+    }
+    let room = buf.len() - TRAILER_LEN;
+    let payload_len =
+        postcard::to_slice(spec, &mut buf[HEADER_LEN..room]).map_err(|_| BlobError::BufferTooSmall)?.len();
+    let id = model_id_of(&buf[HEADER_LEN..HEADER_LEN + payload_len]);
+    buf[0..4].copy_from_slice(&BLOB_MAGIC);
+    buf[4..6].copy_from_slice(&BLOB_VERSION.to_le_bytes());
+    buf[6..10].copy_from_slice(&id.0);
+    buf[10..14].copy_from_slice(&(payload_len as u32).to_le_bytes());
+    let body_end = HEADER_LEN + payload_len;
+    let crc = FRAME_CRC.checksum(&buf[..body_end]);
+    buf[body_end..body_end + TRAILER_LEN].copy_from_slice(&crc.to_le_bytes());
+    Ok(body_end + TRAILER_LEN)
+}
+
+impl EncoderSpec<'_> {
+    /// Samples per window over all channels.
+    pub fn input_len(&self) -> usize {
+        usize::from(self.window) * usize::from(self.channels)
+    }
+
+    /// Number of latent codes per window.
+    pub fn code_len(&self) -> usize {
+        self.layers.last().and_then(Layer::output_len).unwrap_or(0)
+    }
+
+    /// Largest activation tensor, input included (valid specs only).
+    pub fn max_activation_len(&self) -> usize {
+        self.layers.iter().filter_map(Layer::output_len).fold(self.input_len(), usize::max)
+    }
+
+    /// int8 scratch the encoder needs: two activation buffers, ping-pong.
+    pub fn scratch_len(&self) -> usize {
+        2 * self.max_activation_len()
+    }
+
+    /// Multiply-accumulates per window.
+    pub fn macs(&self) -> u64 {
+        self.layers.iter().map(Layer::macs).sum()
+    }
+
+    /// Checks that every array has the length its shape implies and that layers chain.
+    pub fn validate(&self) -> Result<(), BlobError> {
+        use BlobError::Invalid;
+        let channels = usize::from(self.channels);
+        if self.window == 0 || channels == 0 || channels > MAX_CHANNELS {
+            return Err(Invalid("window and channels must be non-zero (at most 16 channels)"));
+        }
+        if !(self.counts_per_unit.is_finite() && self.counts_per_unit > 0.0) {
+            return Err(Invalid("counts_per_unit must be a positive number"));
+        }
+        if !(self.codes.scale.is_finite() && self.codes.scale > 0.0) {
+            return Err(Invalid("code scale must be a positive number"));
+        }
+        if self.input.offsets.len() != channels {
+            return Err(Invalid("input offsets: one per channel"));
+        }
+        validate_requant(&self.input.requant, channels, "input requantization: one per channel")?;
+        let first = self.layers.first().ok_or(Invalid("no layers"))?;
+        let mut len = self.input_len();
+        let mut zero_point = self.input.zero_point;
+        if first.input_len() != len {
+            return Err(Invalid("first layer input length != window * channels"));
+        }
+        for layer in &self.layers {
+            if layer.input_len() != len {
+                return Err(Invalid("layer input length != previous layer output length"));
+            }
+            let q = layer.quant();
+            if q.input_zero_point != zero_point {
+                return Err(Invalid("layer input zero point != previous output zero point"));
+            }
+            let out = layer.out_channels();
+            if out == 0 {
+                return Err(Invalid("layer with no outputs"));
+            }
+            let weights_per_out = match layer.conv_shape() {
+                None => len,
+                Some(shape) => {
+                    if shape.out_len().is_none() {
+                        return Err(Invalid("conv1d kernel/stride/padding do not fit its input"));
+                    }
+                    if shape.padding >= shape.kernel {
+                        return Err(Invalid("conv1d padding must be smaller than its kernel"));
+                    }
+                    shape.in_channels * shape.kernel
+                }
+            };
+            if q.weights.len() != out * weights_per_out {
+                return Err(Invalid("weight count does not match the layer shape"));
+            }
+            if q.bias.len() != out {
+                return Err(Invalid("bias count != output channels"));
+            }
+            validate_requant(&q.requant, out, "requantization: one multiplier and shift per output channel")?;
+            len = layer.output_len().ok_or(Invalid("layer output length"))?;
+            zero_point = q.output_zero_point;
+        }
+        if len > MAX_CODES {
+            return Err(Invalid("more latent codes than a frame carries (64)"));
+        }
+        if self.codes.zero_point != zero_point {
+            return Err(Invalid("code zero point != last layer output zero point"));
+        }
+        Ok(())
+    }
+}
+
+fn validate_requant(r: &RequantParams<'_>, n: usize, what: &'static str) -> Result<(), BlobError> {
+    if r.multipliers.len() != n || r.shifts.len() != n {
+        return Err(BlobError::Invalid(what));
+    }
+    let multipliers_ok = r.multipliers.iter().all(|m| m == 0 || m >= 1 << 30);
+    let shifts_ok = r.shifts.iter().all(|s| (-31..=30).contains(&s));
+    if !(multipliers_ok && shifts_ok) {
+        return Err(BlobError::Invalid("requantization multiplier outside [2^30, 2^31) or shift outside -31..=30"));
+    }
+    Ok(())
+}

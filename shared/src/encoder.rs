@@ -1,0 +1,355 @@
+//! The whole int8 encoder: one window of i16 samples in, int8 latent codes out.
+
+use crate::blob::{BlobError, EncoderSpec, Layer, ModelBlob};
+use crate::kernels::{conv1d, dense, multiply_by_quantized_multiplier, Requantize};
+use crate::wire::ModelId;
+
+/// Why [`QuantizedEncoder::encode`] refused its arguments.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EncodeError {
+    /// `samples` is not `window × channels` long.
+    WindowLength { expected: usize, found: usize },
+    /// `scratch` is shorter than [`QuantizedEncoder::scratch_len`].
+    ScratchTooSmall { needed: usize, found: usize },
+    /// `codes` is not [`QuantizedEncoder::code_len`] long.
+    CodesLength { expected: usize, found: usize },
+}
+
+impl core::fmt::Display for EncodeError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            EncodeError::WindowLength { expected, found } => write!(f, "window has {found} samples, the model takes {expected}"),
+            EncodeError::ScratchTooSmall { needed, found } => write!(f, "scratch has {found} bytes, the model needs {needed}"),
+            EncodeError::CodesLength { expected, found } => write!(f, "codes buffer has {found} entries, the model emits {expected}"),
+        }
+    }
+}
+
+/// What [`QuantizedEncoder::encode`] observed besides the codes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EncodeReport {
+    /// Some input sample fell outside the calibrated int8 input range and was clamped.
+    pub input_saturated: bool,
+}
+
+/// A validated int8 encoder borrowing its parameters from a model blob.
+#[derive(Clone, Debug)]
+pub struct QuantizedEncoder<'a> {
+    blob: ModelBlob<'a>,
+}
+
+impl<'a> QuantizedEncoder<'a> {
+    /// Validates `blob` (see [`ModelBlob::parse`]).
+    pub fn from_blob(blob: &'a [u8]) -> Result<Self, BlobError> {
+        ModelBlob::parse(blob).map(|blob| QuantizedEncoder { blob })
+    }
+
+    pub fn model_id(&self) -> ModelId {
+        self.blob.model_id
+    }
+
+    pub fn spec(&self) -> &EncoderSpec<'a> {
+        &self.blob.spec
+    }
+
+    /// Samples per window per channel.
+    pub fn window(&self) -> usize {
+        self.blob.spec.window.into()
+    }
+
+    pub fn channels(&self) -> usize {
+        self.blob.spec.channels.into()
+    }
+
+    pub fn code_len(&self) -> usize {
+        self.blob.spec.code_len()
+    }
+
+    pub fn scratch_len(&self) -> usize {
+        self.blob.spec.scratch_len()
+    }
+
+    /// Encodes one window. `samples` is `[T][C]`, interleaved as sampled; `codes` receives
+    /// [`Self::code_len`] int8 codes. Never panics for any sample values: out-of-range inputs
+    /// saturate and are reported.
+    pub fn encode(&self, samples: &[i16], scratch: &mut [i8], codes: &mut [i8]) -> Result<EncodeReport, EncodeError> {
+        let spec = &self.blob.spec;
+        let (channels, window) = (self.channels(), self.window());
+        let act = spec.max_activation_len();
+        if samples.len() != channels * window {
+            return Err(EncodeError::WindowLength { expected: channels * window, found: samples.len() });
+        }
+        if scratch.len() < 2 * act {
+            return Err(EncodeError::ScratchTooSmall { needed: 2 * act, found: scratch.len() });
+        }
+        if codes.len() != self.code_len() {
+            return Err(EncodeError::CodesLength { expected: self.code_len(), found: codes.len() });
+        }
+        let (mut a, mut b) = scratch[..2 * act].split_at_mut(act);
+        let report = quantize_input(spec, samples, &mut a[..channels * window]);
+
+        let mut len = channels * window;
+        for layer in &spec.layers {
+            let q = layer.quant();
+            let requant = Requantize {
+                multipliers: q.requant.multipliers,
+                shifts: q.requant.shifts,
+                output_zero_point: q.output_zero_point,
+                activation_min: if q.relu { q.output_zero_point } else { i8::MIN },
+            };
+            let out_len = layer.output_len().unwrap_or(0);
+            let (input, output) = (&a[..len], &mut b[..out_len]);
+            match layer {
+                Layer::Dense { q, .. } => dense(q.weights, q.bias, q.input_zero_point, &requant, input, output),
+                Layer::Conv1d { q, .. } => {
+                    let shape = layer.conv_shape().expect("conv layer has a shape");
+                    conv1d(&shape, q.weights, q.bias, q.input_zero_point, &requant, input, output)
+                }
+            }
+            core::mem::swap(&mut a, &mut b);
+            len = out_len;
+        }
+        codes.copy_from_slice(&a[..len]);
+        Ok(report)
+    }
+}
+
+/// Normalizes and quantizes `[T][C]` i16 samples into the channels-first int8 input `[C][T]`.
+fn quantize_input(spec: &EncoderSpec<'_>, samples: &[i16], out: &mut [i8]) -> EncodeReport {
+    let channels = usize::from(spec.channels);
+    let window = usize::from(spec.window);
+    let input = &spec.input;
+    let zp = i32::from(input.zero_point);
+    let mut saturated = false;
+    for c in 0..channels {
+        let offset = input.offsets.get(c);
+        let (m, s) = (input.requant.multipliers.get(c), input.requant.shifts.get(c));
+        for t in 0..window {
+            let x = i32::from(samples[t * channels + c]).saturating_sub(offset);
+            let q = multiply_by_quantized_multiplier(x, m, s).saturating_add(zp);
+            saturated |= !(i32::from(i8::MIN)..=i32::from(i8::MAX)).contains(&q);
+            out[c * window + t] = q.clamp(i32::from(i8::MIN), i32::from(i8::MAX)) as i8;
+        }
+    }
+    EncodeReport { input_saturated: saturated }
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use crate::blob::*;
+    use crate::kernels::tests::Params;
+    use crate::wire::ModelId;
+    use std::vec::Vec;
+
+    /// A tiny two-channel conv → dense encoder with hand-picked parameters.
+    struct TinyModel {
+        input: Params,
+        offsets: Vec<u8>,
+        conv: Params,
+        dense: Params,
+    }
+
+    impl TinyModel {
+        fn new() -> Self {
+            TinyModel {
+                // Channel 0: (x − 100) · 0.5; channel 1: (x + 20) · 0.25.
+                input: Params::new(&[], &[], &[1 << 30, 1 << 30], &[0, -1]),
+                offsets: [100i32, -20].iter().flat_map(|v| v.to_le_bytes()).collect(),
+                // 2 in channels → 3 out channels, kernel 3, stride 2, padding 1, length 8 → 4.
+                conv: Params::new(
+                    &(0..18).map(|i| (i as i8 - 9) * 7).collect::<Vec<_>>(),
+                    &[10, -20, 30],
+                    &[1 << 30, 1_500_000_000, 2_000_000_000],
+                    &[-6, -7, -8],
+                ),
+                dense: Params::new(
+                    &(0..24).map(|i| ((i * 37) % 255) as i8).collect::<Vec<_>>(),
+                    &[5, -5],
+                    &[1_200_000_000, 1_800_000_000],
+                    &[-8, -9],
+                ),
+            }
+        }
+
+        fn spec(&self) -> EncoderSpec<'_> {
+            fn ql(p: &Params, zp_in: i8, zp_out: i8, relu: bool) -> QuantLayer<'_> {
+                QuantLayer {
+                weights: I8s::new(&p.weights),
+                bias: I32s::new(&p.bias).unwrap(),
+                requant: RequantParams { multipliers: I32s::new(&p.multipliers).unwrap(), shifts: I8s::new(&p.shifts) },
+                input_zero_point: zp_in,
+                output_zero_point: zp_out,
+                relu,
+                }
+            }
+            let mut layers = heapless::Vec::new();
+            layers
+                .push(Layer::Conv1d { in_channels: 2, out_channels: 3, in_len: 8, kernel: 3, stride: 2, padding: 1, q: ql(&self.conv, 3, -128, true) })
+                .unwrap();
+            layers.push(Layer::Dense { in_features: 12, out_features: 2, q: ql(&self.dense, -128, 4, false) }).unwrap();
+            EncoderSpec {
+                window: 8,
+                channels: 2,
+                counts_per_unit: 200.0,
+                input: InputQuant {
+                    offsets: I32s::new(&self.offsets).unwrap(),
+                    requant: RequantParams { multipliers: I32s::new(&self.input.multipliers).unwrap(), shifts: I8s::new(&self.input.shifts) },
+                    zero_point: 3,
+                },
+                layers,
+                codes: CodeQuant { scale: 0.05, zero_point: 4 },
+            }
+        }
+    }
+
+    fn blob_bytes(spec: &EncoderSpec<'_>) -> Vec<u8> {
+        let mut buf = std::vec![0u8; 4096];
+        let n = write_blob(spec, &mut buf, |_| ModelId([1, 2, 3, 4])).unwrap();
+        buf.truncate(n);
+        buf
+    }
+
+    #[test]
+    fn blob_round_trips_and_borrows_in_place() {
+        let model = TinyModel::new();
+        let bytes = blob_bytes(&model.spec());
+        let blob = ModelBlob::parse(&bytes).unwrap();
+        assert_eq!(blob.spec, model.spec());
+        assert_eq!(blob.model_id, ModelId([1, 2, 3, 4]));
+        let Layer::Dense { q, .. } = blob.spec.layers[1] else { panic!() };
+        let w = q.weights.slice(0, 1).as_ptr();
+        assert!(bytes.as_ptr_range().contains(&w), "weights are read from the blob, not copied");
+        assert_eq!(blob.spec.macs(), 3 * 4 * 6 + 24);
+        assert_eq!(blob.spec.scratch_len(), 2 * 16);
+    }
+
+    #[test]
+    fn damaged_blobs_are_refused_with_the_reason() {
+        let model = TinyModel::new();
+        let bytes = blob_bytes(&model.spec());
+        for cut in [0, 5, HEADER_LEN, bytes.len() - 1] {
+            assert!(matches!(ModelBlob::parse(&bytes[..cut]), Err(BlobError::Truncated { .. })), "cut at {cut}");
+        }
+        let mut flipped = bytes.clone();
+        flipped[HEADER_LEN + 5] ^= 1;
+        assert!(matches!(ModelBlob::parse(&flipped), Err(BlobError::ChecksumMismatch { .. })));
+        let mut magic = bytes.clone();
+        magic[0] = b'X';
+        assert_eq!(ModelBlob::parse(&magic), Err(BlobError::BadMagic));
+        let mut version = bytes.clone();
+        version[4] = 9;
+        assert_eq!(ModelBlob::parse(&version), Err(BlobError::UnsupportedVersion { found: 9, supported: BLOB_VERSION }));
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert_eq!(ModelBlob::parse(&longer), Err(BlobError::TrailingBytes));
+    }
+
+    #[test]
+    fn inconsistent_specs_are_refused() {
+        let model = TinyModel::new();
+        let mut spec = model.spec();
+        spec.window = 9;
+        assert!(matches!(spec.validate(), Err(BlobError::Invalid(_))));
+        let mut spec = model.spec();
+        spec.codes.zero_point = 0;
+        assert!(matches!(spec.validate(), Err(BlobError::Invalid(_))));
+        let mut spec = model.spec();
+        if let Layer::Dense { in_features, .. } = &mut spec.layers[1] {
+            *in_features = 11;
+        }
+        assert!(matches!(spec.validate(), Err(BlobError::Invalid(_))));
+        let mut buf = [0u8; 4096];
+        assert!(write_blob(&spec, &mut buf, |_| ModelId::default()).is_err());
+    }
+
+    /// Reference: the same model evaluated with plain i64 loops, layer by layer.
+    fn reference_encode(model: &TinyModel, samples: &[i16]) -> Vec<i8> {
+        let mbqm = |x: i64, m: i32, s: i8| {
+            crate::kernels::multiply_by_quantized_multiplier(x.clamp(i32::MIN.into(), i32::MAX.into()) as i32, m, s) as i64
+        };
+        let spec = model.spec();
+        // Input: [T][C] -> [C][T].
+        let mut x = std::vec![0i64; 16];
+        for c in 0..2 {
+            for t in 0..8 {
+                let q = mbqm(i64::from(samples[t * 2 + c]) - i64::from(spec.input.offsets.get(c)), spec.input.requant.multipliers.get(c), spec.input.requant.shifts.get(c)) + 3;
+                x[c * 8 + t] = q.clamp(-128, 127);
+            }
+        }
+        let conv = &model.conv;
+        let w = |p: &Params, i: usize| p.weights[i] as i8 as i64;
+        let i32at = |v: &[u8], i: usize| i64::from(i32::from_le_bytes(v[4 * i..4 * i + 4].try_into().unwrap()));
+        let mut h = std::vec![0i64; 12];
+        for o in 0..3 {
+            for t in 0..4 {
+                let mut acc = i32at(&conv.bias, o);
+                for c in 0..2 {
+                    for k in 0..3 {
+                        let pos = (2 * t + k) as i64 - 1;
+                        if (0..8).contains(&pos) {
+                            acc += w(conv, (o * 2 + c) * 3 + k) * (x[c * 8 + pos as usize] - 3);
+                        }
+                    }
+                }
+                h[o * 4 + t] = (mbqm(acc, i32at(&conv.multipliers, o) as i32, conv.shifts[o] as i8) - 128).clamp(-128, 127);
+            }
+        }
+        let d = &model.dense;
+        (0..2)
+            .map(|o| {
+                let acc = i32at(&d.bias, o) + (0..12).map(|i| w(d, o * 12 + i) * (h[i] + 128)).sum::<i64>();
+                (mbqm(acc, i32at(&d.multipliers, o) as i32, d.shifts[o] as i8) + 4).clamp(-128, 127) as i8
+            })
+            .collect()
+    }
+
+    #[test]
+    fn encoder_matches_layer_by_layer_reference() {
+        let model = TinyModel::new();
+        let bytes = blob_bytes(&model.spec());
+        let enc = QuantizedEncoder::from_blob(&bytes).unwrap();
+        let mut scratch = std::vec![0i8; enc.scratch_len()];
+        let mut codes = [0i8; 2];
+        let mut seed = 12345u64;
+        for round in 0..300 {
+            let samples: Vec<i16> = (0..16)
+                .map(|_| {
+                    seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+                    // Mostly in range, sometimes extreme, to exercise saturation.
+                    if round % 10 == 0 { (seed >> 48) as i16 } else { ((seed >> 56) as i8 as i16) + 60 }
+                })
+                .collect();
+            enc.encode(&samples, &mut scratch, &mut codes).unwrap();
+            assert_eq!(codes.to_vec(), reference_encode(&model, &samples), "round {round}");
+        }
+    }
+
+    #[test]
+    fn extreme_samples_saturate_and_are_reported() {
+        let model = TinyModel::new();
+        let bytes = blob_bytes(&model.spec());
+        let enc = QuantizedEncoder::from_blob(&bytes).unwrap();
+        let mut scratch = std::vec![0i8; enc.scratch_len()];
+        let mut codes = [0i8; 2];
+        for v in [i16::MIN, i16::MAX] {
+            let report = enc.encode(&[v; 16], &mut scratch, &mut codes).unwrap();
+            assert!(report.input_saturated);
+        }
+        let report = enc.encode(&[100; 16], &mut scratch, &mut codes).unwrap();
+        assert!(!report.input_saturated);
+    }
+
+    #[test]
+    fn wrong_buffer_sizes_are_errors_not_panics() {
+        let model = TinyModel::new();
+        let bytes = blob_bytes(&model.spec());
+        let enc = QuantizedEncoder::from_blob(&bytes).unwrap();
+        let mut scratch = std::vec![0i8; enc.scratch_len()];
+        let mut codes = [0i8; 2];
+        assert_eq!(enc.encode(&[0; 15], &mut scratch, &mut codes), Err(EncodeError::WindowLength { expected: 16, found: 15 }));
+        assert_eq!(enc.encode(&[0; 16], &mut scratch[..3], &mut codes), Err(EncodeError::ScratchTooSmall { needed: 32, found: 3 }));
+        assert_eq!(enc.encode(&[0; 16], &mut scratch, &mut codes[..1]), Err(EncodeError::CodesLength { expected: 2, found: 1 }));
+    }
+}

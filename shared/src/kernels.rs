@@ -1,0 +1,308 @@
+//! int8 kernels with int32 accumulation and TFLite/gemmlowp fixed-point requantization.
+//!
+//! A real value `r` of a quantized tensor is `scale · (q − zero_point)`. Weights are symmetric
+//! (zero point 0) with one scale per output channel, so a layer's output is
+//! `q_out = zp_out + M · (bias + Σ w · (x − zp_in))` where the real multiplier
+//! `M = s_in · s_w[o] / s_out` is stored as a Q31 `multiplier` in `[2^30, 2^31)` and a power-of-two
+//! `shift` (positive = left). The arithmetic is exactly gemmlowp's
+//! `MultiplyByQuantizedMultiplier`, so results are identical on every target.
+
+use crate::blob::{I32s, I8s};
+
+/// `(a · b · 2) >> 32` rounded half away from zero, saturating the single overflow case
+/// `i32::MIN · i32::MIN`.
+#[inline(always)]
+pub fn saturating_rounding_doubling_high_mul(a: i32, b: i32) -> i32 {
+    if a == i32::MIN && b == i32::MIN {
+        return i32::MAX;
+    }
+    let ab = i64::from(a) * i64::from(b);
+    let nudge: i64 = if ab >= 0 { 1 << 30 } else { 1 - (1 << 30) };
+    // Division (not a shift) truncates toward zero, as gemmlowp specifies.
+    ((ab + nudge) / (1i64 << 31)) as i32
+}
+
+/// `x / 2^exponent` rounded half away from zero (`exponent` in `0..=31`).
+#[inline(always)]
+pub fn rounding_divide_by_pot(x: i32, exponent: u32) -> i32 {
+    let mask = ((1i64 << exponent) - 1) as i32;
+    let remainder = x & mask;
+    let threshold = (mask >> 1) + i32::from(x < 0);
+    (x >> exponent) + i32::from(remainder > threshold)
+}
+
+/// `x · multiplier · 2^shift / 2^31`, rounded, saturating (gemmlowp semantics).
+#[inline(always)]
+pub fn multiply_by_quantized_multiplier(x: i32, multiplier: i32, shift: i8) -> i32 {
+    let left = shift.max(0) as u32;
+    let right = (-(shift.min(0) as i32)) as u32;
+    let scaled = x.saturating_mul(1 << left);
+    rounding_divide_by_pot(saturating_rounding_doubling_high_mul(scaled, multiplier), right)
+}
+
+/// Per-output-channel requantization of an int32 accumulator to int8.
+#[derive(Clone, Copy, Debug)]
+pub struct Requantize<'a> {
+    pub multipliers: I32s<'a>,
+    pub shifts: I8s<'a>,
+    pub output_zero_point: i8,
+    /// Lowest output value: `output_zero_point` when ReLU is fused (real 0), else −128.
+    pub activation_min: i8,
+}
+
+impl Requantize<'_> {
+    #[inline(always)]
+    pub fn apply(&self, channel: usize, acc: i32) -> i8 {
+        let scaled = multiply_by_quantized_multiplier(acc, self.multipliers.get(channel), self.shifts.get(channel));
+        let q = scaled.saturating_add(i32::from(self.output_zero_point));
+        q.clamp(i32::from(self.activation_min), i32::from(i8::MAX)) as i8
+    }
+}
+
+/// Dense layer: `output[o] = requant(bias[o] + Σ_i weights[o·n_in + i] · (input[i] − zp_in))`.
+///
+/// Shapes are checked by blob validation; slices of other lengths are a caller bug and panic.
+pub fn dense(weights: I8s<'_>, bias: I32s<'_>, input_zero_point: i8, requant: &Requantize<'_>, input: &[i8], output: &mut [i8]) {
+    let n_in = input.len();
+    assert_eq!(weights.len(), n_in * output.len(), "dense weight shape");
+    let zp = i32::from(input_zero_point);
+    for (o, out) in output.iter_mut().enumerate() {
+        let row = weights.slice(o * n_in, n_in);
+        let acc = row.iter().zip(input).fold(bias.get(o), |acc, (&w, &x)| {
+            acc.wrapping_add(i32::from(w as i8) * (i32::from(x) - zp))
+        });
+        *out = requant.apply(o, acc);
+    }
+}
+
+/// Geometry of a 1-D convolution over channels-first `[C][T]` tensors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Conv1dShape {
+    pub in_channels: usize,
+    pub out_channels: usize,
+    pub in_len: usize,
+    pub kernel: usize,
+    pub stride: usize,
+    pub padding: usize,
+}
+
+impl Conv1dShape {
+    /// Output length, or `None` when the kernel does not fit the padded input or stride is 0.
+    pub fn out_len(&self) -> Option<usize> {
+        let padded = self.in_len + 2 * self.padding;
+        if self.stride == 0 || self.kernel == 0 || self.kernel > padded {
+            return None;
+        }
+        Some((padded - self.kernel) / self.stride + 1)
+    }
+}
+
+/// Conv1d layer with zero padding (padding positions hold real 0, i.e. `zp_in`, and so add
+/// nothing). Weights are `[out][in][kernel]`.
+pub fn conv1d(
+    shape: &Conv1dShape,
+    weights: I8s<'_>,
+    bias: I32s<'_>,
+    input_zero_point: i8,
+    requant: &Requantize<'_>,
+    input: &[i8],
+    output: &mut [i8],
+) {
+    let out_len = shape.out_len().expect("validated conv shape");
+    assert_eq!(input.len(), shape.in_channels * shape.in_len, "conv input shape");
+    assert_eq!(output.len(), shape.out_channels * out_len, "conv output shape");
+    assert_eq!(weights.len(), shape.out_channels * shape.in_channels * shape.kernel, "conv weight shape");
+    let zp = i32::from(input_zero_point);
+    for o in 0..shape.out_channels {
+        for t in 0..out_len {
+            // Taps k with 0 <= t·stride + k − padding < in_len.
+            let start = t * shape.stride;
+            let k_lo = shape.padding.saturating_sub(start);
+            let k_hi = (shape.in_len + shape.padding).saturating_sub(start).min(shape.kernel);
+            let mut acc = bias.get(o);
+            // With padding wider than the kernel a window can lie entirely in the padding.
+            let taps = k_hi.saturating_sub(k_lo);
+            for c in (0..shape.in_channels).filter(|_| taps > 0) {
+                let w = weights.slice((o * shape.in_channels + c) * shape.kernel + k_lo, taps);
+                let x0 = c * shape.in_len + start + k_lo - shape.padding;
+                let x = &input[x0..x0 + w.len()];
+                acc = w.iter().zip(x).fold(acc, |acc, (&w, &x)| acc.wrapping_add(i32::from(w as i8) * (i32::from(x) - zp)));
+            }
+            output[o * out_len + t] = requant.apply(o, acc);
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    extern crate std;
+    use super::*;
+    use proptest::prelude::*;
+    use std::vec::Vec;
+
+    /// Test data owning the little-endian bytes that `I32s`/`I8s` borrow.
+    pub(crate) struct Params {
+        pub weights: Vec<u8>,
+        pub bias: Vec<u8>,
+        pub multipliers: Vec<u8>,
+        pub shifts: Vec<u8>,
+    }
+
+    impl Params {
+        pub fn new(weights: &[i8], bias: &[i32], multipliers: &[i32], shifts: &[i8]) -> Self {
+            Params {
+                weights: weights.iter().map(|&w| w as u8).collect(),
+                bias: bias.iter().flat_map(|b| b.to_le_bytes()).collect(),
+                multipliers: multipliers.iter().flat_map(|b| b.to_le_bytes()).collect(),
+                shifts: shifts.iter().map(|&s| s as u8).collect(),
+            }
+        }
+        pub fn requant(&self, zp_out: i8, relu: bool) -> Requantize<'_> {
+            Requantize {
+                multipliers: I32s::new(&self.multipliers).unwrap(),
+                shifts: I8s::new(&self.shifts),
+                output_zero_point: zp_out,
+                activation_min: if relu { zp_out } else { i8::MIN },
+            }
+        }
+    }
+
+    /// Exact reference in i128 arithmetic with gemmlowp's two rounding steps.
+    fn reference_mbqm(x: i32, m: i32, shift: i8) -> i32 {
+        let left = shift.max(0) as u32;
+        let right = (-(shift.min(0) as i32)) as u32;
+        let scaled = (i64::from(x) << left).clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i128;
+        let prod = scaled * i128::from(m);
+        let round_div = |v: i128, d: i128| -> i128 {
+            let q = v.abs() + d / 2;
+            let r = q / d;
+            if v < 0 { -r } else { r }
+        };
+        // gemmlowp rounds the high word half toward +inf, the power-of-two division half away.
+        let high = (prod + (1i128 << 30)).div_euclid(1i128 << 31).clamp(i128::from(i32::MIN), i128::from(i32::MAX));
+        round_div(high, 1i128 << right) as i32
+    }
+
+    #[test]
+    fn known_requantization_values() {
+        // M = 0.5 (Q31 2^30, shift 0): 10 -> 5, 11 -> 5.5 -> 6, and -11 -> -5.5 -> -5 because
+        // gemmlowp's high-word multiply rounds halves toward +inf.
+        assert_eq!(multiply_by_quantized_multiplier(10, 1 << 30, 0), 5);
+        assert_eq!(multiply_by_quantized_multiplier(11, 1 << 30, 0), 6);
+        assert_eq!(multiply_by_quantized_multiplier(-11, 1 << 30, 0), -5);
+        // With a right shift the half lands in the power-of-two division, which rounds away.
+        assert_eq!(multiply_by_quantized_multiplier(-11, 1 << 30, -1), -3); // -2.75 -> -3
+        assert_eq!(multiply_by_quantized_multiplier(-6, 1 << 30, -1), -2); // -1.5 -> -2
+        // M = 0.75 · 2^-3.
+        assert_eq!(multiply_by_quantized_multiplier(1000, 3 << 29, -3), 94); // 93.75
+        // Left shift saturates instead of wrapping.
+        assert_eq!(multiply_by_quantized_multiplier(i32::MAX, i32::MAX, 4), i32::MAX - 1); // (2^31-1)^2 / 2^31
+        assert_eq!(multiply_by_quantized_multiplier(i32::MIN, i32::MAX, 4), i32::MIN + 1);
+        assert_eq!(saturating_rounding_doubling_high_mul(i32::MIN, i32::MIN), i32::MAX);
+        assert_eq!(rounding_divide_by_pot(-5, 1), -3);
+        assert_eq!(rounding_divide_by_pot(5, 1), 3);
+        assert_eq!(rounding_divide_by_pot(-4, 1), -2);
+    }
+
+    proptest! {
+        #[test]
+        fn requantization_matches_exact_reference(x in any::<i32>(), m in (1i32 << 30)..i32::MAX, shift in -31i8..=8) {
+            prop_assert_eq!(multiply_by_quantized_multiplier(x, m, shift), reference_mbqm(x, m, shift));
+        }
+    }
+
+    /// Straightforward reference: i64 accumulation, float-free, no slicing tricks.
+    fn reference_dense(w: &[i8], b: &[i32], zp_in: i8, m: &[i32], s: &[i8], zp_out: i8, relu: bool, x: &[i8]) -> Vec<i8> {
+        (0..b.len())
+            .map(|o| {
+                let acc: i64 = i64::from(b[o]) + (0..x.len()).map(|i| i64::from(w[o * x.len() + i]) * (i64::from(x[i]) - i64::from(zp_in))).sum::<i64>();
+                let y = i64::from(reference_mbqm(acc as i32, m[o], s[o])) + i64::from(zp_out);
+                y.clamp(if relu { i64::from(zp_out) } else { -128 }, 127) as i8
+            })
+            .collect()
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn reference_conv(sh: &Conv1dShape, w: &[i8], b: &[i32], zp_in: i8, m: &[i32], s: &[i8], zp_out: i8, relu: bool, x: &[i8]) -> Vec<i8> {
+        let out_len = sh.out_len().unwrap();
+        let mut y = std::vec![0i8; sh.out_channels * out_len];
+        for o in 0..sh.out_channels {
+            for t in 0..out_len {
+                let mut acc = i64::from(b[o]);
+                for c in 0..sh.in_channels {
+                    for k in 0..sh.kernel {
+                        let pos = (t * sh.stride + k) as i64 - sh.padding as i64;
+                        if pos >= 0 && (pos as usize) < sh.in_len {
+                            let xv = i64::from(x[c * sh.in_len + pos as usize]) - i64::from(zp_in);
+                            acc += i64::from(w[(o * sh.in_channels + c) * sh.kernel + k]) * xv;
+                        }
+                    }
+                }
+                let v = i64::from(reference_mbqm(acc as i32, m[o], s[o])) + i64::from(zp_out);
+                y[o * out_len + t] = v.clamp(if relu { i64::from(zp_out) } else { -128 }, 127) as i8;
+            }
+        }
+        y
+    }
+
+    fn layer_strategy(n_in: std::ops::Range<usize>, n_out: std::ops::Range<usize>) -> impl Strategy<Value = (usize, usize)> {
+        (n_in, n_out)
+    }
+
+    proptest! {
+        #[test]
+        fn dense_matches_reference(
+            (n_in, n_out) in layer_strategy(1..40, 1..12),
+            seed in any::<u64>(),
+            zp_in in any::<i8>(), zp_out in any::<i8>(), relu in any::<bool>(),
+        ) {
+            let mut rng = seed;
+            let mut next = || { rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407); (rng >> 33) as u32 };
+            let w: Vec<i8> = (0..n_in * n_out).map(|_| next() as i8).collect();
+            let x: Vec<i8> = (0..n_in).map(|_| next() as i8).collect();
+            let b: Vec<i32> = (0..n_out).map(|_| (next() as i32) >> 12).collect();
+            let m: Vec<i32> = (0..n_out).map(|_| (1 << 30) + (next() as i32 & 0x3fff_ffff)).collect();
+            let s: Vec<i8> = (0..n_out).map(|_| -((next() % 16) as i8)).collect();
+            let p = Params::new(&w, &b, &m, &s);
+            let mut y = std::vec![0i8; n_out];
+            dense(I8s::new(&p.weights), I32s::new(&p.bias).unwrap(), zp_in, &p.requant(zp_out, relu), &x, &mut y);
+            prop_assert_eq!(y, reference_dense(&w, &b, zp_in, &m, &s, zp_out, relu, &x));
+        }
+
+        #[test]
+        fn conv1d_matches_reference(
+            in_channels in 1..4usize, out_channels in 1..6usize, in_len in 1..40usize,
+            kernel in 1..8usize, stride in 1..4usize, padding in 0..4usize,
+            seed in any::<u64>(), zp_in in any::<i8>(), zp_out in any::<i8>(), relu in any::<bool>(),
+        ) {
+            let sh = Conv1dShape { in_channels, out_channels, in_len, kernel, stride, padding };
+            prop_assume!(sh.out_len().is_some());
+            let mut rng = seed;
+            let mut next = || { rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407); (rng >> 33) as u32 };
+            let w: Vec<i8> = (0..out_channels * in_channels * kernel).map(|_| next() as i8).collect();
+            let x: Vec<i8> = (0..in_channels * in_len).map(|_| next() as i8).collect();
+            let b: Vec<i32> = (0..out_channels).map(|_| (next() as i32) >> 12).collect();
+            let m: Vec<i32> = (0..out_channels).map(|_| (1 << 30) + (next() as i32 & 0x3fff_ffff)).collect();
+            let s: Vec<i8> = (0..out_channels).map(|_| -((next() % 16) as i8)).collect();
+            let p = Params::new(&w, &b, &m, &s);
+            let mut y = std::vec![0i8; out_channels * sh.out_len().unwrap()];
+            conv1d(&sh, I8s::new(&p.weights), I32s::new(&p.bias).unwrap(), zp_in, &p.requant(zp_out, relu), &x, &mut y);
+            prop_assert_eq!(y, reference_conv(&sh, &w, &b, zp_in, &m, &s, zp_out, relu, &x));
+        }
+    }
+
+    #[test]
+    fn extreme_inputs_saturate_instead_of_wrapping() {
+        // All-max weights and inputs far from the zero point: the accumulator is large and the
+        // output must clamp at 127 / -128 (or the ReLU floor), never wrap.
+        let n = 64;
+        let w = std::vec![127i8; 2 * n];
+        let x = std::vec![127i8; n];
+        let p = Params::new(&w, &[0, -1_000_000_000], &[i32::MAX, i32::MAX], &[0, 0]);
+        let mut y = [0i8; 2];
+        dense(I8s::new(&p.weights), I32s::new(&p.bias).unwrap(), -128, &p.requant(-5, false), &x, &mut y);
+        assert_eq!(y, [127, -128]);
+        dense(I8s::new(&p.weights), I32s::new(&p.bias).unwrap(), -128, &p.requant(-5, true), &x, &mut y);
+        assert_eq!(y, [127, -5]);
+    }
+}
