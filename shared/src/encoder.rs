@@ -135,7 +135,7 @@ fn quantize_input(spec: &EncoderSpec<'_>, samples: &[i16], out: &mut [i8]) -> En
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     extern crate std;
     use super::*;
     use crate::blob::*;
@@ -209,6 +209,11 @@ mod tests {
         let n = write_blob(spec, &mut buf, |_| ModelId([1, 2, 3, 4])).unwrap();
         buf.truncate(n);
         buf
+    }
+
+    /// The blob of [`TinyModel`] (window 8, 2 channels, 2 codes) for other modules' tests.
+    pub(crate) fn tiny_blob() -> Vec<u8> {
+        blob_bytes(&TinyModel::new().spec())
     }
 
     #[test]

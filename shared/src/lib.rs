@@ -4,7 +4,8 @@
 //!   resynchronising [`wire::FrameDecoder`];
 //! - [`blob`]: the versioned, checksummed model blob the firmware reads in place from flash;
 //! - [`kernels`]: int8 dense / conv1d kernels with TFLite-style fixed-point requantization;
-//! - [`encoder`]: the whole int8 encoder, `window -> codes`, over caller-provided scratch.
+//! - [`encoder`]: the whole int8 encoder, `window -> codes`, over caller-provided scratch;
+//! - [`stream`]: consecutive windows of a stream to numbered, flagged frames.
 //!
 //! The host simulator and the firmware call the same functions, which is what keeps the
 //! simulator bit-exact.
@@ -14,4 +15,5 @@
 pub mod blob;
 pub mod encoder;
 pub mod kernels;
+pub mod stream;
 pub mod wire;
