@@ -1,0 +1,109 @@
+//! `model.json`: everything needed to reproduce, evaluate and deploy a trained model.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::data::Normalization;
+use crate::metrics::Metrics;
+use crate::train::{Arch, EpochRecord, InitReport, ModelSpec, TrainConfig, Variant};
+
+pub const CARD_FILE: &str = "model.json";
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FileEntry {
+    pub name: String,
+    pub bytes: u64,
+}
+
+/// How the recording was cut.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SplitInfo {
+    pub rows: usize,
+    pub windows: usize,
+    /// First 80 % of the windows, including the validation windows.
+    pub train_windows: usize,
+    /// Last 10 % of the training windows, used for early stopping only.
+    pub validation_windows: usize,
+    /// Last 20 % of the windows, never trained on; all metrics are on these.
+    pub held_out_windows: usize,
+}
+
+/// Filled in by the quantization step.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct QuantizationCard {
+    pub blob_bytes: usize,
+    pub macs_per_window: u64,
+    pub scratch_bytes: usize,
+    pub model_id: String,
+    pub float_prdn: f64,
+    pub int8_prdn: f64,
+    pub relative_prdn_loss: f64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelCard {
+    pub funnel_version: String,
+    pub data_file: String,
+    pub columns: Vec<String>,
+    pub window: usize,
+    pub latent: usize,
+    pub arch: Arch,
+    pub variant: Variant,
+    pub seed: u64,
+    /// Layer sizes; rebuilds the candle model from `model.safetensors`.
+    pub spec: ModelSpec,
+    pub train_config: TrainConfig,
+    pub epochs_max: usize,
+    pub epochs_run: usize,
+    /// 1-based epoch whose weights were kept (lowest validation loss).
+    pub best_epoch: usize,
+    pub seconds_per_epoch: f64,
+    pub history: Vec<EpochRecord>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init: Option<InitReport>,
+    pub split: SplitInfo,
+    pub normalization: Normalization,
+    /// Device samples are `i16 round(x * counts_per_unit)`, `x` in the data file's units.
+    pub counts_per_unit: f32,
+    /// Held-out metrics in original units, one section per method (`float_autoencoder`, `pca`).
+    pub held_out: BTreeMap<String, Metrics>,
+    /// Files of the model directory (except `model.json`) with sizes.
+    pub files: Vec<FileEntry>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quantization: Option<QuantizationCard>,
+}
+
+impl ModelCard {
+    pub fn load(dir: &Path) -> Result<ModelCard> {
+        let path = dir.join(CARD_FILE);
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read model card {} (is --model a trained model directory?)", path.display()))?;
+        serde_json::from_str(&text).with_context(|| format!("{} is not a valid Funnel model card", path.display()))
+    }
+
+    /// Re-lists the directory's files (call after adding files), then writes `model.json`.
+    pub fn save(&mut self, dir: &Path) -> Result<()> {
+        self.refresh_files(dir)?;
+        let path = dir.join(CARD_FILE);
+        let text = serde_json::to_string_pretty(self)?;
+        std::fs::write(&path, text + "\n").with_context(|| format!("cannot write {}", path.display()))
+    }
+
+    pub fn refresh_files(&mut self, dir: &Path) -> Result<()> {
+        let mut files = Vec::new();
+        for entry in std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name == CARD_FILE || !entry.file_type()?.is_file() {
+                continue;
+            }
+            files.push(FileEntry { name, bytes: entry.metadata()?.len() });
+        }
+        files.sort_by(|a, b| a.name.cmp(&b.name));
+        self.files = files;
+        Ok(())
+    }
+}

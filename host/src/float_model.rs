@@ -1,0 +1,150 @@
+//! The trained encoder as plain `f32` arrays: the narrow type between training (candle) and
+//! int8 quantization / ONNX export, so neither depends on the training framework.
+//!
+//! Layouts follow ONNX/PyTorch: activations are channels-first `[C][T]`, a dense layer that
+//! follows a convolution sees the `[C][T]` tensor flattened channel-major (`c * T + t`).
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Activation {
+    Identity,
+    Relu,
+}
+
+impl Activation {
+    pub fn apply(self, v: f32) -> f32 {
+        match self {
+            Activation::Identity => v,
+            Activation::Relu => v.max(0.0),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum FloatLayer {
+    /// `y[o] = act(bias[o] + Σ_i weight[o * in_features + i] · x[i])`
+    Dense {
+        in_features: usize,
+        out_features: usize,
+        /// Row-major `[out_features][in_features]`.
+        weight: Vec<f32>,
+        bias: Vec<f32>,
+        activation: Activation,
+    },
+    /// `y[o][t] = act(bias[o] + Σ_c Σ_k weight[(o * in_channels + c) * kernel + k] · x[c][t·stride + k − padding])`
+    /// with zeros outside `0..in_len`.
+    Conv1d {
+        in_channels: usize,
+        out_channels: usize,
+        kernel: usize,
+        stride: usize,
+        padding: usize,
+        /// Input length `T` of this layer.
+        in_len: usize,
+        /// `[out_channels][in_channels][kernel]`.
+        weight: Vec<f32>,
+        bias: Vec<f32>,
+        activation: Activation,
+    },
+}
+
+impl FloatLayer {
+    pub fn input_len(&self) -> usize {
+        match self {
+            FloatLayer::Dense { in_features, .. } => *in_features,
+            FloatLayer::Conv1d { in_channels, in_len, .. } => in_channels * in_len,
+        }
+    }
+
+    pub fn output_len(&self) -> usize {
+        match self {
+            FloatLayer::Dense { out_features, .. } => *out_features,
+            FloatLayer::Conv1d { out_channels, .. } => out_channels * self.conv_out_len(),
+        }
+    }
+
+    /// Output length `T'` of a convolution; 0 for dense layers.
+    pub fn conv_out_len(&self) -> usize {
+        match self {
+            FloatLayer::Dense { .. } => 0,
+            FloatLayer::Conv1d { kernel, stride, padding, in_len, .. } => {
+                (in_len + 2 * padding).saturating_sub(*kernel) / stride + 1
+            }
+        }
+    }
+
+    /// Reference forward pass of one layer.
+    pub fn forward(&self, x: &[f32]) -> Vec<f32> {
+        assert_eq!(x.len(), self.input_len(), "layer input length");
+        match self {
+            FloatLayer::Dense { in_features, out_features, weight, bias, activation } => (0
+                ..*out_features)
+                .map(|o| {
+                    let row = &weight[o * in_features..(o + 1) * in_features];
+                    activation.apply(bias[o] + row.iter().zip(x).map(|(w, v)| w * v).sum::<f32>())
+                })
+                .collect(),
+            FloatLayer::Conv1d {
+                in_channels,
+                out_channels,
+                kernel,
+                stride,
+                padding,
+                in_len,
+                weight,
+                bias,
+                activation,
+            } => {
+                let out_len = self.conv_out_len();
+                let mut y = Vec::with_capacity(out_channels * out_len);
+                for o in 0..*out_channels {
+                    for t in 0..out_len {
+                        let mut acc = bias[o];
+                        for c in 0..*in_channels {
+                            for k in 0..*kernel {
+                                let pos = (t * stride + k) as isize - *padding as isize;
+                                if pos >= 0 && (pos as usize) < *in_len {
+                                    acc += weight[(o * in_channels + c) * kernel + k]
+                                        * x[c * in_len + pos as usize];
+                                }
+                            }
+                        }
+                        y.push(activation.apply(acc));
+                    }
+                }
+                y
+            }
+        }
+    }
+}
+
+/// The encoder half of a trained autoencoder: normalized window in (`[C][T]`), latent out.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FloatEncoder {
+    pub channels: usize,
+    pub window: usize,
+    pub layers: Vec<FloatLayer>,
+}
+
+impl FloatEncoder {
+    pub fn latent(&self) -> usize {
+        self.layers.last().map_or(0, FloatLayer::output_len)
+    }
+
+    /// Runs the encoder and returns every layer's output (the last one is the latent vector).
+    /// Quantization calibrates activation ranges from these.
+    pub fn forward_all(&self, normalized_window: &[f32]) -> Vec<Vec<f32>> {
+        let mut outputs: Vec<Vec<f32>> = Vec::with_capacity(self.layers.len());
+        for layer in &self.layers {
+            let input = outputs.last().map_or(normalized_window, Vec::as_slice);
+            outputs.push(layer.forward(input));
+        }
+        outputs
+    }
+
+    pub fn forward(&self, normalized_window: &[f32]) -> Vec<f32> {
+        self.forward_all(normalized_window).pop().unwrap_or_default()
+    }
+}

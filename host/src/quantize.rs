@@ -1,0 +1,485 @@
+//! Post-training int8 quantization of a [`FloatEncoder`] into the `shared` model blob.
+//!
+//! Scheme (TFLite-style, see `shared::kernels`):
+//! * weights: symmetric int8, one scale per output channel (`max |w| / 127`);
+//! * activations: asymmetric int8 per tensor, ranges calibrated by running the float encoder
+//!   over calibration windows (ReLU outputs start at 0, so their zero point is −128);
+//! * biases: int32 at scale `s_in · s_w[o]`;
+//! * requantization: `s_in · s_w[o] / s_out` as a Q31 multiplier and a power-of-two shift;
+//! * input: the device's i16 counts, normalized and quantized in one fixed-point step per
+//!   channel, `q = zp + (x − round(mean·cpu)) · 1/(cpu · std · s_in)`;
+//! * codes: the last layer's int8 output, `z = scale · (code − zero_point)`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, ensure, Context, Result};
+use funnel_shared::blob::{
+    write_blob, CodeQuant, EncoderSpec, I32s, I8s, InputQuant, Layer, QuantLayer, RequantParams, MAX_LAYERS,
+};
+use funnel_shared::wire::{ModelId, MAX_CODES};
+use sha2::{Digest, Sha256};
+
+use crate::card::{ModelCard, QuantizationCard};
+use crate::commands::{dataset_for_model, load_model_dir, SECTION_FLOAT};
+use crate::data::{Normalization, Recording, Windows};
+use crate::decode::{device_reconstruction, load_decoder, Backend};
+use crate::encode::BLOB_FILE;
+use crate::float_model::{Activation, FloatEncoder, FloatLayer};
+use crate::metrics::{self, Metrics};
+
+/// Real range `[min, max]` of a tensor mapped onto int8 `[-128, 127]`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ActivationQuant {
+    pub scale: f64,
+    pub zero_point: i8,
+}
+
+impl ActivationQuant {
+    /// The affine map for `[min, max]`, widened to contain 0 so that zero padding and ReLU's
+    /// floor are exact.
+    pub fn for_range(min: f64, max: f64) -> ActivationQuant {
+        let (min, max) = (min.min(0.0), max.max(0.0));
+        let scale = if max > min { (max - min) / 255.0 } else { 1.0 };
+        let zero_point = (-128.0 - min / scale).round().clamp(-128.0, 127.0) as i8;
+        ActivationQuant { scale, zero_point }
+    }
+
+    pub fn quantize(&self, v: f64) -> i8 {
+        (v / self.scale + f64::from(self.zero_point)).round().clamp(-128.0, 127.0) as i8
+    }
+
+    pub fn dequantize(&self, q: i8) -> f64 {
+        self.scale * (f64::from(q) - f64::from(self.zero_point))
+    }
+}
+
+/// A real multiplier as a Q31 value in `[2^30, 2^31)` and a power-of-two exponent, so that
+/// `m ≈ multiplier · 2^(shift − 31)`. Multipliers too small to matter (below `2^-32`) become 0.
+pub fn quantize_multiplier(m: f64) -> Result<(i32, i8)> {
+    ensure!(m.is_finite() && m >= 0.0, "requantization multiplier {m} is not a finite non-negative number");
+    if m < 2f64.powi(-32) {
+        return Ok((0, 0));
+    }
+    let mut shift = m.log2().floor() as i32 + 1; // m = q · 2^shift, q in [0.5, 1)
+    let mut q = (m / 2f64.powi(shift) * 2f64.powi(31)).round() as i64;
+    // log2 rounding or the Q31 rounding can land q just outside [2^30, 2^31).
+    while q >= 1 << 31 {
+        q = (q + 1) / 2;
+        shift += 1;
+    }
+    while q < 1 << 30 {
+        q *= 2;
+        shift -= 1;
+    }
+    if shift < -31 {
+        return Ok((0, 0));
+    }
+    if shift > 30 {
+        bail!("requantization multiplier {m} is too large for int8 (the calibrated range is degenerate)");
+    }
+    Ok((q as i32, shift as i8))
+}
+
+/// Fraction of the calibrated input range added on each side.
+pub const INPUT_RANGE_MARGIN: f64 = 0.02;
+
+/// What the quantizer needs besides the float encoder: how device samples relate to its input.
+#[derive(Clone, Debug)]
+pub struct QuantizationInput<'a> {
+    pub encoder: &'a FloatEncoder,
+    pub normalization: &'a Normalization,
+    /// Device counts per unit of the recording (`model.json` `counts_per_unit`).
+    pub counts_per_unit: f32,
+    /// Normalized `[C][T]` windows whose activations set the ranges (training windows).
+    pub calibration: &'a Windows,
+}
+
+/// The result: blob bytes and what the model card reports about them.
+#[derive(Clone, Debug)]
+pub struct QuantizedBlob {
+    pub bytes: Vec<u8>,
+    pub model_id: ModelId,
+    pub macs_per_window: u64,
+    pub scratch_bytes: usize,
+}
+
+/// Owned parameters of one layer; [`EncoderSpec`] borrows them.
+struct OwnedLayer {
+    weights: Vec<u8>,
+    bias: Vec<u8>,
+    multipliers: Vec<u8>,
+    shifts: Vec<u8>,
+    input_zero_point: i8,
+    output_zero_point: i8,
+    relu: bool,
+}
+
+impl OwnedLayer {
+    fn quant(&self) -> QuantLayer<'_> {
+        QuantLayer {
+            weights: I8s::new(&self.weights),
+            bias: I32s::new(&self.bias).expect("4 bytes per bias"),
+            requant: RequantParams {
+                multipliers: I32s::new(&self.multipliers).expect("4 bytes per multiplier"),
+                shifts: I8s::new(&self.shifts),
+            },
+            input_zero_point: self.input_zero_point,
+            output_zero_point: self.output_zero_point,
+            relu: self.relu,
+        }
+    }
+}
+
+fn le_bytes(values: &[i32]) -> Vec<u8> {
+    values.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+/// `[min, max]` of every layer's output (and of the input) over the calibration windows.
+fn calibrate(encoder: &FloatEncoder, windows: &Windows) -> Result<(f64, f64, Vec<(f64, f64)>)> {
+    ensure!(!windows.is_empty(), "no calibration windows");
+    let mut input = (f64::INFINITY, f64::NEG_INFINITY);
+    let mut ranges = vec![(f64::INFINITY, f64::NEG_INFINITY); encoder.layers.len()];
+    for w in windows.iter() {
+        for &v in w {
+            ensure!(v.is_finite(), "calibration data contains a non-finite value");
+            input = (input.0.min(f64::from(v)), input.1.max(f64::from(v)));
+        }
+        for (range, out) in ranges.iter_mut().zip(encoder.forward_all(w)) {
+            for v in out {
+                *range = (range.0.min(f64::from(v)), range.1.max(f64::from(v)));
+            }
+        }
+    }
+    Ok((input.0, input.1, ranges))
+}
+
+/// Quantizes the encoder and writes the blob (validated by the same parser the firmware uses).
+pub fn quantize(q: &QuantizationInput<'_>) -> Result<QuantizedBlob> {
+    let enc = q.encoder;
+    let channels = enc.channels;
+    ensure!(q.normalization.channels() == channels, "normalization has {} channels, encoder {}", q.normalization.channels(), channels);
+    ensure!(enc.layers.len() <= MAX_LAYERS, "the encoder has {} layers; the device supports {MAX_LAYERS}", enc.layers.len());
+    ensure!(enc.latent() <= MAX_CODES, "latent size {} exceeds the {MAX_CODES} codes a frame carries", enc.latent());
+    ensure!(q.calibration.dim == channels * enc.window, "calibration windows do not match the encoder input");
+    let cpu = f64::from(q.counts_per_unit);
+    ensure!(cpu.is_finite() && cpu > 0.0, "counts_per_unit must be positive (got {cpu})");
+
+    let (in_min, in_max, ranges) = calibrate(enc, q.calibration)?;
+    // A little headroom on the input: device counts round, and live signals drift past the
+    // calibration extremes; clamped inputs are flagged in the frames.
+    let margin = INPUT_RANGE_MARGIN * (in_max - in_min);
+    let input_q = ActivationQuant::for_range(in_min - margin, in_max + margin);
+
+    // Input: x counts → u = (x/cpu − mean)/std → q = zp + u/s.
+    let mut offsets = Vec::with_capacity(channels);
+    let (mut in_mult, mut in_shift) = (Vec::new(), Vec::new());
+    for c in 0..channels {
+        let (mean, std) = (f64::from(q.normalization.mean[c]), f64::from(q.normalization.std[c]));
+        let offset = (mean * cpu).round();
+        ensure!(offset.abs() < f64::from(i32::MAX), "channel {c}: mean {mean} is out of the device's range");
+        offsets.push(offset as i32);
+        let (m, s) = quantize_multiplier(1.0 / (cpu * std * input_q.scale))?;
+        in_mult.push(m);
+        in_shift.push(s as u8);
+    }
+
+    let mut owned = Vec::with_capacity(enc.layers.len());
+    let mut acts = Vec::with_capacity(enc.layers.len());
+    let mut s_in = input_q;
+    for (layer, &(min, max)) in enc.layers.iter().zip(&ranges) {
+        let (weight, bias, activation) = match layer {
+            FloatLayer::Dense { weight, bias, activation, .. } | FloatLayer::Conv1d { weight, bias, activation, .. } => {
+                (weight, bias, *activation)
+            }
+        };
+        let relu = activation == Activation::Relu;
+        let out_q = ActivationQuant::for_range(if relu { 0.0 } else { min }, max);
+        let per_out = weight.len() / bias.len();
+        let (mut w_q, mut b_q, mut mult, mut shift) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for (o, row) in weight.chunks(per_out).enumerate() {
+            let max_abs = row.iter().fold(0.0f64, |m, &w| m.max(f64::from(w).abs()));
+            let s_w = if max_abs > 0.0 { max_abs / 127.0 } else { 1.0 };
+            w_q.extend(row.iter().map(|&w| (f64::from(w) / s_w).round().clamp(-127.0, 127.0) as i8 as u8));
+            let b = (f64::from(bias[o]) / (s_in.scale * s_w)).round();
+            b_q.push(b.clamp(f64::from(i32::MIN), f64::from(i32::MAX)) as i32);
+            let (m, s) = quantize_multiplier(s_in.scale * s_w / out_q.scale)?;
+            mult.push(m);
+            shift.push(s as u8);
+        }
+        owned.push(OwnedLayer {
+            weights: w_q,
+            bias: le_bytes(&b_q),
+            multipliers: le_bytes(&mult),
+            shifts: shift,
+            input_zero_point: s_in.zero_point,
+            output_zero_point: out_q.zero_point,
+            relu,
+        });
+        acts.push(out_q);
+        s_in = out_q;
+    }
+
+    let offsets = le_bytes(&offsets);
+    let in_mult = le_bytes(&in_mult);
+    let mut layers = heapless::Vec::<Layer<'_>, MAX_LAYERS>::new();
+    for (layer, o) in enc.layers.iter().zip(&owned) {
+        let narrow = |v: usize, what: &str| -> Result<u16> {
+            u16::try_from(v).map_err(|_| anyhow::anyhow!("{what} {v} does not fit the blob format"))
+        };
+        let q = o.quant();
+        let l = match layer {
+            FloatLayer::Dense { in_features, out_features, .. } => Layer::Dense {
+                in_features: narrow(*in_features, "dense input size")?,
+                out_features: narrow(*out_features, "dense output size")?,
+                q,
+            },
+            FloatLayer::Conv1d { in_channels, out_channels, kernel, stride, padding, in_len, .. } => {
+                let small = |v: usize, what: &str| -> Result<u8> {
+                    u8::try_from(v).map_err(|_| anyhow::anyhow!("conv {what} {v} does not fit the blob format"))
+                };
+                Layer::Conv1d {
+                    in_channels: narrow(*in_channels, "conv input channels")?,
+                    out_channels: narrow(*out_channels, "conv output channels")?,
+                    in_len: narrow(*in_len, "conv input length")?,
+                    kernel: small(*kernel, "kernel")?,
+                    stride: small(*stride, "stride")?,
+                    padding: small(*padding, "padding")?,
+                    q,
+                }
+            }
+        };
+        layers.push(l).map_err(|_| anyhow::anyhow!("too many layers"))?;
+    }
+    let codes = acts.last().copied().unwrap_or(input_q);
+    let spec = EncoderSpec {
+        window: u16::try_from(enc.window).map_err(|_| anyhow::anyhow!("window {} too long for the device", enc.window))?,
+        channels: u8::try_from(channels).map_err(|_| anyhow::anyhow!("{channels} channels are too many"))?,
+        counts_per_unit: q.counts_per_unit,
+        input: InputQuant {
+            offsets: I32s::new(&offsets).expect("4 bytes per offset"),
+            requant: RequantParams { multipliers: I32s::new(&in_mult).expect("4 bytes each"), shifts: I8s::new(&in_shift) },
+            zero_point: input_q.zero_point,
+        },
+        layers,
+        codes: CodeQuant { scale: codes.scale as f32, zero_point: codes.zero_point },
+    };
+    let mut buf = vec![0u8; 64 + owned.iter().map(|o| o.weights.len() + o.bias.len() * 3 + 64).sum::<usize>() + 64 * channels];
+    let len = write_blob(&spec, &mut buf, model_id_of).map_err(|e| anyhow::anyhow!("cannot write the model blob: {e}"))?;
+    buf.truncate(len);
+    // Parse it back exactly as the device will.
+    let (model_id, macs_per_window, scratch_bytes) = {
+        let parsed = funnel_shared::blob::ModelBlob::parse(&buf).map_err(|e| anyhow::anyhow!("written blob does not parse: {e}"))?;
+        (parsed.model_id, parsed.spec.macs(), parsed.spec.scratch_len())
+    };
+    Ok(QuantizedBlob { model_id, macs_per_window, scratch_bytes, bytes: buf })
+}
+
+/// The model id: the first bytes of SHA-256 of the blob payload.
+pub fn model_id_of(payload: &[u8]) -> ModelId {
+    let digest = Sha256::digest(payload);
+    let mut id = [0u8; 4];
+    id.copy_from_slice(&digest[..4]);
+    ModelId(id)
+}
+
+/// Held-out section name of the int8 device path in eval reports and the card.
+pub const SECTION_INT8: &str = "int8_device";
+/// Relative PRDN loss of int8 against float above which quantization is called out.
+pub const MAX_RELATIVE_PRDN_LOSS: f64 = 0.10;
+
+#[derive(clap::Args, Clone, Debug)]
+pub struct QuantizeArgs {
+    /// Trained model directory (writes `encoder.fq8` there and updates `model.json`).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Calibrate activation ranges on this recording instead of the training part of the
+    /// model's own data.
+    #[arg(long, requires = "columns")]
+    pub calibration: Option<PathBuf>,
+    /// Columns of the calibration file (default: the model's columns).
+    #[arg(long = "column")]
+    pub columns: Vec<String>,
+}
+
+/// What `quantize` reports.
+#[derive(Clone, Debug)]
+pub struct QuantizeOutcome {
+    pub card: QuantizationCard,
+    pub int8: Metrics,
+    /// Set when int8 loses more than [`MAX_RELATIVE_PRDN_LOSS`] against float.
+    pub warning: Option<String>,
+}
+
+/// `funnel quantize`: writes `encoder.fq8`, measures the device path on the held-out part and
+/// records both in the card.
+pub fn quantize_command(args: &QuantizeArgs) -> Result<QuantizeOutcome> {
+    let dir = &args.model;
+    let (mut card, model) = load_model_dir(dir)?;
+    let encoder = crate::train::encoder_to_float(&model)?;
+    let data = PathBuf::from(&card.data_file);
+    let dataset = dataset_for_model(&card, dir, &data, &card.columns.clone())
+        .with_context(|| format!("the held-out part of the model's data ({}) is needed to measure int8 loss", data.display()))?;
+    let calibration = match &args.calibration {
+        None => dataset.train_norm.clone(),
+        Some(path) => {
+            let columns = if args.columns.is_empty() { card.columns.clone() } else { args.columns.clone() };
+            ensure!(columns.len() == card.columns.len(), "--column gives {} channel(s), the model has {}", columns.len(), card.columns.len());
+            let rec = Recording::from_csv(path, &columns)?;
+            let windows = rec.windows(card.window);
+            ensure!(!windows.is_empty(), "{}: fewer rows than one window of {}", path.display(), card.window);
+            card.normalization.normalize(&windows)
+        }
+    };
+    let blob = quantize(&QuantizationInput {
+        encoder: &encoder,
+        normalization: &card.normalization,
+        counts_per_unit: card.counts_per_unit,
+        calibration: &calibration,
+    })?;
+    let blob_path = dir.join(BLOB_FILE);
+    std::fs::write(&blob_path, &blob.bytes).with_context(|| format!("cannot write {}", blob_path.display()))?;
+
+    let decoder = load_decoder(dir, Backend::Tract)?;
+    let recon = device_reconstruction(&blob.bytes, &card.normalization, decoder.as_ref(), &dataset.held_out)?;
+    let int8 = metrics::compute(&dataset.held_out, &recon, dataset.channels, card.latent);
+    let float_prdn = match card.held_out.get(SECTION_FLOAT) {
+        Some(m) => m.prdn,
+        None => bail!("{} has no {SECTION_FLOAT} metrics; run `funnel eval` first", dir.display()),
+    };
+    let relative = (int8.prdn - float_prdn) / float_prdn;
+    let q = QuantizationCard {
+        blob_bytes: blob.bytes.len(),
+        macs_per_window: blob.macs_per_window,
+        scratch_bytes: blob.scratch_bytes,
+        model_id: blob.model_id.to_string(),
+        float_prdn,
+        int8_prdn: int8.prdn,
+        relative_prdn_loss: relative,
+    };
+    let warning = (relative > MAX_RELATIVE_PRDN_LOSS).then(|| {
+        format!(
+            "int8 PRDN {:.2} % is {:.1} % worse than float {:.2} % (limit {:.0} %). Try calibrating on more data \
+             (`funnel quantize --calibration FILE.csv --column NAME`), a smaller latent range (retrain with \
+             --variant sparse or contractive), or a different --seed; the device codes are still usable.",
+            int8.prdn,
+            100.0 * relative,
+            float_prdn,
+            100.0 * MAX_RELATIVE_PRDN_LOSS
+        )
+    });
+    card.quantization = Some(q.clone());
+    card.held_out.insert(SECTION_INT8.to_string(), int8.clone());
+    card.save(dir)?;
+    Ok(QuantizeOutcome { card: q, int8, warning })
+}
+
+/// The `int8_device` held-out metrics of a model directory, if it has been quantized.
+pub fn int8_metrics(dir: &Path, card: &ModelCard, dataset: &crate::data::Dataset) -> Result<Option<Metrics>> {
+    if !dir.join(BLOB_FILE).exists() {
+        return Ok(None);
+    }
+    let blob = crate::encode::load_blob(dir)?;
+    let decoder = load_decoder(dir, Backend::Tract)?;
+    let recon = device_reconstruction(&blob, &card.normalization, decoder.as_ref(), &dataset.held_out)?;
+    Ok(Some(metrics::compute(&dataset.held_out, &recon, dataset.channels, card.latent)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use funnel_shared::encoder::QuantizedEncoder;
+    use funnel_shared::kernels::multiply_by_quantized_multiplier;
+    use funnel_shared::stream::to_counts;
+
+    #[test]
+    fn multipliers_round_trip() {
+        for m in [1e-9, 0.000123, 0.25, 0.5, 0.75, 0.999_999_999_9, 1.0, 3.7, 1000.0] {
+            let (q, s) = quantize_multiplier(m).unwrap();
+            let back = f64::from(q) * 2f64.powi(i32::from(s) - 31);
+            assert!((back - m).abs() <= m * 1e-9, "{m}: {q} << {s} = {back}");
+            assert!((1 << 30..=i32::MAX).contains(&q));
+            // 1000 · m through the integer path.
+            let y = multiply_by_quantized_multiplier(1000, q, s);
+            assert!((f64::from(y) - 1000.0 * m).abs() <= 0.5 + 1e-9, "{m}: {y}");
+        }
+        assert_eq!(quantize_multiplier(0.0).unwrap(), (0, 0));
+        assert!(quantize_multiplier(f64::NAN).is_err());
+        assert!(quantize_multiplier(1e12).is_err());
+    }
+
+    #[test]
+    fn activation_ranges_contain_zero() {
+        let a = ActivationQuant::for_range(0.5, 2.0);
+        assert_eq!(a.zero_point, -128);
+        assert_eq!(a.quantize(0.0), -128);
+        let b = ActivationQuant::for_range(-1.0, 1.0);
+        assert!(b.dequantize(b.quantize(0.0)).abs() < 1e-12);
+        assert_eq!(b.quantize(10.0), 127);
+    }
+
+    /// A random conv → dense encoder: the int8 encoder (shared crate, device arithmetic) must
+    /// track the float encoder within a few quantization steps.
+    #[test]
+    fn int8_encoder_tracks_the_float_encoder() {
+        let mut seed = 42u64;
+        let mut rnd = || {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        };
+        let (channels, window) = (2, 32);
+        let conv = FloatLayer::Conv1d {
+            in_channels: 2,
+            out_channels: 4,
+            kernel: 5,
+            stride: 2,
+            padding: 2,
+            in_len: 32,
+            weight: (0..4 * 2 * 5).map(|_| rnd() * 0.5).collect(),
+            bias: (0..4).map(|_| rnd() * 0.1).collect(),
+            activation: Activation::Relu,
+        };
+        let dense = FloatLayer::Dense {
+            in_features: 64,
+            out_features: 6,
+            weight: (0..64 * 6).map(|_| rnd() * 0.3).collect(),
+            bias: (0..6).map(|_| rnd() * 0.1).collect(),
+            activation: Activation::Identity,
+        };
+        let encoder = FloatEncoder { channels, window, layers: vec![conv, dense] };
+        let normalization = Normalization { mean: vec![1.5, -0.25], std: vec![0.5, 2.0] };
+        let cpu = 256.0f32;
+        // Windows in original units, [C][T]: smooth waves with offsets near the means.
+        let raw: Vec<f32> = (0..40)
+            .flat_map(|w| {
+                (0..channels * window).map(move |i| {
+                    let (c, t) = (i / window, i % window);
+                    let phase = (w * 7 + t) as f32 * 0.3 + c as f32;
+                    if c == 0 { 1.5 + 0.8 * phase.sin() } else { -0.25 + 3.0 * phase.cos() }
+                })
+            })
+            .collect();
+        let raw = Windows::new(channels * window, raw);
+        let calibration = normalization.normalize(&raw);
+        let blob = quantize(&QuantizationInput { encoder: &encoder, normalization: &normalization, counts_per_unit: cpu, calibration: &calibration })
+            .unwrap();
+        let device = QuantizedEncoder::from_blob(&blob.bytes).unwrap();
+        assert_eq!(device.model_id(), blob.model_id);
+        let codes_q = device.spec().codes;
+        let mut scratch = vec![0i8; device.scratch_len()];
+        let mut codes = vec![0i8; 6];
+        let mut worst = 0.0f64;
+        let mut range = (f64::INFINITY, f64::NEG_INFINITY);
+        for (w_raw, w_norm) in raw.iter().zip(calibration.iter()) {
+            let samples: Vec<i16> = (0..window).flat_map(|t| (0..channels).map(move |c| (t, c))).map(|(t, c)| to_counts(w_raw[c * window + t], cpu)).collect();
+            let report = device.encode(&samples, &mut scratch, &mut codes).unwrap();
+            assert!(!report.input_saturated);
+            for (z, &q) in encoder.forward(w_norm).iter().zip(&codes) {
+                let zq = f64::from(codes_q.scale) * (f64::from(q) - f64::from(codes_q.zero_point));
+                worst = worst.max((zq - f64::from(*z)).abs());
+                range = (range.0.min(f64::from(*z)), range.1.max(f64::from(*z)));
+            }
+        }
+        let step = (range.1 - range.0) / 255.0;
+        assert!(worst < 4.0 * step, "int8 codes deviate by {worst}, code step {step}");
+    }
+}
