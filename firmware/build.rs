@@ -1,0 +1,93 @@
+//! Embeds the model blob and picks the board's memory layout.
+//!
+//! - `FUNNEL_MODEL`: model directory holding `encoder.fq8` (default `models/ecg`, relative
+//!   paths are taken from the workspace root). The blob is validated here, so a bad model fails
+//!   the build with the reason, and the firmware's buffers are sized from it; the firmware
+//!   validates it again at start-up.
+//! - `FUNNEL_SAMPLE_RATE_HZ`: sampling rate of real boards (default 360, the ECG recording's).
+//! - `board-*` features: copy `memory/<board>.x` to `memory.x` on the linker search path.
+use std::env;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use funnel_shared::encoder::QuantizedEncoder;
+
+fn main() {
+    let manifest = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").unwrap());
+    let workspace = manifest.parent().unwrap().to_path_buf();
+    let out = PathBuf::from(env::var_os("OUT_DIR").unwrap());
+
+    println!("cargo:rerun-if-env-changed=FUNNEL_MODEL");
+    println!("cargo:rerun-if-env-changed=FUNNEL_SAMPLE_RATE_HZ");
+    println!("cargo:rerun-if-changed=build.rs");
+
+    let model_dir = match env::var_os("FUNNEL_MODEL") {
+        Some(dir) if !dir.is_empty() => {
+            let dir = PathBuf::from(dir);
+            if dir.is_absolute() { dir } else { workspace.join(dir) }
+        }
+        _ => workspace.join("models/ecg"),
+    };
+    let blob_path = model_dir.join("encoder.fq8");
+    println!("cargo:rerun-if-changed={}", blob_path.display());
+    let blob = std::fs::read(&blob_path).unwrap_or_else(|e| {
+        fail(&format!(
+            "cannot read the model blob {}: {e}.\n\
+             The firmware embeds `encoder.fq8` from the model directory given by FUNNEL_MODEL \
+             (default models/ecg). Quantize a model first (`funnel quantize`) or point \
+             FUNNEL_MODEL at a directory that has one.",
+            blob_path.display()
+        ))
+    });
+    let encoder = QuantizedEncoder::from_blob(&blob)
+        .unwrap_or_else(|e| fail(&format!("the model blob {} is not usable: {e}", blob_path.display())));
+    let spec = encoder.spec();
+    let sample_rate: u32 = match env::var("FUNNEL_SAMPLE_RATE_HZ") {
+        Ok(v) => v.parse().unwrap_or_else(|_| fail("FUNNEL_SAMPLE_RATE_HZ must be a positive integer")),
+        Err(_) => 360,
+    };
+
+    let mut code = String::new();
+    writeln!(code, "/// Model directory the blob was taken from at build time.").unwrap();
+    writeln!(code, "pub const MODEL_DIR: &str = {:?};", model_dir.display().to_string()).unwrap();
+    writeln!(code, "/// The model blob (`encoder.fq8`), read in place from flash.").unwrap();
+    writeln!(code, "pub static MODEL_BLOB: &[u8] = include_bytes!({:?});", path_str(&blob_path)).unwrap();
+    writeln!(code, "/// Samples per window per channel.").unwrap();
+    writeln!(code, "pub const WINDOW: usize = {};", encoder.window()).unwrap();
+    writeln!(code, "pub const CHANNELS: usize = {};", encoder.channels()).unwrap();
+    writeln!(code, "/// i16 samples in one window, all channels (the ring buffer's capacity).").unwrap();
+    writeln!(code, "pub const WINDOW_SAMPLES: usize = {};", encoder.window() * encoder.channels()).unwrap();
+    writeln!(code, "/// int8 scratch the encoder needs.").unwrap();
+    writeln!(code, "pub const SCRATCH_LEN: usize = {};", encoder.scratch_len()).unwrap();
+    writeln!(code, "pub const CODE_LEN: usize = {};", encoder.code_len()).unwrap();
+    writeln!(code, "pub const MACS_PER_WINDOW: u64 = {};", spec.macs()).unwrap();
+    writeln!(code, "/// Sampling rate real boards pace their sensor at (FUNNEL_SAMPLE_RATE_HZ).").unwrap();
+    writeln!(code, "pub const SAMPLE_RATE_HZ: u32 = {sample_rate};").unwrap();
+    std::fs::write(out.join("model.rs"), code).unwrap();
+
+    // Memory layout of the board being built (bins only; the lib is host-testable).
+    let boards = [("BOARD_QEMU", "mps2-an386.x"), ("BOARD_MICROBIT", "microbit.x"), ("BOARD_NUCLEO_F411RE", "nucleo-f411re.x")];
+    let chosen: Vec<_> = boards.iter().filter(|(f, _)| env::var_os(format!("CARGO_FEATURE_{f}")).is_some()).collect();
+    match chosen.as_slice() {
+        [] => {}
+        [(_, file)] => {
+            let src = manifest.join("memory").join(file);
+            println!("cargo:rerun-if-changed={}", src.display());
+            std::fs::copy(&src, out.join("memory.x")).unwrap();
+            println!("cargo:rustc-link-search={}", out.display());
+            println!("cargo:rustc-link-arg-bins=--nmagic");
+            println!("cargo:rustc-link-arg-bins=-Tlink.x");
+        }
+        _ => fail("enable exactly one board-* feature at a time (each board has its own memory layout)"),
+    }
+}
+
+fn path_str(p: &Path) -> String {
+    p.to_str().unwrap_or_else(|| fail("the model path must be valid UTF-8")).to_owned()
+}
+
+fn fail(msg: &str) -> ! {
+    // Cargo shows a failed build script's stderr in full.
+    eprintln!("error: funnel-firmware: {msg}");
+    std::process::exit(1);
+}

@@ -1,0 +1,267 @@
+//! The device loop: samples into a ring buffer, full windows into frames.
+
+use core::fmt;
+
+use embedded_io::Write;
+use funnel_shared::blob::{BlobError, MAX_CHANNELS};
+use funnel_shared::encoder::{EncodeError, QuantizedEncoder};
+use funnel_shared::stream::StreamEncoder;
+use funnel_shared::wire::{encode_frame, EncodeFrameError, MAX_ENCODED_LEN};
+use heapless::Deque;
+
+use crate::bench_mark;
+
+/// Where samples come from: one i16 count per channel per call, in the channel order the
+/// model was trained on.
+pub trait SampleSource {
+    type Error: fmt::Debug;
+    /// Fills `sample` (one value per channel). `Ok(false)` means the source is exhausted
+    /// (a replayed recording ended); live sensors never return it.
+    fn read(&mut self, sample: &mut [i16]) -> Result<bool, Self::Error>;
+}
+
+impl<T: SampleSource + ?Sized> SampleSource for &mut T {
+    type Error = T::Error;
+    fn read(&mut self, sample: &mut [i16]) -> Result<bool, Self::Error> {
+        (**self).read(sample)
+    }
+}
+
+/// Why the application refused to start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StartError {
+    /// The embedded model blob failed validation.
+    Blob(BlobError),
+    /// The ring buffer cannot hold one window (`needed` samples over all channels).
+    RingTooSmall { needed: usize, capacity: usize },
+    /// The scratch buffer is smaller than the encoder needs.
+    ScratchTooSmall { needed: usize, capacity: usize },
+}
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StartError::Blob(e) => write!(f, "bad model blob: {e}"),
+            StartError::RingTooSmall { needed, capacity } => {
+                write!(f, "ring buffer holds {capacity} samples, a window of this model needs {needed}")
+            }
+            StartError::ScratchTooSmall { needed, capacity } => {
+                write!(f, "scratch has {capacity} bytes, this model needs {needed}")
+            }
+        }
+    }
+}
+
+/// What went wrong while running.
+#[derive(Debug)]
+pub enum AppError<S, W> {
+    Source(S),
+    Sink(W),
+    Encode(EncodeError),
+    Frame(EncodeFrameError),
+}
+
+impl<S: fmt::Debug, W: fmt::Debug> fmt::Display for AppError<S, W> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AppError::Source(e) => write!(f, "sample source failed: {e:?}"),
+            AppError::Sink(e) => write!(f, "writing a frame failed: {e:?}"),
+            AppError::Encode(e) => write!(f, "encoding failed: {e}"),
+            AppError::Frame(e) => write!(f, "framing failed: {e}"),
+        }
+    }
+}
+
+/// What one [`App::step`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Took a sample; the window is not full yet.
+    Sampled,
+    /// Took a sample that completed a window and sent its frame of `bytes` bytes.
+    Sent { bytes: usize },
+    /// The source is exhausted; a partial window left in the ring is not sent (as
+    /// `funnel encode` drops a trailing partial window).
+    Finished,
+}
+
+/// Counters for the end of a run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Summary {
+    pub samples: u64,
+    pub frames: u32,
+    pub bytes: u64,
+    /// Samples (time steps) read after the last full window, not sent.
+    pub dropped_tail: usize,
+}
+
+/// The application: `RING` is the ring buffer's capacity in i16 samples (at least one window
+/// of all channels), `SCRATCH` the encoder's int8 scratch. Everything lives inside the struct:
+/// no heap, no statics.
+pub struct App<'m, S, W, const RING: usize, const SCRATCH: usize> {
+    source: S,
+    sink: W,
+    stream: StreamEncoder<'m>,
+    ring: Deque<i16, RING>,
+    scratch: [i8; SCRATCH],
+    frame_buf: [u8; MAX_ENCODED_LEN],
+    window_samples: usize,
+    channels: usize,
+    summary: Summary,
+}
+
+impl<'m, S: SampleSource, W: Write, const RING: usize, const SCRATCH: usize> App<'m, S, W, RING, SCRATCH> {
+    /// Validates `blob` and the buffer sizes; the stream starts at sequence 0 on stream id 0.
+    pub fn new(blob: &'m [u8], source: S, sink: W) -> Result<Self, StartError> {
+        let encoder = QuantizedEncoder::from_blob(blob).map_err(StartError::Blob)?;
+        let window_samples = encoder.window() * encoder.channels();
+        if window_samples > RING {
+            return Err(StartError::RingTooSmall { needed: window_samples, capacity: RING });
+        }
+        if encoder.scratch_len() > SCRATCH {
+            return Err(StartError::ScratchTooSmall { needed: encoder.scratch_len(), capacity: SCRATCH });
+        }
+        let channels = encoder.channels();
+        Ok(App {
+            source,
+            sink,
+            stream: StreamEncoder::new(encoder, 0),
+            ring: Deque::new(),
+            scratch: [0; SCRATCH],
+            frame_buf: [0; MAX_ENCODED_LEN],
+            window_samples,
+            channels,
+            summary: Summary::default(),
+        })
+    }
+
+    pub fn encoder(&self) -> &QuantizedEncoder<'m> {
+        self.stream.encoder()
+    }
+
+    pub fn summary(&self) -> Summary {
+        Summary { dropped_tail: self.ring.len() / self.channels.max(1), ..self.summary }
+    }
+
+    /// Reads one sample (all channels); when that completes a window, encodes and sends it.
+    pub fn step(&mut self) -> Result<Step, AppError<S::Error, W::Error>> {
+        let mut sample = [0i16; MAX_CHANNELS];
+        let sample = &mut sample[..self.channels];
+        if !self.source.read(sample).map_err(AppError::Source)? {
+            return Ok(Step::Finished);
+        }
+        self.summary.samples += 1;
+        for &v in sample.iter() {
+            // Cannot fail: the ring is drained whenever it holds a window, and RING >= window.
+            let _ = self.ring.push_back(v);
+        }
+        if self.ring.len() < self.window_samples {
+            return Ok(Step::Sampled);
+        }
+        let bytes = self.send_window()?;
+        Ok(Step::Sent { bytes })
+    }
+
+    /// Runs until the source is exhausted (forever for live sensors).
+    pub fn run(&mut self) -> Result<Summary, AppError<S::Error, W::Error>> {
+        while self.step()? != Step::Finished {}
+        self.sink.flush().map_err(AppError::Sink)?;
+        Ok(self.summary())
+    }
+
+    fn send_window(&mut self) -> Result<usize, AppError<S::Error, W::Error>> {
+        let n = self.window_samples;
+        bench_mark();
+        // The window is the oldest `n` samples; with RING a multiple of the window it never
+        // wraps, so this does not move anything.
+        let window = &self.ring.make_contiguous()[..n];
+        let frame = self.stream.encode_window(window, &mut self.scratch).map_err(AppError::Encode)?;
+        bench_mark();
+        let bytes = encode_frame(&frame, &mut self.frame_buf).map_err(AppError::Frame)?;
+        self.sink.write_all(bytes).map_err(AppError::Sink)?;
+        let len = bytes.len();
+        for _ in 0..n {
+            self.ring.pop_front();
+        }
+        self.summary.frames += 1;
+        self.summary.bytes += len as u64;
+        bench_mark();
+        Ok(len)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use crate::test_support::*;
+    use std::vec::Vec;
+
+    #[test]
+    fn frames_match_the_host_stream_encoder_byte_for_byte() {
+        let blob = tiny_blob(16, 2);
+        let samples: Vec<i16> = (0..16 * 2 * 5 + 2 * 7).map(|i| ((i * 7919) % 4001) as i16 - 2000).collect();
+        let mut sink = Vec::new();
+        let mut app: App<'_, _, _, 64, 256> = App::new(&blob, VecSource::new(&samples, 2), &mut sink).unwrap();
+        let summary = app.run().unwrap();
+        assert_eq!(summary, Summary { samples: 16 * 5 + 7, frames: 5, bytes: sink.len() as u64, dropped_tail: 7 });
+        assert_eq!(sink, host_frames(&blob, &samples));
+    }
+
+    #[test]
+    fn ring_larger_than_a_window_gives_the_same_bytes() {
+        let blob = tiny_blob(16, 1);
+        let samples: Vec<i16> = (0..16 * 9).map(|i| (i * 37 % 300) as i16).collect();
+        let mut sink = Vec::new();
+        let mut app: App<'_, _, _, 48, 256> = App::new(&blob, VecSource::new(&samples, 1), &mut sink).unwrap();
+        app.run().unwrap();
+        assert_eq!(sink, host_frames(&blob, &samples));
+    }
+
+    #[test]
+    fn extreme_samples_never_panic_and_are_flagged() {
+        let blob = tiny_blob(16, 1);
+        let samples: Vec<i16> = (0..16 * 4).map(|i| if i % 2 == 0 { i16::MAX } else { i16::MIN }).collect();
+        let mut sink = Vec::new();
+        let mut app: App<'_, _, _, 16, 256> = App::new(&blob, VecSource::new(&samples, 1), &mut sink).unwrap();
+        assert_eq!(app.run().unwrap().frames, 4);
+        let mut dec = funnel_shared::wire::FrameDecoder::new();
+        let frames: Vec<_> = dec
+            .feed(&sink)
+            .filter_map(|e| match e {
+                funnel_shared::wire::DecodeEvent::Frame(f) => Some(f),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(frames.len(), 4);
+        assert!(frames.iter().all(|f| f.flags & funnel_shared::wire::FLAG_INPUT_SATURATED != 0));
+        assert_eq!(frames[0].flags & funnel_shared::wire::FLAG_STREAM_START, funnel_shared::wire::FLAG_STREAM_START);
+    }
+
+    #[test]
+    fn bad_blobs_and_small_buffers_refuse_to_start() {
+        let mut blob = tiny_blob(16, 1);
+        let sink: Vec<u8> = Vec::new();
+        assert!(matches!(
+            App::<_, _, 8, 256>::new(&blob, VecSource::new(&[], 1), sink.clone()),
+            Err(StartError::RingTooSmall { needed: 16, capacity: 8 })
+        ));
+        assert!(matches!(
+            App::<_, _, 16, 4>::new(&blob, VecSource::new(&[], 1), sink.clone()),
+            Err(StartError::ScratchTooSmall { capacity: 4, .. })
+        ));
+        blob[20] ^= 0x40;
+        let err = App::<_, _, 16, 256>::new(&blob, VecSource::new(&[], 1), sink.clone()).err().unwrap();
+        assert!(matches!(err, StartError::Blob(BlobError::ChecksumMismatch { .. })));
+        assert!(std::format!("{err}").starts_with("bad model blob: model blob corrupted"));
+        let err = App::<_, _, 16, 256>::new(b"not a Funnel blob, just text", VecSource::new(&[], 1), sink).err().unwrap();
+        assert_eq!(err, StartError::Blob(BlobError::BadMagic));
+    }
+
+    #[test]
+    fn sink_errors_are_reported() {
+        let blob = tiny_blob(16, 1);
+        let samples = [0i16; 16];
+        let mut app: App<'_, _, _, 16, 256> = App::new(&blob, VecSource::new(&samples, 1), FailingSink).unwrap();
+        assert!(matches!(app.run(), Err(AppError::Sink(_))));
+    }
+}

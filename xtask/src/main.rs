@@ -1,0 +1,190 @@
+//! `cargo xtask`: firmware tasks. See `cargo xtask --help` and the README's "Firmware" section.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use funnel_shared::encoder::QuantizedEncoder;
+use xtask::{Board, BuildOptions, QemuOptions};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "Funnel firmware tasks")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Build a board image with a model (`target/firmware/<target>/firmware/<board>`).
+    Build {
+        /// qemu (mps2-an386, Cortex-M4F), qemu-m0 (micro:bit, Cortex-M0) or nucleo-f411re.
+        #[arg(long, default_value = "qemu")]
+        board: String,
+        #[arg(long, default_value = "models/ecg")]
+        model: PathBuf,
+        /// Build the kernels without the Cortex-M4 DSP instructions.
+        #[arg(long)]
+        portable_kernels: bool,
+    },
+    /// The device path in the simulator: build the firmware with MODEL, run it under QEMU on a
+    /// CSV column (converted to device counts as `funnel encode` does), write the frames it sent.
+    Qemu {
+        #[arg(long, default_value = "models/ecg")]
+        model: PathBuf,
+        /// Recording (CSV with a header row).
+        #[arg(long, required_unless_present = "samples")]
+        data: Option<PathBuf>,
+        /// Column(s) of the recording, in the model's channel order (default: the model card's).
+        #[arg(long = "column")]
+        columns: Vec<String>,
+        /// Raw i16 little-endian device counts instead of --data.
+        #[arg(long, conflicts_with = "data")]
+        samples: Option<PathBuf>,
+        /// Only the first N time steps.
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Where to write the frame byte stream (what `funnel decode --input` reads).
+        #[arg(long)]
+        out: PathBuf,
+        /// qemu (Cortex-M4F, frames on the UART) or qemu-m0 (Cortex-M0, frames over semihosting).
+        #[arg(long, default_value = "qemu")]
+        board: String,
+        #[arg(long)]
+        portable_kernels: bool,
+    },
+    /// Flash, RAM, peak stack and guest instructions per window of the firmware images
+    /// (Cortex-M4F with DSP and portable kernels, Cortex-M0), as a Markdown table.
+    Bench {
+        #[arg(long, default_value = "models/ecg")]
+        model: PathBuf,
+        #[arg(long, default_value = "data/mitbih208_ecg.csv")]
+        data: PathBuf,
+        #[arg(long = "column")]
+        columns: Vec<String>,
+        #[arg(long, conflicts_with = "data")]
+        samples: Option<PathBuf>,
+        /// Windows to run (default 64).
+        #[arg(long, default_value_t = 64)]
+        windows: usize,
+        /// Skip the Nucleo-F411RE build (its HAL takes a while to compile).
+        #[arg(long)]
+        no_nucleo: bool,
+    },
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().cmd {
+        Cmd::Build { board, model, portable_kernels } => {
+            let model = xtask::model_dir(&model)?;
+            let elf = xtask::build_firmware(&BuildOptions { board: Board::parse(&board)?, model, portable_kernels })?;
+            let s = xtask::elf_sizes(&elf)?;
+            println!("{}: flash {} B, static RAM {} B", elf.display(), s.flash(), s.static_ram());
+        }
+        Cmd::Qemu { model, data, columns, samples, limit, out, board, portable_kernels } => {
+            let model = xtask::model_dir(&model)?;
+            let board = Board::parse(&board)?;
+            let mut counts = load_counts(&model, data.as_deref(), &columns, samples.as_deref())?;
+            let channels = channels_of(&model)?;
+            if let Some(n) = limit {
+                counts.truncate(n * channels);
+            }
+            let run = xtask::simulate(board, &model, &counts, portable_kernels, &QemuOptions::default())?;
+            std::fs::write(&out, &run.frames).with_context(|| format!("cannot write {}", out.display()))?;
+            for line in run.console.lines().filter(|l| l.starts_with("funnel-firmware:")) {
+                eprintln!("{line}");
+            }
+            eprintln!(
+                "wrote {} bytes of frames to {} ({} time steps in, QEMU {:.2} s)",
+                run.frames.len(),
+                out.display(),
+                counts.len() / channels,
+                run.wall.as_secs_f64()
+            );
+        }
+        Cmd::Bench { model, data, columns, samples, windows, no_nucleo } => {
+            let model = xtask::model_dir(&model)?;
+            let blob = std::fs::read(model.join("encoder.fq8"))?;
+            let enc = QuantizedEncoder::from_blob(&blob).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let per_window = enc.window() * enc.channels();
+            let mut counts = load_counts(&model, if samples.is_some() { None } else { Some(&data) }, &columns, samples.as_deref())?;
+            counts.truncate((windows + 1) * per_window);
+            let macs = enc.spec().macs();
+            println!(
+                "model {} ({}): window {}x{}, {} codes, {} MACs/window, blob {} B, {} windows\n",
+                enc.model_id(),
+                model.display(),
+                enc.window(),
+                enc.channels(),
+                enc.code_len(),
+                macs,
+                blob.len(),
+                counts.len() / per_window
+            );
+            println!("| image | core | kernels | flash B (text+rodata+data) | static RAM B (data+bss) | peak stack B | encode insns/window | insns/MAC | sample+frame+send insns/window |");
+            println!("|---|---|---|---:|---:|---:|---:|---:|---:|");
+            let opts = QemuOptions { count_instructions: true, timeout: Some(Duration::from_secs(300)) };
+            let mut reference: Option<Vec<u8>> = None;
+            for (board, portable, core, kernels) in [
+                (Board::Qemu, false, "Cortex-M4F (mps2-an386)", "DSP (SXTB16/SMLAD)"),
+                (Board::Qemu, true, "Cortex-M4F (mps2-an386)", "portable"),
+                (Board::QemuM0, false, "Cortex-M0 (micro:bit)", "portable"),
+            ] {
+                let elf = xtask::build_firmware(&BuildOptions { board, model: model.clone(), portable_kernels: portable })?;
+                let s = xtask::elf_sizes(&elf)?;
+                let run = xtask::run_qemu(board, &elf, &counts, &opts)?;
+                match &reference {
+                    None => reference = Some(run.frames.clone()),
+                    Some(r) if *r != run.frames => bail!("{} ({kernels}) sent different frames than the first image", board.name()),
+                    Some(_) => {}
+                }
+                let w = run.per_window();
+                if w.is_empty() {
+                    bail!("no instruction counts (need at least 2 windows of data)");
+                }
+                let enc_mean = w.iter().map(|x| x.1).sum::<u64>() as f64 / w.len() as f64;
+                let (enc_min, enc_max) = (w.iter().map(|x| x.1).min().unwrap(), w.iter().map(|x| x.1).max().unwrap());
+                let other = w.iter().map(|x| x.0 + x.2).sum::<u64>() as f64 / w.len() as f64;
+                let spread = if enc_min == enc_max { String::new() } else { format!(" ({enc_min}..{enc_max})") };
+                println!(
+                    "| {} | {core} | {kernels} | {} | {} | {} | {:.0}{spread} | {:.2} | {:.0} |",
+                    board.name(),
+                    s.flash(),
+                    s.static_ram(),
+                    run.peak_stack.map_or("?".into(), |v| v.to_string()),
+                    enc_mean,
+                    enc_mean / macs.max(1) as f64,
+                    other
+                );
+            }
+            if !no_nucleo {
+                let elf = xtask::build_firmware(&BuildOptions { board: Board::NucleoF411re, model: model.clone(), portable_kernels: false })?;
+                let s = xtask::elf_sizes(&elf)?;
+                println!(
+                    "| nucleo-f411re | Cortex-M4F (STM32F411) | DSP (SXTB16/SMLAD) | {} | {} | (hardware) | (as qemu) | | |",
+                    s.flash(),
+                    s.static_ram()
+                );
+            }
+            println!("\nAll QEMU images sent identical frames. Instructions counted by xtask/plugins/insncount.c (QEMU TCG plugin) between `bench_mark` calls; sampling includes the semihosting file reads.");
+        }
+    }
+    Ok(())
+}
+
+fn channels_of(model: &Path) -> Result<usize> {
+    let blob = std::fs::read(model.join("encoder.fq8"))?;
+    let channels = QuantizedEncoder::from_blob(&blob).map_err(|e| anyhow::anyhow!("{e}"))?.channels();
+    Ok(channels)
+}
+
+/// Device counts from `--samples` (raw i16) or `--data` + columns (default: the card's).
+fn load_counts(model: &Path, data: Option<&Path>, columns: &[String], samples: Option<&Path>) -> Result<Vec<i16>> {
+    if let Some(path) = samples {
+        return xtask::read_samples(path);
+    }
+    let data = data.context("give --data FILE.csv or --samples FILE")?;
+    let columns = if columns.is_empty() { funnel::card::ModelCard::load(model)?.columns } else { columns.to_vec() };
+    xtask::recording_counts(model, data, &columns)
+}
