@@ -59,6 +59,72 @@ impl Requantize<'_> {
     }
 }
 
+/// `acc + Σ_i w[i] · (x[i] − zp)` over `min(w.len(), x.len())` elements, wrapping like the
+/// int32 accumulator of the reference (exact for every real layer: products are at most
+/// 128 · 255). On Cortex-M4/M7 (`cfg(funnel_dsp)`, set by `build.rs` for `thumbv7em-*`)
+/// four elements go through SXTB16/SXTAB16/SMLAD per step, with the same result.
+#[inline(always)]
+pub fn dot(w: &[u8], x: &[i8], zp: i32, acc: i32) -> i32 {
+    #[cfg(funnel_dsp)]
+    {
+        dsp::dot(w, x, zp, acc)
+    }
+    #[cfg(not(funnel_dsp))]
+    {
+        dot_portable(w, x, zp, acc)
+    }
+}
+
+/// The portable form of [`dot`], one element per step.
+#[inline(always)]
+pub fn dot_portable(w: &[u8], x: &[i8], zp: i32, acc: i32) -> i32 {
+    w.iter().zip(x).fold(acc, |acc, (&w, &x)| acc.wrapping_add(i32::from(w as i8) * (i32::from(x) - zp)))
+}
+
+#[cfg(funnel_dsp)]
+#[allow(unsafe_code)]
+mod dsp {
+    /// Four products per step: SXTB16 splits the weights into sign-extended halfword pairs
+    /// (bytes 0,2 and, rotated, 1,3); SXTAB16 does the same to the inputs while adding
+    /// `−zp` to each halfword (|x − zp| <= 255 fits); SMLAD adds both halfword products to the
+    /// accumulator. SMLAD's 32-bit sum wraps (it only sets the sticky Q flag), exactly as the
+    /// portable `wrapping_add` chain, and addition modulo 2^32 does not depend on the order.
+    #[inline(always)]
+    pub fn dot(w: &[u8], x: &[i8], zp: i32, mut acc: i32) -> i32 {
+        let n = w.len().min(x.len());
+        let (w, x) = (&w[..n], &x[..n]);
+        let split = n & !3;
+        let neg_zp = ((zp.wrapping_neg() as u32) & 0xFFFF) * 0x0001_0001;
+        for (wc, xc) in w[..split].chunks_exact(4).zip(x[..split].chunks_exact(4)) {
+            let wv = u32::from_le_bytes([wc[0], wc[1], wc[2], wc[3]]);
+            let xv = u32::from_le_bytes([xc[0] as u8, xc[1] as u8, xc[2] as u8, xc[3] as u8]);
+            // SAFETY: register-only DSP instructions (ARMv7E-M, present on every thumbv7em
+            // core); no memory access, no stack, flags other than Q untouched. `out` operands
+            // never share a register with the inputs.
+            unsafe {
+                core::arch::asm!(
+                    "sxtb16 {w02}, {w}",
+                    "sxtb16 {w13}, {w}, ror #8",
+                    "sxtab16 {x02}, {nzp}, {x}",
+                    "sxtab16 {x13}, {nzp}, {x}, ror #8",
+                    "smlad {acc}, {w02}, {x02}, {acc}",
+                    "smlad {acc}, {w13}, {x13}, {acc}",
+                    w = in(reg) wv,
+                    x = in(reg) xv,
+                    nzp = in(reg) neg_zp,
+                    acc = inout(reg) acc,
+                    w02 = out(reg) _,
+                    w13 = out(reg) _,
+                    x02 = out(reg) _,
+                    x13 = out(reg) _,
+                    options(pure, nomem, nostack),
+                );
+            }
+        }
+        super::dot_portable(&w[split..], &x[split..], zp, acc)
+    }
+}
+
 /// Dense layer: `output[o] = requant(bias[o] + Σ_i weights[o·n_in + i] · (input[i] − zp_in))`.
 ///
 /// Shapes are checked by blob validation; slices of other lengths are a caller bug and panic.
@@ -68,10 +134,7 @@ pub fn dense(weights: I8s<'_>, bias: I32s<'_>, input_zero_point: i8, requant: &R
     let zp = i32::from(input_zero_point);
     for (o, out) in output.iter_mut().enumerate() {
         let row = weights.slice(o * n_in, n_in);
-        let acc = row.iter().zip(input).fold(bias.get(o), |acc, (&w, &x)| {
-            acc.wrapping_add(i32::from(w as i8) * (i32::from(x) - zp))
-        });
-        *out = requant.apply(o, acc);
+        *out = requant.apply(o, dot(row, input, zp, bias.get(o)));
     }
 }
 
@@ -113,22 +176,28 @@ pub fn conv1d(
     assert_eq!(output.len(), shape.out_channels * out_len, "conv output shape");
     assert_eq!(weights.len(), shape.out_channels * shape.in_channels * shape.kernel, "conv weight shape");
     let zp = i32::from(input_zero_point);
+    let (kernel, in_len, padding) = (shape.kernel, shape.in_len, shape.padding);
+    let per_out = shape.in_channels * kernel;
     for o in 0..shape.out_channels {
-        for t in 0..out_len {
+        // Weights of this output channel, `[in][kernel]`.
+        let w_o = weights.slice(o * per_out, per_out);
+        let b = bias.get(o);
+        let out_o = &mut output[o * out_len..(o + 1) * out_len];
+        for (t, out) in out_o.iter_mut().enumerate() {
             // Taps k with 0 <= t·stride + k − padding < in_len.
             let start = t * shape.stride;
-            let k_lo = shape.padding.saturating_sub(start);
-            let k_hi = (shape.in_len + shape.padding).saturating_sub(start).min(shape.kernel);
-            let mut acc = bias.get(o);
+            let k_lo = padding.saturating_sub(start);
+            let k_hi = (in_len + padding).saturating_sub(start).min(kernel);
+            let mut acc = b;
             // With padding wider than the kernel a window can lie entirely in the padding.
-            let taps = k_hi.saturating_sub(k_lo);
-            for c in (0..shape.in_channels).filter(|_| taps > 0) {
-                let w = weights.slice((o * shape.in_channels + c) * shape.kernel + k_lo, taps);
-                let x0 = c * shape.in_len + start + k_lo - shape.padding;
-                let x = &input[x0..x0 + w.len()];
-                acc = w.iter().zip(x).fold(acc, |acc, (&w, &x)| acc.wrapping_add(i32::from(w as i8) * (i32::from(x) - zp)));
+            if k_hi > k_lo {
+                let x0 = start + k_lo - padding;
+                let taps = k_hi - k_lo;
+                for (w_c, x_c) in w_o.chunks_exact(kernel).zip(input.chunks_exact(in_len)) {
+                    acc = dot(&w_c[k_lo..k_hi], &x_c[x0..x0 + taps], zp, acc);
+                }
             }
-            output[o * out_len + t] = requant.apply(o, acc);
+            *out = requant.apply(o, acc);
         }
     }
 }
