@@ -1,0 +1,105 @@
+//! The firmware under QEMU, through the same code as `cargo xtask qemu`: built with the shipped
+//! model, run on the shipped recording, its UART bytes must be `funnel encode`'s byte for byte,
+//! and `funnel decode` of those bytes must meet the model card.
+//!
+//! Needs `qemu-system-arm` (7.2+) and the `thumbv7em-none-eabihf` / `thumbv6m-none-eabi` targets
+//! (`.ci/run` installs them); without them these tests fail with instructions, they do not skip.
+
+use std::path::Path;
+use std::time::Duration;
+
+use funnel::card::ModelCard;
+use funnel::decode::{decode_command, Backend, DecodeArgs};
+use funnel::encode::{encode_command, EncodeArgs};
+use funnel::quantize::SECTION_INT8;
+use funnel_e2e::{ecg_data, ecg_model};
+use xtask::{Board, QemuOptions};
+
+fn options() -> QemuOptions {
+    QemuOptions { count_instructions: false, timeout: Some(Duration::from_secs(300)) }
+}
+
+/// Where two frame streams first differ, for a readable failure.
+fn assert_same_bytes(device: &[u8], host: &[u8], what: &str) {
+    if device == host {
+        return;
+    }
+    let at = device.iter().zip(host).position(|(a, b)| a != b).unwrap_or(device.len().min(host.len()));
+    let frame = host[..at.min(host.len())].iter().filter(|&&b| b == 0).count();
+    panic!(
+        "{what}: the firmware sent {} bytes, `funnel encode` wrote {}; first difference at byte {at} (frame {frame})",
+        device.len(),
+        host.len()
+    );
+}
+
+/// Runs `board` on the whole ECG recording and checks its frames against `funnel encode`.
+fn device_frames_match_funnel_encode(board: Board, tmp: &Path) -> Vec<u8> {
+    xtask::require_qemu().unwrap();
+    let model = ecg_model().canonicalize().expect("the shipped model models/ecg");
+    let (data, columns) = ecg_data();
+    let host_codes = tmp.join("host.bin");
+    let encoded = encode_command(&EncodeArgs { model: model.clone(), data: data.clone(), columns: columns.clone(), out: host_codes }).unwrap();
+    let counts = xtask::recording_counts(&model, &data, &columns).unwrap();
+    let run = xtask::simulate(board, &model, &counts, false, &options()).unwrap();
+    assert_same_bytes(&run.frames, &encoded.bytes, board.name());
+    assert!(run.console.contains(&format!("frames={}", encoded.frames)), "{}", run.console);
+    run.frames
+}
+
+#[test]
+fn cortex_m4_firmware_sends_exactly_what_funnel_encode_writes_and_decodes_to_the_card() {
+    let tmp = tempfile::tempdir().unwrap();
+    let frames = device_frames_match_funnel_encode(Board::Qemu, tmp.path());
+
+    // `funnel decode` of the device's bytes: every frame intact, held-out PRDN as on the card.
+    let dir = ecg_model();
+    let card = ModelCard::load(&dir).unwrap();
+    let recorded = &card.held_out[SECTION_INT8];
+    let (codes, csv) = (tmp.path().join("device.bin"), tmp.path().join("recon.csv"));
+    std::fs::write(&codes, &frames).unwrap();
+    let report = decode_command(&DecodeArgs {
+        model: dir.clone(),
+        input: Some(codes.display().to_string()),
+        serial: None,
+        baud: 115_200,
+        seconds: None,
+        out: csv.clone(),
+        backend: Backend::Tract,
+        plot: None,
+    })
+    .unwrap();
+    assert_eq!((report.corrupt_frames(), report.missing_samples), (0, 0), "{}", report.summary());
+
+    let (data, columns) = ecg_data();
+    let rec = funnel::data::Recording::from_csv(&data, &columns).unwrap();
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let values: Vec<f64> = text.lines().skip(1).map(|l| l.split(',').nth(1).unwrap().parse().unwrap()).collect();
+    let start = card.split.train_windows * card.window;
+    let end = (card.split.train_windows + card.split.held_out_windows) * card.window;
+    let x = &rec.samples[0][start..end];
+    let mean = x.iter().map(|&v| f64::from(v)).sum::<f64>() / x.len() as f64;
+    let (mut err2, mut dev2) = (0.0f64, 0.0f64);
+    for (i, &v) in x.iter().enumerate() {
+        err2 += (f64::from(v) - values[start + i]).powi(2);
+        dev2 += (f64::from(v) - mean).powi(2);
+    }
+    let prdn = 100.0 * (err2 / dev2).sqrt();
+    assert!((prdn - recorded.prdn).abs() <= 1e-3 * recorded.prdn, "device PRDN {prdn} vs card {}", recorded.prdn);
+}
+
+#[test]
+fn cortex_m0_firmware_sends_the_same_bytes() {
+    let tmp = tempfile::tempdir().unwrap();
+    device_frames_match_funnel_encode(Board::QemuM0, tmp.path());
+}
+
+#[test]
+fn nucleo_f411re_image_builds_and_fits_the_chip() {
+    let model = ecg_model().canonicalize().expect("the shipped model models/ecg");
+    let elf = xtask::build_firmware(&xtask::BuildOptions { board: Board::NucleoF411re, model, portable_kernels: false }).unwrap();
+    let sizes = xtask::elf_sizes(&elf).unwrap();
+    // STM32F411RE: 512 KiB flash, 128 KiB RAM (the stack gets what the statics leave).
+    assert!(sizes.flash() <= 512 * 1024, "{sizes:?}");
+    assert!(sizes.static_ram() <= 64 * 1024, "{sizes:?}");
+}
