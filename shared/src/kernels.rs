@@ -53,7 +53,14 @@ pub struct Requantize<'a> {
 impl Requantize<'_> {
     #[inline(always)]
     pub fn apply(&self, channel: usize, acc: i32) -> i8 {
-        let scaled = multiply_by_quantized_multiplier(acc, self.multipliers.get(channel), self.shifts.get(channel));
+        self.apply_with(self.multipliers.get(channel), self.shifts.get(channel), acc)
+    }
+
+    /// [`Self::apply`] with the channel's multiplier and shift already looked up (kernels
+    /// hoist them out of their loops over positions).
+    #[inline(always)]
+    pub fn apply_with(&self, multiplier: i32, shift: i8, acc: i32) -> i8 {
+        let scaled = multiply_by_quantized_multiplier(acc, multiplier, shift);
         let q = scaled.saturating_add(i32::from(self.output_zero_point));
         q.clamp(i32::from(self.activation_min), i32::from(i8::MAX)) as i8
     }
@@ -179,9 +186,9 @@ pub fn conv1d(
     let (kernel, in_len, padding) = (shape.kernel, shape.in_len, shape.padding);
     let per_out = shape.in_channels * kernel;
     for o in 0..shape.out_channels {
-        // Weights of this output channel, `[in][kernel]`.
+        // Weights of this output channel, `[in][kernel]`, and its requantization.
         let w_o = weights.slice(o * per_out, per_out);
-        let b = bias.get(o);
+        let (b, m, sh) = (bias.get(o), requant.multipliers.get(o), requant.shifts.get(o));
         let out_o = &mut output[o * out_len..(o + 1) * out_len];
         for (t, out) in out_o.iter_mut().enumerate() {
             // Taps k with 0 <= t·stride + k − padding < in_len.
@@ -197,7 +204,7 @@ pub fn conv1d(
                     acc = dot(&w_c[k_lo..k_hi], &x_c[x0..x0 + taps], zp, acc);
                 }
             }
-            *out = requant.apply(o, acc);
+            *out = requant.apply_with(m, sh, acc);
         }
     }
 }
