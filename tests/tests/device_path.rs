@@ -1,0 +1,176 @@
+//! The shipped ECG model through the device path: `encode` (the device's int8 code on the host)
+//! → frame bytes → `decode`, against the model card and a committed golden vector.
+
+use std::path::Path;
+
+use funnel::card::ModelCard;
+use funnel::commands::dataset_for_model;
+use funnel::decode::{decode_command, Backend, DecodeArgs, DecodeReport};
+use funnel::encode::{encode_command, EncodeArgs};
+use funnel::quantize::{int8_metrics, quantize_command, QuantizeArgs, SECTION_INT8};
+use funnel_e2e::{ecg_data, ecg_model, root};
+
+/// Frames of the golden vector (one hex line each).
+const GOLDEN_FRAMES: usize = 8;
+
+fn encode_ecg(out: &Path) -> funnel::encode::EncodedStream {
+    let (data, columns) = ecg_data();
+    encode_command(&EncodeArgs { model: ecg_model(), data, columns, out: out.to_path_buf() }).unwrap()
+}
+
+fn decode(model: &Path, input: &Path, out: &Path) -> anyhow::Result<DecodeReport> {
+    decode_command(&DecodeArgs {
+        model: model.to_path_buf(),
+        input: Some(input.display().to_string()),
+        serial: None,
+        baud: 115_200,
+        seconds: None,
+        out: out.to_path_buf(),
+        backend: Backend::Tract,
+        plot: None,
+    })
+}
+
+/// `(sample_index, value or None, status)` rows of a one-channel reconstruction CSV.
+fn read_rows(path: &Path) -> Vec<(u64, Option<f64>, String)> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("sample_index,ecg_mlii_mV,status"));
+    lines
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            (f[0].parse().unwrap(), (!f[1].is_empty()).then(|| f[1].parse().unwrap()), f[2].to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn the_shipped_model_meets_its_card_through_encode_and_decode() {
+    let dir = ecg_model();
+    let card = ModelCard::load(&dir).unwrap();
+    let recorded = &card.held_out[SECTION_INT8];
+    let q = card.quantization.as_ref().expect("the shipped model is quantized");
+    assert!(q.relative_prdn_loss <= 0.10, "int8 loses {:.1} % PRDN against float", 100.0 * q.relative_prdn_loss);
+
+    // The library path the card was computed with reproduces it.
+    let (data, columns) = ecg_data();
+    let ds = dataset_for_model(&card, &dir, &data, &columns).unwrap();
+    let again = int8_metrics(&dir, &card, &ds).unwrap().unwrap();
+    assert!((again.prdn - recorded.prdn).abs() < 1e-6, "{} vs card {}", again.prdn, recorded.prdn);
+
+    // The CLI path over the whole recording: held-out rows of the decoded CSV against the file.
+    let tmp = tempfile::tempdir().unwrap();
+    let (codes, csv) = (tmp.path().join("codes.bin"), tmp.path().join("recon.csv"));
+    let encoded = encode_ecg(&codes);
+    let report = decode(&dir, &codes, &csv).unwrap();
+    assert_eq!((report.frames as usize, report.corrupt_frames(), report.missing_samples), (encoded.frames, 0, 0));
+    let rows = read_rows(&csv);
+    let rec = funnel::data::Recording::from_csv(&data, &columns).unwrap();
+    let start = card.split.train_windows * card.window;
+    let end = (card.split.train_windows + card.split.held_out_windows) * card.window;
+    let (mut err2, mut dev2) = (0.0f64, 0.0f64);
+    let mean = rec.samples[0][start..end].iter().map(|&v| f64::from(v)).sum::<f64>() / (end - start) as f64;
+    for (i, (index, value, status)) in rows[start..end].iter().enumerate() {
+        assert_eq!(*index as usize, start + i);
+        assert_ne!(status, "missing");
+        let x = f64::from(rec.samples[0][start + i]);
+        err2 += (x - value.unwrap()).powi(2);
+        dev2 += (x - mean).powi(2);
+    }
+    let prdn = 100.0 * (err2 / dev2).sqrt();
+    assert!((prdn - recorded.prdn).abs() <= 1e-3 * recorded.prdn, "CLI PRDN {prdn} vs card {}", recorded.prdn);
+}
+
+#[test]
+fn the_first_frames_match_the_golden_vector() {
+    let tmp = tempfile::tempdir().unwrap();
+    let codes = tmp.path().join("codes.bin");
+    let bytes = encode_ecg(&codes).bytes;
+    let hex: String = bytes
+        .split_inclusive(|&b| b == 0)
+        .take(GOLDEN_FRAMES)
+        .map(|f| f.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(" ") + "\n")
+        .collect();
+    let golden = root().join("tests/golden/ecg_first_frames.hex");
+    if std::env::var_os("FUNNEL_BLESS").is_some() {
+        std::fs::create_dir_all(golden.parent().unwrap()).unwrap();
+        std::fs::write(&golden, &hex).unwrap();
+    }
+    let expected = std::fs::read_to_string(&golden).expect("golden vector (regenerate with FUNNEL_BLESS=1 after retraining)");
+    assert_eq!(hex, expected, "frames differ from {}; if the model was retrained on purpose, rerun with FUNNEL_BLESS=1", golden.display());
+}
+
+#[test]
+fn a_damaged_stream_reports_exactly_the_damage_and_keeps_the_rest() {
+    let dir = ecg_model();
+    let window = ModelCard::load(&dir).unwrap().window as u64;
+    let tmp = tempfile::tempdir().unwrap();
+    let codes = tmp.path().join("codes.bin");
+    let frames: Vec<Vec<u8>> = encode_ecg(&codes).bytes.split_inclusive(|&b| b == 0).take(40).map(<[u8]>::to_vec).collect();
+    std::fs::write(&codes, frames.concat()).unwrap();
+    let clean_csv = tmp.path().join("clean.csv");
+    decode(&dir, &codes, &clean_csv).unwrap();
+    let clean = read_rows(&clean_csv);
+
+    let mut damaged = Vec::new();
+    for (i, f) in frames.iter().enumerate() {
+        let mut f = f.clone();
+        match i {
+            5 => {
+                f.drain(3..9); // deleted bytes
+            }
+            11 => damaged.extend_from_slice(&f.clone()), // a duplicated frame
+            17 => f[10] ^= 0x08,                         // a flipped bit
+            39 => f.truncate(f.len() / 2),               // the stream ends mid-frame
+            _ => {}
+        }
+        damaged.extend(f);
+    }
+    let bad = tmp.path().join("damaged.bin");
+    std::fs::write(&bad, &damaged).unwrap();
+    let csv = tmp.path().join("damaged.csv");
+    let report = decode(&dir, &bad, &csv).unwrap();
+    assert_eq!(report.frames, 37);
+    assert_eq!(report.frames_lost, 2);
+    assert_eq!(report.missing_samples, 2 * window);
+    assert_eq!(report.gaps.iter().map(|g| g.first_sample).collect::<Vec<_>>(), vec![5 * window, 17 * window]);
+    assert_eq!(report.stale_frames_skipped, 1);
+    assert_eq!(report.corrupt_frames(), 3);
+    assert_eq!(report.corrupt.get("truncated"), Some(&1));
+
+    let rows = read_rows(&csv);
+    assert_eq!(rows.len() as u64, 39 * window);
+    for (i, row) in rows.iter().enumerate() {
+        let w = i as u64 / window;
+        if w == 5 || w == 17 {
+            assert_eq!((row.0, row.1, row.2.as_str()), (i as u64, None, "missing"));
+        } else {
+            assert_eq!(row, &clean[i], "row {i}");
+        }
+    }
+}
+
+#[test]
+fn frames_are_refused_by_another_model_naming_both_ids() {
+    // Another model: the shipped one re-quantized with a different calibration slice.
+    let tmp = tempfile::tempdir().unwrap();
+    let other = tmp.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    for entry in std::fs::read_dir(ecg_model()).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), other.join(entry.file_name())).unwrap();
+    }
+    let (data, columns) = ecg_data();
+    let head = tmp.path().join("head.csv");
+    let text = std::fs::read_to_string(&data).unwrap();
+    std::fs::write(&head, text.lines().take(5000).collect::<Vec<_>>().join("\n")).unwrap();
+    std::env::set_current_dir(root()).unwrap(); // the card names its data relative to the root
+    let q = quantize_command(&QuantizeArgs { model: other.clone(), calibration: Some(head), columns }).unwrap();
+    let ours = ModelCard::load(&ecg_model()).unwrap().quantization.unwrap().model_id;
+    assert_ne!(q.card.model_id, ours);
+
+    let codes = tmp.path().join("codes.bin");
+    encode_ecg(&codes);
+    let err = decode(&other, &codes, &tmp.path().join("x.csv")).unwrap_err().to_string();
+    assert!(err.contains(&ours) && err.contains(&q.card.model_id), "{err}");
+}
