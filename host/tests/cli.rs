@@ -1,0 +1,274 @@
+//! End-to-end checks of `funnel train | eval | plot` on a slice of the shipped ECG recording:
+//! exported ONNX files against candle, the reference ONNX tools, bad input, `--init`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use funnel::commands::{load_model_dir, TrainArgs, TrainOutcome};
+use funnel::onnx::{load_with_tract, AUTOENCODER_FILE, DECODER_FILE, ENCODER_FILE};
+use funnel::train::{Arch, Variant};
+
+const COLUMN: &str = "ecg_mlii_mV";
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// The first `rows` rows of the ECG recording as a CSV in `dir`.
+fn ecg_slice(dir: &Path, rows: usize) -> PathBuf {
+    let text = std::fs::read_to_string(repo_root().join("data/mitbih208_ecg.csv")).unwrap();
+    let path = dir.join("ecg.csv");
+    let lines: Vec<&str> = text.lines().take(rows + 1).collect();
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    path
+}
+
+fn args(data: &Path, out: &Path, arch: Arch, window: usize, latent: usize) -> TrainArgs {
+    TrainArgs {
+        data: data.to_path_buf(),
+        columns: vec![COLUMN.to_string()],
+        window,
+        latent,
+        arch,
+        variant: Variant::Plain,
+        epochs: 3,
+        seed: 1,
+        init: None,
+        train_hop: None,
+        patience: 8,
+        out: out.to_path_buf(),
+    }
+}
+
+fn funnel(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_funnel")).args(args).output().expect("run funnel")
+}
+
+fn stderr_of(args: &[&str]) -> String {
+    let out = funnel(args);
+    assert!(!out.status.success(), "funnel {args:?} should fail");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
+fn write_f32(path: &Path, v: &[f32]) {
+    let mut f = std::fs::File::create(path).unwrap();
+    for x in v {
+        f.write_all(&x.to_le_bytes()).unwrap();
+    }
+}
+
+/// Trains a small model on 4000 ECG rows (window 64: 49 training windows, 5 of them for validation, 13 held out).
+fn train_small(dir: &Path, arch: Arch) -> TrainOutcome {
+    let data = ecg_slice(dir, 4000);
+    let out = dir.join(format!("model_{arch}"));
+    funnel::train_command(&TrainArgs { train_hop: Some(32), ..args(&data, &out, arch, 64, 8) }).unwrap()
+}
+
+/// All three ONNX files, loaded back with tract, compute what candle computes (≤ 1e-4); also
+/// writes the inputs and candle's outputs for `scripts/check_onnx.py`.
+fn assert_onnx_matches_candle(outcome: &TrainOutcome) {
+    let dir = &outcome.out_dir;
+    let (_, model) = load_model_dir(dir).unwrap();
+    let x = &outcome.dataset.held_out_norm;
+    let z = model.encode_windows(x).unwrap();
+    let expected = [
+        (AUTOENCODER_FILE, x, model.reconstruct(x).unwrap()),
+        (ENCODER_FILE, x, z.clone()),
+        (DECODER_FILE, &z, model.decode_latents(&z).unwrap()),
+    ];
+    for (file, input, want) in expected {
+        let m = load_with_tract(dir.join(file)).unwrap();
+        let got = m.run(&input.data, input.len()).unwrap();
+        let d = max_diff(&got, &want.data);
+        assert!(d <= 1e-4, "{}: tract vs candle max |diff| {d}", dir.join(file).display());
+        let stem = file.trim_end_matches(".onnx");
+        write_f32(&dir.join(format!("{stem}.input.f32")), &input.data);
+        write_f32(&dir.join(format!("{stem}.expected.f32")), &want.data);
+    }
+}
+
+/// `onnx.checker.check_model(full_check=True)` and ONNX Runtime (vs candle, ≤ 1e-4) through
+/// `scripts/check_onnx.py`. Needs `pip install onnx onnxruntime`; fails with that instruction
+/// when they are missing unless FUNNEL_SKIP_PYTHON_ONNX=1.
+fn python_onnx_check(dirs: &[&Path]) {
+    if std::env::var_os("FUNNEL_SKIP_PYTHON_ONNX").is_some_and(|v| v == "1") {
+        eprintln!("FUNNEL_SKIP_PYTHON_ONNX=1: onnx.checker / onnxruntime check skipped");
+        return;
+    }
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    let out = Command::new(&python)
+        .arg(repo_root().join("scripts/check_onnx.py"))
+        .args(dirs)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {python} ({e}): the ONNX checks need python3 with `pip install onnx onnxruntime` (or FUNNEL_SKIP_PYTHON_ONNX=1)"));
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.code() != Some(3),
+        "python onnx / onnxruntime missing: `pip install onnx onnxruntime` (or FUNNEL_SKIP_PYTHON_ONNX=1)\n{text}"
+    );
+    assert!(out.status.success(), "scripts/check_onnx.py failed:\n{text}");
+    eprintln!("{text}");
+    assert_eq!(text.matches("max |diff|").count(), 3 * dirs.len(), "{text}");
+}
+
+#[test]
+fn train_eval_plot_and_onnx_for_mlp_and_conv() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut dirs = Vec::new();
+    for arch in [Arch::Mlp, Arch::Conv] {
+        let o = train_small(tmp.path(), arch);
+        for f in [AUTOENCODER_FILE, ENCODER_FILE, DECODER_FILE, "model.safetensors", "model.json"] {
+            assert!(o.out_dir.join(f).is_file(), "{arch}: {f} missing");
+        }
+        let card = &o.card;
+        assert_eq!((card.window, card.latent, card.arch, card.columns.as_slice()), (64, 8, arch, [COLUMN.to_string()].as_slice()));
+        assert_eq!((card.split.train_windows, card.split.held_out_windows, card.split.validation_windows), (49, 13, 5));
+        assert_eq!(card.epochs_run, card.history.len());
+        assert!(card.seconds_per_epoch > 0.0 && card.train_config.train_hop == 32);
+        assert!(card.files.iter().any(|f| f.name == "model.safetensors" && f.bytes > 0));
+        assert!(card.held_out.contains_key("float_autoencoder") && card.held_out.contains_key("pca"));
+        assert_onnx_matches_candle(&o);
+
+        // eval --json: one object, a section per method.
+        let model = o.out_dir.to_str().unwrap();
+        let data = tmp.path().join("ecg.csv");
+        let data = data.to_str().unwrap();
+        let out = funnel(&["eval", "--model", model, "--data", data, "--column", COLUMN, "--json"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("eval --json prints one JSON object");
+        for section in ["float_autoencoder", "pca"] {
+            let m = &v["sections"][section];
+            for key in ["prd", "prdn", "snr_db", "rmse", "max_abs_error", "compression_ratio"] {
+                assert!(m[key].as_f64().is_some_and(f64::is_finite), "{arch} {section}.{key}: {m}");
+            }
+            assert_eq!(m["windows"], 13);
+        }
+        // Same metrics as training reported; tract runs autoencoder.onnx to the same numbers.
+        let prdn = v["sections"]["float_autoencoder"]["prdn"].as_f64().unwrap();
+        assert!((prdn - card.held_out["float_autoencoder"].prdn).abs() < 1e-9);
+        let out = funnel(&["eval", "--model", model, "--data", data, "--column", COLUMN, "--json", "--backend", "tract"]);
+        let t: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert!((t["sections"]["float_autoencoder"]["prdn"].as_f64().unwrap() - prdn).abs() < 1e-3);
+        assert!(!String::from_utf8_lossy(&funnel(&["eval", "--model", model, "--data", data, "--column", COLUMN]).stdout).is_empty());
+
+        // plot: a real PNG.
+        let png = tmp.path().join(format!("{arch}.png"));
+        let out = funnel(&["plot", "--model", model, "--data", data, "--column", COLUMN, "--out", png.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let bytes = std::fs::read(&png).unwrap();
+        assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n") && bytes.len() > 5_000, "{} bytes", bytes.len());
+        dirs.push(o.out_dir.clone());
+    }
+    python_onnx_check(&dirs.iter().map(PathBuf::as_path).collect::<Vec<_>>());
+}
+
+#[test]
+fn bad_input_names_file_row_or_flag() {
+    let tmp = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let p = tmp.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p.to_str().unwrap().to_string()
+    };
+    let out = tmp.path().join("m");
+    let out = out.to_str().unwrap();
+    let train = |data: &str, column: &str, window: &str, arch: &str| {
+        stderr_of(&["train", "--data", data, "--column", column, "--window", window, "--latent", "2", "--arch", arch, "--out", out])
+    };
+    let good: String = std::iter::once("t,x\n".to_string()).chain((0..40).map(|i| format!("{i},{}\n", i % 7))).collect();
+    let good = write("good.csv", &good);
+
+    let e = train(&good, "y", "8", "mlp");
+    assert!(e.contains(&good) && e.contains("\"y\"") && e.contains("\"t\", \"x\""), "{e}");
+
+    let bad = write("text.csv", "x\n1\n2\nfoo\n4\n");
+    let e = train(&bad, "x", "2", "mlp");
+    assert!(e.contains(&bad) && e.contains("line 4 (data row 3)") && e.contains("\"foo\"") && e.contains("not a number"), "{e}");
+
+    let nan = write("nan.csv", "x\n1\nNaN\n3\n4\n");
+    let e = train(&nan, "x", "2", "mlp");
+    assert!(e.contains(&nan) && e.contains("line 3 (data row 2)") && e.contains("NaN") && e.contains("not finite"), "{e}");
+    let empty_cell = write("empty.csv", "t,x\n0,1\n1,\n");
+    let e = train(&empty_cell, "x", "1", "mlp");
+    assert!(e.contains(&empty_cell) && e.contains("line 3") && e.contains("not a number"), "{e}");
+
+    let short = write("short.csv", "x\n1\n2\n3\n4\n5\n");
+    let e = train(&short, "x", "4", "mlp");
+    assert!(e.contains(&short) && e.contains("5 rows") && e.contains("--window 4") && e.contains("8 rows"), "{e}");
+
+    let e = train(&good, "x", "10", "conv");
+    assert!(e.contains("--window 10") && e.contains("divisible") && e.contains("try 8 or 12"), "{e}");
+
+    let e = train(&tmp.path().join("missing.csv").to_string_lossy(), "x", "8", "mlp");
+    assert!(e.contains("missing.csv"), "{e}");
+
+    let e = stderr_of(&["train", "--data", &good, "--column", "x", "--window", "8", "--latent", "2", "--arch", "mlp", "--train-hop", "9", "--out", out]);
+    assert!(e.contains("--train-hop 9"), "{e}");
+    let e = stderr_of(&["eval", "--model", tmp.path().join("nope").to_str().unwrap(), "--data", &good, "--column", "x"]);
+    assert!(e.contains("nope") && e.contains("model.json"), "{e}");
+}
+
+#[test]
+fn init_transfers_weights_where_shapes_allow() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = ecg_slice(tmp.path(), 3000);
+    let a = funnel::train_command(&args(&data, &tmp.path().join("a"), Arch::Mlp, 64, 8)).unwrap();
+    // Same shape: every tensor is loaded, so the first epoch starts where `a` ended.
+    let b = funnel::train_command(&TrainArgs { init: Some(a.out_dir.clone()), epochs: 1, ..args(&data, &tmp.path().join("b"), Arch::Mlp, 64, 8) }).unwrap();
+    let init = b.card.init.as_ref().expect("card records --init");
+    assert_eq!(init.loaded.len(), 12, "{init:?}");
+    assert!(init.skipped.is_empty());
+    assert!(b.card.history[0].val_loss < a.card.history[0].val_loss);
+    // Another latent size: the layers around the code are skipped, the rest is transferred.
+    let c = funnel::train_command(&TrainArgs { init: Some(a.out_dir.clone()), epochs: 1, ..args(&data, &tmp.path().join("c"), Arch::Mlp, 64, 6) }).unwrap();
+    let init = c.card.init.as_ref().unwrap();
+    assert!(init.loaded.contains(&"encoder.l0.weight".to_string()) && init.loaded.contains(&"decoder.l2.weight".to_string()));
+    assert!(init.skipped.iter().any(|(n, why)| n == "encoder.l2.weight" && why.contains("shape")), "{init:?}");
+    // No checkpoint there: the flag is named.
+    let e = funnel::train_command(&TrainArgs { init: Some(tmp.path().join("none")), ..args(&data, &tmp.path().join("d"), Arch::Mlp, 64, 8) })
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("--init") && e.to_string().contains("none"), "{e}");
+}
+
+#[test]
+fn multichannel_recording_and_every_variant_through_the_command() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut csv = String::from("time,ax,ay\n");
+    for i in 0..1600 {
+        let t = i as f32 * 0.05;
+        csv += &format!("{t},{},{}\n", t.sin() + 0.1 * (3.0 * t).cos(), (0.5 * t).cos() * 2.0 + 1.0);
+    }
+    let data = tmp.path().join("imu.csv");
+    std::fs::write(&data, csv).unwrap();
+    for (arch, variant) in [(Arch::Conv, Variant::Sparse), (Arch::Mlp, Variant::Contractive), (Arch::Conv, Variant::Denoising)] {
+        let out = tmp.path().join(format!("{arch}_{variant}"));
+        let o = funnel::train_command(&TrainArgs {
+            columns: vec!["ay".into(), "ax".into()],
+            variant,
+            epochs: 2,
+            ..args(&data, &out, arch, 32, 6)
+        })
+        .unwrap();
+        assert_eq!(o.card.columns, ["ay", "ax"]);
+        assert_eq!(o.card.normalization.mean.len(), 2);
+        assert!((o.card.normalization.mean[0] - 1.0).abs() < 0.5, "{:?}", o.card.normalization);
+        let pen = o.card.history[0].penalty;
+        match variant {
+            Variant::Sparse | Variant::Contractive => assert!(pen > 0.0, "{variant}: penalty {pen}"),
+            _ => assert_eq!(pen, 0.0),
+        }
+        assert_eq!(o.encoder.channels, 2);
+        assert_onnx_matches_candle(&o);
+    }
+    // Columns must match the model's.
+    let out = tmp.path().join("conv_sparse");
+    let e = stderr_of(&["eval", "--model", out.to_str().unwrap(), "--data", data.to_str().unwrap(), "--column", "ax"]);
+    assert!(e.contains("\"ay\", \"ax\"") && e.contains("--column"), "{e}");
+}
