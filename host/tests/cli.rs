@@ -272,3 +272,26 @@ fn multichannel_recording_and_every_variant_through_the_command() {
     let e = stderr_of(&["eval", "--model", out.to_str().unwrap(), "--data", data.to_str().unwrap(), "--column", "ax"]);
     assert!(e.contains("\"ay\", \"ax\"") && e.contains("--column"), "{e}");
 }
+
+/// `funnel eval --backend ort` runs autoencoder.onnx with ONNX Runtime (`--features ort` and
+/// ORT_DYLIB_PATH); without the feature the flag says how to get it.
+#[test]
+fn eval_backend_ort() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = train_small(tmp.path(), Arch::Conv);
+    let model = o.out_dir.to_str().unwrap();
+    let data = tmp.path().join("ecg.csv");
+    let eval = ["eval", "--model", model, "--data", data.to_str().unwrap(), "--column", COLUMN, "--json", "--backend", "ort"];
+    if cfg!(feature = "ort") {
+        assert!(std::env::var_os("ORT_DYLIB_PATH").is_some(), "the `ort` feature's tests need ORT_DYLIB_PATH");
+        let out = funnel(&eval);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["backend"], "ort");
+        let prdn = v["sections"]["float_autoencoder"]["prdn"].as_f64().unwrap();
+        assert!((prdn - o.card.held_out["float_autoencoder"].prdn).abs() < 1e-3, "{prdn}");
+    } else {
+        let e = stderr_of(&eval);
+        assert!(e.contains("--features ort"), "{e}");
+    }
+}
