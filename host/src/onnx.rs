@@ -367,22 +367,27 @@ pub struct OrtModel {
     pub output_len: usize,
 }
 
-/// Initializes ONNX Runtime from the library named by `ORT_DYLIB_PATH`, once per process.
+/// The ONNX Runtime environment, created once per process from the library named by
+/// `ORT_DYLIB_PATH` (ort 2.0.0-rc.15 API: `init_from(..).build()`, sessions built on it).
 #[cfg(feature = "ort")]
-pub fn init_ort() -> Result<()> {
-    static INIT: std::sync::OnceLock<std::result::Result<(), String>> = std::sync::OnceLock::new();
-    INIT.get_or_init(|| {
+pub fn ort_environment() -> Result<&'static ort::environment::Environment> {
+    static ENV: std::sync::OnceLock<std::result::Result<ort::environment::Environment, String>> =
+        std::sync::OnceLock::new();
+    ENV.get_or_init(|| {
         let lib = std::env::var("ORT_DYLIB_PATH").map_err(|_| {
             "ORT_DYLIB_PATH is not set: point it at libonnxruntime.so.1.* (e.g. onnxruntime/capi/ \
              inside the `onnxruntime` Python wheel, version 1.19 or newer)"
                 .to_string()
         })?;
-        let builder = ort::init_from(&lib).map_err(|e| format!("cannot load ONNX Runtime from {lib}: {e}"))?;
-        builder.commit();
-        Ok(())
+        ort::init_from(&lib)
+            .map_err(|e| format!("cannot load ONNX Runtime from {lib}: {e}"))?
+            .with_name("funnel")
+            .with_telemetry(false)
+            .build()
+            .map_err(|e| format!("cannot start ONNX Runtime from {lib}: {e}"))
     })
-    .clone()
-    .map_err(|e| anyhow::anyhow!(e))
+    .as_ref()
+    .map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 #[cfg(feature = "ort")]
@@ -391,8 +396,8 @@ impl OrtModel {
         let path = path.as_ref();
         ensure!(path.exists(), "ONNX file {} does not exist", path.display());
         let (_, (input_name, input_len), (output_name, output_len)) = io_signature(path)?;
-        init_ort()?;
-        let session = ort::session::Session::builder()
+        let env = ort_environment()?;
+        let session = ort::session::Session::builder(env)
             .and_then(|mut b| b.commit_from_file(path))
             .map_err(|e| anyhow::anyhow!("ONNX Runtime cannot load {}: {e}", path.display()))?;
         Ok(OrtModel {
