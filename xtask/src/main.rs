@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
+use funnel::card::{FirmwareBenchmark, ModelCard};
 use funnel_shared::encoder::QuantizedEncoder;
 use xtask::{Board, BuildOptions, QemuOptions};
 
@@ -54,6 +55,10 @@ enum Cmd {
         #[arg(long)]
         portable_kernels: bool,
     },
+    /// The whole test suite: `cargo test` (host, shared, firmware under QEMU, end to end), the
+    /// firmware's app logic on the host, then the host tests again with the ONNX Runtime backend (`--features ort`, library found through
+    /// `ORT_DYLIB_PATH` or the Python `onnxruntime` package).
+    Test,
     /// Flash, RAM, peak stack and guest instructions per window of the firmware images
     /// (Cortex-M4F with DSP and portable kernels, Cortex-M0), as a Markdown table.
     Bench {
@@ -71,11 +76,55 @@ enum Cmd {
         /// Skip the Nucleo-F411RE build (its HAL takes a while to compile).
         #[arg(long)]
         no_nucleo: bool,
+        /// Also write the rows into the model card (`model.json` `firmware`).
+        #[arg(long)]
+        record: bool,
     },
+}
+
+/// `libonnxruntime.so.1.*`: `ORT_DYLIB_PATH`, else the one inside the Python package.
+fn onnxruntime_library() -> Result<PathBuf> {
+    if let Some(path) = std::env::var_os("ORT_DYLIB_PATH") {
+        return Ok(PathBuf::from(path));
+    }
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    let out = std::process::Command::new(&python)
+        .args(["-c", "import onnxruntime, os, glob; print(sorted(glob.glob(os.path.join(os.path.dirname(onnxruntime.__file__), 'capi', 'libonnxruntime.so.1*')))[-1])"])
+        .output()
+        .with_context(|| format!("cannot run {python}"))?;
+    if !out.status.success() {
+        bail!(
+            "ONNX Runtime not found: set ORT_DYLIB_PATH or `pip install onnxruntime` ({})",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(PathBuf::from(String::from_utf8(out.stdout)?.trim()))
+}
+
+fn cargo(args: &[&str], env: &[(&str, &Path)]) -> Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = std::process::Command::new(cargo);
+    cmd.args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let status = cmd.status().context("cannot run cargo")?;
+    if !status.success() {
+        bail!("`cargo {}` failed", args.join(" "));
+    }
+    Ok(())
 }
 
 fn main() -> Result<()> {
     match Cli::parse().cmd {
+        Cmd::Test => {
+            cargo(&["test"], &[])?;
+            // The firmware's app logic, on the host (the crate is not a default member).
+            cargo(&["test", "-p", "funnel-firmware", "--lib"], &[])?;
+            let ort = onnxruntime_library()?;
+            eprintln!("ONNX Runtime backend: {}", ort.display());
+            cargo(&["test", "-p", "funnel", "--features", "ort"], &[("ORT_DYLIB_PATH", &ort)])?;
+        }
         Cmd::Build { board, model, portable_kernels } => {
             let model = xtask::model_dir(&model)?;
             let elf = xtask::build_firmware(&BuildOptions { board: Board::parse(&board)?, model, portable_kernels })?;
@@ -103,7 +152,10 @@ fn main() -> Result<()> {
                 run.wall.as_secs_f64()
             );
         }
-        Cmd::Bench { model, data, columns, samples, windows, no_nucleo } => {
+        Cmd::Bench { model, data, columns, samples, windows, no_nucleo, record } => {
+            let command = std::env::args().skip(1).collect::<Vec<_>>().join(" ");
+            let command = format!("cargo xtask {command}");
+            let mut rows = Vec::new();
             let model = xtask::model_dir(&model)?;
             let blob = std::fs::read(model.join("encoder.fq8"))?;
             let enc = QuantizedEncoder::from_blob(&blob).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -147,6 +199,16 @@ fn main() -> Result<()> {
                 let (enc_min, enc_max) = (w.iter().map(|x| x.1).min().unwrap(), w.iter().map(|x| x.1).max().unwrap());
                 let other = w.iter().map(|x| x.0 + x.2).sum::<u64>() as f64 / w.len() as f64;
                 let spread = if enc_min == enc_max { String::new() } else { format!(" ({enc_min}..{enc_max})") };
+                rows.push(FirmwareBenchmark {
+                    image: board.name().to_string(),
+                    core: core.to_string(),
+                    kernels: kernels.to_string(),
+                    flash_bytes: s.flash(),
+                    static_ram_bytes: s.static_ram(),
+                    peak_stack_bytes: run.peak_stack.map(|v| v as u64),
+                    encode_instructions_per_window: Some(enc_mean.round()),
+                    command: command.clone(),
+                });
                 println!(
                     "| {} | {core} | {kernels} | {} | {} | {} | {:.0}{spread} | {:.2} | {:.0} |",
                     board.name(),
@@ -166,6 +228,22 @@ fn main() -> Result<()> {
                     s.flash(),
                     s.static_ram()
                 );
+                rows.push(FirmwareBenchmark {
+                    image: "nucleo-f411re".to_string(),
+                    core: "Cortex-M4F (STM32F411)".to_string(),
+                    kernels: "DSP (SXTB16/SMLAD)".to_string(),
+                    flash_bytes: s.flash(),
+                    static_ram_bytes: s.static_ram(),
+                    peak_stack_bytes: None,
+                    encode_instructions_per_window: None,
+                    command: command.clone(),
+                });
+            }
+            if record {
+                let mut card = ModelCard::load(&model)?;
+                card.firmware = rows;
+                card.save(&model)?;
+                eprintln!("recorded in {}", model.join("model.json").display());
             }
             println!("\nAll QEMU images sent identical frames. Instructions counted by xtask/plugins/insncount.c (QEMU TCG plugin) between `bench_mark` calls; sampling includes the semihosting file reads.");
         }
