@@ -326,21 +326,6 @@ pub fn counts_per_unit(max_abs: f32) -> f32 {
     2f32.powi(k)
 }
 
-/// A sample in device counts: `round(x * counts_per_unit)`, saturated to the i16 range.
-pub fn to_counts(x: f32, counts_per_unit: f32) -> i16 {
-    let v = (x * counts_per_unit).round();
-    if v.is_nan() {
-        0
-    } else {
-        v.clamp(i16::MIN as f32, i16::MAX as f32) as i16
-    }
-}
-
-/// Inverse of [`to_counts`] (up to rounding).
-pub fn from_counts(c: i16, counts_per_unit: f32) -> f32 {
-    c as f32 / counts_per_unit
-}
-
 /// A recording cut into windows, split in time, normalized.
 #[derive(Clone, Debug)]
 pub struct Dataset {
@@ -507,6 +492,8 @@ mod tests {
         assert_eq!(counts_per_unit(0.0), 1.0);
         let cpu = counts_per_unit(5.0);
         assert!(2.0 * 5.0 * cpu <= 32767.0 && 2.0 * 5.0 * cpu * 2.0 > 32767.0);
+        // Recordings become device counts with the shared crate's conversion.
+        use funnel_shared::stream::to_counts;
         assert_eq!(to_counts(1.0, 16384.0), 16384);
         assert_eq!(to_counts(-0.00004, 16384.0), -1);
         assert_eq!(to_counts(10.0, 16384.0), i16::MAX);
