@@ -43,6 +43,25 @@ pub struct QuantizationCard {
     pub relative_prdn_loss: f64,
 }
 
+/// The firmware image with this model, measured (`cargo xtask bench --record`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FirmwareBenchmark {
+    /// Board image, e.g. `qemu` (mps2-an386), `qemu-m0` (micro:bit), `nucleo-f411re`.
+    pub image: String,
+    pub core: String,
+    pub kernels: String,
+    /// text + rodata + data of the ELF (the model blob included).
+    pub flash_bytes: u64,
+    /// data + bss.
+    pub static_ram_bytes: u64,
+    /// Deepest stack use seen by stack painting, when the image ran under QEMU.
+    pub peak_stack_bytes: Option<u64>,
+    /// Guest instructions per `encode` of one window under QEMU (mean), when it ran there.
+    pub encode_instructions_per_window: Option<f64>,
+    /// The command that measured this row.
+    pub command: String,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ModelCard {
     pub funnel_version: String,
@@ -74,6 +93,8 @@ pub struct ModelCard {
     pub files: Vec<FileEntry>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quantization: Option<QuantizationCard>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub firmware: Vec<FirmwareBenchmark>,
 }
 
 impl ModelCard {

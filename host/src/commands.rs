@@ -336,6 +336,7 @@ pub fn train_command(args: &TrainArgs) -> Result<TrainOutcome> {
         held_out: BTreeMap::new(),
         files: Vec::new(),
         quantization: None,
+        firmware: Vec::new(),
     };
     let eval = evaluate(&args.out, &card, &trained.model, &dataset)?;
     card.held_out = eval.sections.clone();

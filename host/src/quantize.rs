@@ -367,6 +367,10 @@ pub fn quantize_command(args: &QuantizeArgs) -> Result<QuantizeOutcome> {
             100.0 * MAX_RELATIVE_PRDN_LOSS
         )
     });
+    if card.quantization.as_ref().is_none_or(|old| old.model_id != q.model_id) {
+        // Measurements of another blob's firmware no longer apply.
+        card.firmware.clear();
+    }
     card.quantization = Some(q.clone());
     card.held_out.insert(SECTION_INT8.to_string(), int8.clone());
     card.save(dir)?;
