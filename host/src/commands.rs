@@ -51,6 +51,11 @@ pub struct TrainArgs {
     /// Early stopping: epochs without a better validation loss before training stops.
     #[arg(long, default_value_t = 8)]
     pub patience: usize,
+    /// Device ADC counts per unit of the recording (e.g. 200 for a front end giving 200 counts
+    /// per mV). Default: the largest power of two that keeps the training data within half of
+    /// the i16 range.
+    #[arg(long)]
+    pub counts_per_unit: Option<f32>,
     /// Output model directory.
     #[arg(long)]
     pub out: PathBuf,
@@ -238,7 +243,11 @@ pub fn train_command(args: &TrainArgs) -> Result<TrainOutcome> {
     ensure!(args.epochs >= 1, "--epochs must be at least 1 (got {})", args.epochs);
     let rec = Recording::from_csv(&args.data, &args.columns)?;
     let spec = ModelSpec::new(args.arch, rec.channels(), args.window, args.latent)?;
-    let dataset = Dataset::prepare(&rec, args.window)?;
+    let mut dataset = Dataset::prepare(&rec, args.window)?;
+    if let Some(cpu) = args.counts_per_unit {
+        ensure!(cpu.is_finite() && cpu > 0.0, "--counts-per-unit must be a positive number (got {cpu})");
+        dataset.counts_per_unit = cpu;
+    }
     if let Some(init) = &args.init {
         ensure!(init.join(WEIGHTS_FILE).exists(), "--init {}: no {WEIGHTS_FILE} there", init.display());
     }

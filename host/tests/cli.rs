@@ -37,6 +37,7 @@ fn args(data: &Path, out: &Path, arch: Arch, window: usize, latent: usize) -> Tr
         init: None,
         train_hop: None,
         patience: 8,
+        counts_per_unit: None,
         out: out.to_path_buf(),
     }
 }
@@ -294,4 +295,22 @@ fn eval_backend_ort() {
         let e = stderr_of(&eval);
         assert!(e.contains("--features ort"), "{e}");
     }
+}
+
+/// `--counts-per-unit` (the device front end's gain) reaches the card and the device blob, and
+/// the device path still rebuilds the signal.
+#[test]
+fn counts_per_unit_follows_the_flag_into_the_blob() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = ecg_slice(tmp.path(), 4000);
+    let out = tmp.path().join("m");
+    let trained = funnel::train_command(&TrainArgs { counts_per_unit: Some(200.0), ..args(&data, &out, Arch::Mlp, 64, 8) }).unwrap();
+    assert_eq!(trained.card.counts_per_unit, 200.0);
+    let q = funnel::quantize::quantize_command(&funnel::quantize::QuantizeArgs { model: out.clone(), calibration: None, columns: vec![] }).unwrap();
+    let blob = std::fs::read(out.join("encoder.fq8")).unwrap();
+    let encoder = funnel_shared::encoder::QuantizedEncoder::from_blob(&blob).unwrap();
+    assert_eq!(encoder.spec().counts_per_unit, 200.0);
+    assert!(q.card.relative_prdn_loss.abs() < 0.10, "int8 PRDN {} vs float {}", q.int8.prdn, q.card.float_prdn);
+    let bad = funnel::train_command(&TrainArgs { counts_per_unit: Some(-1.0), ..args(&data, &tmp.path().join("x"), Arch::Mlp, 64, 8) });
+    assert!(bad.err().unwrap().to_string().contains("--counts-per-unit"));
 }
