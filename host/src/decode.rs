@@ -15,7 +15,7 @@ use serde::Serialize;
 use crate::card::ModelCard;
 use crate::data::{channels_first_to_interleaved, Normalization};
 use crate::encode::load_blob;
-use crate::onnx::{OnnxDecoder, DECODER_FILE};
+use crate::onnx::{load_with_tract, TractModel, DECODER_FILE};
 
 /// Frames decoded together in one call of the ONNX decoder.
 pub const DEFAULT_BATCH: usize = 64;
@@ -28,16 +28,16 @@ pub trait LatentDecoder {
     fn decode(&self, latents: &[f32], batch: usize) -> Result<Vec<f32>>;
 }
 
-impl LatentDecoder for OnnxDecoder {
+impl LatentDecoder for TractModel {
     fn decode(&self, latents: &[f32], batch: usize) -> Result<Vec<f32>> {
-        OnnxDecoder::decode(self, latents, batch)
+        self.run(latents, batch)
     }
 }
 
 #[cfg(feature = "ort")]
-impl LatentDecoder for crate::onnx::OrtDecoder {
+impl LatentDecoder for crate::onnx::OrtModel {
     fn decode(&self, latents: &[f32], batch: usize) -> Result<Vec<f32>> {
-        crate::onnx::OrtDecoder::decode(self, latents, batch)
+        self.run(latents, batch)
     }
 }
 
@@ -54,9 +54,9 @@ pub enum Backend {
 pub fn load_decoder(model_dir: &Path, backend: Backend) -> Result<Box<dyn LatentDecoder>> {
     let path = model_dir.join(DECODER_FILE);
     match backend {
-        Backend::Tract => Ok(Box::new(OnnxDecoder::load(&path)?)),
+        Backend::Tract => Ok(Box::new(load_with_tract(&path)?)),
         #[cfg(feature = "ort")]
-        Backend::Ort => Ok(Box::new(crate::onnx::OrtDecoder::load(&path)?)),
+        Backend::Ort => Ok(Box::new(crate::onnx::OrtModel::load(&path)?)),
         #[cfg(not(feature = "ort"))]
         Backend::Ort => bail!("this funnel was built without ONNX Runtime; rebuild with `--features ort`"),
     }

@@ -329,33 +329,6 @@ impl TractModel {
     }
 }
 
-/// `decoder.onnx` run by tract: latent codes → normalized reconstructions.
-#[derive(Debug)]
-pub struct OnnxDecoder {
-    model: TractModel,
-}
-
-impl OnnxDecoder {
-    pub fn load(path: impl AsRef<Path>) -> Result<OnnxDecoder> {
-        let model = load_with_tract(path)?;
-        Ok(OnnxDecoder { model })
-    }
-
-    pub fn latent(&self) -> usize {
-        self.model.input_len
-    }
-
-    /// Samples per window (`C * T`).
-    pub fn window_len(&self) -> usize {
-        self.model.output_len
-    }
-
-    /// `latents` is `[batch][K]`; returns normalized reconstructions `[batch][C*T]`.
-    pub fn decode(&self, latents: &[f32], batch: usize) -> Result<Vec<f32>> {
-        self.model.run(latents, batch)
-    }
-}
-
 /// An ONNX file produced here, run by ONNX Runtime (loaded dynamically from `ORT_DYLIB_PATH`).
 #[cfg(feature = "ort")]
 pub struct OrtModel {
@@ -437,34 +410,6 @@ impl OrtModel {
     }
 }
 
-/// `decoder.onnx` run by ONNX Runtime, loaded dynamically from `ORT_DYLIB_PATH`.
-#[cfg(feature = "ort")]
-pub struct OrtDecoder {
-    model: OrtModel,
-}
-
-#[cfg(feature = "ort")]
-impl OrtDecoder {
-    /// Initializes ONNX Runtime from the library named by `ORT_DYLIB_PATH` (once per process) and
-    /// loads `path`.
-    pub fn load(path: impl AsRef<Path>) -> Result<OrtDecoder> {
-        Ok(OrtDecoder { model: OrtModel::load(path)? })
-    }
-
-    pub fn latent(&self) -> usize {
-        self.model.input_len
-    }
-
-    pub fn window_len(&self) -> usize {
-        self.model.output_len
-    }
-
-    /// `latents` is `[batch][K]`; returns normalized reconstructions `[batch][C*T]`.
-    pub fn decode(&self, latents: &[f32], batch: usize) -> Result<Vec<f32>> {
-        self.model.run(latents, batch)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -498,9 +443,9 @@ mod tests {
         let enc = load_with_tract(dir.path().join(ENCODER_FILE)).unwrap();
         let d = max_diff(&enc.run(&w.data, w.len()).unwrap(), &z.data);
         assert!(d <= 1e-4, "{arch} encoder: {d}");
-        let dec = OnnxDecoder::load(dir.path().join(DECODER_FILE)).unwrap();
-        assert_eq!((dec.latent(), dec.window_len()), (5, 64));
-        let d = max_diff(&dec.decode(&z.data, z.len()).unwrap(), &dec_candle.data);
+        let dec = load_with_tract(dir.path().join(DECODER_FILE)).unwrap();
+        assert_eq!((dec.input_len, dec.output_len), (5, 64));
+        let d = max_diff(&dec.run(&z.data, z.len()).unwrap(), &dec_candle.data);
         assert!(d <= 1e-4, "{arch} decoder: {d}");
     }
 
@@ -523,8 +468,6 @@ mod tests {
         let broken = dir.path().join("broken.onnx");
         std::fs::write(&broken, b"\xff\xff\xff garbage").unwrap();
         let e = format!("{:#}", load_with_tract(&broken).unwrap_err());
-        assert!(e.contains("broken.onnx"), "{e}");
-        let e = format!("{:#}", OnnxDecoder::load(&broken).unwrap_err());
         assert!(e.contains("broken.onnx"), "{e}");
     }
 
@@ -551,9 +494,9 @@ mod tests {
             let enc = OrtModel::load(dir.path().join(ENCODER_FILE)).unwrap();
             let d = max_diff(&enc.run(&w.data, w.len()).unwrap(), &z.data);
             assert!(d <= 1e-4, "{arch} ort encoder: {d}");
-            let dec = OrtDecoder::load(dir.path().join(DECODER_FILE)).unwrap();
-            assert_eq!((dec.latent(), dec.window_len()), (4, 64));
-            let d = max_diff(&dec.decode(&z.data, z.len()).unwrap(), &model.decode_latents(&z).unwrap().data);
+            let dec = OrtModel::load(dir.path().join(DECODER_FILE)).unwrap();
+            assert_eq!((dec.input_len, dec.output_len), (4, 64));
+            let d = max_diff(&dec.run(&z.data, z.len()).unwrap(), &model.decode_latents(&z).unwrap().data);
             assert!(d <= 1e-4, "{arch} ort decoder: {d}");
         }
     }
