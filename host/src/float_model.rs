@@ -14,6 +14,14 @@ pub enum Activation {
 }
 
 impl Activation {
+    pub fn from_relu(relu: bool) -> Activation {
+        if relu {
+            Activation::Relu
+        } else {
+            Activation::Identity
+        }
+    }
+
     pub fn apply(self, v: f32) -> f32 {
         match self {
             Activation::Identity => v,

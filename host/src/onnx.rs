@@ -17,6 +17,7 @@ use prost::Message;
 use tract_onnx::pb;
 use tract_onnx::prelude::{tvec, Framework, InferenceModelExt, IntoRunnable, TValue, Tensor as TractTensor, TypedRunnableModel};
 
+use crate::float_model::{Activation, FloatLayer};
 use crate::train::{Autoencoder, NetLayer};
 
 pub const INPUT_NAME: &str = "window";
@@ -122,19 +123,21 @@ impl GraphBuilder {
             // The name of this layer's final value.
             let out = if last { output.to_string() } else { format!("{p}/out") };
             match layer {
-                NetLayer::Dense { in_features, out_features, weight, bias, relu } => {
+                NetLayer::Weighted(FloatLayer::Dense { in_features, out_features, weight, bias, activation }) => {
+                    let relu = *activation == Activation::Relu;
                     let w = self.init_f32(format!("{p}.weight"), &[*out_features, *in_features], weight);
                     let b = self.init_f32(format!("{p}.bias"), &[*out_features], bias);
-                    let y = if *relu { format!("{p}/gemm") } else { out.clone() };
+                    let y = if relu { format!("{p}/gemm") } else { out.clone() };
                     self.node("Gemm", format!("{p}/Gemm"), vec![cur.clone(), w, b], y.clone(), vec![attr_int("transB", 1)]);
-                    if *relu {
+                    if relu {
                         self.node("Relu", format!("{p}/Relu"), vec![y], out.clone(), vec![]);
                     }
                 }
-                NetLayer::Conv { in_channels, out_channels, kernel, stride, padding, weight, bias, relu, .. } => {
+                NetLayer::Weighted(FloatLayer::Conv1d { in_channels, out_channels, kernel, stride, padding, weight, bias, activation, .. }) => {
+                    let relu = *activation == Activation::Relu;
                     let w = self.init_f32(format!("{p}.weight"), &[*out_channels, *in_channels, *kernel], weight);
                     let b = self.init_f32(format!("{p}.bias"), &[*out_channels], bias);
-                    let y = if *relu { format!("{p}/conv") } else { out.clone() };
+                    let y = if relu { format!("{p}/conv") } else { out.clone() };
                     self.node(
                         "Conv",
                         format!("{p}/Conv"),
@@ -148,7 +151,7 @@ impl GraphBuilder {
                             attr_int("group", 1),
                         ],
                     );
-                    if *relu {
+                    if relu {
                         self.node("Relu", format!("{p}/Relu"), vec![y], out.clone(), vec![]);
                     }
                 }

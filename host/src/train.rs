@@ -239,20 +239,9 @@ enum LayerKind {
 /// A layer with its weights as plain arrays: what ONNX export and [`FloatEncoder`] need.
 #[derive(Clone, Debug, PartialEq)]
 pub enum NetLayer {
-    /// `[N, in] → [N, out]`, weight row-major `[out][in]`.
-    Dense { in_features: usize, out_features: usize, weight: Vec<f32>, bias: Vec<f32>, relu: bool },
-    /// `[N, ci, in_len] → [N, co, out_len]`, weight `[co][ci][kernel]`.
-    Conv {
-        in_channels: usize,
-        out_channels: usize,
-        kernel: usize,
-        stride: usize,
-        padding: usize,
-        in_len: usize,
-        weight: Vec<f32>,
-        bias: Vec<f32>,
-        relu: bool,
-    },
+    /// A dense (`[N, in] → [N, out]`) or conv (`[N, ci, in_len] → [N, co, out_len]`) layer with
+    /// its weights, in the same type the quantizer reads.
+    Weighted(FloatLayer),
     /// `[N, channels*len] → [N, channels, len]`.
     Reshape { channels: usize, len: usize },
     /// `[N, C, L] → [N, C*L]`.
@@ -421,14 +410,14 @@ impl Autoencoder {
             .zip(kinds)
             .map(|(l, k)| {
                 Ok(match (l, *k) {
-                    (Layer::Dense(lin, relu), LayerKind::Dense { i, o, .. }) => NetLayer::Dense {
+                    (Layer::Dense(lin, relu), LayerKind::Dense { i, o, .. }) => NetLayer::Weighted(FloatLayer::Dense {
                         in_features: i,
                         out_features: o,
                         weight: vec(lin.weight())?,
                         bias: vec(lin.bias().context("dense bias")?)?,
-                        relu: *relu,
-                    },
-                    (Layer::Conv(c, _), LayerKind::Conv { ci, co, stride, pad, in_len, relu }) => NetLayer::Conv {
+                        activation: Activation::from_relu(*relu),
+                    }),
+                    (Layer::Conv(c, _), LayerKind::Conv { ci, co, stride, pad, in_len, relu }) => NetLayer::Weighted(FloatLayer::Conv1d {
                         in_channels: ci,
                         out_channels: co,
                         kernel: CONV_KERNEL,
@@ -437,8 +426,8 @@ impl Autoencoder {
                         in_len,
                         weight: vec(c.weight())?,
                         bias: vec(c.bias().context("conv bias")?)?,
-                        relu,
-                    },
+                        activation: Activation::from_relu(relu),
+                    }),
                     (_, LayerKind::Reshape { channels, len }) => NetLayer::Reshape { channels, len },
                     (_, LayerKind::Flatten) => NetLayer::Flatten,
                     (_, LayerKind::Upsample2 { channels, len }) => NetLayer::Upsample2 { channels, len },
@@ -825,28 +814,8 @@ pub fn encoder_to_float(model: &Autoencoder) -> Result<FloatEncoder> {
         .encoder_net()?
         .into_iter()
         .filter_map(|l| match l {
-            NetLayer::Dense { in_features, out_features, weight, bias, relu } => Some(FloatLayer::Dense {
-                in_features,
-                out_features,
-                weight,
-                bias,
-                activation: if relu { Activation::Relu } else { Activation::Identity },
-            }),
-            NetLayer::Conv { in_channels, out_channels, kernel, stride, padding, in_len, weight, bias, relu } => {
-                Some(FloatLayer::Conv1d {
-                    in_channels,
-                    out_channels,
-                    kernel,
-                    stride,
-                    padding,
-                    in_len,
-                    weight,
-                    bias,
-                    activation: if relu { Activation::Relu } else { Activation::Identity },
-                })
-            }
-            NetLayer::Reshape { .. } | NetLayer::Flatten => None,
-            NetLayer::Upsample2 { .. } => None,
+            NetLayer::Weighted(layer) => Some(layer),
+            NetLayer::Reshape { .. } | NetLayer::Flatten | NetLayer::Upsample2 { .. } => None,
         })
         .collect();
     Ok(FloatEncoder { channels: model.spec.channels, window: model.spec.window, layers })
