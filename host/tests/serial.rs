@@ -1,0 +1,63 @@
+//! `funnel decode --serial` on a live link: a pseudo-terminal stands in for the device's UART,
+//! fed with the shipped model's frames in small bursts.
+
+#![cfg(unix)]
+
+use std::ffi::CStr;
+use std::fs::File;
+use std::io::Write;
+use std::os::fd::FromRawFd;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use funnel::encode::{encode_counts, load_blob, recording_counts};
+
+/// A raw-mode pty pair: the master (the "device" side) and the slave's path (the port).
+fn pty() -> (File, File, String) {
+    let (mut master, mut slave) = (0, 0);
+    let mut name = [0 as libc::c_char; 128];
+    // SAFETY: out-pointers to live locals; the name buffer is larger than any pty path.
+    unsafe {
+        assert_eq!(libc::openpty(&mut master, &mut slave, name.as_mut_ptr(), std::ptr::null(), std::ptr::null()), 0, "openpty");
+        let mut t: libc::termios = std::mem::zeroed();
+        assert_eq!(libc::tcgetattr(slave, &mut t), 0);
+        libc::cfmakeraw(&mut t);
+        assert_eq!(libc::tcsetattr(slave, libc::TCSANOW, &t), 0);
+        let path = CStr::from_ptr(name.as_ptr()).to_str().unwrap().to_string();
+        (File::from_raw_fd(master), File::from_raw_fd(slave), path)
+    }
+}
+
+#[test]
+fn decode_reads_frames_from_a_serial_port() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let model = root.join("models/ecg");
+    let counts = recording_counts(&model, &root.join("data/mitbih208_ecg.csv"), &["ecg_mlii_mV".to_string()]).unwrap();
+    let frames = 40;
+    let stream = encode_counts(&load_blob(&model).unwrap(), &counts[..frames * 256]).unwrap().bytes;
+
+    let (mut device, _keep_slave_open, port) = pty();
+    let tmp = tempfile::tempdir().unwrap();
+    let csv = tmp.path().join("live.csv");
+    let child = Command::new(env!("CARGO_BIN_EXE_funnel"))
+        .args(["decode", "--model", model.to_str().unwrap(), "--serial", &port, "--baud", "115200", "--seconds", "4", "--out"])
+        .arg(&csv)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    // A device that was already running: the reader joins at the tail of a frame.
+    device.write_all(&[0x42, 0x13, 0x37, 0x00]).unwrap();
+    for burst in stream.chunks(97) {
+        device.write_all(burst).unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let out = child.wait_with_output().unwrap();
+    let report = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{report}");
+    assert!(report.contains(&format!("{frames} frames decoded")), "{report}");
+    assert!(report.contains("1 corrupt chunk(s) skipped (3 bytes)"), "{report}");
+    let rows = std::fs::read_to_string(&csv).unwrap().lines().count();
+    assert_eq!(rows, 1 + frames * 256);
+}
