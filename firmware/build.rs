@@ -24,7 +24,11 @@ fn main() {
     let model_dir = match env::var_os("FUNNEL_MODEL") {
         Some(dir) if !dir.is_empty() => {
             let dir = PathBuf::from(dir);
-            if dir.is_absolute() { dir } else { workspace.join(dir) }
+            if dir.is_absolute() {
+                dir
+            } else {
+                workspace.join(dir)
+            }
         }
         _ => workspace.join("models/ecg"),
     };
@@ -66,7 +70,8 @@ fn main() {
     std::fs::write(out.join("model.rs"), code).unwrap();
 
     // Memory layout of the board being built (bins only; the lib is host-testable).
-    let boards = [("BOARD_QEMU", "mps2-an386.x"), ("BOARD_MICROBIT", "microbit.x"), ("BOARD_NUCLEO_F411RE", "nucleo-f411re.x")];
+    let boards =
+        [("BOARD_QEMU", "mps2-an386.x"), ("BOARD_MICROBIT", "microbit.x"), ("BOARD_NUCLEO_F411RE", "nucleo-f411re.x")];
     let chosen: Vec<_> = boards.iter().filter(|(f, _)| env::var_os(format!("CARGO_FEATURE_{f}")).is_some()).collect();
     match chosen.as_slice() {
         [] => {}

@@ -253,7 +253,8 @@ mod tests {
         let err = App::<_, _, 16, 256>::new(&blob, VecSource::new(&[], 1), sink.clone()).err().unwrap();
         assert!(matches!(err, StartError::Blob(BlobError::ChecksumMismatch { .. })));
         assert!(std::format!("{err}").starts_with("bad model blob: model blob corrupted"));
-        let err = App::<_, _, 16, 256>::new(b"not a Funnel blob, just text", VecSource::new(&[], 1), sink).err().unwrap();
+        let err =
+            App::<_, _, 16, 256>::new(b"not a Funnel blob, just text", VecSource::new(&[], 1), sink).err().unwrap();
         assert_eq!(err, StartError::Blob(BlobError::BadMagic));
     }
 

@@ -20,11 +20,11 @@
 
 pub mod app;
 pub mod io;
+#[cfg(all(target_arch = "arm", target_os = "none", any(feature = "board-qemu", feature = "board-microbit")))]
+pub mod semihosted;
 pub mod sensors;
 #[cfg(all(target_arch = "arm", target_os = "none"))]
 pub mod stack;
-#[cfg(all(target_arch = "arm", target_os = "none", any(feature = "board-qemu", feature = "board-microbit")))]
-pub mod semihosted;
 
 pub use app::{App, AppError, SampleSource, StartError, Step};
 
@@ -66,20 +66,27 @@ pub(crate) mod test_support {
         let t_out = usize::from(window) / 2;
         let conv_w: Vec<u8> = (0..4 * c * 3).map(|i| ((i * 53 + 7) % 255) as u8).collect();
         let dense_w: Vec<u8> = (0..6 * 4 * t_out).map(|i| ((i * 29 + 3) % 251) as u8).collect();
-        let (conv_b, conv_m, conv_s) = (le32(&[100, -50, 0, 7]), le32(&[1 << 30, 1_500_000_000, 1_200_000_000, 2_000_000_000]), [0xF8u8, 0xF9, 0xF8, 0xF7]);
+        let (conv_b, conv_m, conv_s) = (
+            le32(&[100, -50, 0, 7]),
+            le32(&[1 << 30, 1_500_000_000, 1_200_000_000, 2_000_000_000]),
+            [0xF8u8, 0xF9, 0xF8, 0xF7],
+        );
         let (dense_b, dense_m) = (le32(&[1, -2, 3, -4, 5, -6]), le32(&[1_300_000_000; 6]));
         let dense_s = [0xF6u8; 6];
         let offsets = le32(&std::vec![-10; c]);
         let in_m = le32(&std::vec![1 << 30; c]);
         let in_s = std::vec![0xFEu8; c];
-        let ql = |w: &'static [u8], b: &'static [u8], m: &'static [u8], s: &'static [u8], zi: i8, zo: i8, relu: bool| QuantLayer {
-            weights: I8s::new(w),
-            bias: I32s::new(b).unwrap(),
-            requant: RequantParams { multipliers: I32s::new(m).unwrap(), shifts: I8s::new(s) },
-            input_zero_point: zi,
-            output_zero_point: zo,
-            relu,
-        };
+        let ql =
+            |w: &'static [u8], b: &'static [u8], m: &'static [u8], s: &'static [u8], zi: i8, zo: i8, relu: bool| {
+                QuantLayer {
+                    weights: I8s::new(w),
+                    bias: I32s::new(b).unwrap(),
+                    requant: RequantParams { multipliers: I32s::new(m).unwrap(), shifts: I8s::new(s) },
+                    input_zero_point: zi,
+                    output_zero_point: zo,
+                    relu,
+                }
+            };
         let leak = |v: Vec<u8>| -> &'static [u8] { std::boxed::Box::leak(v.into_boxed_slice()) };
         let mut layers = heapless::Vec::new();
         layers

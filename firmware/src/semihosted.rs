@@ -157,13 +157,14 @@ pub fn run<W: embedded_io::Write>(sink: impl FnOnce() -> W) -> ! {
             process::exit(EXIT_NO_SAMPLES)
         }
     };
-    let mut app = match App::<_, _, { model::WINDOW_SAMPLES }, { model::SCRATCH_LEN }>::new(model::MODEL_BLOB, source, sink()) {
-        Ok(app) => app,
-        Err(e) => {
-            eprintln!("funnel-firmware: {e}; halting");
-            process::exit(EXIT_BAD_BLOB)
-        }
-    };
+    let mut app =
+        match App::<_, _, { model::WINDOW_SAMPLES }, { model::SCRATCH_LEN }>::new(model::MODEL_BLOB, source, sink()) {
+            Ok(app) => app,
+            Err(e) => {
+                eprintln!("funnel-firmware: {e}; halting");
+                process::exit(EXIT_BAD_BLOB)
+            }
+        };
     let enc = app.encoder();
     eprintln!(
         "funnel-firmware: model {} window {}x{} codes {} scratch {} B",

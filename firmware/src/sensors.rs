@@ -107,7 +107,8 @@ mod tests {
         let mut regs = [0u8; 0x40];
         regs[0x0F] = 0x33;
         regs[0x28..0x2E].copy_from_slice(&[0x10, 0xFF, 0x00, 0x40, 0xF0, 0x7F]);
-        let mut acc = Lis3dh::new(MockLis3dh { regs, writes: Vec::new() }, Lis3dh::<MockLis3dh>::ADDRESS, 0b0101).unwrap();
+        let mut acc =
+            Lis3dh::new(MockLis3dh { regs, writes: Vec::new() }, Lis3dh::<MockLis3dh>::ADDRESS, 0b0101).unwrap();
         let mut s = [0i16; 3];
         assert!(acc.read(&mut s).unwrap());
         assert_eq!(s, [-240, 0x4000, 0x7FF0]);

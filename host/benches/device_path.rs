@@ -51,15 +51,21 @@ fn bench(c: &mut Criterion) {
     for backend in backends {
         let decoder = load_decoder(&dir, backend).expect("decoder.onnx");
         for batch in [1usize, 64] {
-            group.bench_with_input(BenchmarkId::new(format!("{backend:?}"), format!("batch{batch}")), &batch, |b, &batch| {
-                b.iter(|| {
-                    let mut sink = CollectSink { channels: encoder.channels(), ..Default::default() };
-                    let mut d = StreamDecoder::new(&blob, &card.normalization, decoder.as_ref(), "bench").unwrap().with_batch(batch);
-                    d.feed(&stream, &mut sink).unwrap();
-                    d.finish(&mut sink).unwrap();
-                    sink.values.len()
-                })
-            });
+            group.bench_with_input(
+                BenchmarkId::new(format!("{backend:?}"), format!("batch{batch}")),
+                &batch,
+                |b, &batch| {
+                    b.iter(|| {
+                        let mut sink = CollectSink { channels: encoder.channels(), ..Default::default() };
+                        let mut d = StreamDecoder::new(&blob, &card.normalization, decoder.as_ref(), "bench")
+                            .unwrap()
+                            .with_batch(batch);
+                        d.feed(&stream, &mut sink).unwrap();
+                        d.finish(&mut sink).unwrap();
+                        sink.values.len()
+                    })
+                },
+            );
         }
     }
     group.finish();

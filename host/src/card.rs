@@ -100,8 +100,9 @@ pub struct ModelCard {
 impl ModelCard {
     pub fn load(dir: &Path) -> Result<ModelCard> {
         let path = dir.join(CARD_FILE);
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("cannot read model card {} (is --model a trained model directory?)", path.display()))?;
+        let text = std::fs::read_to_string(&path).with_context(|| {
+            format!("cannot read model card {} (is --model a trained model directory?)", path.display())
+        })?;
         serde_json::from_str(&text).with_context(|| format!("{} is not a valid Funnel model card", path.display()))
     }
 

@@ -105,7 +105,9 @@ impl EvalBackend {
                 Ok(Windows { dim: windows.dim, data: m.run(&windows.data, windows.len())? })
             }
             #[cfg(not(feature = "ort"))]
-            EvalBackend::Ort => bail!("--backend ort: this funnel was built without ONNX Runtime; rebuild with `--features ort`"),
+            EvalBackend::Ort => {
+                bail!("--backend ort: this funnel was built without ONNX Runtime; rebuild with `--features ort`")
+            }
         }
     }
 }
@@ -193,10 +195,14 @@ pub fn evaluate_with(
     let norm = &dataset.normalization;
     let recon = denormalize(norm, &backend.reconstruct(model_dir, model, &dataset.held_out_norm)?);
     let mut sections = BTreeMap::new();
-    sections.insert(SECTION_FLOAT.to_string(), metrics::compute(&dataset.held_out, &recon, dataset.channels, card.latent));
+    sections
+        .insert(SECTION_FLOAT.to_string(), metrics::compute(&dataset.held_out, &recon, dataset.channels, card.latent));
     let pca = Pca::fit(&dataset.train_norm, card.latent).context("PCA baseline")?;
     let pca_recon = denormalize(norm, &pca.reconstruct(&dataset.held_out_norm));
-    sections.insert(SECTION_PCA.to_string(), metrics::compute(&dataset.held_out, &pca_recon, dataset.channels, card.latent));
+    sections.insert(
+        SECTION_PCA.to_string(),
+        metrics::compute(&dataset.held_out, &pca_recon, dataset.channels, card.latent),
+    );
     Ok(EvalReport {
         model_dir: model_dir.display().to_string(),
         data_file: dataset.path.display().to_string(),
@@ -253,11 +259,7 @@ pub fn train_command(args: &TrainArgs) -> Result<TrainOutcome> {
     }
     std::fs::create_dir_all(&args.out).with_context(|| format!("cannot create --out {}", args.out.display()))?;
     let hop = args.train_hop.unwrap_or(args.window);
-    ensure!(
-        (1..=args.window).contains(&hop),
-        "--train-hop {hop} must be between 1 and --window {}",
-        args.window
-    );
+    ensure!((1..=args.window).contains(&hop), "--train-hop {hop} must be between 1 and --window {}", args.window);
     ensure!(args.patience >= 1, "--patience must be at least 1");
     let cfg = TrainConfig {
         variant: args.variant,
@@ -375,9 +377,8 @@ pub fn plot_command(args: &PlotArgs) -> Result<()> {
     let recon = ds.normalization.denormalize(&model.reconstruct(&ds.held_out_norm.slice(0..n))?);
     // Per channel: contiguous series over the n windows.
     let t = ds.window;
-    let series = |w: &Windows, c: usize| -> Vec<f32> {
-        (0..n).flat_map(|i| w.get(i)[c * t..(c + 1) * t].to_vec()).collect()
-    };
+    let series =
+        |w: &Windows, c: usize| -> Vec<f32> { (0..n).flat_map(|i| w.get(i)[c * t..(c + 1) * t].to_vec()).collect() };
     let chans: Vec<(Vec<f32>, Vec<f32>)> = (0..ds.channels).map(|c| (series(&orig, c), series(&recon, c))).collect();
     if let Err(e) = draw(&args.out, &chans, &ds.columns, t, true) {
         eprintln!("plot: drawing text failed ({e}); writing the plot without labels");
@@ -439,7 +440,12 @@ fn draw(out: &Path, chans: &[(Vec<f32>, Vec<f32>)], columns: &[String], window: 
             .map_err(|e| plot_err(&e))?;
     }
     if text {
-        chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw().map_err(|e| plot_err(&e))?;
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()
+            .map_err(|e| plot_err(&e))?;
     }
 
     let mut cb = ChartBuilder::on(&bottom);

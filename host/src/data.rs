@@ -57,8 +57,7 @@ impl Recording {
     /// Reads `path` (header row + numeric rows) and keeps `columns`, in that order, as channels.
     pub fn from_csv(path: impl AsRef<Path>, columns: &[String]) -> Result<Recording, DataError> {
         let path = path.as_ref().to_path_buf();
-        let file =
-            std::fs::File::open(&path).map_err(|source| DataError::Io { path: path.clone(), source })?;
+        let file = std::fs::File::open(&path).map_err(|source| DataError::Io { path: path.clone(), source })?;
         let mut reader = csv::ReaderBuilder::new().has_headers(true).trim(csv::Trim::All).from_reader(file);
         let csv_err = |e: csv::Error, path: &Path| -> DataError {
             if let csv::ErrorKind::Io(_) = e.kind() {
@@ -82,13 +81,7 @@ impl Recording {
         for col in columns {
             match headers.iter().position(|h| h == col) {
                 Some(i) => idx.push(i),
-                None => {
-                    return Err(DataError::MissingColumn {
-                        path,
-                        column: col.clone(),
-                        available,
-                    })
-                }
+                None => return Err(DataError::MissingColumn { path, column: col.clone(), available }),
             }
         }
         let mut samples = vec![Vec::new(); columns.len()];
@@ -357,12 +350,7 @@ impl Dataset {
         let all = rec.windows(window);
         let n = all.len();
         if n < 2 {
-            return Err(DataError::TooFewRows {
-                path: rec.path.clone(),
-                rows: rec.rows(),
-                window,
-                needed: 2 * window,
-            });
+            return Err(DataError::TooFewRows { path: rec.path.clone(), rows: rec.rows(), window, needed: 2 * window });
         }
         let n_train = train_window_count(n);
         let train = all.slice(0..n_train);

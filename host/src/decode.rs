@@ -58,7 +58,9 @@ pub fn load_decoder(model_dir: &Path, backend: Backend) -> Result<Box<dyn Latent
         #[cfg(feature = "ort")]
         Backend::Ort => Ok(Box::new(crate::onnx::OrtModel::load(&path)?)),
         #[cfg(not(feature = "ort"))]
-        Backend::Ort => bail!("this funnel was built without ONNX Runtime; rebuild with `--features ort`"),
+        Backend::Ort => {
+            bail!("this funnel was built without ONNX Runtime; rebuild with `--features ort`")
+        }
     }
 }
 
@@ -242,9 +244,17 @@ pub struct StreamDecoder<'d> {
 impl<'d> StreamDecoder<'d> {
     /// `blob` identifies the model (frames of other models are refused); `decoder` is its
     /// `decoder.onnx`. `model_name` names the model in errors.
-    pub fn new(blob: &[u8], normalization: &Normalization, decoder: &'d dyn LatentDecoder, model_name: &str) -> Result<Self> {
+    pub fn new(
+        blob: &[u8],
+        normalization: &Normalization,
+        decoder: &'d dyn LatentDecoder,
+        model_name: &str,
+    ) -> Result<Self> {
         let encoder = QuantizedEncoder::from_blob(blob).map_err(|e| anyhow::anyhow!("{e}"))?;
-        ensure!(normalization.channels() == encoder.channels(), "the card's normalization does not match the blob's channels");
+        ensure!(
+            normalization.channels() == encoder.channels(),
+            "the card's normalization does not match the blob's channels"
+        );
         Ok(StreamDecoder {
             frames: FrameDecoder::new(),
             model_id: encoder.model_id(),
@@ -280,10 +290,12 @@ impl<'d> StreamDecoder<'d> {
 
     /// Decodes and writes everything received so far.
     pub fn flush(&mut self, sink: &mut dyn ReconstructionSink) -> Result<()> {
-        let frames: Vec<&Frame> = self.pending.iter().filter_map(|p| if let Pending::Frame(f) = p { Some(f) } else { None }).collect();
+        let frames: Vec<&Frame> =
+            self.pending.iter().filter_map(|p| if let Pending::Frame(f) = p { Some(f) } else { None }).collect();
         let mut latents = Vec::with_capacity(frames.len() * self.latent);
         for f in &frames {
-            latents.extend(f.codes.iter().map(|&q| self.codes.scale * (f32::from(q) - f32::from(self.codes.zero_point))));
+            latents
+                .extend(f.codes.iter().map(|&q| self.codes.scale * (f32::from(q) - f32::from(self.codes.zero_point))));
         }
         let n = frames.len();
         let recon = if n > 0 { self.decoder.decode(&latents, n)? } else { Vec::new() };
@@ -296,7 +308,8 @@ impl<'d> StreamDecoder<'d> {
                     let mut w = windows.next().expect("one window per frame").to_vec();
                     self.normalization.denormalize_in_place(&mut w);
                     let values = channels_first_to_interleaved(&w, self.channels);
-                    let status = if f.flags & FLAG_INPUT_SATURATED != 0 { SampleStatus::Saturated } else { SampleStatus::Ok };
+                    let status =
+                        if f.flags & FLAG_INPUT_SATURATED != 0 { SampleStatus::Saturated } else { SampleStatus::Ok };
                     sink.window(f.sample_index, self.window, Some(&values), status)?;
                     self.report.samples_written += self.window as u64;
                 }
@@ -325,7 +338,9 @@ impl<'d> StreamDecoder<'d> {
                 *self.report.corrupt.entry(kind.to_string()).or_default() += 1;
                 self.report.corrupt_bytes += bytes as u64;
             }
-            DecodeEvent::Gap { expected, received, .. } => self.report.frames_lost += u64::from(received.wrapping_sub(expected)),
+            DecodeEvent::Gap { expected, received, .. } => {
+                self.report.frames_lost += u64::from(received.wrapping_sub(expected))
+            }
             // The frame itself follows; its sample index decides what to do with it.
             DecodeEvent::OutOfOrder { .. } => {}
         }
@@ -343,7 +358,14 @@ impl<'d> StreamDecoder<'d> {
                 self.model_id
             );
         }
-        ensure!(frame.codes.len() == self.latent, "frame {} has {} codes, model {} emits {}", frame.sequence, frame.codes.len(), self.model_id, self.latent);
+        ensure!(
+            frame.codes.len() == self.latent,
+            "frame {} has {} codes, model {} emits {}",
+            frame.sequence,
+            frame.codes.len(),
+            self.model_id,
+            self.latent
+        );
         let window = self.window as u64;
         match self.next_sample {
             Some(_) if frame.flags & FLAG_STREAM_START != 0 && frame.sample_index == 0 => {
@@ -410,37 +432,42 @@ pub fn decode_command(args: &DecodeArgs) -> Result<DecodeReport> {
     let file = std::fs::File::create(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;
     let mut csv = CsvSink::new(std::io::BufWriter::new(file), &card.columns)?;
     let mut collect = CollectSink { channels: card.columns.len(), ..Default::default() };
-    let mut sink = Tee { a: &mut csv, b: args.plot.as_ref().map(|_| &mut collect) };
-    let live = args.serial.is_some();
-    let mut stream = StreamDecoder::new(&blob, &card.normalization, decoder.as_ref(), &name)?.with_batch(if live { 1 } else { DEFAULT_BATCH });
+    let report =
+        {
+            let mut sink = Tee { a: &mut csv, b: args.plot.as_ref().map(|_| &mut collect) };
+            let live = args.serial.is_some();
+            let mut stream = StreamDecoder::new(&blob, &card.normalization, decoder.as_ref(), &name)?
+                .with_batch(if live { 1 } else { DEFAULT_BATCH });
 
-    let mut reader: Box<dyn Read> = match (&args.input, &args.serial) {
-        (Some(path), _) if path == "-" => Box::new(std::io::stdin().lock()),
-        (Some(path), _) => Box::new(std::fs::File::open(path).with_context(|| format!("cannot open --input {path}"))?),
-        (None, Some(port)) => Box::new(
-            serialport::new(port, args.baud)
-                .timeout(std::time::Duration::from_millis(200))
-                .open()
-                .with_context(|| format!("cannot open serial port {port} at {} baud", args.baud))?,
-        ),
-        (None, None) => bail!("give --input FILE (or -) or --serial PORT"),
-    };
-    let started = std::time::Instant::now();
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        if args.seconds.is_some_and(|s| started.elapsed().as_secs_f64() >= s) {
-            break;
-        }
-        match reader.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => stream.feed(&buf[..n], &mut sink)?,
-            Err(e) if live && e.kind() == std::io::ErrorKind::TimedOut => stream.flush(&mut sink)?,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e).context("reading the frame stream"),
-        }
-    }
-    let report = stream.finish(&mut sink)?;
-    drop(sink);
+            let mut reader: Box<dyn Read> = match (&args.input, &args.serial) {
+                (Some(path), _) if path == "-" => Box::new(std::io::stdin().lock()),
+                (Some(path), _) => {
+                    Box::new(std::fs::File::open(path).with_context(|| format!("cannot open --input {path}"))?)
+                }
+                (None, Some(port)) => Box::new(
+                    serialport::new(port, args.baud)
+                        .timeout(std::time::Duration::from_millis(200))
+                        .open()
+                        .with_context(|| format!("cannot open serial port {port} at {} baud", args.baud))?,
+                ),
+                (None, None) => bail!("give --input FILE (or -) or --serial PORT"),
+            };
+            let started = std::time::Instant::now();
+            let mut buf = vec![0u8; 1 << 16];
+            loop {
+                if args.seconds.is_some_and(|s| started.elapsed().as_secs_f64() >= s) {
+                    break;
+                }
+                match reader.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => stream.feed(&buf[..n], &mut sink)?,
+                    Err(e) if live && e.kind() == std::io::ErrorKind::TimedOut => stream.flush(&mut sink)?,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e).context("reading the frame stream"),
+                }
+            }
+            stream.finish(&mut sink)?
+        };
     if let Some(png) = &args.plot {
         plot_reconstruction(png, &card.columns, &collect)?;
     }
@@ -504,7 +531,9 @@ fn draw_reconstruction(out: &Path, columns: &[String], rec: &CollectSink, text: 
     }
     let missing = (0..len).filter(|&t| rec.status[t] == SampleStatus::Missing);
     chart
-        .draw_series(missing.map(|t| Rectangle::new([(first + t, lo), (first + t + 1, hi)], RGBColor(255, 200, 200).filled())))
+        .draw_series(
+            missing.map(|t| Rectangle::new([(first + t, lo), (first + t + 1, hi)], RGBColor(255, 200, 200).filled())),
+        )
         .map_err(|e| plot_err(&e))?;
     let palette = [RGBColor(0, 90, 200), RGBColor(0, 140, 60), RGBColor(150, 0, 150), RGBColor(30, 30, 30)];
     for c in 0..channels {
@@ -516,7 +545,8 @@ fn draw_reconstruction(out: &Path, columns: &[String], rec: &CollectSink, text: 
             if v.is_finite() {
                 run.push((first + t, v));
             } else if !run.is_empty() {
-                let series = chart.draw_series(LineSeries::new(std::mem::take(&mut run), color)).map_err(|e| plot_err(&e))?;
+                let series =
+                    chart.draw_series(LineSeries::new(std::mem::take(&mut run), color)).map_err(|e| plot_err(&e))?;
                 if text && t == len {
                     let label = columns.get(c).cloned().unwrap_or_default();
                     series.label(label).legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
@@ -525,7 +555,12 @@ fn draw_reconstruction(out: &Path, columns: &[String], rec: &CollectSink, text: 
         }
     }
     if text {
-        chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw().map_err(|e| plot_err(&e))?;
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()
+            .map_err(|e| plot_err(&e))?;
     }
     root.present().map_err(|e| plot_err(&e))?;
     Ok(())
@@ -552,8 +587,16 @@ pub fn device_reconstruction(
     let mut stream = StreamDecoder::new(blob, normalization, decoder, "device simulation")?;
     stream.feed(&encoded.bytes, &mut sink)?;
     let report = stream.finish(&mut sink)?;
-    ensure!(report.frames as usize == windows.len() && report.missing_samples == 0, "device simulation lost frames: {}", report.summary());
-    let data = sink.values.chunks_exact(windows.dim).flat_map(|w| crate::data::interleaved_to_channels_first(w, channels)).collect();
+    ensure!(
+        report.frames as usize == windows.len() && report.missing_samples == 0,
+        "device simulation lost frames: {}",
+        report.summary()
+    );
+    let data = sink
+        .values
+        .chunks_exact(windows.dim)
+        .flat_map(|w| crate::data::interleaved_to_channels_first(w, channels))
+        .collect();
     Ok(crate::data::Windows::new(windows.dim, data))
 }
 
@@ -590,8 +633,13 @@ mod tests {
         };
         let normalization = Normalization { mean: vec![0.5], std: vec![2.0] };
         let calibration = Windows::new(WINDOW, (0..64 * WINDOW).map(|i| ((i as f32) * 0.37).sin() * 2.0).collect());
-        let blob = quantize(&QuantizationInput { encoder: &encoder, normalization: &normalization, counts_per_unit: 100.0, calibration: &calibration })
-            .unwrap();
+        let blob = quantize(&QuantizationInput {
+            encoder: &encoder,
+            normalization: &normalization,
+            counts_per_unit: 100.0,
+            calibration: &calibration,
+        })
+        .unwrap();
         (blob.bytes, normalization)
     }
 

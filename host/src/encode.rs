@@ -18,8 +18,9 @@ pub const BLOB_FILE: &str = "encoder.fq8";
 /// Reads and validates `encoder.fq8` of a model directory.
 pub fn load_blob(model_dir: &Path) -> Result<Vec<u8>> {
     let path = model_dir.join(BLOB_FILE);
-    let bytes = std::fs::read(&path)
-        .with_context(|| format!("cannot read {} (run `funnel quantize --model {}` first)", path.display(), model_dir.display()))?;
+    let bytes = std::fs::read(&path).with_context(|| {
+        format!("cannot read {} (run `funnel quantize --model {}` first)", path.display(), model_dir.display())
+    })?;
     QuantizedEncoder::from_blob(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     Ok(bytes)
 }
@@ -112,7 +113,11 @@ mod tests {
 
     #[test]
     fn counts_are_interleaved_by_time_step() {
-        let rec = Recording::from_channels("mem", vec!["a".into(), "b".into()], vec![vec![0.5, 1.0, 1.5], vec![-0.5, -1.0, -1.5]]);
+        let rec = Recording::from_channels(
+            "mem",
+            vec!["a".into(), "b".into()],
+            vec![vec![0.5, 1.0, 1.5], vec![-0.5, -1.0, -1.5]],
+        );
         assert_eq!(interleave_counts(&rec, 4.0), vec![2, -2, 4, -4, 6, -6]);
     }
 }

@@ -87,8 +87,7 @@ impl FloatLayer {
     pub fn forward(&self, x: &[f32]) -> Vec<f32> {
         assert_eq!(x.len(), self.input_len(), "layer input length");
         match self {
-            FloatLayer::Dense { in_features, out_features, weight, bias, activation } => (0
-                ..*out_features)
+            FloatLayer::Dense { in_features, out_features, weight, bias, activation } => (0..*out_features)
                 .map(|o| {
                     let row = &weight[o * in_features..(o + 1) * in_features];
                     activation.apply(bias[o] + row.iter().zip(x).map(|(w, v)| w * v).sum::<f32>())
@@ -114,8 +113,7 @@ impl FloatLayer {
                             for k in 0..*kernel {
                                 let pos = (t * stride + k) as isize - *padding as isize;
                                 if pos >= 0 && (pos as usize) < *in_len {
-                                    acc += weight[(o * in_channels + c) * kernel + k]
-                                        * x[c * in_len + pos as usize];
+                                    acc += weight[(o * in_channels + c) * kernel + k] * x[c * in_len + pos as usize];
                                 }
                             }
                         }

@@ -52,7 +52,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Train(args) => {
             let outcome = funnel::train_command(&args)?;
-            let q = funnel::quantize::quantize_command(&QuantizeArgs { model: outcome.out_dir.clone(), calibration: None, columns: vec![] })?;
+            let q = funnel::quantize::quantize_command(&QuantizeArgs {
+                model: outcome.out_dir.clone(),
+                calibration: None,
+                columns: vec![],
+            })?;
             report_quantization(&q);
             eprintln!("wrote {}", outcome.out_dir.display());
             let mut eval = outcome.eval;

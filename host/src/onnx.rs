@@ -15,7 +15,9 @@ use std::sync::Arc;
 use anyhow::{bail, ensure, Context, Result};
 use prost::Message;
 use tract_onnx::pb;
-use tract_onnx::prelude::{tvec, Framework, InferenceModelExt, IntoRunnable, TValue, Tensor as TractTensor, TypedRunnableModel};
+use tract_onnx::prelude::{
+    tvec, Framework, InferenceModelExt, IntoRunnable, TValue, Tensor as TractTensor, TypedRunnableModel,
+};
 
 use crate::float_model::{Activation, FloatLayer};
 use crate::train::{Autoencoder, NetLayer};
@@ -128,12 +130,28 @@ impl GraphBuilder {
                     let w = self.init_f32(format!("{p}.weight"), &[*out_features, *in_features], weight);
                     let b = self.init_f32(format!("{p}.bias"), &[*out_features], bias);
                     let y = if relu { format!("{p}/gemm") } else { out.clone() };
-                    self.node("Gemm", format!("{p}/Gemm"), vec![cur.clone(), w, b], y.clone(), vec![attr_int("transB", 1)]);
+                    self.node(
+                        "Gemm",
+                        format!("{p}/Gemm"),
+                        vec![cur.clone(), w, b],
+                        y.clone(),
+                        vec![attr_int("transB", 1)],
+                    );
                     if relu {
                         self.node("Relu", format!("{p}/Relu"), vec![y], out.clone(), vec![]);
                     }
                 }
-                NetLayer::Weighted(FloatLayer::Conv1d { in_channels, out_channels, kernel, stride, padding, weight, bias, activation, .. }) => {
+                NetLayer::Weighted(FloatLayer::Conv1d {
+                    in_channels,
+                    out_channels,
+                    kernel,
+                    stride,
+                    padding,
+                    weight,
+                    bias,
+                    activation,
+                    ..
+                }) => {
                     let relu = *activation == Activation::Relu;
                     let w = self.init_f32(format!("{p}.weight"), &[*out_channels, *in_channels, *kernel], weight);
                     let b = self.init_f32(format!("{p}.bias"), &[*out_channels], bias);
@@ -160,7 +178,13 @@ impl GraphBuilder {
                     self.node("Reshape", format!("{p}/Reshape"), vec![cur.clone(), s], out.clone(), vec![]);
                 }
                 NetLayer::Flatten => {
-                    self.node("Flatten", format!("{p}/Flatten"), vec![cur.clone()], out.clone(), vec![attr_int("axis", 1)]);
+                    self.node(
+                        "Flatten",
+                        format!("{p}/Flatten"),
+                        vec![cur.clone()],
+                        out.clone(),
+                        vec![attr_int("axis", 1)],
+                    );
                 }
                 NetLayer::Upsample2 { channels, len } => {
                     // [N,C,L] → Unsqueeze(3) [N,C,L,1] → Concat(x,x; 3) [N,C,L,2] → Reshape [N,C,2L]
@@ -169,7 +193,13 @@ impl GraphBuilder {
                     let u = self.fresh(&p, "unsq");
                     let c = self.fresh(&p, "cat");
                     self.node("Unsqueeze", format!("{p}/Unsqueeze"), vec![cur.clone(), axes], u.clone(), vec![]);
-                    self.node("Concat", format!("{p}/Concat"), vec![u.clone(), u], c.clone(), vec![attr_int("axis", 3)]);
+                    self.node(
+                        "Concat",
+                        format!("{p}/Concat"),
+                        vec![u.clone(), u],
+                        c.clone(),
+                        vec![attr_int("axis", 3)],
+                    );
                     self.node("Reshape", format!("{p}/Reshape"), vec![c, shape], out.clone(), vec![]);
                 }
             }
@@ -219,12 +249,7 @@ pub fn autoencoder_proto(model: &Autoencoder) -> Result<pb::ModelProto> {
     let mut g = GraphBuilder::default();
     g.layers("encoder", &model.encoder_net()?, INPUT_NAME, LATENT_NAME);
     g.layers("decoder", &model.decoder_net()?, LATENT_NAME, OUTPUT_NAME);
-    Ok(g.finish(
-        "funnel_autoencoder",
-        (INPUT_NAME, model.spec.input_len()),
-        (OUTPUT_NAME, model.spec.input_len()),
-        DOC,
-    ))
+    Ok(g.finish("funnel_autoencoder", (INPUT_NAME, model.spec.input_len()), (OUTPUT_NAME, model.spec.input_len()), DOC))
 }
 
 pub fn write_proto(proto: &pb::ModelProto, path: &Path) -> Result<()> {
@@ -327,7 +352,12 @@ impl TractModel {
             .run(tvec![TValue::from(t)])
             .with_context(|| format!("tract failed to run {}", self.path.display()))?;
         let view = out[0].to_plain_array_view::<f32>()?;
-        ensure!(view.len() == batch * self.output_len, "{}: unexpected output shape {:?}", self.path.display(), view.shape());
+        ensure!(
+            view.len() == batch * self.output_len,
+            "{}: unexpected output shape {:?}",
+            self.path.display(),
+            view.shape()
+        );
         Ok(view.iter().copied().collect())
     }
 }
@@ -408,7 +438,12 @@ impl OrtModel {
         let (_, data) = outputs[self.output_name.as_str()]
             .try_extract_tensor::<f32>()
             .map_err(|e| anyhow::anyhow!("ort output of {}: {e}", self.path.display()))?;
-        ensure!(data.len() == batch * self.output_len, "{}: unexpected output size {}", self.path.display(), data.len());
+        ensure!(
+            data.len() == batch * self.output_len,
+            "{}: unexpected output size {}",
+            self.path.display(),
+            data.len()
+        );
         Ok(data.to_vec())
     }
 }

@@ -71,9 +71,8 @@ mod tests {
     fn recovers_rank_k_signal_exactly() {
         // Windows = offset + 3 fixed patterns with random coefficients → rank 3 around the mean.
         let d = 16;
-        let patterns: Vec<Vec<f32>> = (0..3)
-            .map(|p| (0..d).map(|t| ((t * (p + 1)) as f32 * 0.4).sin() + p as f32 * 0.1).collect())
-            .collect();
+        let patterns: Vec<Vec<f32>> =
+            (0..3).map(|p| (0..d).map(|t| ((t * (p + 1)) as f32 * 0.4).sin() + p as f32 * 0.1).collect()).collect();
         let mut data = Vec::new();
         let mut s = 12345u32;
         let mut rnd = || {

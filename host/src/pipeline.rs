@@ -33,8 +33,12 @@ pub fn pipeline_command(args: &TrainArgs) -> Result<PipelineOutcome> {
     let mut eval = trained.eval;
     eval.sections.insert(SECTION_INT8.to_string(), quantization.int8.clone());
     let codes = dir.join(CODES_FILE);
-    let encoded =
-        encode_command(&EncodeArgs { model: dir.clone(), data: args.data.clone(), columns: args.columns.clone(), out: codes.clone() })?;
+    let encoded = encode_command(&EncodeArgs {
+        model: dir.clone(),
+        data: args.data.clone(),
+        columns: args.columns.clone(),
+        out: codes.clone(),
+    })?;
     let reconstruction = dir.join(RECONSTRUCTION_FILE);
     let decoded = decode_command(&DecodeArgs {
         model: dir.clone(),

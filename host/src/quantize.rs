@@ -134,8 +134,11 @@ fn le_bytes(values: &[i32]) -> Vec<u8> {
     values.iter().flat_map(|v| v.to_le_bytes()).collect()
 }
 
-/// `[min, max]` of every layer's output (and of the input) over the calibration windows.
-fn calibrate(encoder: &FloatEncoder, windows: &Windows) -> Result<(f64, f64, Vec<(f64, f64)>)> {
+/// A real-valued `(min, max)`.
+type Range = (f64, f64);
+
+/// `[min, max]` of the input and of every layer's output over the calibration windows.
+fn calibrate(encoder: &FloatEncoder, windows: &Windows) -> Result<(Range, Vec<Range>)> {
     ensure!(!windows.is_empty(), "no calibration windows");
     let mut input = (f64::INFINITY, f64::NEG_INFINITY);
     let mut ranges = vec![(f64::INFINITY, f64::NEG_INFINITY); encoder.layers.len()];
@@ -150,21 +153,30 @@ fn calibrate(encoder: &FloatEncoder, windows: &Windows) -> Result<(f64, f64, Vec
             }
         }
     }
-    Ok((input.0, input.1, ranges))
+    Ok((input, ranges))
 }
 
 /// Quantizes the encoder and writes the blob (validated by the same parser the firmware uses).
 pub fn quantize(q: &QuantizationInput<'_>) -> Result<QuantizedBlob> {
     let enc = q.encoder;
     let channels = enc.channels;
-    ensure!(q.normalization.channels() == channels, "normalization has {} channels, encoder {}", q.normalization.channels(), channels);
-    ensure!(enc.layers.len() <= MAX_LAYERS, "the encoder has {} layers; the device supports {MAX_LAYERS}", enc.layers.len());
+    ensure!(
+        q.normalization.channels() == channels,
+        "normalization has {} channels, encoder {}",
+        q.normalization.channels(),
+        channels
+    );
+    ensure!(
+        enc.layers.len() <= MAX_LAYERS,
+        "the encoder has {} layers; the device supports {MAX_LAYERS}",
+        enc.layers.len()
+    );
     ensure!(enc.latent() <= MAX_CODES, "latent size {} exceeds the {MAX_CODES} codes a frame carries", enc.latent());
     ensure!(q.calibration.dim == channels * enc.window, "calibration windows do not match the encoder input");
     let cpu = f64::from(q.counts_per_unit);
     ensure!(cpu.is_finite() && cpu > 0.0, "counts_per_unit must be positive (got {cpu})");
 
-    let (in_min, in_max, ranges) = calibrate(enc, q.calibration)?;
+    let ((in_min, in_max), ranges) = calibrate(enc, q.calibration)?;
     // A little headroom on the input: device counts round, and live signals drift past the
     // calibration extremes; clamped inputs are flagged in the frames.
     let margin = INPUT_RANGE_MARGIN * (in_max - in_min);
@@ -188,9 +200,8 @@ pub fn quantize(q: &QuantizationInput<'_>) -> Result<QuantizedBlob> {
     let mut s_in = input_q;
     for (layer, &(min, max)) in enc.layers.iter().zip(&ranges) {
         let (weight, bias, activation) = match layer {
-            FloatLayer::Dense { weight, bias, activation, .. } | FloatLayer::Conv1d { weight, bias, activation, .. } => {
-                (weight, bias, *activation)
-            }
+            FloatLayer::Dense { weight, bias, activation, .. }
+            | FloatLayer::Conv1d { weight, bias, activation, .. } => (weight, bias, *activation),
         };
         let relu = activation == Activation::Relu;
         let out_q = ActivationQuant::for_range(if relu { 0.0 } else { min }, max);
@@ -252,23 +263,30 @@ pub fn quantize(q: &QuantizationInput<'_>) -> Result<QuantizedBlob> {
     }
     let codes = acts.last().copied().unwrap_or(input_q);
     let spec = EncoderSpec {
-        window: u16::try_from(enc.window).map_err(|_| anyhow::anyhow!("window {} too long for the device", enc.window))?,
+        window: u16::try_from(enc.window)
+            .map_err(|_| anyhow::anyhow!("window {} too long for the device", enc.window))?,
         channels: u8::try_from(channels).map_err(|_| anyhow::anyhow!("{channels} channels are too many"))?,
         counts_per_unit: q.counts_per_unit,
         input: InputQuant {
             offsets: I32s::new(&offsets).expect("4 bytes per offset"),
-            requant: RequantParams { multipliers: I32s::new(&in_mult).expect("4 bytes each"), shifts: I8s::new(&in_shift) },
+            requant: RequantParams {
+                multipliers: I32s::new(&in_mult).expect("4 bytes each"),
+                shifts: I8s::new(&in_shift),
+            },
             zero_point: input_q.zero_point,
         },
         layers,
         codes: CodeQuant { scale: codes.scale as f32, zero_point: codes.zero_point },
     };
-    let mut buf = vec![0u8; 64 + owned.iter().map(|o| o.weights.len() + o.bias.len() * 3 + 64).sum::<usize>() + 64 * channels];
-    let len = write_blob(&spec, &mut buf, model_id_of).map_err(|e| anyhow::anyhow!("cannot write the model blob: {e}"))?;
+    let mut buf =
+        vec![0u8; 64 + owned.iter().map(|o| o.weights.len() + o.bias.len() * 3 + 64).sum::<usize>() + 64 * channels];
+    let len =
+        write_blob(&spec, &mut buf, model_id_of).map_err(|e| anyhow::anyhow!("cannot write the model blob: {e}"))?;
     buf.truncate(len);
     // Parse it back exactly as the device will.
     let (model_id, macs_per_window, scratch_bytes) = {
-        let parsed = funnel_shared::blob::ModelBlob::parse(&buf).map_err(|e| anyhow::anyhow!("written blob does not parse: {e}"))?;
+        let parsed = funnel_shared::blob::ModelBlob::parse(&buf)
+            .map_err(|e| anyhow::anyhow!("written blob does not parse: {e}"))?;
         (parsed.model_id, parsed.spec.macs(), parsed.spec.scratch_len())
     };
     Ok(QuantizedBlob { model_id, macs_per_window, scratch_bytes, bytes: buf })
@@ -317,13 +335,19 @@ pub fn quantize_command(args: &QuantizeArgs) -> Result<QuantizeOutcome> {
     let (mut card, model) = load_model_dir(dir)?;
     let encoder = crate::train::encoder_to_float(&model)?;
     let data = PathBuf::from(&card.data_file);
-    let dataset = dataset_for_model(&card, dir, &data, &card.columns.clone())
-        .with_context(|| format!("the held-out part of the model's data ({}) is needed to measure int8 loss", data.display()))?;
+    let dataset = dataset_for_model(&card, dir, &data, &card.columns.clone()).with_context(|| {
+        format!("the held-out part of the model's data ({}) is needed to measure int8 loss", data.display())
+    })?;
     let calibration = match &args.calibration {
         None => dataset.train_norm.clone(),
         Some(path) => {
             let columns = if args.columns.is_empty() { card.columns.clone() } else { args.columns.clone() };
-            ensure!(columns.len() == card.columns.len(), "--column gives {} channel(s), the model has {}", columns.len(), card.columns.len());
+            ensure!(
+                columns.len() == card.columns.len(),
+                "--column gives {} channel(s), the model has {}",
+                columns.len(),
+                card.columns.len()
+            );
             let rec = Recording::from_csv(path, &columns)?;
             let windows = rec.windows(card.window);
             ensure!(!windows.is_empty(), "{}: fewer rows than one window of {}", path.display(), card.window);
@@ -458,14 +482,23 @@ mod tests {
                 (0..channels * window).map(move |i| {
                     let (c, t) = (i / window, i % window);
                     let phase = (w * 7 + t) as f32 * 0.3 + c as f32;
-                    if c == 0 { 1.5 + 0.8 * phase.sin() } else { -0.25 + 3.0 * phase.cos() }
+                    if c == 0 {
+                        1.5 + 0.8 * phase.sin()
+                    } else {
+                        -0.25 + 3.0 * phase.cos()
+                    }
                 })
             })
             .collect();
         let raw = Windows::new(channels * window, raw);
         let calibration = normalization.normalize(&raw);
-        let blob = quantize(&QuantizationInput { encoder: &encoder, normalization: &normalization, counts_per_unit: cpu, calibration: &calibration })
-            .unwrap();
+        let blob = quantize(&QuantizationInput {
+            encoder: &encoder,
+            normalization: &normalization,
+            counts_per_unit: cpu,
+            calibration: &calibration,
+        })
+        .unwrap();
         let device = QuantizedEncoder::from_blob(&blob.bytes).unwrap();
         assert_eq!(device.model_id(), blob.model_id);
         let codes_q = device.spec().codes;
@@ -474,7 +507,10 @@ mod tests {
         let mut worst = 0.0f64;
         let mut range = (f64::INFINITY, f64::NEG_INFINITY);
         for (w_raw, w_norm) in raw.iter().zip(calibration.iter()) {
-            let samples: Vec<i16> = (0..window).flat_map(|t| (0..channels).map(move |c| (t, c))).map(|(t, c)| to_counts(w_raw[c * window + t], cpu)).collect();
+            let samples: Vec<i16> = (0..window)
+                .flat_map(|t| (0..channels).map(move |c| (t, c)))
+                .map(|(t, c)| to_counts(w_raw[c * window + t], cpu))
+                .collect();
             let report = device.encode(&samples, &mut scratch, &mut codes).unwrap();
             assert!(!report.input_saturated);
             for (z, &q) in encoder.forward(w_norm).iter().zip(&codes) {

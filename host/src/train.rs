@@ -336,8 +336,10 @@ impl Autoencoder {
                 layers.push(match *kind {
                     LayerKind::Dense { i: fi, o, relu } => {
                         let bound = (6.0 / fi as f32).sqrt();
-                        let w = new_param(varmap, &format!("{name}.weight"), uniform_tensor(&mut rng, &[o, fi], bound)?)?;
-                        let b = new_param(varmap, &format!("{name}.bias"), Tensor::zeros(o, DType::F32, &Device::Cpu)?)?;
+                        let w =
+                            new_param(varmap, &format!("{name}.weight"), uniform_tensor(&mut rng, &[o, fi], bound)?)?;
+                        let b =
+                            new_param(varmap, &format!("{name}.bias"), Tensor::zeros(o, DType::F32, &Device::Cpu)?)?;
                         Layer::Dense(Linear::new(w, Some(b)), relu)
                     }
                     LayerKind::Conv { ci, co, stride, pad, .. } => {
@@ -348,7 +350,8 @@ impl Autoencoder {
                             &format!("{name}.weight"),
                             uniform_tensor(&mut rng, &[co, ci, CONV_KERNEL], bound)?,
                         )?;
-                        let b = new_param(varmap, &format!("{name}.bias"), Tensor::zeros(co, DType::F32, &Device::Cpu)?)?;
+                        let b =
+                            new_param(varmap, &format!("{name}.bias"), Tensor::zeros(co, DType::F32, &Device::Cpu)?)?;
                         let cfg = Conv1dConfig { padding: pad, stride, dilation: 1, groups: 1, cudnn_fwd_algo: None };
                         Layer::Conv(Conv1d::new(w, Some(b), cfg), *kind)
                     }
@@ -417,17 +420,19 @@ impl Autoencoder {
                         bias: vec(lin.bias().context("dense bias")?)?,
                         activation: Activation::from_relu(*relu),
                     }),
-                    (Layer::Conv(c, _), LayerKind::Conv { ci, co, stride, pad, in_len, relu }) => NetLayer::Weighted(FloatLayer::Conv1d {
-                        in_channels: ci,
-                        out_channels: co,
-                        kernel: CONV_KERNEL,
-                        stride,
-                        padding: pad,
-                        in_len,
-                        weight: vec(c.weight())?,
-                        bias: vec(c.bias().context("conv bias")?)?,
-                        activation: Activation::from_relu(relu),
-                    }),
+                    (Layer::Conv(c, _), LayerKind::Conv { ci, co, stride, pad, in_len, relu }) => {
+                        NetLayer::Weighted(FloatLayer::Conv1d {
+                            in_channels: ci,
+                            out_channels: co,
+                            kernel: CONV_KERNEL,
+                            stride,
+                            padding: pad,
+                            in_len,
+                            weight: vec(c.weight())?,
+                            bias: vec(c.bias().context("conv bias")?)?,
+                            activation: Activation::from_relu(relu),
+                        })
+                    }
                     (_, LayerKind::Reshape { channels, len }) => NetLayer::Reshape { channels, len },
                     (_, LayerKind::Flatten) => NetLayer::Flatten,
                     (_, LayerKind::Upsample2 { channels, len }) => NetLayer::Upsample2 { channels, len },
@@ -455,7 +460,11 @@ impl Autoencoder {
         let mut start = 0;
         while start < n {
             let end = (start + 512).min(n);
-            let x = Tensor::from_slice(&windows.data[start * windows.dim..end * windows.dim], (end - start, windows.dim), &Device::Cpu)?;
+            let x = Tensor::from_slice(
+                &windows.data[start * windows.dim..end * windows.dim],
+                (end - start, windows.dim),
+                &Device::Cpu,
+            )?;
             let y = f(&x)?;
             dim = y.dim(1)?;
             out.extend(y.flatten_all()?.to_vec1::<f32>()?);
@@ -705,7 +714,13 @@ pub fn train(spec: &ModelSpec, cfg: &TrainConfig, train_norm: &Windows, init: Op
 
 /// Trains on the normalized windows `fit` with early stopping on the reconstruction MSE of `val`
 /// (which must not overlap `fit` in time). Keeps the weights of the best validation epoch.
-pub fn train_on(spec: &ModelSpec, cfg: &TrainConfig, fit: &Windows, val: &Windows, init: Option<&Path>) -> Result<Trained> {
+pub fn train_on(
+    spec: &ModelSpec,
+    cfg: &TrainConfig,
+    fit: &Windows,
+    val: &Windows,
+    init: Option<&Path>,
+) -> Result<Trained> {
     ensure!(fit.dim == spec.input_len() && val.dim == spec.input_len(), "internal: window size mismatch");
     ensure!(!fit.is_empty(), "no training windows");
     ensure!(!val.is_empty(), "no validation windows");
@@ -721,8 +736,13 @@ pub fn train_on(spec: &ModelSpec, cfg: &TrainConfig, fit: &Windows, val: &Window
     let n_fit = fit.len();
     let val_x = Tensor::from_slice(&val.data, (val.len(), val.dim), &dev)?;
 
-    let mut vars: Vec<(String, Var)> =
-        varmap.data().lock().map_err(|_| anyhow::anyhow!("lock"))?.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let mut vars: Vec<(String, Var)> = varmap
+        .data()
+        .lock()
+        .map_err(|_| anyhow::anyhow!("lock"))?
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     vars.sort_by(|a, b| a.0.cmp(&b.0));
     let mut opt = candle_nn::AdamW::new(
         vars.iter().map(|(_, v)| v.clone()).collect(),
@@ -734,11 +754,9 @@ pub fn train_on(spec: &ModelSpec, cfg: &TrainConfig, fit: &Windows, val: &Window
     let pb = if cfg.progress {
         let pb = indicatif::ProgressBar::new(cfg.epochs as u64);
         pb.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{prefix} [{bar:30}] epoch {pos}/{len} {msg} ETA {eta}",
-            )
-            .expect("static template")
-            .progress_chars("=> "),
+            indicatif::ProgressStyle::with_template("{prefix} [{bar:30}] epoch {pos}/{len} {msg} ETA {eta}")
+                .expect("static template")
+                .progress_chars("=> "),
         );
         pb.set_prefix("training");
         pb
@@ -831,12 +849,15 @@ pub(crate) mod tests {
         let mut data = Vec::with_capacity(n * channels * window);
         for _ in 0..n {
             let f1: f32 = rng.random_range(0.02..0.08);
-            let ph: f32 = rng.random_range(0.0..6.28);
+            let ph: f32 = rng.random_range(0.0..std::f32::consts::TAU);
             let a: f32 = rng.random_range(0.5..1.5);
             for c in 0..channels {
                 for t in 0..window {
                     let t = t as f32;
-                    data.push(a * (6.283 * f1 * t + ph + c as f32).sin() + 0.3 * (6.283 * 0.17 * t + ph).cos());
+                    data.push(
+                        a * (std::f32::consts::TAU * f1 * t + ph + c as f32).sin()
+                            + 0.3 * (std::f32::consts::TAU * 0.17 * t + ph).cos(),
+                    );
                 }
             }
         }
@@ -862,10 +883,12 @@ pub(crate) mod tests {
             assert!(weights <= ENCODER_WEIGHT_BUDGET, "{c}x{t}: {weights}");
             assert!(h1 >= h2 && h2 >= k, "{c}x{t}: {:?}", s.hidden);
             // The widest layer (multiple of 8) that fits is chosen.
-            assert!(h1 == MLP_MAX_HIDDEN.min(c * t / 2) || {
-                let h = (h1 / 8 + 1) * 8;
-                c * t * h + h * (h / 2).max(k) + (h / 2).max(k) * k > ENCODER_WEIGHT_BUDGET
-            });
+            assert!(
+                h1 == MLP_MAX_HIDDEN.min(c * t / 2) || {
+                    let h = (h1 / 8 + 1) * 8;
+                    c * t * h + h * (h / 2).max(k) + (h / 2).max(k) * k > ENCODER_WEIGHT_BUDGET
+                }
+            );
         }
         assert_eq!(ModelSpec::new(Arch::Mlp, 1, 128, 12).unwrap().hidden, vec![64, 32]);
         assert_eq!(ModelSpec::new(Arch::Mlp, 1, 256, 16).unwrap().hidden, vec![120, 60]);
@@ -922,7 +945,15 @@ pub(crate) mod tests {
     }
 
     fn quick_cfg(variant: Variant) -> TrainConfig {
-        TrainConfig { variant, epochs: 25, seed: 7, batch_size: 8, learning_rate: 3e-3, patience: 25, ..Default::default() }
+        TrainConfig {
+            variant,
+            epochs: 25,
+            seed: 7,
+            batch_size: 8,
+            learning_rate: 3e-3,
+            patience: 25,
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -965,7 +996,8 @@ pub(crate) mod tests {
         let z = model.encode_windows(&w).unwrap();
         let mean_abs_z = z.data.iter().map(|v| v.abs()).sum::<f32>() / z.data.len() as f32;
         let terms = |variant, noise_std| {
-            let cfg = TrainConfig { variant, noise_std, sparse_weight: 0.5, contractive_weight: 0.25, ..Default::default() };
+            let cfg =
+                TrainConfig { variant, noise_std, sparse_weight: 0.5, contractive_weight: 0.25, ..Default::default() };
             let t = batch_loss(&model, &cfg, &x, &mut StdRng::seed_from_u64(1)).unwrap();
             (t.total.to_scalar::<f32>().unwrap(), t.reconstruction, t.penalty)
         };

@@ -128,7 +128,10 @@ fn train_eval_plot_and_onnx_for_mlp_and_conv() {
             assert!(o.out_dir.join(f).is_file(), "{arch}: {f} missing");
         }
         let card = &o.card;
-        assert_eq!((card.window, card.latent, card.arch, card.columns.as_slice()), (64, 8, arch, [COLUMN.to_string()].as_slice()));
+        assert_eq!(
+            (card.window, card.latent, card.arch, card.columns.as_slice()),
+            (64, 8, arch, [COLUMN.to_string()].as_slice())
+        );
         assert_eq!((card.split.train_windows, card.split.held_out_windows, card.split.validation_windows), (49, 13, 5));
         assert_eq!(card.epochs_run, card.history.len());
         assert!(card.seconds_per_epoch > 0.0 && card.train_config.train_hop == 32);
@@ -153,14 +156,19 @@ fn train_eval_plot_and_onnx_for_mlp_and_conv() {
         // Same metrics as training reported; tract runs autoencoder.onnx to the same numbers.
         let prdn = v["sections"]["float_autoencoder"]["prdn"].as_f64().unwrap();
         assert!((prdn - card.held_out["float_autoencoder"].prdn).abs() < 1e-9);
-        let out = funnel(&["eval", "--model", model, "--data", data, "--column", COLUMN, "--json", "--backend", "tract"]);
+        let out =
+            funnel(&["eval", "--model", model, "--data", data, "--column", COLUMN, "--json", "--backend", "tract"]);
         let t: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert!((t["sections"]["float_autoencoder"]["prdn"].as_f64().unwrap() - prdn).abs() < 1e-3);
-        assert!(!String::from_utf8_lossy(&funnel(&["eval", "--model", model, "--data", data, "--column", COLUMN]).stdout).is_empty());
+        assert!(!String::from_utf8_lossy(
+            &funnel(&["eval", "--model", model, "--data", data, "--column", COLUMN]).stdout
+        )
+        .is_empty());
 
         // plot: a real PNG.
         let png = tmp.path().join(format!("{arch}.png"));
-        let out = funnel(&["plot", "--model", model, "--data", data, "--column", COLUMN, "--out", png.to_str().unwrap()]);
+        let out =
+            funnel(&["plot", "--model", model, "--data", data, "--column", COLUMN, "--out", png.to_str().unwrap()]);
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let bytes = std::fs::read(&png).unwrap();
         assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n") && bytes.len() > 5_000, "{} bytes", bytes.len());
@@ -180,9 +188,13 @@ fn bad_input_names_file_row_or_flag() {
     let out = tmp.path().join("m");
     let out = out.to_str().unwrap();
     let train = |data: &str, column: &str, window: &str, arch: &str| {
-        stderr_of(&["train", "--data", data, "--column", column, "--window", window, "--latent", "2", "--arch", arch, "--out", out])
+        stderr_of(&[
+            "train", "--data", data, "--column", column, "--window", window, "--latent", "2", "--arch", arch, "--out",
+            out,
+        ])
     };
-    let good: String = std::iter::once("t,x\n".to_string()).chain((0..40).map(|i| format!("{i},{}\n", i % 7))).collect();
+    let good: String =
+        std::iter::once("t,x\n".to_string()).chain((0..40).map(|i| format!("{i},{}\n", i % 7))).collect();
     let good = write("good.csv", &good);
 
     let e = train(&good, "y", "8", "mlp");
@@ -190,11 +202,17 @@ fn bad_input_names_file_row_or_flag() {
 
     let bad = write("text.csv", "x\n1\n2\nfoo\n4\n");
     let e = train(&bad, "x", "2", "mlp");
-    assert!(e.contains(&bad) && e.contains("line 4 (data row 3)") && e.contains("\"foo\"") && e.contains("not a number"), "{e}");
+    assert!(
+        e.contains(&bad) && e.contains("line 4 (data row 3)") && e.contains("\"foo\"") && e.contains("not a number"),
+        "{e}"
+    );
 
     let nan = write("nan.csv", "x\n1\nNaN\n3\n4\n");
     let e = train(&nan, "x", "2", "mlp");
-    assert!(e.contains(&nan) && e.contains("line 3 (data row 2)") && e.contains("NaN") && e.contains("not finite"), "{e}");
+    assert!(
+        e.contains(&nan) && e.contains("line 3 (data row 2)") && e.contains("NaN") && e.contains("not finite"),
+        "{e}"
+    );
     let empty_cell = write("empty.csv", "t,x\n0,1\n1,\n");
     let e = train(&empty_cell, "x", "1", "mlp");
     assert!(e.contains(&empty_cell) && e.contains("line 3") && e.contains("not a number"), "{e}");
@@ -209,9 +227,26 @@ fn bad_input_names_file_row_or_flag() {
     let e = train(&tmp.path().join("missing.csv").to_string_lossy(), "x", "8", "mlp");
     assert!(e.contains("missing.csv"), "{e}");
 
-    let e = stderr_of(&["train", "--data", &good, "--column", "x", "--window", "8", "--latent", "2", "--arch", "mlp", "--train-hop", "9", "--out", out]);
+    let e = stderr_of(&[
+        "train",
+        "--data",
+        &good,
+        "--column",
+        "x",
+        "--window",
+        "8",
+        "--latent",
+        "2",
+        "--arch",
+        "mlp",
+        "--train-hop",
+        "9",
+        "--out",
+        out,
+    ]);
     assert!(e.contains("--train-hop 9"), "{e}");
-    let e = stderr_of(&["eval", "--model", tmp.path().join("nope").to_str().unwrap(), "--data", &good, "--column", "x"]);
+    let e =
+        stderr_of(&["eval", "--model", tmp.path().join("nope").to_str().unwrap(), "--data", &good, "--column", "x"]);
     assert!(e.contains("nope") && e.contains("model.json"), "{e}");
 }
 
@@ -221,20 +256,36 @@ fn init_transfers_weights_where_shapes_allow() {
     let data = ecg_slice(tmp.path(), 3000);
     let a = funnel::train_command(&args(&data, &tmp.path().join("a"), Arch::Mlp, 64, 8)).unwrap();
     // Same shape: every tensor is loaded, so the first epoch starts where `a` ended.
-    let b = funnel::train_command(&TrainArgs { init: Some(a.out_dir.clone()), epochs: 1, ..args(&data, &tmp.path().join("b"), Arch::Mlp, 64, 8) }).unwrap();
+    let b = funnel::train_command(&TrainArgs {
+        init: Some(a.out_dir.clone()),
+        epochs: 1,
+        ..args(&data, &tmp.path().join("b"), Arch::Mlp, 64, 8)
+    })
+    .unwrap();
     let init = b.card.init.as_ref().expect("card records --init");
     assert_eq!(init.loaded.len(), 12, "{init:?}");
     assert!(init.skipped.is_empty());
     assert!(b.card.history[0].val_loss < a.card.history[0].val_loss);
     // Another latent size: the layers around the code are skipped, the rest is transferred.
-    let c = funnel::train_command(&TrainArgs { init: Some(a.out_dir.clone()), epochs: 1, ..args(&data, &tmp.path().join("c"), Arch::Mlp, 64, 6) }).unwrap();
+    let c = funnel::train_command(&TrainArgs {
+        init: Some(a.out_dir.clone()),
+        epochs: 1,
+        ..args(&data, &tmp.path().join("c"), Arch::Mlp, 64, 6)
+    })
+    .unwrap();
     let init = c.card.init.as_ref().unwrap();
-    assert!(init.loaded.contains(&"encoder.l0.weight".to_string()) && init.loaded.contains(&"decoder.l2.weight".to_string()));
+    assert!(
+        init.loaded.contains(&"encoder.l0.weight".to_string())
+            && init.loaded.contains(&"decoder.l2.weight".to_string())
+    );
     assert!(init.skipped.iter().any(|(n, why)| n == "encoder.l2.weight" && why.contains("shape")), "{init:?}");
     // No checkpoint there: the flag is named.
-    let e = funnel::train_command(&TrainArgs { init: Some(tmp.path().join("none")), ..args(&data, &tmp.path().join("d"), Arch::Mlp, 64, 8) })
-        .err()
-        .unwrap();
+    let e = funnel::train_command(&TrainArgs {
+        init: Some(tmp.path().join("none")),
+        ..args(&data, &tmp.path().join("d"), Arch::Mlp, 64, 8)
+    })
+    .err()
+    .unwrap();
     assert!(e.to_string().contains("--init") && e.to_string().contains("none"), "{e}");
 }
 
@@ -248,7 +299,9 @@ fn multichannel_recording_and_every_variant_through_the_command() {
     }
     let data = tmp.path().join("imu.csv");
     std::fs::write(&data, csv).unwrap();
-    for (arch, variant) in [(Arch::Conv, Variant::Sparse), (Arch::Mlp, Variant::Contractive), (Arch::Conv, Variant::Denoising)] {
+    for (arch, variant) in
+        [(Arch::Conv, Variant::Sparse), (Arch::Mlp, Variant::Contractive), (Arch::Conv, Variant::Denoising)]
+    {
         let out = tmp.path().join(format!("{arch}_{variant}"));
         let o = funnel::train_command(&TrainArgs {
             columns: vec!["ay".into(), "ax".into()],
@@ -262,7 +315,9 @@ fn multichannel_recording_and_every_variant_through_the_command() {
         assert!((o.card.normalization.mean[0] - 1.0).abs() < 0.5, "{:?}", o.card.normalization);
         let pen = o.card.history[0].penalty;
         match variant {
-            Variant::Sparse | Variant::Contractive => assert!(pen > 0.0, "{variant}: penalty {pen}"),
+            Variant::Sparse | Variant::Contractive => {
+                assert!(pen > 0.0, "{variant}: penalty {pen}")
+            }
             _ => assert_eq!(pen, 0.0),
         }
         assert_eq!(o.encoder.channels, 2);
@@ -282,7 +337,8 @@ fn eval_backend_ort() {
     let o = train_small(tmp.path(), Arch::Conv);
     let model = o.out_dir.to_str().unwrap();
     let data = tmp.path().join("ecg.csv");
-    let eval = ["eval", "--model", model, "--data", data.to_str().unwrap(), "--column", COLUMN, "--json", "--backend", "ort"];
+    let eval =
+        ["eval", "--model", model, "--data", data.to_str().unwrap(), "--column", COLUMN, "--json", "--backend", "ort"];
     if cfg!(feature = "ort") {
         assert!(std::env::var_os("ORT_DYLIB_PATH").is_some(), "the `ort` feature's tests need ORT_DYLIB_PATH");
         let out = funnel(&eval);
@@ -304,13 +360,23 @@ fn counts_per_unit_follows_the_flag_into_the_blob() {
     let tmp = tempfile::tempdir().unwrap();
     let data = ecg_slice(tmp.path(), 4000);
     let out = tmp.path().join("m");
-    let trained = funnel::train_command(&TrainArgs { counts_per_unit: Some(200.0), ..args(&data, &out, Arch::Mlp, 64, 8) }).unwrap();
+    let trained =
+        funnel::train_command(&TrainArgs { counts_per_unit: Some(200.0), ..args(&data, &out, Arch::Mlp, 64, 8) })
+            .unwrap();
     assert_eq!(trained.card.counts_per_unit, 200.0);
-    let q = funnel::quantize::quantize_command(&funnel::quantize::QuantizeArgs { model: out.clone(), calibration: None, columns: vec![] }).unwrap();
+    let q = funnel::quantize::quantize_command(&funnel::quantize::QuantizeArgs {
+        model: out.clone(),
+        calibration: None,
+        columns: vec![],
+    })
+    .unwrap();
     let blob = std::fs::read(out.join("encoder.fq8")).unwrap();
     let encoder = funnel_shared::encoder::QuantizedEncoder::from_blob(&blob).unwrap();
     assert_eq!(encoder.spec().counts_per_unit, 200.0);
     assert!(q.card.relative_prdn_loss.abs() < 0.10, "int8 PRDN {} vs float {}", q.int8.prdn, q.card.float_prdn);
-    let bad = funnel::train_command(&TrainArgs { counts_per_unit: Some(-1.0), ..args(&data, &tmp.path().join("x"), Arch::Mlp, 64, 8) });
+    let bad = funnel::train_command(&TrainArgs {
+        counts_per_unit: Some(-1.0),
+        ..args(&data, &tmp.path().join("x"), Arch::Mlp, 64, 8)
+    });
     assert!(bad.err().unwrap().to_string().contains("--counts-per-unit"));
 }

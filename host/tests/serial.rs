@@ -19,7 +19,11 @@ fn pty() -> (File, File, String) {
     let mut name = [0 as libc::c_char; 128];
     // SAFETY: out-pointers to live locals; the name buffer is larger than any pty path.
     unsafe {
-        assert_eq!(libc::openpty(&mut master, &mut slave, name.as_mut_ptr(), std::ptr::null(), std::ptr::null()), 0, "openpty");
+        assert_eq!(
+            libc::openpty(&mut master, &mut slave, name.as_mut_ptr(), std::ptr::null(), std::ptr::null()),
+            0,
+            "openpty"
+        );
         let mut t: libc::termios = std::mem::zeroed();
         assert_eq!(libc::tcgetattr(slave, &mut t), 0);
         libc::cfmakeraw(&mut t);
@@ -41,7 +45,18 @@ fn decode_reads_frames_from_a_serial_port() {
     let tmp = tempfile::tempdir().unwrap();
     let csv = tmp.path().join("live.csv");
     let child = Command::new(env!("CARGO_BIN_EXE_funnel"))
-        .args(["decode", "--model", model.to_str().unwrap(), "--serial", &port, "--baud", "115200", "--seconds", "4", "--out"])
+        .args([
+            "decode",
+            "--model",
+            model.to_str().unwrap(),
+            "--serial",
+            &port,
+            "--baud",
+            "115200",
+            "--seconds",
+            "4",
+            "--out",
+        ])
         .arg(&csv)
         .stderr(std::process::Stdio::piped())
         .spawn()

@@ -240,10 +240,19 @@ pub struct EncoderSpec<'a> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BlobError {
     /// Shorter than its header says (`needed` bytes, `found` present).
-    Truncated { needed: usize, found: usize },
+    Truncated {
+        needed: usize,
+        found: usize,
+    },
     BadMagic,
-    UnsupportedVersion { found: u16, supported: u16 },
-    ChecksumMismatch { stored: u32, computed: u32 },
+    UnsupportedVersion {
+        found: u16,
+        supported: u16,
+    },
+    ChecksumMismatch {
+        stored: u32,
+        computed: u32,
+    },
     /// Bytes after the trailer.
     TrailingBytes,
     /// The payload is not a postcard `EncoderSpec` of this version.
@@ -257,7 +266,9 @@ pub enum BlobError {
 impl core::fmt::Display for BlobError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
-            BlobError::Truncated { needed, found } => write!(f, "model blob truncated: {found} bytes, header needs {needed}"),
+            BlobError::Truncated { needed, found } => {
+                write!(f, "model blob truncated: {found} bytes, header needs {needed}")
+            }
             BlobError::BadMagic => write!(f, "not a Funnel model blob (magic is not \"FNQ8\")"),
             BlobError::UnsupportedVersion { found, supported } => {
                 write!(f, "model blob format version {found} is not supported (this build reads {supported})")

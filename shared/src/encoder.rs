@@ -18,9 +18,15 @@ pub enum EncodeError {
 impl core::fmt::Display for EncodeError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
-            EncodeError::WindowLength { expected, found } => write!(f, "window has {found} samples, the model takes {expected}"),
-            EncodeError::ScratchTooSmall { needed, found } => write!(f, "scratch has {found} bytes, the model needs {needed}"),
-            EncodeError::CodesLength { expected, found } => write!(f, "codes buffer has {found} entries, the model emits {expected}"),
+            EncodeError::WindowLength { expected, found } => {
+                write!(f, "window has {found} samples, the model takes {expected}")
+            }
+            EncodeError::ScratchTooSmall { needed, found } => {
+                write!(f, "scratch has {found} bytes, the model needs {needed}")
+            }
+            EncodeError::CodesLength { expected, found } => {
+                write!(f, "codes buffer has {found} entries, the model emits {expected}")
+            }
         }
     }
 }
@@ -176,17 +182,28 @@ pub(crate) mod tests {
         fn spec(&self) -> EncoderSpec<'_> {
             fn ql(p: &Params, zp_in: i8, zp_out: i8, relu: bool) -> QuantLayer<'_> {
                 QuantLayer {
-                weights: I8s::new(&p.weights),
-                bias: I32s::new(&p.bias).unwrap(),
-                requant: RequantParams { multipliers: I32s::new(&p.multipliers).unwrap(), shifts: I8s::new(&p.shifts) },
-                input_zero_point: zp_in,
-                output_zero_point: zp_out,
-                relu,
+                    weights: I8s::new(&p.weights),
+                    bias: I32s::new(&p.bias).unwrap(),
+                    requant: RequantParams {
+                        multipliers: I32s::new(&p.multipliers).unwrap(),
+                        shifts: I8s::new(&p.shifts),
+                    },
+                    input_zero_point: zp_in,
+                    output_zero_point: zp_out,
+                    relu,
                 }
             }
             let mut layers = heapless::Vec::new();
             layers
-                .push(Layer::Conv1d { in_channels: 2, out_channels: 3, in_len: 8, kernel: 3, stride: 2, padding: 1, q: ql(&self.conv, 3, -128, true) })
+                .push(Layer::Conv1d {
+                    in_channels: 2,
+                    out_channels: 3,
+                    in_len: 8,
+                    kernel: 3,
+                    stride: 2,
+                    padding: 1,
+                    q: ql(&self.conv, 3, -128, true),
+                })
                 .unwrap();
             layers.push(Layer::Dense { in_features: 12, out_features: 2, q: ql(&self.dense, -128, 4, false) }).unwrap();
             EncoderSpec {
@@ -195,7 +212,10 @@ pub(crate) mod tests {
                 counts_per_unit: 200.0,
                 input: InputQuant {
                     offsets: I32s::new(&self.offsets).unwrap(),
-                    requant: RequantParams { multipliers: I32s::new(&self.input.multipliers).unwrap(), shifts: I8s::new(&self.input.shifts) },
+                    requant: RequantParams {
+                        multipliers: I32s::new(&self.input.multipliers).unwrap(),
+                        shifts: I8s::new(&self.input.shifts),
+                    },
                     zero_point: 3,
                 },
                 layers,
@@ -245,7 +265,10 @@ pub(crate) mod tests {
         assert_eq!(ModelBlob::parse(&magic), Err(BlobError::BadMagic));
         let mut version = bytes.clone();
         version[4] = 9;
-        assert_eq!(ModelBlob::parse(&version), Err(BlobError::UnsupportedVersion { found: 9, supported: BLOB_VERSION }));
+        assert_eq!(
+            ModelBlob::parse(&version),
+            Err(BlobError::UnsupportedVersion { found: 9, supported: BLOB_VERSION })
+        );
         let mut longer = bytes.clone();
         longer.push(0);
         assert_eq!(ModelBlob::parse(&longer), Err(BlobError::TrailingBytes));
@@ -272,14 +295,19 @@ pub(crate) mod tests {
     /// Reference: the same model evaluated with plain i64 loops, layer by layer.
     fn reference_encode(model: &TinyModel, samples: &[i16]) -> Vec<i8> {
         let mbqm = |x: i64, m: i32, s: i8| {
-            crate::kernels::multiply_by_quantized_multiplier(x.clamp(i32::MIN.into(), i32::MAX.into()) as i32, m, s) as i64
+            crate::kernels::multiply_by_quantized_multiplier(x.clamp(i32::MIN.into(), i32::MAX.into()) as i32, m, s)
+                as i64
         };
         let spec = model.spec();
         // Input: [T][C] -> [C][T].
         let mut x = std::vec![0i64; 16];
         for c in 0..2 {
             for t in 0..8 {
-                let q = mbqm(i64::from(samples[t * 2 + c]) - i64::from(spec.input.offsets.get(c)), spec.input.requant.multipliers.get(c), spec.input.requant.shifts.get(c)) + 3;
+                let q = mbqm(
+                    i64::from(samples[t * 2 + c]) - i64::from(spec.input.offsets.get(c)),
+                    spec.input.requant.multipliers.get(c),
+                    spec.input.requant.shifts.get(c),
+                ) + 3;
                 x[c * 8 + t] = q.clamp(-128, 127);
             }
         }
@@ -298,7 +326,8 @@ pub(crate) mod tests {
                         }
                     }
                 }
-                h[o * 4 + t] = (mbqm(acc, i32at(&conv.multipliers, o) as i32, conv.shifts[o] as i8) - 128).clamp(-128, 127);
+                h[o * 4 + t] =
+                    (mbqm(acc, i32at(&conv.multipliers, o) as i32, conv.shifts[o] as i8) - 128).clamp(-128, 127);
             }
         }
         let d = &model.dense;
@@ -323,7 +352,11 @@ pub(crate) mod tests {
                 .map(|_| {
                     seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
                     // Mostly in range, sometimes extreme, to exercise saturation.
-                    if round % 10 == 0 { (seed >> 48) as i16 } else { ((seed >> 56) as i8 as i16) + 60 }
+                    if round % 10 == 0 {
+                        (seed >> 48) as i16
+                    } else {
+                        ((seed >> 56) as i8 as i16) + 60
+                    }
                 })
                 .collect();
             enc.encode(&samples, &mut scratch, &mut codes).unwrap();
@@ -353,8 +386,17 @@ pub(crate) mod tests {
         let enc = QuantizedEncoder::from_blob(&bytes).unwrap();
         let mut scratch = std::vec![0i8; enc.scratch_len()];
         let mut codes = [0i8; 2];
-        assert_eq!(enc.encode(&[0; 15], &mut scratch, &mut codes), Err(EncodeError::WindowLength { expected: 16, found: 15 }));
-        assert_eq!(enc.encode(&[0; 16], &mut scratch[..3], &mut codes), Err(EncodeError::ScratchTooSmall { needed: 32, found: 3 }));
-        assert_eq!(enc.encode(&[0; 16], &mut scratch, &mut codes[..1]), Err(EncodeError::CodesLength { expected: 2, found: 1 }));
+        assert_eq!(
+            enc.encode(&[0; 15], &mut scratch, &mut codes),
+            Err(EncodeError::WindowLength { expected: 16, found: 15 })
+        );
+        assert_eq!(
+            enc.encode(&[0; 16], &mut scratch[..3], &mut codes),
+            Err(EncodeError::ScratchTooSmall { needed: 32, found: 3 })
+        );
+        assert_eq!(
+            enc.encode(&[0; 16], &mut scratch, &mut codes[..1]),
+            Err(EncodeError::CodesLength { expected: 2, found: 1 })
+        );
     }
 }

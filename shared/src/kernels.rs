@@ -135,7 +135,14 @@ mod dsp {
 /// Dense layer: `output[o] = requant(bias[o] + Σ_i weights[o·n_in + i] · (input[i] − zp_in))`.
 ///
 /// Shapes are checked by blob validation; slices of other lengths are a caller bug and panic.
-pub fn dense(weights: I8s<'_>, bias: I32s<'_>, input_zero_point: i8, requant: &Requantize<'_>, input: &[i8], output: &mut [i8]) {
+pub fn dense(
+    weights: I8s<'_>,
+    bias: I32s<'_>,
+    input_zero_point: i8,
+    requant: &Requantize<'_>,
+    input: &[i8],
+    output: &mut [i8],
+) {
     let n_in = input.len();
     assert_eq!(weights.len(), n_in * output.len(), "dense weight shape");
     let zp = i32::from(input_zero_point);
@@ -252,7 +259,11 @@ pub(crate) mod tests {
         let round_div = |v: i128, d: i128| -> i128 {
             let q = v.abs() + d / 2;
             let r = q / d;
-            if v < 0 { -r } else { r }
+            if v < 0 {
+                -r
+            } else {
+                r
+            }
         };
         // gemmlowp rounds the high word half toward +inf, the power-of-two division half away.
         let high = (prod + (1i128 << 30)).div_euclid(1i128 << 31).clamp(i128::from(i32::MIN), i128::from(i32::MAX));
@@ -269,9 +280,9 @@ pub(crate) mod tests {
         // With a right shift the half lands in the power-of-two division, which rounds away.
         assert_eq!(multiply_by_quantized_multiplier(-11, 1 << 30, -1), -3); // -2.75 -> -3
         assert_eq!(multiply_by_quantized_multiplier(-6, 1 << 30, -1), -2); // -1.5 -> -2
-        // M = 0.75 · 2^-3.
+                                                                           // M = 0.75 · 2^-3.
         assert_eq!(multiply_by_quantized_multiplier(1000, 3 << 29, -3), 94); // 93.75
-        // Left shift saturates instead of wrapping.
+                                                                             // Left shift saturates instead of wrapping.
         assert_eq!(multiply_by_quantized_multiplier(i32::MAX, i32::MAX, 4), i32::MAX - 1); // (2^31-1)^2 / 2^31
         assert_eq!(multiply_by_quantized_multiplier(i32::MIN, i32::MAX, 4), i32::MIN + 1);
         assert_eq!(saturating_rounding_doubling_high_mul(i32::MIN, i32::MIN), i32::MAX);
@@ -288,10 +299,22 @@ pub(crate) mod tests {
     }
 
     /// Straightforward reference: i64 accumulation, float-free, no slicing tricks.
-    fn reference_dense(w: &[i8], b: &[i32], zp_in: i8, m: &[i32], s: &[i8], zp_out: i8, relu: bool, x: &[i8]) -> Vec<i8> {
+    fn reference_dense(
+        w: &[i8],
+        b: &[i32],
+        zp_in: i8,
+        m: &[i32],
+        s: &[i8],
+        zp_out: i8,
+        relu: bool,
+        x: &[i8],
+    ) -> Vec<i8> {
         (0..b.len())
             .map(|o| {
-                let acc: i64 = i64::from(b[o]) + (0..x.len()).map(|i| i64::from(w[o * x.len() + i]) * (i64::from(x[i]) - i64::from(zp_in))).sum::<i64>();
+                let acc: i64 = i64::from(b[o])
+                    + (0..x.len())
+                        .map(|i| i64::from(w[o * x.len() + i]) * (i64::from(x[i]) - i64::from(zp_in)))
+                        .sum::<i64>();
                 let y = i64::from(reference_mbqm(acc as i32, m[o], s[o])) + i64::from(zp_out);
                 y.clamp(if relu { i64::from(zp_out) } else { -128 }, 127) as i8
             })
@@ -299,7 +322,17 @@ pub(crate) mod tests {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn reference_conv(sh: &Conv1dShape, w: &[i8], b: &[i32], zp_in: i8, m: &[i32], s: &[i8], zp_out: i8, relu: bool, x: &[i8]) -> Vec<i8> {
+    fn reference_conv(
+        sh: &Conv1dShape,
+        w: &[i8],
+        b: &[i32],
+        zp_in: i8,
+        m: &[i32],
+        s: &[i8],
+        zp_out: i8,
+        relu: bool,
+        x: &[i8],
+    ) -> Vec<i8> {
         let out_len = sh.out_len().unwrap();
         let mut y = std::vec![0i8; sh.out_channels * out_len];
         for o in 0..sh.out_channels {
@@ -321,7 +354,10 @@ pub(crate) mod tests {
         y
     }
 
-    fn layer_strategy(n_in: std::ops::Range<usize>, n_out: std::ops::Range<usize>) -> impl Strategy<Value = (usize, usize)> {
+    fn layer_strategy(
+        n_in: std::ops::Range<usize>,
+        n_out: std::ops::Range<usize>,
+    ) -> impl Strategy<Value = (usize, usize)> {
         (n_in, n_out)
     }
 

@@ -295,7 +295,8 @@ mod tests {
 
     fn decode_all(stream: &[u8], chunk: usize) -> Vec<DecodeEvent> {
         let mut d = FrameDecoder::new();
-        let mut out: Vec<DecodeEvent> = stream.chunks(chunk.max(1)).flat_map(|c| d.feed(c).collect::<Vec<_>>()).collect();
+        let mut out: Vec<DecodeEvent> =
+            stream.chunks(chunk.max(1)).flat_map(|c| d.feed(c).collect::<Vec<_>>()).collect();
         out.extend(d.finish());
         out
     }
@@ -419,7 +420,10 @@ mod tests {
     fn truncated_tail_and_oversized_runs_are_reported() {
         let full = encode(&frame(0, &[9; 10]));
         let cut = &full[..full.len() - 4];
-        assert_eq!(decode_all(cut, 2), std::vec![DecodeEvent::Corrupt { kind: CorruptKind::Truncated, bytes: cut.len() }]);
+        assert_eq!(
+            decode_all(cut, 2),
+            std::vec![DecodeEvent::Corrupt { kind: CorruptKind::Truncated, bytes: cut.len() }]
+        );
 
         let mut stream = std::vec![0x55u8; 1000];
         stream.push(0);

@@ -96,8 +96,14 @@ fn the_first_frames_match_the_golden_vector() {
         std::fs::create_dir_all(golden.parent().unwrap()).unwrap();
         std::fs::write(&golden, &hex).unwrap();
     }
-    let expected = std::fs::read_to_string(&golden).expect("golden vector (regenerate with FUNNEL_BLESS=1 after retraining)");
-    assert_eq!(hex, expected, "frames differ from {}; if the model was retrained on purpose, rerun with FUNNEL_BLESS=1", golden.display());
+    let expected =
+        std::fs::read_to_string(&golden).expect("golden vector (regenerate with FUNNEL_BLESS=1 after retraining)");
+    assert_eq!(
+        hex,
+        expected,
+        "frames differ from {}; if the model was retrained on purpose, rerun with FUNNEL_BLESS=1",
+        golden.display()
+    );
 }
 
 #[test]
@@ -106,7 +112,8 @@ fn a_damaged_stream_reports_exactly_the_damage_and_keeps_the_rest() {
     let window = ModelCard::load(&dir).unwrap().window as u64;
     let tmp = tempfile::tempdir().unwrap();
     let codes = tmp.path().join("codes.bin");
-    let frames: Vec<Vec<u8>> = encode_ecg(&codes).bytes.split_inclusive(|&b| b == 0).take(40).map(<[u8]>::to_vec).collect();
+    let frames: Vec<Vec<u8>> =
+        encode_ecg(&codes).bytes.split_inclusive(|&b| b == 0).take(40).map(<[u8]>::to_vec).collect();
     std::fs::write(&codes, frames.concat()).unwrap();
     let clean_csv = tmp.path().join("clean.csv");
     decode(&dir, &codes, &clean_csv).unwrap();

@@ -39,7 +39,13 @@ fn device_frames_match_funnel_encode(board: Board, tmp: &Path) -> Vec<u8> {
     let model = ecg_model().canonicalize().expect("the shipped model models/ecg");
     let (data, columns) = ecg_data();
     let host_codes = tmp.join("host.bin");
-    let encoded = encode_command(&EncodeArgs { model: model.clone(), data: data.clone(), columns: columns.clone(), out: host_codes }).unwrap();
+    let encoded = encode_command(&EncodeArgs {
+        model: model.clone(),
+        data: data.clone(),
+        columns: columns.clone(),
+        out: host_codes,
+    })
+    .unwrap();
     let counts = xtask::recording_counts(&model, &data, &columns).unwrap();
     let run = xtask::simulate(board, &model, &counts, false, &options()).unwrap();
     assert_same_bytes(&run.frames, &encoded.bytes, board.name());
@@ -97,7 +103,9 @@ fn cortex_m0_firmware_sends_the_same_bytes() {
 #[test]
 fn nucleo_f411re_image_builds_and_fits_the_chip() {
     let model = ecg_model().canonicalize().expect("the shipped model models/ecg");
-    let elf = xtask::build_firmware(&xtask::BuildOptions { board: Board::NucleoF411re, model, portable_kernels: false }).unwrap();
+    let elf =
+        xtask::build_firmware(&xtask::BuildOptions { board: Board::NucleoF411re, model, portable_kernels: false })
+            .unwrap();
     let sizes = xtask::elf_sizes(&elf).unwrap();
     // STM32F411RE: 512 KiB flash, 128 KiB RAM (the stack gets what the statics leave).
     assert!(sizes.flash() <= 512 * 1024, "{sizes:?}");

@@ -48,9 +48,10 @@ impl Board {
     }
 
     pub fn parse(name: &str) -> Result<Board> {
-        Board::ALL.into_iter().find(|b| b.name() == name).with_context(|| {
-            format!("unknown board {name:?} (one of: {})", Board::ALL.map(Board::name).join(", "))
-        })
+        Board::ALL
+            .into_iter()
+            .find(|b| b.name() == name)
+            .with_context(|| format!("unknown board {name:?} (one of: {})", Board::ALL.map(Board::name).join(", ")))
     }
 
     pub fn target(self) -> &'static str {
@@ -182,9 +183,13 @@ pub fn run_qemu(board: Board, elf: &Path, samples: &[i16], opts: &QemuOptions) -
     std::fs::write(work.join("samples.i16"), bytes)?;
     let frames_path = work.join("frames.bin");
     let mut cmd = Command::new("qemu-system-arm");
-    cmd.current_dir(&work)
-        .args(machine)
-        .args(["-nographic", "-monitor", "none", "-semihosting-config", "enable=on,target=native"]);
+    cmd.current_dir(&work).args(machine).args([
+        "-nographic",
+        "-monitor",
+        "none",
+        "-semihosting-config",
+        "enable=on,target=native",
+    ]);
     if board == Board::Qemu {
         cmd.arg("-serial").arg("file:frames.bin");
     } else {
@@ -209,14 +214,18 @@ pub fn run_qemu(board: Board, elf: &Path, samples: &[i16], opts: &QemuOptions) -
         if started.elapsed() > timeout {
             let _ = child.kill();
             let _ = child.wait();
-            bail!("QEMU did not finish within {timeout:?}; console:\n{}", std::fs::read_to_string(&console_path).unwrap_or_default());
+            bail!(
+                "QEMU did not finish within {timeout:?}; console:\n{}",
+                std::fs::read_to_string(&console_path).unwrap_or_default()
+            );
         }
         std::thread::sleep(Duration::from_millis(20));
     };
     let wall = started.elapsed();
     let console = std::fs::read_to_string(&console_path).unwrap_or_default();
     ensure!(status.success(), "the firmware failed under QEMU ({status}); console:\n{console}");
-    let frames = std::fs::read(&frames_path).with_context(|| format!("the firmware wrote no {}", frames_path.display()))?;
+    let frames =
+        std::fs::read(&frames_path).with_context(|| format!("the firmware wrote no {}", frames_path.display()))?;
     let mut run = QemuRun { frames, wall, ..Default::default() };
     for line in console.lines() {
         if let Some(rest) = line.strip_prefix("insncount: mark ") {
@@ -242,7 +251,11 @@ fn field(line: &str, key: &str) -> Option<usize> {
 fn scratch_dir(kind: &str) -> Result<PathBuf> {
     use std::sync::atomic::{AtomicU32, Ordering};
     static N: AtomicU32 = AtomicU32::new(0);
-    let dir = firmware_target_dir(false).join("runs").join(format!("{kind}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
+    let dir = firmware_target_dir(false).join("runs").join(format!(
+        "{kind}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
@@ -314,7 +327,11 @@ impl ElfSizes {
 
 /// Reads the section sizes with `llvm-size -A`.
 pub fn elf_sizes(elf: &Path) -> Result<ElfSizes> {
-    let out = Command::new(llvm_tool("size")).arg("-A").arg(elf).output().context("cannot run llvm-size (Debian package `llvm`)")?;
+    let out = Command::new(llvm_tool("size"))
+        .arg("-A")
+        .arg(elf)
+        .output()
+        .context("cannot run llvm-size (Debian package `llvm`)")?;
     ensure!(out.status.success(), "llvm-size failed on {}", elf.display());
     let mut s = ElfSizes::default();
     for line in String::from_utf8_lossy(&out.stdout).lines() {
@@ -348,7 +365,13 @@ pub fn recording_counts(model: &Path, data: &Path, columns: &[String]) -> Result
 
 /// The whole device path in the simulator: build the board image with `model`, run it on
 /// `samples`, return the run (frames included).
-pub fn simulate(board: Board, model: &Path, samples: &[i16], portable_kernels: bool, opts: &QemuOptions) -> Result<QemuRun> {
+pub fn simulate(
+    board: Board,
+    model: &Path,
+    samples: &[i16],
+    portable_kernels: bool,
+    opts: &QemuOptions,
+) -> Result<QemuRun> {
     let elf = build_firmware(&BuildOptions { board, model: model.to_path_buf(), portable_kernels })?;
     run_qemu(board, &elf, samples, opts)
 }

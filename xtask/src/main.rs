@@ -160,7 +160,8 @@ fn main() -> Result<()> {
             let blob = std::fs::read(model.join("encoder.fq8"))?;
             let enc = QuantizedEncoder::from_blob(&blob).map_err(|e| anyhow::anyhow!("{e}"))?;
             let per_window = enc.window() * enc.channels();
-            let mut counts = load_counts(&model, if samples.is_some() { None } else { Some(&data) }, &columns, samples.as_deref())?;
+            let mut counts =
+                load_counts(&model, if samples.is_some() { None } else { Some(&data) }, &columns, samples.as_deref())?;
             counts.truncate((windows + 1) * per_window);
             let macs = enc.spec().macs();
             println!(
@@ -183,12 +184,15 @@ fn main() -> Result<()> {
                 (Board::Qemu, true, "Cortex-M4F (mps2-an386)", "portable"),
                 (Board::QemuM0, false, "Cortex-M0 (micro:bit)", "portable"),
             ] {
-                let elf = xtask::build_firmware(&BuildOptions { board, model: model.clone(), portable_kernels: portable })?;
+                let elf =
+                    xtask::build_firmware(&BuildOptions { board, model: model.clone(), portable_kernels: portable })?;
                 let s = xtask::elf_sizes(&elf)?;
                 let run = xtask::run_qemu(board, &elf, &counts, &opts)?;
                 match &reference {
                     None => reference = Some(run.frames.clone()),
-                    Some(r) if *r != run.frames => bail!("{} ({kernels}) sent different frames than the first image", board.name()),
+                    Some(r) if *r != run.frames => {
+                        bail!("{} ({kernels}) sent different frames than the first image", board.name())
+                    }
                     Some(_) => {}
                 }
                 let w = run.per_window();
@@ -221,7 +225,11 @@ fn main() -> Result<()> {
                 );
             }
             if !no_nucleo {
-                let elf = xtask::build_firmware(&BuildOptions { board: Board::NucleoF411re, model: model.clone(), portable_kernels: false })?;
+                let elf = xtask::build_firmware(&BuildOptions {
+                    board: Board::NucleoF411re,
+                    model: model.clone(),
+                    portable_kernels: false,
+                })?;
                 let s = xtask::elf_sizes(&elf)?;
                 println!(
                     "| nucleo-f411re | Cortex-M4F (STM32F411) | DSP (SXTB16/SMLAD) | {} | {} | (hardware) | (as qemu) | | |",

@@ -63,10 +63,11 @@ fn main() -> ! {
         let _ = writeln!(tx, "\r\nfunnel-firmware: bad model blob: {e}; halting\r");
         halt();
     }
-    let mut app = match App::<_, _, { model::WINDOW_SAMPLES }, { model::SCRATCH_LEN }>::new(model::MODEL_BLOB, source, tx) {
-        Ok(app) => app,
-        Err(_) => halt(),
-    };
+    let mut app =
+        match App::<_, _, { model::WINDOW_SAMPLES }, { model::SCRATCH_LEN }>::new(model::MODEL_BLOB, source, tx) {
+            Ok(app) => app,
+            Err(_) => halt(),
+        };
     loop {
         // Serial errors (overrun etc.) drop at most the frame being sent; the decoder
         // resynchronises at the next delimiter and reports the gap.
