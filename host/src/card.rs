@@ -11,6 +11,8 @@ use crate::metrics::Metrics;
 use crate::train::{Arch, EpochRecord, InitReport, ModelSpec, TrainConfig, Variant};
 
 pub const CARD_FILE: &str = "model.json";
+/// The same card for people, rewritten with every save so the two never disagree.
+pub const CARD_MARKDOWN_FILE: &str = "CARD.md";
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FileEntry {
@@ -106,12 +108,113 @@ impl ModelCard {
         serde_json::from_str(&text).with_context(|| format!("{} is not a valid Funnel model card", path.display()))
     }
 
-    /// Re-lists the directory's files (call after adding files), then writes `model.json`.
+    /// Re-lists the directory's files (call after adding files), then writes `model.json` and
+    /// `CARD.md`.
     pub fn save(&mut self, dir: &Path) -> Result<()> {
         self.refresh_files(dir)?;
         let path = dir.join(CARD_FILE);
         let text = serde_json::to_string_pretty(self)?;
-        std::fs::write(&path, text + "\n").with_context(|| format!("cannot write {}", path.display()))
+        std::fs::write(&path, text + "\n").with_context(|| format!("cannot write {}", path.display()))?;
+        let path = dir.join(CARD_MARKDOWN_FILE);
+        std::fs::write(&path, self.to_markdown()).with_context(|| format!("cannot write {}", path.display()))
+    }
+
+    /// The card as Markdown: what the model is, how it was trained, how good it is, what it costs
+    /// on the device.
+    pub fn to_markdown(&self) -> String {
+        use std::fmt::Write;
+        let mut s = String::new();
+        let id = self.quantization.as_ref().map_or("not quantized yet".to_string(), |q| format!("`{}`", q.model_id));
+        let _ = writeln!(s, "# Funnel model card\n");
+        let _ = writeln!(s, "Written by `funnel` {} from `model.json`; do not edit by hand.\n", self.funnel_version);
+        let _ = writeln!(
+            s,
+            "- **Model**: {} autoencoder ({} variant), {} channel(s) × {} samples → {} codes; hidden {:?}; model id {id}",
+            self.arch,
+            self.variant,
+            self.columns.len(),
+            self.window,
+            self.latent,
+            self.spec.hidden
+        );
+        let _ = writeln!(
+            s,
+            "- **Data**: `{}`, column(s) {}; {} rows → {} windows: {} for training ({} of them for validation), the last {} held out",
+            self.data_file,
+            self.columns.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", "),
+            self.split.rows,
+            self.split.windows,
+            self.split.train_windows,
+            self.split.validation_windows,
+            self.split.held_out_windows
+        );
+        let _ = writeln!(
+            s,
+            "- **Training**: seed {}, {} of at most {} epochs (best {}), {:.3} s/epoch; batch {}, learning rate {}, training hop {}",
+            self.seed,
+            self.epochs_run,
+            self.epochs_max,
+            self.best_epoch,
+            self.seconds_per_epoch,
+            self.train_config.batch_size,
+            self.train_config.learning_rate,
+            self.train_config.train_hop
+        );
+        let _ = writeln!(s, "- **Device scale**: {} counts per unit of the recording\n", self.counts_per_unit);
+        let _ = writeln!(s, "## Held-out metrics\n");
+        let _ = writeln!(s, "| method | PRD % | PRDN % | SNR dB | RMSE | max abs error | compression ratio |");
+        let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|");
+        for (name, m) in &self.held_out {
+            let _ = writeln!(
+                s,
+                "| {name} | {:.2} | {:.2} | {:.2} | {:.4} | {:.3} | {:.2} |",
+                m.prd, m.prdn, m.snr_db, m.rmse, m.max_abs_error, m.compression_ratio
+            );
+        }
+        if let Some(q) = &self.quantization {
+            let _ = writeln!(s, "\n## int8 encoder (`encoder.fq8`)\n");
+            let _ = writeln!(
+                s,
+                "{} bytes, {} MACs per window, {} bytes of scratch RAM; held-out PRDN {:.2} % float → {:.2} % int8 ({:+.1} % relative).",
+                q.blob_bytes,
+                q.macs_per_window,
+                q.scratch_bytes,
+                q.float_prdn,
+                q.int8_prdn,
+                100.0 * q.relative_prdn_loss
+            );
+        }
+        if !self.firmware.is_empty() {
+            let _ = writeln!(s, "\n## Firmware\n");
+            let _ = writeln!(
+                s,
+                "| image | core | kernels | flash B | static RAM B | peak stack B | encode instructions/window |"
+            );
+            let _ = writeln!(s, "|---|---|---|---:|---:|---:|---:|");
+            let opt = |v: Option<String>| v.unwrap_or_else(|| "–".to_string());
+            for f in &self.firmware {
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | {} | {} | {} | {} | {} |",
+                    f.image,
+                    f.core,
+                    f.kernels,
+                    f.flash_bytes,
+                    f.static_ram_bytes,
+                    opt(f.peak_stack_bytes.map(|v| v.to_string())),
+                    opt(f.encode_instructions_per_window.map(|v| format!("{v:.0}")))
+                );
+            }
+            let mut commands: Vec<&str> = self.firmware.iter().map(|f| f.command.as_str()).collect();
+            commands.dedup();
+            let _ = writeln!(s, "\nMeasured with `{}`.", commands.join("`, `"));
+        }
+        let _ = writeln!(s, "\n## Files\n");
+        let _ = writeln!(s, "| file | bytes |\n|---|---:|");
+        for f in &self.files {
+            let _ = writeln!(s, "| `{}` | {} |", f.name, f.bytes);
+        }
+        s
     }
 
     pub fn refresh_files(&mut self, dir: &Path) -> Result<()> {
@@ -119,7 +222,7 @@ impl ModelCard {
         for entry in std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
             let entry = entry?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            if name == CARD_FILE || !entry.file_type()?.is_file() {
+            if name == CARD_FILE || name == CARD_MARKDOWN_FILE || !entry.file_type()?.is_file() {
                 continue;
             }
             files.push(FileEntry { name, bytes: entry.metadata()?.len() });
