@@ -37,9 +37,8 @@ impl SampleSource for AdcSource {
         // Wait for the next sampling instant, then convert (12-bit, centred on mid-scale).
         let _ = nb::block!(self.timer.wait());
         let raw = self.adc.convert(&self.pin, SampleTime::Cycles_84);
-        for s in sample.iter_mut() {
-            *s = (raw as i16).saturating_sub(ADC_MIDSCALE);
-        }
+        // One channel: start-up refuses models for more.
+        sample[0] = (raw as i16).saturating_sub(ADC_MIDSCALE);
         Ok(true)
     }
 }
@@ -56,12 +55,23 @@ fn main() -> ! {
     timer.start(model::SAMPLE_RATE_HZ.Hz()).unwrap();
     let source = AdcSource { adc: Adc::adc1(dp.ADC1, true, AdcConfig::default()), pin: gpioa.pa0.into_analog(), timer };
 
-    // Validate the embedded model before anything is sent; a bad blob halts with the reason
-    // on the serial port (as text, which `funnel decode` reports as a corrupt chunk).
-    let blob_ok = funnel_shared::encoder::QuantizedEncoder::from_blob(model::MODEL_BLOB).map(|_| ());
-    if let Err(e) = blob_ok {
-        let _ = writeln!(tx, "\r\nfunnel-firmware: bad model blob: {e}; halting\r");
-        halt();
+    // Validate the embedded model before anything is sent; a bad blob, or a model for more
+    // channels than this board samples, halts with the reason on the serial port (as text,
+    // which `funnel decode` reports as a corrupt chunk).
+    match funnel_shared::encoder::QuantizedEncoder::from_blob(model::MODEL_BLOB) {
+        Err(e) => {
+            let _ = writeln!(tx, "\r\nfunnel-firmware: bad model blob: {e}; halting\r");
+            halt();
+        }
+        Ok(encoder) if encoder.channels() != 1 => {
+            let _ = writeln!(
+                tx,
+                "\r\nfunnel-firmware: the model takes {} channels, this board samples one (A0); halting\r",
+                encoder.channels()
+            );
+            halt();
+        }
+        Ok(_) => {}
     }
     let mut app =
         match App::<_, _, { model::WINDOW_SAMPLES }, { model::SCRATCH_LEN }>::new(model::MODEL_BLOB, source, tx) {
