@@ -272,69 +272,50 @@ pub fn export_all(model: &Autoencoder, dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(paths)
 }
 
-/// Input/output names and feature sizes declared by an ONNX file produced here (`[N, features]`).
-fn io_signature(path: &Path) -> Result<(pb::ModelProto, (String, usize), (String, usize))> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read ONNX file {}", path.display()))?;
-    let proto = pb::ModelProto::decode(bytes.as_slice())
-        .with_context(|| format!("{} is not a valid ONNX model (protobuf decode failed)", path.display()))?;
-    let graph = proto.graph.as_ref().with_context(|| format!("{}: ONNX model has no graph", path.display()))?;
-    let sig = |v: Option<&pb::ValueInfoProto>, what: &str| -> Result<(String, usize)> {
-        let v = v.with_context(|| format!("{}: graph has no {what}", path.display()))?;
-        let dims = match v.r#type.as_ref().and_then(|t| t.value.as_ref()) {
-            Some(pb::type_proto::Value::TensorType(t)) => t.shape.as_ref().map(|s| s.dim.clone()).unwrap_or_default(),
-            _ => bail!("{}: {what} {:?} is not a tensor", path.display(), v.name),
-        };
-        use pb::tensor_shape_proto::dimension::Value;
-        match dims.as_slice() {
-            [_, last] => match last.value {
-                Some(Value::DimValue(d)) if d > 0 => Ok((v.name.clone(), d as usize)),
-                _ => bail!("{}: {what} {:?} needs a fixed feature dimension", path.display(), v.name),
-            },
-            _ => bail!("{}: {what} {:?} must be [N, features] (got rank {})", path.display(), v.name, dims.len()),
-        }
-    };
-    let input = sig(graph.input.first(), "input")?;
-    let output = sig(graph.output.first(), "output")?;
-    Ok((proto, input, output))
-}
-
-/// An ONNX model loaded and optimized by tract, batch dimension kept symbolic.
-pub struct TractModel {
+/// An ONNX file produced here and its `[N, features]` input and output, as its graph declares
+/// them; both runtimes check batches against it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OnnxSignature {
     pub path: PathBuf,
     pub input_name: String,
-    pub output_name: String,
     pub input_len: usize,
+    pub output_name: String,
     pub output_len: usize,
-    plan: Arc<TypedRunnableModel>,
 }
 
-impl std::fmt::Debug for TractModel {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TractModel")
-            .field("path", &self.path)
-            .field("input", &(&self.input_name, self.input_len))
-            .field("output", &(&self.output_name, self.output_len))
-            .finish()
+impl OnnxSignature {
+    /// Reads `path`; missing, unreadable or malformed files give an error naming the file.
+    fn read(path: &Path) -> Result<(pb::ModelProto, OnnxSignature)> {
+        ensure!(path.exists(), "ONNX file {} does not exist", path.display());
+        let bytes = std::fs::read(path).with_context(|| format!("cannot read ONNX file {}", path.display()))?;
+        let proto = pb::ModelProto::decode(bytes.as_slice())
+            .with_context(|| format!("{} is not a valid ONNX model (protobuf decode failed)", path.display()))?;
+        let graph = proto.graph.as_ref().with_context(|| format!("{}: ONNX model has no graph", path.display()))?;
+        let sig = |v: Option<&pb::ValueInfoProto>, what: &str| -> Result<(String, usize)> {
+            let v = v.with_context(|| format!("{}: graph has no {what}", path.display()))?;
+            let dims = match v.r#type.as_ref().and_then(|t| t.value.as_ref()) {
+                Some(pb::type_proto::Value::TensorType(t)) => {
+                    t.shape.as_ref().map(|s| s.dim.clone()).unwrap_or_default()
+                }
+                _ => bail!("{}: {what} {:?} is not a tensor", path.display(), v.name),
+            };
+            use pb::tensor_shape_proto::dimension::Value;
+            match dims.as_slice() {
+                [_, last] => match last.value {
+                    Some(Value::DimValue(d)) if d > 0 => Ok((v.name.clone(), d as usize)),
+                    _ => bail!("{}: {what} {:?} needs a fixed feature dimension", path.display(), v.name),
+                },
+                _ => bail!("{}: {what} {:?} must be [N, features] (got rank {})", path.display(), v.name, dims.len()),
+            }
+        };
+        let (input_name, input_len) = sig(graph.input.first(), "input")?;
+        let (output_name, output_len) = sig(graph.output.first(), "output")?;
+        let signature = OnnxSignature { path: path.to_path_buf(), input_name, input_len, output_name, output_len };
+        Ok((proto, signature))
     }
-}
 
-/// Loads an ONNX file with tract (optimized, dynamic batch). Missing or broken files give an
-/// error naming the file.
-pub fn load_with_tract(path: impl AsRef<Path>) -> Result<TractModel> {
-    let path = path.as_ref();
-    ensure!(path.exists(), "ONNX file {} does not exist", path.display());
-    let (proto, (input_name, input_len), (output_name, output_len)) = io_signature(path)?;
-    let plan = tract_onnx::onnx()
-        .model_for_proto_model(&proto)
-        .and_then(|m| m.into_optimized())
-        .and_then(|m| m.into_runnable())
-        .with_context(|| format!("tract cannot load ONNX model {}", path.display()))?;
-    Ok(TractModel { path: path.to_path_buf(), input_name, output_name, input_len, output_len, plan })
-}
-
-impl TractModel {
-    /// Runs a batch: `input` is `[batch][input_len]`, returns `[batch][output_len]`.
-    pub fn run(&self, input: &[f32], batch: usize) -> Result<Vec<f32>> {
+    /// Refuses an input that is not `batch` rows of `input_len` values.
+    fn check_input(&self, input: &[f32], batch: usize) -> Result<()> {
         ensure!(
             input.len() == batch * self.input_len,
             "{}: input has {} values, expected batch {batch} × {} ({})",
@@ -343,21 +324,62 @@ impl TractModel {
             self.input_len,
             self.input_name
         );
+        Ok(())
+    }
+
+    /// Refuses an output that is not `batch` rows of `output_len` values.
+    fn check_output(&self, len: usize, batch: usize) -> Result<()> {
+        ensure!(
+            len == batch * self.output_len,
+            "{}: output has {len} values, expected batch {batch} × {} ({})",
+            self.path.display(),
+            self.output_len,
+            self.output_name
+        );
+        Ok(())
+    }
+}
+
+/// An ONNX model loaded and optimized by tract, batch dimension kept symbolic.
+pub struct TractModel {
+    pub signature: OnnxSignature,
+    plan: Arc<TypedRunnableModel>,
+}
+
+impl std::fmt::Debug for TractModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TractModel").field("signature", &self.signature).finish()
+    }
+}
+
+/// Loads an ONNX file with tract (optimized, dynamic batch). Missing or broken files give an
+/// error naming the file.
+pub fn load_with_tract(path: impl AsRef<Path>) -> Result<TractModel> {
+    let path = path.as_ref();
+    let (proto, signature) = OnnxSignature::read(path)?;
+    let plan = tract_onnx::onnx()
+        .model_for_proto_model(&proto)
+        .and_then(|m| m.into_optimized())
+        .and_then(|m| m.into_runnable())
+        .with_context(|| format!("tract cannot load ONNX model {}", path.display()))?;
+    Ok(TractModel { signature, plan })
+}
+
+impl TractModel {
+    /// Runs a batch: `input` is `[batch][input_len]`, returns `[batch][output_len]`.
+    pub fn run(&self, input: &[f32], batch: usize) -> Result<Vec<f32>> {
+        let sig = &self.signature;
+        sig.check_input(input, batch)?;
         if batch == 0 {
             return Ok(Vec::new());
         }
-        let t = TractTensor::from_shape(&[batch, self.input_len], input)?;
+        let t = TractTensor::from_shape(&[batch, sig.input_len], input)?;
         let out = self
             .plan
             .run(tvec![TValue::from(t)])
-            .with_context(|| format!("tract failed to run {}", self.path.display()))?;
+            .with_context(|| format!("tract failed to run {}", sig.path.display()))?;
         let view = out[0].to_plain_array_view::<f32>()?;
-        ensure!(
-            view.len() == batch * self.output_len,
-            "{}: unexpected output shape {:?}",
-            self.path.display(),
-            view.shape()
-        );
+        sig.check_output(view.len(), batch)?;
         Ok(view.iter().copied().collect())
     }
 }
@@ -366,11 +388,7 @@ impl TractModel {
 #[cfg(feature = "ort")]
 pub struct OrtModel {
     session: std::sync::Mutex<ort::session::Session>,
-    pub path: PathBuf,
-    pub input_name: String,
-    pub output_name: String,
-    pub input_len: usize,
-    pub output_len: usize,
+    pub signature: OnnxSignature,
 }
 
 /// The ONNX Runtime environment, created once per process from the library named by
@@ -400,50 +418,31 @@ pub fn ort_environment() -> Result<&'static ort::environment::Environment> {
 impl OrtModel {
     pub fn load(path: impl AsRef<Path>) -> Result<OrtModel> {
         let path = path.as_ref();
-        ensure!(path.exists(), "ONNX file {} does not exist", path.display());
-        let (_, (input_name, input_len), (output_name, output_len)) = io_signature(path)?;
+        let (_, signature) = OnnxSignature::read(path)?;
         let env = ort_environment()?;
         let session = ort::session::Session::builder(env)
             .and_then(|mut b| b.commit_from_file(path))
             .map_err(|e| anyhow::anyhow!("ONNX Runtime cannot load {}: {e}", path.display()))?;
-        Ok(OrtModel {
-            session: std::sync::Mutex::new(session),
-            path: path.to_path_buf(),
-            input_name,
-            output_name,
-            input_len,
-            output_len,
-        })
+        Ok(OrtModel { session: std::sync::Mutex::new(session), signature })
     }
 
     /// Runs a batch: `input` is `[batch][input_len]`, returns `[batch][output_len]`.
     pub fn run(&self, input: &[f32], batch: usize) -> Result<Vec<f32>> {
-        ensure!(
-            input.len() == batch * self.input_len,
-            "{}: input has {} values, expected batch {batch} × {} ({})",
-            self.path.display(),
-            input.len(),
-            self.input_len,
-            self.input_name
-        );
+        let sig = &self.signature;
+        sig.check_input(input, batch)?;
         if batch == 0 {
             return Ok(Vec::new());
         }
-        let tensor = ort::value::Tensor::from_array(([batch, self.input_len], input.to_vec()))
+        let tensor = ort::value::Tensor::from_array(([batch, sig.input_len], input.to_vec()))
             .map_err(|e| anyhow::anyhow!("ort tensor: {e}"))?;
         let mut session = self.session.lock().map_err(|_| anyhow::anyhow!("ort session lock poisoned"))?;
         let outputs = session
-            .run(ort::inputs![self.input_name.as_str() => tensor])
-            .map_err(|e| anyhow::anyhow!("ONNX Runtime failed on {}: {e}", self.path.display()))?;
-        let (_, data) = outputs[self.output_name.as_str()]
+            .run(ort::inputs![sig.input_name.as_str() => tensor])
+            .map_err(|e| anyhow::anyhow!("ONNX Runtime failed on {}: {e}", sig.path.display()))?;
+        let (_, data) = outputs[sig.output_name.as_str()]
             .try_extract_tensor::<f32>()
-            .map_err(|e| anyhow::anyhow!("ort output of {}: {e}", self.path.display()))?;
-        ensure!(
-            data.len() == batch * self.output_len,
-            "{}: unexpected output size {}",
-            self.path.display(),
-            data.len()
-        );
+            .map_err(|e| anyhow::anyhow!("ort output of {}: {e}", sig.path.display()))?;
+        sig.check_output(data.len(), batch)?;
         Ok(data.to_vec())
     }
 }
@@ -482,7 +481,7 @@ mod tests {
         let d = max_diff(&enc.run(&w.data, w.len()).unwrap(), &z.data);
         assert!(d <= 1e-4, "{arch} encoder: {d}");
         let dec = load_with_tract(dir.path().join(DECODER_FILE)).unwrap();
-        assert_eq!((dec.input_len, dec.output_len), (5, 64));
+        assert_eq!((dec.signature.input_len, dec.signature.output_len), (5, 64));
         let d = max_diff(&dec.run(&z.data, z.len()).unwrap(), &dec_candle.data);
         assert!(d <= 1e-4, "{arch} decoder: {d}");
     }
@@ -533,7 +532,7 @@ mod tests {
             let d = max_diff(&enc.run(&w.data, w.len()).unwrap(), &z.data);
             assert!(d <= 1e-4, "{arch} ort encoder: {d}");
             let dec = OrtModel::load(dir.path().join(DECODER_FILE)).unwrap();
-            assert_eq!((dec.input_len, dec.output_len), (4, 64));
+            assert_eq!((dec.signature.input_len, dec.signature.output_len), (4, 64));
             let d = max_diff(&dec.run(&z.data, z.len()).unwrap(), &model.decode_latents(&z).unwrap().data);
             assert!(d <= 1e-4, "{arch} ort decoder: {d}");
         }
