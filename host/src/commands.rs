@@ -380,11 +380,17 @@ pub fn plot_command(args: &PlotArgs) -> Result<()> {
     let series =
         |w: &Windows, c: usize| -> Vec<f32> { (0..n).flat_map(|i| w.get(i)[c * t..(c + 1) * t].to_vec()).collect() };
     let chans: Vec<(Vec<f32>, Vec<f32>)> = (0..ds.channels).map(|c| (series(&orig, c), series(&recon, c))).collect();
-    if let Err(e) = draw(&args.out, &chans, &ds.columns, t, true) {
-        eprintln!("plot: drawing text failed ({e}); writing the plot without labels");
-        draw(&args.out, &chans, &ds.columns, t, false)?;
-    }
+    draw_with_text_fallback(|text| draw(&args.out, &chans, &ds.columns, t, text))?;
     Ok(())
+}
+
+/// Runs `draw` with labels (`true`); if drawing text fails (no usable font on the machine), says
+/// so and draws again without labels, so a plot is still written.
+pub fn draw_with_text_fallback(draw: impl Fn(bool) -> Result<()>) -> Result<()> {
+    draw(true).or_else(|e| {
+        eprintln!("plot: drawing text failed ({e}); writing the plot without labels");
+        draw(false)
+    })
 }
 
 fn draw(out: &Path, chans: &[(Vec<f32>, Vec<f32>)], columns: &[String], window: usize, text: bool) -> Result<()> {

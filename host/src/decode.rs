@@ -500,13 +500,7 @@ const PLOT_SAMPLES: usize = 2048;
 /// The first [`PLOT_SAMPLES`] reconstructed samples per channel; missing samples are gaps in
 /// the lines over a shaded band.
 fn plot_reconstruction(out: &Path, columns: &[String], rec: &CollectSink) -> Result<()> {
-    match draw_reconstruction(out, columns, rec, true) {
-        Ok(()) => Ok(()),
-        Err(e) => {
-            eprintln!("plot: drawing text failed ({e}); writing the plot without labels");
-            draw_reconstruction(out, columns, rec, false)
-        }
-    }
+    crate::commands::draw_with_text_fallback(|text| draw_reconstruction(out, columns, rec, text))
 }
 
 fn draw_reconstruction(out: &Path, columns: &[String], rec: &CollectSink, text: bool) -> Result<()> {
