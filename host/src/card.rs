@@ -108,6 +108,20 @@ impl ModelCard {
         serde_json::from_str(&text).with_context(|| format!("{} is not a valid Funnel model card", path.display()))
     }
 
+    /// Refuses data columns other than the ones the model (in `model_dir`) was trained on.
+    pub fn check_columns(&self, model_dir: &Path, columns: &[String]) -> Result<()> {
+        anyhow::ensure!(
+            self.columns == columns,
+            "model {} was trained on columns {:?} ({} channel(s)) but --column gives {:?} ({} channel(s))",
+            model_dir.display(),
+            self.columns,
+            self.columns.len(),
+            columns,
+            columns.len()
+        );
+        Ok(())
+    }
+
     /// Re-lists the directory's files (call after adding files), then writes `model.json` and
     /// `CARD.md`.
     pub fn save(&mut self, dir: &Path) -> Result<()> {

@@ -218,16 +218,7 @@ pub fn evaluate_with(
 /// Loads `data` for an existing model: checks the columns against the card, windows with the
 /// card's window and normalizes with the card's (training) normalization.
 pub fn dataset_for_model(card: &ModelCard, model_dir: &Path, data: &Path, columns: &[String]) -> Result<Dataset> {
-    if card.columns != columns {
-        bail!(
-            "model {} was trained on columns {:?} ({} channel(s)) but --column gives {:?} ({} channel(s))",
-            model_dir.display(),
-            card.columns,
-            card.columns.len(),
-            columns,
-            columns.len()
-        );
-    }
+    card.check_columns(model_dir, columns)?;
     let rec = Recording::from_csv(data, columns)?;
     let mut ds = Dataset::prepare(&rec, card.window)?;
     ds.normalization = card.normalization.clone();

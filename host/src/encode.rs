@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use funnel_shared::encoder::QuantizedEncoder;
 use funnel_shared::stream::{to_counts, StreamEncoder};
 use funnel_shared::wire::{encode_frame, FLAG_INPUT_SATURATED, MAX_ENCODED_LEN};
@@ -25,24 +25,11 @@ pub fn load_blob(model_dir: &Path) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
-/// Refuses a stream whose columns are not the ones the model was trained on.
-pub fn check_columns(card: &ModelCard, model_dir: &Path, columns: &[String]) -> Result<()> {
-    if card.columns != columns {
-        bail!(
-            "model {} was trained on column(s) {:?} but --column gives {:?}",
-            model_dir.display(),
-            card.columns,
-            columns
-        );
-    }
-    Ok(())
-}
-
 /// The recording as device counts, `[T][C]` interleaved as a sensor delivers them, converted with
 /// the blob's `counts_per_unit`.
 pub fn recording_counts(model_dir: &Path, data: &Path, columns: &[String]) -> Result<Vec<i16>> {
     let card = ModelCard::load(model_dir)?;
-    check_columns(&card, model_dir, columns)?;
+    card.check_columns(model_dir, columns)?;
     let blob = load_blob(model_dir)?;
     let encoder = QuantizedEncoder::from_blob(&blob).map_err(|e| anyhow::anyhow!("{e}"))?;
     let rec = Recording::from_csv(data, columns)?;
