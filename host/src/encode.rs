@@ -28,10 +28,13 @@ pub fn load_blob(model_dir: &Path) -> Result<Vec<u8>> {
 /// The recording as device counts, `[T][C]` interleaved as a sensor delivers them, converted with
 /// the blob's `counts_per_unit`.
 pub fn recording_counts(model_dir: &Path, data: &Path, columns: &[String]) -> Result<Vec<i16>> {
-    let card = ModelCard::load(model_dir)?;
-    card.check_columns(model_dir, columns)?;
-    let blob = load_blob(model_dir)?;
-    let encoder = QuantizedEncoder::from_blob(&blob).map_err(|e| anyhow::anyhow!("{e}"))?;
+    counts_for_blob(model_dir, &load_blob(model_dir)?, data, columns)
+}
+
+/// [`recording_counts`] with the model directory's blob already read.
+fn counts_for_blob(model_dir: &Path, blob: &[u8], data: &Path, columns: &[String]) -> Result<Vec<i16>> {
+    ModelCard::load(model_dir)?.check_columns(model_dir, columns)?;
+    let encoder = QuantizedEncoder::from_blob(blob).map_err(|e| anyhow::anyhow!("{e}"))?;
     let rec = Recording::from_csv(data, columns)?;
     Ok(interleave_counts(&rec, encoder.spec().counts_per_unit))
 }
@@ -87,8 +90,8 @@ pub struct EncodeArgs {
 
 /// `funnel encode`: writes what the device would send for the recording.
 pub fn encode_command(args: &EncodeArgs) -> Result<EncodedStream> {
-    let counts = recording_counts(&args.model, &args.data, &args.columns)?;
     let blob = load_blob(&args.model)?;
+    let counts = counts_for_blob(&args.model, &blob, &args.data, &args.columns)?;
     let encoded = encode_counts(&blob, &counts)?;
     std::fs::write(&args.out, &encoded.bytes).with_context(|| format!("cannot write {}", args.out.display()))?;
     Ok(encoded)

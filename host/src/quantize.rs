@@ -363,9 +363,7 @@ pub fn quantize_command(args: &QuantizeArgs) -> Result<QuantizeOutcome> {
     let blob_path = dir.join(BLOB_FILE);
     std::fs::write(&blob_path, &blob.bytes).with_context(|| format!("cannot write {}", blob_path.display()))?;
 
-    let decoder = load_decoder(dir, Backend::Tract)?;
-    let recon = device_reconstruction(&blob.bytes, &card.normalization, decoder.as_ref(), &dataset.held_out)?;
-    let int8 = metrics::compute(&dataset.held_out, &recon, dataset.channels, card.latent);
+    let int8 = device_metrics(&blob.bytes, dir, &card, &dataset)?;
     let float_prdn = match card.held_out.get(SECTION_FLOAT) {
         Some(m) => m.prdn,
         None => bail!("{} has no {SECTION_FLOAT} metrics; run `funnel eval` first", dir.display()),
@@ -406,10 +404,14 @@ pub fn int8_metrics(dir: &Path, card: &ModelCard, dataset: &crate::data::Dataset
     if !dir.join(BLOB_FILE).exists() {
         return Ok(None);
     }
-    let blob = crate::encode::load_blob(dir)?;
+    device_metrics(&crate::encode::load_blob(dir)?, dir, card, dataset).map(Some)
+}
+
+/// Held-out metrics of `blob` through the device path (encode → frames → `decoder.onnx` of `dir`).
+fn device_metrics(blob: &[u8], dir: &Path, card: &ModelCard, dataset: &crate::data::Dataset) -> Result<Metrics> {
     let decoder = load_decoder(dir, Backend::Tract)?;
-    let recon = device_reconstruction(&blob, &card.normalization, decoder.as_ref(), &dataset.held_out)?;
-    Ok(Some(metrics::compute(&dataset.held_out, &recon, dataset.channels, card.latent)))
+    let recon = device_reconstruction(blob, &card.normalization, decoder.as_ref(), &dataset.held_out)?;
+    Ok(metrics::compute(&dataset.held_out, &recon, dataset.channels, card.latent))
 }
 
 #[cfg(test)]
