@@ -51,16 +51,9 @@ fn report_quantization(q: &QuantizeOutcome) {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Train(args) => {
-            let outcome = funnel::train_command(&args)?;
-            let q = funnel::quantize::quantize_command(&QuantizeArgs {
-                model: outcome.out_dir.clone(),
-                calibration: None,
-                columns: vec![],
-            })?;
+            let (dir, eval, q) = funnel::pipeline::train_and_quantize(&args)?;
             report_quantization(&q);
-            eprintln!("wrote {}", outcome.out_dir.display());
-            let mut eval = outcome.eval;
-            eval.sections.insert(funnel::quantize::SECTION_INT8.to_string(), q.int8);
+            eprintln!("wrote {}", dir.display());
             print!("{}", eval.table());
         }
         Command::Eval(args) => {

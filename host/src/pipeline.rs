@@ -24,14 +24,21 @@ pub struct PipelineOutcome {
     pub reconstruction: PathBuf,
 }
 
-/// Trains into `args.out`, then quantizes, encodes the whole recording as the device would,
-/// decodes those bytes into a CSV (and plot), and returns every step's report.
-pub fn pipeline_command(args: &TrainArgs) -> Result<PipelineOutcome> {
+/// What `funnel train` does: trains into `args.out`, then quantizes; the held-out report has
+/// the float, PCA and int8 device sections. Returns the model directory too.
+pub fn train_and_quantize(args: &TrainArgs) -> Result<(PathBuf, EvalReport, QuantizeOutcome)> {
     let trained = train_command(args)?;
-    let dir = trained.out_dir.clone();
+    let dir = trained.out_dir;
     let quantization = quantize_command(&QuantizeArgs { model: dir.clone(), calibration: None, columns: vec![] })?;
     let mut eval = trained.eval;
     eval.sections.insert(SECTION_INT8.to_string(), quantization.int8.clone());
+    Ok((dir, eval, quantization))
+}
+
+/// [`train_and_quantize`], then encodes the whole recording as the device would, decodes those
+/// bytes into a CSV (and plot), and returns every step's report.
+pub fn pipeline_command(args: &TrainArgs) -> Result<PipelineOutcome> {
+    let (dir, eval, quantization) = train_and_quantize(args)?;
     let codes = dir.join(CODES_FILE);
     let encoded = encode_command(&EncodeArgs {
         model: dir.clone(),
