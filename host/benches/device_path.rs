@@ -8,22 +8,21 @@
 use std::path::PathBuf;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use funnel::card::ModelCard;
-use funnel::decode::{load_decoder, Backend, CollectSink, StreamDecoder};
-use funnel::encode::{encode_counts, load_blob, recording_counts};
-use funnel_shared::encoder::QuantizedEncoder;
+use funnel::codec::{simulate, CollectSink, StreamDecoder};
+use funnel::pipeline::recording_counts;
+use funnel::runtime::{load_onnx, Backend};
+use funnel_artifacts::{Graph, ModelDir};
 
 fn model_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/ecg")
 }
 
 fn bench(c: &mut Criterion) {
-    let dir = model_dir();
-    let card = ModelCard::load(&dir).expect("shipped model");
-    let blob = load_blob(&dir).expect("shipped blob");
-    let data = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join(&card.data_file);
-    let counts = recording_counts(&dir, &data, &card.columns).expect("recording");
-    let encoder = QuantizedEncoder::from_blob(&blob).unwrap();
+    let dir = ModelDir::new(model_dir());
+    let card = dir.load_card().expect("shipped model");
+    let blob = dir.load_blob().expect("shipped blob");
+    let counts = recording_counts(dir.path(), &dir.data_path(&card), &card.columns).expect("recording");
+    let encoder = blob.encoder();
     let step = encoder.window() * encoder.channels();
     let windows = 256.min(counts.len() / step);
     let counts = &counts[..windows * step];
@@ -41,7 +40,7 @@ fn bench(c: &mut Criterion) {
     });
     group.finish();
 
-    let stream = encode_counts(&blob, counts).unwrap().bytes;
+    let stream = simulate(&blob, counts).unwrap().bytes;
     let mut backends = vec![Backend::Tract];
     if cfg!(feature = "ort") {
         backends.push(Backend::Ort);
@@ -49,7 +48,7 @@ fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("decode");
     group.throughput(Throughput::Elements((windows * step) as u64));
     for backend in backends {
-        let decoder = load_decoder(&dir, backend).expect("decoder.onnx");
+        let decoder = load_onnx(&dir.onnx_path(Graph::Decoder), backend).expect("decoder.onnx");
         for batch in [1usize, 64] {
             group.bench_with_input(
                 BenchmarkId::new(format!("{backend:?}"), format!("batch{batch}")),

@@ -1,18 +1,24 @@
-//! Funnel host tools: data loading, autoencoder training (candle), ONNX export and inference,
-//! PCA baseline, metrics, model cards and the CLI commands.
+//! Funnel's host side, in layers (each uses only the layers below it; `tests/layering.rs`
+//! checks it, and docs/architecture.md draws it):
+//!
+//! 1. [`cli`] — the `funnel` command line: flags → requests → [`pipeline`] (feature `cli`);
+//! 2. [`pipeline`] — one job per command, stages composed in memory;
+//! 3. the stages: [`train`] (candle, feature `train`), [`export`] (ONNX), [`quantize`] (int8
+//!    blob), [`codec`] (device simulation and stream decoding), [`eval`] (held-out metrics),
+//!    [`plot`] (feature `plot`);
+//! 4. [`runtime`] — what runs a float graph (tract, ONNX Runtime);
+//! 5. `funnel-artifacts` — recordings, datasets, model directories, cards, blobs, metrics;
+//! 6. `funnel-shared` — the `no_std` code the device runs.
 
-pub mod card;
-pub mod commands;
-pub mod data;
-pub mod decode;
-pub mod encode;
-pub mod float_model;
-pub mod framing;
-pub mod metrics;
-pub mod onnx;
-pub mod pca;
+#[cfg(feature = "cli")]
+pub mod cli;
+pub mod codec;
+pub mod eval;
+pub mod export;
 pub mod pipeline;
+#[cfg(feature = "plot")]
+pub mod plot;
 pub mod quantize;
+pub mod runtime;
+#[cfg(feature = "train")]
 pub mod train;
-
-pub use commands::{eval_command, plot_command, train_command, EvalReport, TrainOutcome};

@@ -5,9 +5,11 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use funnel::commands::{load_model_dir, TrainArgs, TrainOutcome};
-use funnel::onnx::{load_with_tract, AUTOENCODER_FILE, DECODER_FILE, ENCODER_FILE};
-use funnel::train::{Arch, Variant};
+use funnel::pipeline::{quantize_model, train_model, QuantizeRequest, TrainOutcome, TrainRequest};
+use funnel::runtime::{load_with_tract, Runtime};
+use funnel::train::load_checkpoint;
+use funnel_artifacts::spec::{Arch, Variant};
+use funnel_artifacts::{Graph, Method};
 
 const COLUMN: &str = "ecg_mlii_mV";
 
@@ -24,8 +26,8 @@ fn ecg_slice(dir: &Path, rows: usize) -> PathBuf {
     path
 }
 
-fn args(data: &Path, out: &Path, arch: Arch, window: usize, latent: usize) -> TrainArgs {
-    TrainArgs {
+fn args(data: &Path, out: &Path, arch: Arch, window: usize, latent: usize) -> TrainRequest {
+    TrainRequest {
         data: data.to_path_buf(),
         columns: vec![COLUMN.to_string()],
         window,
@@ -39,6 +41,7 @@ fn args(data: &Path, out: &Path, arch: Arch, window: usize, latent: usize) -> Tr
         patience: 8,
         counts_per_unit: None,
         out: out.to_path_buf(),
+        progress: false,
     }
 }
 
@@ -68,22 +71,23 @@ fn write_f32(path: &Path, v: &[f32]) {
 fn train_small(dir: &Path, arch: Arch) -> TrainOutcome {
     let data = ecg_slice(dir, 4000);
     let out = dir.join(format!("model_{arch}"));
-    funnel::train_command(&TrainArgs { train_hop: Some(32), ..args(&data, &out, arch, 64, 8) }).unwrap()
+    train_model(&TrainRequest { train_hop: Some(32), ..args(&data, &out, arch, 64, 8) }).unwrap()
 }
 
 /// All three ONNX files, loaded back with tract, compute what candle computes (≤ 1e-4); also
 /// writes the inputs and candle's outputs for `scripts/check_onnx.py`.
 fn assert_onnx_matches_candle(outcome: &TrainOutcome) {
-    let dir = &outcome.out_dir;
-    let (_, model) = load_model_dir(dir).unwrap();
-    let x = &outcome.dataset.held_out_norm;
+    let dir = outcome.dir.path();
+    let model = load_checkpoint(&outcome.dir, &outcome.card.spec).unwrap();
+    let x = outcome.dataset.held_out_norm();
     let z = model.encode_windows(x).unwrap();
     let expected = [
-        (AUTOENCODER_FILE, x, model.reconstruct(x).unwrap()),
-        (ENCODER_FILE, x, z.clone()),
-        (DECODER_FILE, &z, model.decode_latents(&z).unwrap()),
+        (Graph::Autoencoder, x, model.reconstruct(x).unwrap()),
+        (Graph::Encoder, x, z.clone()),
+        (Graph::Decoder, &z, model.decode_latents(&z).unwrap()),
     ];
-    for (file, input, want) in expected {
+    for (graph, input, want) in expected {
+        let file = graph.file_name();
         let m = load_with_tract(dir.join(file)).unwrap();
         let got = m.run(&input.data, input.len()).unwrap();
         let d = max_diff(&got, &want.data);
@@ -124,23 +128,24 @@ fn train_eval_plot_and_onnx_for_mlp_and_conv() {
     let mut dirs = Vec::new();
     for arch in [Arch::Mlp, Arch::Conv] {
         let o = train_small(tmp.path(), arch);
-        for f in [AUTOENCODER_FILE, ENCODER_FILE, DECODER_FILE, "model.safetensors", "model.json"] {
-            assert!(o.out_dir.join(f).is_file(), "{arch}: {f} missing");
+        for f in ["autoencoder.onnx", "encoder.onnx", "decoder.onnx", "model.safetensors", "model.json", "encoder.fq8"]
+        {
+            assert!(o.dir.path().join(f).is_file(), "{arch}: {f} missing");
         }
         let card = &o.card;
         assert_eq!(
-            (card.window, card.latent, card.arch, card.columns.as_slice()),
+            (card.window(), card.latent(), card.spec.arch, card.columns.as_slice()),
             (64, 8, arch, [COLUMN.to_string()].as_slice())
         );
         assert_eq!((card.split.train_windows, card.split.held_out_windows, card.split.validation_windows), (49, 13, 5));
         assert_eq!(card.epochs_run, card.history.len());
         assert!(card.seconds_per_epoch > 0.0 && card.train_config.train_hop == 32);
         assert!(card.files.iter().any(|f| f.name == "model.safetensors" && f.bytes > 0));
-        assert!(card.held_out.contains_key("float_autoencoder") && card.held_out.contains_key("pca"));
+        assert!(card.held_out.contains_key(&Method::FloatAutoencoder) && card.held_out.contains_key(&Method::Pca));
         assert_onnx_matches_candle(&o);
 
         // eval --json: one object, a section per method.
-        let model = o.out_dir.to_str().unwrap();
+        let model = o.dir.path().to_str().unwrap();
         let data = tmp.path().join("ecg.csv");
         let data = data.to_str().unwrap();
         let out = funnel(&["eval", "--model", model, "--data", data, "--column", COLUMN, "--json"]);
@@ -155,7 +160,7 @@ fn train_eval_plot_and_onnx_for_mlp_and_conv() {
         }
         // Same metrics as training reported; tract runs autoencoder.onnx to the same numbers.
         let prdn = v["sections"]["float_autoencoder"]["prdn"].as_f64().unwrap();
-        assert!((prdn - card.held_out["float_autoencoder"].prdn).abs() < 1e-9);
+        assert!((prdn - card.held_out[&Method::FloatAutoencoder].prdn).abs() < 1e-9);
         let out =
             funnel(&["eval", "--model", model, "--data", data, "--column", COLUMN, "--json", "--backend", "tract"]);
         let t: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -172,7 +177,7 @@ fn train_eval_plot_and_onnx_for_mlp_and_conv() {
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let bytes = std::fs::read(&png).unwrap();
         assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n") && bytes.len() > 5_000, "{} bytes", bytes.len());
-        dirs.push(o.out_dir.clone());
+        dirs.push(o.dir.path().to_path_buf());
     }
     python_onnx_check(&dirs.iter().map(PathBuf::as_path).collect::<Vec<_>>());
 }
@@ -254,10 +259,10 @@ fn bad_input_names_file_row_or_flag() {
 fn init_transfers_weights_where_shapes_allow() {
     let tmp = tempfile::tempdir().unwrap();
     let data = ecg_slice(tmp.path(), 3000);
-    let a = funnel::train_command(&args(&data, &tmp.path().join("a"), Arch::Mlp, 64, 8)).unwrap();
+    let a = train_model(&args(&data, &tmp.path().join("a"), Arch::Mlp, 64, 8)).unwrap();
     // Same shape: every tensor is loaded, so the first epoch starts where `a` ended.
-    let b = funnel::train_command(&TrainArgs {
-        init: Some(a.out_dir.clone()),
+    let b = train_model(&TrainRequest {
+        init: Some(a.dir.path().to_path_buf()),
         epochs: 1,
         ..args(&data, &tmp.path().join("b"), Arch::Mlp, 64, 8)
     })
@@ -267,8 +272,8 @@ fn init_transfers_weights_where_shapes_allow() {
     assert!(init.skipped.is_empty());
     assert!(b.card.history[0].val_loss < a.card.history[0].val_loss);
     // Another latent size: the layers around the code are skipped, the rest is transferred.
-    let c = funnel::train_command(&TrainArgs {
-        init: Some(a.out_dir.clone()),
+    let c = train_model(&TrainRequest {
+        init: Some(a.dir.path().to_path_buf()),
         epochs: 1,
         ..args(&data, &tmp.path().join("c"), Arch::Mlp, 64, 6)
     })
@@ -280,7 +285,7 @@ fn init_transfers_weights_where_shapes_allow() {
     );
     assert!(init.skipped.iter().any(|(n, why)| n == "encoder.l2.weight" && why.contains("shape")), "{init:?}");
     // No checkpoint there: the flag is named.
-    let e = funnel::train_command(&TrainArgs {
+    let e = train_model(&TrainRequest {
         init: Some(tmp.path().join("none")),
         ..args(&data, &tmp.path().join("d"), Arch::Mlp, 64, 8)
     })
@@ -303,7 +308,7 @@ fn multichannel_recording_and_every_variant_through_the_command() {
         [(Arch::Conv, Variant::Sparse), (Arch::Mlp, Variant::Contractive), (Arch::Conv, Variant::Denoising)]
     {
         let out = tmp.path().join(format!("{arch}_{variant}"));
-        let o = funnel::train_command(&TrainArgs {
+        let o = train_model(&TrainRequest {
             columns: vec!["ay".into(), "ax".into()],
             variant,
             epochs: 2,
@@ -320,7 +325,7 @@ fn multichannel_recording_and_every_variant_through_the_command() {
             }
             _ => assert_eq!(pen, 0.0),
         }
-        assert_eq!(o.encoder.channels, 2);
+        assert_eq!(o.net.float_encoder().channels, 2);
         assert_onnx_matches_candle(&o);
     }
     // Columns must match the model's.
@@ -335,7 +340,7 @@ fn multichannel_recording_and_every_variant_through_the_command() {
 fn eval_backend_ort() {
     let tmp = tempfile::tempdir().unwrap();
     let o = train_small(tmp.path(), Arch::Conv);
-    let model = o.out_dir.to_str().unwrap();
+    let model = o.dir.path().to_str().unwrap();
     let data = tmp.path().join("ecg.csv");
     let eval =
         ["eval", "--model", model, "--data", data.to_str().unwrap(), "--column", COLUMN, "--json", "--backend", "ort"];
@@ -346,7 +351,7 @@ fn eval_backend_ort() {
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(v["backend"], "ort");
         let prdn = v["sections"]["float_autoencoder"]["prdn"].as_f64().unwrap();
-        assert!((prdn - o.card.held_out["float_autoencoder"].prdn).abs() < 1e-3, "{prdn}");
+        assert!((prdn - o.card.held_out[&Method::FloatAutoencoder].prdn).abs() < 1e-3, "{prdn}");
     } else {
         let e = stderr_of(&eval);
         assert!(e.contains("--features ort"), "{e}");
@@ -361,20 +366,14 @@ fn counts_per_unit_follows_the_flag_into_the_blob() {
     let data = ecg_slice(tmp.path(), 4000);
     let out = tmp.path().join("m");
     let trained =
-        funnel::train_command(&TrainArgs { counts_per_unit: Some(200.0), ..args(&data, &out, Arch::Mlp, 64, 8) })
-            .unwrap();
+        train_model(&TrainRequest { counts_per_unit: Some(200.0), ..args(&data, &out, Arch::Mlp, 64, 8) }).unwrap();
     assert_eq!(trained.card.counts_per_unit, 200.0);
-    let q = funnel::quantize::quantize_command(&funnel::quantize::QuantizeArgs {
-        model: out.clone(),
-        calibration: None,
-        columns: vec![],
-    })
-    .unwrap();
+    let q = quantize_model(&QuantizeRequest { model: out.clone(), calibration: None }).unwrap();
     let blob = std::fs::read(out.join("encoder.fq8")).unwrap();
     let encoder = funnel_shared::encoder::QuantizedEncoder::from_blob(&blob).unwrap();
     assert_eq!(encoder.spec().counts_per_unit, 200.0);
     assert!(q.card.relative_prdn_loss.abs() < 0.10, "int8 PRDN {} vs float {}", q.int8.prdn, q.card.float_prdn);
-    let bad = funnel::train_command(&TrainArgs {
+    let bad = train_model(&TrainRequest {
         counts_per_unit: Some(-1.0),
         ..args(&data, &tmp.path().join("x"), Arch::Mlp, 64, 8)
     });

@@ -11,7 +11,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use funnel::encode::{encode_counts, load_blob, recording_counts};
+use funnel::codec::simulate;
+use funnel::pipeline::recording_counts;
+use funnel_artifacts::ModelDir;
 
 /// A raw-mode pty pair: the master (the "device" side) and the slave's path (the port).
 fn pty() -> (File, File, String) {
@@ -39,7 +41,7 @@ fn decode_reads_frames_from_a_serial_port() {
     let model = root.join("models/ecg");
     let counts = recording_counts(&model, &root.join("data/mitbih208_ecg.csv"), &["ecg_mlii_mV".to_string()]).unwrap();
     let frames = 40;
-    let stream = encode_counts(&load_blob(&model).unwrap(), &counts[..frames * 256]).unwrap().bytes;
+    let stream = simulate(&ModelDir::new(&model).load_blob().unwrap(), &counts[..frames * 256]).unwrap().bytes;
 
     let (mut device, _keep_slave_open, port) = pty();
     let tmp = tempfile::tempdir().unwrap();

@@ -238,6 +238,7 @@ pub struct EncoderSpec<'a> {
 
 /// Why a blob was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum BlobError {
     /// Shorter than its header says (`needed` bytes, `found` present).
     Truncated {
@@ -283,6 +284,8 @@ impl core::fmt::Display for BlobError {
         }
     }
 }
+
+impl core::error::Error for BlobError {}
 
 /// A validated blob: its id and the encoder it describes.
 #[derive(Clone, Debug, PartialEq)]

@@ -6,6 +6,7 @@ use crate::wire::ModelId;
 
 /// Why [`QuantizedEncoder::encode`] refused its arguments.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum EncodeError {
     /// `samples` is not `window × channels` long.
     WindowLength { expected: usize, found: usize },
@@ -30,6 +31,8 @@ impl core::fmt::Display for EncodeError {
         }
     }
 }
+
+impl core::error::Error for EncodeError {}
 
 /// What [`QuantizedEncoder::encode`] observed besides the codes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

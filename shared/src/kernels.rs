@@ -299,6 +299,7 @@ pub(crate) mod tests {
     }
 
     /// Straightforward reference: i64 accumulation, float-free, no slicing tricks.
+    #[allow(clippy::too_many_arguments)]
     fn reference_dense(
         w: &[i8],
         b: &[i32],

@@ -68,6 +68,7 @@ pub struct Frame {
 
 /// Why a frame could not be written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum EncodeFrameError {
     /// The output buffer is shorter than the encoded frame ([`MAX_ENCODED_LEN`] always suffices).
     BufferTooSmall,
@@ -78,6 +79,8 @@ impl core::fmt::Display for EncodeFrameError {
         f.write_str("frame buffer too small")
     }
 }
+
+impl core::error::Error for EncodeFrameError {}
 
 /// Serializes `frame` with its CRC, COBS-encodes it and appends the `0x00` delimiter.
 /// Returns the bytes to send.
@@ -90,8 +93,10 @@ pub fn encode_frame<'b>(frame: &Frame, buf: &'b mut [u8]) -> Result<&'b mut [u8]
         .map_err(|_| EncodeFrameError::BufferTooSmall)
 }
 
-/// What kind of damage made a delimited chunk unusable.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// What kind of damage made a delimited chunk unusable. Ordered so that receivers can count
+/// damage by kind in a sorted map.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
 pub enum CorruptKind {
     /// More bytes than any valid frame before a delimiter (a lost delimiter or garbage).
     Oversized,

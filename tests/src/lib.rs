@@ -1,6 +1,8 @@
-//! Paths shared by the end-to-end tests.
+//! Paths and checks shared by the end-to-end tests.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use funnel_artifacts::{metrics, ModelCard, Recording, Windows};
 
 /// The repository root.
 pub fn root() -> PathBuf {
@@ -15,4 +17,38 @@ pub fn ecg_model() -> PathBuf {
 /// The shipped ECG recording and its column.
 pub fn ecg_data() -> (PathBuf, Vec<String>) {
     (root().join("data/mitbih208_ecg.csv"), vec!["ecg_mlii_mV".to_string()])
+}
+
+/// `(sample_index, value or None, status)` rows of a one-channel reconstruction CSV written by
+/// `funnel decode` (the header must name `column`).
+pub fn read_rows(path: &Path, column: &str) -> Vec<(u64, Option<f64>, String)> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some(format!("sample_index,{column},status").as_str()));
+    lines
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            (f[0].parse().unwrap(), (!f[1].is_empty()).then(|| f[1].parse().unwrap()), f[2].to_string())
+        })
+        .collect()
+}
+
+/// PRDN of a decoded one-channel CSV over the held-out part of the recording `data` that
+/// `card` was trained on (rows are taken by sample index; every held-out row must be present).
+pub fn held_out_prdn(csv: &Path, card: &ModelCard, data: &Path) -> f64 {
+    let rows = read_rows(csv, &card.columns[0]);
+    let rec = Recording::from_csv(data, &card.columns).unwrap();
+    let start = card.split.train_windows * card.window();
+    let end = start + card.split.held_out_windows * card.window();
+    let original = Windows::new(card.window(), rec.samples[0][start..end].to_vec());
+    let values: Vec<f32> = rows[start..end]
+        .iter()
+        .enumerate()
+        .map(|(i, (index, value, status))| {
+            assert_eq!(*index as usize, start + i);
+            assert_ne!(status, "missing");
+            value.unwrap() as f32
+        })
+        .collect();
+    metrics::compute(&original, &Windows::new(card.window(), values), 1, card.latent()).prdn
 }

@@ -3,81 +3,61 @@
 
 use std::path::Path;
 
-use funnel::card::ModelCard;
-use funnel::commands::dataset_for_model;
-use funnel::decode::{decode_command, Backend, DecodeArgs, DecodeReport};
-use funnel::encode::{encode_command, EncodeArgs};
-use funnel::quantize::{int8_metrics, quantize_command, QuantizeArgs, SECTION_INT8};
-use funnel_e2e::{ecg_data, ecg_model, root};
+use funnel::codec::{DecodeReport, EncodedStream};
+use funnel::eval::device_metrics;
+use funnel::pipeline::{
+    dataset_for_model, decode_stream, encode_recording, quantize_model, DecodeRequest, EncodeRequest, QuantizeRequest,
+    Source,
+};
+use funnel::runtime::{load_onnx, Backend};
+use funnel_artifacts::{Graph, Method, ModelDir};
+use funnel_e2e::{ecg_data, ecg_model, held_out_prdn, read_rows, root};
+use funnel_shared::wire::CorruptKind;
 
 /// Frames of the golden vector (one hex line each).
 const GOLDEN_FRAMES: usize = 8;
 
-fn encode_ecg(out: &Path) -> funnel::encode::EncodedStream {
+fn encode_ecg(out: &Path) -> EncodedStream {
     let (data, columns) = ecg_data();
-    encode_command(&EncodeArgs { model: ecg_model(), data, columns, out: out.to_path_buf() }).unwrap()
+    encode_recording(&EncodeRequest { model: ecg_model(), data, columns, out: out.to_path_buf() }).unwrap()
 }
 
 fn decode(model: &Path, input: &Path, out: &Path) -> anyhow::Result<DecodeReport> {
-    decode_command(&DecodeArgs {
+    decode_stream(&DecodeRequest {
         model: model.to_path_buf(),
-        input: Some(input.display().to_string()),
-        serial: None,
-        baud: 115_200,
-        seconds: None,
+        source: Source::File(input.to_path_buf()),
         out: out.to_path_buf(),
         backend: Backend::Tract,
         plot: None,
     })
 }
 
-/// `(sample_index, value or None, status)` rows of a one-channel reconstruction CSV.
-fn read_rows(path: &Path) -> Vec<(u64, Option<f64>, String)> {
-    let text = std::fs::read_to_string(path).unwrap();
-    let mut lines = text.lines();
-    assert_eq!(lines.next(), Some("sample_index,ecg_mlii_mV,status"));
-    lines
-        .map(|l| {
-            let f: Vec<&str> = l.split(',').collect();
-            (f[0].parse().unwrap(), (!f[1].is_empty()).then(|| f[1].parse().unwrap()), f[2].to_string())
-        })
-        .collect()
+fn ecg_rows(path: &Path) -> Vec<(u64, Option<f64>, String)> {
+    read_rows(path, &ecg_data().1[0])
 }
 
 #[test]
 fn the_shipped_model_meets_its_card_through_encode_and_decode() {
-    let dir = ecg_model();
-    let card = ModelCard::load(&dir).unwrap();
-    let recorded = &card.held_out[SECTION_INT8];
+    let dir = ModelDir::new(ecg_model());
+    let card = dir.load_card().unwrap();
+    let recorded = &card.held_out[&Method::Int8Device];
     let q = card.quantization.as_ref().expect("the shipped model is quantized");
     assert!(q.relative_prdn_loss <= 0.10, "int8 loses {:.1} % PRDN against float", 100.0 * q.relative_prdn_loss);
 
     // The library path the card was computed with reproduces it.
     let (data, columns) = ecg_data();
-    let ds = dataset_for_model(&card, &dir, &data, &columns).unwrap();
-    let again = int8_metrics(&dir, &card, &ds).unwrap().unwrap();
+    let ds = dataset_for_model(&dir, &card, &data, &columns).unwrap();
+    let decoder = load_onnx(&dir.onnx_path(Graph::Decoder), Backend::Tract).unwrap();
+    let again = device_metrics(&dir.load_blob().unwrap(), decoder.as_ref(), &ds).unwrap();
     assert!((again.prdn - recorded.prdn).abs() < 1e-6, "{} vs card {}", again.prdn, recorded.prdn);
 
     // The CLI path over the whole recording: held-out rows of the decoded CSV against the file.
     let tmp = tempfile::tempdir().unwrap();
     let (codes, csv) = (tmp.path().join("codes.bin"), tmp.path().join("recon.csv"));
     let encoded = encode_ecg(&codes);
-    let report = decode(&dir, &codes, &csv).unwrap();
+    let report = decode(dir.path(), &codes, &csv).unwrap();
     assert_eq!((report.frames as usize, report.corrupt_frames(), report.missing_samples), (encoded.frames, 0, 0));
-    let rows = read_rows(&csv);
-    let rec = funnel::data::Recording::from_csv(&data, &columns).unwrap();
-    let start = card.split.train_windows * card.window;
-    let end = (card.split.train_windows + card.split.held_out_windows) * card.window;
-    let (mut err2, mut dev2) = (0.0f64, 0.0f64);
-    let mean = rec.samples[0][start..end].iter().map(|&v| f64::from(v)).sum::<f64>() / (end - start) as f64;
-    for (i, (index, value, status)) in rows[start..end].iter().enumerate() {
-        assert_eq!(*index as usize, start + i);
-        assert_ne!(status, "missing");
-        let x = f64::from(rec.samples[0][start + i]);
-        err2 += (x - value.unwrap()).powi(2);
-        dev2 += (x - mean).powi(2);
-    }
-    let prdn = 100.0 * (err2 / dev2).sqrt();
+    let prdn = held_out_prdn(&csv, &card, &data);
     assert!((prdn - recorded.prdn).abs() <= 1e-3 * recorded.prdn, "CLI PRDN {prdn} vs card {}", recorded.prdn);
 }
 
@@ -109,7 +89,7 @@ fn the_first_frames_match_the_golden_vector() {
 #[test]
 fn a_damaged_stream_reports_exactly_the_damage_and_keeps_the_rest() {
     let dir = ecg_model();
-    let window = ModelCard::load(&dir).unwrap().window as u64;
+    let window = ModelDir::new(&dir).load_card().unwrap().window() as u64;
     let tmp = tempfile::tempdir().unwrap();
     let codes = tmp.path().join("codes.bin");
     let frames: Vec<Vec<u8>> =
@@ -117,7 +97,7 @@ fn a_damaged_stream_reports_exactly_the_damage_and_keeps_the_rest() {
     std::fs::write(&codes, frames.concat()).unwrap();
     let clean_csv = tmp.path().join("clean.csv");
     decode(&dir, &codes, &clean_csv).unwrap();
-    let clean = read_rows(&clean_csv);
+    let clean = ecg_rows(&clean_csv);
 
     let mut damaged = Vec::new();
     for (i, f) in frames.iter().enumerate() {
@@ -143,9 +123,9 @@ fn a_damaged_stream_reports_exactly_the_damage_and_keeps_the_rest() {
     assert_eq!(report.gaps.iter().map(|g| g.first_sample).collect::<Vec<_>>(), vec![5 * window, 17 * window]);
     assert_eq!(report.stale_frames_skipped, 1);
     assert_eq!(report.corrupt_frames(), 3);
-    assert_eq!(report.corrupt.get("truncated"), Some(&1));
+    assert_eq!(report.corrupt.get(&CorruptKind::Truncated), Some(&1));
 
-    let rows = read_rows(&csv);
+    let rows = ecg_rows(&csv);
     assert_eq!(rows.len() as u64, 39 * window);
     for (i, row) in rows.iter().enumerate() {
         let w = i as u64 / window;
@@ -171,9 +151,13 @@ fn frames_are_refused_by_another_model_naming_both_ids() {
     let head = tmp.path().join("head.csv");
     let text = std::fs::read_to_string(&data).unwrap();
     std::fs::write(&head, text.lines().take(5000).collect::<Vec<_>>().join("\n")).unwrap();
-    std::env::set_current_dir(root()).unwrap(); // the card names its data relative to the root
-    let q = quantize_command(&QuantizeArgs { model: other.clone(), calibration: Some(head), columns }).unwrap();
-    let ours = ModelCard::load(&ecg_model()).unwrap().quantization.unwrap().model_id;
+    // The card names its data relative to its directory: point the copy at the same recording.
+    let copy = ModelDir::new(&other);
+    let mut card = copy.load_card().unwrap();
+    card.data_file = copy.data_file_name(&data);
+    copy.save_card(&mut card).unwrap();
+    let q = quantize_model(&QuantizeRequest { model: other.clone(), calibration: Some((head, columns)) }).unwrap();
+    let ours = ModelDir::new(ecg_model()).load_card().unwrap().quantization.unwrap().model_id;
     assert_ne!(q.card.model_id, ours);
 
     let codes = tmp.path().join("codes.bin");

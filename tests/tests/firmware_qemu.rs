@@ -8,11 +8,10 @@
 use std::path::Path;
 use std::time::Duration;
 
-use funnel::card::ModelCard;
-use funnel::decode::{decode_command, Backend, DecodeArgs};
-use funnel::encode::{encode_command, EncodeArgs};
-use funnel::quantize::SECTION_INT8;
-use funnel_e2e::{ecg_data, ecg_model};
+use funnel::pipeline::{decode_stream, encode_recording, DecodeRequest, EncodeRequest, Source};
+use funnel::runtime::Backend;
+use funnel_artifacts::{Method, ModelDir};
+use funnel_e2e::{ecg_data, ecg_model, held_out_prdn};
 use xtask::{Board, QemuOptions};
 
 fn options() -> QemuOptions {
@@ -39,7 +38,7 @@ fn device_frames_match_funnel_encode(board: Board, tmp: &Path) -> Vec<u8> {
     let model = ecg_model().canonicalize().expect("the shipped model models/ecg");
     let (data, columns) = ecg_data();
     let host_codes = tmp.join("host.bin");
-    let encoded = encode_command(&EncodeArgs {
+    let encoded = encode_recording(&EncodeRequest {
         model: model.clone(),
         data: data.clone(),
         columns: columns.clone(),
@@ -60,16 +59,13 @@ fn cortex_m4_firmware_sends_exactly_what_funnel_encode_writes_and_decodes_to_the
 
     // `funnel decode` of the device's bytes: every frame intact, held-out PRDN as on the card.
     let dir = ecg_model();
-    let card = ModelCard::load(&dir).unwrap();
-    let recorded = &card.held_out[SECTION_INT8];
+    let card = ModelDir::new(&dir).load_card().unwrap();
+    let recorded = &card.held_out[&Method::Int8Device];
     let (codes, csv) = (tmp.path().join("device.bin"), tmp.path().join("recon.csv"));
     std::fs::write(&codes, &frames).unwrap();
-    let report = decode_command(&DecodeArgs {
+    let report = decode_stream(&DecodeRequest {
         model: dir.clone(),
-        input: Some(codes.display().to_string()),
-        serial: None,
-        baud: 115_200,
-        seconds: None,
+        source: Source::File(codes.clone()),
         out: csv.clone(),
         backend: Backend::Tract,
         plot: None,
@@ -77,20 +73,7 @@ fn cortex_m4_firmware_sends_exactly_what_funnel_encode_writes_and_decodes_to_the
     .unwrap();
     assert_eq!((report.corrupt_frames(), report.missing_samples), (0, 0), "{}", report.summary());
 
-    let (data, columns) = ecg_data();
-    let rec = funnel::data::Recording::from_csv(&data, &columns).unwrap();
-    let text = std::fs::read_to_string(&csv).unwrap();
-    let values: Vec<f64> = text.lines().skip(1).map(|l| l.split(',').nth(1).unwrap().parse().unwrap()).collect();
-    let start = card.split.train_windows * card.window;
-    let end = (card.split.train_windows + card.split.held_out_windows) * card.window;
-    let x = &rec.samples[0][start..end];
-    let mean = x.iter().map(|&v| f64::from(v)).sum::<f64>() / x.len() as f64;
-    let (mut err2, mut dev2) = (0.0f64, 0.0f64);
-    for (i, &v) in x.iter().enumerate() {
-        err2 += (f64::from(v) - values[start + i]).powi(2);
-        dev2 += (f64::from(v) - mean).powi(2);
-    }
-    let prdn = 100.0 * (err2 / dev2).sqrt();
+    let prdn = held_out_prdn(&csv, &card, &ecg_data().0);
     assert!((prdn - recorded.prdn).abs() <= 1e-3 * recorded.prdn, "device PRDN {prdn} vs card {}", recorded.prdn);
 }
 

@@ -13,6 +13,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
+use funnel_artifacts::{ModelDir, Recording};
 
 /// The repository root.
 pub fn root() -> PathBuf {
@@ -84,7 +85,7 @@ impl Board {
 pub fn model_dir(dir: &Path) -> Result<PathBuf> {
     let candidates = [std::env::current_dir()?.join(dir), root().join(dir)];
     for c in &candidates {
-        if c.join("encoder.fq8").is_file() {
+        if ModelDir::new(c).has_blob() {
             return Ok(c.canonicalize()?);
         }
     }
@@ -358,9 +359,13 @@ pub fn read_samples(path: &Path) -> Result<Vec<i16>> {
     Ok(bytes.chunks_exact(2).map(|c| i16::from_le_bytes([c[0], c[1]])).collect())
 }
 
-/// The recording as device counts, as `funnel encode` converts it.
+/// The recording as device counts, as `funnel encode` converts it (with the blob's scale, after
+/// checking the columns against the card).
 pub fn recording_counts(model: &Path, data: &Path, columns: &[String]) -> Result<Vec<i16>> {
-    funnel::encode::recording_counts(model, data, columns)
+    let dir = ModelDir::new(model);
+    let blob = dir.load_blob()?;
+    dir.load_card()?.check_columns(columns).with_context(|| format!("model {}", model.display()))?;
+    Ok(Recording::from_csv(data, columns)?.device_counts(blob.counts_per_unit()))
 }
 
 /// The whole device path in the simulator: build the board image with `model`, run it on

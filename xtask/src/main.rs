@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
-use funnel::card::{FirmwareBenchmark, ModelCard};
-use funnel_shared::encoder::QuantizedEncoder;
+use funnel_artifacts::card::FirmwareBenchmark;
+use funnel_artifacts::ModelDir;
 use xtask::{Board, BuildOptions, QemuOptions};
 
 #[derive(Parser)]
@@ -55,9 +55,11 @@ enum Cmd {
         #[arg(long)]
         portable_kernels: bool,
     },
-    /// The whole test suite: `cargo test` (host, shared, firmware under QEMU, end to end), the
-    /// firmware's app logic on the host, then the host tests again with the ONNX Runtime backend (`--features ort`, library found through
-    /// `ORT_DYLIB_PATH` or the Python `onnxruntime` package).
+    /// The whole test suite: `cargo fmt --check`, `cargo clippy -D warnings`, `cargo doc` with
+    /// warnings denied, the decode-only build (`funnel` without default features), `cargo test`
+    /// (host, shared, firmware under QEMU, end to end), the firmware's app logic on the host,
+    /// then the host tests again with the ONNX Runtime backend (`--features ort`, library found
+    /// through `ORT_DYLIB_PATH` or the Python `onnxruntime` package).
     Test,
     /// Flash, RAM, peak stack and guest instructions per window of the firmware images
     /// (Cortex-M4F with DSP and portable kernels, Cortex-M0), as a Markdown table.
@@ -118,6 +120,12 @@ fn cargo(args: &[&str], env: &[(&str, &Path)]) -> Result<()> {
 fn main() -> Result<()> {
     match Cli::parse().cmd {
         Cmd::Test => {
+            // Style, lints and docs first: they fail in seconds where the tests take minutes.
+            cargo(&["fmt", "--all", "--", "--check"], &[])?;
+            cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"], &[])?;
+            cargo(&["doc", "--workspace", "--no-deps"], &[("RUSTDOCFLAGS", Path::new("-D warnings"))])?;
+            // What only decodes builds without candle, plotters and clap.
+            cargo(&["clippy", "-p", "funnel", "--no-default-features", "--all-targets", "--", "-D", "warnings"], &[])?;
             cargo(&["test"], &[])?;
             // The firmware's app logic, on the host (the crate is not a default member).
             cargo(&["test", "-p", "funnel-firmware", "--lib"], &[])?;
@@ -157,8 +165,8 @@ fn main() -> Result<()> {
             let command = format!("cargo xtask {command}");
             let mut rows = Vec::new();
             let model = xtask::model_dir(&model)?;
-            let blob = std::fs::read(model.join("encoder.fq8"))?;
-            let enc = QuantizedEncoder::from_blob(&blob).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let blob = ModelDir::new(&model).load_blob()?;
+            let enc = blob.encoder();
             let per_window = enc.window() * enc.channels();
             let mut counts =
                 load_counts(&model, if samples.is_some() { None } else { Some(&data) }, &columns, samples.as_deref())?;
@@ -248,9 +256,10 @@ fn main() -> Result<()> {
                 });
             }
             if record {
-                let mut card = ModelCard::load(&model)?;
+                let dir = ModelDir::new(&model);
+                let mut card = dir.load_card()?;
                 card.firmware = rows;
-                card.save(&model)?;
+                dir.save_card(&mut card)?;
                 eprintln!("recorded in {}", model.join("model.json").display());
             }
             println!("\nAll QEMU images sent identical frames. Instructions counted by xtask/plugins/insncount.c (QEMU TCG plugin) between `bench_mark` calls; sampling includes the semihosting file reads.");
@@ -260,9 +269,7 @@ fn main() -> Result<()> {
 }
 
 fn channels_of(model: &Path) -> Result<usize> {
-    let blob = std::fs::read(model.join("encoder.fq8"))?;
-    let channels = QuantizedEncoder::from_blob(&blob).map_err(|e| anyhow::anyhow!("{e}"))?.channels();
-    Ok(channels)
+    Ok(ModelDir::new(model).load_blob()?.channels())
 }
 
 /// Device counts from `--samples` (raw i16) or `--data` + columns (default: the card's).
@@ -271,6 +278,6 @@ fn load_counts(model: &Path, data: Option<&Path>, columns: &[String], samples: O
         return xtask::read_samples(path);
     }
     let data = data.context("give --data FILE.csv or --samples FILE")?;
-    let columns = if columns.is_empty() { funnel::card::ModelCard::load(model)?.columns } else { columns.to_vec() };
+    let columns = if columns.is_empty() { ModelDir::new(model).load_card()?.columns } else { columns.to_vec() };
     xtask::recording_counts(model, data, &columns)
 }

@@ -1,10 +1,12 @@
-//! The trained encoder as plain `f32` arrays: the narrow type between training (candle) and
-//! int8 quantization / ONNX export, so neither depends on the training framework.
+//! The trained network as plain `f32` arrays: the narrow type between training (candle) and
+//! ONNX export / int8 quantization, so neither depends on the training framework.
 //!
 //! Layouts follow ONNX/PyTorch: activations are channels-first `[C][T]`, a dense layer that
 //! follows a convolution sees the `[C][T]` tensor flattened channel-major (`c * T + t`).
 
 use serde::{Deserialize, Serialize};
+
+use crate::spec::ModelSpec;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -152,5 +154,70 @@ impl FloatEncoder {
 
     pub fn forward(&self, normalized_window: &[f32]) -> Vec<f32> {
         self.forward_all(normalized_window).pop().unwrap_or_default()
+    }
+}
+
+/// A step of a float network: a layer with weights, or a shape change between them.
+#[derive(Clone, Debug, PartialEq)]
+pub enum NetLayer {
+    /// A dense (`[N, in] → [N, out]`) or conv (`[N, ci, in_len] → [N, co, out_len]`) layer with
+    /// its weights, in the same type the quantizer reads.
+    Weighted(FloatLayer),
+    /// `[N, channels*len] → [N, channels, len]`.
+    Reshape { channels: usize, len: usize },
+    /// `[N, C, L] → [N, C*L]`.
+    Flatten,
+    /// Nearest-neighbour ×2 upsampling `[N, C, L] → [N, C, 2L]`, `y[c][t] = x[c][t / 2]`.
+    Upsample2 { channels: usize, len: usize },
+}
+
+impl NetLayer {
+    /// Reference forward pass of one window (flattened; reshape and flatten keep the layout).
+    pub fn forward(&self, x: &[f32]) -> Vec<f32> {
+        match self {
+            NetLayer::Weighted(layer) => layer.forward(x),
+            NetLayer::Reshape { .. } | NetLayer::Flatten => x.to_vec(),
+            NetLayer::Upsample2 { channels, len } => {
+                (0..channels * len * 2).map(|i| x[(i / (2 * len)) * len + (i % (2 * len)) / 2]).collect()
+            }
+        }
+    }
+}
+
+/// A trained autoencoder with its weights: encoder `[N, C*T] → [N, K]`, decoder back.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FloatNet {
+    pub spec: ModelSpec,
+    pub encoder: Vec<NetLayer>,
+    pub decoder: Vec<NetLayer>,
+}
+
+impl FloatNet {
+    /// The encoder half as [`FloatEncoder`] (reshape/flatten steps vanish: the layouts agree).
+    pub fn float_encoder(&self) -> FloatEncoder {
+        let layers = self
+            .encoder
+            .iter()
+            .filter_map(|l| match l {
+                NetLayer::Weighted(layer) => Some(layer.clone()),
+                NetLayer::Reshape { .. } | NetLayer::Flatten | NetLayer::Upsample2 { .. } => None,
+            })
+            .collect();
+        FloatEncoder { channels: self.spec.channels, window: self.spec.window, layers }
+    }
+
+    /// Reference reconstruction of one normalized window (what the ONNX graphs must compute).
+    pub fn reconstruct(&self, normalized_window: &[f32]) -> Vec<f32> {
+        self.decode(&self.encode(normalized_window))
+    }
+
+    /// Reference encoder pass of one normalized window.
+    pub fn encode(&self, normalized_window: &[f32]) -> Vec<f32> {
+        self.encoder.iter().fold(normalized_window.to_vec(), |x, l| l.forward(&x))
+    }
+
+    /// Reference decoder pass of one latent vector.
+    pub fn decode(&self, latent: &[f32]) -> Vec<f32> {
+        self.decoder.iter().fold(latent.to_vec(), |x, l| l.forward(&x))
     }
 }

@@ -7,11 +7,41 @@
 //! * `SNR  = −20 · log10(PRDN / 100) = 10 · log10(Σ(x − x̄_c)² / Σ(x − x̂)²)` dB.
 //! * `RMSE = sqrt(Σ(x − x̂)² / n)`, `max_abs_error = max |x − x̂|`.
 //! * `compression_ratio = 16 · n / bits_sent`: 16-bit raw samples vs. the bits of the encoded
-//!   Funnel frames ([`crate::framing::bits_sent`]).
+//!   Funnel frames ([`bits_sent`]).
 
 use serde::{Deserialize, Serialize};
 
+use funnel_shared::wire::{encode_frame, Frame, ModelId, MAX_CODES, MAX_ENCODED_LEN, WIRE_VERSION};
+
 use crate::data::Windows;
+
+/// What made a reconstruction: the sections of evaluation reports and of the card.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Method {
+    /// The trained float autoencoder (candle, or its ONNX file).
+    FloatAutoencoder,
+    /// The device path: int8 encoder → frames → `decoder.onnx`.
+    Int8Device,
+    /// PCA fitted on the training part with as many components as the model has codes.
+    Pca,
+}
+
+impl Method {
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::FloatAutoencoder => "float_autoencoder",
+            Method::Int8Device => "int8_device",
+            Method::Pca => "pca",
+        }
+    }
+}
+
+impl std::fmt::Display for Method {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Metrics {
@@ -62,7 +92,7 @@ pub fn compute(original: &Windows, reconstruction: &Windows, channels: usize, la
     let prd = 100.0 * (err2 / sig2).sqrt();
     let prdn = 100.0 * (err2 / dev2).sqrt();
     let windows = original.len();
-    let bits = crate::framing::bits_sent(windows, original.dim / channels, latent);
+    let bits = bits_sent(windows, original.dim / channels, latent);
     Metrics {
         prd,
         prdn,
@@ -73,6 +103,31 @@ pub fn compute(original: &Windows, reconstruction: &Windows, channels: usize, la
         windows,
         samples: n,
     }
+}
+
+/// Bits the frames of `n_windows` consecutive windows (of `window` samples, `latent` codes
+/// each) occupy on the link, delimiters included. Frame sizes vary only with the varint sizes
+/// of the sequence number and sample index, not with the code values (COBS adds one byte per
+/// frame below 254 bytes), so this is exact for any codes.
+pub fn bits_sent(n_windows: usize, window: usize, latent: usize) -> u64 {
+    assert!(latent <= MAX_CODES, "a frame carries at most {MAX_CODES} codes");
+    let mut frame = Frame {
+        version: WIRE_VERSION,
+        model_id: ModelId([0; 4]),
+        stream_id: 0,
+        sequence: 0,
+        sample_index: 0,
+        flags: 0,
+        codes: heapless::Vec::from_slice(&[0i8; MAX_CODES][..latent]).expect("latent <= MAX_CODES"),
+    };
+    let mut buf = [0u8; MAX_ENCODED_LEN];
+    let mut bytes = 0u64;
+    for i in 0..n_windows {
+        frame.sequence = i as u32;
+        frame.sample_index = (i * window) as u64;
+        bytes += encode_frame(&frame, &mut buf).expect("buffer holds a maximal frame").len() as u64;
+    }
+    8 * bytes
 }
 
 #[cfg(test)]
@@ -91,7 +146,7 @@ mod tests {
         assert!((m.rmse - (0.5f64).sqrt()).abs() < 1e-9);
         assert_eq!(m.max_abs_error, 1.0);
         // 2 samples × 16 bits over the size of one frame of 4 codes
-        let expected = 32.0 / crate::framing::bits_sent(1, 2, 4) as f64;
+        let expected = 32.0 / bits_sent(1, 2, 4) as f64;
         assert!((m.compression_ratio - expected).abs() < 1e-12);
         assert_eq!((m.windows, m.samples), (1, 2));
     }
@@ -108,5 +163,22 @@ mod tests {
         let m = compute(&x, &r, 2, 1);
         assert!((m.prdn - 100.0).abs() < 1e-9, "{}", m.prdn);
         assert!(m.snr_db.abs() < 1e-9);
+    }
+
+    #[test]
+    fn sizes_follow_the_varints() {
+        // 1 version + 4 id + 1 stream + 1 seq + 1 index + 1 flags + 1 len + 8 codes = 18 payload
+        // bytes, + 4 CRC = 22, + 1 COBS overhead + 1 delimiter = 24.
+        assert_eq!(bits_sent(1, 128, 8), 8 * 24);
+        // Window 1 from sample 128 on needs a 2-byte sample index varint.
+        assert_eq!(bits_sent(2, 128, 8), 8 * (24 + 25));
+        assert_eq!(bits_sent(0, 128, 8), 0);
+    }
+
+    #[test]
+    fn method_names_are_the_report_sections() {
+        for m in [Method::FloatAutoencoder, Method::Int8Device, Method::Pca] {
+            assert_eq!(serde_json::to_string(&m).unwrap(), format!("\"{m}\""));
+        }
     }
 }

@@ -1,18 +1,13 @@
 //! `model.json`: everything needed to reproduce, evaluate and deploy a trained model.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
-use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::data::Normalization;
-use crate::metrics::Metrics;
-use crate::train::{Arch, EpochRecord, InitReport, ModelSpec, TrainConfig, Variant};
-
-pub const CARD_FILE: &str = "model.json";
-/// The same card for people, rewritten with every save so the two never disagree.
-pub const CARD_MARKDOWN_FILE: &str = "CARD.md";
+use crate::data::{Normalization, SplitInfo};
+use crate::metrics::{Method, Metrics};
+use crate::spec::ModelSpec;
+use crate::training::{EpochRecord, InitReport, TrainConfig};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FileEntry {
@@ -20,17 +15,16 @@ pub struct FileEntry {
     pub bytes: u64,
 }
 
-/// How the recording was cut.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct SplitInfo {
-    pub rows: usize,
-    pub windows: usize,
-    /// First 80 % of the windows, including the validation windows.
-    pub train_windows: usize,
-    /// Last 10 % of the training windows, used for early stopping only.
-    pub validation_windows: usize,
-    /// Last 20 % of the windows, never trained on; all metrics are on these.
-    pub held_out_windows: usize,
+/// The data's columns are not the model's channels.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the model was trained on columns {model:?} ({} channel(s)) but --column gives {given:?} ({} channel(s))",
+    model.len(),
+    given.len()
+)]
+pub struct ColumnMismatch {
+    pub model: Vec<String>,
+    pub given: Vec<String>,
 }
 
 /// Filled in by the quantization step.
@@ -67,17 +61,15 @@ pub struct FirmwareBenchmark {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ModelCard {
     pub funnel_version: String,
+    /// The recording trained on, relative to the model directory (see
+    /// [`crate::ModelDir::data_path`]).
     pub data_file: String,
     pub columns: Vec<String>,
-    pub window: usize,
-    pub latent: usize,
-    pub arch: Arch,
-    pub variant: Variant,
-    pub seed: u64,
-    /// Layer sizes; rebuilds the candle model from `model.safetensors`.
+    /// Architecture, window, latent size and layer sizes; rebuilds the network from
+    /// `model.safetensors`.
     pub spec: ModelSpec,
+    /// Variant, seed, epoch limit and the rest of the schedule.
     pub train_config: TrainConfig,
-    pub epochs_max: usize,
     pub epochs_run: usize,
     /// 1-based epoch whose weights were kept (lowest validation loss).
     pub best_epoch: usize,
@@ -89,8 +81,8 @@ pub struct ModelCard {
     pub normalization: Normalization,
     /// Device samples are `i16 round(x * counts_per_unit)`, `x` in the data file's units.
     pub counts_per_unit: f32,
-    /// Held-out metrics in original units, one section per method (`float_autoencoder`, `pca`).
-    pub held_out: BTreeMap<String, Metrics>,
+    /// Held-out metrics in original units, one section per method.
+    pub held_out: BTreeMap<Method, Metrics>,
     /// Files of the model directory (except `model.json`) with sizes.
     pub files: Vec<FileEntry>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -100,37 +92,22 @@ pub struct ModelCard {
 }
 
 impl ModelCard {
-    pub fn load(dir: &Path) -> Result<ModelCard> {
-        let path = dir.join(CARD_FILE);
-        let text = std::fs::read_to_string(&path).with_context(|| {
-            format!("cannot read model card {} (is --model a trained model directory?)", path.display())
-        })?;
-        serde_json::from_str(&text).with_context(|| format!("{} is not a valid Funnel model card", path.display()))
+    /// Samples per channel in a window.
+    pub fn window(&self) -> usize {
+        self.spec.window
     }
 
-    /// Refuses data columns other than the ones the model (in `model_dir`) was trained on.
-    pub fn check_columns(&self, model_dir: &Path, columns: &[String]) -> Result<()> {
-        anyhow::ensure!(
-            self.columns == columns,
-            "model {} was trained on columns {:?} ({} channel(s)) but --column gives {:?} ({} channel(s))",
-            model_dir.display(),
-            self.columns,
-            self.columns.len(),
-            columns,
-            columns.len()
-        );
-        Ok(())
+    /// Codes per window.
+    pub fn latent(&self) -> usize {
+        self.spec.latent
     }
 
-    /// Re-lists the directory's files (call after adding files), then writes `model.json` and
-    /// `CARD.md`.
-    pub fn save(&mut self, dir: &Path) -> Result<()> {
-        self.refresh_files(dir)?;
-        let path = dir.join(CARD_FILE);
-        let text = serde_json::to_string_pretty(self)?;
-        std::fs::write(&path, text + "\n").with_context(|| format!("cannot write {}", path.display()))?;
-        let path = dir.join(CARD_MARKDOWN_FILE);
-        std::fs::write(&path, self.to_markdown()).with_context(|| format!("cannot write {}", path.display()))
+    /// Refuses data columns other than the ones the model was trained on.
+    pub fn check_columns(&self, columns: &[String]) -> Result<(), ColumnMismatch> {
+        if self.columns == columns {
+            return Ok(());
+        }
+        Err(ColumnMismatch { model: self.columns.clone(), given: columns.to_vec() })
     }
 
     /// The card as Markdown: what the model is, how it was trained, how good it is, what it costs
@@ -144,11 +121,11 @@ impl ModelCard {
         let _ = writeln!(
             s,
             "- **Model**: {} autoencoder ({} variant), {} channel(s) × {} samples → {} codes; hidden {:?}; model id {id}",
-            self.arch,
-            self.variant,
+            self.spec.arch,
+            self.train_config.variant,
             self.columns.len(),
-            self.window,
-            self.latent,
+            self.spec.window,
+            self.spec.latent,
             self.spec.hidden
         );
         let _ = writeln!(
@@ -165,9 +142,9 @@ impl ModelCard {
         let _ = writeln!(
             s,
             "- **Training**: seed {}, {} of at most {} epochs (best {}), {:.3} s/epoch; batch {}, learning rate {}, training hop {}",
-            self.seed,
+            self.train_config.seed,
             self.epochs_run,
-            self.epochs_max,
+            self.train_config.epochs,
             self.best_epoch,
             self.seconds_per_epoch,
             self.train_config.batch_size,
@@ -229,20 +206,5 @@ impl ModelCard {
             let _ = writeln!(s, "| `{}` | {} |", f.name, f.bytes);
         }
         s
-    }
-
-    pub fn refresh_files(&mut self, dir: &Path) -> Result<()> {
-        let mut files = Vec::new();
-        for entry in std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
-            let entry = entry?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name == CARD_FILE || name == CARD_MARKDOWN_FILE || !entry.file_type()?.is_file() {
-                continue;
-            }
-            files.push(FileEntry { name, bytes: entry.metadata()?.len() });
-        }
-        files.sort_by(|a, b| a.name.cmp(&b.name));
-        self.files = files;
-        Ok(())
     }
 }

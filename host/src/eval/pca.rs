@@ -6,7 +6,7 @@
 use anyhow::{ensure, Result};
 use nalgebra::{DMatrix, DVector, SymmetricEigen};
 
-use crate::data::Windows;
+use funnel_artifacts::Windows;
 
 #[derive(Clone, Debug)]
 pub struct Pca {
@@ -82,7 +82,7 @@ mod tests {
         for _ in 0..60 {
             let c: Vec<f32> = (0..3).map(|_| rnd()).collect();
             for t in 0..d {
-                data.push(2.0 + (0..3).map(|p| c[p] * patterns[p][t]).sum::<f32>());
+                data.push(2.0 + c.iter().zip(&patterns).map(|(c, p)| c * p[t]).sum::<f32>());
             }
         }
         let w = Windows::new(d, data);

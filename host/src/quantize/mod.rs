@@ -10,22 +10,15 @@
 //!   channel, `q = zp + (x − round(mean·cpu)) · 1/(cpu · std · s_in)`;
 //! * codes: the last layer's int8 output, `z = scale · (code − zero_point)`.
 
-use std::path::{Path, PathBuf};
-
 use anyhow::{bail, ensure, Context, Result};
+use funnel_artifacts::blob::model_id_of;
+use funnel_artifacts::data::{Normalization, Windows};
+use funnel_artifacts::net::{Activation, FloatEncoder, FloatLayer};
+use funnel_artifacts::Blob;
 use funnel_shared::blob::{
     write_blob, CodeQuant, EncoderSpec, I32s, I8s, InputQuant, Layer, QuantLayer, RequantParams, MAX_LAYERS,
 };
-use funnel_shared::wire::{ModelId, MAX_CODES};
-use sha2::{Digest, Sha256};
-
-use crate::card::{ModelCard, QuantizationCard};
-use crate::commands::{dataset_for_model, load_model_dir, SECTION_FLOAT};
-use crate::data::{Normalization, Recording, Windows};
-use crate::decode::{device_reconstruction, load_decoder, Backend};
-use crate::encode::BLOB_FILE;
-use crate::float_model::{Activation, FloatEncoder, FloatLayer};
-use crate::metrics::{self, Metrics};
+use funnel_shared::wire::MAX_CODES;
 
 /// Real range `[min, max]` of a tensor mapped onto int8 `[-128, 127]`.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -94,15 +87,6 @@ pub struct QuantizationInput<'a> {
     pub calibration: &'a Windows,
 }
 
-/// The result: blob bytes and what the model card reports about them.
-#[derive(Clone, Debug)]
-pub struct QuantizedBlob {
-    pub bytes: Vec<u8>,
-    pub model_id: ModelId,
-    pub macs_per_window: u64,
-    pub scratch_bytes: usize,
-}
-
 /// Owned parameters of one layer; [`EncoderSpec`] borrows them.
 struct OwnedLayer {
     weights: Vec<u8>,
@@ -156,8 +140,9 @@ fn calibrate(encoder: &FloatEncoder, windows: &Windows) -> Result<(Range, Vec<Ra
     Ok((input, ranges))
 }
 
-/// Quantizes the encoder and writes the blob (validated by the same parser the firmware uses).
-pub fn quantize(q: &QuantizationInput<'_>) -> Result<QuantizedBlob> {
+/// Quantizes the encoder into a blob, validated by the same parser the firmware uses. Writes
+/// nothing: the caller decides where the blob goes once it has measured it.
+pub fn quantize(q: &QuantizationInput<'_>) -> Result<Blob> {
     let enc = q.encoder;
     let channels = enc.channels;
     ensure!(
@@ -280,144 +265,15 @@ pub fn quantize(q: &QuantizationInput<'_>) -> Result<QuantizedBlob> {
     };
     let mut buf =
         vec![0u8; 64 + owned.iter().map(|o| o.weights.len() + o.bias.len() * 3 + 64).sum::<usize>() + 64 * channels];
-    let len =
-        write_blob(&spec, &mut buf, model_id_of).map_err(|e| anyhow::anyhow!("cannot write the model blob: {e}"))?;
+    let len = write_blob(&spec, &mut buf, model_id_of).context("cannot write the model blob")?;
     buf.truncate(len);
     // Parse it back exactly as the device will.
-    let (model_id, macs_per_window, scratch_bytes) = {
-        let parsed = funnel_shared::blob::ModelBlob::parse(&buf)
-            .map_err(|e| anyhow::anyhow!("written blob does not parse: {e}"))?;
-        (parsed.model_id, parsed.spec.macs(), parsed.spec.scratch_len())
-    };
-    Ok(QuantizedBlob { model_id, macs_per_window, scratch_bytes, bytes: buf })
-}
-
-/// The model id: the first bytes of SHA-256 of the blob payload.
-pub fn model_id_of(payload: &[u8]) -> ModelId {
-    let digest = Sha256::digest(payload);
-    let mut id = [0u8; 4];
-    id.copy_from_slice(&digest[..4]);
-    ModelId(id)
-}
-
-/// Held-out section name of the int8 device path in eval reports and the card.
-pub const SECTION_INT8: &str = "int8_device";
-/// Relative PRDN loss of int8 against float above which quantization is called out.
-pub const MAX_RELATIVE_PRDN_LOSS: f64 = 0.10;
-
-#[derive(clap::Args, Clone, Debug)]
-pub struct QuantizeArgs {
-    /// Trained model directory (writes `encoder.fq8` there and updates `model.json`).
-    #[arg(long)]
-    pub model: PathBuf,
-    /// Calibrate activation ranges on this recording instead of the training part of the
-    /// model's own data.
-    #[arg(long, requires = "columns")]
-    pub calibration: Option<PathBuf>,
-    /// Columns of the calibration file (default: the model's columns).
-    #[arg(long = "column")]
-    pub columns: Vec<String>,
-}
-
-/// What `quantize` reports.
-#[derive(Clone, Debug)]
-pub struct QuantizeOutcome {
-    pub card: QuantizationCard,
-    pub int8: Metrics,
-    /// Set when int8 loses more than [`MAX_RELATIVE_PRDN_LOSS`] against float.
-    pub warning: Option<String>,
-}
-
-/// `funnel quantize`: writes `encoder.fq8`, measures the device path on the held-out part and
-/// records both in the card.
-pub fn quantize_command(args: &QuantizeArgs) -> Result<QuantizeOutcome> {
-    let dir = &args.model;
-    let (mut card, model) = load_model_dir(dir)?;
-    let encoder = crate::train::encoder_to_float(&model)?;
-    let data = PathBuf::from(&card.data_file);
-    let dataset = dataset_for_model(&card, dir, &data, &card.columns.clone()).with_context(|| {
-        format!("the held-out part of the model's data ({}) is needed to measure int8 loss", data.display())
-    })?;
-    let calibration = match &args.calibration {
-        None => dataset.train_norm.clone(),
-        Some(path) => {
-            let columns = if args.columns.is_empty() { card.columns.clone() } else { args.columns.clone() };
-            ensure!(
-                columns.len() == card.columns.len(),
-                "--column gives {} channel(s), the model has {}",
-                columns.len(),
-                card.columns.len()
-            );
-            let rec = Recording::from_csv(path, &columns)?;
-            let windows = rec.windows(card.window);
-            ensure!(!windows.is_empty(), "{}: fewer rows than one window of {}", path.display(), card.window);
-            card.normalization.normalize(&windows)
-        }
-    };
-    let blob = quantize(&QuantizationInput {
-        encoder: &encoder,
-        normalization: &card.normalization,
-        counts_per_unit: card.counts_per_unit,
-        calibration: &calibration,
-    })?;
-    let blob_path = dir.join(BLOB_FILE);
-    std::fs::write(&blob_path, &blob.bytes).with_context(|| format!("cannot write {}", blob_path.display()))?;
-
-    let int8 = device_metrics(&blob.bytes, dir, &card, &dataset)?;
-    let float_prdn = match card.held_out.get(SECTION_FLOAT) {
-        Some(m) => m.prdn,
-        None => bail!("{} has no {SECTION_FLOAT} metrics; run `funnel eval` first", dir.display()),
-    };
-    let relative = (int8.prdn - float_prdn) / float_prdn;
-    let q = QuantizationCard {
-        blob_bytes: blob.bytes.len(),
-        macs_per_window: blob.macs_per_window,
-        scratch_bytes: blob.scratch_bytes,
-        model_id: blob.model_id.to_string(),
-        float_prdn,
-        int8_prdn: int8.prdn,
-        relative_prdn_loss: relative,
-    };
-    let warning = (relative > MAX_RELATIVE_PRDN_LOSS).then(|| {
-        format!(
-            "int8 PRDN {:.2} % is {:.1} % worse than float {:.2} % (limit {:.0} %). Try calibrating on more data \
-             (`funnel quantize --calibration FILE.csv --column NAME`), a smaller latent range (retrain with \
-             --variant sparse or contractive), or a different --seed; the device codes are still usable.",
-            int8.prdn,
-            100.0 * relative,
-            float_prdn,
-            100.0 * MAX_RELATIVE_PRDN_LOSS
-        )
-    });
-    if card.quantization.as_ref().is_none_or(|old| old.model_id != q.model_id) {
-        // Measurements of another blob's firmware no longer apply.
-        card.firmware.clear();
-    }
-    card.quantization = Some(q.clone());
-    card.held_out.insert(SECTION_INT8.to_string(), int8.clone());
-    card.save(dir)?;
-    Ok(QuantizeOutcome { card: q, int8, warning })
-}
-
-/// The `int8_device` held-out metrics of a model directory, if it has been quantized.
-pub fn int8_metrics(dir: &Path, card: &ModelCard, dataset: &crate::data::Dataset) -> Result<Option<Metrics>> {
-    if !dir.join(BLOB_FILE).exists() {
-        return Ok(None);
-    }
-    device_metrics(&crate::encode::load_blob(dir)?, dir, card, dataset).map(Some)
-}
-
-/// Held-out metrics of `blob` through the device path (encode → frames → `decoder.onnx` of `dir`).
-fn device_metrics(blob: &[u8], dir: &Path, card: &ModelCard, dataset: &crate::data::Dataset) -> Result<Metrics> {
-    let decoder = load_decoder(dir, Backend::Tract)?;
-    let recon = device_reconstruction(blob, &card.normalization, decoder.as_ref(), &dataset.held_out)?;
-    Ok(metrics::compute(&dataset.held_out, &recon, dataset.channels, card.latent))
+    Ok(Blob::from_bytes(buf)?)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use funnel_shared::encoder::QuantizedEncoder;
     use funnel_shared::kernels::multiply_by_quantized_multiplier;
     use funnel_shared::stream::to_counts;
 
@@ -501,8 +357,7 @@ mod tests {
             calibration: &calibration,
         })
         .unwrap();
-        let device = QuantizedEncoder::from_blob(&blob.bytes).unwrap();
-        assert_eq!(device.model_id(), blob.model_id);
+        let device = blob.encoder();
         let codes_q = device.spec().codes;
         let mut scratch = vec![0i8; device.scratch_len()];
         let mut codes = vec![0i8; 6];
@@ -523,5 +378,38 @@ mod tests {
         }
         let step = (range.1 - range.0) / 255.0;
         assert!(worst < 4.0 * step, "int8 codes deviate by {worst}, code step {step}");
+    }
+
+    #[test]
+    fn a_blob_whose_id_is_not_its_payload_hash_is_refused() {
+        let encoder = FloatEncoder {
+            channels: 1,
+            window: 8,
+            layers: vec![FloatLayer::Dense {
+                in_features: 8,
+                out_features: 2,
+                weight: (0..16).map(|i| (i as f32 - 8.0) / 10.0).collect(),
+                bias: vec![0.0, 0.1],
+                activation: Activation::Identity,
+            }],
+        };
+        let normalization = Normalization { mean: vec![0.0], std: vec![1.0] };
+        let calibration = Windows::new(8, (0..64).map(|i| (i as f32 * 0.3).sin()).collect());
+        let blob = quantize(&QuantizationInput {
+            encoder: &encoder,
+            normalization: &normalization,
+            counts_per_unit: 100.0,
+            calibration: &calibration,
+        })
+        .unwrap();
+        // Change one weight and repair the CRC: the format check passes, the id check does not.
+        let mut bytes = blob.bytes().to_vec();
+        let n = bytes.len();
+        bytes[n - 20] ^= 1;
+        let crc = funnel_shared::wire::FRAME_CRC.checksum(&bytes[..n - 4]);
+        bytes[n - 4..].copy_from_slice(&crc.to_le_bytes());
+        let e = Blob::from_bytes(bytes).unwrap_err();
+        assert!(matches!(e, funnel_artifacts::blob::BlobCheckError::IdMismatch { .. }), "{e}");
+        assert!(e.to_string().contains(&blob.model_id().to_string()), "{e}");
     }
 }

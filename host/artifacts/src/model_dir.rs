@@ -1,0 +1,240 @@
+//! A model directory: the one place that knows its file names, and how to read and write them.
+//!
+//! ```text
+//! model.json          the card (ModelCard): data, split, normalization, training, metrics
+//! CARD.md             the same card as Markdown, rewritten with every save
+//! model.safetensors   float weights (the trainer's checkpoint)
+//! autoencoder.onnx    encoder.onnx    decoder.onnx     the float graphs
+//! encoder.fq8         the device's int8 model blob (Blob)
+//! ```
+//!
+//! Files are replaced atomically (written beside, then renamed), so a failed write never leaves
+//! half a file behind.
+
+use std::path::{Component, Path, PathBuf};
+
+use crate::blob::{Blob, BlobCheckError};
+use crate::card::{FileEntry, ModelCard};
+
+/// The three float graphs of a model, as ONNX files.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Graph {
+    /// `[N, C*T]` normalized windows → `[N, K]` latents.
+    Encoder,
+    /// `[N, K]` latents → `[N, C*T]` normalized windows.
+    Decoder,
+    /// `[N, C*T]` → `[N, C*T]`, both halves.
+    Autoencoder,
+}
+
+impl Graph {
+    pub const ALL: [Graph; 3] = [Graph::Autoencoder, Graph::Encoder, Graph::Decoder];
+
+    pub fn file_name(self) -> &'static str {
+        match self {
+            Graph::Encoder => "encoder.onnx",
+            Graph::Decoder => "decoder.onnx",
+            Graph::Autoencoder => "autoencoder.onnx",
+        }
+    }
+}
+
+/// Why a model directory could not be read or written.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ArtifactError {
+    #[error("cannot read model card {path} (is --model a trained model directory?): {source}")]
+    CardUnreadable { path: PathBuf, source: std::io::Error },
+    #[error("{path} is not a valid Funnel model card: {source}")]
+    CardInvalid { path: PathBuf, source: serde_json::Error },
+    #[error("cannot read {path} (run `funnel quantize --model {dir}` first): {source}", dir = .path.parent().unwrap_or(Path::new(".")).display())]
+    BlobUnreadable { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {source}")]
+    BlobInvalid { path: PathBuf, source: BlobCheckError },
+    #[error("cannot write {path}: {source}")]
+    Write { path: PathBuf, source: std::io::Error },
+    #[error("cannot list {path}: {source}")]
+    List { path: PathBuf, source: std::io::Error },
+}
+
+/// A model directory on disk.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ModelDir {
+    path: PathBuf,
+}
+
+impl ModelDir {
+    pub const CARD: &'static str = "model.json";
+    pub const CARD_MARKDOWN: &'static str = "CARD.md";
+    pub const WEIGHTS: &'static str = "model.safetensors";
+    pub const BLOB: &'static str = "encoder.fq8";
+
+    pub fn new(path: impl Into<PathBuf>) -> ModelDir {
+        ModelDir { path: path.into() }
+    }
+
+    /// Creates the directory (and its parents) if needed.
+    pub fn create(path: impl Into<PathBuf>) -> Result<ModelDir, ArtifactError> {
+        let dir = ModelDir::new(path);
+        std::fs::create_dir_all(&dir.path).map_err(|source| ArtifactError::Write { path: dir.path.clone(), source })?;
+        Ok(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn card_path(&self) -> PathBuf {
+        self.path.join(Self::CARD)
+    }
+
+    pub fn card_markdown_path(&self) -> PathBuf {
+        self.path.join(Self::CARD_MARKDOWN)
+    }
+
+    pub fn weights_path(&self) -> PathBuf {
+        self.path.join(Self::WEIGHTS)
+    }
+
+    pub fn blob_path(&self) -> PathBuf {
+        self.path.join(Self::BLOB)
+    }
+
+    pub fn onnx_path(&self, graph: Graph) -> PathBuf {
+        self.path.join(graph.file_name())
+    }
+
+    pub fn has_blob(&self) -> bool {
+        self.blob_path().is_file()
+    }
+
+    pub fn load_card(&self) -> Result<ModelCard, ArtifactError> {
+        let path = self.card_path();
+        let text = std::fs::read_to_string(&path)
+            .map_err(|source| ArtifactError::CardUnreadable { path: path.clone(), source })?;
+        serde_json::from_str(&text).map_err(|source| ArtifactError::CardInvalid { path, source })
+    }
+
+    /// Reads and checks `encoder.fq8`.
+    pub fn load_blob(&self) -> Result<Blob, ArtifactError> {
+        let path = self.blob_path();
+        let bytes =
+            std::fs::read(&path).map_err(|source| ArtifactError::BlobUnreadable { path: path.clone(), source })?;
+        Blob::from_bytes(bytes).map_err(|source| ArtifactError::BlobInvalid { path, source })
+    }
+
+    /// The recording a card names, resolved against this directory.
+    pub fn data_path(&self, card: &ModelCard) -> PathBuf {
+        self.path.join(&card.data_file)
+    }
+
+    /// How a card names `data`: relative to this directory when both can be resolved (so the
+    /// directory and its data can move together), else as given.
+    pub fn data_file_name(&self, data: &Path) -> String {
+        match (self.path.canonicalize(), data.canonicalize()) {
+            (Ok(dir), Ok(data)) => relative_path(&dir, &data).unwrap_or(data),
+            _ => data.to_path_buf(),
+        }
+        .display()
+        .to_string()
+    }
+
+    /// Replaces the file `name` with `bytes` atomically.
+    pub fn write(&self, name: &str, bytes: &[u8]) -> Result<(), ArtifactError> {
+        let path = self.path.join(name);
+        let temporary = self.path.join(format!(".{name}.partial"));
+        std::fs::write(&temporary, bytes).and_then(|()| std::fs::rename(&temporary, &path)).map_err(|source| {
+            let _ = std::fs::remove_file(&temporary);
+            ArtifactError::Write { path, source }
+        })
+    }
+
+    /// Writes the blob.
+    pub fn write_blob(&self, blob: &Blob) -> Result<(), ArtifactError> {
+        self.write(Self::BLOB, blob.bytes())
+    }
+
+    /// Re-lists the directory's files into the card (call after adding files), then writes
+    /// `model.json` and `CARD.md`.
+    pub fn save_card(&self, card: &mut ModelCard) -> Result<(), ArtifactError> {
+        card.files = self.list_files()?;
+        let json = serde_json::to_string_pretty(card).expect("a card always serializes") + "\n";
+        self.write(Self::CARD, json.as_bytes())?;
+        self.write(Self::CARD_MARKDOWN, card.to_markdown().as_bytes())
+    }
+
+    /// Files of the directory with sizes, except the card itself, sorted by name.
+    fn list_files(&self) -> Result<Vec<FileEntry>, ArtifactError> {
+        let list_err = |source| ArtifactError::List { path: self.path.clone(), source };
+        let mut files = Vec::new();
+        for entry in std::fs::read_dir(&self.path).map_err(list_err)? {
+            let entry = entry.map_err(list_err)?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name == Self::CARD || name == Self::CARD_MARKDOWN || name.starts_with('.') {
+                continue;
+            }
+            if !entry.file_type().map_err(list_err)?.is_file() {
+                continue;
+            }
+            files.push(FileEntry { name, bytes: entry.metadata().map_err(list_err)?.len() });
+        }
+        files.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(files)
+    }
+}
+
+/// `target` relative to the directory `base` (both absolute and normalized), `None` when they
+/// share no root.
+fn relative_path(base: &Path, target: &Path) -> Option<PathBuf> {
+    let (base, target): (Vec<Component>, Vec<Component>) = (base.components().collect(), target.components().collect());
+    if base.first() != target.first() {
+        return None;
+    }
+    let common = base.iter().zip(&target).take_while(|(a, b)| a == b).count();
+    let mut out = PathBuf::new();
+    for _ in common..base.len() {
+        out.push("..");
+    }
+    for c in &target[common..] {
+        out.push(c);
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_paths_are_kept_relative_to_the_model() {
+        assert_eq!(
+            relative_path(Path::new("/r/models/ecg"), Path::new("/r/data/x.csv")),
+            Some(PathBuf::from("../../data/x.csv"))
+        );
+        assert_eq!(relative_path(Path::new("/r/m"), Path::new("/r/m/x.csv")), Some(PathBuf::from("x.csv")));
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = ModelDir::create(tmp.path().join("models/a")).unwrap();
+        let data = tmp.path().join("rec.csv");
+        std::fs::write(&data, "x\n1\n").unwrap();
+        let name = dir.data_file_name(&data);
+        assert_eq!(name, "../../rec.csv");
+        assert_eq!(dir.path().join(&name).canonicalize().unwrap(), data.canonicalize().unwrap());
+    }
+
+    #[test]
+    fn writes_replace_files_whole_and_missing_files_are_named() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = ModelDir::new(tmp.path());
+        dir.write("a.bin", b"one").unwrap();
+        dir.write("a.bin", b"two").unwrap();
+        assert_eq!(std::fs::read(tmp.path().join("a.bin")).unwrap(), b"two");
+        assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 1, "no temporary file is left");
+        let e = dir.load_card().unwrap_err().to_string();
+        assert!(e.contains("model.json") && e.contains("trained model directory"), "{e}");
+        let e = dir.load_blob().unwrap_err().to_string();
+        assert!(e.contains("encoder.fq8") && e.contains("funnel quantize"), "{e}");
+        dir.write(ModelDir::BLOB, b"junk").unwrap();
+        let e = dir.load_blob().unwrap_err().to_string();
+        assert!(e.contains("encoder.fq8") && e.contains("truncated"), "{e}");
+    }
+}

@@ -1,0 +1,70 @@
+//! What training did, as the model card records it: the configuration, every epoch, and what
+//! `--init` transferred.
+
+use serde::{Deserialize, Serialize};
+
+use crate::spec::Variant;
+
+/// The training schedule and the variant's loss weights.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    pub variant: Variant,
+    pub epochs: usize,
+    pub seed: u64,
+    pub batch_size: usize,
+    pub learning_rate: f64,
+    pub weight_decay: f64,
+    /// Early stopping: epochs without validation improvement before stopping.
+    pub patience: usize,
+    /// `sparse`: weight of the mean |z| penalty.
+    pub sparse_weight: f64,
+    /// `contractive`: weight of the Jacobian penalty.
+    pub contractive_weight: f64,
+    /// `denoising`: std of the Gaussian input noise (normalized units).
+    pub noise_std: f32,
+    /// Training windows start every `train_hop` samples (the window length: no overlap).
+    /// Informational here: the caller cuts the windows.
+    #[serde(default)]
+    pub train_hop: usize,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            variant: Variant::Plain,
+            epochs: 60,
+            seed: 1,
+            batch_size: 16,
+            learning_rate: 2e-3,
+            weight_decay: 1e-4,
+            patience: 8,
+            sparse_weight: 1e-3,
+            contractive_weight: 1e-3,
+            noise_std: 0.1,
+            train_hop: 0,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EpochRecord {
+    /// 1-based.
+    pub epoch: usize,
+    /// Training objective (MSE + weighted variant penalty), mean over minibatches.
+    pub train_loss: f64,
+    /// The variant's penalty term before weighting (mean |z| for `sparse`, ‖J‖_F² for
+    /// `contractive`), mean over minibatches; 0 for `plain` and `denoising`.
+    #[serde(default)]
+    pub penalty: f64,
+    /// Reconstruction MSE on the validation windows (normalized units).
+    pub val_loss: f64,
+    pub seconds: f64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct InitReport {
+    pub from: String,
+    pub loaded: Vec<String>,
+    /// `(name, reason)`.
+    pub skipped: Vec<(String, String)>,
+}

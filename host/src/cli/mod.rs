@@ -1,0 +1,301 @@
+//! The `funnel` command line (feature `cli`): clap arguments, turned into the plain requests of
+//! [`crate::pipeline`] before anything runs, and the outcomes printed.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::builder::{PossibleValuesParser, TypedValueParser};
+use clap::{Parser, Subcommand};
+use funnel_artifacts::spec::{Arch, Variant};
+
+use crate::pipeline::{
+    self, DecodeRequest, EncodeRequest, EvalRequest, PlotRequest, QuantizeRequest, Source, TrainRequest,
+};
+use crate::runtime::Backend;
+
+/// Funnel: learned compression for sensor streams.
+#[derive(Parser, Debug)]
+#[command(name = "funnel", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// The whole job: train, quantize, encode the recording as the device would, decode it, report.
+    Pipeline(TrainArgs),
+    /// Train an autoencoder; writes ONNX files, model.safetensors and model.json to --out.
+    Train(TrainArgs),
+    /// Held-out metrics of a trained model and the PCA baseline.
+    Eval(EvalArgs),
+    /// PNG of original vs. reconstruction over a few held-out windows.
+    Plot(PlotArgs),
+    /// int8-quantize the encoder into encoder.fq8 (the device's model blob) and measure it.
+    Quantize(QuantizeArgs),
+    /// Run the device's int8 encoder over a recording; write the exact frame bytes it sends.
+    Encode(EncodeArgs),
+    /// Rebuild the signal from received frames (file, stdin or a serial port) into a CSV.
+    Decode(DecodeArgs),
+}
+
+/// A clap parser for a type with `FromStr` over a fixed list of names.
+fn one_of<T>(names: &'static [&'static str]) -> impl TypedValueParser<Value = T>
+where
+    T: std::str::FromStr + Clone + Send + Sync + 'static,
+    T::Err: std::fmt::Debug,
+{
+    PossibleValuesParser::new(names).map(|s| s.parse::<T>().expect("one of the possible values"))
+}
+
+/// The recording and the columns every data-reading command takes.
+#[derive(clap::Args, Clone, Debug)]
+struct DataArgs {
+    /// CSV file with a header row.
+    #[arg(long)]
+    data: PathBuf,
+    /// Column to use as a channel; repeat for several channels.
+    #[arg(long = "column", required = true)]
+    columns: Vec<String>,
+}
+
+#[derive(clap::Args, Clone, Debug)]
+struct TrainArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    /// Samples per window (per channel).
+    #[arg(long)]
+    window: usize,
+    /// Latent size K (codes per window).
+    #[arg(long)]
+    latent: usize,
+    #[arg(long, value_parser = one_of::<Arch>(&["mlp", "conv"]))]
+    arch: Arch,
+    #[arg(long, default_value = "plain", value_parser = one_of::<Variant>(&["plain", "sparse", "contractive", "denoising"]))]
+    variant: Variant,
+    /// Maximum epochs (early stopping may end sooner).
+    #[arg(long, default_value_t = 60)]
+    epochs: usize,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Start from the weights of another model directory where names and shapes match.
+    #[arg(long)]
+    init: Option<PathBuf>,
+    /// Training windows start every N samples inside the fitted part (default: --window, no
+    /// overlap). A smaller hop augments the training data with overlapping windows; validation
+    /// and held-out windows always use hop = window and never overlap the fitted part.
+    #[arg(long)]
+    train_hop: Option<usize>,
+    /// Early stopping: epochs without a better validation loss before training stops.
+    #[arg(long, default_value_t = 8)]
+    patience: usize,
+    /// Device ADC counts per unit of the recording (e.g. 200 for a front end giving 200 counts
+    /// per mV). Default: the largest power of two that keeps the training data within half of
+    /// the i16 range.
+    #[arg(long)]
+    counts_per_unit: Option<f32>,
+    /// Output model directory.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+impl TrainArgs {
+    fn request(self) -> TrainRequest {
+        TrainRequest {
+            data: self.data.data,
+            columns: self.data.columns,
+            window: self.window,
+            latent: self.latent,
+            arch: self.arch,
+            variant: self.variant,
+            epochs: self.epochs,
+            seed: self.seed,
+            init: self.init,
+            train_hop: self.train_hop,
+            patience: self.patience,
+            counts_per_unit: self.counts_per_unit,
+            out: self.out,
+            progress: true,
+        }
+    }
+}
+
+#[derive(clap::Args, Clone, Debug)]
+struct EvalArgs {
+    /// Trained model directory.
+    #[arg(long)]
+    model: PathBuf,
+    #[command(flatten)]
+    data: DataArgs,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// What runs the float autoencoder: candle (the checkpoint), or `autoencoder.onnx` with tract
+    /// or ONNX Runtime (`ort`: build with `--features ort`, set ORT_DYLIB_PATH).
+    #[arg(long, default_value = "candle", value_parser = one_of::<Backend>(&["candle", "tract", "ort"]))]
+    backend: Backend,
+}
+
+#[derive(clap::Args, Clone, Debug)]
+struct PlotArgs {
+    #[arg(long)]
+    model: PathBuf,
+    #[command(flatten)]
+    data: DataArgs,
+    /// Output PNG.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+#[derive(clap::Args, Clone, Debug)]
+struct QuantizeArgs {
+    /// Trained model directory (writes `encoder.fq8` there and updates `model.json`).
+    #[arg(long)]
+    model: PathBuf,
+    /// Calibrate activation ranges on this recording instead of the training part of the
+    /// model's own data.
+    #[arg(long, requires = "columns")]
+    calibration: Option<PathBuf>,
+    /// Columns of the calibration file (default: the model's columns).
+    #[arg(long = "column")]
+    columns: Vec<String>,
+}
+
+#[derive(clap::Args, Clone, Debug)]
+struct EncodeArgs {
+    /// Model directory with `encoder.fq8` and `model.json`.
+    #[arg(long)]
+    model: PathBuf,
+    #[command(flatten)]
+    data: DataArgs,
+    /// Where to write the frame byte stream.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+#[derive(clap::Args, Clone, Debug)]
+struct DecodeArgs {
+    /// Model directory (`encoder.fq8` identifies the model, `decoder.onnx` rebuilds windows).
+    #[arg(long)]
+    model: PathBuf,
+    /// Frame stream file, or `-` for stdin.
+    #[arg(long, conflicts_with = "serial", required_unless_present = "serial")]
+    input: Option<String>,
+    /// Read a live device on this serial port instead (e.g. /dev/ttyACM0).
+    #[arg(long)]
+    serial: Option<String>,
+    #[arg(long, default_value_t = 115_200, requires = "serial")]
+    baud: u32,
+    /// Stop reading the serial port after this many seconds (default: until interrupted).
+    #[arg(long, requires = "serial")]
+    seconds: Option<f64>,
+    /// Output CSV: `sample_index,<columns>,status`.
+    #[arg(long)]
+    out: PathBuf,
+    /// What runs the decoder: `decoder.onnx` with tract or ONNX Runtime (`ort`), or the
+    /// checkpoint with candle.
+    #[arg(long, default_value = "tract", value_parser = one_of::<Backend>(&["tract", "ort", "candle"]))]
+    backend: Backend,
+    /// Also plot the reconstruction (PNG).
+    #[arg(long)]
+    plot: Option<PathBuf>,
+}
+
+impl DecodeArgs {
+    fn request(self) -> DecodeRequest {
+        let source = match (self.input, self.serial) {
+            (Some(path), _) if path == "-" => Source::Stdin,
+            (Some(path), _) => Source::File(path.into()),
+            // clap requires one of the two.
+            (None, port) => Source::Serial { port: port.unwrap_or_default(), baud: self.baud, seconds: self.seconds },
+        };
+        DecodeRequest { model: self.model, source, out: self.out, backend: self.backend, plot: self.plot }
+    }
+}
+
+fn report_quantization(q: &pipeline::QuantizeOutcome) {
+    let c = &q.card;
+    eprintln!(
+        "encoder.fq8: model {}, {} bytes, {} MACs/window, {} bytes scratch RAM; held-out PRDN float {:.3} % → int8 {:.3} % ({:+.1} %)",
+        c.model_id,
+        c.blob_bytes,
+        c.macs_per_window,
+        c.scratch_bytes,
+        c.float_prdn,
+        c.int8_prdn,
+        100.0 * c.relative_prdn_loss
+    );
+    if let Some(w) = &q.warning {
+        eprintln!("\n*** WARNING: {w}\n");
+    }
+}
+
+/// Runs one parsed command line.
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Train(args) => {
+            let t = pipeline::train_model(&args.request())?;
+            report_quantization(&t.quantization);
+            eprintln!("wrote {}", t.dir.path().display());
+            print!("{}", t.report.table());
+        }
+        Command::Eval(args) => {
+            let json = args.json;
+            let request = EvalRequest {
+                model: args.model,
+                data: args.data.data,
+                columns: args.data.columns,
+                backend: args.backend,
+            };
+            let report = pipeline::evaluate_model(&request)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.table());
+            }
+        }
+        Command::Plot(args) => {
+            let request =
+                PlotRequest { model: args.model, data: args.data.data, columns: args.data.columns, out: args.out };
+            pipeline::plot_model(&request)?;
+            eprintln!("wrote {}", request.out.display());
+        }
+        Command::Pipeline(args) => {
+            let p = pipeline::run_pipeline(&args.request())?;
+            report_quantization(&p.trained.quantization);
+            eprintln!(
+                "device simulation: {} frames, {} bytes → {}",
+                p.encoded.frames,
+                p.encoded.bytes.len(),
+                p.codes.display()
+            );
+            eprint!("decoded: {}", p.decoded.summary());
+            eprintln!("reconstruction → {}", p.reconstruction.display());
+            print!("{}", p.trained.report.table());
+        }
+        Command::Quantize(args) => {
+            let calibration = args.calibration.map(|path| (path, args.columns));
+            report_quantization(&pipeline::quantize_model(&QuantizeRequest { model: args.model, calibration })?)
+        }
+        Command::Encode(args) => {
+            let request =
+                EncodeRequest { model: args.model, data: args.data.data, columns: args.data.columns, out: args.out };
+            let e = pipeline::encode_recording(&request)?;
+            eprintln!(
+                "wrote {}: {} frames, {} bytes; {} window(s) with saturated input; {} trailing sample(s) short of a window not sent",
+                request.out.display(),
+                e.frames,
+                e.bytes.len(),
+                e.saturated_windows,
+                e.dropped_samples
+            );
+        }
+        Command::Decode(args) => {
+            let request = args.request();
+            let report = pipeline::decode_stream(&request)?;
+            eprint!("{}", report.summary());
+            eprintln!("wrote {}", request.out.display());
+        }
+    }
+    Ok(())
+}

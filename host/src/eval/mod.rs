@@ -1,0 +1,112 @@
+//! The eval stage: held-out quality of the float autoencoder, the PCA baseline with as many
+//! components as the model has codes, and the int8 device path, as one [`Report`].
+
+mod pca;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use funnel_artifacts::metrics::{self, Method, Metrics};
+use funnel_artifacts::{Blob, Dataset, Windows};
+use serde::Serialize;
+
+pub use pca::Pca;
+
+use crate::codec::device_round_trip;
+use crate::runtime::{Backend, Runtime};
+
+/// Held-out metrics per method.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Report {
+    pub model_dir: String,
+    pub data_file: String,
+    pub columns: Vec<String>,
+    pub window: usize,
+    pub latent: usize,
+    pub held_out_windows: usize,
+    /// What ran the float autoencoder.
+    pub backend: Backend,
+    pub sections: BTreeMap<Method, Metrics>,
+}
+
+impl Report {
+    pub fn table(&self) -> String {
+        let mut s = format!(
+            "held-out metrics: {} windows of {} × {} samples ({}), latent {}\n",
+            self.held_out_windows,
+            self.columns.len(),
+            self.window,
+            self.data_file,
+            self.latent
+        );
+        s += &format!(
+            "{:<18} {:>9} {:>9} {:>9} {:>11} {:>11} {:>8}\n",
+            "method", "PRD %", "PRDN %", "SNR dB", "RMSE", "max |err|", "CR"
+        );
+        for (method, m) in &self.sections {
+            s += &format!(
+                "{:<18} {:>9.3} {:>9.3} {:>9.2} {:>11.5} {:>11.5} {:>8.2}\n",
+                method.name(),
+                m.prd,
+                m.prdn,
+                m.snr_db,
+                m.rmse,
+                m.max_abs_error,
+                m.compression_ratio
+            );
+        }
+        s
+    }
+}
+
+/// What to evaluate on the held-out part of `dataset` (normalized with the model's statistics).
+pub struct Evaluation<'a> {
+    pub dataset: &'a Dataset,
+    /// Codes per window (the PCA baseline gets as many components).
+    pub latent: usize,
+    /// The float autoencoder, normalized windows in and out.
+    pub autoencoder: &'a dyn Runtime,
+    /// What `autoencoder` is.
+    pub backend: Backend,
+    /// The device path, once quantized: the blob and the latent decoder.
+    pub device: Option<(&'a Blob, &'a dyn Runtime)>,
+}
+
+/// Float autoencoder, PCA (fitted on the training part, K = latent) and, when given, the int8
+/// device path on the held-out part.
+pub fn evaluate(model_dir: &Path, e: &Evaluation<'_>) -> Result<Report> {
+    let ds = e.dataset;
+    let mut sections = BTreeMap::new();
+    sections.insert(Method::FloatAutoencoder, float_metrics(e.autoencoder, ds, e.latent)?);
+    let pca = Pca::fit(ds.train_norm(), e.latent).context("PCA baseline")?;
+    let pca_recon = ds.normalization().denormalize(&pca.reconstruct(ds.held_out_norm()));
+    sections.insert(Method::Pca, metrics::compute(ds.held_out(), &pca_recon, ds.channels(), e.latent));
+    if let Some((blob, decoder)) = e.device {
+        sections.insert(Method::Int8Device, device_metrics(blob, decoder, ds)?);
+    }
+    Ok(Report {
+        model_dir: model_dir.display().to_string(),
+        data_file: ds.path().display().to_string(),
+        columns: ds.columns().to_vec(),
+        window: ds.window(),
+        latent: e.latent,
+        held_out_windows: ds.held_out().len(),
+        backend: e.backend,
+        sections,
+    })
+}
+
+/// Held-out metrics of a float autoencoder (normalized windows in and out).
+pub fn float_metrics(autoencoder: &dyn Runtime, ds: &Dataset, latent: usize) -> Result<Metrics> {
+    let x = ds.held_out_norm();
+    let recon = Windows::new(x.dim, autoencoder.run(&x.data, x.len())?);
+    let recon = ds.normalization().denormalize(&recon);
+    Ok(metrics::compute(ds.held_out(), &recon, ds.channels(), latent))
+}
+
+/// Held-out metrics of the device path: int8 encoder → frames → `decoder`.
+pub fn device_metrics(blob: &Blob, decoder: &dyn Runtime, ds: &Dataset) -> Result<Metrics> {
+    let recon = device_round_trip(blob, ds.normalization(), decoder, ds.held_out())?;
+    Ok(metrics::compute(ds.held_out(), &recon, ds.channels(), blob.latent()))
+}

@@ -1,0 +1,135 @@
+//! `funnel decode`: bytes from a file, stdin or a serial port, through [`StreamDecoder`], into a
+//! CSV (and optionally a plot).
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use funnel_artifacts::data::Normalization;
+use funnel_artifacts::{Blob, Graph, ModelDir};
+
+use super::{check_decodable, load_runtime};
+use crate::codec::{CollectSink, CsvSink, DecodeReport, ReconstructionSink, StreamDecoder, Tee, DEFAULT_BATCH};
+use crate::runtime::{Backend, Runtime};
+
+/// Where frame bytes come from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Source {
+    File(PathBuf),
+    Stdin,
+    /// A live device: frames are decoded as they arrive, until `seconds` (or forever).
+    Serial {
+        port: String,
+        baud: u32,
+        seconds: Option<f64>,
+    },
+}
+
+/// `funnel decode`.
+#[derive(Clone, Debug)]
+pub struct DecodeRequest {
+    pub model: PathBuf,
+    pub source: Source,
+    /// Output CSV: `sample_index,<columns>,status`.
+    pub out: PathBuf,
+    /// What runs `decoder.onnx` (or, with candle, the checkpoint's decoder).
+    pub backend: Backend,
+    /// Also plot the first samples of the reconstruction.
+    pub plot: Option<PathBuf>,
+}
+
+/// Decodes a frame stream of a model directory's model into a CSV.
+pub fn decode_stream(request: &DecodeRequest) -> Result<DecodeReport> {
+    let dir = ModelDir::new(&request.model);
+    let card = dir.load_card()?;
+    let blob = dir.load_blob()?;
+    check_decodable(&card, &blob)?;
+    let decoder = load_runtime(&dir, &card, Graph::Decoder, request.backend)?;
+    let mut reader: Box<dyn Read> = match &request.source {
+        Source::Stdin => Box::new(std::io::stdin().lock()),
+        Source::File(path) => {
+            Box::new(std::fs::File::open(path).with_context(|| format!("cannot open --input {}", path.display()))?)
+        }
+        Source::Serial { port, baud, .. } => Box::new(
+            serialport::new(port, *baud)
+                .timeout(Duration::from_millis(200))
+                .open()
+                .with_context(|| format!("cannot open serial port {port} at {baud} baud"))?,
+        ),
+    };
+    let (live, seconds) = match request.source {
+        Source::Serial { seconds, .. } => (true, seconds),
+        _ => (false, None),
+    };
+    let decoding = Decoding {
+        blob: &blob,
+        normalization: &card.normalization,
+        decoder: decoder.as_ref(),
+        model_name: &request.model.display().to_string(),
+        columns: &card.columns,
+        live,
+        seconds,
+    };
+    decode_to_csv(&mut reader, &decoding, &request.out, request.plot.as_deref())
+}
+
+/// One model's decoding set-up.
+pub(super) struct Decoding<'a> {
+    pub blob: &'a Blob,
+    pub normalization: &'a Normalization,
+    pub decoder: &'a dyn Runtime,
+    pub model_name: &'a str,
+    pub columns: &'a [String],
+    /// Decode every frame as it arrives (batch 1) and flush on read time-outs.
+    pub live: bool,
+    /// Stop reading after this long.
+    pub seconds: Option<f64>,
+}
+
+/// Reads `reader` to its end (or time-out), writing rows to `out` and, with `plot`, a picture.
+pub(super) fn decode_to_csv(
+    reader: &mut dyn Read,
+    d: &Decoding<'_>,
+    out: &Path,
+    plot: Option<&Path>,
+) -> Result<DecodeReport> {
+    let file = std::fs::File::create(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let mut csv = CsvSink::new(std::io::BufWriter::new(file), d.columns)?;
+    let mut collect = CollectSink { channels: d.columns.len(), ..Default::default() };
+    let report =
+        {
+            let mut sink = Tee { a: &mut csv, b: plot.map(|_| &mut collect as &mut dyn ReconstructionSink) };
+            let mut stream = StreamDecoder::new(d.blob, d.normalization, d.decoder, d.model_name)?
+                .with_batch(if d.live { 1 } else { DEFAULT_BATCH });
+            let started = Instant::now();
+            let mut buf = vec![0u8; 1 << 16];
+            loop {
+                if d.seconds.is_some_and(|s| started.elapsed().as_secs_f64() >= s) {
+                    break;
+                }
+                match reader.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => stream.feed(&buf[..n], &mut sink)?,
+                    Err(e) if d.live && e.kind() == std::io::ErrorKind::TimedOut => stream.flush(&mut sink)?,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e).context("reading the frame stream"),
+                }
+            }
+            stream.finish(&mut sink)?
+        };
+    if let Some(png) = plot {
+        plot_stream(png, d.columns, &collect)?;
+    }
+    Ok(report)
+}
+
+#[cfg(feature = "plot")]
+fn plot_stream(png: &Path, columns: &[String], collected: &CollectSink) -> Result<()> {
+    crate::plot::plot_stream(png, columns, collected)
+}
+
+#[cfg(not(feature = "plot"))]
+fn plot_stream(png: &Path, _: &[String], _: &CollectSink) -> Result<()> {
+    anyhow::bail!("cannot write {}: this funnel was built without plotting (feature `plot`)", png.display())
+}

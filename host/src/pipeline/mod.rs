@@ -1,0 +1,163 @@
+//! Jobs: what each `funnel` command does, as functions of plain requests. A job loads its inputs,
+//! runs stages in memory and writes its outputs; nothing is written before every check of the
+//! job has passed, and `run_pipeline` hands artifacts from stage to stage without reloading.
+//!
+//! The CLI only turns flags into these requests and prints the outcomes.
+
+mod decode;
+#[cfg(feature = "train")]
+mod training;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{ensure, Context, Result};
+use funnel_artifacts::{Blob, Dataset, Graph, ModelCard, ModelDir, Recording};
+
+pub use decode::{decode_stream, DecodeRequest, Source};
+#[cfg(all(feature = "train", feature = "plot"))]
+pub use training::plot_model;
+#[cfg(feature = "train")]
+pub use training::{
+    quantize_model, run_pipeline, train_model, PipelineOutcome, PlotRequest, QuantizeOutcome, QuantizeRequest,
+    TrainOutcome, TrainRequest, CODES_FILE, MAX_RELATIVE_PRDN_LOSS, PLOT_FILE, RECONSTRUCTION_FILE,
+};
+
+use crate::codec::{simulate, EncodedStream};
+use crate::eval::{self, Evaluation, Report};
+use crate::runtime::{load_onnx, Backend, Runtime};
+
+/// Reads `data` for an existing model: the columns must be the card's; windows and
+/// normalization are the card's.
+pub fn dataset_for_model(dir: &ModelDir, card: &ModelCard, data: &Path, columns: &[String]) -> Result<Dataset> {
+    card.check_columns(columns).with_context(|| format!("model {}", dir.path().display()))?;
+    Ok(Dataset::new(Recording::from_csv(data, columns)?, card.window(), Some(card.normalization.clone()))?)
+}
+
+/// The recording a model was trained on (`data_file` of its card, relative to the directory).
+pub fn model_dataset(dir: &ModelDir, card: &ModelCard) -> Result<Dataset> {
+    let data = dir.data_path(card);
+    dataset_for_model(dir, card, &data, &card.columns).with_context(|| {
+        format!("the held-out part of the model's data ({}) is needed to measure the int8 loss", data.display())
+    })
+}
+
+/// The latent decoder of a model directory, run by an ONNX backend (candle needs the
+/// checkpoint: see [`load_runtime`]).
+fn onnx_runtime(dir: &ModelDir, graph: Graph, backend: Backend) -> Result<Box<dyn Runtime>> {
+    load_onnx(&dir.onnx_path(graph), backend)
+}
+
+/// A graph of a model directory run by `backend`: its ONNX file with tract or ONNX Runtime, or
+/// its checkpoint with candle (feature `train`).
+pub fn load_runtime(dir: &ModelDir, card: &ModelCard, graph: Graph, backend: Backend) -> Result<Box<dyn Runtime>> {
+    match backend {
+        #[cfg(feature = "train")]
+        Backend::Candle => {
+            let model = crate::train::load_checkpoint(dir, &card.spec)?;
+            Ok(Box::new(OwnedCandle { model, graph }))
+        }
+        #[cfg(not(feature = "train"))]
+        Backend::Candle => {
+            let _ = card;
+            anyhow::bail!("--backend candle: this funnel was built without training (candle); use tract or ort")
+        }
+        Backend::Tract | Backend::Ort => onnx_runtime(dir, graph, backend),
+    }
+}
+
+/// A loaded checkpoint behind the [`Runtime`] trait.
+#[cfg(feature = "train")]
+struct OwnedCandle {
+    model: crate::train::Autoencoder,
+    graph: Graph,
+}
+
+#[cfg(feature = "train")]
+impl Runtime for OwnedCandle {
+    fn input_len(&self) -> usize {
+        crate::train::CandleRuntime { model: &self.model, graph: self.graph }.input_len()
+    }
+
+    fn output_len(&self) -> usize {
+        crate::train::CandleRuntime { model: &self.model, graph: self.graph }.output_len()
+    }
+
+    fn run(&self, input: &[f32], batch: usize) -> Result<Vec<f32>> {
+        crate::train::CandleRuntime { model: &self.model, graph: self.graph }.run(input, batch)
+    }
+}
+
+/// `funnel eval`.
+#[derive(Clone, Debug)]
+pub struct EvalRequest {
+    pub model: PathBuf,
+    pub data: PathBuf,
+    pub columns: Vec<String>,
+    /// What runs the float autoencoder (the int8 device path always decodes with tract).
+    pub backend: Backend,
+}
+
+/// Held-out metrics of a model on `data`: float, PCA and, once quantized, the device path.
+pub fn evaluate_model(request: &EvalRequest) -> Result<Report> {
+    let dir = ModelDir::new(&request.model);
+    let card = dir.load_card()?;
+    let dataset = dataset_for_model(&dir, &card, &request.data, &request.columns)?;
+    let autoencoder = load_runtime(&dir, &card, Graph::Autoencoder, request.backend)?;
+    let device = match dir.has_blob() {
+        true => Some((dir.load_blob()?, onnx_runtime(&dir, Graph::Decoder, Backend::Tract)?)),
+        false => None,
+    };
+    eval::evaluate(
+        dir.path(),
+        &Evaluation {
+            dataset: &dataset,
+            latent: card.latent(),
+            autoencoder: autoencoder.as_ref(),
+            backend: request.backend,
+            device: device.as_ref().map(|(blob, decoder)| (blob, decoder.as_ref())),
+        },
+    )
+}
+
+/// `funnel encode`.
+#[derive(Clone, Debug)]
+pub struct EncodeRequest {
+    pub model: PathBuf,
+    pub data: PathBuf,
+    pub columns: Vec<String>,
+    /// Where the frame bytes go.
+    pub out: PathBuf,
+}
+
+/// Replays a recording through the device's int8 encoder; writes the bytes the device sends.
+pub fn encode_recording(request: &EncodeRequest) -> Result<EncodedStream> {
+    let dir = ModelDir::new(&request.model);
+    let blob = dir.load_blob()?;
+    dir.load_card()?.check_columns(&request.columns).with_context(|| format!("model {}", dir.path().display()))?;
+    let recording = Recording::from_csv(&request.data, &request.columns)?;
+    let encoded = simulate(&blob, &recording.device_counts(blob.counts_per_unit()))?;
+    std::fs::write(&request.out, &encoded.bytes).with_context(|| format!("cannot write {}", request.out.display()))?;
+    Ok(encoded)
+}
+
+/// The recording as the device's counts, converted as `funnel encode` converts it.
+pub fn recording_counts(model: &Path, data: &Path, columns: &[String]) -> Result<Vec<i16>> {
+    let dir = ModelDir::new(model);
+    let blob = dir.load_blob()?;
+    dir.load_card()?.check_columns(columns).with_context(|| format!("model {}", dir.path().display()))?;
+    Ok(Recording::from_csv(data, columns)?.device_counts(blob.counts_per_unit()))
+}
+
+/// Normalization, blob and columns of a model directory agree (what decoding relies on).
+fn check_decodable(card: &ModelCard, blob: &Blob) -> Result<()> {
+    let n = &card.normalization;
+    ensure!(
+        card.columns.len() == blob.channels() && n.channels() == blob.channels(),
+        "model.json has {} column(s) and {} normalized channel(s), encoder.fq8 has {} channel(s): the card and \
+         the blob are of different models",
+        card.columns.len(),
+        n.channels(),
+        blob.channels()
+    );
+    Ok(())
+}

@@ -1,0 +1,355 @@
+//! The jobs that train or need the float weights (feature `train`): `funnel train`,
+//! `quantize`, `pipeline` and `plot`.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, ensure, Context, Result};
+use funnel_artifacts::card::QuantizationCard;
+use funnel_artifacts::spec::{Arch, ModelSpec, Variant};
+use funnel_artifacts::training::TrainConfig;
+use funnel_artifacts::{
+    Blob, Dataset, FloatEncoder, FloatNet, Graph, Method, Metrics, ModelCard, ModelDir, Recording, Windows,
+};
+
+use super::decode::{decode_to_csv, Decoding};
+use super::{dataset_for_model, model_dataset, onnx_runtime};
+use crate::codec::{simulate, DecodeReport, EncodedStream};
+use crate::eval::{self, Evaluation, Report};
+use crate::export::{export_onnx, OnnxFiles};
+use crate::quantize::{quantize, QuantizationInput};
+use crate::runtime::{Backend, Runtime, TractModel};
+use crate::train::{load_checkpoint, train, TrainPlan, TrainedModel};
+
+/// Relative PRDN loss of int8 against float above which quantization is called out.
+pub const MAX_RELATIVE_PRDN_LOSS: f64 = 0.10;
+
+/// `funnel quantize`.
+#[derive(Clone, Debug)]
+pub struct QuantizeRequest {
+    pub model: PathBuf,
+    /// Calibrate activation ranges on this recording (and these columns, default the model's)
+    /// instead of the training part of the model's own data.
+    pub calibration: Option<(PathBuf, Vec<String>)>,
+}
+
+/// What quantization produced and measured.
+#[derive(Clone, Debug)]
+pub struct QuantizeOutcome {
+    pub blob: Blob,
+    pub card: QuantizationCard,
+    pub int8: Metrics,
+    /// Set when int8 loses more than [`MAX_RELATIVE_PRDN_LOSS`] against float.
+    pub warning: Option<String>,
+}
+
+/// Quantizes `encoder`, measures the device path (with `decoder`) on the held-out part against
+/// the float PRDN; writes nothing.
+fn quantize_and_measure(
+    encoder: &FloatEncoder,
+    card: &ModelCard,
+    dataset: &Dataset,
+    calibration: &Windows,
+    decoder: &dyn Runtime,
+    float_prdn: f64,
+) -> Result<QuantizeOutcome> {
+    let blob = quantize(&QuantizationInput {
+        encoder,
+        normalization: &card.normalization,
+        counts_per_unit: card.counts_per_unit,
+        calibration,
+    })?;
+    let int8 = eval::device_metrics(&blob, decoder, dataset)?;
+    let relative = (int8.prdn - float_prdn) / float_prdn;
+    let quantization = QuantizationCard {
+        blob_bytes: blob.len(),
+        macs_per_window: blob.macs_per_window(),
+        scratch_bytes: blob.scratch_bytes(),
+        model_id: blob.model_id().to_string(),
+        float_prdn,
+        int8_prdn: int8.prdn,
+        relative_prdn_loss: relative,
+    };
+    let warning = (relative > MAX_RELATIVE_PRDN_LOSS).then(|| {
+        format!(
+            "int8 PRDN {:.2} % is {:.1} % worse than float {:.2} % (limit {:.0} %). Try calibrating on more data \
+             (`funnel quantize --calibration FILE.csv --column NAME`), a smaller latent range (retrain with \
+             --variant sparse or contractive), or a different --seed; the device codes are still usable.",
+            int8.prdn,
+            100.0 * relative,
+            float_prdn,
+            100.0 * MAX_RELATIVE_PRDN_LOSS
+        )
+    });
+    Ok(QuantizeOutcome { blob, card: quantization, int8, warning })
+}
+
+/// Writes the blob and records it in the card (clearing firmware measurements of another blob).
+fn commit_quantization(dir: &ModelDir, card: &mut ModelCard, q: &QuantizeOutcome) -> Result<()> {
+    if card.quantization.as_ref().is_none_or(|old| old.model_id != q.card.model_id) {
+        card.firmware.clear();
+    }
+    card.quantization = Some(q.card.clone());
+    card.held_out.insert(Method::Int8Device, q.int8.clone());
+    dir.write_blob(&q.blob)?;
+    dir.save_card(card)?;
+    Ok(())
+}
+
+/// Quantizes a trained model directory into `encoder.fq8` and records the device path's
+/// held-out quality in its card.
+pub fn quantize_model(request: &QuantizeRequest) -> Result<QuantizeOutcome> {
+    let dir = ModelDir::new(&request.model);
+    let mut card = dir.load_card()?;
+    let Some(float) = card.held_out.get(&Method::FloatAutoencoder) else {
+        bail!(
+            "{} has no {} metrics: the card was not written by `funnel train`",
+            dir.path().display(),
+            Method::FloatAutoencoder
+        );
+    };
+    let float_prdn = float.prdn;
+    let encoder = load_checkpoint(&dir, &card.spec)?.float_net()?.float_encoder();
+    let dataset = model_dataset(&dir, &card)?;
+    let calibration = match &request.calibration {
+        None => dataset.train_norm().clone(),
+        Some((path, columns)) => {
+            let columns = if columns.is_empty() { card.columns.clone() } else { columns.clone() };
+            ensure!(
+                columns.len() == card.columns.len(),
+                "--column gives {} channel(s), the model has {}",
+                columns.len(),
+                card.columns.len()
+            );
+            let windows = Recording::from_csv(path, &columns)?.windows(card.window());
+            ensure!(!windows.is_empty(), "{}: fewer rows than one window of {}", path.display(), card.window());
+            card.normalization.normalize(&windows)
+        }
+    };
+    let decoder = onnx_runtime(&dir, Graph::Decoder, Backend::Tract)?;
+    let outcome = quantize_and_measure(&encoder, &card, &dataset, &calibration, decoder.as_ref(), float_prdn)?;
+    commit_quantization(&dir, &mut card, &outcome)?;
+    Ok(outcome)
+}
+
+/// `funnel train` (and the first half of `funnel pipeline`).
+#[derive(Clone, Debug)]
+pub struct TrainRequest {
+    pub data: PathBuf,
+    pub columns: Vec<String>,
+    pub window: usize,
+    pub latent: usize,
+    pub arch: Arch,
+    pub variant: Variant,
+    /// Most epochs; early stopping may end sooner.
+    pub epochs: usize,
+    pub seed: u64,
+    /// Start from the weights of another model directory where names and shapes match.
+    pub init: Option<PathBuf>,
+    /// Fitted windows start every `train_hop` samples (default: the window, no overlap).
+    pub train_hop: Option<usize>,
+    /// Epochs without a better validation loss before training stops.
+    pub patience: usize,
+    /// Device ADC counts per unit of the recording (default: fitted to the training part).
+    pub counts_per_unit: Option<f32>,
+    pub out: PathBuf,
+    /// Show progress on the terminal.
+    pub progress: bool,
+}
+
+/// Everything `train_model` produced, in memory.
+pub struct TrainOutcome {
+    pub dir: ModelDir,
+    pub card: ModelCard,
+    pub dataset: Dataset,
+    pub trained: TrainedModel,
+    pub net: FloatNet,
+    /// The exported graphs.
+    pub onnx: OnnxFiles,
+    /// Float, PCA and int8 device sections.
+    pub report: Report,
+    pub quantization: QuantizeOutcome,
+}
+
+/// Trains, exports, quantizes and evaluates a model into `request.out`: checkpoint, ONNX files,
+/// `encoder.fq8` and the card.
+pub fn train_model(request: &TrainRequest) -> Result<TrainOutcome> {
+    // Every flag is checked before anything is read or trained.
+    ensure!(request.epochs >= 1, "--epochs must be at least 1 (got {})", request.epochs);
+    ensure!(request.patience >= 1, "--patience must be at least 1");
+    if let Some(cpu) = request.counts_per_unit {
+        ensure!(cpu.is_finite() && cpu > 0.0, "--counts-per-unit must be a positive number (got {cpu})");
+    }
+    if let Some(init) = &request.init {
+        let weights = ModelDir::new(init).weights_path();
+        ensure!(weights.exists(), "--init {}: no {} there", init.display(), ModelDir::WEIGHTS);
+    }
+    let hop = request.train_hop.unwrap_or(request.window);
+    let recording = Recording::from_csv(&request.data, &request.columns)?;
+    let spec = ModelSpec::new(request.arch, recording.channels(), request.window, request.latent)?;
+    ensure!((1..=request.window).contains(&hop), "--train-hop {hop} must be between 1 and --window {}", request.window);
+    let dataset = Dataset::new(recording, request.window, None)?;
+    let counts_per_unit = request.counts_per_unit.unwrap_or_else(|| dataset.default_counts_per_unit());
+    let dir = ModelDir::create(&request.out)?;
+
+    let config = TrainConfig {
+        variant: request.variant,
+        epochs: request.epochs,
+        seed: request.seed,
+        patience: request.patience,
+        train_hop: hop,
+        ..TrainConfig::default()
+    };
+    let windows = dataset.training_windows(hop);
+    if request.progress {
+        eprintln!(
+            "training {} {} autoencoder: {} ch × {} samples → {} codes; hidden {:?}; {} fitted windows (hop {hop}), {} validation, {} held out",
+            spec.arch,
+            request.variant,
+            spec.channels,
+            spec.window,
+            spec.latent,
+            spec.hidden,
+            windows.fit.len(),
+            dataset.split_info().validation_windows,
+            dataset.held_out().len()
+        );
+    }
+    let plan = TrainPlan {
+        spec: spec.clone(),
+        config: config.clone(),
+        init: request.init.clone(),
+        progress: request.progress,
+    };
+    let trained = train(&plan, &windows)?;
+    if request.progress {
+        if let Some(r) = &trained.init {
+            eprintln!("--init {}: loaded {} tensors {:?}", r.from, r.loaded.len(), r.loaded);
+            for (name, why) in &r.skipped {
+                eprintln!("--init: skipped {name}: {why}");
+            }
+        }
+        eprintln!(
+            "trained {} epochs (best {}), {:.3} s/epoch, {:.1} s total",
+            trained.epochs_run,
+            trained.best_epoch,
+            trained.seconds_per_epoch,
+            trained.history.iter().map(|h| h.seconds).sum::<f64>()
+        );
+    }
+
+    // Export, and check that the exported graph computes what was trained.
+    let net = trained.float_net()?;
+    let onnx = export_onnx(&net);
+    let exported = TractModel::from_proto(&onnx.autoencoder, &dir.onnx_path(Graph::Autoencoder))?;
+    let check = dataset.held_out_norm().slice(0..dataset.held_out().len().min(16));
+    let via_onnx = exported.run(&check.data, check.len())?;
+    let via_candle = trained.model.reconstruct(&check)?;
+    let diff = via_onnx.iter().zip(&via_candle.data).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    ensure!(diff <= 1e-3, "internal: autoencoder.onnx differs from the trained model by {diff}");
+
+    let mut card = ModelCard {
+        funnel_version: env!("CARGO_PKG_VERSION").to_string(),
+        data_file: dir.data_file_name(&request.data),
+        columns: request.columns.clone(),
+        spec,
+        train_config: config,
+        epochs_run: trained.epochs_run,
+        best_epoch: trained.best_epoch,
+        seconds_per_epoch: trained.seconds_per_epoch,
+        history: trained.history.clone(),
+        init: trained.init.clone(),
+        split: dataset.split_info(),
+        normalization: dataset.normalization().clone(),
+        counts_per_unit,
+        held_out: Default::default(),
+        files: Vec::new(),
+        quantization: None,
+        firmware: Vec::new(),
+    };
+    let autoencoder = trained.runtime(Graph::Autoencoder);
+    let mut report = eval::evaluate(
+        dir.path(),
+        &Evaluation {
+            dataset: &dataset,
+            latent: card.latent(),
+            autoencoder: &autoencoder,
+            backend: Backend::Candle,
+            device: None,
+        },
+    )?;
+    let decoder = TractModel::from_proto(&onnx.decoder, &dir.onnx_path(Graph::Decoder))?;
+    let float_prdn = report.sections[&Method::FloatAutoencoder].prdn;
+    let quantization =
+        quantize_and_measure(&net.float_encoder(), &card, &dataset, dataset.train_norm(), &decoder, float_prdn)?;
+    report.sections.insert(Method::Int8Device, quantization.int8.clone());
+    card.held_out =
+        report.sections.iter().filter(|(m, _)| **m != Method::Int8Device).map(|(m, v)| (*m, v.clone())).collect();
+
+    trained.save_checkpoint(&dir)?;
+    onnx.write(&dir)?;
+    commit_quantization(&dir, &mut card, &quantization)?;
+    Ok(TrainOutcome { dir, card, dataset, trained, net, onnx, report, quantization })
+}
+
+/// File names `funnel pipeline` writes next to the model files.
+pub const CODES_FILE: &str = "codes.bin";
+pub const RECONSTRUCTION_FILE: &str = "reconstruction.csv";
+pub const PLOT_FILE: &str = "reconstruction.png";
+
+/// What `funnel pipeline` did.
+pub struct PipelineOutcome {
+    pub trained: TrainOutcome,
+    pub encoded: EncodedStream,
+    pub decoded: DecodeReport,
+    pub codes: PathBuf,
+    pub reconstruction: PathBuf,
+}
+
+/// [`train_model`], then encodes the whole recording as the device would, decodes those bytes
+/// into a CSV (and plot), and returns every step's report. The model, blob and decoder pass
+/// from step to step in memory.
+pub fn run_pipeline(request: &TrainRequest) -> Result<PipelineOutcome> {
+    let trained = train_model(request)?;
+    let blob = &trained.quantization.blob;
+    let encoded = simulate(blob, &trained.dataset.recording().device_counts(blob.counts_per_unit()))?;
+    let codes = trained.dir.path().join(CODES_FILE);
+    std::fs::write(&codes, &encoded.bytes).with_context(|| format!("cannot write {}", codes.display()))?;
+    let decoder = TractModel::from_proto(&trained.onnx.decoder, &trained.dir.onnx_path(Graph::Decoder))?;
+    let reconstruction = trained.dir.path().join(RECONSTRUCTION_FILE);
+    let decoded = decode_to_csv(
+        &mut encoded.bytes.as_slice(),
+        &Decoding {
+            blob,
+            normalization: &trained.card.normalization,
+            decoder: &decoder,
+            model_name: &trained.dir.path().display().to_string(),
+            columns: &trained.card.columns,
+            live: false,
+            seconds: None,
+        },
+        &reconstruction,
+        Some(&trained.dir.path().join(PLOT_FILE)),
+    )?;
+    Ok(PipelineOutcome { trained, encoded, decoded, codes, reconstruction })
+}
+
+/// `funnel plot`.
+#[derive(Clone, Debug)]
+pub struct PlotRequest {
+    pub model: PathBuf,
+    pub data: PathBuf,
+    pub columns: Vec<String>,
+    pub out: PathBuf,
+}
+
+/// Original vs. reconstruction (candle, the checkpoint) over the first held-out windows.
+#[cfg(feature = "plot")]
+pub fn plot_model(request: &PlotRequest) -> Result<()> {
+    let dir = ModelDir::new(&request.model);
+    let card = dir.load_card()?;
+    let dataset = dataset_for_model(&dir, &card, &request.data, &request.columns)?;
+    let model = load_checkpoint(&dir, &card.spec)?;
+    let n = dataset.held_out().len().min(4);
+    let recon = dataset.normalization().denormalize(&model.reconstruct(&dataset.held_out_norm().slice(0..n))?);
+    crate::plot::plot_comparison(&request.out, &dataset.held_out().slice(0..n), &recon, dataset.columns())
+}

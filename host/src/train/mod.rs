@@ -1,0 +1,441 @@
+//! The train stage (feature `train`, the only user of candle): a [`TrainPlan`] and the
+//! training windows in, a [`TrainedModel`] out; its weights leave as a plain [`FloatNet`].
+
+mod model;
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{ensure, Context, Result};
+use candle_core::{DType, Device, Tensor, Var};
+use candle_nn::{Optimizer, VarMap};
+use funnel_artifacts::data::TrainingWindows;
+use funnel_artifacts::spec::ModelSpec;
+use funnel_artifacts::training::{EpochRecord, InitReport, TrainConfig};
+use funnel_artifacts::{FloatNet, Graph, ModelDir, Windows};
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+
+pub use model::{batch_loss, contractive_penalty, Autoencoder, LossTerms};
+
+use crate::runtime::Runtime;
+
+/// What to train: the network's shape, the schedule, an optional warm start.
+#[derive(Clone, Debug)]
+pub struct TrainPlan {
+    pub spec: ModelSpec,
+    pub config: TrainConfig,
+    /// A model directory whose checkpoint seeds the weights where names and shapes match.
+    pub init: Option<PathBuf>,
+    /// Show a progress bar on the terminal.
+    pub progress: bool,
+}
+
+/// A trained network and how training went.
+pub struct TrainedModel {
+    pub varmap: VarMap,
+    pub model: Autoencoder,
+    pub history: Vec<EpochRecord>,
+    /// 1-based epoch whose weights were kept.
+    pub best_epoch: usize,
+    pub epochs_run: usize,
+    pub seconds_per_epoch: f64,
+    pub init: Option<InitReport>,
+}
+
+impl TrainedModel {
+    /// The weights as plain arrays, for export and quantization.
+    pub fn float_net(&self) -> Result<FloatNet> {
+        self.model.float_net()
+    }
+
+    /// Writes the checkpoint `model.safetensors`.
+    pub fn save_checkpoint(&self, dir: &ModelDir) -> Result<()> {
+        let path = dir.weights_path();
+        self.varmap.save(&path).with_context(|| format!("cannot write {}", path.display()))
+    }
+
+    /// One of the model's graphs, run by candle.
+    pub fn runtime(&self, graph: Graph) -> CandleRuntime<'_> {
+        CandleRuntime { model: &self.model, graph }
+    }
+}
+
+/// A graph of a candle [`Autoencoder`] as a [`Runtime`].
+pub struct CandleRuntime<'m> {
+    pub model: &'m Autoencoder,
+    pub graph: Graph,
+}
+
+impl Runtime for CandleRuntime<'_> {
+    fn input_len(&self) -> usize {
+        match self.graph {
+            Graph::Decoder => self.model.spec.latent,
+            Graph::Encoder | Graph::Autoencoder => self.model.spec.input_len(),
+        }
+    }
+
+    fn output_len(&self) -> usize {
+        match self.graph {
+            Graph::Encoder => self.model.spec.latent,
+            Graph::Decoder | Graph::Autoencoder => self.model.spec.input_len(),
+        }
+    }
+
+    fn run(&self, input: &[f32], batch: usize) -> Result<Vec<f32>> {
+        ensure!(
+            input.len() == batch * self.input_len(),
+            "candle {:?}: input has {} values, expected batch {batch} × {}",
+            self.graph,
+            input.len(),
+            self.input_len()
+        );
+        if batch == 0 {
+            return Ok(Vec::new());
+        }
+        let x = Windows::new(self.input_len(), input.to_vec());
+        let y = match self.graph {
+            Graph::Encoder => self.model.encode_windows(&x)?,
+            Graph::Decoder => self.model.decode_latents(&x)?,
+            Graph::Autoencoder => self.model.reconstruct(&x)?,
+        };
+        Ok(y.data)
+    }
+}
+
+/// Copies parameters from the checkpoint of the model directory `dir` into `varmap` where name
+/// and shape match.
+pub fn init_from(varmap: &VarMap, dir: &Path) -> Result<InitReport> {
+    let path = ModelDir::new(dir).weights_path();
+    ensure!(path.exists(), "--init {}: no {} there", dir.display(), ModelDir::WEIGHTS);
+    let tensors = candle_core::safetensors::load(&path, &Device::Cpu)
+        .with_context(|| format!("--init: cannot load {}", path.display()))?;
+    let mut report = InitReport { from: path.display().to_string(), ..Default::default() };
+    let data = varmap.data().lock().map_err(|_| anyhow::anyhow!("varmap lock poisoned"))?;
+    let mut names: Vec<&String> = data.keys().collect();
+    names.sort();
+    for name in names {
+        let var = &data[name];
+        match tensors.get(name) {
+            Some(t) if t.dims() == var.dims() => {
+                var.set(&t.to_dtype(DType::F32)?)?;
+                report.loaded.push(name.clone());
+            }
+            Some(t) => report.skipped.push((
+                name.clone(),
+                format!("shape {:?} in {}, {:?} in this model", t.dims(), path.display(), var.dims()),
+            )),
+            None => report.skipped.push((name.clone(), "not in the init model".into())),
+        }
+    }
+    let mut extra: Vec<&String> = tensors.keys().filter(|k| !data.contains_key(*k)).collect();
+    extra.sort();
+    for name in extra {
+        report.skipped.push((name.clone(), "not in this model".into()));
+    }
+    Ok(report)
+}
+
+/// Rebuilds the network a card describes and loads its checkpoint `model.safetensors`.
+pub fn load_checkpoint(dir: &ModelDir, spec: &ModelSpec) -> Result<Autoencoder> {
+    let mut varmap = VarMap::new();
+    let model = Autoencoder::new(spec, &varmap, 0)?;
+    let path = dir.weights_path();
+    ensure!(path.exists(), "{} does not exist", path.display());
+    varmap.load(&path).with_context(|| format!("cannot load weights from {}", path.display()))?;
+    Ok(model)
+}
+
+/// Trains on `windows.fit` with early stopping on the reconstruction MSE of
+/// `windows.validation`. Keeps the weights of the best validation epoch.
+pub fn train(plan: &TrainPlan, windows: &TrainingWindows) -> Result<TrainedModel> {
+    let (spec, cfg) = (&plan.spec, &plan.config);
+    let (fit, val) = (&windows.fit, &windows.validation);
+    ensure!(fit.dim == spec.input_len() && val.dim == spec.input_len(), "internal: window size mismatch");
+    ensure!(!fit.is_empty(), "no training windows");
+    ensure!(!val.is_empty(), "no validation windows");
+    ensure!(cfg.epochs >= 1, "--epochs must be at least 1");
+    ensure!(cfg.batch_size >= 1, "batch size must be at least 1");
+    let dev = Device::Cpu;
+    let varmap = VarMap::new();
+    let model = Autoencoder::new(spec, &varmap, cfg.seed)?;
+    let init_report = match &plan.init {
+        Some(dir) => Some(init_from(&varmap, dir)?),
+        None => None,
+    };
+    let n_fit = fit.len();
+    let val_x = Tensor::from_slice(&val.data, (val.len(), val.dim), &dev)?;
+
+    let mut vars: Vec<(String, Var)> = varmap
+        .data()
+        .lock()
+        .map_err(|_| anyhow::anyhow!("lock"))?
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut opt = candle_nn::AdamW::new(
+        vars.iter().map(|(_, v)| v.clone()).collect(),
+        candle_nn::ParamsAdamW { lr: cfg.learning_rate, weight_decay: cfg.weight_decay, ..Default::default() },
+    )?;
+
+    let mut rng = StdRng::seed_from_u64(cfg.seed);
+    let mut order: Vec<usize> = (0..n_fit).collect();
+    let pb = if plan.progress {
+        let pb = indicatif::ProgressBar::new(cfg.epochs as u64);
+        pb.set_style(
+            indicatif::ProgressStyle::with_template("{prefix} [{bar:30}] epoch {pos}/{len} {msg} ETA {eta}")
+                .expect("static template")
+                .progress_chars("=> "),
+        );
+        pb.set_prefix("training");
+        pb
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+
+    let mut history = Vec::new();
+    let mut best: Option<(f64, usize, Vec<Tensor>)> = None;
+    let mut since_best = 0;
+    for epoch in 1..=cfg.epochs {
+        let t0 = Instant::now();
+        order.shuffle(&mut rng);
+        let (mut sum, mut pen_sum, mut batches) = (0.0f64, 0.0f64, 0usize);
+        for chunk in order.chunks(cfg.batch_size) {
+            let mut xb = Vec::with_capacity(chunk.len() * fit.dim);
+            for &i in chunk {
+                xb.extend_from_slice(fit.get(i));
+            }
+            let target = Tensor::from_vec(xb, (chunk.len(), fit.dim), &dev)?;
+            let terms = batch_loss(&model, cfg, &target, &mut rng)?;
+            let loss = terms.total;
+            pen_sum += terms.penalty as f64;
+            opt.backward_step(&loss)?;
+            sum += loss.to_scalar::<f32>()? as f64;
+            batches += 1;
+        }
+        let train_loss = sum / batches.max(1) as f64;
+        let val_loss = candle_nn::loss::mse(&model.forward(&val_x)?, &val_x)?.to_scalar::<f32>()? as f64;
+        ensure!(
+            train_loss.is_finite() && val_loss.is_finite(),
+            "training diverged at epoch {epoch} (train loss {train_loss}, val loss {val_loss})"
+        );
+        let seconds = t0.elapsed().as_secs_f64();
+        let penalty = pen_sum / batches.max(1) as f64;
+        history.push(EpochRecord { epoch, train_loss, penalty, val_loss, seconds });
+        pb.set_message(format!("train {train_loss:.5} val {val_loss:.5} ({seconds:.2} s/epoch)"));
+        pb.inc(1);
+        if best.as_ref().is_none_or(|(b, _, _)| val_loss < *b) {
+            let snapshot = vars.iter().map(|(_, v)| v.as_tensor().copy()).collect::<candle_core::Result<Vec<_>>>()?;
+            best = Some((val_loss, epoch, snapshot));
+            since_best = 0;
+        } else {
+            since_best += 1;
+            if since_best >= cfg.patience {
+                break;
+            }
+        }
+    }
+    pb.finish();
+    let (_, best_epoch, snapshot) = best.context("no epoch ran")?;
+    for ((_, var), t) in vars.iter().zip(snapshot) {
+        var.set(&t)?;
+    }
+    let epochs_run = history.len();
+    let seconds_per_epoch = history.iter().map(|h| h.seconds).sum::<f64>() / epochs_run.max(1) as f64;
+    Ok(TrainedModel { varmap, model, history, best_epoch, epochs_run, seconds_per_epoch, init: init_report })
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use funnel_artifacts::spec::{Arch, Variant};
+    use rand::Rng;
+
+    /// Tiny multi-channel sine mixture, normalized-ish, `[C][T]` windows.
+    pub fn sine_windows(n: usize, channels: usize, window: usize, seed: u64) -> Windows {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut data = Vec::with_capacity(n * channels * window);
+        for _ in 0..n {
+            let f1: f32 = rng.random_range(0.02..0.08);
+            let ph: f32 = rng.random_range(0.0..std::f32::consts::TAU);
+            let a: f32 = rng.random_range(0.5..1.5);
+            for c in 0..channels {
+                for t in 0..window {
+                    let t = t as f32;
+                    data.push(
+                        a * (std::f32::consts::TAU * f1 * t + ph + c as f32).sin()
+                            + 0.3 * (std::f32::consts::TAU * 0.17 * t + ph).cos(),
+                    );
+                }
+            }
+        }
+        Windows::new(channels * window, data)
+    }
+
+    /// The plain-array network computes what candle computes: the encoder the quantizer reads,
+    /// and both halves the ONNX export writes.
+    fn assert_float_matches(arch: Arch) {
+        let spec = ModelSpec::new(arch, 2, 32, 6).unwrap();
+        let varmap = VarMap::new();
+        let model = Autoencoder::new(&spec, &varmap, 3).unwrap();
+        let w = sine_windows(5, 2, 32, 9);
+        let z = model.encode_windows(&w).unwrap();
+        let r = model.reconstruct(&w).unwrap();
+        let net = model.float_net().unwrap();
+        let fe = net.float_encoder();
+        assert_eq!(fe.latent(), 6);
+        let mut max = 0f32;
+        for i in 0..w.len() {
+            for (a, b) in fe.forward(w.get(i)).iter().zip(z.get(i)) {
+                max = max.max((a - b).abs());
+            }
+            for (a, b) in net.reconstruct(w.get(i)).iter().zip(r.get(i)) {
+                max = max.max((a - b).abs());
+            }
+        }
+        assert!(max <= 1e-4, "{arch}: max abs diff {max}");
+        // The candle runtime is the same network behind the Runtime trait.
+        let trained = CandleRuntime { model: &model, graph: Graph::Decoder };
+        assert_eq!(trained.run(&z.data, z.len()).unwrap(), model.decode_latents(&z).unwrap().data);
+    }
+
+    #[test]
+    fn float_encoder_matches_candle_mlp() {
+        assert_float_matches(Arch::Mlp);
+    }
+
+    #[test]
+    fn float_encoder_matches_candle_conv() {
+        assert_float_matches(Arch::Conv);
+    }
+
+    #[test]
+    fn contractive_penalty_matches_explicit_jacobian() {
+        // a: [2, 3], W: [2, 3]
+        let a = Tensor::new(&[[1.0f32, -1.0, 2.0], [-0.5, 0.5, -2.0]], &Device::Cpu).unwrap();
+        let w = Tensor::new(&[[1.0f32, 2.0, 3.0], [4.0, 5.0, 6.0]], &Device::Cpu).unwrap();
+        let p = contractive_penalty(&a, &w).unwrap().to_scalar::<f32>().unwrap();
+        // sample 0 mask [1,0,1]: (1+16) + (9+36) = 62; sample 1 mask [0,1,0]: 4+25 = 29
+        assert!((p - (62.0 + 29.0) / 2.0).abs() < 1e-5, "{p}");
+    }
+
+    fn plan(spec: &ModelSpec, config: TrainConfig) -> TrainPlan {
+        TrainPlan { spec: spec.clone(), config, init: None, progress: false }
+    }
+
+    fn quick_cfg(variant: Variant) -> TrainConfig {
+        TrainConfig {
+            variant,
+            epochs: 25,
+            seed: 7,
+            batch_size: 8,
+            learning_rate: 3e-3,
+            patience: 25,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn training_reduces_loss_and_is_deterministic() {
+        // Enough windows to generalise: with a few dozen the validation loss stalls (overfitting)
+        // even though the training loss keeps falling.
+        let spec = ModelSpec::new(Arch::Mlp, 1, 32, 4).unwrap();
+        let w = sine_windows(400, 1, 32, 1);
+        let a = train(&plan(&spec, quick_cfg(Variant::Plain)), &TrainingWindows::split(&w)).unwrap();
+        let first = a.history[0].val_loss;
+        let best = a.history.iter().map(|h| h.val_loss).fold(f64::INFINITY, f64::min);
+        assert!(best < 0.3 * first, "val loss {first} -> {best}");
+        let b = train(&plan(&spec, quick_cfg(Variant::Plain)), &TrainingWindows::split(&w)).unwrap();
+        let losses = |t: &TrainedModel| t.history.iter().map(|h| (h.train_loss, h.val_loss)).collect::<Vec<_>>();
+        assert_eq!(losses(&a), losses(&b), "same seed must give the same run");
+        assert!(a.seconds_per_epoch > 0.0);
+    }
+
+    #[test]
+    fn every_variant_trains() {
+        let w = sine_windows(48, 2, 16, 2);
+        for arch in [Arch::Mlp, Arch::Conv] {
+            let spec = ModelSpec::new(arch, 2, 16, 4).unwrap();
+            for v in [Variant::Sparse, Variant::Contractive, Variant::Denoising] {
+                let cfg = TrainConfig { epochs: 6, ..quick_cfg(v) };
+                let t = train(&plan(&spec, cfg), &TrainingWindows::split(&w)).unwrap();
+                let (first, last) = (t.history[0].val_loss, t.history.last().unwrap().val_loss);
+                assert!(last < first, "{arch} {v}: {first} -> {last}");
+            }
+        }
+    }
+
+    #[test]
+    fn variant_loss_terms_are_active() {
+        let spec = ModelSpec::new(Arch::Mlp, 1, 32, 4).unwrap();
+        let varmap = VarMap::new();
+        let model = Autoencoder::new(&spec, &varmap, 5).unwrap();
+        let w = sine_windows(8, 1, 32, 3);
+        let x = Tensor::from_slice(&w.data, (w.len(), w.dim), &Device::Cpu).unwrap();
+        let z = model.encode_windows(&w).unwrap();
+        let mean_abs_z = z.data.iter().map(|v| v.abs()).sum::<f32>() / z.data.len() as f32;
+        let terms = |variant, noise_std| {
+            let cfg =
+                TrainConfig { variant, noise_std, sparse_weight: 0.5, contractive_weight: 0.25, ..Default::default() };
+            let t = batch_loss(&model, &cfg, &x, &mut StdRng::seed_from_u64(1)).unwrap();
+            (t.total.to_scalar::<f32>().unwrap(), t.reconstruction, t.penalty)
+        };
+        let (plain, plain_rec, plain_pen) = terms(Variant::Plain, 0.1);
+        assert_eq!((plain, plain_pen), (plain_rec, 0.0));
+        // sparse: the penalty is mean |z|, added with its weight.
+        let (total, rec, pen) = terms(Variant::Sparse, 0.1);
+        assert_eq!(rec, plain_rec);
+        assert!((pen - mean_abs_z).abs() < 1e-5 && pen > 0.0, "{pen} vs {mean_abs_z}");
+        assert!((total - (rec + 0.5 * pen)).abs() < 1e-5);
+        // contractive: ‖J‖_F² > 0 and weighted.
+        let (total, rec, pen) = terms(Variant::Contractive, 0.1);
+        assert_eq!(rec, plain_rec);
+        assert!(pen > 0.0);
+        assert!((total - (rec + 0.25 * pen)).abs() < 1e-4);
+        // denoising: noisy input, clean target → a different reconstruction error, growing with
+        // the noise; without noise it is the plain loss.
+        let (_, rec0, pen) = terms(Variant::Denoising, 0.0);
+        assert_eq!((rec0, pen), (plain_rec, 0.0));
+        let (_, rec_small, _) = terms(Variant::Denoising, 0.1);
+        let (_, rec_big, _) = terms(Variant::Denoising, 2.0);
+        assert!(rec_small != plain_rec && rec_big > rec_small, "{plain_rec} {rec_small} {rec_big}");
+        // The penalty reaches the gradient: one sparse step shrinks mean |z| more than a plain one.
+        let step = |variant| {
+            let vm = VarMap::new();
+            let m = Autoencoder::new(&spec, &vm, 5).unwrap();
+            let cfg = TrainConfig { variant, sparse_weight: 5.0, ..Default::default() };
+            let mut opt = candle_nn::SGD::new(vm.all_vars(), 0.05).unwrap();
+            for _ in 0..5 {
+                let t = batch_loss(&m, &cfg, &x, &mut StdRng::seed_from_u64(1)).unwrap();
+                opt.backward_step(&t.total).unwrap();
+            }
+            let z = m.encode_windows(&w).unwrap();
+            z.data.iter().map(|v| v.abs()).sum::<f32>() / z.data.len() as f32
+        };
+        assert!(step(Variant::Sparse) < step(Variant::Plain));
+    }
+
+    #[test]
+    fn init_loads_matching_weights_and_reports_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = sine_windows(20, 1, 32, 4);
+        let spec = ModelSpec::new(Arch::Mlp, 1, 32, 4).unwrap();
+        let a =
+            train(&plan(&spec, TrainConfig { epochs: 2, ..quick_cfg(Variant::Plain) }), &TrainingWindows::split(&w))
+                .unwrap();
+        a.save_checkpoint(&ModelDir::new(dir.path())).unwrap();
+        // Same model: everything loads; reload gives identical outputs.
+        let m = load_checkpoint(&ModelDir::new(dir.path()), &spec).unwrap();
+        assert_eq!(m.encode_windows(&w).unwrap(), a.model.encode_windows(&w).unwrap());
+        // Different latent: the last encoder layer and first decoder layer are skipped.
+        let spec2 = ModelSpec::new(Arch::Mlp, 1, 32, 5).unwrap();
+        let vm = VarMap::new();
+        let _m2 = Autoencoder::new(&spec2, &vm, 1).unwrap();
+        let r = init_from(&vm, dir.path()).unwrap();
+        assert!(r.loaded.contains(&"encoder.l0.weight".to_string()));
+        assert!(r.skipped.iter().any(|(n, why)| n == "encoder.l2.weight" && why.contains("shape")));
+        assert!(r.skipped.iter().any(|(n, _)| n == "decoder.l0.weight"));
+    }
+}
