@@ -123,6 +123,7 @@ fn main() -> Result<()> {
             // Style, lints and docs first: they fail in seconds where the tests take minutes.
             cargo(&["fmt", "--all", "--", "--check"], &[])?;
             cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"], &[])?;
+            cargo(&["clippy", "-p", "funnel", "--all-targets", "--features", "ort", "--", "-D", "warnings"], &[])?;
             cargo(&["doc", "--workspace", "--no-deps"], &[("RUSTDOCFLAGS", Path::new("-D warnings"))])?;
             // What only decodes builds without candle, plotters and clap.
             cargo(&["clippy", "-p", "funnel", "--no-default-features", "--all-targets", "--", "-D", "warnings"], &[])?;
@@ -260,7 +261,7 @@ fn main() -> Result<()> {
                 let mut card = dir.load_card()?;
                 card.firmware = rows;
                 dir.save_card(&mut card)?;
-                eprintln!("recorded in {}", model.join("model.json").display());
+                eprintln!("recorded in {}", dir.card_path().display());
             }
             println!("\nAll QEMU images sent identical frames. Instructions counted by xtask/plugins/insncount.c (QEMU TCG plugin) between `bench_mark` calls; sampling includes the semihosting file reads.");
         }

@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::spec::ModelSpec;
+use crate::spec::{LayerKind, ModelSpec, CONV_KERNEL};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -172,6 +172,35 @@ pub enum NetLayer {
 }
 
 impl NetLayer {
+    /// The layer `kind` of a spec's layout with its weights: `weight` row-major `[out][in]`
+    /// (dense) or `[out][in][kernel]` (conv) and `bias` `[out]`, of the sizes
+    /// [`LayerKind::parameter_counts`] gives; shape steps take none (empty vectors).
+    pub fn with_weights(kind: LayerKind, weight: Vec<f32>, bias: Vec<f32>) -> NetLayer {
+        match kind {
+            LayerKind::Dense { i, o, relu } => NetLayer::Weighted(FloatLayer::Dense {
+                in_features: i,
+                out_features: o,
+                weight,
+                bias,
+                activation: Activation::from_relu(relu),
+            }),
+            LayerKind::Conv { ci, co, stride, pad, in_len, relu } => NetLayer::Weighted(FloatLayer::Conv1d {
+                in_channels: ci,
+                out_channels: co,
+                kernel: CONV_KERNEL,
+                stride,
+                padding: pad,
+                in_len,
+                weight,
+                bias,
+                activation: Activation::from_relu(relu),
+            }),
+            LayerKind::Reshape { channels, len } => NetLayer::Reshape { channels, len },
+            LayerKind::Flatten => NetLayer::Flatten,
+            LayerKind::Upsample2 { channels, len } => NetLayer::Upsample2 { channels, len },
+        }
+    }
+
     /// Reference forward pass of one window (flattened; reshape and flatten keep the layout).
     pub fn forward(&self, x: &[f32]) -> Vec<f32> {
         match self {

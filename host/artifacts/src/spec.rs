@@ -194,15 +194,7 @@ impl ModelSpec {
 
     /// Number of encoder weights (= int8 bytes on the device, biases not counted).
     pub fn encoder_weights(&self) -> usize {
-        self.layout()
-            .0
-            .iter()
-            .map(|l| match *l {
-                LayerKind::Dense { i, o, .. } => i * o,
-                LayerKind::Conv { ci, co, .. } => ci * co * CONV_KERNEL,
-                _ => 0,
-            })
-            .sum()
+        self.layout().0.iter().map(|l| l.parameter_counts().map_or(0, |(weights, _, _)| weights)).sum()
     }
 
     pub fn input_len(&self) -> usize {
@@ -264,6 +256,17 @@ pub enum LayerKind {
     Reshape { channels: usize, len: usize },
     Flatten,
     Upsample2 { channels: usize, len: usize },
+}
+
+impl LayerKind {
+    /// `(weights, biases, fan_in)` of a dense or conv layer; `None` for shape steps.
+    pub fn parameter_counts(&self) -> Option<(usize, usize, usize)> {
+        match *self {
+            LayerKind::Dense { i, o, .. } => Some((i * o, o, i)),
+            LayerKind::Conv { ci, co, .. } => Some((co * ci * CONV_KERNEL, co, ci * CONV_KERNEL)),
+            LayerKind::Reshape { .. } | LayerKind::Flatten | LayerKind::Upsample2 { .. } => None,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -59,6 +59,16 @@ struct DataArgs {
     columns: Vec<String>,
 }
 
+/// A model directory and a recording of its columns.
+#[derive(clap::Args, Clone, Debug)]
+struct ModelDataArgs {
+    /// Model directory (`model.json`, the ONNX files, `encoder.fq8` once quantized).
+    #[arg(long)]
+    model: PathBuf,
+    #[command(flatten)]
+    data: DataArgs,
+}
+
 #[derive(clap::Args, Clone, Debug)]
 struct TrainArgs {
     #[command(flatten)]
@@ -122,11 +132,8 @@ impl TrainArgs {
 
 #[derive(clap::Args, Clone, Debug)]
 struct EvalArgs {
-    /// Trained model directory.
-    #[arg(long)]
-    model: PathBuf,
     #[command(flatten)]
-    data: DataArgs,
+    input: ModelDataArgs,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
@@ -138,10 +145,8 @@ struct EvalArgs {
 
 #[derive(clap::Args, Clone, Debug)]
 struct PlotArgs {
-    #[arg(long)]
-    model: PathBuf,
     #[command(flatten)]
-    data: DataArgs,
+    input: ModelDataArgs,
     /// Output PNG.
     #[arg(long)]
     out: PathBuf,
@@ -163,11 +168,8 @@ struct QuantizeArgs {
 
 #[derive(clap::Args, Clone, Debug)]
 struct EncodeArgs {
-    /// Model directory with `encoder.fq8` and `model.json`.
-    #[arg(long)]
-    model: PathBuf,
     #[command(flatten)]
-    data: DataArgs,
+    input: ModelDataArgs,
     /// Where to write the frame byte stream.
     #[arg(long)]
     out: PathBuf,
@@ -241,12 +243,8 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Eval(args) => {
             let json = args.json;
-            let request = EvalRequest {
-                model: args.model,
-                data: args.data.data,
-                columns: args.data.columns,
-                backend: args.backend,
-            };
+            let ModelDataArgs { model, data } = args.input;
+            let request = EvalRequest { model, data: data.data, columns: data.columns, backend: args.backend };
             let report = pipeline::evaluate_model(&request)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
@@ -255,8 +253,8 @@ pub fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Plot(args) => {
-            let request =
-                PlotRequest { model: args.model, data: args.data.data, columns: args.data.columns, out: args.out };
+            let ModelDataArgs { model, data } = args.input;
+            let request = PlotRequest { model, data: data.data, columns: data.columns, out: args.out };
             pipeline::plot_model(&request)?;
             eprintln!("wrote {}", request.out.display());
         }
@@ -278,8 +276,8 @@ pub fn run(cli: Cli) -> Result<()> {
             report_quantization(&pipeline::quantize_model(&QuantizeRequest { model: args.model, calibration })?)
         }
         Command::Encode(args) => {
-            let request =
-                EncodeRequest { model: args.model, data: args.data.data, columns: args.data.columns, out: args.out };
+            let ModelDataArgs { model, data } = args.input;
+            let request = EncodeRequest { model, data: data.data, columns: data.columns, out: args.out };
             let e = pipeline::encode_recording(&request)?;
             eprintln!(
                 "wrote {}: {} frames, {} bytes; {} window(s) with saturated input; {} trailing sample(s) short of a window not sent",

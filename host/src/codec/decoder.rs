@@ -304,10 +304,8 @@ mod tests {
     use super::*;
     use crate::codec::simulate::simulate;
     use crate::codec::sink::CollectSink;
-    use crate::quantize::{quantize, QuantizationInput};
+    use crate::quantize::dense_blob;
     use funnel_artifacts::blob::model_id_of;
-    use funnel_artifacts::data::Windows;
-    use funnel_artifacts::net::{Activation, FloatEncoder, FloatLayer};
 
     const WINDOW: usize = 16;
     const LATENT: usize = 4;
@@ -330,27 +328,7 @@ mod tests {
     }
 
     fn model() -> (Blob, Normalization) {
-        let encoder = FloatEncoder {
-            channels: 1,
-            window: WINDOW,
-            layers: vec![FloatLayer::Dense {
-                in_features: WINDOW,
-                out_features: LATENT,
-                weight: (0..WINDOW * LATENT).map(|i| ((i * 7 % 13) as f32 - 6.0) / 10.0).collect(),
-                bias: vec![0.1, -0.2, 0.0, 0.3],
-                activation: Activation::Identity,
-            }],
-        };
-        let normalization = Normalization { mean: vec![0.5], std: vec![2.0] };
-        let calibration = Windows::new(WINDOW, (0..64 * WINDOW).map(|i| ((i as f32) * 0.37).sin() * 2.0).collect());
-        let blob = quantize(&QuantizationInput {
-            encoder: &encoder,
-            normalization: &normalization,
-            counts_per_unit: 100.0,
-            calibration: &calibration,
-        })
-        .unwrap();
-        (blob, normalization)
+        dense_blob(WINDOW, LATENT)
     }
 
     /// Encoded frames of `n` windows, one `Vec` per frame.

@@ -86,6 +86,8 @@ pub struct CollectSink {
     pub first_sample: Option<u64>,
     pub values: Vec<f32>,
     pub status: Vec<SampleStatus>,
+    /// Keep only the first this many samples (a plot of a long or endless stream needs no more).
+    pub limit: Option<usize>,
 }
 
 impl ReconstructionSink for CollectSink {
@@ -97,6 +99,7 @@ impl ReconstructionSink for CollectSink {
         status: SampleStatus,
     ) -> std::io::Result<()> {
         self.first_sample.get_or_insert(sample_index);
+        let len = len.min(self.limit.map_or(usize::MAX, |limit| limit.saturating_sub(self.status.len())));
         match values {
             Some(v) => self.values.extend_from_slice(&v[..len * self.channels]),
             None => self.values.extend(std::iter::repeat_n(f32::NAN, len * self.channels)),
@@ -146,5 +149,15 @@ mod tests {
             sink.window(12, 1, None, SampleStatus::Missing).unwrap();
         }
         assert_eq!(String::from_utf8(out).unwrap(), "sample_index,a,b,status\n10,1,2,ok\n11,3,4,ok\n12,,,missing\n");
+    }
+
+    #[test]
+    fn a_limited_collection_keeps_only_the_first_samples() {
+        let mut sink = CollectSink { channels: 2, limit: Some(3), ..Default::default() };
+        sink.window(0, 2, Some(&[1.0, 2.0, 3.0, 4.0]), SampleStatus::Ok).unwrap();
+        sink.window(2, 2, None, SampleStatus::Missing).unwrap();
+        sink.window(4, 2, Some(&[5.0, 6.0, 7.0, 8.0]), SampleStatus::Ok).unwrap();
+        assert_eq!(sink.status, [SampleStatus::Ok, SampleStatus::Ok, SampleStatus::Missing]);
+        assert_eq!(sink.values.len(), 6);
     }
 }

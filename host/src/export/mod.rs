@@ -279,7 +279,7 @@ pub fn export_onnx(net: &FloatNet) -> OnnxFiles {
 pub(crate) mod tests {
     use super::*;
     use crate::runtime::{load_onnx, load_with_tract, Backend, Runtime};
-    use funnel_artifacts::spec::{Arch, LayerKind, ModelSpec, CONV_KERNEL};
+    use funnel_artifacts::spec::{Arch, LayerKind, ModelSpec};
 
     /// A network of `spec`'s shape with deterministic pseudo-random weights.
     pub(crate) fn random_net(spec: &ModelSpec, seed: u64) -> FloatNet {
@@ -290,28 +290,11 @@ pub(crate) mod tests {
             state ^= state << 17;
             ((state >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
         };
-        let mut layer = |kind: &LayerKind| match *kind {
-            LayerKind::Dense { i, o, relu } => NetLayer::Weighted(FloatLayer::Dense {
-                in_features: i,
-                out_features: o,
-                weight: (0..i * o).map(|_| rnd((3.0 / i as f32).sqrt())).collect(),
-                bias: (0..o).map(|_| rnd(0.1)).collect(),
-                activation: Activation::from_relu(relu),
-            }),
-            LayerKind::Conv { ci, co, stride, pad, in_len, relu } => NetLayer::Weighted(FloatLayer::Conv1d {
-                in_channels: ci,
-                out_channels: co,
-                kernel: CONV_KERNEL,
-                stride,
-                padding: pad,
-                in_len,
-                weight: (0..co * ci * CONV_KERNEL).map(|_| rnd((3.0 / (ci * CONV_KERNEL) as f32).sqrt())).collect(),
-                bias: (0..co).map(|_| rnd(0.1)).collect(),
-                activation: Activation::from_relu(relu),
-            }),
-            LayerKind::Reshape { channels, len } => NetLayer::Reshape { channels, len },
-            LayerKind::Flatten => NetLayer::Flatten,
-            LayerKind::Upsample2 { channels, len } => NetLayer::Upsample2 { channels, len },
+        let mut layer = |kind: &LayerKind| {
+            let (weights, biases, fan_in) = kind.parameter_counts().unwrap_or((0, 0, 1));
+            let scale = (3.0 / fan_in as f32).sqrt();
+            let weight = (0..weights).map(|_| rnd(scale)).collect();
+            NetLayer::with_weights(*kind, weight, (0..biases).map(|_| rnd(0.1)).collect())
         };
         let (encoder, decoder) = spec.layout();
         FloatNet {

@@ -94,9 +94,12 @@ pub(super) fn decode_to_csv(
     out: &Path,
     plot: Option<&Path>,
 ) -> Result<DecodeReport> {
+    if let (Some(png), false) = (plot, cfg!(feature = "plot")) {
+        anyhow::bail!("cannot write {}: this funnel was built without plotting (feature `plot`)", png.display());
+    }
     let file = std::fs::File::create(out).with_context(|| format!("cannot create {}", out.display()))?;
     let mut csv = CsvSink::new(std::io::BufWriter::new(file), d.columns)?;
-    let mut collect = CollectSink { channels: d.columns.len(), ..Default::default() };
+    let mut collect = CollectSink { channels: d.columns.len(), limit: Some(PLOT_SAMPLES), ..Default::default() };
     let report =
         {
             let mut sink = Tee { a: &mut csv, b: plot.map(|_| &mut collect as &mut dyn ReconstructionSink) };
@@ -125,11 +128,17 @@ pub(super) fn decode_to_csv(
 }
 
 #[cfg(feature = "plot")]
+use crate::plot::PLOT_SAMPLES;
+/// Without plotting nothing is collected (and asking for a plot fails up front).
+#[cfg(not(feature = "plot"))]
+const PLOT_SAMPLES: usize = 0;
+
+#[cfg(feature = "plot")]
 fn plot_stream(png: &Path, columns: &[String], collected: &CollectSink) -> Result<()> {
     crate::plot::plot_stream(png, columns, collected)
 }
 
 #[cfg(not(feature = "plot"))]
-fn plot_stream(png: &Path, _: &[String], _: &CollectSink) -> Result<()> {
-    anyhow::bail!("cannot write {}: this funnel was built without plotting (feature `plot`)", png.display())
+fn plot_stream(_: &Path, _: &[String], _: &CollectSink) -> Result<()> {
+    unreachable!("refused before decoding")
 }

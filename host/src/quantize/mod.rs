@@ -271,6 +271,32 @@ pub fn quantize(q: &QuantizationInput<'_>) -> Result<Blob> {
     Ok(Blob::from_bytes(buf)?)
 }
 
+/// A one-layer dense encoder (`window` samples → `latent` codes) quantized on a sine, with its
+/// normalization: a small real blob for codec tests.
+#[cfg(test)]
+pub(crate) fn dense_blob(window: usize, latent: usize) -> (Blob, Normalization) {
+    let encoder = FloatEncoder {
+        channels: 1,
+        window,
+        layers: vec![FloatLayer::Dense {
+            in_features: window,
+            out_features: latent,
+            weight: (0..window * latent).map(|i| ((i * 7 % 13) as f32 - 6.0) / 10.0).collect(),
+            bias: (0..latent).map(|o| (o % 3) as f32 * 0.1 - 0.1).collect(),
+            activation: Activation::Identity,
+        }],
+    };
+    let normalization = Normalization { mean: vec![0.5], std: vec![2.0] };
+    let calibration = Windows::new(window, (0..64 * window).map(|i| ((i as f32) * 0.37).sin() * 2.0).collect());
+    let input = QuantizationInput {
+        encoder: &encoder,
+        normalization: &normalization,
+        counts_per_unit: 100.0,
+        calibration: &calibration,
+    };
+    (quantize(&input).expect("a valid encoder"), normalization)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -382,26 +408,7 @@ mod tests {
 
     #[test]
     fn a_blob_whose_id_is_not_its_payload_hash_is_refused() {
-        let encoder = FloatEncoder {
-            channels: 1,
-            window: 8,
-            layers: vec![FloatLayer::Dense {
-                in_features: 8,
-                out_features: 2,
-                weight: (0..16).map(|i| (i as f32 - 8.0) / 10.0).collect(),
-                bias: vec![0.0, 0.1],
-                activation: Activation::Identity,
-            }],
-        };
-        let normalization = Normalization { mean: vec![0.0], std: vec![1.0] };
-        let calibration = Windows::new(8, (0..64).map(|i| (i as f32 * 0.3).sin()).collect());
-        let blob = quantize(&QuantizationInput {
-            encoder: &encoder,
-            normalization: &normalization,
-            counts_per_unit: 100.0,
-            calibration: &calibration,
-        })
-        .unwrap();
+        let (blob, _) = dense_blob(8, 2);
         // Change one weight and repair the CRC: the format check passes, the id check does not.
         let mut bytes = blob.bytes().to_vec();
         let n = bytes.len();

@@ -13,8 +13,8 @@ use anyhow::{bail, Result};
 use serde::Serialize;
 
 #[cfg(feature = "ort")]
-pub use self::ort::{ort_environment, OrtModel};
-pub use self::tract::{load_with_tract, TractModel};
+pub use self::ort::{ort_environment, OrtModel, OrtSession};
+pub use self::tract::{load_with_tract, TractModel, TractPlan};
 pub use signature::OnnxSignature;
 
 /// A float graph with a `[N, input_len]` input and a `[N, output_len]` output.
@@ -25,6 +25,45 @@ pub trait Runtime {
     fn output_len(&self) -> usize;
     /// Runs a batch: `input` is `[batch][input_len]`, returns `[batch][output_len]`.
     fn run(&self, input: &[f32], batch: usize) -> Result<Vec<f32>>;
+}
+
+/// How an inference engine runs one batch of an ONNX graph (tract, ONNX Runtime).
+pub trait Engine {
+    /// `input` is `batch` (at least 1) rows of `signature.input_len` values, already checked.
+    fn infer(&self, signature: &OnnxSignature, input: &[f32], batch: usize) -> Result<Vec<f32>>;
+}
+
+/// An ONNX file loaded by an [`Engine`]; batches are checked against the file's signature on
+/// the way in and out, whichever engine runs them.
+pub struct OnnxModel<E> {
+    pub signature: OnnxSignature,
+    engine: E,
+}
+
+impl<E> std::fmt::Debug for OnnxModel<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OnnxModel").field("signature", &self.signature).finish()
+    }
+}
+
+impl<E: Engine> Runtime for OnnxModel<E> {
+    fn input_len(&self) -> usize {
+        self.signature.input_len
+    }
+
+    fn output_len(&self) -> usize {
+        self.signature.output_len
+    }
+
+    fn run(&self, input: &[f32], batch: usize) -> Result<Vec<f32>> {
+        self.signature.check_input(input, batch)?;
+        if batch == 0 {
+            return Ok(Vec::new());
+        }
+        let output = self.engine.infer(&self.signature, input, batch)?;
+        self.signature.check_output(output.len(), batch)?;
+        Ok(output)
+    }
 }
 
 /// What runs a model's float graphs.

@@ -4,13 +4,13 @@ use std::path::Path;
 
 use anyhow::Result;
 
-use super::{OnnxSignature, Runtime};
+use super::{Engine, OnnxModel, OnnxSignature};
 
-/// An ONNX file produced here, run by ONNX Runtime (loaded dynamically from `ORT_DYLIB_PATH`).
-pub struct OrtModel {
-    session: std::sync::Mutex<ort::session::Session>,
-    pub signature: OnnxSignature,
-}
+/// An ONNX Runtime session (the runtime is not `Sync`: one run at a time).
+pub struct OrtSession(std::sync::Mutex<ort::session::Session>);
+
+/// An ONNX graph run by ONNX Runtime (loaded dynamically from `ORT_DYLIB_PATH`).
+pub type OrtModel = OnnxModel<OrtSession>;
 
 /// The ONNX Runtime environment, created once per process from the library named by
 /// `ORT_DYLIB_PATH` (ort 2.0.0-rc.15 API: `init_from(..).build()`, sessions built on it).
@@ -42,35 +42,21 @@ impl OrtModel {
         let session = ort::session::Session::builder(env)
             .and_then(|mut b| b.commit_from_file(path))
             .map_err(|e| anyhow::anyhow!("ONNX Runtime cannot load {}: {e}", path.display()))?;
-        Ok(OrtModel { session: std::sync::Mutex::new(session), signature })
+        Ok(OnnxModel { signature, engine: OrtSession(std::sync::Mutex::new(session)) })
     }
 }
 
-impl Runtime for OrtModel {
-    fn input_len(&self) -> usize {
-        self.signature.input_len
-    }
-
-    fn output_len(&self) -> usize {
-        self.signature.output_len
-    }
-
-    fn run(&self, input: &[f32], batch: usize) -> Result<Vec<f32>> {
-        let sig = &self.signature;
-        sig.check_input(input, batch)?;
-        if batch == 0 {
-            return Ok(Vec::new());
-        }
+impl Engine for OrtSession {
+    fn infer(&self, sig: &OnnxSignature, input: &[f32], batch: usize) -> Result<Vec<f32>> {
         let tensor = ort::value::Tensor::from_array(([batch, sig.input_len], input.to_vec()))
             .map_err(|e| anyhow::anyhow!("ort tensor: {e}"))?;
-        let mut session = self.session.lock().map_err(|_| anyhow::anyhow!("ort session lock poisoned"))?;
+        let mut session = self.0.lock().map_err(|_| anyhow::anyhow!("ort session lock poisoned"))?;
         let outputs = session
             .run(ort::inputs![sig.input_name.as_str() => tensor])
             .map_err(|e| anyhow::anyhow!("ONNX Runtime failed on {}: {e}", sig.path.display()))?;
         let (_, data) = outputs[sig.output_name.as_str()]
             .try_extract_tensor::<f32>()
             .map_err(|e| anyhow::anyhow!("ort output of {}: {e}", sig.path.display()))?;
-        sig.check_output(data.len(), batch)?;
         Ok(data.to_vec())
     }
 }

@@ -8,10 +8,10 @@
 //! Parameter names in `model.safetensors` are `encoder.l{i}.weight|bias` and
 //! `decoder.l{i}.weight|bias` where `i` is the index of the layer in the spec's layout.
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
 use candle_core::{DType, Device, Module, Tensor, Var};
 use candle_nn::{Conv1d, Conv1dConfig, Linear, VarMap};
-use funnel_artifacts::net::{Activation, FloatLayer, NetLayer};
+use funnel_artifacts::net::NetLayer;
 use funnel_artifacts::spec::{LayerKind, ModelSpec, Variant, CONV_KERNEL};
 use funnel_artifacts::training::TrainConfig;
 use funnel_artifacts::{FloatNet, Windows};
@@ -180,32 +180,12 @@ impl Autoencoder {
             .iter()
             .zip(kinds)
             .map(|(l, k)| {
-                Ok(match (l, *k) {
-                    (Layer::Dense(lin, relu), LayerKind::Dense { i, o, .. }) => NetLayer::Weighted(FloatLayer::Dense {
-                        in_features: i,
-                        out_features: o,
-                        weight: vec(lin.weight())?,
-                        bias: vec(lin.bias().context("dense bias")?)?,
-                        activation: Activation::from_relu(*relu),
-                    }),
-                    (Layer::Conv(c, _), LayerKind::Conv { ci, co, stride, pad, in_len, relu }) => {
-                        NetLayer::Weighted(FloatLayer::Conv1d {
-                            in_channels: ci,
-                            out_channels: co,
-                            kernel: CONV_KERNEL,
-                            stride,
-                            padding: pad,
-                            in_len,
-                            weight: vec(c.weight())?,
-                            bias: vec(c.bias().context("conv bias")?)?,
-                            activation: Activation::from_relu(relu),
-                        })
-                    }
-                    (_, LayerKind::Reshape { channels, len }) => NetLayer::Reshape { channels, len },
-                    (_, LayerKind::Flatten) => NetLayer::Flatten,
-                    (_, LayerKind::Upsample2 { channels, len }) => NetLayer::Upsample2 { channels, len },
-                    _ => bail!("internal: layer/kind mismatch"),
-                })
+                let (weight, bias) = match l {
+                    Layer::Dense(lin, _) => (vec(lin.weight())?, vec(lin.bias().context("dense bias")?)?),
+                    Layer::Conv(c, _) => (vec(c.weight())?, vec(c.bias().context("conv bias")?)?),
+                    Layer::Reshape(..) | Layer::Flatten | Layer::Upsample2 => (Vec::new(), Vec::new()),
+                };
+                Ok(NetLayer::with_weights(*k, weight, bias))
             })
             .collect()
     }

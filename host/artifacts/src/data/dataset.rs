@@ -198,17 +198,7 @@ impl Dataset {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Write;
-
-    fn csv_file(content: &str) -> tempfile::NamedTempFile {
-        let mut f = tempfile::NamedTempFile::new().unwrap();
-        f.write_all(content.as_bytes()).unwrap();
-        f
-    }
-
-    fn cols(names: &[&str]) -> Vec<String> {
-        names.iter().map(|s| s.to_string()).collect()
-    }
+    use crate::data::test_support::{cols, csv_file};
 
     #[test]
     fn too_few_rows() {

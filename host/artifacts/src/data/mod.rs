@@ -9,6 +9,8 @@
 mod dataset;
 mod normalization;
 mod recording;
+#[cfg(test)]
+mod test_support;
 mod windows;
 
 pub use dataset::{fit_validation_counts, train_window_count, Dataset, SplitInfo, TrainingWindows, TRAIN_FRACTION};
