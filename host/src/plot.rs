@@ -8,14 +8,24 @@ use std::path::Path;
 use anyhow::Result;
 use funnel_artifacts::Windows;
 use plotters::coord::types::{RangedCoordf32, RangedCoordusize};
-use plotters::coord::Shift;
+use plotters::coord::{CoordTranslate, Shift};
 use plotters::prelude::*;
 
 use crate::codec::{CollectSink, SampleStatus};
+#[cfg(feature = "peers")]
+use crate::eval::peers::RdReport;
 
-/// Line colours, one per channel.
-const PALETTE: [RGBColor; 4] =
-    [RGBColor(0, 90, 200), RGBColor(0, 140, 60), RGBColor(150, 0, 150), RGBColor(30, 30, 30)];
+/// Line colours, one per channel or method.
+const PALETTE: [RGBColor; 8] = [
+    RGBColor(0, 90, 200),
+    RGBColor(0, 140, 60),
+    RGBColor(150, 0, 150),
+    RGBColor(30, 30, 30),
+    RGBColor(230, 120, 0),
+    RGBColor(0, 170, 170),
+    RGBColor(140, 90, 40),
+    RGBColor(120, 120, 120),
+];
 
 type Chart<'a, 'b> = ChartContext<'a, BitMapBackend<'b>, Cartesian2d<RangedCoordusize, RangedCoordf32>>;
 
@@ -54,7 +64,7 @@ impl Style<'_> {
     }
 
     /// The legend of the series labelled so far.
-    fn legend<'a, 'b: 'a>(&self, chart: &mut Chart<'a, 'b>) -> Result<()> {
+    fn legend<'a, 'b: 'a, C: CoordTranslate>(&self, chart: &mut ChartContext<'a, BitMapBackend<'b>, C>) -> Result<()> {
         if self.text {
             let mut labels = chart.configure_series_labels();
             drawn(labels.background_style(WHITE.mix(0.8)).border_style(BLACK).draw(), self.out)?;
@@ -180,6 +190,65 @@ fn draw_stream(style: &Style<'_>, columns: &[String], rec: &CollectSink) -> Resu
                     series.label(columns.get(c).cloned().unwrap_or_default()).legend(legend_line(color));
                 }
             }
+        }
+    }
+    style.legend(&mut chart)?;
+    drawn(root.present(), out)
+}
+
+/// Lowest PRDN on the rate–distortion plot's axis.
+#[cfg(feature = "peers")]
+const MIN_PLOTTED_PRDN: f64 = 0.01;
+
+/// PRDN (log axis) against bits per sample: one line per peer, Funnel's models as large red
+/// points with their names. Points below 0.01 % PRDN (lossless coding) are left to the table.
+#[cfg(feature = "peers")]
+pub fn plot_rd(out: &Path, report: &RdReport) -> Result<()> {
+    draw_with_text_fallback(|text| draw_rd(&Style { out, text }, report))
+}
+
+#[cfg(feature = "peers")]
+fn draw_rd(style: &Style<'_>, report: &RdReport) -> Result<()> {
+    let out = style.out;
+    let all = || report.points.iter().chain(report.funnel.iter().map(|f| &f.point)).filter(|p| p.prdn > 0.0);
+    let x_max = all().map(|p| p.bits_per_sample).fold(0.0f64, f64::max).min(16.0) * 1.05;
+    let (lo, hi) = all().fold((f64::INFINITY, 0.0f64), |(lo, hi), p| (lo.min(p.prdn), hi.max(p.prdn)));
+    // A lossless point (PRDN near 0) would squash every lossy curve: the axis stops at 0.01 %.
+    let lo = lo.max(MIN_PLOTTED_PRDN * 1.5);
+    let (lo, hi) = if lo < hi { (lo / 1.5, hi * 1.5) } else { (0.1, 100.0) };
+    let root = BitMapBackend::new(out, (1400, 850)).into_drawing_area();
+    drawn(root.fill(&WHITE), out)?;
+    let mut builder = ChartBuilder::on(&root);
+    builder.margin(12);
+    if style.text {
+        let caption = format!("rate–distortion, held-out part of {} ({})", report.column, report.data);
+        builder.x_label_area_size(40).y_label_area_size(70).caption(caption, ("sans-serif", 22));
+    }
+    let mut chart = drawn(builder.build_cartesian_2d(0f64..x_max.max(0.1), (lo..hi).log_scale()), out)?;
+    if style.text {
+        drawn(chart.configure_mesh().x_desc("bits per sample").y_desc("PRDN % (log)").draw(), out)?;
+    }
+    let mut methods: Vec<&str> = report.points.iter().map(|p| p.method.as_str()).collect();
+    methods.dedup();
+    for (i, method) in methods.iter().enumerate() {
+        let color = PALETTE[i % PALETTE.len()];
+        let mut curve: Vec<(f64, f64)> = report
+            .points
+            .iter()
+            .filter(|p| p.method == *method && p.prdn >= lo && p.bits_per_sample <= x_max)
+            .map(|p| (p.bits_per_sample, p.prdn))
+            .collect();
+        curve.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let series = drawn(chart.draw_series(LineSeries::new(curve.clone(), color.stroke_width(2))), out)?;
+        series.label(*method).legend(legend_line(color));
+        drawn(chart.draw_series(curve.iter().map(|&p| Circle::new(p, 3, color.filled()))), out)?;
+    }
+    for f in &report.funnel {
+        let p = (f.point.bits_per_sample, f.point.prdn);
+        drawn(chart.draw_series(std::iter::once(Circle::new(p, 8, RED.filled()))), out)?;
+        if style.text {
+            let label = format!("{} ({:.2} b/s, {:.1} %)", f.model, p.0, p.1);
+            drawn(chart.draw_series(std::iter::once(Text::new(label, p, ("sans-serif", 15)))), out)?;
         }
     }
     style.legend(&mut chart)?;

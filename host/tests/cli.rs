@@ -40,6 +40,7 @@ fn args(data: &Path, out: &Path, arch: Arch, window: usize, latent: usize) -> Tr
         train_hop: None,
         patience: 8,
         counts_per_unit: None,
+        sensor_bits: 12,
         out: out.to_path_buf(),
         progress: false,
     }
@@ -153,9 +154,23 @@ fn train_eval_plot_and_onnx_for_mlp_and_conv() {
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("eval --json prints one JSON object");
         for section in ["float_autoencoder", "pca"] {
             let m = &v["sections"][section];
-            for key in ["prd", "prdn", "snr_db", "rmse", "max_abs_error", "compression_ratio"] {
+            for key in [
+                "prd",
+                "prdn",
+                "snr_db",
+                "rmse",
+                "max_abs_error",
+                "compression_ratio",
+                "bits_per_sample",
+                "sensor_compression_ratio",
+            ] {
                 assert!(m[key].as_f64().is_some_and(f64::is_finite), "{arch} {section}.{key}: {m}");
             }
+            // One channel: 16 bits over the bits per sample; the 12-bit sensor (--sensor-bits)
+            // gives 3/4 of that.
+            let (bps, ratio) = (m["bits_per_sample"].as_f64().unwrap(), m["compression_ratio"].as_f64().unwrap());
+            assert!((16.0 / bps - ratio).abs() < 1e-9, "{m}");
+            assert!((m["sensor_compression_ratio"].as_f64().unwrap() - 0.75 * ratio).abs() < 1e-9, "{m}");
             assert_eq!(m["windows"], 13);
         }
         // Same metrics as training reported; tract runs autoencoder.onnx to the same numbers.
@@ -378,4 +393,69 @@ fn counts_per_unit_follows_the_flag_into_the_blob() {
         ..args(&data, &tmp.path().join("x"), Arch::Mlp, 64, 8)
     });
     assert!(bad.err().unwrap().to_string().contains("--counts-per-unit"));
+}
+
+/// `funnel bench rd`: every peer's sweep and the model's point against the best peer, as JSON,
+/// a table and a plot; the model's point is its device path on the held-out part.
+#[test]
+fn bench_rd_places_a_model_among_the_peers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = train_small(tmp.path(), Arch::Mlp);
+    let data = tmp.path().join("ecg.csv");
+    let out = tmp.path().join("rd");
+    let run = funnel(&[
+        "bench",
+        "rd",
+        "--data",
+        data.to_str().unwrap(),
+        "--column",
+        COLUMN,
+        "--model",
+        o.dir.path().to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let table = String::from_utf8_lossy(&run.stdout);
+    assert!(table.contains("DWT bior4.4") && table.contains("bits/sample: PRDN"), "{table}");
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("rd.json")).unwrap()).unwrap();
+    assert_eq!(v["window"], 64);
+    assert_eq!(v["held_out_samples"], 13 * 64);
+    let points = v["points"].as_array().unwrap();
+    for method in
+        ["SZ3", "DWT bior4.4 (CDF 9/7)+zstd", "DCT/window+zstd", "PCA-K int8", "zstd of device counts (lossless)"]
+    {
+        assert!(points.iter().any(|p| p["method"] == method), "{method} missing");
+    }
+    for p in points {
+        for key in ["bits_per_sample", "prdn", "prd", "max_abs_error"] {
+            assert!(p[key].as_f64().is_some_and(f64::is_finite), "{p}");
+        }
+        // An exact reconstruction has no finite SNR; JSON says null.
+        assert!(p["snr_db"].as_f64().is_some() || p["prdn"] == 0.0, "{p}");
+    }
+    // The model's point is what `funnel eval` reports for its device path.
+    let funnel_point = &v["funnel"][0];
+    let int8 = &o.card.held_out[&Method::Int8Device];
+    assert!((funnel_point["point"]["prdn"].as_f64().unwrap() - int8.prdn).abs() < 1e-6, "{funnel_point}");
+    assert!((funnel_point["point"]["bits_per_sample"].as_f64().unwrap() - int8.bits_per_sample).abs() < 1e-9);
+    let ratio = funnel_point["ratio_to_best_peer"].as_f64().unwrap();
+    let best = funnel_point["best_peer_prdn"].as_f64().unwrap();
+    assert!((ratio * best - int8.prdn).abs() < 1e-6 * int8.prdn, "{funnel_point}");
+    let png = std::fs::read(out.join("rd.png")).unwrap();
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 5_000);
+    // A model of another column is refused by name.
+    let e = stderr_of(&[
+        "bench",
+        "rd",
+        "--data",
+        data.to_str().unwrap(),
+        "--column",
+        "t",
+        "--model",
+        o.dir.path().to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(e.contains("\"t\""), "{e}");
 }

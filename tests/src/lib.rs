@@ -2,7 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
-use funnel_artifacts::{metrics, ModelCard, Recording, Windows};
+use funnel_artifacts::metrics::Quality;
+use funnel_artifacts::{ModelCard, Recording, Windows};
 
 /// The repository root.
 pub fn root() -> PathBuf {
@@ -50,5 +51,5 @@ pub fn held_out_prdn(csv: &Path, card: &ModelCard, data: &Path) -> f64 {
             value.unwrap() as f32
         })
         .collect();
-    metrics::compute(&original, &Windows::new(card.window(), values), 1, card.latent()).prdn
+    Quality::of(&original, &Windows::new(card.window(), values), 1).prdn
 }

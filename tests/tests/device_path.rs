@@ -48,7 +48,7 @@ fn the_shipped_model_meets_its_card_through_encode_and_decode() {
     let (data, columns) = ecg_data();
     let ds = dataset_for_model(&dir, &card, &data, &columns).unwrap();
     let decoder = load_onnx(&dir.onnx_path(Graph::Decoder), Backend::Tract).unwrap();
-    let again = device_metrics(&dir.load_blob().unwrap(), decoder.as_ref(), &ds).unwrap();
+    let again = device_metrics(&dir.load_blob().unwrap(), decoder.as_ref(), &ds, card.sensor_bits).unwrap();
     assert!((again.prdn - recorded.prdn).abs() < 1e-6, "{} vs card {}", again.prdn, recorded.prdn);
 
     // The CLI path over the whole recording: held-out rows of the decoded CSV against the file.

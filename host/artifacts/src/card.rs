@@ -81,6 +81,9 @@ pub struct ModelCard {
     pub normalization: Normalization,
     /// Device samples are `i16 round(x * counts_per_unit)`, `x` in the data file's units.
     pub counts_per_unit: f32,
+    /// The sensor's resolution in bits: `sensor_compression_ratio` of the metrics is against it.
+    #[serde(default = "sixteen_bits")]
+    pub sensor_bits: u32,
     /// Held-out metrics in original units, one section per method.
     pub held_out: BTreeMap<Method, Metrics>,
     /// Files of the model directory (except `model.json`) with sizes.
@@ -89,6 +92,10 @@ pub struct ModelCard {
     pub quantization: Option<QuantizationCard>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub firmware: Vec<FirmwareBenchmark>,
+}
+
+fn sixteen_bits() -> u32 {
+    16
 }
 
 impl ModelCard {
@@ -151,15 +158,30 @@ impl ModelCard {
             self.train_config.learning_rate,
             self.train_config.train_hop
         );
-        let _ = writeln!(s, "- **Device scale**: {} counts per unit of the recording\n", self.counts_per_unit);
+        let _ = writeln!(
+            s,
+            "- **Device scale**: {} counts per unit of the recording; sensor resolution {} bits\n",
+            self.counts_per_unit, self.sensor_bits
+        );
         let _ = writeln!(s, "## Held-out metrics\n");
-        let _ = writeln!(s, "| method | PRD % | PRDN % | SNR dB | RMSE | max abs error | compression ratio |");
-        let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|");
+        let _ = writeln!(
+            s,
+            "| method | PRD % | PRDN % | SNR dB | RMSE | max abs error | bits/sample | ratio vs 16 bit | ratio vs {}-bit sensor |",
+            self.sensor_bits
+        );
+        let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
         for (name, m) in &self.held_out {
             let _ = writeln!(
                 s,
-                "| {name} | {:.2} | {:.2} | {:.2} | {:.4} | {:.3} | {:.2} |",
-                m.prd, m.prdn, m.snr_db, m.rmse, m.max_abs_error, m.compression_ratio
+                "| {name} | {:.2} | {:.2} | {:.2} | {:.4} | {:.3} | {:.3} | {:.2} | {:.2} |",
+                m.prd,
+                m.prdn,
+                m.snr_db,
+                m.rmse,
+                m.max_abs_error,
+                m.bits_per_sample,
+                m.compression_ratio,
+                m.sensor_compression_ratio
             );
         }
         if let Some(q) = &self.quantization {

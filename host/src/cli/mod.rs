@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 use funnel_artifacts::spec::{Arch, Variant};
 
 use crate::pipeline::{
-    self, DecodeRequest, EncodeRequest, EvalRequest, PlotRequest, QuantizeRequest, Source, TrainRequest,
+    self, DecodeRequest, EncodeRequest, EvalRequest, PlotRequest, QuantizeRequest, RdRequest, Source, TrainRequest,
 };
 use crate::runtime::Backend;
 
@@ -37,6 +37,37 @@ enum Command {
     Encode(EncodeArgs),
     /// Rebuild the signal from received frames (file, stdin or a serial port) into a CSV.
     Decode(DecodeArgs),
+    /// Benchmarks.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum BenchCommand {
+    /// Rate–distortion of a recording's held-out part: SZ3, a wavelet coder, DCT per window,
+    /// PCA (truncated, and as a transform coder), lossless zstd, and the Funnel models given.
+    /// Writes rd.json and rd.png to --out and prints a table.
+    Rd(RdArgs),
+}
+
+#[derive(clap::Args, Clone, Debug)]
+struct RdArgs {
+    /// CSV file with a header row.
+    #[arg(long)]
+    data: PathBuf,
+    /// The column to code.
+    #[arg(long)]
+    column: String,
+    /// A Funnel model directory to place among the peers (repeat for several).
+    #[arg(long = "model")]
+    models: Vec<PathBuf>,
+    /// Window of the held-out split and of the per-window peers (default: the first model's,
+    /// else 256).
+    #[arg(long)]
+    window: Option<usize>,
+    /// Output directory for rd.json and rd.png.
+    #[arg(long)]
+    out: PathBuf,
 }
 
 /// A clap parser for a type with `FromStr` over a fixed list of names.
@@ -104,6 +135,9 @@ struct TrainArgs {
     /// the i16 range.
     #[arg(long)]
     counts_per_unit: Option<f32>,
+    /// Resolution of the sensor in bits; the card reports the compression ratio against it.
+    #[arg(long, default_value_t = 16)]
+    sensor_bits: u32,
     /// Output model directory.
     #[arg(long)]
     out: PathBuf,
@@ -124,6 +158,7 @@ impl TrainArgs {
             train_hop: self.train_hop,
             patience: self.patience,
             counts_per_unit: self.counts_per_unit,
+            sensor_bits: self.sensor_bits,
             out: self.out,
             progress: true,
         }
@@ -287,6 +322,18 @@ pub fn run(cli: Cli) -> Result<()> {
                 e.saturated_windows,
                 e.dropped_samples
             );
+        }
+        Command::Bench(BenchCommand::Rd(args)) => {
+            let request = RdRequest {
+                data: args.data,
+                column: args.column,
+                models: args.models,
+                window: args.window,
+                out: args.out,
+            };
+            let report = pipeline::bench_rd(&request)?;
+            print!("{}", report.table());
+            eprintln!("wrote {} and {}", request.out.join("rd.json").display(), request.out.join("rd.png").display());
         }
         Command::Decode(args) => {
             let request = args.request();

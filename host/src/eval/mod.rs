@@ -2,6 +2,8 @@
 //! components as the model has codes, and the int8 device path, as one [`Report`].
 
 mod pca;
+#[cfg(feature = "peers")]
+pub mod peers;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -71,6 +73,8 @@ pub struct Evaluation<'a> {
     pub backend: Backend,
     /// The device path, once quantized: the blob and the latent decoder.
     pub device: Option<(&'a Blob, &'a dyn Runtime)>,
+    /// Resolution of the sensor, for the compression ratio against it.
+    pub sensor_bits: u32,
 }
 
 /// Float autoencoder, PCA (fitted on the training part, K = latent) and, when given, the int8
@@ -78,12 +82,12 @@ pub struct Evaluation<'a> {
 pub fn evaluate(model_dir: &Path, e: &Evaluation<'_>) -> Result<Report> {
     let ds = e.dataset;
     let mut sections = BTreeMap::new();
-    sections.insert(Method::FloatAutoencoder, float_metrics(e.autoencoder, ds, e.latent)?);
+    sections.insert(Method::FloatAutoencoder, float_metrics(e.autoencoder, ds, e.latent, e.sensor_bits)?);
     let pca = Pca::fit(ds.train_norm(), e.latent).context("PCA baseline")?;
     let pca_recon = ds.normalization().denormalize(&pca.reconstruct(ds.held_out_norm()));
-    sections.insert(Method::Pca, metrics::compute(ds.held_out(), &pca_recon, ds.channels(), e.latent));
+    sections.insert(Method::Pca, metrics::compute(ds.held_out(), &pca_recon, ds.channels(), e.latent, e.sensor_bits));
     if let Some((blob, decoder)) = e.device {
-        sections.insert(Method::Int8Device, device_metrics(blob, decoder, ds)?);
+        sections.insert(Method::Int8Device, device_metrics(blob, decoder, ds, e.sensor_bits)?);
     }
     Ok(Report {
         model_dir: model_dir.display().to_string(),
@@ -98,15 +102,15 @@ pub fn evaluate(model_dir: &Path, e: &Evaluation<'_>) -> Result<Report> {
 }
 
 /// Held-out metrics of a float autoencoder (normalized windows in and out).
-pub fn float_metrics(autoencoder: &dyn Runtime, ds: &Dataset, latent: usize) -> Result<Metrics> {
+pub fn float_metrics(autoencoder: &dyn Runtime, ds: &Dataset, latent: usize, sensor_bits: u32) -> Result<Metrics> {
     let x = ds.held_out_norm();
     let recon = Windows::new(x.dim, autoencoder.run(&x.data, x.len())?);
     let recon = ds.normalization().denormalize(&recon);
-    Ok(metrics::compute(ds.held_out(), &recon, ds.channels(), latent))
+    Ok(metrics::compute(ds.held_out(), &recon, ds.channels(), latent, sensor_bits))
 }
 
 /// Held-out metrics of the device path: int8 encoder → frames → `decoder`.
-pub fn device_metrics(blob: &Blob, decoder: &dyn Runtime, ds: &Dataset) -> Result<Metrics> {
+pub fn device_metrics(blob: &Blob, decoder: &dyn Runtime, ds: &Dataset, sensor_bits: u32) -> Result<Metrics> {
     let recon = device_round_trip(blob, ds.normalization(), decoder, ds.held_out())?;
-    Ok(metrics::compute(ds.held_out(), &recon, ds.channels(), blob.latent()))
+    Ok(metrics::compute(ds.held_out(), &recon, ds.channels(), blob.latent(), sensor_bits))
 }

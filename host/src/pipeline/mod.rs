@@ -4,6 +4,8 @@
 //!
 //! The CLI only turns flags into these requests and prints the outcomes.
 
+#[cfg(all(feature = "peers", feature = "plot"))]
+mod bench;
 mod decode;
 #[cfg(feature = "train")]
 mod training;
@@ -13,6 +15,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{ensure, Context, Result};
 use funnel_artifacts::{Blob, Dataset, Graph, ModelCard, ModelDir, Recording};
 
+#[cfg(all(feature = "peers", feature = "plot"))]
+pub use bench::{bench_rd, RdRequest, DEFAULT_RD_WINDOW};
 pub use decode::{decode_stream, DecodeRequest, Source};
 #[cfg(all(feature = "train", feature = "plot"))]
 pub use training::plot_model;
@@ -115,6 +119,7 @@ pub fn evaluate_model(request: &EvalRequest) -> Result<Report> {
             autoencoder: autoencoder.as_ref(),
             backend: request.backend,
             device: device.as_ref().map(|(blob, decoder)| (blob, decoder.as_ref())),
+            sensor_bits: card.sensor_bits,
         },
     )
 }

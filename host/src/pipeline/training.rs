@@ -58,7 +58,7 @@ fn quantize_and_measure(
         counts_per_unit: card.counts_per_unit,
         calibration,
     })?;
-    let int8 = eval::device_metrics(&blob, decoder, dataset)?;
+    let int8 = eval::device_metrics(&blob, decoder, dataset, card.sensor_bits)?;
     let relative = (int8.prdn - float_prdn) / float_prdn;
     let quantization = QuantizationCard {
         blob_bytes: blob.len(),
@@ -151,6 +151,8 @@ pub struct TrainRequest {
     pub patience: usize,
     /// Device ADC counts per unit of the recording (default: fitted to the training part).
     pub counts_per_unit: Option<f32>,
+    /// Resolution of the sensor in bits (the card reports the compression ratio against it).
+    pub sensor_bits: u32,
     pub out: PathBuf,
     /// Show progress on the terminal.
     pub progress: bool,
@@ -176,6 +178,11 @@ pub fn train_model(request: &TrainRequest) -> Result<TrainOutcome> {
     // Every flag is checked before anything is read or trained.
     ensure!(request.epochs >= 1, "--epochs must be at least 1 (got {})", request.epochs);
     ensure!(request.patience >= 1, "--patience must be at least 1");
+    ensure!(
+        (1..=32).contains(&request.sensor_bits),
+        "--sensor-bits must be between 1 and 32 (got {})",
+        request.sensor_bits
+    );
     if let Some(cpu) = request.counts_per_unit {
         ensure!(cpu.is_finite() && cpu > 0.0, "--counts-per-unit must be a positive number (got {cpu})");
     }
@@ -261,6 +268,7 @@ pub fn train_model(request: &TrainRequest) -> Result<TrainOutcome> {
         split: dataset.split_info(),
         normalization: dataset.normalization().clone(),
         counts_per_unit,
+        sensor_bits: request.sensor_bits,
         held_out: Default::default(),
         files: Vec::new(),
         quantization: None,
@@ -275,6 +283,7 @@ pub fn train_model(request: &TrainRequest) -> Result<TrainOutcome> {
             autoencoder: &autoencoder,
             backend: Backend::Candle,
             device: None,
+            sensor_bits: card.sensor_bits,
         },
     )?;
     let decoder = TractModel::from_proto(&onnx.decoder, &dir.onnx_path(Graph::Decoder))?;

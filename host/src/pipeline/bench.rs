@@ -1,0 +1,100 @@
+//! `funnel bench rd`: the rate–distortion picture of one recording's held-out part — the classic
+//! peers swept over their knobs, and every Funnel model given, with each Funnel point's PRDN
+//! against the best peer's at the same bits per sample.
+
+use std::path::PathBuf;
+
+use super::{dataset_for_model, onnx_runtime};
+use crate::codec::{device_round_trip, simulate};
+use crate::eval::peers::{all_peers, FunnelPoint, PeerInput, RdPoint, RdReport};
+use crate::runtime::Backend;
+use anyhow::{ensure, Context, Result};
+use funnel_artifacts::metrics::Quality;
+use funnel_artifacts::{Dataset, Graph, ModelDir, Recording};
+
+/// Window of the peers' split when no model is given.
+pub const DEFAULT_RD_WINDOW: usize = 256;
+
+/// `funnel bench rd`.
+#[derive(Clone, Debug)]
+pub struct RdRequest {
+    pub data: PathBuf,
+    pub column: String,
+    /// Funnel models to place among the peers (their int8 device path).
+    pub models: Vec<PathBuf>,
+    /// Window of the split and of the per-window peers (default: the first model's, else 256).
+    pub window: Option<usize>,
+    /// Where `rd.json` and `rd.png` go.
+    pub out: PathBuf,
+}
+
+/// The held-out part of one column as the peers see it, with the split of `window`.
+fn peer_split(recording: &Recording, window: usize) -> Result<(Vec<f64>, Vec<f64>, f32)> {
+    let dataset = Dataset::new(recording.clone(), window, None)?;
+    let flat = |w: &funnel_artifacts::Windows| w.data.iter().map(|&v| f64::from(v)).collect::<Vec<f64>>();
+    Ok((flat(dataset.train()), flat(dataset.held_out()), dataset.default_counts_per_unit()))
+}
+
+/// Runs the peers and the models on `request.data` and writes `rd.json` and `rd.png`.
+pub fn bench_rd(request: &RdRequest) -> Result<RdReport> {
+    let columns = vec![request.column.clone()];
+    let recording = Recording::from_csv(&request.data, &columns)?;
+    let models: Vec<ModelDir> = request.models.iter().map(ModelDir::new).collect();
+    let cards = models.iter().map(|m| m.load_card()).collect::<Result<Vec<_>, _>>()?;
+    let window = match (request.window, cards.first()) {
+        (Some(w), _) => w,
+        (None, Some(card)) => card.window(),
+        (None, None) => DEFAULT_RD_WINDOW,
+    };
+    ensure!(window >= 2, "--window must be at least 2");
+    let (train, held_out, default_cpu) = peer_split(&recording, window)?;
+    let counts_per_unit = cards.first().map_or(default_cpu, |c| c.counts_per_unit);
+    let points = all_peers(&PeerInput { train: &train, held_out: &held_out, window, counts_per_unit })
+        .context("classic peers")?;
+
+    let mut funnel = Vec::new();
+    for (dir, card) in models.iter().zip(&cards) {
+        // Each model on its own split (its window), through the device path.
+        let dataset = dataset_for_model(dir, card, &request.data, &columns)?;
+        let blob = dir.load_blob()?;
+        let decoder = onnx_runtime(dir, Graph::Decoder, Backend::Tract)?;
+        let rebuilt = device_round_trip(&blob, &card.normalization, decoder.as_ref(), dataset.held_out())?;
+        let counts: Vec<i16> = dataset
+            .held_out()
+            .data
+            .iter()
+            .map(|&v| funnel_shared::stream::to_counts(v, blob.counts_per_unit()))
+            .collect();
+        let bytes = simulate(&blob, &counts)?.bytes.len();
+        let q = Quality::of(dataset.held_out(), &rebuilt, 1);
+        let point = RdPoint {
+            method: format!("Funnel {}", dir.path().display()),
+            setting: format!("{} codes/window", blob.latent()),
+            bits_per_sample: 8.0 * bytes as f64 / dataset.held_out().data.len() as f64,
+            prdn: q.prdn,
+            prd: q.prd,
+            snr_db: q.snr_db,
+            max_abs_error: q.max_abs_error,
+        };
+        funnel.push(FunnelPoint::against(
+            dir.path().display().to_string(),
+            blob.model_id().to_string(),
+            point,
+            &points,
+        ));
+    }
+    let report = RdReport {
+        data: request.data.display().to_string(),
+        column: request.column.clone(),
+        window,
+        held_out_samples: held_out.len(),
+        points,
+        funnel,
+    };
+    std::fs::create_dir_all(&request.out).with_context(|| format!("cannot create {}", request.out.display()))?;
+    let json = request.out.join("rd.json");
+    std::fs::write(&json, serde_json::to_string_pretty(&report)? + "\n")
+        .with_context(|| format!("cannot write {}", json.display()))?;
+    crate::plot::plot_rd(&request.out.join("rd.png"), &report)?;
+    Ok(report)
+}
