@@ -173,9 +173,9 @@ impl WeightedDwt {
     }
 }
 
-/// The wavelet coder: [`WeightedDwt`] of the whole held-out signal (cut to a multiple of 32
-/// samples), every coefficient uniformly quantized with one step (0.005 to 2.5 standard
-/// deviations), zstd over the integers.
+/// The wavelet coder: the weighted CDF 9/7 transform of the whole held-out signal (cut to a
+/// multiple of 32 samples), every coefficient uniformly quantized with one step (0.005 to 2.5
+/// standard deviations), zstd over the integers.
 pub fn dwt(input: &PeerInput<'_>) -> Result<Vec<RdPoint>> {
     let x = &input.held_out[..input.held_out.len() >> DWT_LEVELS << DWT_LEVELS];
     ensure!(!x.is_empty(), "the held-out part is shorter than {} samples", 1 << DWT_LEVELS);

@@ -58,7 +58,7 @@ pub fn load_runtime(dir: &ModelDir, card: &ModelCard, graph: Graph, backend: Bac
         #[cfg(feature = "train")]
         Backend::Candle => {
             let model = crate::train::load_checkpoint(dir, &card.spec)?;
-            Ok(Box::new(OwnedCandle { model, graph }))
+            Ok(Box::new(crate::train::CandleRuntime { model, graph }))
         }
         #[cfg(not(feature = "train"))]
         Backend::Candle => {
@@ -66,28 +66,6 @@ pub fn load_runtime(dir: &ModelDir, card: &ModelCard, graph: Graph, backend: Bac
             anyhow::bail!("--backend candle: this funnel was built without training (candle); use tract or ort")
         }
         Backend::Tract | Backend::Ort => onnx_runtime(dir, graph, backend),
-    }
-}
-
-/// A loaded checkpoint behind the [`Runtime`] trait.
-#[cfg(feature = "train")]
-struct OwnedCandle {
-    model: crate::train::Autoencoder,
-    graph: Graph,
-}
-
-#[cfg(feature = "train")]
-impl Runtime for OwnedCandle {
-    fn input_len(&self) -> usize {
-        crate::train::CandleRuntime { model: &self.model, graph: self.graph }.input_len()
-    }
-
-    fn output_len(&self) -> usize {
-        crate::train::CandleRuntime { model: &self.model, graph: self.graph }.output_len()
-    }
-
-    fn run(&self, input: &[f32], batch: usize) -> Result<Vec<f32>> {
-        crate::train::CandleRuntime { model: &self.model, graph: self.graph }.run(input, batch)
     }
 }
 

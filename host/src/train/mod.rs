@@ -3,6 +3,7 @@
 
 mod model;
 
+use std::borrow::Borrow;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -57,29 +58,31 @@ impl TrainedModel {
     }
 
     /// One of the model's graphs, run by candle.
-    pub fn runtime(&self, graph: Graph) -> CandleRuntime<'_> {
+    pub fn runtime(&self, graph: Graph) -> CandleRuntime<&Autoencoder> {
         CandleRuntime { model: &self.model, graph }
     }
 }
 
-/// A graph of a candle [`Autoencoder`] as a [`Runtime`].
-pub struct CandleRuntime<'m> {
-    pub model: &'m Autoencoder,
+/// A graph of a candle [`Autoencoder`] (owned or borrowed) as a [`Runtime`].
+pub struct CandleRuntime<M> {
+    pub model: M,
     pub graph: Graph,
 }
 
-impl Runtime for CandleRuntime<'_> {
+impl<M: Borrow<Autoencoder>> Runtime for CandleRuntime<M> {
     fn input_len(&self) -> usize {
+        let spec = &self.model.borrow().spec;
         match self.graph {
-            Graph::Decoder => self.model.spec.latent,
-            Graph::Encoder | Graph::Autoencoder => self.model.spec.input_len(),
+            Graph::Decoder => spec.latent,
+            Graph::Encoder | Graph::Autoencoder => spec.input_len(),
         }
     }
 
     fn output_len(&self) -> usize {
+        let spec = &self.model.borrow().spec;
         match self.graph {
-            Graph::Encoder => self.model.spec.latent,
-            Graph::Decoder | Graph::Autoencoder => self.model.spec.input_len(),
+            Graph::Encoder => spec.latent,
+            Graph::Decoder | Graph::Autoencoder => spec.input_len(),
         }
     }
 
@@ -95,10 +98,11 @@ impl Runtime for CandleRuntime<'_> {
             return Ok(Vec::new());
         }
         let x = Windows::new(self.input_len(), input.to_vec());
+        let model = self.model.borrow();
         let y = match self.graph {
-            Graph::Encoder => self.model.encode_windows(&x)?,
-            Graph::Decoder => self.model.decode_latents(&x)?,
-            Graph::Autoencoder => self.model.reconstruct(&x)?,
+            Graph::Encoder => model.encode_windows(&x)?,
+            Graph::Decoder => model.decode_latents(&x)?,
+            Graph::Autoencoder => model.reconstruct(&x)?,
         };
         Ok(y.data)
     }
