@@ -141,21 +141,11 @@ fn a_damaged_stream_reports_exactly_the_damage_and_keeps_the_rest() {
 fn frames_are_refused_by_another_model_naming_both_ids() {
     // Another model: the shipped one re-quantized with a different calibration slice.
     let tmp = tempfile::tempdir().unwrap();
-    let other = tmp.path().join("other");
-    std::fs::create_dir(&other).unwrap();
-    for entry in std::fs::read_dir(ecg_model()).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), other.join(entry.file_name())).unwrap();
-    }
+    let other = copy_of_the_shipped_model(tmp.path());
     let (data, columns) = ecg_data();
     let head = tmp.path().join("head.csv");
     let text = std::fs::read_to_string(&data).unwrap();
     std::fs::write(&head, text.lines().take(5000).collect::<Vec<_>>().join("\n")).unwrap();
-    // The card names its data relative to its directory: point the copy at the same recording.
-    let copy = ModelDir::new(&other);
-    let mut card = copy.load_card().unwrap();
-    card.data_file = copy.data_file_name(&data);
-    copy.save_card(&mut card).unwrap();
     let q = quantize_model(&QuantizeRequest { model: other.clone(), calibration: Some((head, columns)) }).unwrap();
     let ours = ModelDir::new(ecg_model()).load_card().unwrap().quantization.unwrap().model_id;
     assert_ne!(q.card.model_id, ours);
@@ -164,4 +154,38 @@ fn frames_are_refused_by_another_model_naming_both_ids() {
     encode_ecg(&codes);
     let err = decode(&other, &codes, &tmp.path().join("x.csv")).unwrap_err().to_string();
     assert!(err.contains(&ours) && err.contains(&q.card.model_id), "{err}");
+}
+
+/// `models/ecg` copied into `dir/other`, its card pointing at the same recording (cards name
+/// their data relative to their directory).
+fn copy_of_the_shipped_model(dir: &Path) -> std::path::PathBuf {
+    let other = dir.join("other");
+    std::fs::create_dir(&other).unwrap();
+    for entry in std::fs::read_dir(ecg_model()).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), other.join(entry.file_name())).unwrap();
+    }
+    let copy = ModelDir::new(&other);
+    let mut card = copy.load_card().unwrap();
+    card.data_file = copy.data_file_name(&ecg_data().0);
+    copy.save_card(&mut card).unwrap();
+    other
+}
+
+#[test]
+fn a_card_and_a_blob_of_different_models_are_refused_before_anything_is_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    let other = copy_of_the_shipped_model(tmp.path());
+    let codes = tmp.path().join("codes.bin");
+    encode_ecg(&codes);
+    for columns in [vec![], vec!["a".to_string(), "b".to_string()]] {
+        let dir = ModelDir::new(&other);
+        let mut card = dir.load_card().unwrap();
+        card.columns = columns.clone();
+        dir.save_card(&mut card).unwrap();
+        let out = tmp.path().join("x.csv");
+        let e = decode(&other, &codes, &out).unwrap_err().to_string();
+        assert!(e.contains("different models") && e.contains(&format!("{} column(s)", columns.len())), "{e}");
+        assert!(!out.exists(), "{columns:?}: no output for a stream that cannot be decoded");
+    }
 }
