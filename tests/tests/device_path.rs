@@ -10,7 +10,8 @@ use funnel::pipeline::{
     Source,
 };
 use funnel::runtime::{load_onnx, Backend};
-use funnel_artifacts::{Graph, Method, ModelDir};
+use funnel_artifacts::data::Normalization;
+use funnel_artifacts::{Graph, Method, ModelCard, ModelDir, ModelSpec};
 use funnel_e2e::{ecg_data, ecg_model, held_out_prdn, read_rows, root};
 use funnel_shared::wire::CorruptKind;
 
@@ -178,14 +179,33 @@ fn a_card_and_a_blob_of_different_models_are_refused_before_anything_is_written(
     let other = copy_of_the_shipped_model(tmp.path());
     let codes = tmp.path().join("codes.bin");
     encode_ecg(&codes);
-    for columns in [vec![], vec!["a".to_string(), "b".to_string()]] {
-        let dir = ModelDir::new(&other);
-        let mut card = dir.load_card().unwrap();
-        card.columns = columns.clone();
-        dir.save_card(&mut card).unwrap();
-        let out = tmp.path().join("x.csv");
+    let out = tmp.path().join("x.csv");
+    let dir = ModelDir::new(&other);
+    let shipped = dir.load_card().unwrap();
+    let write_card = |card: &ModelCard| {
+        std::fs::write(dir.card_path(), serde_json::to_string_pretty(card).unwrap()).unwrap();
+    };
+    // A card that contradicts itself (no columns for a one-channel model; a hidden layer of
+    // 2^32 − 1 units; a window of 2^31) is refused when it is read.
+    let no_columns = ModelCard { columns: vec![], ..shipped.clone() };
+    let huge_layer =
+        ModelCard { spec: ModelSpec { hidden: vec![4_294_967_295, 60], ..shipped.spec.clone() }, ..shipped.clone() };
+    let huge_window = ModelCard { spec: ModelSpec { window: 1 << 31, ..shipped.spec.clone() }, ..shipped.clone() };
+    for (card, says) in [(no_columns, "0 column(s)"), (huge_layer, "4294967295"), (huge_window, "too large")] {
+        write_card(&card);
         let e = decode(&other, &codes, &out).unwrap_err().to_string();
-        assert!(e.contains("different models") && e.contains(&format!("{} column(s)", columns.len())), "{e}");
-        assert!(!out.exists(), "{columns:?}: no output for a stream that cannot be decoded");
+        assert!(e.contains("contradicts itself") && e.contains(says), "{e}");
+        assert!(!out.exists(), "no output for a model that cannot decode");
     }
+    // A consistent two-channel card beside the one-channel blob: the two are of different models.
+    let two = ModelCard {
+        columns: vec!["a".into(), "b".into()],
+        spec: ModelSpec::new(shipped.spec.arch, 2, shipped.window(), shipped.latent()).unwrap(),
+        normalization: Normalization { mean: vec![0.0; 2], std: vec![1.0; 2] },
+        ..shipped
+    };
+    write_card(&two);
+    let e = decode(&other, &codes, &out).unwrap_err().to_string();
+    assert!(e.contains("different models") && e.contains("2 column(s)") && e.contains("1 channel(s)"), "{e}");
+    assert!(!out.exists(), "no output for a stream that cannot be decoded");
 }

@@ -109,6 +109,30 @@ impl ModelCard {
         self.spec.latent
     }
 
+    /// The card agrees with itself: a valid shape ([`ModelSpec::check`]), one column and one
+    /// normalization entry per channel, positive finite scales. Returns what is wrong.
+    pub fn check(&self) -> Result<(), String> {
+        self.spec.check().map_err(|e| format!("the model's shape is invalid: {e}"))?;
+        let channels = self.spec.channels;
+        let n = &self.normalization;
+        if self.columns.len() != channels || n.mean.len() != channels || n.std.len() != channels {
+            return Err(format!(
+                "{} column(s) and {} / {} normalization entries for a model of {channels} channel(s)",
+                self.columns.len(),
+                n.mean.len(),
+                n.std.len()
+            ));
+        }
+        let positive = |v: f32| v.is_finite() && v > 0.0;
+        if !n.std.iter().all(|&s| positive(s)) || !n.mean.iter().all(|m| m.is_finite()) {
+            return Err(format!("normalization {n:?} has a non-finite mean or a std that is not positive"));
+        }
+        if !positive(self.counts_per_unit) {
+            return Err(format!("counts_per_unit {} is not a positive number", self.counts_per_unit));
+        }
+        Ok(())
+    }
+
     /// Refuses data columns other than the ones the model was trained on.
     pub fn check_columns(&self, columns: &[String]) -> Result<(), ColumnMismatch> {
         if self.columns == columns {

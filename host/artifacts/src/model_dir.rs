@@ -47,6 +47,8 @@ pub enum ArtifactError {
     CardUnreadable { path: PathBuf, source: std::io::Error },
     #[error("{path} is not a valid Funnel model card: {source}")]
     CardInvalid { path: PathBuf, source: serde_json::Error },
+    #[error("{path} contradicts itself: {message}")]
+    CardInconsistent { path: PathBuf, message: String },
     #[error("cannot read {path} (run `funnel quantize --model {dir}` first): {source}", dir = .path.parent().unwrap_or(Path::new(".")).display())]
     BlobUnreadable { path: PathBuf, source: std::io::Error },
     #[error("{path}: {source}")]
@@ -112,7 +114,10 @@ impl ModelDir {
         let path = self.card_path();
         let text = std::fs::read_to_string(&path)
             .map_err(|source| ArtifactError::CardUnreadable { path: path.clone(), source })?;
-        serde_json::from_str(&text).map_err(|source| ArtifactError::CardInvalid { path, source })
+        let card: ModelCard =
+            serde_json::from_str(&text).map_err(|source| ArtifactError::CardInvalid { path: path.clone(), source })?;
+        card.check().map_err(|message| ArtifactError::CardInconsistent { path, message })?;
+        Ok(card)
     }
 
     /// Reads and checks `encoder.fq8`.

@@ -192,6 +192,24 @@ impl ModelSpec {
         Ok(ModelSpec { arch, channels, window, latent, hidden })
     }
 
+    /// Checks a stored shape (e.g. read from a card): the sizes within what the device takes,
+    /// and the hidden sizes the ones [`ModelSpec::new`] gives this architecture — a hand-edited
+    /// or corrupted card must not build a network of arbitrary size.
+    pub fn check(&self) -> Result<(), SpecError> {
+        let canonical = ModelSpec::new(self.arch, self.channels, self.window, self.latent)?;
+        ensure!(
+            canonical.hidden == self.hidden,
+            "hidden sizes {:?} are not those of a {} model with {} channel(s) × {} samples → {} codes ({:?})",
+            self.hidden,
+            self.arch,
+            self.channels,
+            self.window,
+            self.latent,
+            canonical.hidden
+        );
+        Ok(())
+    }
+
     /// Number of encoder weights (= int8 bytes on the device, biases not counted).
     pub fn encoder_weights(&self) -> usize {
         self.layout().0.iter().map(|l| l.parameter_counts().map_or(0, |(weights, _, _)| weights)).sum()
@@ -314,5 +332,16 @@ mod tests {
         assert!(e.contains("17 --column"), "{e}");
         // The conv encoder of a typical ECG model stays small.
         assert!(ModelSpec::new(Arch::Conv, 1, 256, 16).unwrap().encoder_weights() < 20_000);
+    }
+
+    #[test]
+    fn a_stored_shape_is_checked() {
+        let good = ModelSpec::new(Arch::Mlp, 1, 256, 16).unwrap();
+        assert!(good.check().is_ok());
+        let e = ModelSpec { hidden: vec![4_294_967_295, 60], ..good.clone() }.check().unwrap_err();
+        assert!(e.message.contains("4294967295") && e.message.contains("[120, 60]"), "{e}");
+        let e = ModelSpec { window: 1 << 31, ..good.clone() }.check().unwrap_err();
+        assert!(e.message.contains("too large"), "{e}");
+        assert!(ModelSpec { hidden: vec![120], ..good }.check().is_err());
     }
 }

@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use funnel_artifacts::data::Normalization;
 use funnel_artifacts::{Blob, Graph, ModelDir};
 
-use super::{check_decodable, load_runtime};
+use super::{load_runtime, model_blob};
 use crate::codec::{CollectSink, CsvSink, DecodeReport, ReconstructionSink, StreamDecoder, Tee, DEFAULT_BATCH};
 use crate::runtime::{Backend, Runtime};
 
@@ -43,8 +43,7 @@ pub struct DecodeRequest {
 pub fn decode_stream(request: &DecodeRequest) -> Result<DecodeReport> {
     let dir = ModelDir::new(&request.model);
     let card = dir.load_card()?;
-    let blob = dir.load_blob()?;
-    check_decodable(&card, &blob)?;
+    let blob = model_blob(&dir, &card)?;
     let decoder = load_runtime(&dir, &card, Graph::Decoder, request.backend)?;
     let mut reader: Box<dyn Read> = match &request.source {
         Source::Stdin => Box::new(std::io::stdin().lock()),
