@@ -153,8 +153,18 @@ fn frames_are_refused_by_another_model_naming_both_ids() {
 
     let codes = tmp.path().join("codes.bin");
     encode_ecg(&codes);
-    let err = decode(&other, &codes, &tmp.path().join("x.csv")).unwrap_err().to_string();
+    let out = tmp.path().join("x.csv");
+    std::fs::write(&out, "an earlier reconstruction\n").unwrap();
+    let err = decode(&other, &codes, &out).unwrap_err().to_string();
     assert!(err.contains(&ours) && err.contains(&q.card.model_id), "{err}");
+    // The failed decode left the earlier output as it was, and no temporary file.
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "an earlier reconstruction\n");
+    assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 4, "other/, head.csv, codes.bin, x.csv");
+    // Decoding a capture into itself is refused before anything is written.
+    let before = std::fs::read(&codes).unwrap();
+    let err = decode(&ecg_model(), &codes, &codes).unwrap_err().to_string();
+    assert!(err.contains("--input") && err.contains("destroy"), "{err}");
+    assert_eq!(std::fs::read(&codes).unwrap(), before);
 }
 
 /// `models/ecg` copied into `dir/other`, its card pointing at the same recording (cards name

@@ -45,6 +45,14 @@ pub fn decode_stream(request: &DecodeRequest) -> Result<DecodeReport> {
     let card = dir.load_card()?;
     let blob = model_blob(&dir, &card)?;
     let decoder = load_runtime(&dir, &card, Graph::Decoder, request.backend)?;
+    if let Source::File(input) = &request.source {
+        let same = |a: &Path, b: &Path| matches!((a.canonicalize(), b.canonicalize()), (Ok(a), Ok(b)) if a == b);
+        anyhow::ensure!(
+            !same(input, &request.out),
+            "--out {} is the --input file: decoding into it would destroy the capture",
+            request.out.display()
+        );
+    }
     let mut reader: Box<dyn Read> = match &request.source {
         Source::Stdin => Box::new(std::io::stdin().lock()),
         Source::File(path) => {
@@ -87,6 +95,10 @@ pub(super) struct Decoding<'a> {
 }
 
 /// Reads `reader` to its end (or time-out), writing rows to `out` and, with `plot`, a picture.
+///
+/// A file or stdin is decoded into a temporary file beside `out` that replaces it only once
+/// decoding has succeeded, so a failed decode never destroys an earlier reconstruction; a live
+/// port writes `out` as rows arrive (that output is the point of watching a device).
 pub(super) fn decode_to_csv(
     reader: &mut dyn Read,
     d: &Decoding<'_>,
@@ -96,7 +108,24 @@ pub(super) fn decode_to_csv(
     if let (Some(png), false) = (plot, cfg!(feature = "plot")) {
         anyhow::bail!("cannot write {}: this funnel was built without plotting (feature `plot`)", png.display());
     }
-    let file = std::fs::File::create(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let target = match (d.live, out.file_name()) {
+        (false, Some(name)) => out.with_file_name(format!(".{}.partial", name.to_string_lossy())),
+        _ => out.to_path_buf(),
+    };
+    let decoded = decode_into(reader, d, &target, plot);
+    match (&decoded, target == out) {
+        (Ok(_), false) => std::fs::rename(&target, out).with_context(|| format!("cannot write {}", out.display()))?,
+        (Err(_), false) => {
+            let _ = std::fs::remove_file(&target);
+        }
+        (_, true) => {}
+    }
+    decoded
+}
+
+/// [`decode_to_csv`] into `target`.
+fn decode_into(reader: &mut dyn Read, d: &Decoding<'_>, target: &Path, plot: Option<&Path>) -> Result<DecodeReport> {
+    let file = std::fs::File::create(target).with_context(|| format!("cannot create {}", target.display()))?;
     let mut csv = CsvSink::new(std::io::BufWriter::new(file), d.columns)?;
     let mut collect = CollectSink { channels: d.columns.len(), limit: Some(PLOT_SAMPLES), ..Default::default() };
     let report =
