@@ -32,10 +32,33 @@ pub enum DataError {
          (one training and one held-out window)"
     )]
     TooFewRows { path: PathBuf, rows: usize, window: usize, needed: usize },
+    #[error(
+        "{path}: line {line} is blank: a missing row would shift every later sample in time (remove the line, or \
+         fill the gap)"
+    )]
+    BlankLine { path: PathBuf, line: u64 },
     #[error("window must be at least 1 (got {window})")]
     BadWindow { window: usize },
     #[error("the normalization has {found} channel(s), the recording {expected}")]
     NormalizationChannels { expected: usize, found: usize },
+}
+
+/// Newlines inside the (quoted) fields of a record: lines it spans beyond its first.
+fn newlines(record: &csv::StringRecord) -> u64 {
+    record.iter().map(|field| field.matches('\n').count() as u64).sum()
+}
+
+/// Longest cell an error message quotes whole.
+const MAX_QUOTED_CELL: usize = 40;
+
+/// A cell for an error message: whole when short, else its start and its length (an
+/// unterminated quote can make one cell of the rest of a file).
+fn quoted_cell(cell: &str) -> String {
+    if cell.len() <= MAX_QUOTED_CELL {
+        return cell.to_string();
+    }
+    let end = (0..=MAX_QUOTED_CELL).rev().find(|&i| cell.is_char_boundary(i)).unwrap_or(0);
+    format!("{}… ({} bytes)", &cell[..end], cell.len())
 }
 
 /// A multi-channel recording: `samples[c][row]`, in the file's units.
@@ -86,21 +109,28 @@ impl Recording {
                 Ok(true) => {}
                 Err(e) => return Err(csv_err(e, &path)),
             }
-            let line = record.position().map_or(0, |p| p.line());
+            // The csv reader skips blank lines, and a skipped row would shift every later sample
+            // in time without a word. A record's position is where the previous one ended, so
+            // blank lines before it make it span more lines than its own.
+            let start = record.position().map_or(0, |p| p.line());
+            if reader.position().line().saturating_sub(start) > 1 + newlines(&record) {
+                return Err(DataError::BlankLine { path, line: start });
+            }
+            let line = start;
             for (c, &i) in idx.iter().enumerate() {
                 let cell = record.get(i).unwrap_or("");
                 let v: f32 = cell.parse().map_err(|_| DataError::NonNumeric {
                     path: path.clone(),
                     line,
                     column: columns[c].clone(),
-                    value: cell.to_string(),
+                    value: quoted_cell(cell),
                 })?;
                 if !v.is_finite() {
                     return Err(DataError::NonFinite {
                         path: path.clone(),
                         line,
                         column: columns[c].clone(),
-                        value: cell.to_string(),
+                        value: quoted_cell(cell),
                     });
                 }
                 samples[c].push(v);
@@ -239,5 +269,24 @@ mod tests {
     fn counts_are_interleaved_by_time_step() {
         let rec = Recording::from_channels("mem", cols(&["a", "b"]), vec![vec![0.5, 1.0, 1.5], vec![-0.5, -1.0, -1.5]]);
         assert_eq!(rec.device_counts(4.0), vec![2, -2, 4, -4, 6, -6]);
+    }
+
+    #[test]
+    fn a_blank_line_is_refused_not_skipped() {
+        let f = csv_file("a\n1\n2\n\n4\n");
+        let e = Recording::from_csv(f.path(), &cols(&["a"])).unwrap_err();
+        assert!(matches!(e, DataError::BlankLine { line: 4, .. }), "{e}");
+        assert!(e.to_string().contains("line 4 is blank"), "{e}");
+        // A quoted field over two lines is not a blank line.
+        let f = csv_file("a,note\n1,\"two\nlines\"\n2,x\n");
+        assert_eq!(Recording::from_csv(f.path(), &cols(&["a"])).unwrap().samples, vec![vec![1.0, 2.0]]);
+    }
+
+    #[test]
+    fn errors_quote_at_most_a_short_cell() {
+        let long = format!("a\n1\n\"{}\n", "x".repeat(100_000));
+        let f = csv_file(&long);
+        let msg = Recording::from_csv(f.path(), &cols(&["a"])).unwrap_err().to_string();
+        assert!(msg.len() < 400 && msg.contains("bytes)"), "{} bytes: {}", msg.len(), &msg[..msg.len().min(400)]);
     }
 }
