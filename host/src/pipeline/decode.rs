@@ -109,7 +109,11 @@ pub(super) fn decode_to_csv(
         anyhow::bail!("cannot write {}: this funnel was built without plotting (feature `plot`)", png.display());
     }
     let target = match (d.live, out.file_name()) {
-        (false, Some(name)) => out.with_file_name(format!(".{}.partial", name.to_string_lossy())),
+        // One temporary file per process: two decodes into the same --out each write whole
+        // files, and the last to finish wins, instead of interleaving lines.
+        (false, Some(name)) => {
+            out.with_file_name(format!(".{}.{}.partial", name.to_string_lossy(), std::process::id()))
+        }
         _ => out.to_path_buf(),
     };
     let decoded = decode_into(reader, d, &target, plot);

@@ -43,6 +43,38 @@ pub enum DataError {
     NormalizationChannels { expected: usize, found: usize },
 }
 
+/// Longest line a recording may have. Rows of numbers are short; a longer line is a broken
+/// file, and reading it whole could take all memory.
+pub const MAX_LINE_BYTES: u64 = 1 << 20;
+
+/// Fails the read of a line longer than [`MAX_LINE_BYTES`], naming the line.
+struct LineLimit<R> {
+    inner: R,
+    line_bytes: u64,
+    line: u64,
+}
+
+impl<R: std::io::Read> std::io::Read for LineLimit<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        for &b in &buf[..n] {
+            if b == b'\n' {
+                self.line += 1;
+                self.line_bytes = 0;
+            } else {
+                self.line_bytes += 1;
+                if self.line_bytes > MAX_LINE_BYTES {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!("line {} is longer than {MAX_LINE_BYTES} bytes: not a recording", self.line),
+                    ));
+                }
+            }
+        }
+        Ok(n)
+    }
+}
+
 /// Newlines inside the (quoted) fields of a record: lines it spans beyond its first.
 fn newlines(record: &csv::StringRecord) -> u64 {
     record.iter().map(|field| field.matches('\n').count() as u64).sum()
@@ -75,6 +107,7 @@ impl Recording {
     pub fn from_csv(path: impl AsRef<Path>, columns: &[String]) -> Result<Recording, DataError> {
         let path = path.as_ref().to_path_buf();
         let file = std::fs::File::open(&path).map_err(|source| DataError::Io { path: path.clone(), source })?;
+        let file = LineLimit { inner: std::io::BufReader::new(file), line_bytes: 0, line: 1 };
         let mut reader = csv::ReaderBuilder::new().has_headers(true).trim(csv::Trim::All).from_reader(file);
         let csv_err = |e: csv::Error, path: &Path| -> DataError {
             if let csv::ErrorKind::Io(_) = e.kind() {
@@ -288,5 +321,13 @@ mod tests {
         let f = csv_file(&long);
         let msg = Recording::from_csv(f.path(), &cols(&["a"])).unwrap_err().to_string();
         assert!(msg.len() < 400 && msg.contains("bytes)"), "{} bytes: {}", msg.len(), &msg[..msg.len().min(400)]);
+    }
+
+    #[test]
+    fn an_absurdly_long_line_is_refused_without_reading_it_whole() {
+        let f = csv_file(&format!("a\n1\n{}\n", ",".repeat(2 << 20)));
+        let e = Recording::from_csv(f.path(), &cols(&["a"])).unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains("line 3 is longer than") && msg.len() < 300, "{msg}");
     }
 }
