@@ -459,3 +459,37 @@ fn bench_rd_places_a_model_among_the_peers() {
     ]);
     assert!(e.contains("\"t\""), "{e}");
 }
+
+/// Two decodes into the same --out at once each write a whole file and the last one wins: the
+/// output is never a mix of both.
+#[test]
+fn concurrent_decodes_into_one_output_never_interleave() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = train_small(tmp.path(), Arch::Mlp);
+    let (model, data) = (o.dir.path().to_str().unwrap(), tmp.path().join("ecg.csv"));
+    let codes = tmp.path().join("codes.bin");
+    let out = funnel(&[
+        "encode",
+        "--model",
+        model,
+        "--data",
+        data.to_str().unwrap(),
+        "--column",
+        COLUMN,
+        "--out",
+        codes.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let single = tmp.path().join("single.csv");
+    let decode = |to: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_funnel"))
+            .args(["decode", "--model", model, "--input", codes.to_str().unwrap(), "--out", to.to_str().unwrap()])
+            .spawn()
+            .unwrap()
+    };
+    assert!(decode(&single).wait().unwrap().success());
+    let shared = tmp.path().join("shared.csv");
+    let (mut a, mut b) = (decode(&shared), decode(&shared));
+    assert!(a.wait().unwrap().success() && b.wait().unwrap().success());
+    assert_eq!(std::fs::read_to_string(&shared).unwrap(), std::fs::read_to_string(&single).unwrap());
+}
