@@ -16,6 +16,15 @@ pub use sink::{CollectSink, CsvSink, ReconstructionSink, SampleStatus, Tee};
 
 use crate::runtime::Runtime;
 
+/// What the device path does to some windows.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RoundTrip {
+    /// The rebuilt windows, `[C][T]`, original units.
+    pub reconstruction: Windows,
+    /// Bytes the device sent for them (frames and framing).
+    pub bytes: usize,
+}
+
 /// What the device path rebuilds of `windows` (`[C][T]`, original units): each window
 /// converted to counts, encoded by the int8 encoder into frames, then decoded from those bytes.
 pub fn device_round_trip<R: Runtime + ?Sized>(
@@ -23,7 +32,7 @@ pub fn device_round_trip<R: Runtime + ?Sized>(
     normalization: &Normalization,
     decoder: &R,
     windows: &Windows,
-) -> Result<Windows> {
+) -> Result<RoundTrip> {
     let channels = blob.channels();
     let counts: Vec<i16> = windows
         .iter()
@@ -41,5 +50,5 @@ pub fn device_round_trip<R: Runtime + ?Sized>(
         report.summary()
     );
     let data = sink.values.chunks_exact(windows.dim).flat_map(|w| interleaved_to_channels_first(w, channels)).collect();
-    Ok(Windows::new(windows.dim, data))
+    Ok(RoundTrip { reconstruction: Windows::new(windows.dim, data), bytes: encoded.bytes.len() })
 }

@@ -111,6 +111,6 @@ pub fn float_metrics(autoencoder: &dyn Runtime, ds: &Dataset, latent: usize, sen
 
 /// Held-out metrics of the device path: int8 encoder → frames → `decoder`.
 pub fn device_metrics(blob: &Blob, decoder: &dyn Runtime, ds: &Dataset, sensor_bits: u32) -> Result<Metrics> {
-    let recon = device_round_trip(blob, ds.normalization(), decoder, ds.held_out())?;
+    let recon = device_round_trip(blob, ds.normalization(), decoder, ds.held_out())?.reconstruction;
     Ok(metrics::compute(ds.held_out(), &recon, ds.channels(), blob.latent(), sensor_bits))
 }

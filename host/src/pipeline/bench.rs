@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use super::{dataset_for_model, model_blob, onnx_runtime};
-use crate::codec::{device_round_trip, simulate};
+use crate::codec::device_round_trip;
 use crate::eval::peers::{all_peers, FunnelPoint, PeerInput, RdPoint, RdReport};
 use crate::runtime::Backend;
 use anyhow::{ensure, Context, Result};
@@ -58,19 +58,12 @@ pub fn bench_rd(request: &RdRequest) -> Result<RdReport> {
         let dataset = dataset_for_model(dir, card, &request.data, &columns)?;
         let blob = model_blob(dir, card)?;
         let decoder = onnx_runtime(dir, Graph::Decoder, Backend::Tract)?;
-        let rebuilt = device_round_trip(&blob, &card.normalization, decoder.as_ref(), dataset.held_out())?;
-        let counts: Vec<i16> = dataset
-            .held_out()
-            .data
-            .iter()
-            .map(|&v| funnel_shared::stream::to_counts(v, blob.counts_per_unit()))
-            .collect();
-        let bytes = simulate(&blob, &counts)?.bytes.len();
-        let q = Quality::of(dataset.held_out(), &rebuilt, 1);
+        let round_trip = device_round_trip(&blob, &card.normalization, decoder.as_ref(), dataset.held_out())?;
+        let q = Quality::of(dataset.held_out(), &round_trip.reconstruction, 1);
         let point = RdPoint {
             method: format!("Funnel {}", dir.path().display()),
             setting: format!("{} codes/window", blob.latent()),
-            bits_per_sample: 8.0 * bytes as f64 / dataset.held_out().data.len() as f64,
+            bits_per_sample: 8.0 * round_trip.bytes as f64 / dataset.held_out().data.len() as f64,
             prdn: q.prdn,
             prd: q.prd,
             snr_db: q.snr_db,
