@@ -7,7 +7,7 @@ use std::path::Path;
 
 use anyhow::Result;
 use funnel_artifacts::Windows;
-use plotters::coord::types::{RangedCoordf32, RangedCoordusize};
+use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
 use plotters::coord::{CoordTranslate, Shift};
 use plotters::prelude::*;
 
@@ -27,7 +27,8 @@ const PALETTE: [RGBColor; 8] = [
     RGBColor(120, 120, 120),
 ];
 
-type Chart<'a, 'b> = ChartContext<'a, BitMapBackend<'b>, Cartesian2d<RangedCoordusize, RangedCoordf32>>;
+/// A chart drawn into a PNG, with the coordinates of its two axes.
+type Chart<'a, 'b, X, Y> = ChartContext<'a, BitMapBackend<'b>, Cartesian2d<X, Y>>;
 
 /// A plotters result as ours, naming the file being drawn.
 fn drawn<T, E: Display>(result: std::result::Result<T, E>, out: &Path) -> Result<T> {
@@ -43,14 +44,20 @@ struct Style<'p> {
 
 impl Style<'_> {
     /// A chart on `area` with a caption and axis descriptions (when text can be drawn).
-    fn chart<'a, 'b>(
+    fn chart<'a, 'b, X, Y>(
         &self,
         area: &'a DrawingArea<BitMapBackend<'b>, Shift>,
         caption: (&str, u32),
-        x: Range<usize>,
-        y: Range<f32>,
+        x: X,
+        y: Y,
         (x_desc, y_desc): (&str, &str),
-    ) -> Result<Chart<'a, 'b>> {
+    ) -> Result<Chart<'a, 'b, X::CoordDescType, Y::CoordDescType>>
+    where
+        X: AsRangedCoord,
+        Y: AsRangedCoord,
+        X::CoordDescType: ValueFormatter<X::Value>,
+        Y::CoordDescType: ValueFormatter<Y::Value>,
+    {
         let mut builder = ChartBuilder::on(area);
         builder.margin(12);
         if self.text {
@@ -218,16 +225,10 @@ fn draw_rd(style: &Style<'_>, report: &RdReport) -> Result<()> {
     let (lo, hi) = if lo < hi { (lo / 1.5, hi * 1.5) } else { (0.1, 100.0) };
     let root = BitMapBackend::new(out, (1400, 850)).into_drawing_area();
     drawn(root.fill(&WHITE), out)?;
-    let mut builder = ChartBuilder::on(&root);
-    builder.margin(12);
-    if style.text {
-        let caption = format!("rate–distortion, held-out part of {} ({})", report.column, report.data);
-        builder.x_label_area_size(40).y_label_area_size(70).caption(caption, ("sans-serif", 22));
-    }
-    let mut chart = drawn(builder.build_cartesian_2d(0f64..x_max.max(0.1), (lo..hi).log_scale()), out)?;
-    if style.text {
-        drawn(chart.configure_mesh().x_desc("bits per sample").y_desc("PRDN % (log)").draw(), out)?;
-    }
+    let caption = format!("rate–distortion, held-out part of {} ({})", report.column, report.data);
+    let x = 0f64..x_max.max(0.1);
+    let descs = ("bits per sample", "PRDN % (log)");
+    let mut chart = style.chart(&root, (&caption, 22), x, (lo..hi).log_scale(), descs)?;
     let mut methods: Vec<&str> = report.points.iter().map(|p| p.method.as_str()).collect();
     methods.dedup();
     for (i, method) in methods.iter().enumerate() {

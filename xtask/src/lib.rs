@@ -360,11 +360,12 @@ pub fn read_samples(path: &Path) -> Result<Vec<i16>> {
 }
 
 /// The recording as device counts, as `funnel encode` converts it (with the blob's scale, after
-/// checking the columns against the card).
+/// checking the blob and the columns against the card).
 pub fn recording_counts(model: &Path, data: &Path, columns: &[String]) -> Result<Vec<i16>> {
     let dir = ModelDir::new(model);
-    let blob = dir.load_blob()?;
-    dir.load_card()?.check_columns(columns).with_context(|| format!("model {}", model.display()))?;
+    let card = dir.load_card()?;
+    let blob = dir.load_blob_of(&card)?;
+    card.check_columns(columns).with_context(|| format!("model {}", model.display()))?;
     Ok(Recording::from_csv(data, columns)?.device_counts(blob.counts_per_unit()))
 }
 

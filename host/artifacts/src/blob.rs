@@ -98,11 +98,6 @@ impl Blob {
         self.counts_per_unit
     }
 
-    /// How codes map back to latent values.
-    pub fn codes(&self) -> CodeQuant {
-        self.codes
-    }
-
     /// The latent value of one code.
     pub fn dequantize(&self, code: i8) -> f32 {
         self.codes.scale * (f32::from(code) - f32::from(self.codes.zero_point))

@@ -53,6 +53,8 @@ pub enum ArtifactError {
     BlobUnreadable { path: PathBuf, source: std::io::Error },
     #[error("{path}: {source}")]
     BlobInvalid { path: PathBuf, source: BlobCheckError },
+    #[error("{dir}: model.json has {card}; encoder.fq8 has {blob}: the card and the blob are of different models")]
+    BlobOfAnotherModel { dir: PathBuf, card: String, blob: String },
     #[error("cannot write {path}: {source}")]
     Write { path: PathBuf, source: std::io::Error },
     #[error("cannot list {path}: {source}")]
@@ -126,6 +128,26 @@ impl ModelDir {
         let bytes =
             std::fs::read(&path).map_err(|source| ArtifactError::BlobUnreadable { path: path.clone(), source })?;
         Blob::from_bytes(bytes).map_err(|source| ArtifactError::BlobInvalid { path, source })
+    }
+
+    /// Reads `encoder.fq8` and checks it against `card`: the same channels, window, codes per
+    /// window and device scale — or the two files are of different models and nothing they
+    /// make together can be trusted.
+    pub fn load_blob_of(&self, card: &ModelCard) -> Result<Blob, ArtifactError> {
+        let blob = self.load_blob()?;
+        let card_says = (card.columns.len(), card.window(), card.latent(), card.counts_per_unit);
+        let blob_says = (blob.channels(), blob.window(), blob.latent(), blob.counts_per_unit());
+        if card_says != blob_says {
+            let describe = |(channels, window, codes, cpu): (usize, usize, usize, f32), what: &str| {
+                format!("{channels} {what}, window {window}, {codes} codes, {cpu} counts/unit")
+            };
+            return Err(ArtifactError::BlobOfAnotherModel {
+                dir: self.path.clone(),
+                card: describe(card_says, "column(s)"),
+                blob: describe(blob_says, "channel(s)"),
+            });
+        }
+        Ok(blob)
     }
 
     /// The recording a card names, resolved against this directory.

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use super::{dataset_for_model, model_blob, onnx_runtime};
+use super::{dataset_for_model, onnx_runtime};
 use crate::codec::device_round_trip;
 use crate::eval::peers::{all_peers, FunnelPoint, PeerInput, RdPoint, RdReport};
 use crate::runtime::Backend;
@@ -56,7 +56,7 @@ pub fn bench_rd(request: &RdRequest) -> Result<RdReport> {
     for (dir, card) in models.iter().zip(&cards) {
         // Each model on its own split (its window), through the device path.
         let dataset = dataset_for_model(dir, card, &request.data, &columns)?;
-        let blob = model_blob(dir, card)?;
+        let blob = dir.load_blob_of(card)?;
         let decoder = onnx_runtime(dir, Graph::Decoder, Backend::Tract)?;
         let round_trip = device_round_trip(&blob, &card.normalization, decoder.as_ref(), dataset.held_out())?;
         let q = Quality::of(dataset.held_out(), &round_trip.reconstruction, 1);

@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use funnel_artifacts::data::Normalization;
 use funnel_artifacts::{Blob, Graph, ModelDir};
 
-use super::{load_runtime, model_blob};
+use super::load_runtime;
 use crate::codec::{CollectSink, CsvSink, DecodeReport, ReconstructionSink, StreamDecoder, Tee, DEFAULT_BATCH};
 use crate::runtime::{Backend, Runtime};
 
@@ -43,7 +43,7 @@ pub struct DecodeRequest {
 pub fn decode_stream(request: &DecodeRequest) -> Result<DecodeReport> {
     let dir = ModelDir::new(&request.model);
     let card = dir.load_card()?;
-    let blob = model_blob(&dir, &card)?;
+    let blob = dir.load_blob_of(&card)?;
     let decoder = load_runtime(&dir, &card, Graph::Decoder, request.backend)?;
     if let Source::File(input) = &request.source {
         let same = |a: &Path, b: &Path| matches!((a.canonicalize(), b.canonicalize()), (Ok(a), Ok(b)) if a == b);

@@ -12,7 +12,7 @@ mod training;
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{ensure, Context, Result};
+use anyhow::{Context, Result};
 use funnel_artifacts::{Blob, Dataset, Graph, ModelCard, ModelDir, Recording};
 
 #[cfg(all(feature = "peers", feature = "plot"))]
@@ -86,7 +86,7 @@ pub fn evaluate_model(request: &EvalRequest) -> Result<Report> {
     let dataset = dataset_for_model(&dir, &card, &request.data, &request.columns)?;
     let autoencoder = load_runtime(&dir, &card, Graph::Autoencoder, request.backend)?;
     let device = match dir.has_blob() {
-        true => Some((model_blob(&dir, &card)?, onnx_runtime(&dir, Graph::Decoder, Backend::Tract)?)),
+        true => Some((dir.load_blob_of(&card)?, onnx_runtime(&dir, Graph::Decoder, Backend::Tract)?)),
         false => None,
     };
     eval::evaluate(
@@ -114,45 +114,23 @@ pub struct EncodeRequest {
 
 /// Replays a recording through the device's int8 encoder; writes the bytes the device sends.
 pub fn encode_recording(request: &EncodeRequest) -> Result<EncodedStream> {
-    let dir = ModelDir::new(&request.model);
-    let card = dir.load_card()?;
-    let blob = model_blob(&dir, &card)?;
-    card.check_columns(&request.columns).with_context(|| format!("model {}", dir.path().display()))?;
-    let recording = Recording::from_csv(&request.data, &request.columns)?;
-    let encoded = simulate(&blob, &recording.device_counts(blob.counts_per_unit()))?;
+    let (blob, counts) = blob_and_counts(&request.model, &request.data, &request.columns)?;
+    let encoded = simulate(&blob, &counts)?;
     std::fs::write(&request.out, &encoded.bytes).with_context(|| format!("cannot write {}", request.out.display()))?;
     Ok(encoded)
 }
 
 /// The recording as the device's counts, converted as `funnel encode` converts it.
 pub fn recording_counts(model: &Path, data: &Path, columns: &[String]) -> Result<Vec<i16>> {
-    let dir = ModelDir::new(model);
-    let card = dir.load_card()?;
-    let blob = model_blob(&dir, &card)?;
-    card.check_columns(columns).with_context(|| format!("model {}", dir.path().display()))?;
-    Ok(Recording::from_csv(data, columns)?.device_counts(blob.counts_per_unit()))
+    Ok(blob_and_counts(model, data, columns)?.1)
 }
 
-/// The blob of a model directory, checked against its card: the same channels (columns and
-/// normalization), window, codes per window and device scale — or the two files are of
-/// different models and nothing they make together can be trusted.
-pub fn model_blob(dir: &ModelDir, card: &ModelCard) -> Result<Blob> {
-    let blob = dir.load_blob()?;
-    let card_says = (card.columns.len(), card.window(), card.latent(), card.counts_per_unit);
-    let blob_says = (blob.channels(), blob.window(), blob.latent(), blob.counts_per_unit());
-    ensure!(
-        card_says == blob_says,
-        "{}: model.json has {} column(s), window {}, {} codes, {} counts/unit; encoder.fq8 has {} channel(s), \
-         window {}, {} codes, {} counts/unit: the card and the blob are of different models",
-        dir.path().display(),
-        card_says.0,
-        card_says.1,
-        card_says.2,
-        card_says.3,
-        blob_says.0,
-        blob_says.1,
-        blob_says.2,
-        blob_says.3
-    );
-    Ok(blob)
+/// A model's blob (checked against its card) and `columns` of `data` as its device counts.
+fn blob_and_counts(model: &Path, data: &Path, columns: &[String]) -> Result<(Blob, Vec<i16>)> {
+    let dir = ModelDir::new(model);
+    let card = dir.load_card()?;
+    let blob = dir.load_blob_of(&card)?;
+    card.check_columns(columns).with_context(|| format!("model {}", dir.path().display()))?;
+    let counts = Recording::from_csv(data, columns)?.device_counts(blob.counts_per_unit());
+    Ok((blob, counts))
 }

@@ -175,7 +175,7 @@ pub struct TrainOutcome {
 /// Trains, exports, quantizes and evaluates a model into `request.out`: checkpoint, ONNX files,
 /// `encoder.fq8` and the card.
 pub fn train_model(request: &TrainRequest) -> Result<TrainOutcome> {
-    // Every flag is checked before anything is read or trained.
+    // Every flag is checked before anything is trained or written.
     ensure!(request.epochs >= 1, "--epochs must be at least 1 (got {})", request.epochs);
     ensure!(request.patience >= 1, "--patience must be at least 1");
     ensure!(
