@@ -1,12 +1,12 @@
-//! The device loop: samples into a ring buffer, full windows into frames.
+//! The device loop: samples into a ring buffer, full windows into frames (behind a stream
+//! header when one is due).
 
 use core::fmt;
 
 use embedded_io::Write;
 use funnel_shared::blob::{BlobError, MAX_CHANNELS};
 use funnel_shared::encoder::{EncodeError, QuantizedEncoder};
-use funnel_shared::stream::StreamEncoder;
-use funnel_shared::wire::{encode_frame, EncodeFrameError, MAX_ENCODED_LEN};
+use funnel_shared::stream::{StreamConfig, StreamConfigError, StreamEncoder, MAX_WINDOW_OUTPUT};
 use heapless::Deque;
 
 use crate::bench_mark;
@@ -36,6 +36,8 @@ pub enum StartError {
     RingTooSmall { needed: usize, capacity: usize },
     /// The scratch buffer is smaller than the encoder needs.
     ScratchTooSmall { needed: usize, capacity: usize },
+    /// The stream configuration does not fit this model.
+    Stream(StreamConfigError),
 }
 
 impl fmt::Display for StartError {
@@ -48,6 +50,7 @@ impl fmt::Display for StartError {
             StartError::ScratchTooSmall { needed, capacity } => {
                 write!(f, "scratch has {capacity} bytes, this model needs {needed}")
             }
+            StartError::Stream(e) => write!(f, "bad stream configuration: {e}"),
         }
     }
 }
@@ -58,7 +61,6 @@ pub enum AppError<S, W> {
     Source(S),
     Sink(W),
     Encode(EncodeError),
-    Frame(EncodeFrameError),
 }
 
 impl<S: fmt::Debug, W: fmt::Debug> fmt::Display for AppError<S, W> {
@@ -67,7 +69,6 @@ impl<S: fmt::Debug, W: fmt::Debug> fmt::Display for AppError<S, W> {
             AppError::Source(e) => write!(f, "sample source failed: {e:?}"),
             AppError::Sink(e) => write!(f, "writing a frame failed: {e:?}"),
             AppError::Encode(e) => write!(f, "encoding failed: {e}"),
-            AppError::Frame(e) => write!(f, "framing failed: {e}"),
         }
     }
 }
@@ -77,10 +78,11 @@ impl<S: fmt::Debug, W: fmt::Debug> fmt::Display for AppError<S, W> {
 pub enum Step {
     /// Took a sample; the window is not full yet.
     Sampled,
-    /// Took a sample that completed a window and sent its frame of `bytes` bytes.
-    Sent { bytes: usize },
-    /// The source is exhausted; a partial window left in the ring is not sent (as
-    /// `funnel encode` drops a trailing partial window).
+    /// Took a sample that completed a window and encoded it; `bytes` were sent (0 while a
+    /// frame of several windows is still filling).
+    Encoded { bytes: usize },
+    /// The source is exhausted; a partial window left in the ring, or windows of an unfilled
+    /// frame, are not sent (as `funnel encode` drops them).
     Finished,
 }
 
@@ -88,9 +90,11 @@ pub enum Step {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Summary {
     pub samples: u64,
+    pub windows: u32,
     pub frames: u32,
     pub bytes: u64,
-    /// Samples (time steps) read after the last full window, not sent.
+    /// Samples (time steps) read but not sent: after the last full window, or in windows of a
+    /// frame that did not fill.
     pub dropped_tail: usize,
 }
 
@@ -103,15 +107,15 @@ pub struct App<'m, S, W, const RING: usize, const SCRATCH: usize> {
     stream: StreamEncoder<'m>,
     ring: Deque<i16, RING>,
     scratch: [i8; SCRATCH],
-    frame_buf: [u8; MAX_ENCODED_LEN],
+    out: [u8; MAX_WINDOW_OUTPUT],
     window_samples: usize,
     channels: usize,
     summary: Summary,
 }
 
 impl<'m, S: SampleSource, W: Write, const RING: usize, const SCRATCH: usize> App<'m, S, W, RING, SCRATCH> {
-    /// Validates `blob` and the buffer sizes; the stream starts at sequence 0 on stream id 0.
-    pub fn new(blob: &'m [u8], source: S, sink: W) -> Result<Self, StartError> {
+    /// Validates `blob`, `config` and the buffer sizes; the session starts at frame 0.
+    pub fn new(blob: &'m [u8], config: StreamConfig, source: S, sink: W) -> Result<Self, StartError> {
         let encoder = QuantizedEncoder::from_blob(blob).map_err(StartError::Blob)?;
         let window_samples = encoder.window() * encoder.channels();
         if window_samples > RING {
@@ -124,10 +128,10 @@ impl<'m, S: SampleSource, W: Write, const RING: usize, const SCRATCH: usize> App
         Ok(App {
             source,
             sink,
-            stream: StreamEncoder::new(encoder, 0),
+            stream: StreamEncoder::new(encoder, config).map_err(StartError::Stream)?,
             ring: Deque::new(),
             scratch: [0; SCRATCH],
-            frame_buf: [0; MAX_ENCODED_LEN],
+            out: [0; MAX_WINDOW_OUTPUT],
             window_samples,
             channels,
             summary: Summary::default(),
@@ -139,7 +143,8 @@ impl<'m, S: SampleSource, W: Write, const RING: usize, const SCRATCH: usize> App
     }
 
     pub fn summary(&self) -> Summary {
-        Summary { dropped_tail: self.ring.len() / self.channels.max(1), ..self.summary }
+        let unsent = self.stream.pending_windows() * self.stream.encoder().window();
+        Summary { dropped_tail: self.ring.len() / self.channels.max(1) + unsent, ..self.summary }
     }
 
     /// Reads one sample (all channels); when that completes a window, encodes and sends it.
@@ -158,7 +163,7 @@ impl<'m, S: SampleSource, W: Write, const RING: usize, const SCRATCH: usize> App
             return Ok(Step::Sampled);
         }
         let bytes = self.send_window()?;
-        Ok(Step::Sent { bytes })
+        Ok(Step::Encoded { bytes })
     }
 
     /// Runs until the source is exhausted (forever for live sensors).
@@ -174,15 +179,15 @@ impl<'m, S: SampleSource, W: Write, const RING: usize, const SCRATCH: usize> App
         // The window is the oldest `n` samples; with RING a multiple of the window it never
         // wraps, so this does not move anything.
         let window = &self.ring.make_contiguous()[..n];
-        let frame = self.stream.encode_window(window, &mut self.scratch).map_err(AppError::Encode)?;
+        let encoded = self.stream.encode_window(window, &mut self.scratch, &mut self.out).map_err(AppError::Encode)?;
         bench_mark();
-        let bytes = encode_frame(&frame, &mut self.frame_buf).map_err(AppError::Frame)?;
-        self.sink.write_all(bytes).map_err(AppError::Sink)?;
-        let len = bytes.len();
+        let len = encoded.len;
+        self.sink.write_all(&self.out[..len]).map_err(AppError::Sink)?;
         for _ in 0..n {
             self.ring.pop_front();
         }
-        self.summary.frames += 1;
+        self.summary.windows += 1;
+        self.summary.frames += u32::from(len > 0);
         self.summary.bytes += len as u64;
         bench_mark();
         Ok(len)
@@ -201,10 +206,28 @@ mod tests {
         let blob = tiny_blob(16, 2);
         let samples: Vec<i16> = (0..16 * 2 * 5 + 2 * 7).map(|i| ((i * 7919) % 4001) as i16 - 2000).collect();
         let mut sink = Vec::new();
-        let mut app: App<'_, _, _, 64, 256> = App::new(&blob, VecSource::new(&samples, 2), &mut sink).unwrap();
+        let mut app: App<'_, _, _, 64, 256> =
+            App::new(&blob, StreamConfig::DEFAULT, VecSource::new(&samples, 2), &mut sink).unwrap();
         let summary = app.run().unwrap();
-        assert_eq!(summary, Summary { samples: 16 * 5 + 7, frames: 5, bytes: sink.len() as u64, dropped_tail: 7 });
-        assert_eq!(sink, host_frames(&blob, &samples));
+        assert_eq!(
+            summary,
+            Summary { samples: 16 * 5 + 7, windows: 5, frames: 5, bytes: sink.len() as u64, dropped_tail: 7 }
+        );
+        assert_eq!(sink, host_frames(&blob, StreamConfig::DEFAULT, &samples));
+    }
+
+    #[test]
+    fn several_windows_per_frame_and_frequent_headers_match_the_host_too() {
+        let blob = tiny_blob(16, 1);
+        let samples: Vec<i16> = (0..16 * 11 + 3).map(|i| ((i * 7919) % 4001) as i16 - 2000).collect();
+        let config =
+            StreamConfig { stream_id: 2, session: 99, windows_per_frame: 3, header_interval: 2, start_sample: 5 };
+        let mut sink = Vec::new();
+        let mut app: App<'_, _, _, 16, 256> = App::new(&blob, config, VecSource::new(&samples, 1), &mut sink).unwrap();
+        let summary = app.run().unwrap();
+        // 11 windows: 3 frames of 3, two windows and 3 samples left over.
+        assert_eq!((summary.windows, summary.frames, summary.dropped_tail), (11, 3, 2 * 16 + 3));
+        assert_eq!(sink, host_frames(&blob, config, &samples));
     }
 
     #[test]
@@ -212,9 +235,10 @@ mod tests {
         let blob = tiny_blob(16, 1);
         let samples: Vec<i16> = (0..16 * 9).map(|i| (i * 37 % 300) as i16).collect();
         let mut sink = Vec::new();
-        let mut app: App<'_, _, _, 48, 256> = App::new(&blob, VecSource::new(&samples, 1), &mut sink).unwrap();
+        let mut app: App<'_, _, _, 48, 256> =
+            App::new(&blob, StreamConfig::DEFAULT, VecSource::new(&samples, 1), &mut sink).unwrap();
         app.run().unwrap();
-        assert_eq!(sink, host_frames(&blob, &samples));
+        assert_eq!(sink, host_frames(&blob, StreamConfig::DEFAULT, &samples));
     }
 
     #[test]
@@ -222,19 +246,19 @@ mod tests {
         let blob = tiny_blob(16, 1);
         let samples: Vec<i16> = (0..16 * 4).map(|i| if i % 2 == 0 { i16::MAX } else { i16::MIN }).collect();
         let mut sink = Vec::new();
-        let mut app: App<'_, _, _, 16, 256> = App::new(&blob, VecSource::new(&samples, 1), &mut sink).unwrap();
+        let mut app: App<'_, _, _, 16, 256> =
+            App::new(&blob, StreamConfig::DEFAULT, VecSource::new(&samples, 1), &mut sink).unwrap();
         assert_eq!(app.run().unwrap().frames, 4);
         let mut dec = funnel_shared::wire::FrameDecoder::new();
-        let frames: Vec<_> = dec
-            .feed(&sink)
-            .filter_map(|e| match e {
-                funnel_shared::wire::DecodeEvent::Frame(f) => Some(f),
-                _ => None,
-            })
+        let mut events: Vec<_> = dec.feed(&sink).collect();
+        events.extend(dec.finish());
+        let frames: Vec<_> = events
+            .iter()
+            .filter_map(|e| if let funnel_shared::wire::DecodeEvent::Frame(f) = e { Some(f) } else { None })
             .collect();
         assert_eq!(frames.len(), 4);
-        assert!(frames.iter().all(|f| f.flags & funnel_shared::wire::FLAG_INPUT_SATURATED != 0));
-        assert_eq!(frames[0].flags & funnel_shared::wire::FLAG_STREAM_START, funnel_shared::wire::FLAG_STREAM_START);
+        assert!(frames.iter().all(|f| f.saturated));
+        assert!(matches!(events[0], funnel_shared::wire::DecodeEvent::Header { header, .. } if header.restart));
     }
 
     #[test]
@@ -242,19 +266,27 @@ mod tests {
         let mut blob = tiny_blob(16, 1);
         let sink: Vec<u8> = Vec::new();
         assert!(matches!(
-            App::<_, _, 8, 256>::new(&blob, VecSource::new(&[], 1), sink.clone()),
+            App::<_, _, 8, 256>::new(&blob, StreamConfig::DEFAULT, VecSource::new(&[], 1), sink.clone()),
             Err(StartError::RingTooSmall { needed: 16, capacity: 8 })
         ));
         assert!(matches!(
-            App::<_, _, 16, 4>::new(&blob, VecSource::new(&[], 1), sink.clone()),
+            App::<_, _, 16, 4>::new(&blob, StreamConfig::DEFAULT, VecSource::new(&[], 1), sink.clone()),
             Err(StartError::ScratchTooSmall { capacity: 4, .. })
         ));
         blob[20] ^= 0x40;
-        let err = App::<_, _, 16, 256>::new(&blob, VecSource::new(&[], 1), sink.clone()).err().unwrap();
+        let err = App::<_, _, 16, 256>::new(&blob, StreamConfig::DEFAULT, VecSource::new(&[], 1), sink.clone())
+            .err()
+            .unwrap();
         assert!(matches!(err, StartError::Blob(BlobError::ChecksumMismatch { .. })));
         assert!(std::format!("{err}").starts_with("bad model blob: model blob corrupted"));
-        let err =
-            App::<_, _, 16, 256>::new(b"not a Funnel blob, just text", VecSource::new(&[], 1), sink).err().unwrap();
+        let err = App::<_, _, 16, 256>::new(
+            b"not a Funnel blob, just text",
+            StreamConfig::DEFAULT,
+            VecSource::new(&[], 1),
+            sink,
+        )
+        .err()
+        .unwrap();
         assert_eq!(err, StartError::Blob(BlobError::BadMagic));
     }
 
@@ -262,7 +294,8 @@ mod tests {
     fn sink_errors_are_reported() {
         let blob = tiny_blob(16, 1);
         let samples = [0i16; 16];
-        let mut app: App<'_, _, _, 16, 256> = App::new(&blob, VecSource::new(&samples, 1), FailingSink).unwrap();
+        let mut app: App<'_, _, _, 16, 256> =
+            App::new(&blob, StreamConfig::DEFAULT, VecSource::new(&samples, 1), FailingSink).unwrap();
         assert!(matches!(app.run(), Err(AppError::Sink(_))));
     }
 }

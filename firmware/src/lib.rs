@@ -1,5 +1,5 @@
 //! Funnel firmware: sample a sensor, encode each full window with the int8 encoder of
-//! `funnel-shared`, send one frame per window.
+//! `funnel-shared`, send the frames and stream headers of wire format v2.
 //!
 //! The application logic here is generic and `#![no_std]`, heap-free and host-testable
 //! (`cargo test -p funnel-firmware --lib`):
@@ -10,8 +10,8 @@
 //! - an `embedded_io::Write` sink takes the frame bytes ([`io::NbSerial`] adapts any
 //!   `embedded_hal_nb::serial::Write<u8>` UART);
 //! - [`App`] keeps the samples in a `heapless` ring buffer and, for every full window, runs
-//!   `StreamEncoder::encode_window` + `wire::encode_frame`, the same calls `funnel encode`
-//!   makes on the host, so the bytes on the link are identical.
+//!   `StreamEncoder::encode_window`, the call `funnel encode` makes on the host, so the bytes
+//!   on the link are identical.
 //!
 //! The board binaries in `src/bin/` are thin: set up clocks and peripherals, build the
 //! source and sink, run [`App`].
@@ -52,6 +52,7 @@ pub(crate) mod test_support {
     extern crate std;
     use crate::SampleSource;
     use funnel_shared::blob::*;
+    use funnel_shared::stream::StreamConfig;
     use funnel_shared::wire::ModelId;
     use std::vec::Vec;
 
@@ -125,18 +126,18 @@ pub(crate) mod test_support {
         buf
     }
 
-    /// What `funnel encode` does: every full window through `StreamEncoder` + `encode_frame`.
-    pub fn host_frames(blob: &[u8], samples: &[i16]) -> Vec<u8> {
-        use funnel_shared::{encoder::QuantizedEncoder, stream::StreamEncoder, wire};
+    /// What `funnel encode` does: every full window through `StreamEncoder`.
+    pub fn host_frames(blob: &[u8], config: StreamConfig, samples: &[i16]) -> Vec<u8> {
+        use funnel_shared::{encoder::QuantizedEncoder, stream::StreamEncoder, stream::MAX_WINDOW_OUTPUT};
         let enc = QuantizedEncoder::from_blob(blob).unwrap();
         let n = enc.window() * enc.channels();
         let mut scratch = std::vec![0i8; enc.scratch_len()];
-        let mut stream = StreamEncoder::new(enc, 0);
+        let mut stream = StreamEncoder::new(enc, config).unwrap();
         let mut out = Vec::new();
+        let mut buf = [0u8; MAX_WINDOW_OUTPUT];
         for w in samples.chunks_exact(n) {
-            let frame = stream.encode_window(w, &mut scratch).unwrap();
-            let mut buf = [0u8; wire::MAX_ENCODED_LEN];
-            out.extend_from_slice(wire::encode_frame(&frame, &mut buf).unwrap());
+            let encoded = stream.encode_window(w, &mut scratch, &mut buf).unwrap();
+            out.extend_from_slice(&buf[..encoded.len]);
         }
         out
     }

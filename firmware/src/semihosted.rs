@@ -12,6 +12,7 @@ use semihosting::io::{Read, Write as _};
 use semihosting::{eprintln, fs, process};
 
 use crate::{model, stack, App, SampleSource};
+use funnel_shared::stream::StreamConfig;
 
 pub const SAMPLES_FILE: &CStr = c"samples.i16";
 pub const FRAMES_FILE: &CStr = c"frames.bin";
@@ -158,7 +159,14 @@ pub fn run<W: embedded_io::Write>(sink: impl FnOnce() -> W) -> ! {
         }
     };
     let mut app =
-        match App::<_, _, { model::WINDOW_SAMPLES }, { model::SCRATCH_LEN }>::new(model::MODEL_BLOB, source, sink()) {
+        // Session 0 and the default layout, as `funnel encode` without flags: the QEMU tests
+        // compare the two byte for byte.
+        match App::<_, _, { model::WINDOW_SAMPLES }, { model::SCRATCH_LEN }>::new(
+            model::MODEL_BLOB,
+            StreamConfig::DEFAULT,
+            source,
+            sink(),
+        ) {
             Ok(app) => app,
             Err(e) => {
                 eprintln!("funnel-firmware: {e}; halting");
@@ -177,8 +185,9 @@ pub fn run<W: embedded_io::Write>(sink: impl FnOnce() -> W) -> ! {
     match app.run() {
         Ok(s) => {
             eprintln!(
-                "funnel-firmware: done samples={} frames={} bytes={} dropped_tail={} peak_stack={} stack_capacity={}",
+                "funnel-firmware: done samples={} windows={} frames={} bytes={} dropped_tail={} peak_stack={} stack_capacity={}",
                 s.samples,
+                s.windows,
                 s.frames,
                 s.bytes,
                 s.dropped_tail,

@@ -12,6 +12,7 @@ use funnel::codec::{simulate, CollectSink, StreamDecoder};
 use funnel::pipeline::recording_counts;
 use funnel::runtime::{load_onnx, Backend};
 use funnel_artifacts::{Graph, ModelDir};
+use funnel_shared::stream::StreamConfig;
 
 fn model_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/ecg")
@@ -40,7 +41,7 @@ fn bench(c: &mut Criterion) {
     });
     group.finish();
 
-    let stream = simulate(&blob, counts).unwrap().bytes;
+    let stream = simulate(&blob, counts, StreamConfig::DEFAULT).unwrap().bytes;
     let mut backends = vec![Backend::Tract];
     if cfg!(feature = "ort") {
         backends.push(Backend::Ort);

@@ -14,6 +14,7 @@ use std::time::Duration;
 use funnel::codec::simulate;
 use funnel::pipeline::recording_counts;
 use funnel_artifacts::ModelDir;
+use funnel_shared::stream::StreamConfig;
 
 /// A raw-mode pty pair: the master (the "device" side) and the slave's path (the port).
 fn pty() -> (File, File, String) {
@@ -41,7 +42,8 @@ fn decode_reads_frames_from_a_serial_port() {
     let model = root.join("models/ecg");
     let counts = recording_counts(&model, &root.join("data/mitbih208_ecg.csv"), &["ecg_mlii_mV".to_string()]).unwrap();
     let frames = 40;
-    let stream = simulate(&ModelDir::new(&model).load_blob().unwrap(), &counts[..frames * 256]).unwrap().bytes;
+    let blob = ModelDir::new(&model).load_blob().unwrap();
+    let stream = simulate(&blob, &counts[..frames * 256], StreamConfig::DEFAULT).unwrap().bytes;
 
     let (mut device, _keep_slave_open, port) = pty();
     let tmp = tempfile::tempdir().unwrap();
@@ -64,7 +66,8 @@ fn decode_reads_frames_from_a_serial_port() {
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(500));
-    // A device that was already running: the reader joins at the tail of a frame.
+    // A device that was already running: the reader joins at the tail of a frame, before any
+    // stream header.
     device.write_all(&[0x42, 0x13, 0x37, 0x00]).unwrap();
     for burst in stream.chunks(97) {
         device.write_all(burst).unwrap();
@@ -73,8 +76,9 @@ fn decode_reads_frames_from_a_serial_port() {
     let out = child.wait_with_output().unwrap();
     let report = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{report}");
-    assert!(report.contains(&format!("{frames} frames decoded")), "{report}");
-    assert!(report.contains("1 corrupt chunk(s) skipped (3 bytes)"), "{report}");
+    assert!(report.contains(&format!("{frames} frames ({frames} windows) decoded")), "{report}");
+    assert!(report.contains("1 unusable byte run(s) (4 bytes)"), "{report}");
+    assert!(report.contains("1 × before the first stream header"), "{report}");
     let rows = std::fs::read_to_string(&csv).unwrap().lines().count();
     assert_eq!(rows, 1 + frames * 256);
 }

@@ -17,7 +17,7 @@
 //! can index without further checks.
 
 use crate::kernels::Conv1dShape;
-use crate::wire::{ModelId, FRAME_CRC, MAX_CODES, MODEL_ID_LEN};
+use crate::wire::{ModelId, CRC32, MAX_CODES, MODEL_ID_LEN};
 use serde::{Deserialize, Serialize};
 
 pub const BLOB_MAGIC: [u8; 4] = *b"FNQ8";
@@ -320,7 +320,7 @@ impl<'a> ModelBlob<'a> {
         let body_end = HEADER_LEN + payload_len;
         let t = &bytes[body_end..];
         let stored = u32::from_le_bytes([t[0], t[1], t[2], t[3]]);
-        let computed = FRAME_CRC.checksum(&bytes[..body_end]);
+        let computed = CRC32.checksum(&bytes[..body_end]);
         if stored != computed {
             return Err(BlobError::ChecksumMismatch { stored, computed });
         }
@@ -353,7 +353,7 @@ pub fn write_blob(
     buf[6..10].copy_from_slice(&id.0);
     buf[10..14].copy_from_slice(&(payload_len as u32).to_le_bytes());
     let body_end = HEADER_LEN + payload_len;
-    let crc = FRAME_CRC.checksum(&buf[..body_end]);
+    let crc = CRC32.checksum(&buf[..body_end]);
     buf[body_end..body_end + TRAILER_LEN].copy_from_slice(&crc.to_le_bytes());
     Ok(body_end + TRAILER_LEN)
 }

@@ -1,11 +1,11 @@
 //! The part of Funnel that runs on both sides of the link, `no_std` and allocation-free:
 //!
-//! - [`wire`]: frames of latent codes on a byte link (postcard + CRC-32 + COBS) and the
+//! - [`wire`]: stream headers and data frames of latent codes on a byte link, and the
 //!   resynchronising [`wire::FrameDecoder`];
 //! - [`blob`]: the versioned, checksummed model blob the firmware reads in place from flash;
 //! - [`kernels`]: int8 dense / conv1d kernels with TFLite-style fixed-point requantization;
 //! - [`encoder`]: the whole int8 encoder, `window -> codes`, over caller-provided scratch;
-//! - [`stream`]: consecutive windows of a stream to numbered, flagged frames.
+//! - [`stream`]: consecutive windows of a stream to headers and frames.
 //!
 //! The host simulator and the firmware call the same functions, which is what keeps the
 //! simulator bit-exact.

@@ -1,9 +1,12 @@
-//! From a stream of samples to frames: the part of the device loop that decides what each
-//! frame says (sequence numbers, sample indices, flags). The firmware and `funnel encode` both
-//! go through [`StreamEncoder`], which is why their byte streams are identical.
+//! From a stream of samples to the bytes on the link: the part of the device loop that decides
+//! what is sent when (stream headers, frame numbers, flags, several windows per frame). The
+//! firmware and `funnel encode` both go through [`StreamEncoder`], which is why their byte
+//! streams are identical.
 
 use crate::encoder::{EncodeError, QuantizedEncoder};
-use crate::wire::{Frame, FLAG_INPUT_SATURATED, FLAG_STREAM_START, WIRE_VERSION};
+use crate::wire::{
+    encode_frame, StreamHeader, StreamLayout, HEADER_LEN, MAX_FRAME_CODES, MAX_FRAME_LEN, MAX_START_SAMPLE,
+};
 
 /// Converts a physical value (e.g. mV) to device counts, the way the device's ADC scaling is
 /// described by the blob's `counts_per_unit`: rounded half away from zero, saturating at the
@@ -15,59 +18,189 @@ pub fn to_counts(value: f32, counts_per_unit: f32) -> i16 {
     rounded as i16
 }
 
-/// Encodes consecutive windows of one stream into frames.
+/// How a device sends one stream (see `docs/wire-format.md`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StreamConfig {
+    /// Which stream of the device this is.
+    pub stream_id: u8,
+    /// Identifies this run of the device; change it at every restart.
+    pub session: u16,
+    /// Windows sent together in one data frame (one check for all).
+    pub windows_per_frame: u8,
+    /// A stream header precedes every frame whose number is a multiple of this.
+    pub header_interval: u8,
+    /// Sample index of the first sample of the session.
+    pub start_sample: u64,
+}
+
+impl StreamConfig {
+    /// Stream 0, session 0, one window per frame, a header every 64 frames, from sample 0.
+    pub const DEFAULT: StreamConfig =
+        StreamConfig { stream_id: 0, session: 0, windows_per_frame: 1, header_interval: 64, start_sample: 0 };
+}
+
+impl Default for StreamConfig {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+/// Why a [`StreamConfig`] does not fit a model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StreamConfigError {
+    /// `windows_per_frame` is 0 or makes a frame of more than [`MAX_FRAME_CODES`] codes.
+    WindowsPerFrame { requested: u8, max: usize },
+    /// `header_interval` is 0.
+    HeaderInterval,
+    /// `start_sample` is above [`MAX_START_SAMPLE`].
+    StartSample,
+}
+
+impl core::fmt::Display for StreamConfigError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            StreamConfigError::WindowsPerFrame { requested, max } => {
+                write!(f, "{requested} windows per frame: this model allows 1 to {max}")
+            }
+            StreamConfigError::HeaderInterval => f.write_str("the header interval must be at least 1 frame"),
+            StreamConfigError::StartSample => write!(f, "the start sample must be at most {MAX_START_SAMPLE}"),
+        }
+    }
+}
+
+impl core::error::Error for StreamConfigError {}
+
+/// Most bytes one [`StreamEncoder::encode_window`] call writes: a header and a frame.
+pub const MAX_WINDOW_OUTPUT: usize = HEADER_LEN + MAX_FRAME_LEN;
+
+/// What one [`StreamEncoder::encode_window`] call did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Encoded {
+    /// Bytes written to send: 0 while a frame is still filling.
+    pub len: usize,
+    /// A sample of this window was clipped or saturated the input quantizer.
+    pub saturated: bool,
+}
+
+/// Encodes consecutive windows of one stream into headers and data frames.
 #[derive(Clone, Debug)]
 pub struct StreamEncoder<'m> {
     encoder: QuantizedEncoder<'m>,
-    stream_id: u8,
-    sequence: u32,
+    /// The session's header; `frame` is the number of the frame being filled.
+    header: StreamHeader,
+    codes: heapless::Vec<i8, MAX_FRAME_CODES>,
+    saturated: bool,
     next_sample_index: u64,
 }
 
 impl<'m> StreamEncoder<'m> {
-    /// A stream whose first frame carries [`FLAG_STREAM_START`] and sample index 0.
-    pub fn new(encoder: QuantizedEncoder<'m>, stream_id: u8) -> Self {
-        StreamEncoder { encoder, stream_id, sequence: 0, next_sample_index: 0 }
+    /// A session starting at frame 0 (its first header flagged `RESTART`).
+    pub fn new(encoder: QuantizedEncoder<'m>, config: StreamConfig) -> Result<Self, StreamConfigError> {
+        let codes = encoder.code_len();
+        // Blob validation bounds these: at most 16 channels, 64 codes, a u16 window.
+        let layout = StreamLayout {
+            channels: encoder.channels() as u8,
+            codes_per_window: codes as u8,
+            window: encoder.window() as u16,
+            windows_per_frame: config.windows_per_frame,
+        };
+        let header = StreamHeader {
+            stream_id: config.stream_id,
+            restart: true,
+            model_id: encoder.model_id(),
+            session: config.session,
+            layout,
+            header_interval: config.header_interval,
+            frame: 0,
+            start_sample: config.start_sample,
+        };
+        if config.windows_per_frame == 0 || layout.frame_codes() > MAX_FRAME_CODES {
+            let max = MAX_FRAME_CODES / codes.max(1);
+            return Err(StreamConfigError::WindowsPerFrame { requested: config.windows_per_frame, max });
+        }
+        if config.header_interval == 0 {
+            return Err(StreamConfigError::HeaderInterval);
+        }
+        if config.start_sample > MAX_START_SAMPLE {
+            return Err(StreamConfigError::StartSample);
+        }
+        debug_assert!(header.is_valid());
+        Ok(StreamEncoder {
+            encoder,
+            header,
+            codes: heapless::Vec::new(),
+            saturated: false,
+            next_sample_index: config.start_sample,
+        })
     }
 
     pub fn encoder(&self) -> &QuantizedEncoder<'m> {
         &self.encoder
     }
 
-    /// Samples (per channel) consumed so far.
+    /// The current session's header (its `frame`: the frame being filled).
+    pub fn header(&self) -> &StreamHeader {
+        &self.header
+    }
+
+    /// Sample index (per channel) of the next window.
     pub fn next_sample_index(&self) -> u64 {
         self.next_sample_index
     }
 
-    /// Encodes the next window (`[T][C]` counts) into a frame. The sequence number wraps at
-    /// `u32::MAX`; the sample index counts time steps since the stream started.
-    pub fn encode_window(&mut self, samples: &[i16], scratch: &mut [i8]) -> Result<Frame, EncodeError> {
-        let mut codes = heapless::Vec::new();
-        // code_len() <= MAX_CODES is checked by blob validation.
-        codes.resize(self.encoder.code_len(), 0).map_err(|_| EncodeError::CodesLength {
-            expected: self.encoder.code_len(),
-            found: crate::wire::MAX_CODES,
-        })?;
-        let report = self.encoder.encode(samples, scratch, &mut codes)?;
-        let mut flags = 0;
-        if self.sequence == 0 && self.next_sample_index == 0 {
-            flags |= FLAG_STREAM_START;
-        }
-        if report.input_saturated {
-            flags |= FLAG_INPUT_SATURATED;
-        }
-        let frame = Frame {
-            version: WIRE_VERSION,
-            model_id: self.encoder.model_id(),
-            stream_id: self.stream_id,
-            sequence: self.sequence,
-            sample_index: self.next_sample_index,
-            flags,
-            codes,
+    /// Windows encoded but not sent yet: they wait for their frame to fill.
+    pub fn pending_windows(&self) -> usize {
+        self.codes.len() / self.encoder.code_len().max(1)
+    }
+
+    /// Encodes the next window (`[T][C]` counts). When it completes a frame, writes the frame to
+    /// `out`, behind a stream header when one is due, and returns their length.
+    pub fn encode_window(
+        &mut self,
+        samples: &[i16],
+        scratch: &mut [i8],
+        out: &mut [u8; MAX_WINDOW_OUTPUT],
+    ) -> Result<Encoded, EncodeError> {
+        let n = self.encoder.code_len();
+        let filled = self.codes.len();
+        // Fits: new() checked windows_per_frame × code_len <= MAX_FRAME_CODES.
+        let _ = self.codes.resize(filled + n, 0);
+        let report = match self.encoder.encode(samples, scratch, &mut self.codes[filled..]) {
+            Ok(report) => report,
+            Err(e) => {
+                self.codes.truncate(filled);
+                return Err(e);
+            }
         };
-        self.sequence = self.sequence.wrapping_add(1);
+        self.saturated |= report.input_saturated;
         self.next_sample_index += self.encoder.window() as u64;
-        Ok(frame)
+        let encoded = Encoded { len: 0, saturated: report.input_saturated };
+        if self.codes.len() < self.header.layout.frame_codes() {
+            return Ok(encoded);
+        }
+        let frame = self.header.frame;
+        let mut len = 0;
+        if frame % u32::from(self.header.header_interval) == 0 {
+            out[..HEADER_LEN].copy_from_slice(&self.header.encode());
+            len = HEADER_LEN;
+        }
+        len += encode_frame(&self.header, frame, self.saturated, &self.codes, &mut out[len..])
+            .expect("a full frame fits MAX_WINDOW_OUTPUT behind a header");
+        self.codes.clear();
+        self.saturated = false;
+        self.header.restart = false;
+        match frame.checked_add(1) {
+            Some(next) => self.header.frame = next,
+            None => {
+                // 2^32 frames: a new session goes on where this one stopped.
+                self.header.session = self.header.session.wrapping_add(1);
+                self.header.start_sample = self.next_sample_index.min(MAX_START_SAMPLE);
+                self.header.frame = 0;
+                self.header.restart = true;
+            }
+        }
+        Ok(Encoded { len, ..encoded })
     }
 }
 
@@ -85,37 +218,96 @@ mod tests {
         assert_eq!(to_counts(f32::NAN, 200.0), 0);
     }
 
+    /// Decodes `bytes` with the receiver: the data frames, checking nothing was corrupt.
+    fn received(bytes: &[u8]) -> std::vec::Vec<crate::wire::DataFrame> {
+        use crate::wire::{DecodeEvent, FrameDecoder};
+        let mut d = FrameDecoder::new();
+        let mut events: std::vec::Vec<DecodeEvent> = d.feed(bytes).collect();
+        events.extend(d.finish());
+        assert!(!events.iter().any(|e| matches!(e, DecodeEvent::Corrupt { .. } | DecodeEvent::Gap(_))), "{events:?}");
+        events.into_iter().filter_map(|e| if let DecodeEvent::Frame(f) = e { Some(f) } else { None }).collect()
+    }
+
+    extern crate std;
+
     #[test]
-    fn frames_number_windows_and_flag_the_start_and_saturation() {
+    fn windows_become_frames_with_headers_where_due_and_saturation_flagged() {
         let blob = tiny_blob();
         let encoder = QuantizedEncoder::from_blob(&blob).unwrap();
         let (window, channels) = (encoder.window(), encoder.channels());
+        let config =
+            StreamConfig { stream_id: 7, session: 3, windows_per_frame: 2, header_interval: 2, start_sample: 1000 };
+        let mut stream = StreamEncoder::new(encoder.clone(), config).unwrap();
         let mut scratch = [0i8; 256];
-        let mut stream = StreamEncoder::new(encoder.clone(), 7);
-        let quiet = [0i16; 64];
-        let loud = [i16::MAX; 64];
+        let mut out = [0u8; MAX_WINDOW_OUTPUT];
         let n = window * channels;
-
-        let first = stream.encode_window(&quiet[..n], &mut scratch).unwrap();
-        let second = stream.encode_window(&loud[..n], &mut scratch).unwrap();
-        let third = stream.encode_window(&quiet[..n], &mut scratch).unwrap();
-        assert_eq!((first.sequence, first.sample_index, first.flags), (0, 0, FLAG_STREAM_START));
-        assert_eq!((second.sequence, second.sample_index, second.flags), (1, window as u64, FLAG_INPUT_SATURATED));
-        assert_eq!((third.sequence, third.sample_index, third.flags), (2, 2 * window as u64, 0));
-        assert_eq!(first.codes, third.codes);
-        assert_eq!((first.stream_id, first.model_id), (7, encoder.model_id()));
+        let (quiet, loud) = ([0i16; 64], [i16::MAX; 64]);
+        let mut bytes = std::vec::Vec::new();
+        let mut lens = std::vec::Vec::new();
+        for w in 0..9 {
+            let samples = if w == 3 { &loud[..n] } else { &quiet[..n] };
+            let e = stream.encode_window(samples, &mut scratch, &mut out).unwrap();
+            assert_eq!(e.saturated, w == 3);
+            bytes.extend_from_slice(&out[..e.len]);
+            lens.push(e.len);
+        }
+        let frame_len = 2 * encoder.code_len() + 2;
+        // Frames 0..4 complete at windows 1, 3, 5, 7; headers before frames 0 and 2.
+        assert_eq!(lens, [0, HEADER_LEN + frame_len, 0, frame_len, 0, HEADER_LEN + frame_len, 0, frame_len, 0]);
+        assert_eq!(stream.pending_windows(), 1);
+        assert_eq!(stream.next_sample_index(), 1000 + 9 * window as u64);
+        let frames = received(&bytes);
+        let got: std::vec::Vec<_> =
+            frames.iter().map(|f| (f.stream_id, f.session, f.frame, f.sample_index, f.saturated)).collect();
+        let span = 2 * window as u64;
+        assert_eq!(
+            got,
+            [
+                (7, 3, 0, 1000, false),
+                (7, 3, 1, 1000 + span, true),
+                (7, 3, 2, 1000 + 2 * span, false),
+                (7, 3, 3, 1000 + 3 * span, false)
+            ]
+        );
         let mut codes = [0i8; 64];
         encoder.encode(&quiet[..n], &mut scratch, &mut codes[..encoder.code_len()]).unwrap();
-        assert_eq!(&first.codes[..], &codes[..encoder.code_len()]);
+        assert_eq!(&frames[0].codes[..encoder.code_len()], &codes[..encoder.code_len()]);
+        assert_eq!(frames[0].model_id, encoder.model_id());
+    }
+
+    #[test]
+    fn configurations_the_format_cannot_carry_are_refused() {
+        let blob = tiny_blob();
+        let encoder = QuantizedEncoder::from_blob(&blob).unwrap();
+        let per_window = encoder.code_len();
+        let with = |c: StreamConfig| StreamEncoder::new(encoder.clone(), c).err();
+        assert_eq!(
+            with(StreamConfig { windows_per_frame: 0, ..StreamConfig::DEFAULT }),
+            Some(StreamConfigError::WindowsPerFrame { requested: 0, max: MAX_FRAME_CODES / per_window })
+        );
+        let too_many = (MAX_FRAME_CODES / per_window + 1) as u8;
+        assert!(matches!(
+            with(StreamConfig { windows_per_frame: too_many, ..StreamConfig::DEFAULT }),
+            Some(StreamConfigError::WindowsPerFrame { .. })
+        ));
+        assert_eq!(
+            with(StreamConfig { header_interval: 0, ..StreamConfig::DEFAULT }),
+            Some(StreamConfigError::HeaderInterval)
+        );
+        assert_eq!(
+            with(StreamConfig { start_sample: u64::MAX, ..StreamConfig::DEFAULT }),
+            Some(StreamConfigError::StartSample)
+        );
     }
 
     #[test]
     fn a_short_window_is_an_error_and_does_not_advance_the_stream() {
         let blob = tiny_blob();
         let encoder = QuantizedEncoder::from_blob(&blob).unwrap();
-        let mut stream = StreamEncoder::new(encoder, 0);
+        let mut stream = StreamEncoder::new(encoder, StreamConfig::DEFAULT).unwrap();
         let mut scratch = [0i8; 256];
-        assert!(matches!(stream.encode_window(&[0; 3], &mut scratch), Err(EncodeError::WindowLength { .. })));
-        assert_eq!(stream.next_sample_index(), 0);
+        let mut out = [0u8; MAX_WINDOW_OUTPUT];
+        assert!(matches!(stream.encode_window(&[0; 3], &mut scratch, &mut out), Err(EncodeError::WindowLength { .. })));
+        assert_eq!((stream.next_sample_index(), stream.pending_windows()), (0, 0));
     }
 }

@@ -1,36 +1,55 @@
-//! Wire format: how the device sends latent codes over a byte link.
+//! Wire format, version 2: how the device sends latent codes over a byte link.
 //!
-//! One [`Frame`] per encoded window, serialized with `postcard`, followed by a CRC-32
-//! (ISO-HDLC, the zlib/Ethernet CRC) of those bytes, little-endian, and the whole COBS-encoded
-//! and terminated by a `0x00` delimiter. The specification with golden vectors is
-//! `docs/wire-format.md`; the tests in this module check those vectors.
-//!
-//! [`FrameDecoder`] accepts the byte stream in chunks split anywhere, skips garbage,
-//! resynchronises at the next delimiter and reports damage as typed [`DecodeEvent`]s.
+//! A [`StreamHeader`] (32 bytes, CRC-32) says once per `header_interval` frames what is constant
+//! for a stream: model, session, layout, where the session started. Between headers, data frames
+//! carry only codes and a 2-byte check (CRC-16) in which the frame number and a saturation flag
+//! are implied rather than sent. There are no delimiters: [`FrameDecoder`] recognises items by
+//! their checks. The specification with golden vectors is `docs/wire-format.md`; the tests in this
+//! module check those vectors.
 
-use crc::{Crc, CRC_32_ISO_HDLC};
-use serde::{Deserialize, Serialize};
+use crc::{Crc, CRC_16_IBM_3740, CRC_32_ISO_HDLC};
+use heapless::Deque;
 
-/// Version of the frame layout; the first byte of every decoded frame payload.
-pub const WIRE_VERSION: u8 = 1;
-/// Most latent codes one frame carries.
+use crate::blob::MAX_CHANNELS;
+
+/// Version of the layouts; the second byte of every header.
+pub const WIRE_VERSION: u8 = 2;
+/// First byte of every stream header.
+pub const HEADER_MAGIC: u8 = 0xF5;
+/// Bytes of a stream header, its CRC-32 included.
+pub const HEADER_LEN: usize = 32;
+/// Bytes of the check that ends a data frame.
+pub const CHECK_LEN: usize = 2;
+/// Most latent codes one window has.
 pub const MAX_CODES: usize = 64;
+/// Most codes one data frame carries (all its windows).
+pub const MAX_FRAME_CODES: usize = 255;
+/// Largest data frame, and so the largest item on the link.
+pub const MAX_FRAME_LEN: usize = MAX_FRAME_CODES + CHECK_LEN;
 /// Length of a [`ModelId`].
 pub const MODEL_ID_LEN: usize = 4;
-/// Bytes of the CRC that follows the payload.
-pub const CRC_LEN: usize = 4;
-/// Largest postcard payload of a frame: version, model id, stream id, sequence (varint u32),
-/// sample index (varint u64), flags, code count (varint) and the codes.
-pub const MAX_PAYLOAD_LEN: usize = 1 + MODEL_ID_LEN + 1 + 5 + 10 + 1 + 1 + MAX_CODES;
-/// Largest encoded frame including the COBS overhead byte and the `0x00` delimiter.
-pub const MAX_ENCODED_LEN: usize = MAX_PAYLOAD_LEN + CRC_LEN + 2;
+/// Frame numbers a receiver tries after the one it expects: up to `SEARCH_DEPTH - 1` lost frames
+/// in a row are bridged by the next frame's check alone.
+pub const SEARCH_DEPTH: u32 = 4;
+/// Streams a [`FrameDecoder`] follows at once.
+pub const MAX_STREAMS: usize = 4;
+/// Largest `start_sample`: every sample index of a session then fits in a `u64`.
+pub const MAX_START_SAMPLE: u64 = u64::MAX - (1 << 56) + 1;
 
-/// The frame checksum: CRC-32/ISO-HDLC (as zlib's `crc32`).
-pub const FRAME_CRC: Crc<u32> = Crc::<u32>::new(&CRC_32_ISO_HDLC);
+/// The header checksum (and the model blob's): CRC-32/ISO-HDLC, as zlib's `crc32`.
+pub const CRC32: Crc<u32> = Crc::<u32>::new(&CRC_32_ISO_HDLC);
+/// The data frame check: CRC-16/IBM-3740 (CCITT-FALSE).
+pub const CHECK_CRC: Crc<u16> = Crc::<u16>::new(&CRC_16_IBM_3740);
+
+/// Header `flags` bit: the first header of a session (its `frame` is 0).
+pub const FLAG_RESTART: u8 = 0x01;
+/// Implied frame flag bit: a sample of some window of the frame was clipped to the i16 input
+/// range or saturated the int8 input quantizer.
+pub const FRAME_SATURATED: u8 = 0x01;
 
 /// Identifies the model that produced the codes: the first bytes of the SHA-256 of the
 /// model blob's payload (see [`crate::blob`]).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ModelId(pub [u8; MODEL_ID_LEN]);
 
 impl core::fmt::Display for ModelId {
@@ -42,84 +61,229 @@ impl core::fmt::Display for ModelId {
     }
 }
 
-/// `flags` bit: first frame after the device (re)started; sequence numbers restart here.
-pub const FLAG_STREAM_START: u8 = 0x01;
-/// `flags` bit: at least one sample of this window was clipped to the i16 input range or
-/// saturated the int8 input quantizer.
-pub const FLAG_INPUT_SATURATED: u8 = 0x02;
+/// How a stream's data frames are laid out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct StreamLayout {
+    pub channels: u8,
+    pub codes_per_window: u8,
+    /// Samples per channel in a window.
+    pub window: u16,
+    pub windows_per_frame: u8,
+}
 
-/// One encoded window.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Frame {
-    /// [`WIRE_VERSION`]; serialized first so a decoder can refuse unknown layouts.
-    pub version: u8,
-    pub model_id: ModelId,
-    /// Which sensor stream of the device this is (a device may run several).
+impl StreamLayout {
+    /// Codes in one data frame.
+    pub fn frame_codes(&self) -> usize {
+        usize::from(self.codes_per_window) * usize::from(self.windows_per_frame)
+    }
+
+    /// Bytes of one data frame, its check included.
+    pub fn frame_len(&self) -> usize {
+        self.frame_codes() + CHECK_LEN
+    }
+
+    /// Samples per channel one data frame covers.
+    pub fn frame_span(&self) -> u64 {
+        u64::from(self.window) * u64::from(self.windows_per_frame)
+    }
+
+    fn is_valid(&self) -> bool {
+        (1..=MAX_CHANNELS).contains(&usize::from(self.channels))
+            && (1..=MAX_CODES).contains(&usize::from(self.codes_per_window))
+            && self.window >= 1
+            && self.windows_per_frame >= 1
+            && self.frame_codes() <= MAX_FRAME_CODES
+    }
+}
+
+/// What is constant for a session of a stream, and the number of the frame that follows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StreamHeader {
     pub stream_id: u8,
-    /// Per-stream frame counter, wrapping; a jump reveals lost frames.
-    pub sequence: u32,
-    /// Index of the window's first sample in the stream since the device started.
-    pub sample_index: u64,
-    /// `FLAG_*` bits.
-    pub flags: u8,
-    /// The int8 latent codes.
-    pub codes: heapless::Vec<i8, MAX_CODES>,
+    /// The first header of the session ([`FLAG_RESTART`]).
+    pub restart: bool,
+    pub model_id: ModelId,
+    /// Changes at every restart of the device.
+    pub session: u16,
+    pub layout: StreamLayout,
+    /// A header precedes every frame whose number is a multiple of this.
+    pub header_interval: u8,
+    /// Number of the data frame that follows this header.
+    pub frame: u32,
+    /// Sample index of the first sample of frame 0 of the session.
+    pub start_sample: u64,
+}
+
+impl StreamHeader {
+    /// Whether the fields keep the rules of the spec (the receiver reports others `Malformed`).
+    pub fn is_valid(&self) -> bool {
+        self.layout.is_valid()
+            && self.header_interval >= 1
+            && self.start_sample <= MAX_START_SAMPLE
+            && (!self.restart || self.frame == 0)
+    }
+
+    /// Sample index of the first sample of data frame `frame` of this session.
+    pub fn sample_index(&self, frame: u32) -> u64 {
+        // Cannot overflow for a valid header: frame × span < 2^56 and start_sample <= 2^64 − 2^56.
+        self.start_sample + u64::from(frame) * self.layout.frame_span()
+    }
+
+    /// The 32 bytes of the header, CRC included.
+    pub fn encode(&self) -> [u8; HEADER_LEN] {
+        let mut b = [0u8; HEADER_LEN];
+        b[0] = HEADER_MAGIC;
+        b[1] = WIRE_VERSION;
+        b[2] = self.stream_id;
+        b[3] = if self.restart { FLAG_RESTART } else { 0 };
+        b[4..8].copy_from_slice(&self.model_id.0);
+        b[8..10].copy_from_slice(&self.session.to_le_bytes());
+        b[10] = self.layout.channels;
+        b[11] = self.layout.codes_per_window;
+        b[12..14].copy_from_slice(&self.layout.window.to_le_bytes());
+        b[14] = self.layout.windows_per_frame;
+        b[15] = self.header_interval;
+        b[16..20].copy_from_slice(&self.frame.to_le_bytes());
+        b[20..28].copy_from_slice(&self.start_sample.to_le_bytes());
+        let crc = CRC32.checksum(&b[..28]);
+        b[28..].copy_from_slice(&crc.to_le_bytes());
+        b
+    }
+
+    /// Reads a header whose magic and CRC the caller has checked.
+    fn decode(b: &[u8; HEADER_LEN]) -> Result<Self, CorruptKind> {
+        if b[1] != WIRE_VERSION {
+            return Err(CorruptKind::UnsupportedVersion(b[1]));
+        }
+        let u16_at = |i: usize| u16::from_le_bytes([b[i], b[i + 1]]);
+        let mut frame = [0u8; 4];
+        frame.copy_from_slice(&b[16..20]);
+        let mut start = [0u8; 8];
+        start.copy_from_slice(&b[20..28]);
+        let header = StreamHeader {
+            stream_id: b[2],
+            restart: b[3] & FLAG_RESTART != 0,
+            model_id: ModelId([b[4], b[5], b[6], b[7]]),
+            session: u16_at(8),
+            layout: StreamLayout {
+                channels: b[10],
+                codes_per_window: b[11],
+                window: u16_at(12),
+                windows_per_frame: b[14],
+            },
+            header_interval: b[15],
+            frame: u32::from_le_bytes(frame),
+            start_sample: u64::from_le_bytes(start),
+        };
+        if b[3] & !FLAG_RESTART != 0 || !header.is_valid() {
+            return Err(CorruptKind::Malformed);
+        }
+        Ok(header)
+    }
+
+    /// Whether `other` describes the same session: only `frame`, `restart` and
+    /// `header_interval` may differ between its headers.
+    fn same_session(&self, other: &StreamHeader) -> bool {
+        self.session == other.session
+            && self.model_id == other.model_id
+            && self.layout == other.layout
+            && self.start_sample == other.start_sample
+    }
+}
+
+/// The check of data frame `frame` of `header`'s session: CRC-16 over the codes and the implied
+/// bytes (stream id, session, frame number, frame flags).
+fn frame_check(header: &StreamHeader, codes: &[u8], frame: u32, flags: u8) -> u16 {
+    let mut digest = CHECK_CRC.digest();
+    digest.update(codes);
+    digest.update(&[header.stream_id]);
+    digest.update(&header.session.to_le_bytes());
+    digest.update(&frame.to_le_bytes());
+    digest.update(&[flags]);
+    digest.finalize()
 }
 
 /// Why a frame could not be written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum EncodeFrameError {
-    /// The output buffer is shorter than the encoded frame ([`MAX_ENCODED_LEN`] always suffices).
+    /// The output buffer is shorter than the frame ([`MAX_FRAME_LEN`] always suffices).
     BufferTooSmall,
+    /// The codes do not fill one frame of the header's layout.
+    CodeCount { expected: usize, found: usize },
 }
 
 impl core::fmt::Display for EncodeFrameError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.write_str("frame buffer too small")
+        match self {
+            EncodeFrameError::BufferTooSmall => f.write_str("frame buffer too small"),
+            EncodeFrameError::CodeCount { expected, found } => {
+                write!(f, "a frame of this stream holds {expected} codes, not {found}")
+            }
+        }
     }
 }
 
 impl core::error::Error for EncodeFrameError {}
 
-/// Serializes `frame` with its CRC, COBS-encodes it and appends the `0x00` delimiter.
-/// Returns the bytes to send.
-pub fn encode_frame<'b>(frame: &Frame, buf: &'b mut [u8]) -> Result<&'b mut [u8], EncodeFrameError> {
-    use postcard::ser_flavors::{crc::CrcModifier, Cobs, Slice};
-    // CRC over the raw payload, then COBS over payload + CRC: the CRC protects what the
-    // application reads, and COBS guarantees the only 0x00 is the delimiter.
-    let cobs = Cobs::try_new(Slice::new(buf)).map_err(|_| EncodeFrameError::BufferTooSmall)?;
-    postcard::serialize_with_flavor(frame, CrcModifier::new(cobs, FRAME_CRC.digest()))
-        .map_err(|_| EncodeFrameError::BufferTooSmall)
+/// Writes data frame `frame` of `header`'s session (the codes of all its windows, then the
+/// check) into `out`; returns its length.
+pub fn encode_frame(
+    header: &StreamHeader,
+    frame: u32,
+    saturated: bool,
+    codes: &[i8],
+    out: &mut [u8],
+) -> Result<usize, EncodeFrameError> {
+    let n = header.layout.frame_codes();
+    if codes.len() != n {
+        return Err(EncodeFrameError::CodeCount { expected: n, found: codes.len() });
+    }
+    let out = out.get_mut(..n + CHECK_LEN).ok_or(EncodeFrameError::BufferTooSmall)?;
+    for (o, &c) in out.iter_mut().zip(codes) {
+        *o = c as u8;
+    }
+    let flags = if saturated { FRAME_SATURATED } else { 0 };
+    let check = frame_check(header, &out[..n], frame, flags);
+    out[n..].copy_from_slice(&check.to_le_bytes());
+    Ok(n + CHECK_LEN)
 }
 
-/// What kind of damage made a delimited chunk unusable. Ordered so that receivers can count
-/// damage by kind in a sorted map.
+/// Bytes a sender puts on the link for `frames` data frames of `frame_len` bytes from the start
+/// of a session, headers included.
+pub fn stream_len(frames: u64, frame_len: usize, header_interval: u8) -> u64 {
+    let headers = frames.div_ceil(u64::from(header_interval.max(1)));
+    frames * frame_len as u64 + headers * HEADER_LEN as u64
+}
+
+/// What kind of bytes a receiver could not use. Ordered so that receivers can count damage by
+/// kind in a sorted map.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[non_exhaustive]
 pub enum CorruptKind {
-    /// More bytes than any valid frame before a delimiter (a lost delimiter or garbage).
-    Oversized,
-    /// Not valid COBS.
-    Cobs,
-    /// Too short to hold a payload and CRC.
-    Truncated,
-    /// The CRC does not match the payload.
+    /// Bytes before any stream header: data frames cannot be read without one.
+    Unsynced,
+    /// An item-sized run right after a recognised item whose check failed (flipped bits).
     Crc,
-    /// The CRC matched but the payload is not a frame of this version's layout.
+    /// Bytes that are neither a header nor a frame of a followed stream: inserted or deleted
+    /// bytes, garbage, or frames lost beyond the search depth.
+    Unrecognized,
+    /// The input ended in the middle of an item.
+    Truncated,
+    /// A header with a valid CRC whose fields break the rules of the spec.
     Malformed,
-    /// The frame declares a wire version this decoder does not know.
+    /// A header of a wire version this receiver does not know.
     UnsupportedVersion(u8),
 }
 
 impl core::fmt::Display for CorruptKind {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
-            CorruptKind::Oversized => f.write_str("oversized (no delimiter where one was due)"),
-            CorruptKind::Cobs => f.write_str("invalid COBS encoding"),
+            CorruptKind::Unsynced => f.write_str("before the first stream header"),
+            CorruptKind::Crc => f.write_str("check mismatch (damaged item)"),
+            CorruptKind::Unrecognized => f.write_str("unrecognized bytes (lost framing or garbage)"),
             CorruptKind::Truncated => f.write_str("truncated"),
-            CorruptKind::Crc => f.write_str("CRC mismatch"),
-            CorruptKind::Malformed => f.write_str("malformed payload"),
+            CorruptKind::Malformed => f.write_str("malformed stream header"),
             CorruptKind::UnsupportedVersion(v) => {
                 write!(f, "unsupported wire version {v} (this decoder reads {WIRE_VERSION})")
             }
@@ -127,32 +291,171 @@ impl core::fmt::Display for CorruptKind {
     }
 }
 
-/// What the decoder found in the byte stream, in stream order.
+/// One received data frame.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum DecodeEvent {
-    /// An intact frame.
-    Frame(Frame),
-    /// Bytes up to a delimiter that are not an intact frame; `bytes` counts them (delimiter
-    /// excluded) so callers can account for every byte received.
-    Corrupt { kind: CorruptKind, bytes: usize },
-    /// Frames are missing on `stream_id`: `expected` was due, `received` arrived (wrapping
-    /// arithmetic: `received.wrapping_sub(expected)` frames were lost). Emitted just before the
-    /// [`DecodeEvent::Frame`] that revealed it.
-    Gap { stream_id: u8, expected: u32, received: u32 },
-    /// A frame whose sequence number is not ahead of the last one seen on its stream (a repeat
-    /// or a reordering); it is still delivered as the next [`DecodeEvent::Frame`].
-    OutOfOrder { stream_id: u8, last: u32, received: u32 },
+pub struct DataFrame {
+    pub stream_id: u8,
+    pub model_id: ModelId,
+    pub session: u16,
+    pub layout: StreamLayout,
+    /// Frame number in the session.
+    pub frame: u32,
+    /// Sample index of the frame's first sample.
+    pub sample_index: u64,
+    /// [`FRAME_SATURATED`] was set.
+    pub saturated: bool,
+    /// The codes of its `layout.windows_per_frame` windows, window after window.
+    pub codes: heapless::Vec<i8, MAX_FRAME_CODES>,
 }
 
-/// Streaming frame decoder: push byte chunks of any size, get [`DecodeEvent`]s.
+/// Frames that never arrived, exactly.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Gap {
+    pub stream_id: u8,
+    pub session: u16,
+    pub first_frame: u32,
+    pub frames: u32,
+    pub first_sample: u64,
+    pub samples: u64,
+}
+
+/// What a header did to the receiver's lock on its stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LockChange {
+    /// The first header of this stream: followed from its frame on.
+    Joined,
+    /// The session goes on (frames lost before it, if any, come as a [`DecodeEvent::Gap`]).
+    Continued,
+    /// A header no data frame confirmed (repeated, late, or bogus): ignored.
+    Ignored,
+    /// Another session (the device restarted) or another model or layout on this stream id.
+    NewSession { previous: u16 },
+}
+
+/// What the decoder found in the byte stream, in stream order.
+// A frame travels by value: `shared` has no allocator to box it in, and events are few.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DecodeEvent {
+    Header {
+        header: StreamHeader,
+        lock: LockChange,
+    },
+    /// Frames lost; emitted just before the frame or just after the header that revealed it.
+    Gap(Gap),
+    Frame(DataFrame),
+    /// Bytes the receiver could not use; `bytes` counts them so callers can account for every
+    /// byte received.
+    Corrupt {
+        kind: CorruptKind,
+        bytes: usize,
+    },
+}
+
+/// A stream the decoder follows.
+#[derive(Clone, Copy, Debug)]
+struct Lock {
+    header: StreamHeader,
+    /// The frame number expected next (2^32 once a session has sent its last frame).
+    next: u64,
+    /// When this stream was last heard from, for replacing the stalest one.
+    heard: u64,
+    /// A header that would move the lock (a new session, or frames lost ahead), believed only
+    /// once a data frame checks under it: one bogus header must not derail a stream.
+    pending: Option<(StreamHeader, LockChange)>,
+}
+
+impl Lock {
+    /// The numberings a frame of this stream may check under: the lock's own, then the pending
+    /// header's. `next` overrides the expected frame of numbering `alt` (when confirming a
+    /// frame by the one behind it).
+    fn numberings(&self, next: Option<(bool, u64)>) -> impl Iterator<Item = (bool, &StreamHeader, u64)> {
+        let expected = |alt: bool, default: u64| match next {
+            Some((a, n)) if a == alt => n,
+            _ => default,
+        };
+        let main = (false, &self.header, expected(false, self.next));
+        let alt = self.pending.as_ref().map(|(h, _)| (true, h, expected(true, u64::from(h.frame))));
+        core::iter::once(main).chain(alt)
+    }
+}
+
+/// The frame number and saturation flag under which `bytes` (one frame of `h`'s layout) checks,
+/// trying [`SEARCH_DEPTH`] frame numbers from `next` on.
+fn match_frame(h: &StreamHeader, bytes: &[u8], next: u64) -> Option<(u32, bool)> {
+    let (codes, check) = bytes.split_at(bytes.len() - CHECK_LEN);
+    let stored = u16::from_le_bytes([check[0], check[1]]);
+    // The codes are hashed once; only the implied suffix differs between candidates.
+    let mut prefix = CHECK_CRC.digest();
+    prefix.update(codes);
+    prefix.update(&[h.stream_id]);
+    prefix.update(&h.session.to_le_bytes());
+    for k in 0..u64::from(SEARCH_DEPTH) {
+        let Ok(frame) = u32::try_from(next + k) else { break };
+        for flags in [0, FRAME_SATURATED] {
+            let mut digest = prefix.clone();
+            digest.update(&frame.to_le_bytes());
+            digest.update(&[flags]);
+            if digest.finalize() == stored {
+                return Some((frame, flags != 0));
+            }
+        }
+    }
+    None
+}
+
+/// An item recognised at the start of the buffer.
+#[derive(Clone, Copy, Debug)]
+enum Item {
+    Header(StreamHeader),
+    /// A header with a valid CRC this receiver cannot use.
+    BadHeader(CorruptKind),
+    /// A frame of the stream in `slot`, under its pending header's numbering when `alt`.
+    Frame {
+        slot: usize,
+        alt: bool,
+        frame: u32,
+        saturated: bool,
+        len: usize,
+    },
+}
+
+impl Item {
+    fn len(&self) -> usize {
+        match *self {
+            Item::Header(_) | Item::BadHeader(_) => HEADER_LEN,
+            Item::Frame { len, .. } => len,
+        }
+    }
+}
+
+enum Recognised {
+    Item(Item),
+    /// Not decidable before more bytes arrive.
+    NeedMore,
+    Nothing,
+}
+
+/// The receiver's buffer: two items' worth, enough to confirm an item by the one behind it.
+const BUF_LEN: usize = 2 * MAX_FRAME_LEN;
+
+/// Streaming decoder: push byte chunks of any size, get [`DecodeEvent`]s.
 ///
-/// It holds one frame's worth of bytes and the last sequence number per stream; no allocation.
+/// It holds two items' worth of bytes and one lock per followed stream; no allocation.
 pub struct FrameDecoder {
-    buf: [u8; MAX_ENCODED_LEN],
-    len: usize,
-    /// Bytes received since the last delimiter, counting those dropped past `buf`.
-    pending: usize,
-    last_sequence: [Option<u32>; 256],
+    buf: [u8; BUF_LEN],
+    start: usize,
+    end: usize,
+    locks: [Option<Lock>; MAX_STREAMS],
+    clock: u64,
+    /// The previous bytes were a recognised item (items found here need no confirmation).
+    in_sync: bool,
+    /// Bytes skipped since the last recognised item.
+    skipped: usize,
+    /// Whether the skipped run began in sync, and whether any stream was followed then.
+    run_in_sync: bool,
+    run_locked: bool,
+    events: Deque<DecodeEvent, 6>,
 }
 
 impl Default for FrameDecoder {
@@ -163,142 +466,363 @@ impl Default for FrameDecoder {
 
 impl FrameDecoder {
     pub const fn new() -> Self {
-        Self { buf: [0; MAX_ENCODED_LEN], len: 0, pending: 0, last_sequence: [None; 256] }
+        FrameDecoder {
+            buf: [0; BUF_LEN],
+            start: 0,
+            end: 0,
+            locks: [None; MAX_STREAMS],
+            clock: 0,
+            in_sync: false,
+            skipped: 0,
+            run_in_sync: false,
+            run_locked: false,
+            events: Deque::new(),
+        }
     }
 
-    /// Decodes `chunk`; the returned iterator yields the events it completes. Bytes after the
-    /// last delimiter stay buffered for the next call. Drop the iterator early and the rest of
+    /// Decodes `chunk`; the returned iterator yields the events it completes. Bytes that cannot
+    /// be decided yet stay buffered for the next call. Drop the iterator early and the rest of
     /// the chunk is discarded as if never received.
     pub fn feed<'d, 'c>(&'d mut self, chunk: &'c [u8]) -> Events<'d, 'c> {
-        Events { decoder: self, rest: chunk, held: None }
+        Events { decoder: self, rest: chunk, end_of_input: false }
     }
 
-    /// Reports bytes still waiting for a delimiter (call at end of stream): a truncated frame.
-    pub fn finish(&mut self) -> Option<DecodeEvent> {
-        let bytes = core::mem::take(&mut self.pending);
-        self.len = 0;
-        (bytes > 0).then_some(DecodeEvent::Corrupt { kind: CorruptKind::Truncated, bytes })
+    /// Ends the input: decides what is still buffered (an item waiting for confirmation is
+    /// accepted, a cut-off one reported as truncated).
+    pub fn finish(&mut self) -> Events<'_, 'static> {
+        Events { decoder: self, rest: &[], end_of_input: true }
     }
 
-    /// Interprets the bytes between two delimiters. `None` for an empty chunk (back-to-back
-    /// delimiters are allowed as padding / sync markers).
-    fn complete(&mut self) -> Option<(DecodeEvent, Option<Frame>)> {
-        let bytes = core::mem::take(&mut self.pending);
-        let len = core::mem::take(&mut self.len);
-        if bytes == 0 {
-            return None;
+    /// Moves bytes of `rest` into the buffer.
+    fn fill(&mut self, rest: &mut &[u8]) {
+        if self.end == BUF_LEN && self.start > 0 {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
         }
-        let corrupt = |kind| Some((DecodeEvent::Corrupt { kind, bytes }, None));
-        if bytes > len {
-            return corrupt(CorruptKind::Oversized);
-        }
-        let Ok(decoded) = cobs::decode_in_place(&mut self.buf[..len]) else {
-            return corrupt(CorruptKind::Cobs);
-        };
-        if decoded <= CRC_LEN {
-            return corrupt(CorruptKind::Truncated);
-        }
-        let (payload, crc) = self.buf[..decoded].split_at(decoded - CRC_LEN);
-        let stored = u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]);
-        if FRAME_CRC.checksum(payload) != stored {
-            return corrupt(CorruptKind::Crc);
-        }
-        if payload[0] != WIRE_VERSION {
-            return corrupt(CorruptKind::UnsupportedVersion(payload[0]));
-        }
-        let frame = match postcard::take_from_bytes::<Frame>(payload) {
-            Ok((frame, [])) => frame,
-            _ => return corrupt(CorruptKind::Malformed),
-        };
-        Some(self.track_sequence(frame))
+        let n = rest.len().min(BUF_LEN - self.end);
+        self.buf[self.end..self.end + n].copy_from_slice(&rest[..n]);
+        self.end += n;
+        *rest = &rest[n..];
     }
 
-    /// Checks `frame` against its stream's previous sequence number; returns the event to emit
-    /// first (a gap or reordering notice, or the frame itself) and the frame still to emit.
-    fn track_sequence(&mut self, frame: Frame) -> (DecodeEvent, Option<Frame>) {
-        let stream_id = frame.stream_id;
-        let received = frame.sequence;
-        let last = self.last_sequence[stream_id as usize].replace(received);
-        let notice = match last {
-            Some(_) if frame.flags & FLAG_STREAM_START != 0 => None,
-            None => None,
-            Some(last) => {
-                let expected = last.wrapping_add(1);
-                let ahead = received.wrapping_sub(last);
-                if ahead == 1 {
-                    None
-                } else if ahead != 0 && ahead < 1 << 31 {
-                    Some(DecodeEvent::Gap { stream_id, expected, received })
-                } else {
-                    Some(DecodeEvent::OutOfOrder { stream_id, last, received })
+    /// What stands at the start of `bytes`. `skipped`: bytes skipped since the last recognised
+    /// item (`Some(0)`: right behind it; `None`: the run did not start behind one); `end`: no
+    /// more bytes will come; `next` overrides one slot's expected frame number (when confirming
+    /// a frame by the one behind it).
+    fn recognise(
+        &self,
+        bytes: &[u8],
+        skipped: Option<usize>,
+        end: bool,
+        next: Option<(usize, bool, u64)>,
+    ) -> Recognised {
+        let mut need_more = false;
+        if bytes.first() == Some(&HEADER_MAGIC) {
+            match bytes.get(..HEADER_LEN) {
+                Some(b) => {
+                    let b: &[u8; HEADER_LEN] = b.try_into().expect("HEADER_LEN bytes");
+                    let stored = u32::from_le_bytes([b[28], b[29], b[30], b[31]]);
+                    if CRC32.checksum(&b[..28]) == stored {
+                        return Recognised::Item(match StreamHeader::decode(b) {
+                            Ok(h) => Item::Header(h),
+                            Err(kind) => Item::BadHeader(kind),
+                        });
+                    }
+                }
+                None => need_more = !end,
+            }
+        }
+        for (slot, lock) in self.locks.iter().enumerate() {
+            let Some(lock) = lock else { continue };
+            let next = next.and_then(|(s, alt, n)| (s == slot).then_some((alt, n)));
+            for (alt, header, expected) in lock.numberings(next) {
+                let len = header.layout.frame_len();
+                let Some(frame_bytes) = bytes.get(..len) else {
+                    need_more |= !end;
+                    continue;
+                };
+                let Some((frame, saturated)) = match_frame(header, frame_bytes, expected) else { continue };
+                let item = Item::Frame { slot, alt, frame, saturated, len };
+                // Right behind an item, or behind whole frames of this stream that failed their
+                // checks (flipped bits keep the alignment), a frame is where one belongs.
+                if skipped.is_some_and(|n| n % len == 0 && n / len < SEARCH_DEPTH as usize) {
+                    return Recognised::Item(item);
+                }
+                // Found while hunting: the item behind it must be recognised too.
+                let behind = &bytes[len..];
+                if behind.is_empty() && end {
+                    return Recognised::Item(item);
+                }
+                match self.recognise(behind, Some(0), end, Some((slot, alt, u64::from(frame) + 1))) {
+                    Recognised::Item(_) => return Recognised::Item(item),
+                    Recognised::NeedMore => need_more = true,
+                    Recognised::Nothing => {}
                 }
             }
+        }
+        if need_more {
+            Recognised::NeedMore
+        } else {
+            Recognised::Nothing
+        }
+    }
+
+    /// Decides the start of the buffer; false when nothing could be decided.
+    fn step(&mut self, end: bool) -> bool {
+        if self.start == self.end {
+            if !end {
+                return false;
+            }
+            if self.skipped > 0 {
+                self.end_run(true);
+                return true;
+            }
+            // Headers no frame came to confirm.
+            let Some((header, _)) = self.locks.iter_mut().flatten().find_map(|l| l.pending.take()) else {
+                return false;
+            };
+            self.push(DecodeEvent::Header { header, lock: LockChange::Ignored });
+            return true;
+        }
+        let skipped = if self.in_sync { Some(0) } else { self.run_in_sync.then_some(self.skipped) };
+        match self.recognise(&self.buf[self.start..self.end], skipped, end, None) {
+            Recognised::Item(item) => {
+                self.end_run(false);
+                let len = item.len();
+                self.start += len;
+                self.accept(item);
+                self.in_sync = true;
+                true
+            }
+            Recognised::NeedMore => false,
+            Recognised::Nothing => {
+                if self.skipped == 0 {
+                    self.run_in_sync = self.in_sync;
+                    self.run_locked = self.locks.iter().any(Option::is_some);
+                }
+                self.skipped += 1;
+                self.start += 1;
+                self.in_sync = false;
+                true
+            }
+        }
+    }
+
+    /// Reports the skipped run, if any. `at_end`: the input ended behind it.
+    fn end_run(&mut self, at_end: bool) {
+        let bytes = core::mem::take(&mut self.skipped);
+        if bytes == 0 {
+            return;
+        }
+        // Whole damaged items: a header, or up to SEARCH_DEPTH - 1 frames of one stream.
+        let item_sized = bytes == HEADER_LEN
+            || self.locks.iter().flatten().any(|l| {
+                let len = l.header.layout.frame_len();
+                bytes % len == 0 && bytes / len < SEARCH_DEPTH as usize
+            });
+        let longest =
+            self.locks.iter().flatten().map(|l| l.header.layout.frame_len()).max().unwrap_or(0).max(HEADER_LEN);
+        let kind = if !self.run_locked {
+            CorruptKind::Unsynced
+        } else if at_end && self.run_in_sync && bytes < longest {
+            CorruptKind::Truncated
+        } else if self.run_in_sync && item_sized && !at_end {
+            CorruptKind::Crc
+        } else {
+            CorruptKind::Unrecognized
         };
-        match notice {
-            Some(notice) => (notice, Some(frame)),
-            None => (DecodeEvent::Frame(frame), None),
+        self.push(DecodeEvent::Corrupt { kind, bytes });
+    }
+
+    fn push(&mut self, event: DecodeEvent) {
+        // At most five events come from one step (a run, a header, two gaps and a frame) and
+        // the iterator drains them before the next.
+        let _ = self.events.push_back(event);
+    }
+
+    fn accept(&mut self, item: Item) {
+        self.clock += 1;
+        match item {
+            Item::BadHeader(kind) => self.push(DecodeEvent::Corrupt { kind, bytes: HEADER_LEN }),
+            Item::Header(header) => self.accept_header(header),
+            Item::Frame { slot, alt, frame, saturated, len } => {
+                let Some(mut lock) = self.locks[slot] else { return };
+                if let Some((header, change)) = lock.pending.take() {
+                    if alt {
+                        // The pending header is confirmed: the lock moves.
+                        self.push(DecodeEvent::Header { header, lock: change });
+                        if let LockChange::NewSession { .. } = change {
+                            lock.next = 0;
+                        }
+                        lock.header = header;
+                    } else if header.same_session(&lock.header) && frame >= header.frame {
+                        // A frame of the old numbering that the header also predicted.
+                        self.push(DecodeEvent::Header { header, lock: LockChange::Continued });
+                        lock.header = header;
+                    } else {
+                        self.push(DecodeEvent::Header { header, lock: LockChange::Ignored });
+                    }
+                }
+                let h = lock.header;
+                if u64::from(frame) > lock.next {
+                    self.push(DecodeEvent::Gap(lost(&h, lock.next, frame)));
+                }
+                lock.next = u64::from(frame) + 1;
+                lock.heard = self.clock;
+                self.locks[slot] = Some(lock);
+                let mut codes = heapless::Vec::new();
+                for &b in &self.buf[self.start - len..self.start - CHECK_LEN] {
+                    // At most MAX_FRAME_CODES for a valid layout.
+                    let _ = codes.push(b as i8);
+                }
+                self.push(DecodeEvent::Frame(DataFrame {
+                    stream_id: h.stream_id,
+                    model_id: h.model_id,
+                    session: h.session,
+                    layout: h.layout,
+                    frame,
+                    sample_index: h.sample_index(frame),
+                    saturated,
+                    codes,
+                }));
+            }
+        }
+    }
+
+    fn accept_header(&mut self, header: StreamHeader) {
+        let clock = self.clock;
+        let existing = self.locks.iter().position(|l| l.is_some_and(|l| l.header.stream_id == header.stream_id));
+        let Some(slot) = existing else {
+            // A new stream takes a free slot, or the one heard from least recently.
+            let slot = (0..MAX_STREAMS).min_by_key(|&s| self.locks[s].map_or(0, |l| l.heard)).unwrap_or(0);
+            self.locks[slot] = Some(Lock { header, next: u64::from(header.frame), heard: clock, pending: None });
+            self.push(DecodeEvent::Header { header, lock: LockChange::Joined });
+            return;
+        };
+        let lock = self.locks[slot].as_mut().expect("found above");
+        // A restart header always opens a new session, even one that kept its session id.
+        let change = if !lock.header.same_session(&header) || header.restart {
+            LockChange::NewSession { previous: lock.header.session }
+        } else if u64::from(header.frame) == lock.next {
+            lock.header = header;
+            self.push(DecodeEvent::Header { header, lock: LockChange::Continued });
+            return;
+        } else if u64::from(header.frame) > lock.next {
+            LockChange::Continued
+        } else {
+            // Behind what was received: repeated or late.
+            self.push(DecodeEvent::Header { header, lock: LockChange::Ignored });
+            return;
+        };
+        // A move of the lock waits for a frame to confirm it; a newer header replaces an
+        // unconfirmed one.
+        if let Some((replaced, _)) = lock.pending.replace((header, change)) {
+            self.push(DecodeEvent::Header { header: replaced, lock: LockChange::Ignored });
         }
     }
 }
 
-/// Iterator over the events completed by one [`FrameDecoder::feed`] call.
+/// Frames `first .. until` of `header`'s session, lost.
+fn lost(header: &StreamHeader, first: u64, until: u32) -> Gap {
+    // `first` < `until` <= u32::MAX here.
+    let first_frame = first as u32;
+    let frames = until - first_frame;
+    Gap {
+        stream_id: header.stream_id,
+        session: header.session,
+        first_frame,
+        frames,
+        first_sample: header.sample_index(first_frame),
+        samples: u64::from(frames) * header.layout.frame_span(),
+    }
+}
+
+/// Iterator over the events completed by one [`FrameDecoder::feed`] or
+/// [`FrameDecoder::finish`] call.
 pub struct Events<'d, 'c> {
     decoder: &'d mut FrameDecoder,
     rest: &'c [u8],
-    held: Option<Frame>,
+    end_of_input: bool,
 }
 
 impl Iterator for Events<'_, '_> {
     type Item = DecodeEvent;
 
     fn next(&mut self) -> Option<DecodeEvent> {
-        if let Some(frame) = self.held.take() {
-            return Some(DecodeEvent::Frame(frame));
-        }
         let d = &mut *self.decoder;
-        while let Some((&byte, rest)) = self.rest.split_first() {
-            self.rest = rest;
-            if byte == 0 {
-                if let Some((event, held)) = d.complete() {
-                    self.held = held;
-                    return Some(event);
-                }
-            } else {
-                if d.len < d.buf.len() {
-                    d.buf[d.len] = byte;
-                    d.len += 1;
-                }
-                d.pending += 1;
+        loop {
+            if let Some(event) = d.events.pop_front() {
+                return Some(event);
+            }
+            d.fill(&mut self.rest);
+            let end = self.end_of_input && self.rest.is_empty();
+            if !d.step(end) && self.rest.is_empty() {
+                return None;
             }
         }
-        None
     }
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     extern crate std;
     use super::*;
     use std::vec::Vec;
 
-    pub(crate) fn frame(sequence: u32, codes: &[i8]) -> Frame {
-        Frame {
-            version: WIRE_VERSION,
-            model_id: ModelId([0xde, 0xad, 0xbe, 0xef]),
+    pub(crate) const LAYOUT: StreamLayout =
+        StreamLayout { channels: 1, codes_per_window: 5, window: 128, windows_per_frame: 1 };
+
+    pub(crate) fn header(frame: u32) -> StreamHeader {
+        StreamHeader {
             stream_id: 0,
-            sequence,
-            sample_index: u64::from(sequence) * 128,
-            flags: 0,
-            codes: heapless::Vec::from_slice(codes).unwrap(),
+            restart: frame == 0,
+            model_id: ModelId([0xde, 0xad, 0xbe, 0xef]),
+            session: 0x1234,
+            layout: LAYOUT,
+            header_interval: 4,
+            frame,
+            start_sample: 0,
         }
     }
 
-    fn encode(f: &Frame) -> Vec<u8> {
-        let mut buf = [0u8; MAX_ENCODED_LEN];
-        encode_frame(f, &mut buf).unwrap().to_vec()
+    /// Codes of frame `f` in the tests: different for every frame.
+    pub(crate) fn codes(h: &StreamHeader, f: u32) -> Vec<i8> {
+        (0..h.layout.frame_codes()).map(|i| (f as usize * 7 + i * 13) as u8 as i8).collect()
     }
 
-    fn decode_all(stream: &[u8], chunk: usize) -> Vec<DecodeEvent> {
+    pub(crate) fn data_frame(h: &StreamHeader, f: u32, saturated: bool) -> DataFrame {
+        DataFrame {
+            stream_id: h.stream_id,
+            model_id: h.model_id,
+            session: h.session,
+            layout: h.layout,
+            frame: f,
+            sample_index: h.sample_index(f),
+            saturated,
+            codes: heapless::Vec::from_slice(&codes(h, f)).unwrap(),
+        }
+    }
+
+    pub(crate) fn frame_bytes(h: &StreamHeader, f: u32, saturated: bool) -> Vec<u8> {
+        let mut buf = [0u8; MAX_FRAME_LEN];
+        let n = encode_frame(h, f, saturated, &codes(h, f), &mut buf).unwrap();
+        buf[..n].to_vec()
+    }
+
+    /// What a sender puts on the link for frames `0..n` of `h`'s session, one item per `Vec`.
+    pub(crate) fn session_items(h: &StreamHeader, n: u32) -> Vec<Vec<u8>> {
+        let mut items = Vec::new();
+        for f in 0..n {
+            if f % u32::from(h.header_interval) == 0 {
+                items.push(StreamHeader { frame: f, restart: f == 0, ..*h }.encode().to_vec());
+            }
+            items.push(frame_bytes(h, f, f % 5 == 3));
+        }
+        items
+    }
+
+    pub(crate) fn decode_all(stream: &[u8], chunk: usize) -> Vec<DecodeEvent> {
         let mut d = FrameDecoder::new();
         let mut out: Vec<DecodeEvent> =
             stream.chunks(chunk.max(1)).flat_map(|c| d.feed(c).collect::<Vec<_>>()).collect();
@@ -306,161 +830,280 @@ mod tests {
         out
     }
 
+    pub(crate) fn frames_of(events: &[DecodeEvent]) -> Vec<DataFrame> {
+        events.iter().filter_map(|e| if let DecodeEvent::Frame(f) = e { Some(f.clone()) } else { None }).collect()
+    }
+
+    fn gaps_of(events: &[DecodeEvent]) -> Vec<(u32, u32)> {
+        events
+            .iter()
+            .filter_map(|e| if let DecodeEvent::Gap(g) = e { Some((g.first_frame, g.frames)) } else { None })
+            .collect()
+    }
+
+    fn corrupt_of(events: &[DecodeEvent]) -> Vec<(CorruptKind, usize)> {
+        events
+            .iter()
+            .filter_map(|e| if let DecodeEvent::Corrupt { kind, bytes } = e { Some((*kind, *bytes)) } else { None })
+            .collect()
+    }
+
     fn hex(s: &str) -> Vec<u8> {
         let s: std::string::String = s.split_whitespace().collect();
         (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
     }
 
+    fn golden(name: &str) -> Vec<u8> {
+        let doc = include_str!("../../docs/wire-format.md");
+        let start = doc.find(&std::format!("<!-- {name} -->")).expect("vector in doc");
+        let block = &doc[start..];
+        let open = block.find("```\n").unwrap() + 4;
+        let close = open + block[open..].find("```").unwrap();
+        hex(&block[open..close])
+    }
+
     /// The golden vectors of `docs/wire-format.md`, byte for byte.
     #[test]
     fn golden_vectors_match_the_spec() {
-        let doc = include_str!("../../docs/wire-format.md");
-        let vectors: Vec<(Frame, &str)> = std::vec![
-            (frame(0, &[1, -1, 0, 127, -128]), "golden-1"),
-            (
-                Frame {
-                    stream_id: 3,
-                    sequence: 300,
-                    sample_index: 38_400,
-                    flags: FLAG_STREAM_START | FLAG_INPUT_SATURATED,
-                    ..frame(0, &[0; 8])
-                },
-                "golden-2",
-            ),
-        ];
-        for (f, name) in vectors {
-            let start = doc.find(&std::format!("<!-- {name} -->")).expect("vector in doc");
-            let block = &doc[start..];
-            let open = block.find("```\n").unwrap() + 4;
-            let close = open + block[open..].find("```").unwrap();
-            let expected = hex(&block[open..close]);
-            assert_eq!(encode(&f), expected, "{name}");
-            assert_eq!(decode_all(&expected, 1), std::vec![DecodeEvent::Frame(f)]);
-        }
+        let h1 = StreamHeader {
+            layout: StreamLayout { channels: 1, codes_per_window: 5, window: 256, windows_per_frame: 1 },
+            header_interval: 64,
+            ..header(0)
+        };
+        let mut buf = [0u8; MAX_FRAME_LEN];
+        let mut v1 = h1.encode().to_vec();
+        let n = encode_frame(&h1, 0, false, &[1, -1, 0, 127, -128], &mut buf).unwrap();
+        v1.extend_from_slice(&buf[..n]);
+        let n = encode_frame(&h1, 1, true, &[2; 5], &mut buf).unwrap();
+        v1.extend_from_slice(&buf[..n]);
+        assert_eq!(v1, golden("golden-1"));
+        let events = decode_all(&v1, 1);
+        assert_eq!(events[0], DecodeEvent::Header { header: h1, lock: LockChange::Joined });
+        let frames = frames_of(&events);
+        assert_eq!(frames.len(), 2);
+        assert_eq!((&frames[0].codes[..], frames[0].saturated), (&[1, -1, 0, 127, -128][..], false));
+        assert_eq!((frames[1].frame, frames[1].sample_index, frames[1].saturated), (1, 256, true));
+
+        let h2 = StreamHeader {
+            stream_id: 3,
+            restart: false,
+            session: 7,
+            layout: StreamLayout { channels: 2, codes_per_window: 4, window: 128, windows_per_frame: 2 },
+            header_interval: 16,
+            frame: 304,
+            start_sample: 38_400,
+            ..h1
+        };
+        let codes = [0, 1, 2, 3, -4, -3, -2, -1];
+        let mut v2 = h2.encode().to_vec();
+        let n = encode_frame(&h2, 304, false, &codes, &mut buf).unwrap();
+        v2.extend_from_slice(&buf[..n]);
+        assert_eq!(v2, golden("golden-2"));
+        let frames = frames_of(&decode_all(&v2, 3));
+        assert_eq!((&frames[0].codes[..], frames[0].sample_index), (&codes[..], 38_400 + 304 * 256));
     }
 
     #[test]
-    fn max_size_frame_fits_the_buffer() {
-        let mut f = frame(u32::MAX, &[0; MAX_CODES]);
-        f.sample_index = u64::MAX;
-        let bytes = encode(&f);
-        assert!(bytes.len() <= MAX_ENCODED_LEN);
-        assert_eq!(decode_all(&bytes, 7), std::vec![DecodeEvent::Frame(f)]);
-    }
-
-    #[test]
-    fn frames_split_anywhere_decode_identically() {
-        let frames: Vec<Frame> = (0..20).map(|i| frame(i, &[i as i8, 0, -3, 0x7f])).collect();
-        let stream: Vec<u8> = frames.iter().flat_map(encode).collect();
+    fn a_session_decodes_whole_when_split_anywhere() {
+        let h = header(0);
+        let stream = session_items(&h, 23).concat();
+        let expected: Vec<DataFrame> = (0..23).map(|f| data_frame(&h, f, f % 5 == 3)).collect();
         for chunk in [1, 2, 3, 5, 17, 64, stream.len()] {
             let events = decode_all(&stream, chunk);
-            let expected: Vec<_> = frames.iter().cloned().map(DecodeEvent::Frame).collect();
-            assert_eq!(events, expected, "chunk size {chunk}");
+            assert_eq!(frames_of(&events), expected, "chunk size {chunk}");
+            assert!(corrupt_of(&events).is_empty() && gaps_of(&events).is_empty());
+            let locks: Vec<LockChange> = events
+                .iter()
+                .filter_map(|e| if let DecodeEvent::Header { lock, .. } = e { Some(*lock) } else { None })
+                .collect();
+            assert_eq!(locks[0], LockChange::Joined);
+            assert!(locks[1..].iter().all(|&l| l == LockChange::Continued));
         }
     }
 
     #[test]
-    fn garbage_is_reported_and_followed_frames_recovered() {
-        let mut stream = std::vec![0x13, 0x37, 0x42];
-        stream.push(0);
-        stream.extend(encode(&frame(0, &[5; 6])));
-        let events = decode_all(&stream, 4);
+    fn every_byte_is_accounted_for_and_the_largest_frame_fits() {
+        let h = StreamHeader {
+            layout: StreamLayout { channels: 16, codes_per_window: 51, window: u16::MAX, windows_per_frame: 5 },
+            start_sample: MAX_START_SAMPLE,
+            ..header(0)
+        };
+        assert_eq!(h.layout.frame_len(), MAX_FRAME_LEN);
+        let stream = session_items(&h, 9).concat();
+        assert_eq!(stream.len() as u64, stream_len(9, MAX_FRAME_LEN, h.header_interval));
+        let frames = frames_of(&decode_all(&stream, 100));
+        assert_eq!(frames.len(), 9);
+        assert_eq!(frames[8].sample_index, MAX_START_SAMPLE + 8 * 5 * u64::from(u16::MAX));
+    }
+
+    #[test]
+    fn bytes_before_the_first_header_are_unsynced() {
+        let h = header(0);
+        let items = session_items(&h, 8);
+        // Joined mid-stream: frames 2 and 3, then the header of frame 4.
+        let stream = items[3..].concat();
+        let events = decode_all(&stream, 7);
+        assert_eq!(corrupt_of(&events), std::vec![(CorruptKind::Unsynced, 2 * LAYOUT.frame_len())]);
+        assert_eq!(frames_of(&events), (4..8).map(|f| data_frame(&h, f, f % 5 == 3)).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_flipped_bit_costs_one_frame_and_is_a_check_failure() {
+        let h = header(0);
+        let mut items = session_items(&h, 8);
+        items[3][2] ^= 0x10; // frame 2 (items: header, 0, 1, 2, …)
+        let events = decode_all(&items.concat(), 5);
+        assert_eq!(corrupt_of(&events), std::vec![(CorruptKind::Crc, LAYOUT.frame_len())]);
+        assert_eq!(gaps_of(&events), std::vec![(2, 1)]);
+        assert_eq!(frames_of(&events).len(), 7);
+    }
+
+    #[test]
+    fn short_losses_are_bridged_by_the_check_and_long_ones_measured_at_the_next_header() {
+        let h = header(0);
+        let items = session_items(&h, 14); // headers before frames 0, 4, 8, 12
+        let index = |f: u32| (f + f / 4 + 1) as usize; // item index of frame f
+                                                       // Frames 1..4 lost (3 frames: bridged), frames 5..12 lost with the header of 8 (7 frames).
+        let kept: Vec<u8> = items
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| ![2, 3, 4, 7, 8, 9, 10, 11, 12, 13, 14].contains(i))
+            .flat_map(|(_, b)| b.clone())
+            .collect();
+        assert_eq!((index(1), index(4) - 1, index(12) - 1), (2, 5, 15));
+        let events = decode_all(&kept, 11);
+        let got: Vec<u32> = frames_of(&events).iter().map(|f| f.frame).collect();
+        assert_eq!(got, std::vec![0, 4, 12, 13]);
+        assert_eq!(gaps_of(&events), std::vec![(1, 3), (5, 7)]);
+        let gap = events.iter().find_map(|e| if let DecodeEvent::Gap(g) = e { Some(*g) } else { None }).unwrap();
+        assert_eq!((gap.first_sample, gap.samples), (128, 3 * 128));
+    }
+
+    #[test]
+    fn inserted_and_deleted_bytes_are_hunted_past() {
+        let h = header(0);
+        let mut items = session_items(&h, 8);
+        items[2].insert(3, 0x77); // frame 1 grows
+        items[7].remove(0); // frame 5 shrinks
+        let events = decode_all(&items.concat(), 4);
+        let got: Vec<u32> = frames_of(&events).iter().map(|f| f.frame).collect();
+        assert_eq!(got, std::vec![0, 2, 3, 4, 6, 7]);
+        assert_eq!(gaps_of(&events), std::vec![(1, 1), (5, 1)]);
+        let corrupt = corrupt_of(&events);
+        assert_eq!(corrupt.iter().map(|c| c.1).sum::<usize>(), 2 * LAYOUT.frame_len());
+    }
+
+    #[test]
+    fn a_restart_is_a_new_session_even_when_its_first_header_is_lost() {
+        let h = header(0);
+        let before = session_items(&h, 6).concat();
+        let rebooted = StreamHeader { session: 0x9999, ..h };
+        let after = session_items(&rebooted, 7);
+        // The restart header and frames 0..4 are lost; the header of frame 4 tells.
+        let stream = [before, after[5..].concat()].concat();
+        let events = decode_all(&stream, 9);
+        assert!(events.contains(&DecodeEvent::Header {
+            header: StreamHeader { frame: 4, restart: false, ..rebooted },
+            lock: LockChange::NewSession { previous: 0x1234 }
+        }));
+        assert_eq!(gaps_of(&events), std::vec![(0, 4)]);
+        let got: Vec<(u16, u32)> = frames_of(&events).iter().map(|f| (f.session, f.frame)).collect();
+        let expected: Vec<(u16, u32)> = (0..6).map(|f| (0x1234, f)).chain((4..7).map(|f| (0x9999, f))).collect();
+        assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn repeated_items_invent_nothing() {
+        let h = header(0);
+        let items = session_items(&h, 7);
+        // The header of frame 4 repeated late, and frame 4 sent twice.
+        let stream = [&items[..7], &items[5..7], &items[7..]].concat().concat();
+        let events = decode_all(&stream, 6);
+        assert_eq!(frames_of(&events), (0..7).map(|f| data_frame(&h, f, f % 5 == 3)).collect::<Vec<_>>());
+        assert!(events.iter().any(|e| matches!(e, DecodeEvent::Header { lock: LockChange::Ignored, .. })));
+        // The repeated frame 4 no longer checks as any frame the receiver expects.
+        assert_eq!(corrupt_of(&events), std::vec![(CorruptKind::Crc, LAYOUT.frame_len())]);
+    }
+
+    #[test]
+    fn a_bogus_header_derails_nothing() {
+        let h = header(0);
+        let items = session_items(&h, 12);
+        // Valid headers that no frame confirms: far ahead in the session, and another session.
+        let ahead = StreamHeader { frame: 1 << 30, restart: false, ..h }.encode().to_vec();
+        let other = StreamHeader { session: 77, ..h }.encode().to_vec();
+        let stream = [&items[..3], &[ahead][..], &items[3..8], &[other][..], &items[8..]].concat().concat();
+        let events = decode_all(&stream, 10);
+        assert_eq!(frames_of(&events), (0..12).map(|f| data_frame(&h, f, f % 5 == 3)).collect::<Vec<_>>());
+        assert!(gaps_of(&events).is_empty() && corrupt_of(&events).is_empty());
+        let ignored = events.iter().filter(|e| matches!(e, DecodeEvent::Header { lock: LockChange::Ignored, .. }));
+        assert_eq!(ignored.count(), 2);
+    }
+
+    #[test]
+    fn interleaved_streams_are_followed_separately() {
+        let a = header(0);
+        let b = StreamHeader {
+            stream_id: 9,
+            session: 1,
+            layout: StreamLayout { channels: 3, codes_per_window: 8, window: 32, windows_per_frame: 2 },
+            ..a
+        };
+        let (ia, ib) = (session_items(&a, 6), session_items(&b, 6));
+        let stream: Vec<u8> = ia.iter().zip(&ib).flat_map(|(x, y)| [x.clone(), y.clone()]).flatten().collect();
+        let frames = frames_of(&decode_all(&stream, 13));
+        let of = |id: u8| frames.iter().filter(|f| f.stream_id == id).map(|f| f.frame).collect::<Vec<_>>();
+        assert_eq!((of(0).len(), of(9).len()), (ia.len() - 2, ib.len() - 2));
+        assert_eq!(of(9), (0..6).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn headers_it_cannot_use_are_reported_by_kind() {
+        let mut bad = header(0).encode();
+        bad[1] = 3;
+        let crc = CRC32.checksum(&bad[..28]);
+        bad[28..].copy_from_slice(&crc.to_le_bytes());
+        let mut malformed = header(0).encode();
+        malformed[11] = 0; // no codes
+        let crc = CRC32.checksum(&malformed[..28]);
+        malformed[28..].copy_from_slice(&crc.to_le_bytes());
+        let events = decode_all(&[bad, malformed].concat(), 8);
         assert_eq!(
-            events,
-            std::vec![
-                DecodeEvent::Corrupt { kind: CorruptKind::Cobs, bytes: 3 },
-                DecodeEvent::Frame(frame(0, &[5; 6]))
-            ]
+            corrupt_of(&events),
+            std::vec![(CorruptKind::UnsupportedVersion(3), HEADER_LEN), (CorruptKind::Malformed, HEADER_LEN)]
         );
     }
 
     #[test]
-    fn flipped_bit_is_a_crc_error_and_the_next_frame_survives() {
-        let mut a = encode(&frame(0, &[1, 2, 3]));
-        a[4] ^= 0x10;
-        a.extend(encode(&frame(1, &[4, 5, 6])));
-        let events = decode_all(&a, 3);
-        assert!(matches!(events[0], DecodeEvent::Corrupt { kind: CorruptKind::Crc | CorruptKind::Cobs, .. }));
-        // The damaged frame's sequence number was never seen, so the next frame opens the stream.
-        assert_eq!(events[1], DecodeEvent::Frame(frame(1, &[4, 5, 6])));
-        assert_eq!(events.len(), 2);
+    fn a_cut_off_frame_at_the_end_is_truncated() {
+        let h = header(0);
+        let mut stream = session_items(&h, 3).concat();
+        stream.truncate(stream.len() - 3);
+        let events = decode_all(&stream, 2);
+        assert_eq!(corrupt_of(&events), std::vec![(CorruptKind::Truncated, LAYOUT.frame_len() - 3)]);
+        assert_eq!(frames_of(&events).len(), 2);
     }
 
     #[test]
-    fn lost_frames_are_reported_as_a_gap() {
-        let stream: Vec<u8> = [0u32, 1, 4].iter().flat_map(|&s| encode(&frame(s, &[1]))).collect();
-        let events = decode_all(&stream, 100);
-        assert_eq!(
-            events,
-            std::vec![
-                DecodeEvent::Frame(frame(0, &[1])),
-                DecodeEvent::Frame(frame(1, &[1])),
-                DecodeEvent::Gap { stream_id: 0, expected: 2, received: 4 },
-                DecodeEvent::Frame(frame(4, &[1])),
-            ]
-        );
-    }
-
-    #[test]
-    fn sequence_wraps_and_repeats_are_out_of_order() {
-        let stream: Vec<u8> = [u32::MAX, 0, 0].iter().flat_map(|&s| encode(&frame(s, &[1]))).collect();
-        let events = decode_all(&stream, 100);
-        assert_eq!(events[1], DecodeEvent::Frame(frame(0, &[1])));
-        assert_eq!(events[2], DecodeEvent::OutOfOrder { stream_id: 0, last: 0, received: 0 });
-        assert_eq!(events[3], DecodeEvent::Frame(frame(0, &[1])));
-    }
-
-    #[test]
-    fn restart_flag_resets_sequence_tracking() {
-        let mut restarted = frame(0, &[1]);
-        restarted.flags = FLAG_STREAM_START;
-        let stream: Vec<u8> = [frame(7, &[1]), restarted.clone()].iter().flat_map(encode).collect();
-        assert_eq!(
-            decode_all(&stream, 100),
-            std::vec![DecodeEvent::Frame(frame(7, &[1])), DecodeEvent::Frame(restarted)]
-        );
-    }
-
-    #[test]
-    fn truncated_tail_and_oversized_runs_are_reported() {
-        let full = encode(&frame(0, &[9; 10]));
-        let cut = &full[..full.len() - 4];
-        assert_eq!(
-            decode_all(cut, 2),
-            std::vec![DecodeEvent::Corrupt { kind: CorruptKind::Truncated, bytes: cut.len() }]
-        );
-
-        let mut stream = std::vec![0x55u8; 1000];
-        stream.push(0);
-        stream.extend(&full);
-        assert_eq!(
-            decode_all(&stream, 33),
-            std::vec![
-                DecodeEvent::Corrupt { kind: CorruptKind::Oversized, bytes: 1000 },
-                DecodeEvent::Frame(frame(0, &[9; 10]))
-            ]
-        );
-    }
-
-    #[test]
-    fn unknown_version_is_refused_by_name() {
-        let mut f = frame(0, &[1]);
-        f.version = 2;
-        assert_eq!(
-            decode_all(&encode(&f), 100),
-            std::vec![DecodeEvent::Corrupt { kind: CorruptKind::UnsupportedVersion(2), bytes: encode(&f).len() - 1 }]
-        );
+    fn a_session_that_ran_out_of_frame_numbers_accepts_no_more() {
+        let h = header(u32::MAX);
+        let h = StreamHeader { restart: false, ..h };
+        let stream = [h.encode().to_vec(), frame_bytes(&h, u32::MAX, false), frame_bytes(&h, 0, false)].concat();
+        let events = decode_all(&stream, 50);
+        assert_eq!(frames_of(&events).iter().map(|f| f.frame).collect::<Vec<_>>(), std::vec![u32::MAX]);
+        assert_eq!(corrupt_of(&events), std::vec![(CorruptKind::Truncated, LAYOUT.frame_len())]);
     }
 }
 
 #[cfg(test)]
 mod fuzz {
-    //! Property tests: random and mutated byte streams never panic the decoder, and every intact
-    //! frame behind an intact delimiter is recovered.
+    //! Property tests: random and damaged byte streams never panic the decoder, every byte is
+    //! accounted for, nothing is invented, and frames are recovered as the spec promises.
     extern crate std;
-    use super::tests::frame;
+    use super::tests::{data_frame, header, session_items};
     use super::*;
     use proptest::prelude::*;
+    use proptest::test_runner::RngSeed;
     use std::vec::Vec;
 
     #[derive(Clone, Debug)]
@@ -471,128 +1114,171 @@ mod fuzz {
         Insert { at: usize, byte: u8 },
         Duplicate { at: usize, len: usize },
         Truncate { keep: usize },
-        DropDelimiter,
+        Drop,
     }
 
     fn damage() -> impl Strategy<Value = Damage> {
         prop_oneof![
-            4 => Just(Damage::None),
+            6 => Just(Damage::None),
             1 => (any::<usize>(), 1..=255u8).prop_map(|(at, mask)| Damage::Flip { at, mask }),
             1 => any::<usize>().prop_map(|at| Damage::Delete { at }),
             1 => (any::<usize>(), any::<u8>()).prop_map(|(at, byte)| Damage::Insert { at, byte }),
             1 => (any::<usize>(), 1..8usize).prop_map(|(at, len)| Damage::Duplicate { at, len }),
             1 => any::<usize>().prop_map(|keep| Damage::Truncate { keep }),
-            1 => Just(Damage::DropDelimiter),
+            1 => Just(Damage::Drop),
         ]
     }
 
-    /// Applies `d` to one encoded frame (`bytes` ends with its delimiter).
     fn apply(d: &Damage, bytes: &mut Vec<u8>) {
-        let body = bytes.len() - 1;
+        let n = bytes.len();
         match *d {
             Damage::None => {}
-            Damage::Flip { at, mask } => bytes[at % body] ^= mask,
+            Damage::Flip { at, mask } => bytes[at % n] ^= mask,
             Damage::Delete { at } => {
-                bytes.remove(at % body);
+                bytes.remove(at % n);
             }
-            Damage::Insert { at, byte } => bytes.insert(at % body, byte),
+            Damage::Insert { at, byte } => bytes.insert(at % n, byte),
             Damage::Duplicate { at, len } => {
-                let at = at % body;
-                let end = (at + len).min(body);
-                let copy: Vec<u8> = bytes[at..end].to_vec();
+                let at = at % n;
+                let copy: Vec<u8> = bytes[at..(at + len).min(n)].to_vec();
                 bytes.splice(at..at, copy);
             }
-            Damage::Truncate { keep } => {
-                // Keep at least one byte: a frame truncated to nothing is simply absent, which
-                // would make a previous frame with a dropped delimiter intact again.
-                bytes.drain(1 + keep % (body - 1)..body);
-            }
-            Damage::DropDelimiter => {
-                bytes.pop();
-            }
+            Damage::Truncate { keep } => bytes.truncate(keep % n),
+            Damage::Drop => bytes.clear(),
         }
     }
 
-    fn decoded_frames(stream: &[u8], chunk: usize) -> Vec<Frame> {
+    fn run(stream: &[u8], chunk: usize) -> (Vec<DataFrame>, usize) {
         let mut d = FrameDecoder::new();
-        let mut out = Vec::new();
+        let mut frames = Vec::new();
+        let mut accounted = 0;
+        let mut see = |e: DecodeEvent| match e {
+            DecodeEvent::Frame(f) => {
+                accounted += f.layout.frame_len();
+                frames.push(f);
+            }
+            DecodeEvent::Header { .. } => accounted += HEADER_LEN,
+            DecodeEvent::Corrupt { bytes, .. } => accounted += bytes,
+            DecodeEvent::Gap(_) => {}
+        };
         for c in stream.chunks(chunk) {
-            out.extend(d.feed(c).filter_map(|e| match e {
-                DecodeEvent::Frame(f) => Some(f),
-                _ => None,
-            }));
+            d.feed(c).for_each(&mut see);
         }
-        d.finish();
-        out
+        d.finish().for_each(&mut see);
+        (frames, accounted)
+    }
+
+    // A damaged frame passes its check with probability 8 / 2^16: the seed is fixed so that the
+    // run is repeatable (a failure would show one such acceptance, or a real bug).
+    fn config() -> ProptestConfig {
+        ProptestConfig {
+            cases: 512,
+            rng_seed: RngSeed::Fixed(0x5eed_f00d),
+            failure_persistence: None,
+            ..Default::default()
+        }
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(512))]
+        #![proptest_config(config())]
 
         #[test]
-        fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..2048), chunk in 1..300usize) {
-            let mut d = FrameDecoder::new();
-            for c in bytes.chunks(chunk) {
-                for _ in d.feed(c) {}
-            }
-            d.finish();
+        fn random_bytes_never_panic_and_are_all_accounted(
+            bytes in proptest::collection::vec(any::<u8>(), 0..3000),
+            chunk in 1..300usize,
+        ) {
+            let mut stream = header(0).encode().to_vec();
+            stream.extend(bytes);
+            let (_, accounted) = run(&stream, chunk);
+            prop_assert_eq!(accounted, stream.len());
         }
 
         #[test]
         fn frames_after_garbage_are_all_recovered(
             garbage in proptest::collection::vec(any::<u8>(), 0..600),
-            codes in proptest::collection::vec(proptest::collection::vec(any::<i8>(), 0..=MAX_CODES), 1..12),
+            n in 1..20u32,
             chunk in 1..200usize,
         ) {
-            let frames: Vec<Frame> = codes.iter().enumerate().map(|(i, c)| frame(i as u32, c)).collect();
+            let h = header(0);
             let mut stream = garbage;
-            stream.push(0);
-            let mut buf = [0u8; MAX_ENCODED_LEN];
-            for f in &frames {
-                stream.extend_from_slice(encode_frame(f, &mut buf).unwrap());
-            }
-            let got = decoded_frames(&stream, chunk);
-            prop_assert!(got.len() >= frames.len());
-            prop_assert_eq!(&got[got.len() - frames.len()..], &frames[..]);
+            stream.extend(session_items(&h, n).concat());
+            let (frames, accounted) = run(&stream, chunk);
+            prop_assert_eq!(accounted, stream.len());
+            let expected: Vec<DataFrame> = (0..n).map(|f| data_frame(&h, f, f % 5 == 3)).collect();
+            prop_assert_eq!(frames, expected);
         }
 
         #[test]
-        fn mutated_streams_lose_only_the_damaged_frames(
-            damages in proptest::collection::vec(damage(), 1..24),
+        fn damaged_streams_invent_nothing_and_recover_at_the_next_header(
+            damages in proptest::collection::vec(damage(), 1..40),
             chunk in 1..100usize,
         ) {
+            let h = header(0);
+            let items = session_items(&h, damages.len() as u32);
             let mut stream = Vec::new();
-            let mut frames = Vec::new();
-            let mut bodies = Vec::new();
-            let mut untouched = Vec::new();
-            let mut buf = [0u8; MAX_ENCODED_LEN];
-            let mut previous_delimiter_intact = true;
-            for (i, d) in damages.iter().enumerate() {
-                let f = frame(i as u32, &[(i % 100) as i8; 9]);
-                let mut bytes = encode_frame(&f, &mut buf).unwrap().to_vec();
-                bodies.push(bytes[..bytes.len() - 1].to_vec());
+            let mut last_damaged = None;
+            for (i, (item, d)) in items.iter().zip(damages.iter().cycle()).enumerate() {
+                let mut bytes = item.clone();
                 apply(d, &mut bytes);
-                if matches!(d, Damage::None) && previous_delimiter_intact {
-                    untouched.push(f.clone());
+                if bytes != *item {
+                    last_damaged = Some(i);
                 }
-                previous_delimiter_intact = !matches!(d, Damage::DropDelimiter);
-                frames.push(f);
                 stream.extend(bytes);
             }
-            // Exactly the frames whose encoded bytes still stand between two delimiters (or the
-            // start and a delimiter): damage
-            // can also restore a frame, e.g. a flip that turns the next frame's first byte into
-            // 0x00 stands in for a dropped delimiter.
-            let mut delimited: Vec<&[u8]> = stream.split(|&b| b == 0).collect();
-            delimited.pop(); // bytes after the last delimiter are an unfinished frame
-            let expected: Vec<Frame> = delimited
-                .into_iter()
-                .filter_map(|c| bodies.iter().position(|b| b == c).map(|i| frames[i].clone()))
-                .collect();
-            let got = decoded_frames(&stream, chunk);
-            prop_assert_eq!(&got, &expected);
-            // In particular every undamaged frame behind an intact delimiter.
-            prop_assert!(untouched.iter().all(|f| got.contains(f)));
+            let (frames, accounted) = run(&stream, chunk);
+            prop_assert_eq!(accounted, stream.len());
+            let sent: Vec<DataFrame> = (0..damages.len() as u32).map(|f| data_frame(&h, f, f % 5 == 3)).collect();
+            for f in &frames {
+                prop_assert!(sent.contains(f), "invented {:?}", f);
+            }
+            let numbers: Vec<u32> = frames.iter().map(|f| f.frame).collect();
+            prop_assert!(numbers.windows(2).all(|w| w[0] < w[1]));
+            // Every frame from the first header after the last damage on arrives.
+            let recovered_from = items
+                .iter()
+                .enumerate()
+                .skip(last_damaged.map_or(0, |i| i + 1))
+                .find(|(_, b)| b.len() == HEADER_LEN)
+                .map(|(i, _)| items[..i].iter().filter(|b| b.len() != HEADER_LEN).count() as u32);
+            if let Some(first) = recovered_from {
+                for f in first..damages.len() as u32 {
+                    prop_assert!(numbers.contains(&f), "frame {} lost; got {:?}", f, numbers);
+                }
+            }
+        }
+
+        #[test]
+        fn flipped_bits_cost_exactly_the_flipped_frames(
+            flips in proptest::collection::vec((any::<bool>(), any::<usize>(), 1..=255u8), 1..40),
+            chunk in 1..100usize,
+        ) {
+            // At most SEARCH_DEPTH - 1 damaged frames in a row, headers intact: every intact
+            // frame is recovered and every damaged one reported as a gap.
+            let h = header(0);
+            let n = flips.len() as u32;
+            let mut stream = Vec::new();
+            let mut damaged = Vec::new();
+            let mut run_len = 0;
+            let mut f = 0;
+            for item in session_items(&h, n) {
+                let mut bytes = item.clone();
+                if bytes.len() != HEADER_LEN {
+                    let (flip, at, mask) = flips[f as usize];
+                    if flip && run_len + 1 < SEARCH_DEPTH {
+                        let at = at % bytes.len();
+                        bytes[at] ^= mask;
+                        damaged.push(f);
+                        run_len += 1;
+                    } else {
+                        run_len = 0;
+                    }
+                    f += 1;
+                }
+                stream.extend(bytes);
+            }
+            let (frames, _) = run(&stream, chunk);
+            let expected: Vec<u32> = (0..n).filter(|f| !damaged.contains(f)).collect();
+            prop_assert_eq!(frames.iter().map(|f| f.frame).collect::<Vec<_>>(), expected);
         }
     }
 }

@@ -13,14 +13,35 @@ use funnel::runtime::{load_onnx, Backend};
 use funnel_artifacts::data::Normalization;
 use funnel_artifacts::{Graph, Method, ModelCard, ModelDir, ModelSpec};
 use funnel_e2e::{ecg_data, ecg_model, held_out_prdn, read_rows, root};
-use funnel_shared::wire::CorruptKind;
+use funnel_shared::stream::StreamConfig;
+use funnel_shared::wire::{CorruptKind, CHECK_LEN, HEADER_LEN};
 
-/// Frames of the golden vector (one hex line each).
-const GOLDEN_FRAMES: usize = 8;
+/// Items (the stream header and frames) of the golden vector, one hex line each.
+const GOLDEN_ITEMS: usize = 8;
 
 fn encode_ecg(out: &Path) -> EncodedStream {
     let (data, columns) = ecg_data();
-    encode_recording(&EncodeRequest { model: ecg_model(), data, columns, out: out.to_path_buf() }).unwrap()
+    let request =
+        EncodeRequest { model: ecg_model(), data, columns, out: out.to_path_buf(), stream: StreamConfig::DEFAULT };
+    encode_recording(&request).unwrap()
+}
+
+/// The first `n` items of a stream sent with [`StreamConfig::DEFAULT`] by the shipped model
+/// (`latent` codes per window): a stream header before frames 0, 64, …, then one frame each.
+fn items(bytes: &[u8], latent: usize, n: usize) -> Vec<Vec<u8>> {
+    let mut lens = (0..).flat_map(|f| (f % 64 == 0).then_some(HEADER_LEN).into_iter().chain([latent + CHECK_LEN]));
+    let mut rest = bytes;
+    let mut out = Vec::new();
+    while out.len() < n && !rest.is_empty() {
+        let (item, tail) = rest.split_at(lens.next().unwrap().min(rest.len()));
+        out.push(item.to_vec());
+        rest = tail;
+    }
+    out
+}
+
+fn shipped_latent() -> usize {
+    ModelDir::new(ecg_model()).load_card().unwrap().latent()
 }
 
 fn decode(model: &Path, input: &Path, out: &Path) -> anyhow::Result<DecodeReport> {
@@ -57,7 +78,7 @@ fn the_shipped_model_meets_its_card_through_encode_and_decode() {
     let (codes, csv) = (tmp.path().join("codes.bin"), tmp.path().join("recon.csv"));
     let encoded = encode_ecg(&codes);
     let report = decode(dir.path(), &codes, &csv).unwrap();
-    assert_eq!((report.frames as usize, report.corrupt_frames(), report.missing_samples), (encoded.frames, 0, 0));
+    assert_eq!((report.frames as usize, report.corrupt_runs(), report.missing_samples), (encoded.frames, 0, 0));
     let prdn = held_out_prdn(&csv, &card, &data);
     assert!((prdn - recorded.prdn).abs() <= 1e-3 * recorded.prdn, "CLI PRDN {prdn} vs card {}", recorded.prdn);
 }
@@ -67,9 +88,8 @@ fn the_first_frames_match_the_golden_vector() {
     let tmp = tempfile::tempdir().unwrap();
     let codes = tmp.path().join("codes.bin");
     let bytes = encode_ecg(&codes).bytes;
-    let hex: String = bytes
-        .split_inclusive(|&b| b == 0)
-        .take(GOLDEN_FRAMES)
+    let hex: String = items(&bytes, shipped_latent(), GOLDEN_ITEMS)
+        .iter()
         .map(|f| f.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(" ") + "\n")
         .collect();
     let golden = root().join("tests/golden/ecg_first_frames.hex");
@@ -88,26 +108,37 @@ fn the_first_frames_match_the_golden_vector() {
 }
 
 #[test]
+fn the_wire_costs_at_most_three_bytes_per_window_beyond_the_codes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let codes = tmp.path().join("codes.bin");
+    let encoded = encode_ecg(&codes);
+    let written = std::fs::metadata(&codes).unwrap().len() as f64;
+    let overhead = written / encoded.windows as f64 - shipped_latent() as f64;
+    assert!(overhead <= 3.0, "{overhead} bytes of headers and checks per window");
+}
+
+#[test]
 fn a_damaged_stream_reports_exactly_the_damage_and_keeps_the_rest() {
     let dir = ecg_model();
     let window = ModelDir::new(&dir).load_card().unwrap().window() as u64;
     let tmp = tempfile::tempdir().unwrap();
     let codes = tmp.path().join("codes.bin");
-    let frames: Vec<Vec<u8>> =
-        encode_ecg(&codes).bytes.split_inclusive(|&b| b == 0).take(40).map(<[u8]>::to_vec).collect();
-    std::fs::write(&codes, frames.concat()).unwrap();
+    // The stream header and frames 0..40.
+    let items = items(&encode_ecg(&codes).bytes, shipped_latent(), 41);
+    std::fs::write(&codes, items.concat()).unwrap();
     let clean_csv = tmp.path().join("clean.csv");
     decode(&dir, &codes, &clean_csv).unwrap();
     let clean = ecg_rows(&clean_csv);
 
     let mut damaged = Vec::new();
-    for (i, f) in frames.iter().enumerate() {
+    for (i, f) in items.iter().enumerate() {
         let mut f = f.clone();
-        match i {
+        // Item i + 1 is frame i.
+        match i.wrapping_sub(1) {
             5 => {
                 f.drain(3..9); // deleted bytes
             }
-            11 => damaged.extend_from_slice(&f.clone()), // a duplicated frame
+            11 => damaged.extend_from_slice(&f.clone()), // a frame sent twice
             17 => f[10] ^= 0x08,                         // a flipped bit
             39 => f.truncate(f.len() / 2),               // the stream ends mid-frame
             _ => {}
@@ -122,8 +153,10 @@ fn a_damaged_stream_reports_exactly_the_damage_and_keeps_the_rest() {
     assert_eq!(report.frames_lost, 2);
     assert_eq!(report.missing_samples, 2 * window);
     assert_eq!(report.gaps.iter().map(|g| g.first_sample).collect::<Vec<_>>(), vec![5 * window, 17 * window]);
-    assert_eq!(report.stale_frames_skipped, 1);
-    assert_eq!(report.corrupt_frames(), 3);
+    // Four unusable runs: the shortened frame, the repeat and the flipped frame (checks failed),
+    // the cut-off end.
+    assert_eq!(report.corrupt_runs(), 4, "{:?}", report.corrupt);
+    assert_eq!(report.corrupt.get(&CorruptKind::Crc), Some(&2));
     assert_eq!(report.corrupt.get(&CorruptKind::Truncated), Some(&1));
 
     let rows = ecg_rows(&csv);

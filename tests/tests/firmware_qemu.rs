@@ -12,6 +12,7 @@ use funnel::pipeline::{decode_stream, encode_recording, DecodeRequest, EncodeReq
 use funnel::runtime::Backend;
 use funnel_artifacts::{Method, ModelDir};
 use funnel_e2e::{ecg_data, ecg_model, held_out_prdn};
+use funnel_shared::stream::StreamConfig;
 use xtask::{Board, QemuOptions};
 
 fn options() -> QemuOptions {
@@ -24,9 +25,8 @@ fn assert_same_bytes(device: &[u8], host: &[u8], what: &str) {
         return;
     }
     let at = device.iter().zip(host).position(|(a, b)| a != b).unwrap_or(device.len().min(host.len()));
-    let frame = host[..at.min(host.len())].iter().filter(|&&b| b == 0).count();
     panic!(
-        "{what}: the firmware sent {} bytes, `funnel encode` wrote {}; first difference at byte {at} (frame {frame})",
+        "{what}: the firmware sent {} bytes, `funnel encode` wrote {}; first difference at byte {at}",
         device.len(),
         host.len()
     );
@@ -43,6 +43,7 @@ fn device_frames_match_funnel_encode(board: Board, tmp: &Path) -> Vec<u8> {
         data: data.clone(),
         columns: columns.clone(),
         out: host_codes,
+        stream: StreamConfig::DEFAULT,
     })
     .unwrap();
     let counts = xtask::recording_counts(&model, &data, &columns).unwrap();
@@ -71,7 +72,7 @@ fn cortex_m4_firmware_sends_exactly_what_funnel_encode_writes_and_decodes_to_the
         plot: None,
     })
     .unwrap();
-    assert_eq!((report.corrupt_frames(), report.missing_samples), (0, 0), "{}", report.summary());
+    assert_eq!((report.corrupt_runs(), report.missing_samples), (0, 0), "{}", report.summary());
 
     let prdn = held_out_prdn(&csv, &card, &ecg_data().0);
     assert!((prdn - recorded.prdn).abs() <= 1e-3 * recorded.prdn, "device PRDN {prdn} vs card {}", recorded.prdn);

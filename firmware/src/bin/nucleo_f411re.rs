@@ -12,6 +12,7 @@ use core::fmt::Write as _;
 
 use cortex_m_rt::entry;
 use funnel_firmware::{model, App, SampleSource};
+use funnel_shared::stream::StreamConfig;
 use panic_halt as _;
 use stm32f4xx_hal::adc::config::{AdcConfig, SampleTime};
 use stm32f4xx_hal::adc::Adc;
@@ -53,7 +54,10 @@ fn main() -> ! {
     let mut tx = dp.USART2.tx(gpioa.pa2, Config::default().baudrate(115_200.bps()), &clocks).unwrap();
     let mut timer = dp.TIM2.counter_hz(&clocks);
     timer.start(model::SAMPLE_RATE_HZ.Hz()).unwrap();
-    let source = AdcSource { adc: Adc::adc1(dp.ADC1, true, AdcConfig::default()), pin: gpioa.pa0.into_analog(), timer };
+    let mut adc = Adc::adc1(dp.ADC1, true, AdcConfig::default());
+    let pin = gpioa.pa0.into_analog();
+    let config = StreamConfig { session: session_from_noise(&mut adc, &pin), ..StreamConfig::DEFAULT };
+    let source = AdcSource { adc, pin, timer };
 
     // Validate the embedded model before anything is sent; a bad blob, or a model for more
     // channels than this board samples, halts with the reason on the serial port (as text,
@@ -73,16 +77,27 @@ fn main() -> ! {
         }
         Ok(_) => {}
     }
-    let mut app =
-        match App::<_, _, { model::WINDOW_SAMPLES }, { model::SCRATCH_LEN }>::new(model::MODEL_BLOB, source, tx) {
-            Ok(app) => app,
-            Err(_) => halt(),
-        };
+    let mut app = match App::<_, _, { model::WINDOW_SAMPLES }, { model::SCRATCH_LEN }>::new(
+        model::MODEL_BLOB,
+        config,
+        source,
+        tx,
+    ) {
+        Ok(app) => app,
+        Err(_) => halt(),
+    };
     loop {
         // Serial errors (overrun etc.) drop at most the frame being sent; the decoder
-        // resynchronises at the next delimiter and reports the gap.
+        // resynchronises on the next frame or header and reports the gap.
         let _ = app.step();
     }
+}
+
+/// A session id for the stream headers: the lowest bit of 16 quick conversions of the input.
+/// ADC noise makes it differ between power-ups and resets, so a receiver tells a restart from
+/// the stream going on even when the restart's first header is lost (1 chance in 65 536 not to).
+fn session_from_noise(adc: &mut Adc<pac::ADC1>, pin: &Pin<'A', 0, Analog>) -> u16 {
+    (0..16).fold(0u16, |session, _| (session << 1) | (adc.convert(pin, SampleTime::Cycles_3) & 1))
 }
 
 fn halt() -> ! {

@@ -6,14 +6,16 @@
 //!   evaluated windows (independent of the signal's DC offset, unlike PRD).
 //! * `SNR  = −20 · log10(PRDN / 100) = 10 · log10(Σ(x − x̄_c)² / Σ(x − x̂)²)` dB.
 //! * `RMSE = sqrt(Σ(x − x̂)² / n)`, `max_abs_error = max |x − x̂|`.
-//! * `compression_ratio = 16 · n / bits_sent`: 16-bit raw samples vs. the bits of the encoded
-//!   Funnel frames ([`bits_sent`]); `sensor_compression_ratio` the same with the sensor's bits.
+//! * `compression_ratio = 16 · n / bits_sent`: 16-bit raw samples vs. the bits the device sends
+//!   ([`bits_sent`]: data frames and stream headers); `sensor_compression_ratio` the same with
+//!   the sensor's bits.
 //! * `bits_per_sample = bits_sent / samples per channel`: the rate axis of every
 //!   rate–distortion comparison.
 
 use serde::{Deserialize, Serialize};
 
-use funnel_shared::wire::{encode_frame, Frame, ModelId, MAX_CODES, MAX_ENCODED_LEN, WIRE_VERSION};
+use funnel_shared::stream::StreamConfig;
+use funnel_shared::wire::{stream_len, CHECK_LEN, MAX_CODES};
 
 use crate::data::Windows;
 
@@ -131,7 +133,7 @@ pub fn compute(
     let n = original.data.len();
     let windows = original.len();
     let samples_per_channel = n / channels.max(1);
-    let bits = bits_sent(windows, samples_per_channel / windows.max(1), latent);
+    let bits = bits_sent(windows, latent);
     let ratio = |raw_bits: u32| if bits == 0 { 0.0 } else { f64::from(raw_bits) * n as f64 / bits as f64 };
     Metrics {
         prd: q.prd,
@@ -147,29 +149,16 @@ pub fn compute(
     }
 }
 
-/// Bits the frames of `n_windows` consecutive windows (of `window` samples, `latent` codes
-/// each) occupy on the link, delimiters included. Frame sizes vary only with the varint sizes
-/// of the sequence number and sample index, not with the code values (COBS adds one byte per
-/// frame below 254 bytes), so this is exact for any codes.
-pub fn bits_sent(n_windows: usize, window: usize, latent: usize) -> u64 {
-    assert!(latent <= MAX_CODES, "a frame carries at most {MAX_CODES} codes");
-    let mut frame = Frame {
-        version: WIRE_VERSION,
-        model_id: ModelId([0; 4]),
-        stream_id: 0,
-        sequence: 0,
-        sample_index: 0,
-        flags: 0,
-        codes: heapless::Vec::from_slice(&[0i8; MAX_CODES][..latent]).expect("latent <= MAX_CODES"),
-    };
-    let mut buf = [0u8; MAX_ENCODED_LEN];
-    let mut bytes = 0u64;
-    for i in 0..n_windows {
-        frame.sequence = i as u32;
-        frame.sample_index = (i * window) as u64;
-        bytes += encode_frame(&frame, &mut buf).expect("buffer holds a maximal frame").len() as u64;
-    }
-    8 * bytes
+/// Bits a device sends for `n_windows` consecutive windows of `latent` codes each from the start
+/// of a stream, with [`StreamConfig::DEFAULT`] (one window per frame, a 2-byte check each, a
+/// 32-byte stream header every 64 frames). Frame sizes do not depend on the code values, so this
+/// is exact for any codes.
+pub fn bits_sent(n_windows: usize, latent: usize) -> u64 {
+    assert!(latent <= MAX_CODES, "a window has at most {MAX_CODES} codes");
+    let config = StreamConfig::DEFAULT;
+    let per_frame = usize::from(config.windows_per_frame);
+    let frames = (n_windows / per_frame) as u64;
+    8 * stream_len(frames, per_frame * latent + CHECK_LEN, config.header_interval)
 }
 
 #[cfg(test)]
@@ -188,10 +177,10 @@ mod tests {
         assert!((m.rmse - (0.5f64).sqrt()).abs() < 1e-9);
         assert_eq!(m.max_abs_error, 1.0);
         // 2 samples × 16 bits over the size of one frame of 4 codes
-        let expected = 32.0 / bits_sent(1, 2, 4) as f64;
+        let expected = 32.0 / bits_sent(1, 4) as f64;
         assert!((m.compression_ratio - expected).abs() < 1e-12);
         assert!((m.sensor_compression_ratio - 0.75 * expected).abs() < 1e-12);
-        assert!((m.bits_per_sample - bits_sent(1, 2, 4) as f64 / 2.0).abs() < 1e-12);
+        assert!((m.bits_per_sample - bits_sent(1, 4) as f64 / 2.0).abs() < 1e-12);
         assert_eq!((m.windows, m.samples), (1, 2));
     }
 
@@ -210,13 +199,12 @@ mod tests {
     }
 
     #[test]
-    fn sizes_follow_the_varints() {
-        // 1 version + 4 id + 1 stream + 1 seq + 1 index + 1 flags + 1 len + 8 codes = 18 payload
-        // bytes, + 4 CRC = 22, + 1 COBS overhead + 1 delimiter = 24.
-        assert_eq!(bits_sent(1, 128, 8), 8 * 24);
-        // Window 1 from sample 128 on needs a 2-byte sample index varint.
-        assert_eq!(bits_sent(2, 128, 8), 8 * (24 + 25));
-        assert_eq!(bits_sent(0, 128, 8), 0);
+    fn sizes_are_frames_and_one_header_per_64_frames() {
+        // 8 codes + a 2-byte check per window; a 32-byte header before frames 0, 64, 128, …
+        assert_eq!(bits_sent(1, 8), 8 * (32 + 10));
+        assert_eq!(bits_sent(64, 8), 8 * (32 + 64 * 10));
+        assert_eq!(bits_sent(65, 8), 8 * (2 * 32 + 65 * 10));
+        assert_eq!(bits_sent(0, 8), 0);
     }
 
     #[test]

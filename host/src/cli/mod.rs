@@ -7,6 +7,7 @@ use anyhow::Result;
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Parser, Subcommand};
 use funnel_artifacts::spec::{Arch, Variant};
+use funnel_shared::stream::StreamConfig;
 
 use crate::pipeline::{
     self, DecodeRequest, EncodeRequest, EvalRequest, PlotRequest, QuantizeRequest, RdRequest, Source, TrainRequest,
@@ -208,6 +209,39 @@ struct EncodeArgs {
     /// Where to write the frame byte stream.
     #[arg(long)]
     out: PathBuf,
+    #[command(flatten)]
+    stream: StreamArgs,
+}
+
+/// How the simulated device sends its stream (`docs/wire-format.md`).
+#[derive(clap::Args, Clone, Debug)]
+struct StreamArgs {
+    /// Windows per data frame, sharing one 2-byte check (for links with larger packets: BLE,
+    /// LoRa); a frame holds at most 255 codes.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..))]
+    windows_per_frame: u8,
+    /// A 32-byte stream header before every N-th frame: a receiver joining mid-stream, or
+    /// after a long loss, locks on within N frames.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u8).range(1..))]
+    header_every: u8,
+    /// Session id in the headers (a device changes it at every restart).
+    #[arg(long, default_value_t = 0)]
+    session: u16,
+    /// Stream id in the headers.
+    #[arg(long, default_value_t = 0)]
+    stream_id: u8,
+}
+
+impl StreamArgs {
+    fn config(&self) -> StreamConfig {
+        StreamConfig {
+            stream_id: self.stream_id,
+            session: self.session,
+            windows_per_frame: self.windows_per_frame,
+            header_interval: self.header_every,
+            ..StreamConfig::DEFAULT
+        }
+    }
 }
 
 #[derive(clap::Args, Clone, Debug)]
@@ -312,11 +346,18 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Encode(args) => {
             let ModelDataArgs { model, data } = args.input;
-            let request = EncodeRequest { model, data: data.data, columns: data.columns, out: args.out };
+            let request = EncodeRequest {
+                model,
+                data: data.data,
+                columns: data.columns,
+                out: args.out,
+                stream: args.stream.config(),
+            };
             let e = pipeline::encode_recording(&request)?;
             eprintln!(
-                "wrote {}: {} frames, {} bytes; {} window(s) with saturated input; {} trailing sample(s) short of a window not sent",
+                "wrote {}: {} windows in {} frames, {} bytes; {} window(s) with saturated input; {} trailing sample(s) that fill no frame not sent",
                 request.out.display(),
+                e.windows,
                 e.frames,
                 e.bytes.len(),
                 e.saturated_windows,

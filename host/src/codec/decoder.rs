@@ -1,4 +1,4 @@
-//! From received bytes back to the signal: frames through the resynchronising
+//! From received bytes back to the signal: headers and frames through the resynchronising
 //! [`FrameDecoder`], codes dequantized, the latent decoder run in batches, denormalized, and one
 //! output row per sample. Missing windows stay empty (flagged), never invented.
 
@@ -6,17 +6,15 @@ use std::collections::{BTreeMap, VecDeque};
 
 use funnel_artifacts::data::{channels_first_to_interleaved, Normalization};
 use funnel_artifacts::Blob;
-use funnel_shared::wire::{
-    CorruptKind, DecodeEvent, Frame, FrameDecoder, ModelId, FLAG_INPUT_SATURATED, FLAG_STREAM_START,
-};
+use funnel_shared::wire::{CorruptKind, DataFrame, DecodeEvent, FrameDecoder, LockChange, ModelId, StreamHeader};
 
 use super::sink::{ReconstructionSink, SampleStatus};
 use crate::runtime::Runtime;
 
-/// Frames decoded together in one call of the latent decoder.
+/// Windows decoded together in one call of the latent decoder.
 pub const DEFAULT_BATCH: usize = 64;
 /// A gap longer than this many samples is reported but not written out as empty rows (a
-/// corrupted-but-CRC-valid sample index must not make us write gigabytes).
+/// header that claims a far-away sample index must not make us write gigabytes).
 pub const MAX_FILLED_GAP: u64 = 1 << 24;
 
 /// A run of samples with no frame.
@@ -32,44 +30,51 @@ pub struct Gap {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DecodeReport {
     pub bytes: u64,
+    /// Data frames decoded, and the windows they held.
     pub frames: u64,
+    pub windows: u64,
     pub samples_written: u64,
     pub saturated_windows: u64,
-    /// Frames lost according to the sequence numbers.
+    /// Stream headers received (of the decoded stream), and those no frame confirmed
+    /// (repeated, late or bogus): ignored.
+    pub headers: u64,
+    pub ignored_headers: u64,
+    /// Frames lost, known exactly from the frame numbers.
     pub frames_lost: u64,
     pub gaps: Vec<Gap>,
     pub missing_samples: u64,
-    /// Damaged chunks skipped, by kind, and the bytes they held.
+    /// Unusable byte runs, by kind, and the bytes they held.
     pub corrupt: BTreeMap<CorruptKind, u64>,
     pub corrupt_bytes: u64,
-    /// Frames that repeat or go back in time (duplicates, reordering): skipped.
-    pub stale_frames_skipped: u64,
-    /// Times the device restarted its stream (sample index back to 0).
+    /// Times the device restarted (a new session on the decoded stream).
     pub restarts: u64,
+    /// Frames of other streams on the link, or of sessions of another model: not decoded.
+    pub foreign_frames: u64,
 }
 
 impl DecodeReport {
-    pub fn corrupt_frames(&self) -> u64 {
+    pub fn corrupt_runs(&self) -> u64 {
         self.corrupt.values().sum()
     }
 
     pub fn summary(&self) -> String {
         let mut s = format!(
-            "{} bytes, {} frames decoded, {} samples written ({} saturated windows)\n",
-            self.bytes, self.frames, self.samples_written, self.saturated_windows
+            "{} bytes, {} frames ({} windows) decoded, {} samples written ({} saturated windows), {} stream header(s)\n",
+            self.bytes, self.frames, self.windows, self.samples_written, self.saturated_windows, self.headers
         );
         s += &format!(
-            "{} frames lost, {} samples missing in {} gap(s), {} corrupt chunk(s) skipped ({} bytes), {} stale frame(s) skipped, {} restart(s)\n",
+            "{} frames lost, {} samples missing in {} gap(s), {} unusable byte run(s) ({} bytes), {} restart(s), {} ignored header(s), {} frame(s) of other streams or models skipped\n",
             self.frames_lost,
             self.missing_samples,
             self.gaps.len(),
-            self.corrupt_frames(),
+            self.corrupt_runs(),
             self.corrupt_bytes,
-            self.stale_frames_skipped,
-            self.restarts
+            self.restarts,
+            self.ignored_headers,
+            self.foreign_frames
         );
         for (kind, n) in &self.corrupt {
-            s += &format!("  corrupt: {n} × {kind}\n");
+            s += &format!("  unusable: {n} × {kind}\n");
         }
         for g in self.gaps.iter().take(20) {
             s += &format!(
@@ -88,7 +93,7 @@ impl DecodeReport {
 }
 
 enum Pending {
-    Frame(Frame),
+    Frame(Box<DataFrame>),
     Missing { first_sample: u64, samples: u64 },
 }
 
@@ -99,12 +104,23 @@ enum Pending {
 #[non_exhaustive]
 pub enum DecodeError {
     #[error(
-        "frame {sequence} (sample {sample_index}) was made by model {found}, but --model {model_name} is model \
-         {expected}: decode it with the model that made it"
+        "the stream (stream {stream_id}, session {session}) was made by model {found}, but --model {model_name} is \
+         model {expected}: decode it with the model that made it"
     )]
-    ForeignModel { sequence: u32, sample_index: u64, found: ModelId, expected: ModelId, model_name: String },
-    #[error("frame {sequence} has {found} codes, model {model_id} emits {expected}")]
-    CodeCount { sequence: u32, found: usize, expected: usize, model_id: ModelId },
+    ForeignModel { stream_id: u8, session: u16, found: ModelId, expected: ModelId, model_name: String },
+    #[error(
+        "the stream header of model {model_id} declares windows of {window} samples × {channels} channel(s) with \
+         {codes} codes, but its blob has {blob_window} × {blob_channels} with {blob_codes}"
+    )]
+    Layout {
+        model_id: ModelId,
+        window: u16,
+        channels: u8,
+        codes: u8,
+        blob_window: usize,
+        blob_channels: usize,
+        blob_codes: usize,
+    },
     #[error("the card's normalization has {found} channel(s), the model blob {expected}")]
     NormalizationChannels { expected: usize, found: usize },
     #[error(
@@ -118,8 +134,12 @@ pub enum DecodeError {
     Sink(#[from] std::io::Error),
 }
 
-/// Decodes one model's frames from a byte stream into a [`ReconstructionSink`], running the
+/// Decodes one model's stream from a byte stream into a [`ReconstructionSink`], running the
 /// latent decoder `R` (any [`Runtime`]: tract, ONNX Runtime, candle, a test double).
+///
+/// It follows the first stream whose header it receives: a stream of another model is refused
+/// ([`DecodeError::ForeignModel`]). Later frames of other streams on the link, or of a session
+/// of another model on the same stream, are counted and skipped.
 pub struct StreamDecoder<'d, R: Runtime + ?Sized> {
     frames: FrameDecoder,
     model_id: ModelId,
@@ -128,13 +148,17 @@ pub struct StreamDecoder<'d, R: Runtime + ?Sized> {
     normalization: &'d Normalization,
     decoder: &'d R,
     batch: usize,
-    next_sample: Option<u64>,
+    /// The stream being decoded, once its first header arrived.
+    stream_id: Option<u8>,
+    /// The followed stream's current session is of another model.
+    foreign_session: bool,
     pending: VecDeque<Pending>,
+    pending_windows: usize,
     report: DecodeReport,
 }
 
 impl<'d, R: Runtime + ?Sized> StreamDecoder<'d, R> {
-    /// `blob` identifies the model (frames of other models are refused); `decoder` is its
+    /// `blob` identifies the model (streams of other models are refused); `decoder` is its
     /// decoder graph, checked against the blob's shape. `model_name` names the model in errors.
     pub fn new(
         blob: &'d Blob,
@@ -167,13 +191,15 @@ impl<'d, R: Runtime + ?Sized> StreamDecoder<'d, R> {
             normalization,
             decoder,
             batch: DEFAULT_BATCH,
-            next_sample: None,
+            stream_id: None,
+            foreign_session: false,
             pending: VecDeque::new(),
+            pending_windows: 0,
             report: DecodeReport::default(),
         })
     }
 
-    /// Frames decoded per runtime call (1 = lowest latency).
+    /// Windows decoded per runtime call (1 = lowest latency).
     pub fn with_batch(mut self, batch: usize) -> Self {
         self.batch = batch.max(1);
         self
@@ -183,6 +209,10 @@ impl<'d, R: Runtime + ?Sized> StreamDecoder<'d, R> {
     pub fn feed(&mut self, chunk: &[u8], sink: &mut dyn ReconstructionSink) -> Result<(), DecodeError> {
         self.report.bytes += chunk.len() as u64;
         let events: Vec<DecodeEvent> = self.frames.feed(chunk).collect();
+        self.handle_all(events, sink)
+    }
+
+    fn handle_all(&mut self, events: Vec<DecodeEvent>, sink: &mut dyn ReconstructionSink) -> Result<(), DecodeError> {
         for event in events {
             self.handle(event, sink)?;
         }
@@ -191,10 +221,13 @@ impl<'d, R: Runtime + ?Sized> StreamDecoder<'d, R> {
 
     /// Decodes and writes everything received so far.
     pub fn flush(&mut self, sink: &mut dyn ReconstructionSink) -> Result<(), DecodeError> {
-        let frames: Vec<&Frame> =
-            self.pending.iter().filter_map(|p| if let Pending::Frame(f) = p { Some(f) } else { None }).collect();
-        let latents: Vec<f32> = frames.iter().flat_map(|f| f.codes.iter().map(|&q| self.blob.dequantize(q))).collect();
-        let n = frames.len();
+        let latents: Vec<f32> = self
+            .pending
+            .iter()
+            .filter_map(|p| if let Pending::Frame(f) = p { Some(f) } else { None })
+            .flat_map(|f| f.codes.iter().map(|&q| self.blob.dequantize(q)))
+            .collect();
+        let n = self.pending_windows;
         let recon = if n > 0 { self.decoder.run(&latents, n).map_err(DecodeError::Runtime)? } else { Vec::new() };
         let (window, channels) = (self.blob.window(), self.blob.channels());
         let dim = window * channels;
@@ -205,16 +238,18 @@ impl<'d, R: Runtime + ?Sized> StreamDecoder<'d, R> {
             )));
         }
         let mut windows = recon.chunks_exact(dim.max(1));
+        self.pending_windows = 0;
         for p in self.pending.drain(..) {
             match p {
                 Pending::Frame(f) => {
-                    let mut w = windows.next().expect("one window per frame").to_vec();
-                    self.normalization.denormalize_in_place(&mut w);
-                    let values = channels_first_to_interleaved(&w, channels);
-                    let status =
-                        if f.flags & FLAG_INPUT_SATURATED != 0 { SampleStatus::Saturated } else { SampleStatus::Ok };
-                    sink.window(f.sample_index, window, Some(&values), status)?;
-                    self.report.samples_written += window as u64;
+                    let status = if f.saturated { SampleStatus::Saturated } else { SampleStatus::Ok };
+                    for w in 0..usize::from(f.layout.windows_per_frame) {
+                        let mut values = windows.next().expect("one window per window of codes").to_vec();
+                        self.normalization.denormalize_in_place(&mut values);
+                        let values = channels_first_to_interleaved(&values, channels);
+                        sink.window(f.sample_index + (w * window) as u64, window, Some(&values), status)?;
+                        self.report.samples_written += window as u64;
+                    }
                 }
                 Pending::Missing { first_sample, samples } => {
                     sink.window(first_sample, samples as usize, None, SampleStatus::Missing)?;
@@ -225,75 +260,101 @@ impl<'d, R: Runtime + ?Sized> StreamDecoder<'d, R> {
         Ok(sink.flush()?)
     }
 
-    /// Ends the stream: a partial frame at the end is reported as truncated.
+    /// Ends the stream: what is still buffered is decided (a cut-off frame is reported as
+    /// truncated) and written.
     pub fn finish(mut self, sink: &mut dyn ReconstructionSink) -> Result<DecodeReport, DecodeError> {
-        if let Some(event) = self.frames.finish() {
-            self.handle(event, sink)?;
-        }
+        let events: Vec<DecodeEvent> = self.frames.finish().collect();
+        self.handle_all(events, sink)?;
         self.flush(sink)?;
         Ok(self.report)
     }
 
     fn handle(&mut self, event: DecodeEvent, sink: &mut dyn ReconstructionSink) -> Result<(), DecodeError> {
         match event {
-            DecodeEvent::Frame(frame) => self.frame(frame, sink)?,
+            DecodeEvent::Header { header, lock } => self.header(&header, lock)?,
+            DecodeEvent::Frame(frame) => {
+                if Some(frame.stream_id) != self.stream_id || self.foreign_session {
+                    self.report.foreign_frames += 1;
+                    return Ok(());
+                }
+                self.report.frames += 1;
+                let windows = usize::from(frame.layout.windows_per_frame);
+                self.report.windows += windows as u64;
+                self.report.saturated_windows += if frame.saturated { windows as u64 } else { 0 };
+                self.pending_windows += windows;
+                self.pending.push_back(Pending::Frame(Box::new(frame)));
+                if self.pending_windows >= self.batch {
+                    self.flush(sink)?;
+                }
+            }
+            DecodeEvent::Gap(gap) => {
+                if Some(gap.stream_id) != self.stream_id || self.foreign_session {
+                    return Ok(());
+                }
+                self.report.frames_lost += u64::from(gap.frames);
+                self.report.missing_samples += gap.samples;
+                let filled = gap.samples <= MAX_FILLED_GAP;
+                self.report.gaps.push(Gap { first_sample: gap.first_sample, samples: gap.samples, filled });
+                if filled {
+                    self.pending.push_back(Pending::Missing { first_sample: gap.first_sample, samples: gap.samples });
+                }
+            }
             DecodeEvent::Corrupt { kind, bytes } => {
                 *self.report.corrupt.entry(kind).or_default() += 1;
                 self.report.corrupt_bytes += bytes as u64;
             }
-            DecodeEvent::Gap { expected, received, .. } => {
-                self.report.frames_lost += u64::from(received.wrapping_sub(expected))
-            }
-            // The frame itself follows; its sample index decides what to do with it.
-            DecodeEvent::OutOfOrder { .. } => {}
         }
         Ok(())
     }
 
-    fn frame(&mut self, frame: Frame, sink: &mut dyn ReconstructionSink) -> Result<(), DecodeError> {
-        if frame.model_id != self.model_id {
+    /// Whether `header` announces a stream this decoder can rebuild.
+    fn check_header(&self, header: &StreamHeader) -> Result<(), DecodeError> {
+        if header.model_id != self.model_id {
             return Err(DecodeError::ForeignModel {
-                sequence: frame.sequence,
-                sample_index: frame.sample_index,
-                found: frame.model_id,
+                stream_id: header.stream_id,
+                session: header.session,
+                found: header.model_id,
                 expected: self.model_id,
                 model_name: self.model_name.clone(),
             });
         }
-        if frame.codes.len() != self.blob.latent() {
-            return Err(DecodeError::CodeCount {
-                sequence: frame.sequence,
-                found: frame.codes.len(),
-                expected: self.blob.latent(),
-                model_id: self.model_id,
+        let l = &header.layout;
+        if usize::from(l.window) != self.blob.window()
+            || usize::from(l.channels) != self.blob.channels()
+            || usize::from(l.codes_per_window) != self.blob.latent()
+        {
+            return Err(DecodeError::Layout {
+                model_id: header.model_id,
+                window: l.window,
+                channels: l.channels,
+                codes: l.codes_per_window,
+                blob_window: self.blob.window(),
+                blob_channels: self.blob.channels(),
+                blob_codes: self.blob.latent(),
             });
         }
-        let window = self.blob.window() as u64;
-        match self.next_sample {
-            Some(_) if frame.flags & FLAG_STREAM_START != 0 && frame.sample_index == 0 => {
-                self.report.restarts += 1;
+        Ok(())
+    }
+
+    fn header(&mut self, header: &StreamHeader, lock: LockChange) -> Result<(), DecodeError> {
+        match self.stream_id {
+            // The first stream heard is the one to decode: refused loudly if it is not ours.
+            None => {
+                self.check_header(header)?;
+                self.stream_id = Some(header.stream_id);
             }
-            Some(next) if frame.sample_index < next => {
-                self.report.stale_frames_skipped += 1;
-                return Ok(());
-            }
-            Some(next) if frame.sample_index > next => {
-                let samples = frame.sample_index - next;
-                let filled = samples <= MAX_FILLED_GAP;
-                self.report.gaps.push(Gap { first_sample: next, samples, filled });
-                self.report.missing_samples += samples;
-                if filled {
-                    self.pending.push_back(Pending::Missing { first_sample: next, samples });
-                }
-            }
-            _ => {}
+            Some(id) if id != header.stream_id => return Ok(()),
+            Some(_) => {}
         }
-        self.next_sample = Some(frame.sample_index + window);
-        self.report.frames += 1;
-        self.report.saturated_windows += u64::from(frame.flags & FLAG_INPUT_SATURATED != 0);
-        self.pending.push_back(Pending::Frame(frame));
-        if self.pending.len() >= self.batch {
-            self.flush(sink)?;
+        self.report.headers += 1;
+        match lock {
+            LockChange::Ignored => self.report.ignored_headers += 1,
+            LockChange::NewSession { .. } => {
+                self.report.restarts += 1;
+                // A session of another model on this stream mid-way: skipped and counted.
+                self.foreign_session = self.check_header(header).is_err();
+            }
+            LockChange::Joined | LockChange::Continued => {}
         }
         Ok(())
     }
@@ -306,6 +367,8 @@ mod tests {
     use crate::codec::sink::CollectSink;
     use crate::quantize::dense_blob;
     use funnel_artifacts::blob::model_id_of;
+    use funnel_shared::stream::StreamConfig;
+    use funnel_shared::wire::{CHECK_LEN, HEADER_LEN};
 
     const WINDOW: usize = 16;
     const LATENT: usize = 4;
@@ -331,12 +394,26 @@ mod tests {
         dense_blob(WINDOW, LATENT)
     }
 
-    /// Encoded frames of `n` windows, one `Vec` per frame.
-    fn frames(blob: &Blob, n: usize) -> Vec<Vec<u8>> {
+    /// The items (stream headers and frames) a device sends for `n` windows, one `Vec` each.
+    fn items(blob: &Blob, n: usize, config: StreamConfig) -> Vec<Vec<u8>> {
         let counts: Vec<i16> = (0..n * WINDOW).map(|i| (((i as f32) * 0.21).sin() * 300.0) as i16).collect();
-        let bytes = simulate(blob, &counts).unwrap().bytes;
-        bytes.split_inclusive(|&b| b == 0).map(<[u8]>::to_vec).collect()
+        let bytes = simulate(blob, &counts, config).unwrap().bytes;
+        let frame_len = usize::from(config.windows_per_frame) * LATENT + CHECK_LEN;
+        let mut rest = bytes.as_slice();
+        let mut out = Vec::new();
+        for f in 0..n / usize::from(config.windows_per_frame) {
+            if f % usize::from(config.header_interval) == 0 {
+                out.push(rest[..HEADER_LEN].to_vec());
+                rest = &rest[HEADER_LEN..];
+            }
+            out.push(rest[..frame_len].to_vec());
+            rest = &rest[frame_len..];
+        }
+        assert!(rest.is_empty());
+        out
     }
+
+    const EVERY_4: StreamConfig = StreamConfig { header_interval: 4, ..StreamConfig::DEFAULT };
 
     fn decode(blob: &Blob, norm: &Normalization, stream: &[u8], chunk: usize) -> (CollectSink, DecodeReport) {
         let mut sink = CollectSink { channels: 1, ..Default::default() };
@@ -351,28 +428,31 @@ mod tests {
     #[test]
     fn damage_is_reported_exactly_and_everything_else_recovered() {
         let (blob, norm) = model();
-        let frames = frames(&blob, 20);
-        let (clean, clean_report) = decode(&blob, &norm, &frames.concat(), 1000);
-        assert_eq!((clean_report.frames, clean_report.missing_samples, clean_report.corrupt_frames()), (20, 0, 0));
+        let items = items(&blob, 20, EVERY_4);
+        let (clean, clean_report) = decode(&blob, &norm, &items.concat(), 1000);
+        assert_eq!((clean_report.frames, clean_report.missing_samples, clean_report.corrupt_runs()), (20, 0, 0));
+        assert_eq!(clean_report.headers, 5);
         assert_eq!(clean.status.len(), 20 * WINDOW);
 
+        // Item index of frame f: one header before every 4 frames.
+        let at = |f: usize| f + f / 4 + 1;
         let mut damaged = Vec::new();
-        for (i, f) in frames.iter().enumerate() {
-            let mut f = f.clone();
-            match i {
-                3 => {
-                    f.drain(4..7); // deleted bytes
-                }
-                5 => damaged.extend_from_slice(&f.clone()), // duplicated frame
-                8 => f[6] ^= 0x40,                          // flipped bits
-                19 => f.truncate(f.len() - 5),              // truncated at the end of the stream
-                _ => {}
+        for (i, item) in items.iter().enumerate() {
+            let mut item = item.clone();
+            if i == at(3) {
+                item.drain(1..4); // deleted bytes
+            } else if i == at(5) {
+                damaged.extend_from_slice(&item); // sent twice
+            } else if i == at(8) {
+                item[2] ^= 0x40; // flipped bits
+            } else if i == at(19) {
+                item.truncate(item.len() - 3); // cut off at the end of the stream
             }
-            damaged.extend(f);
+            damaged.extend(item);
         }
         for chunk in [1, 7, 4096] {
             let (got, report) = decode(&blob, &norm, &damaged, chunk);
-            assert_eq!(report.frames, 17, "chunk {chunk}"); // 20 sent, 3 damaged; the duplicate is skipped
+            assert_eq!(report.frames, 17, "chunk {chunk}"); // 20 sent, 3 damaged; the repeat is refused
             assert_eq!(report.frames_lost, 2);
             assert_eq!(
                 report.gaps,
@@ -381,9 +461,10 @@ mod tests {
                     Gap { first_sample: 8 * WINDOW as u64, samples: WINDOW as u64, filled: true }
                 ]
             );
-            assert_eq!(report.stale_frames_skipped, 1);
-            assert_eq!(report.corrupt_frames(), 3, "{:?}", report.corrupt);
+            assert_eq!(report.corrupt_runs(), 4, "{:?}", report.corrupt);
+            assert_eq!(report.corrupt.get(&CorruptKind::Crc), Some(&2)); // the repeat and the flip
             assert_eq!(report.corrupt.get(&CorruptKind::Truncated), Some(&1));
+            assert_eq!(report.bytes as usize, damaged.len());
             // Windows 0..19 are present or flagged; window 19 was cut off at the end.
             assert_eq!(got.status.len(), 19 * WINDOW);
             for w in 0..19 {
@@ -399,6 +480,18 @@ mod tests {
     }
 
     #[test]
+    fn several_windows_per_frame_decode_to_the_same_samples() {
+        let (blob, norm) = model();
+        let one = items(&blob, 12, StreamConfig::DEFAULT).concat();
+        let three = items(&blob, 12, StreamConfig { windows_per_frame: 3, ..EVERY_4 }).concat();
+        let (a, ra) = decode(&blob, &norm, &one, 5);
+        let (b, rb) = decode(&blob, &norm, &three, 5);
+        assert_eq!((ra.frames, rb.frames, rb.windows), (12, 4, 12));
+        assert_eq!(a.values, b.values);
+        assert_eq!(a.status, b.status);
+    }
+
+    #[test]
     fn frames_of_another_model_are_refused_naming_both_ids() {
         let (blob, norm) = model();
         // Same structure, different weights → different id.
@@ -408,10 +501,10 @@ mod tests {
         let payload_len = n - funnel_shared::blob::HEADER_LEN - 4;
         let id = model_id_of(&other[funnel_shared::blob::HEADER_LEN..][..payload_len]);
         other[6..10].copy_from_slice(&id.0);
-        let crc = funnel_shared::wire::FRAME_CRC.checksum(&other[..n - 4]);
+        let crc = funnel_shared::wire::CRC32.checksum(&other[..n - 4]);
         other[n - 4..].copy_from_slice(&crc.to_le_bytes());
         let other_blob = Blob::from_bytes(other).unwrap();
-        let foreign = frames(&other_blob, 2).concat();
+        let foreign = items(&other_blob, 2, StreamConfig::DEFAULT).concat();
 
         let mut sink = CollectSink { channels: 1, ..Default::default() };
         let mut d = StreamDecoder::new(&blob, &norm, &RepeatLatents, "models/x").unwrap();
@@ -425,10 +518,24 @@ mod tests {
     #[test]
     fn a_restarted_device_is_reported_and_its_frames_kept() {
         let (blob, norm) = model();
-        let run = frames(&blob, 3).concat();
-        let (got, report) = decode(&blob, &norm, &[run.clone(), run].concat(), 64);
-        assert_eq!((report.frames, report.restarts, report.stale_frames_skipped), (6, 1, 0));
+        let first = items(&blob, 3, EVERY_4).concat();
+        let rebooted = items(&blob, 3, StreamConfig { session: 1, ..EVERY_4 }).concat();
+        let (got, report) = decode(&blob, &norm, &[first, rebooted].concat(), 64);
+        assert_eq!((report.frames, report.restarts, report.frames_lost), (6, 1, 0));
         assert_eq!(got.status.len(), 6 * WINDOW);
+        assert_eq!(got.first_sample, Some(0));
+    }
+
+    #[test]
+    fn frames_of_another_stream_are_counted_not_mixed_in() {
+        let (blob, norm) = model();
+        let ours = items(&blob, 8, EVERY_4);
+        let theirs = items(&blob, 8, StreamConfig { stream_id: 5, ..EVERY_4 });
+        let stream: Vec<u8> = ours.iter().zip(&theirs).flat_map(|(a, b)| [a.clone(), b.clone()]).flatten().collect();
+        let (got, report) = decode(&blob, &norm, &stream, 33);
+        assert_eq!((report.frames, report.foreign_frames, report.corrupt_runs()), (8, 8, 0));
+        let (alone, _) = decode(&blob, &norm, &ours.concat(), 33);
+        assert_eq!(got.values, alone.values);
     }
 
     #[test]

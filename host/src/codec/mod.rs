@@ -8,7 +8,7 @@ mod sink;
 use anyhow::{ensure, Result};
 use funnel_artifacts::data::{channels_first_to_interleaved, interleaved_to_channels_first, Normalization};
 use funnel_artifacts::{Blob, Windows};
-use funnel_shared::stream::to_counts;
+use funnel_shared::stream::{to_counts, StreamConfig};
 
 pub use decoder::{DecodeError, DecodeReport, Gap, StreamDecoder, DEFAULT_BATCH, MAX_FILLED_GAP};
 pub use simulate::{simulate, EncodedStream, SimulateError};
@@ -16,12 +16,12 @@ pub use sink::{CollectSink, CsvSink, ReconstructionSink, SampleStatus, Tee};
 
 use crate::runtime::Runtime;
 
-/// What the device path does to some windows.
+/// What the device path does to some windows (sent with [`StreamConfig::DEFAULT`]).
 #[derive(Clone, Debug, PartialEq)]
 pub struct RoundTrip {
     /// The rebuilt windows, `[C][T]`, original units.
     pub reconstruction: Windows,
-    /// Bytes the device sent for them (frames and framing).
+    /// Bytes the device sent for them (stream headers and data frames).
     pub bytes: usize,
 }
 
@@ -39,13 +39,13 @@ pub fn device_round_trip<R: Runtime + ?Sized>(
         .flat_map(|w| channels_first_to_interleaved(w, channels))
         .map(|v| to_counts(v, blob.counts_per_unit()))
         .collect();
-    let encoded = simulate(blob, &counts)?;
+    let encoded = simulate(blob, &counts, StreamConfig::DEFAULT)?;
     let mut sink = CollectSink { channels, ..Default::default() };
     let mut stream = StreamDecoder::new(blob, normalization, decoder, "device simulation")?;
     stream.feed(&encoded.bytes, &mut sink)?;
     let report = stream.finish(&mut sink)?;
     ensure!(
-        report.frames as usize == windows.len() && report.missing_samples == 0,
+        report.windows as usize == windows.len() && report.missing_samples == 0,
         "device simulation lost frames: {}",
         report.summary()
     );

@@ -29,6 +29,7 @@ pub use training::{
 use crate::codec::{simulate, EncodedStream};
 use crate::eval::{self, Evaluation, Report};
 use crate::runtime::{load_onnx, Backend, Runtime};
+use funnel_shared::stream::StreamConfig;
 
 /// Reads `data` for an existing model: the columns must be the card's; windows and
 /// normalization are the card's.
@@ -110,12 +111,14 @@ pub struct EncodeRequest {
     pub columns: Vec<String>,
     /// Where the frame bytes go.
     pub out: PathBuf,
+    /// How the device sends the stream (windows per frame, header interval, session).
+    pub stream: StreamConfig,
 }
 
 /// Replays a recording through the device's int8 encoder; writes the bytes the device sends.
 pub fn encode_recording(request: &EncodeRequest) -> Result<EncodedStream> {
     let (blob, counts) = blob_and_counts(&request.model, &request.data, &request.columns)?;
-    let encoded = simulate(&blob, &counts)?;
+    let encoded = simulate(&blob, &counts, request.stream)?;
     std::fs::write(&request.out, &encoded.bytes).with_context(|| format!("cannot write {}", request.out.display()))?;
     Ok(encoded)
 }

@@ -19,6 +19,7 @@ use crate::export::{export_onnx, OnnxFiles};
 use crate::quantize::{quantize, QuantizationInput};
 use crate::runtime::{Backend, Runtime, TractModel};
 use crate::train::{load_checkpoint, train, TrainPlan, TrainedModel};
+use funnel_shared::stream::StreamConfig;
 
 /// Relative PRDN loss of int8 against float above which quantization is called out.
 pub const MAX_RELATIVE_PRDN_LOSS: f64 = 0.10;
@@ -319,7 +320,8 @@ pub struct PipelineOutcome {
 pub fn run_pipeline(request: &TrainRequest) -> Result<PipelineOutcome> {
     let trained = train_model(request)?;
     let blob = &trained.quantization.blob;
-    let encoded = simulate(blob, &trained.dataset.recording().device_counts(blob.counts_per_unit()))?;
+    let counts = trained.dataset.recording().device_counts(blob.counts_per_unit());
+    let encoded = simulate(blob, &counts, StreamConfig::DEFAULT)?;
     let codes = trained.dir.path().join(CODES_FILE);
     std::fs::write(&codes, &encoded.bytes).with_context(|| format!("cannot write {}", codes.display()))?;
     let decoder = TractModel::from_proto(&trained.onnx.decoder, &trained.dir.onnx_path(Graph::Decoder))?;

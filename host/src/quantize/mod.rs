@@ -413,7 +413,7 @@ mod tests {
         let mut bytes = blob.bytes().to_vec();
         let n = bytes.len();
         bytes[n - 20] ^= 1;
-        let crc = funnel_shared::wire::FRAME_CRC.checksum(&bytes[..n - 4]);
+        let crc = funnel_shared::wire::CRC32.checksum(&bytes[..n - 4]);
         bytes[n - 4..].copy_from_slice(&crc.to_le_bytes());
         let e = Blob::from_bytes(bytes).unwrap_err();
         assert!(matches!(e, funnel_artifacts::blob::BlobCheckError::IdMismatch { .. }), "{e}");
