@@ -82,3 +82,38 @@ fn decode_reads_frames_from_a_serial_port() {
     let rows = std::fs::read_to_string(&csv).unwrap().lines().count();
     assert_eq!(rows, 1 + frames * 256);
 }
+
+#[test]
+fn ctrl_c_ends_a_live_decode_with_everything_received_and_says_so() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let model = root.join("models/ecg");
+    let counts = recording_counts(&model, &root.join("data/mitbih208_ecg.csv"), &["ecg_mlii_mV".to_string()]).unwrap();
+    let frames = 12;
+    let blob = ModelDir::new(&model).load_blob().unwrap();
+    let stream = simulate(&blob, &counts[..frames * 256], StreamConfig::DEFAULT).unwrap().bytes;
+
+    let (mut device, _keep_slave_open, port) = pty();
+    let tmp = tempfile::tempdir().unwrap();
+    let csv = tmp.path().join("live.csv");
+    let child = Command::new(env!("CARGO_BIN_EXE_funnel"))
+        .args(["decode", "--model", model.to_str().unwrap(), "--serial", &port, "--out"])
+        .arg(&csv)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    device.write_all(&stream).unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    // SAFETY: sends SIGINT to the child we spawned.
+    assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) }, 0);
+    let out = child.wait_with_output().unwrap();
+    let report = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{report}");
+    assert!(report.contains(&format!("{frames} frames ({frames} windows) decoded")), "{report}");
+    assert!(report.contains("interrupted (Ctrl-C)"), "{report}");
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 1 + frames * 256 + 1, "every row, then the mark");
+    assert_eq!(*lines.last().unwrap(), format!("{},,interrupted", frames * 256));
+    assert!(text.ends_with('\n'), "the output ends on a whole line");
+}

@@ -217,6 +217,24 @@ fn copy_of_the_shipped_model(dir: &Path) -> std::path::PathBuf {
 }
 
 #[test]
+fn a_decoder_of_another_model_of_the_same_shape_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let other = copy_of_the_shipped_model(tmp.path());
+    let codes = tmp.path().join("codes.bin");
+    encode_ecg(&codes);
+    // Other weights, same shape: what a decoder.onnx copied from a sibling model looks like.
+    let path = other.join("decoder.onnx");
+    let mut onnx = std::fs::read(&path).unwrap();
+    let n = onnx.len();
+    onnx[n / 2] ^= 0x01;
+    std::fs::write(&path, onnx).unwrap();
+    let out = tmp.path().join("x.csv");
+    let e = decode(&other, &codes, &out).unwrap_err().to_string();
+    assert!(e.contains("decoder.onnx") && e.contains("another model"), "{e}");
+    assert!(!out.exists());
+}
+
+#[test]
 fn a_card_and_a_blob_of_different_models_are_refused_before_anything_is_written() {
     let tmp = tempfile::tempdir().unwrap();
     let other = copy_of_the_shipped_model(tmp.path());

@@ -9,10 +9,15 @@ use crate::metrics::{Method, Metrics};
 use crate::spec::ModelSpec;
 use crate::training::{EpochRecord, InitReport, TrainConfig};
 
+/// A file of the model directory as the card was saved with it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FileEntry {
     pub name: String,
     pub bytes: u64,
+    /// SHA-256 of the file, hex: ties the file to this card (and so to its model id). Cards
+    /// written before it was recorded have none, and their files are not checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
 }
 
 /// The data's columns are not the model's channels.

@@ -55,6 +55,13 @@ pub enum ArtifactError {
     BlobInvalid { path: PathBuf, source: BlobCheckError },
     #[error("{dir}: model.json has {card}; encoder.fq8 has {blob}: the card and the blob are of different models")]
     BlobOfAnotherModel { dir: PathBuf, card: String, blob: String },
+    #[error(
+        "{path} is not the file model.json was saved with (SHA-256 {found}, the card says {expected}): a file of \
+         another model? Copy the model directory whole"
+    )]
+    FileOfAnotherModel { path: PathBuf, expected: String, found: String },
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
     #[error("cannot write {path}: {source}")]
     Write { path: PathBuf, source: std::io::Error },
     #[error("cannot list {path}: {source}")]
@@ -176,24 +183,64 @@ impl ModelDir {
         })
     }
 
-    /// Writes the blob.
-    pub fn write_blob(&self, blob: &Blob) -> Result<(), ArtifactError> {
-        self.write(Self::BLOB, blob.bytes())
-    }
-
     /// Re-lists the directory's files into the card (call after adding files), then writes
     /// `model.json` and `CARD.md`.
     pub fn save_card(&self, card: &mut ModelCard) -> Result<(), ArtifactError> {
-        card.files = self.list_files()?;
-        let json = serde_json::to_string_pretty(card).expect("a card always serializes") + "\n";
-        self.write(Self::CARD, json.as_bytes())?;
-        self.write(Self::CARD_MARKDOWN, card.to_markdown().as_bytes())
+        self.save_with_card(&[], card)
     }
 
-    /// Files of the directory with sizes, except the card itself, sorted by name.
-    fn list_files(&self) -> Result<Vec<FileEntry>, ArtifactError> {
+    /// Writes `files` (name, bytes) and the card as one update: everything goes to temporary
+    /// files first, so that failing to write any of them leaves the directory as it was (a new
+    /// blob never stands beside the old card); then each is renamed into place, the card last.
+    pub fn save_with_card(&self, files: &[(&str, &[u8])], card: &mut ModelCard) -> Result<(), ArtifactError> {
+        card.files = self.list_files_with(files)?;
+        let json = serde_json::to_string_pretty(card).expect("a card always serializes") + "\n";
+        let markdown = card.to_markdown();
+        let all: Vec<(&str, &[u8])> = files
+            .iter()
+            .copied()
+            .chain([(Self::CARD, json.as_bytes()), (Self::CARD_MARKDOWN, markdown.as_bytes())])
+            .collect();
+        let mut staged = Vec::with_capacity(all.len());
+        for &(name, bytes) in &all {
+            let temporary = self.path.join(format!(".{name}.partial"));
+            if let Err(source) = std::fs::write(&temporary, bytes) {
+                for t in staged.iter().chain([&temporary]) {
+                    let _ = std::fs::remove_file(t);
+                }
+                return Err(ArtifactError::Write { path: self.path.join(name), source });
+            }
+            staged.push(temporary);
+        }
+        for (&(name, _), temporary) in all.iter().zip(&staged) {
+            let path = self.path.join(name);
+            std::fs::rename(temporary, &path).map_err(|source| ArtifactError::Write { path, source })?;
+        }
+        Ok(())
+    }
+
+    /// The path of file `name` of the directory, once checked against the SHA-256 the card
+    /// recorded for it: a graph or checkpoint copied in from another model is refused rather
+    /// than run on this model's codes.
+    pub fn checked_file(&self, card: &ModelCard, name: &str) -> Result<PathBuf, ArtifactError> {
+        let path = self.path.join(name);
+        let Some(expected) = card.files.iter().find(|f| f.name == name).and_then(|f| f.sha256.clone()) else {
+            return Ok(path);
+        };
+        let bytes = std::fs::read(&path).map_err(|source| ArtifactError::Read { path: path.clone(), source })?;
+        let found = sha256_hex(&bytes);
+        if found != expected {
+            return Err(ArtifactError::FileOfAnotherModel { path, expected, found });
+        }
+        Ok(path)
+    }
+
+    /// Files of the directory with sizes and hashes as they will be once `files` are written,
+    /// except the card itself, sorted by name.
+    fn list_files_with(&self, files: &[(&str, &[u8])]) -> Result<Vec<FileEntry>, ArtifactError> {
         let list_err = |source| ArtifactError::List { path: self.path.clone(), source };
-        let mut files = Vec::new();
+        let overrides = files;
+        let mut listed = Vec::new();
         for entry in std::fs::read_dir(&self.path).map_err(list_err)? {
             let entry = entry.map_err(list_err)?;
             let name = entry.file_name().to_string_lossy().into_owned();
@@ -203,11 +250,28 @@ impl ModelDir {
             if !entry.file_type().map_err(list_err)?.is_file() {
                 continue;
             }
-            files.push(FileEntry { name, bytes: entry.metadata().map_err(list_err)?.len() });
+            if overrides.iter().any(|(n, _)| *n == name) {
+                continue;
+            }
+            let bytes =
+                std::fs::read(entry.path()).map_err(|source| ArtifactError::Read { path: entry.path(), source })?;
+            listed.push(FileEntry { name, bytes: bytes.len() as u64, sha256: Some(sha256_hex(&bytes)) });
         }
-        files.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(files)
+        for &(name, bytes) in overrides {
+            listed.push(FileEntry {
+                name: name.to_string(),
+                bytes: bytes.len() as u64,
+                sha256: Some(sha256_hex(bytes)),
+            });
+        }
+        listed.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(listed)
     }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// `target` relative to the directory `base` (both absolute and normalized), `None` when they
@@ -263,5 +327,45 @@ mod tests {
         dir.write(ModelDir::BLOB, b"junk").unwrap();
         let e = dir.load_blob().unwrap_err().to_string();
         assert!(e.contains("encoder.fq8") && e.contains("truncated"), "{e}");
+    }
+
+    #[test]
+    fn a_blob_and_card_update_that_cannot_finish_changes_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = ModelDir::new(tmp.path());
+        let shipped = ModelDir::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../models/ecg")).load_card().unwrap();
+        let mut card = shipped.clone();
+        dir.save_with_card(&[(ModelDir::BLOB, b"old")], &mut card).unwrap();
+        let card_before = std::fs::read(dir.card_path()).unwrap();
+        // The card's temporary cannot be written (a directory stands in its place).
+        std::fs::create_dir(tmp.path().join(".model.json.partial")).unwrap();
+        let e = dir.save_with_card(&[(ModelDir::BLOB, b"new")], &mut card).unwrap_err();
+        assert!(e.to_string().contains("model.json"), "{e}");
+        assert_eq!(std::fs::read(dir.blob_path()).unwrap(), b"old");
+        assert_eq!(std::fs::read(dir.card_path()).unwrap(), card_before);
+        assert!(!tmp.path().join(".encoder.fq8.partial").exists());
+        // Once it can, blob and card change together, the card listing the new blob.
+        std::fs::remove_dir(tmp.path().join(".model.json.partial")).unwrap();
+        dir.save_with_card(&[(ModelDir::BLOB, b"new")], &mut card).unwrap();
+        assert_eq!(std::fs::read(dir.blob_path()).unwrap(), b"new");
+        let saved = dir.load_card().unwrap();
+        assert_eq!(saved.files.iter().find(|f| f.name == ModelDir::BLOB).unwrap().bytes, 3);
+    }
+
+    #[test]
+    fn a_file_replaced_after_the_card_was_saved_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = ModelDir::new(tmp.path());
+        dir.write("decoder.onnx", b"ours").unwrap();
+        let shipped = ModelDir::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../models/ecg")).load_card().unwrap();
+        let card = ModelCard { files: dir.list_files_with(&[]).unwrap(), ..shipped };
+        assert_eq!(dir.checked_file(&card, "decoder.onnx").unwrap(), tmp.path().join("decoder.onnx"));
+        dir.write("decoder.onnx", b"theirs").unwrap();
+        let e = dir.checked_file(&card, "decoder.onnx").unwrap_err();
+        assert!(matches!(e, ArtifactError::FileOfAnotherModel { .. }), "{e}");
+        assert!(e.to_string().contains("another model"), "{e}");
+        // A card that recorded no hash (an older card) cannot tell.
+        let old = ModelCard { files: vec![FileEntry { name: "decoder.onnx".into(), bytes: 4, sha256: None }], ..card };
+        assert!(dir.checked_file(&old, "decoder.onnx").is_ok());
     }
 }

@@ -2,6 +2,7 @@
 //! [`crate::pipeline`] before anything runs, and the outcomes printed.
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::builder::{PossibleValuesParser, TypedValueParser};
@@ -302,7 +303,9 @@ fn report_quantization(q: &pipeline::QuantizeOutcome) {
 }
 
 /// Runs one parsed command line.
-pub fn run(cli: Cli) -> Result<()> {
+/// Runs a command; the exit code is 130 when a decode was stopped by Ctrl-C (its output is
+/// complete up to there, and says so).
+pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Train(args) => {
             let t = pipeline::train_model(&args.request())?;
@@ -381,7 +384,10 @@ pub fn run(cli: Cli) -> Result<()> {
             let report = pipeline::decode_stream(&request)?;
             eprint!("{}", report.summary());
             eprintln!("wrote {}", request.out.display());
+            if report.interrupted {
+                return Ok(ExitCode::from(130));
+            }
         }
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }

@@ -13,16 +13,17 @@ use crate::runtime::Runtime;
 
 /// Windows decoded together in one call of the latent decoder.
 pub const DEFAULT_BATCH: usize = 64;
-/// A gap longer than this many samples is reported but not written out as empty rows (a
-/// header that claims a far-away sample index must not make us write gigabytes).
-pub const MAX_FILLED_GAP: u64 = 1 << 24;
+/// Missing rows a decode writes beyond four per decoded sample: a gap that would take the
+/// missing rows past `MAX_FILLED_GAP + 4 × decoded samples` is reported but not written out as
+/// rows, so a stream that claims far-away sample indices cannot make us write gigabytes.
+pub const MAX_FILLED_GAP: u64 = 1 << 20;
 
 /// A run of samples with no frame.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Gap {
     pub first_sample: u64,
     pub samples: u64,
-    /// False when the gap was too long to write out as empty rows.
+    /// False when the gap was not written out as empty rows (see [`MAX_FILLED_GAP`]).
     pub filled: bool,
 }
 
@@ -43,6 +44,8 @@ pub struct DecodeReport {
     pub frames_lost: u64,
     pub gaps: Vec<Gap>,
     pub missing_samples: u64,
+    /// Missing samples written out as empty rows.
+    pub missing_rows: u64,
     /// Unusable byte runs, by kind, and the bytes they held.
     pub corrupt: BTreeMap<CorruptKind, u64>,
     pub corrupt_bytes: u64,
@@ -50,6 +53,10 @@ pub struct DecodeReport {
     pub restarts: u64,
     /// Frames of other streams on the link, or of sessions of another model: not decoded.
     pub foreign_frames: u64,
+    /// The sample index after the last row written.
+    pub end_sample: Option<u64>,
+    /// Reading was stopped by Ctrl-C (the output ends with an `interrupted` row).
+    pub interrupted: bool,
 }
 
 impl DecodeReport {
@@ -73,6 +80,9 @@ impl DecodeReport {
             self.ignored_headers,
             self.foreign_frames
         );
+        if self.interrupted {
+            s += "interrupted (Ctrl-C): everything received until then is decoded, the output ends with an `interrupted` row\n";
+        }
         for (kind, n) in &self.corrupt {
             s += &format!("  unusable: {n} × {kind}\n");
         }
@@ -82,7 +92,7 @@ impl DecodeReport {
                 g.first_sample,
                 g.first_sample + g.samples,
                 g.samples,
-                if g.filled { "" } else { " — too long, no rows written" }
+                if g.filled { "" } else { " — not written as rows (more than the stream can prove)" }
             );
         }
         if self.gaps.len() > 20 {
@@ -247,13 +257,16 @@ impl<'d, R: Runtime + ?Sized> StreamDecoder<'d, R> {
                         let mut values = windows.next().expect("one window per window of codes").to_vec();
                         self.normalization.denormalize_in_place(&mut values);
                         let values = channels_first_to_interleaved(&values, channels);
-                        sink.window(f.sample_index + (w * window) as u64, window, Some(&values), status)?;
+                        let first = f.sample_index + (w * window) as u64;
+                        sink.window(first, window, Some(&values), status)?;
                         self.report.samples_written += window as u64;
+                        self.report.end_sample = Some(first + window as u64);
                     }
                 }
                 Pending::Missing { first_sample, samples } => {
                     sink.window(first_sample, samples as usize, None, SampleStatus::Missing)?;
                     self.report.samples_written += samples;
+                    self.report.end_sample = Some(first_sample + samples);
                 }
             }
         }
@@ -293,7 +306,10 @@ impl<'d, R: Runtime + ?Sized> StreamDecoder<'d, R> {
                 }
                 self.report.frames_lost += u64::from(gap.frames);
                 self.report.missing_samples += gap.samples;
-                let filled = gap.samples <= MAX_FILLED_GAP;
+                let decoded = self.report.windows * self.blob.window() as u64;
+                let budget = MAX_FILLED_GAP.saturating_add(decoded.saturating_mul(4));
+                let filled = self.report.missing_rows.saturating_add(gap.samples) <= budget;
+                self.report.missing_rows += if filled { gap.samples } else { 0 };
                 self.report.gaps.push(Gap { first_sample: gap.first_sample, samples: gap.samples, filled });
                 if filled {
                     self.pending.push_back(Pending::Missing { first_sample: gap.first_sample, samples: gap.samples });
@@ -368,7 +384,7 @@ mod tests {
     use crate::quantize::dense_blob;
     use funnel_artifacts::blob::model_id_of;
     use funnel_shared::stream::StreamConfig;
-    use funnel_shared::wire::{CHECK_LEN, HEADER_LEN};
+    use funnel_shared::wire::{encode_frame, StreamLayout, CHECK_LEN, HEADER_LEN, MAX_FRAME_LEN};
 
     const WINDOW: usize = 16;
     const LATENT: usize = 4;
@@ -477,6 +493,37 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn claimed_gaps_become_rows_only_as_far_as_the_stream_can_prove() {
+        let (blob, norm) = model();
+        let layout =
+            StreamLayout { channels: 1, codes_per_window: LATENT as u8, window: WINDOW as u16, windows_per_frame: 1 };
+        let header = StreamHeader {
+            stream_id: 0,
+            restart: true,
+            model_id: blob.model_id(),
+            session: 0,
+            layout,
+            header_interval: 1,
+            frame: 0,
+            start_sample: 0,
+        };
+        // 20 frames, each behind a valid header that claims 2^18 − 1 frames lost (2^22 samples).
+        let mut stream = Vec::new();
+        let mut buf = [0u8; MAX_FRAME_LEN];
+        for k in 0..20u32 {
+            let h = StreamHeader { frame: k << 18, restart: k == 0, ..header };
+            stream.extend(h.encode());
+            let n = encode_frame(&h, h.frame, false, &[0; LATENT], &mut buf).unwrap();
+            stream.extend(&buf[..n]);
+        }
+        let (got, report) = decode(&blob, &norm, &stream, 100);
+        assert_eq!((report.frames, report.gaps.len(), report.missing_rows), (20, 19, 0));
+        assert_eq!(report.missing_samples, 19 * ((1 << 18) - 1) * WINDOW as u64);
+        assert!(report.gaps.iter().all(|g| !g.filled));
+        assert_eq!(got.status.len(), 20 * WINDOW, "only the decoded windows are written");
     }
 
     #[test]

@@ -10,6 +10,8 @@ pub enum SampleStatus {
     Saturated,
     /// The frame of this window never arrived intact: no value.
     Missing,
+    /// No sample: the decode was stopped here (Ctrl-C), after the last complete row.
+    Interrupted,
 }
 
 impl SampleStatus {
@@ -18,6 +20,7 @@ impl SampleStatus {
             SampleStatus::Ok => "ok",
             SampleStatus::Saturated => "saturated",
             SampleStatus::Missing => "missing",
+            SampleStatus::Interrupted => "interrupted",
         }
     }
 }
@@ -47,7 +50,12 @@ pub struct CsvSink<W: Write> {
 
 impl<W: Write> CsvSink<W> {
     pub fn new(mut out: W, columns: &[String]) -> std::io::Result<Self> {
-        writeln!(out, "sample_index,{},status", columns.join(","))?;
+        // Column names are quoted as CSV needs: a name may hold a comma, a quote or a newline.
+        let mut header = csv::Writer::from_writer(Vec::new());
+        header.write_record(
+            std::iter::once("sample_index").chain(columns.iter().map(String::as_str)).chain(["status"]),
+        )?;
+        out.write_all(&header.into_inner().map_err(|e| e.into_error())?)?;
         Ok(CsvSink { out, channels: columns.len() })
     }
 }
@@ -149,6 +157,13 @@ mod tests {
             sink.window(12, 1, None, SampleStatus::Missing).unwrap();
         }
         assert_eq!(String::from_utf8(out).unwrap(), "sample_index,a,b,status\n10,1,2,ok\n11,3,4,ok\n12,,,missing\n");
+    }
+
+    #[test]
+    fn column_names_are_quoted_as_csv_needs() {
+        let mut out = Vec::new();
+        CsvSink::new(&mut out, &["a,b".to_string(), "say \"hi\"".to_string()]).unwrap();
+        assert_eq!(String::from_utf8(out).unwrap(), "sample_index,\"a,b\",\"say \"\"hi\"\"\",status\n");
     }
 
     #[test]

@@ -57,7 +57,7 @@ pub fn bench_rd(request: &RdRequest) -> Result<RdReport> {
         // Each model on its own split (its window), through the device path.
         let dataset = dataset_for_model(dir, card, &request.data, &columns)?;
         let blob = dir.load_blob_of(card)?;
-        let decoder = onnx_runtime(dir, Graph::Decoder, Backend::Tract)?;
+        let decoder = onnx_runtime(dir, card, Graph::Decoder, Backend::Tract)?;
         let round_trip = device_round_trip(&blob, &card.normalization, decoder.as_ref(), dataset.held_out())?;
         let q = Quality::of(dataset.held_out(), &round_trip.reconstruction, 1);
         let point = RdPoint {

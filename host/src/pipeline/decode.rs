@@ -3,6 +3,8 @@
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Once;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -10,7 +12,9 @@ use funnel_artifacts::data::Normalization;
 use funnel_artifacts::{Blob, Graph, ModelDir};
 
 use super::load_runtime;
-use crate::codec::{CollectSink, CsvSink, DecodeReport, ReconstructionSink, StreamDecoder, Tee, DEFAULT_BATCH};
+use crate::codec::{
+    CollectSink, CsvSink, DecodeReport, ReconstructionSink, SampleStatus, StreamDecoder, Tee, DEFAULT_BATCH,
+};
 use crate::runtime::{Backend, Runtime};
 
 /// Where frame bytes come from.
@@ -37,6 +41,18 @@ pub struct DecodeRequest {
     pub backend: Backend,
     /// Also plot the first samples of the reconstruction.
     pub plot: Option<PathBuf>,
+}
+
+/// Set by Ctrl-C (SIGINT) once a decode has started: reading stops, everything received is
+/// decoded and written, and the output ends with an `interrupted` row.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+fn watch_for_interrupt() {
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        // Without a handler (another one is installed) Ctrl-C keeps its default effect.
+        let _ = ctrlc::set_handler(|| INTERRUPTED.store(true, Ordering::SeqCst));
+    });
 }
 
 /// Decodes a frame stream of a model directory's model into a CSV.
@@ -78,6 +94,7 @@ pub fn decode_stream(request: &DecodeRequest) -> Result<DecodeReport> {
         live,
         seconds,
     };
+    watch_for_interrupt();
     decode_to_csv(&mut reader, &decoding, &request.out, request.plot.as_deref())
 }
 
@@ -139,8 +156,13 @@ fn decode_into(reader: &mut dyn Read, d: &Decoding<'_>, target: &Path, plot: Opt
                 .with_batch(if d.live { 1 } else { DEFAULT_BATCH });
             let started = Instant::now();
             let mut buf = vec![0u8; 1 << 16];
+            let mut interrupted = false;
             loop {
                 if d.seconds.is_some_and(|s| started.elapsed().as_secs_f64() >= s) {
+                    break;
+                }
+                if INTERRUPTED.swap(false, Ordering::SeqCst) {
+                    interrupted = true;
                     break;
                 }
                 match reader.read(&mut buf) {
@@ -151,7 +173,13 @@ fn decode_into(reader: &mut dyn Read, d: &Decoding<'_>, target: &Path, plot: Opt
                     Err(e) => return Err(e).context("reading the frame stream"),
                 }
             }
-            stream.finish(&mut sink)?
+            let mut report = stream.finish(&mut sink)?;
+            if interrupted {
+                report.interrupted = true;
+                sink.window(report.end_sample.unwrap_or(0), 1, None, SampleStatus::Interrupted)?;
+                sink.flush()?;
+            }
+            report
         };
     if let Some(png) = plot {
         plot_stream(png, d.columns, &collect)?;

@@ -48,8 +48,15 @@ pub fn model_dataset(dir: &ModelDir, card: &ModelCard) -> Result<Dataset> {
 
 /// The latent decoder of a model directory, run by an ONNX backend (candle needs the
 /// checkpoint: see [`load_runtime`]).
-fn onnx_runtime(dir: &ModelDir, graph: Graph, backend: Backend) -> Result<Box<dyn Runtime>> {
-    load_onnx(&dir.onnx_path(graph), backend)
+fn onnx_runtime(dir: &ModelDir, card: &ModelCard, graph: Graph, backend: Backend) -> Result<Box<dyn Runtime>> {
+    load_onnx(&dir.checked_file(card, graph.file_name())?, backend)
+}
+
+/// The candle checkpoint of a model directory, checked against its card.
+#[cfg(feature = "train")]
+fn checkpoint(dir: &ModelDir, card: &ModelCard) -> Result<crate::train::Autoencoder> {
+    dir.checked_file(card, ModelDir::WEIGHTS)?;
+    crate::train::load_checkpoint(dir, &card.spec)
 }
 
 /// A graph of a model directory run by `backend`: its ONNX file with tract or ONNX Runtime, or
@@ -58,7 +65,7 @@ pub fn load_runtime(dir: &ModelDir, card: &ModelCard, graph: Graph, backend: Bac
     match backend {
         #[cfg(feature = "train")]
         Backend::Candle => {
-            let model = crate::train::load_checkpoint(dir, &card.spec)?;
+            let model = checkpoint(dir, card)?;
             Ok(Box::new(crate::train::CandleRuntime { model, graph }))
         }
         #[cfg(not(feature = "train"))]
@@ -66,7 +73,7 @@ pub fn load_runtime(dir: &ModelDir, card: &ModelCard, graph: Graph, backend: Bac
             let _ = card;
             anyhow::bail!("--backend candle: this funnel was built without training (candle); use tract or ort")
         }
-        Backend::Tract | Backend::Ort => onnx_runtime(dir, graph, backend),
+        Backend::Tract | Backend::Ort => onnx_runtime(dir, card, graph, backend),
     }
 }
 
@@ -87,7 +94,7 @@ pub fn evaluate_model(request: &EvalRequest) -> Result<Report> {
     let dataset = dataset_for_model(&dir, &card, &request.data, &request.columns)?;
     let autoencoder = load_runtime(&dir, &card, Graph::Autoencoder, request.backend)?;
     let device = match dir.has_blob() {
-        true => Some((dir.load_blob_of(&card)?, onnx_runtime(&dir, Graph::Decoder, Backend::Tract)?)),
+        true => Some((dir.load_blob_of(&card)?, onnx_runtime(&dir, &card, Graph::Decoder, Backend::Tract)?)),
         false => None,
     };
     eval::evaluate(

@@ -12,13 +12,13 @@ use funnel_artifacts::{
 };
 
 use super::decode::{decode_to_csv, Decoding};
-use super::{dataset_for_model, model_dataset, onnx_runtime};
+use super::{checkpoint, dataset_for_model, model_dataset, onnx_runtime};
 use crate::codec::{simulate, DecodeReport, EncodedStream};
 use crate::eval::{self, Evaluation, Report};
 use crate::export::{export_onnx, OnnxFiles};
 use crate::quantize::{quantize, QuantizationInput};
 use crate::runtime::{Backend, Runtime, TractModel};
-use crate::train::{load_checkpoint, train, TrainPlan, TrainedModel};
+use crate::train::{train, TrainPlan, TrainedModel};
 use funnel_shared::stream::StreamConfig;
 
 /// Relative PRDN loss of int8 against float above which quantization is called out.
@@ -91,8 +91,8 @@ fn commit_quantization(dir: &ModelDir, card: &mut ModelCard, q: &QuantizeOutcome
     }
     card.quantization = Some(q.card.clone());
     card.held_out.insert(Method::Int8Device, q.int8.clone());
-    dir.write_blob(&q.blob)?;
-    dir.save_card(card)?;
+    // One update: a failure leaves the old blob beside the old card.
+    dir.save_with_card(&[(ModelDir::BLOB, q.blob.bytes())], card)?;
     Ok(())
 }
 
@@ -109,7 +109,7 @@ pub fn quantize_model(request: &QuantizeRequest) -> Result<QuantizeOutcome> {
         );
     };
     let float_prdn = float.prdn;
-    let encoder = load_checkpoint(&dir, &card.spec)?.float_net()?.float_encoder();
+    let encoder = checkpoint(&dir, &card)?.float_net()?.float_encoder();
     let dataset = model_dataset(&dir, &card)?;
     let calibration = match &request.calibration {
         None => dataset.train_norm().clone(),
@@ -126,7 +126,7 @@ pub fn quantize_model(request: &QuantizeRequest) -> Result<QuantizeOutcome> {
             card.normalization.normalize(&windows)
         }
     };
-    let decoder = onnx_runtime(&dir, Graph::Decoder, Backend::Tract)?;
+    let decoder = onnx_runtime(&dir, &card, Graph::Decoder, Backend::Tract)?;
     let outcome = quantize_and_measure(&encoder, &card, &dataset, &calibration, decoder.as_ref(), float_prdn)?;
     commit_quantization(&dir, &mut card, &outcome)?;
     Ok(outcome)
@@ -358,7 +358,7 @@ pub fn plot_model(request: &PlotRequest) -> Result<()> {
     let dir = ModelDir::new(&request.model);
     let card = dir.load_card()?;
     let dataset = dataset_for_model(&dir, &card, &request.data, &request.columns)?;
-    let model = load_checkpoint(&dir, &card.spec)?;
+    let model = checkpoint(&dir, &card)?;
     let n = dataset.held_out().len().min(4);
     let recon = dataset.normalization().denormalize(&model.reconstruct(&dataset.held_out_norm().slice(0..n))?);
     crate::plot::plot_comparison(&request.out, &dataset.held_out().slice(0..n), &recon, dataset.columns())

@@ -20,6 +20,8 @@ pub enum DataError {
     NoColumns { path: PathBuf, available: String },
     #[error("{path}: column {column:?} not found in the header (available: {available})")]
     MissingColumn { path: PathBuf, column: String, available: String },
+    #[error("{path}: column {column:?} appears {count} times in the header: rename the copies so it names one column")]
+    AmbiguousColumn { path: PathBuf, column: String, count: usize },
     #[error("{path}: line {line} (data row {}), column {column:?}: {value:?} is not a number", line.saturating_sub(1))]
     NonNumeric { path: PathBuf, line: u64, column: String, value: String },
     #[error(
@@ -132,6 +134,10 @@ impl Recording {
             match headers.iter().position(|h| h == col) {
                 Some(i) => idx.push(i),
                 None => return Err(DataError::MissingColumn { path, column: col.clone(), available }),
+            }
+            let count = headers.iter().filter(|&h| h == col).count();
+            if count > 1 {
+                return Err(DataError::AmbiguousColumn { path, column: col.clone(), count });
             }
         }
         let mut samples = vec![Vec::new(); columns.len()];
@@ -254,6 +260,14 @@ mod tests {
         assert!(matches!(e, DataError::MissingColumn { .. }));
         assert!(msg.contains("\"zz\"") && msg.contains("\"t\", \"a\""), "{msg}");
         assert!(msg.contains(&f.path().display().to_string()));
+    }
+
+    #[test]
+    fn a_column_named_twice_in_the_header_is_refused() {
+        let f = csv_file("t,a,a\n0,1,2\n");
+        let e = Recording::from_csv(f.path(), &cols(&["a"])).unwrap_err();
+        assert!(matches!(e, DataError::AmbiguousColumn { count: 2, .. }), "{e}");
+        assert!(Recording::from_csv(f.path(), &cols(&["t"])).is_ok());
     }
 
     #[test]
