@@ -45,13 +45,16 @@ fn shipped_latent() -> usize {
 }
 
 fn decode(model: &Path, input: &Path, out: &Path) -> anyhow::Result<DecodeReport> {
-    decode_stream(&DecodeRequest {
+    let mut outputs = decode_stream(&DecodeRequest {
         model: model.to_path_buf(),
         source: Source::File(input.to_path_buf()),
         out: out.to_path_buf(),
         backend: Backend::Tract,
         plot: None,
-    })
+        stream: None,
+    })?;
+    assert_eq!(outputs.len(), 1, "one stream on the link");
+    outputs.remove(0).report
 }
 
 fn ecg_rows(path: &Path) -> Vec<(u64, Option<f64>, String)> {
@@ -214,6 +217,44 @@ fn copy_of_the_shipped_model(dir: &Path) -> std::path::PathBuf {
     card.data_file = copy.data_file_name(&ecg_data().0);
     copy.save_card(&mut card).unwrap();
     other
+}
+
+#[test]
+fn two_streams_on_one_link_decode_each_to_its_own_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, columns) = ecg_data();
+    let latent = shipped_latent();
+    let encode = |stream: StreamConfig, name: &str| {
+        let out = tmp.path().join(name);
+        let request = EncodeRequest { model: ecg_model(), data: data.clone(), columns: columns.clone(), out, stream };
+        items(&encode_recording(&request).unwrap().bytes, latent, 30)
+    };
+    let a = encode(StreamConfig::DEFAULT, "a.bin");
+    let b = encode(StreamConfig { stream_id: 7, session: 3, ..StreamConfig::DEFAULT }, "b.bin");
+    let link: Vec<u8> = a.iter().zip(&b).flat_map(|(x, y)| [x.clone(), y.clone()]).flatten().collect();
+    let (alone_in, link_in) = (tmp.path().join("alone.bin"), tmp.path().join("link.bin"));
+    std::fs::write(&alone_in, a.concat()).unwrap();
+    std::fs::write(&link_in, &link).unwrap();
+    let alone = tmp.path().join("alone.csv");
+    decode(&ecg_model(), &alone_in, &alone).unwrap();
+
+    let out = tmp.path().join("link.csv");
+    let outputs = decode_stream(&DecodeRequest {
+        model: ecg_model(),
+        source: Source::File(link_in),
+        out: out.clone(),
+        backend: Backend::Tract,
+        plot: None,
+        stream: None,
+    })
+    .unwrap();
+    let got: Vec<(Option<u8>, std::path::PathBuf, u64)> =
+        outputs.into_iter().map(|o| (o.stream_id, o.out, o.report.unwrap().frames)).collect();
+    let second = tmp.path().join("link.stream7.csv");
+    assert_eq!(got, vec![(Some(0), out.clone(), 29), (Some(7), second.clone(), 29)]);
+    // Both streams carry the same recording: each output is the stream decoded alone.
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), std::fs::read_to_string(&alone).unwrap());
+    assert_eq!(std::fs::read_to_string(&second).unwrap(), std::fs::read_to_string(&alone).unwrap());
 }
 
 #[test]

@@ -70,7 +70,11 @@ fn cortex_m4_firmware_sends_exactly_what_funnel_encode_writes_and_decodes_to_the
         out: csv.clone(),
         backend: Backend::Tract,
         plot: None,
+        stream: None,
     })
+    .unwrap()
+    .remove(0)
+    .report
     .unwrap();
     assert_eq!((report.corrupt_runs(), report.missing_samples), (0, 0), "{}", report.summary());
 

@@ -271,6 +271,10 @@ struct DecodeArgs {
     /// Also plot the reconstruction (PNG).
     #[arg(long)]
     plot: Option<PathBuf>,
+    /// Decode this stream of the link. Without it: the first stream heard into --out and, from
+    /// a file, every other stream of the model into `<out>.stream<N>.csv`.
+    #[arg(long)]
+    stream: Option<u8>,
 }
 
 impl DecodeArgs {
@@ -281,7 +285,14 @@ impl DecodeArgs {
             // clap requires one of the two.
             (None, port) => Source::Serial { port: port.unwrap_or_default(), baud: self.baud, seconds: self.seconds },
         };
-        DecodeRequest { model: self.model, source, out: self.out, backend: self.backend, plot: self.plot }
+        DecodeRequest {
+            model: self.model,
+            source,
+            out: self.out,
+            backend: self.backend,
+            plot: self.plot,
+            stream: self.stream,
+        }
     }
 }
 
@@ -381,10 +392,22 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Decode(args) => {
             let request = args.request();
-            let report = pipeline::decode_stream(&request)?;
-            eprint!("{}", report.summary());
-            eprintln!("wrote {}", request.out.display());
-            if report.interrupted {
+            let outputs = pipeline::decode_stream(&request)?;
+            let mut interrupted = false;
+            for o in &outputs {
+                if outputs.len() > 1 {
+                    eprintln!("stream {}:", o.stream_id.map_or("-".to_string(), |id| id.to_string()));
+                }
+                match &o.report {
+                    Ok(report) => {
+                        eprint!("{}", report.summary());
+                        eprintln!("wrote {}", o.out.display());
+                        interrupted |= report.interrupted;
+                    }
+                    Err(e) => eprintln!("not decoded: {e}"),
+                }
+            }
+            if interrupted {
                 return Ok(ExitCode::from(130));
             }
         }

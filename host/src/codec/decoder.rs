@@ -30,6 +30,8 @@ pub struct Gap {
 /// Everything that happened to the stream, for the user.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DecodeReport {
+    /// The stream decoded (`None`: no stream header was received).
+    pub stream_id: Option<u8>,
     pub bytes: u64,
     /// Data frames decoded, and the windows they held.
     pub frames: u64,
@@ -51,8 +53,10 @@ pub struct DecodeReport {
     pub corrupt_bytes: u64,
     /// Times the device restarted (a new session on the decoded stream).
     pub restarts: u64,
-    /// Frames of other streams on the link, or of sessions of another model: not decoded.
+    /// Frames of the followed stream in a session of another model: not decoded.
     pub foreign_frames: u64,
+    /// Other streams heard on the link, with their frames: not decoded here.
+    pub other_streams: BTreeMap<u8, u64>,
     /// The sample index after the last row written.
     pub end_sample: Option<u64>,
     /// Reading was stopped by Ctrl-C (the output ends with an `interrupted` row).
@@ -70,7 +74,7 @@ impl DecodeReport {
             self.bytes, self.frames, self.windows, self.samples_written, self.saturated_windows, self.headers
         );
         s += &format!(
-            "{} frames lost, {} samples missing in {} gap(s), {} unusable byte run(s) ({} bytes), {} restart(s), {} ignored header(s), {} frame(s) of other streams or models skipped\n",
+            "{} frames lost, {} samples missing in {} gap(s), {} unusable byte run(s) ({} bytes), {} restart(s), {} ignored header(s), {} frame(s) of another model skipped\n",
             self.frames_lost,
             self.missing_samples,
             self.gaps.len(),
@@ -80,6 +84,9 @@ impl DecodeReport {
             self.ignored_headers,
             self.foreign_frames
         );
+        for (id, frames) in &self.other_streams {
+            s += &format!("  stream {id} on the same link: {frames} frame(s), decoded separately (--stream {id})\n");
+        }
         if self.interrupted {
             s += "interrupted (Ctrl-C): everything received until then is decoded, the output ends with an `interrupted` row\n";
         }
@@ -147,9 +154,11 @@ pub enum DecodeError {
 /// Decodes one model's stream from a byte stream into a [`ReconstructionSink`], running the
 /// latent decoder `R` (any [`Runtime`]: tract, ONNX Runtime, candle, a test double).
 ///
-/// It follows the first stream whose header it receives: a stream of another model is refused
-/// ([`DecodeError::ForeignModel`]). Later frames of other streams on the link, or of a session
-/// of another model on the same stream, are counted and skipped.
+/// It follows one stream of the link: the one chosen with [`StreamDecoder::with_stream`], else
+/// the first whose header it receives. A stream of another model is refused
+/// ([`DecodeError::ForeignModel`]); frames of other streams are counted per stream
+/// ([`DecodeReport::other_streams`]), and frames of a later session of another model on the
+/// followed stream are counted and skipped.
 pub struct StreamDecoder<'d, R: Runtime + ?Sized> {
     frames: FrameDecoder,
     model_id: ModelId,
@@ -158,8 +167,10 @@ pub struct StreamDecoder<'d, R: Runtime + ?Sized> {
     normalization: &'d Normalization,
     decoder: &'d R,
     batch: usize,
-    /// The stream being decoded, once its first header arrived.
+    /// The stream being decoded: chosen, or the first heard.
     stream_id: Option<u8>,
+    /// A header of the followed stream has been checked against the model.
+    checked: bool,
     /// The followed stream's current session is of another model.
     foreign_session: bool,
     pending: VecDeque<Pending>,
@@ -202,11 +213,18 @@ impl<'d, R: Runtime + ?Sized> StreamDecoder<'d, R> {
             decoder,
             batch: DEFAULT_BATCH,
             stream_id: None,
+            checked: false,
             foreign_session: false,
             pending: VecDeque::new(),
             pending_windows: 0,
             report: DecodeReport::default(),
         })
+    }
+
+    /// Decodes stream `stream_id` of the link (without it: the first stream heard).
+    pub fn with_stream(mut self, stream_id: u8) -> Self {
+        self.stream_id = Some(stream_id);
+        self
     }
 
     /// Windows decoded per runtime call (1 = lowest latency).
@@ -279,6 +297,7 @@ impl<'d, R: Runtime + ?Sized> StreamDecoder<'d, R> {
         let events: Vec<DecodeEvent> = self.frames.finish().collect();
         self.handle_all(events, sink)?;
         self.flush(sink)?;
+        self.report.stream_id = self.stream_id;
         Ok(self.report)
     }
 
@@ -286,7 +305,11 @@ impl<'d, R: Runtime + ?Sized> StreamDecoder<'d, R> {
         match event {
             DecodeEvent::Header { header, lock } => self.header(&header, lock)?,
             DecodeEvent::Frame(frame) => {
-                if Some(frame.stream_id) != self.stream_id || self.foreign_session {
+                if Some(frame.stream_id) != self.stream_id {
+                    *self.report.other_streams.entry(frame.stream_id).or_default() += 1;
+                    return Ok(());
+                }
+                if self.foreign_session || !self.checked {
                     self.report.foreign_frames += 1;
                     return Ok(());
                 }
@@ -353,14 +376,15 @@ impl<'d, R: Runtime + ?Sized> StreamDecoder<'d, R> {
     }
 
     fn header(&mut self, header: &StreamHeader, lock: LockChange) -> Result<(), DecodeError> {
-        match self.stream_id {
-            // The first stream heard is the one to decode: refused loudly if it is not ours.
-            None => {
-                self.check_header(header)?;
-                self.stream_id = Some(header.stream_id);
-            }
-            Some(id) if id != header.stream_id => return Ok(()),
-            Some(_) => {}
+        let followed = *self.stream_id.get_or_insert(header.stream_id);
+        if followed != header.stream_id {
+            self.report.other_streams.entry(header.stream_id).or_default();
+            return Ok(());
+        }
+        // The followed stream's first header: refused loudly if it is not of this model.
+        if !self.checked {
+            self.check_header(header)?;
+            self.checked = true;
         }
         self.report.headers += 1;
         match lock {
@@ -580,9 +604,18 @@ mod tests {
         let theirs = items(&blob, 8, StreamConfig { stream_id: 5, ..EVERY_4 });
         let stream: Vec<u8> = ours.iter().zip(&theirs).flat_map(|(a, b)| [a.clone(), b.clone()]).flatten().collect();
         let (got, report) = decode(&blob, &norm, &stream, 33);
-        assert_eq!((report.frames, report.foreign_frames, report.corrupt_runs()), (8, 8, 0));
+        assert_eq!((report.frames, report.corrupt_runs()), (8, 0));
+        assert_eq!(report.other_streams, BTreeMap::from([(5, 8)]));
         let (alone, _) = decode(&blob, &norm, &ours.concat(), 33);
         assert_eq!(got.values, alone.values);
+        // The other stream, chosen, decodes on its own.
+        let mut sink = CollectSink { channels: 1, ..Default::default() };
+        let mut d = StreamDecoder::new(&blob, &norm, &RepeatLatents, "test").unwrap().with_stream(5);
+        d.feed(&stream, &mut sink).unwrap();
+        let report = d.finish(&mut sink).unwrap();
+        assert_eq!((report.frames, report.other_streams.get(&0)), (8, Some(&8)));
+        let (theirs_alone, _) = decode(&blob, &norm, &theirs.concat(), 33);
+        assert_eq!(sink.values, theirs_alone.values);
     }
 
     #[test]

@@ -41,6 +41,20 @@ pub struct DecodeRequest {
     pub backend: Backend,
     /// Also plot the first samples of the reconstruction.
     pub plot: Option<PathBuf>,
+    /// The stream of the link to decode; `None`: the first heard, and from a file every other
+    /// stream too (see [`decode_stream`]).
+    pub stream: Option<u8>,
+}
+
+/// One stream's output of [`decode_stream`].
+#[derive(Debug)]
+pub struct StreamOutput {
+    /// The stream decoded (`None`: no stream header was received).
+    pub stream_id: Option<u8>,
+    pub out: PathBuf,
+    /// What happened; an error for another stream of the file that could not be decoded (one of
+    /// another model), which does not stop the others.
+    pub report: Result<DecodeReport>,
 }
 
 /// Set by Ctrl-C (SIGINT) once a decode has started: reading stops, everything received is
@@ -55,8 +69,11 @@ fn watch_for_interrupt() {
     });
 }
 
-/// Decodes a frame stream of a model directory's model into a CSV.
-pub fn decode_stream(request: &DecodeRequest) -> Result<DecodeReport> {
+/// Decodes a frame stream of a model directory's model into a CSV: the chosen stream, or the
+/// first one heard into `out`; from a file, without a chosen stream, every other stream on the
+/// link into `<out stem>.stream<N>.<ext>` beside it (each read from the file again). The first
+/// output's failure is this function's error; the others' are in their [`StreamOutput`].
+pub fn decode_stream(request: &DecodeRequest) -> Result<Vec<StreamOutput>> {
     let dir = ModelDir::new(&request.model);
     let card = dir.load_card()?;
     let blob = dir.load_blob_of(&card)?;
@@ -95,7 +112,28 @@ pub fn decode_stream(request: &DecodeRequest) -> Result<DecodeReport> {
         seconds,
     };
     watch_for_interrupt();
-    decode_to_csv(&mut reader, &decoding, &request.out, request.plot.as_deref())
+    let first = decode_to_csv(&mut reader, &decoding, request.stream, &request.out, request.plot.as_deref())?;
+    let mut outputs = vec![StreamOutput { stream_id: first.stream_id, out: request.out.clone(), report: Ok(first) }];
+    let (Source::File(input), None) = (&request.source, request.stream) else { return Ok(outputs) };
+    let others: Vec<u8> = outputs[0].report.as_ref().map_or(Vec::new(), |r| r.other_streams.keys().copied().collect());
+    for id in others {
+        let out = stream_output(&request.out, id);
+        let report = std::fs::File::open(input)
+            .with_context(|| format!("cannot open --input {}", input.display()))
+            .and_then(|mut file| decode_to_csv(&mut file, &decoding, Some(id), &out, None));
+        outputs.push(StreamOutput { stream_id: Some(id), out, report });
+    }
+    Ok(outputs)
+}
+
+/// Where stream `id` of a link decoded into `out` goes: `recon.csv` → `recon.stream3.csv`.
+fn stream_output(out: &Path, id: u8) -> PathBuf {
+    let stem = out.file_stem().map_or("out".into(), |s| s.to_string_lossy());
+    let name = match out.extension() {
+        Some(ext) => format!("{stem}.stream{id}.{}", ext.to_string_lossy()),
+        None => format!("{stem}.stream{id}"),
+    };
+    out.with_file_name(name)
 }
 
 /// One model's decoding set-up.
@@ -119,6 +157,7 @@ pub(super) struct Decoding<'a> {
 pub(super) fn decode_to_csv(
     reader: &mut dyn Read,
     d: &Decoding<'_>,
+    stream: Option<u8>,
     out: &Path,
     plot: Option<&Path>,
 ) -> Result<DecodeReport> {
@@ -133,7 +172,7 @@ pub(super) fn decode_to_csv(
         }
         _ => out.to_path_buf(),
     };
-    let decoded = decode_into(reader, d, &target, plot);
+    let decoded = decode_into(reader, d, stream, &target, plot);
     match (&decoded, target == out) {
         (Ok(_), false) => std::fs::rename(&target, out).with_context(|| format!("cannot write {}", out.display()))?,
         (Err(_), false) => {
@@ -145,15 +184,25 @@ pub(super) fn decode_to_csv(
 }
 
 /// [`decode_to_csv`] into `target`.
-fn decode_into(reader: &mut dyn Read, d: &Decoding<'_>, target: &Path, plot: Option<&Path>) -> Result<DecodeReport> {
+fn decode_into(
+    reader: &mut dyn Read,
+    d: &Decoding<'_>,
+    stream: Option<u8>,
+    target: &Path,
+    plot: Option<&Path>,
+) -> Result<DecodeReport> {
     let file = std::fs::File::create(target).with_context(|| format!("cannot create {}", target.display()))?;
     let mut csv = CsvSink::new(std::io::BufWriter::new(file), d.columns)?;
     let mut collect = CollectSink { channels: d.columns.len(), limit: Some(PLOT_SAMPLES), ..Default::default() };
     let report =
         {
             let mut sink = Tee { a: &mut csv, b: plot.map(|_| &mut collect as &mut dyn ReconstructionSink) };
-            let mut stream = StreamDecoder::new(d.blob, d.normalization, d.decoder, d.model_name)?
+            let mut decoder = StreamDecoder::new(d.blob, d.normalization, d.decoder, d.model_name)?
                 .with_batch(if d.live { 1 } else { DEFAULT_BATCH });
+            if let Some(id) = stream {
+                decoder = decoder.with_stream(id);
+            }
+            let mut stream = decoder;
             let started = Instant::now();
             let mut buf = vec![0u8; 1 << 16];
             let mut interrupted = false;

@@ -337,6 +337,7 @@ pub fn run_pipeline(request: &TrainRequest) -> Result<PipelineOutcome> {
             live: false,
             seconds: None,
         },
+        None,
         &reconstruction,
         Some(&trained.dir.path().join(PLOT_FILE)),
     )?;
