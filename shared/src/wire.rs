@@ -33,6 +33,9 @@ pub const MODEL_ID_LEN: usize = 4;
 pub const SEARCH_DEPTH: u32 = 4;
 /// Streams a [`FrameDecoder`] follows at once.
 pub const MAX_STREAMS: usize = 4;
+/// Later frames a receiver holds after a gap, waiting for the missing frames to arrive late
+/// (a link that retransmits, or reorders, delivers them out of order).
+pub const REORDER_WINDOW: usize = 3;
 /// Largest `start_sample`: every sample index of a session then fits in a `u64`.
 pub const MAX_START_SAMPLE: u64 = u64::MAX - (1 << 56) + 1;
 
@@ -270,6 +273,8 @@ pub enum CorruptKind {
     Unrecognized,
     /// The input ended in the middle of an item.
     Truncated,
+    /// A frame received before, again (a link that retransmits): dropped.
+    Repeated,
     /// A header with a valid CRC whose fields break the rules of the spec.
     Malformed,
     /// A header of a wire version this receiver does not know.
@@ -283,6 +288,7 @@ impl core::fmt::Display for CorruptKind {
             CorruptKind::Crc => f.write_str("check mismatch (damaged item)"),
             CorruptKind::Unrecognized => f.write_str("unrecognized bytes (lost framing or garbage)"),
             CorruptKind::Truncated => f.write_str("truncated"),
+            CorruptKind::Repeated => f.write_str("repeated frame (received before)"),
             CorruptKind::Malformed => f.write_str("malformed stream header"),
             CorruptKind::UnsupportedVersion(v) => {
                 write!(f, "unsupported wire version {v} (this decoder reads {WIRE_VERSION})")
@@ -381,8 +387,8 @@ impl Lock {
 }
 
 /// The frame number and saturation flag under which `bytes` (one frame of `h`'s layout) checks,
-/// trying [`SEARCH_DEPTH`] frame numbers from `next` on.
-fn match_frame(h: &StreamHeader, bytes: &[u8], next: u64) -> Option<(u32, bool)> {
+/// trying [`SEARCH_DEPTH`] frame numbers from `next` on, then `late` ones.
+fn match_frame(h: &StreamHeader, bytes: &[u8], next: u64, late: &[u32]) -> Option<(u32, bool)> {
     let (codes, check) = bytes.split_at(bytes.len() - CHECK_LEN);
     let stored = u16::from_le_bytes([check[0], check[1]]);
     // The codes are hashed once; only the implied suffix differs between candidates.
@@ -390,8 +396,8 @@ fn match_frame(h: &StreamHeader, bytes: &[u8], next: u64) -> Option<(u32, bool)>
     prefix.update(codes);
     prefix.update(&[h.stream_id]);
     prefix.update(&h.session.to_le_bytes());
-    for k in 0..u64::from(SEARCH_DEPTH) {
-        let Ok(frame) = u32::try_from(next + k) else { break };
+    let ahead = (0..u64::from(SEARCH_DEPTH)).map_while(|k| u32::try_from(next + k).ok());
+    for frame in ahead.chain(late.iter().copied()) {
         for flags in [0, FRAME_SATURATED] {
             let mut digest = prefix.clone();
             digest.update(&frame.to_le_bytes());
@@ -418,13 +424,17 @@ enum Item {
         saturated: bool,
         len: usize,
     },
+    /// A frame received before, found right behind an item.
+    Repeated {
+        len: usize,
+    },
 }
 
 impl Item {
     fn len(&self) -> usize {
         match *self {
             Item::Header(_) | Item::BadHeader(_) => HEADER_LEN,
-            Item::Frame { len, .. } => len,
+            Item::Frame { len, .. } | Item::Repeated { len } => len,
         }
     }
 }
@@ -455,7 +465,30 @@ pub struct FrameDecoder {
     /// Whether the skipped run began in sync, and whether any stream was followed then.
     run_in_sync: bool,
     run_locked: bool,
-    events: Deque<DecodeEvent, 6>,
+    /// Per followed stream: frames held after a gap.
+    reorder: [Reorder; MAX_STREAMS],
+    events: Deque<DecodeEvent, EVENTS>,
+}
+
+/// Events one step can produce: a run, a header, and a release of held frames with their gaps.
+const EVENTS: usize = 4 + 2 * (REORDER_WINDOW + 1) + SEARCH_DEPTH as usize;
+
+impl Reorder {
+    const fn new() -> Self {
+        Reorder { missing: heapless::Vec::new(), held: heapless::Vec::new(), later: 0 }
+    }
+}
+
+/// Frames of one stream held after a gap until the missing ones arrive, or
+/// [`REORDER_WINDOW`] later frames have.
+#[derive(Clone, Debug, Default)]
+struct Reorder {
+    /// Frame numbers still missing (at most `SEARCH_DEPTH - 1`: a gap a frame revealed).
+    missing: heapless::Vec<u32, { SEARCH_DEPTH as usize - 1 }>,
+    /// Frames received since the gap, by frame number.
+    held: heapless::Vec<DataFrame, { REORDER_WINDOW + SEARCH_DEPTH as usize }>,
+    /// Frames received after the one that revealed the gap.
+    later: usize,
 }
 
 impl Default for FrameDecoder {
@@ -476,6 +509,7 @@ impl FrameDecoder {
             skipped: 0,
             run_in_sync: false,
             run_locked: false,
+            reorder: [const { Reorder::new() }; MAX_STREAMS],
             events: Deque::new(),
         }
     }
@@ -542,7 +576,8 @@ impl FrameDecoder {
                     need_more |= !end;
                     continue;
                 };
-                let Some((frame, saturated)) = match_frame(header, frame_bytes, expected) else { continue };
+                let late: &[u32] = if alt { &[] } else { &self.reorder[slot].missing };
+                let Some((frame, saturated)) = match_frame(header, frame_bytes, expected, late) else { continue };
                 let item = Item::Frame { slot, alt, frame, saturated, len };
                 // Right behind an item, or behind whole frames of this stream that failed their
                 // checks (flipped bits keep the alignment), a frame is where one belongs.
@@ -558,6 +593,17 @@ impl FrameDecoder {
                     Recognised::Item(_) => return Recognised::Item(item),
                     Recognised::NeedMore => need_more = true,
                     Recognised::Nothing => {}
+                }
+            }
+        }
+        // In sync and nothing new: a frame received before (told apart from damage, not used).
+        if skipped == Some(0) {
+            for lock in self.locks.iter().flatten() {
+                let (h, len) = (&lock.header, lock.header.layout.frame_len());
+                let first = lock.next.saturating_sub(u64::from(SEARCH_DEPTH));
+                let repeated = bytes.get(..len).and_then(|b| match_frame(h, b, first, &[]));
+                if repeated.is_some_and(|(f, _)| u64::from(f) < lock.next) {
+                    return Recognised::Item(Item::Repeated { len });
                 }
             }
         }
@@ -578,7 +624,11 @@ impl FrameDecoder {
                 self.end_run(true);
                 return true;
             }
-            // Headers no frame came to confirm.
+            // Frames still held, then headers no frame came to confirm.
+            if let Some(slot) = self.reorder.iter().position(|r| !r.held.is_empty()) {
+                self.release(slot);
+                return true;
+            }
             let Some((header, _)) = self.locks.iter_mut().flatten().find_map(|l| l.pending.take()) else {
                 return false;
             };
@@ -636,8 +686,8 @@ impl FrameDecoder {
     }
 
     fn push(&mut self, event: DecodeEvent) {
-        // At most five events come from one step (a run, a header, two gaps and a frame) and
-        // the iterator drains them before the next.
+        // At most EVENTS events come from one step, and the iterator drains them before the
+        // next.
         let _ = self.events.push_back(event);
     }
 
@@ -645,12 +695,14 @@ impl FrameDecoder {
         self.clock += 1;
         match item {
             Item::BadHeader(kind) => self.push(DecodeEvent::Corrupt { kind, bytes: HEADER_LEN }),
+            Item::Repeated { len } => self.push(DecodeEvent::Corrupt { kind: CorruptKind::Repeated, bytes: len }),
             Item::Header(header) => self.accept_header(header),
             Item::Frame { slot, alt, frame, saturated, len } => {
                 let Some(mut lock) = self.locks[slot] else { return };
                 if let Some((header, change)) = lock.pending.take() {
                     if alt {
                         // The pending header is confirmed: the lock moves.
+                        self.release(slot);
                         self.push(DecodeEvent::Header { header, lock: change });
                         if let LockChange::NewSession { .. } = change {
                             lock.next = 0;
@@ -665,18 +717,12 @@ impl FrameDecoder {
                     }
                 }
                 let h = lock.header;
-                if u64::from(frame) > lock.next {
-                    self.push(DecodeEvent::Gap(lost(&h, lock.next, frame)));
-                }
-                lock.next = u64::from(frame) + 1;
-                lock.heard = self.clock;
-                self.locks[slot] = Some(lock);
                 let mut codes = heapless::Vec::new();
                 for &b in &self.buf[self.start - len..self.start - CHECK_LEN] {
                     // At most MAX_FRAME_CODES for a valid layout.
                     let _ = codes.push(b as i8);
                 }
-                self.push(DecodeEvent::Frame(DataFrame {
+                let data = DataFrame {
                     stream_id: h.stream_id,
                     model_id: h.model_id,
                     session: h.session,
@@ -685,8 +731,68 @@ impl FrameDecoder {
                     sample_index: h.sample_index(frame),
                     saturated,
                     codes,
-                }));
+                };
+                lock.heard = self.clock;
+                let late = u64::from(frame) < lock.next;
+                if !late {
+                    if u64::from(frame) > lock.next && !self.reorder[slot].held.is_empty() {
+                        // Another gap while holding: what is held goes first.
+                        self.release(slot);
+                    }
+                    if u64::from(frame) >= lock.next + u64::from(SEARCH_DEPTH) {
+                        // A loss a header measured: too long to wait for.
+                        self.push(DecodeEvent::Gap(lost(&h, lock.next, frame)));
+                    } else {
+                        // Fewer than SEARCH_DEPTH frames: held for, in case they come late.
+                        for missing in lock.next..u64::from(frame) {
+                            let _ = self.reorder[slot].missing.push(missing as u32);
+                        }
+                    }
+                    lock.next = u64::from(frame) + 1;
+                }
+                self.locks[slot] = Some(lock);
+                let r = &mut self.reorder[slot];
+                if r.missing.is_empty() && r.held.is_empty() {
+                    self.push(DecodeEvent::Frame(data));
+                    return;
+                }
+                if late {
+                    r.missing.retain(|&m| m != frame);
+                } else if !r.held.is_empty() {
+                    r.later += 1;
+                }
+                let at = r.held.iter().position(|f| f.frame > frame).unwrap_or(r.held.len());
+                // Room for the window's frames and the late ones is reserved by the capacity.
+                let _ = r.held.insert(at, data);
+                if r.missing.is_empty() || r.later >= REORDER_WINDOW {
+                    self.release(slot);
+                }
             }
+        }
+    }
+
+    /// Emits the frames held for stream `slot`, in order, with a gap for each run of frames
+    /// still missing.
+    fn release(&mut self, slot: usize) {
+        let Reorder { missing, held, .. } = core::mem::take(&mut self.reorder[slot]);
+        let Some(header) = self.locks[slot].map(|l| l.header) else { return };
+        let mut missing = missing.into_iter().peekable();
+        for frame in held {
+            let mut run: Option<(u32, u32)> = None;
+            while let Some(m) = missing.next_if(|&m| m < frame.frame) {
+                run = match run {
+                    Some((first, last)) if last + 1 == m => Some((first, m)),
+                    Some((first, last)) => {
+                        self.push(DecodeEvent::Gap(lost(&header, u64::from(first), last + 1)));
+                        Some((m, m))
+                    }
+                    None => Some((m, m)),
+                };
+            }
+            if let Some((first, last)) = run {
+                self.push(DecodeEvent::Gap(lost(&header, u64::from(first), last + 1)));
+            }
+            self.push(DecodeEvent::Frame(frame));
         }
     }
 
@@ -696,6 +802,7 @@ impl FrameDecoder {
         let Some(slot) = existing else {
             // A new stream takes a free slot, or the one heard from least recently.
             let slot = (0..MAX_STREAMS).min_by_key(|&s| self.locks[s].map_or(0, |l| l.heard)).unwrap_or(0);
+            self.release(slot);
             self.locks[slot] = Some(Lock { header, next: u64::from(header.frame), heard: clock, pending: None });
             self.push(DecodeEvent::Header { header, lock: LockChange::Joined });
             return;
@@ -1021,8 +1128,29 @@ pub(crate) mod tests {
         let events = decode_all(&stream, 6);
         assert_eq!(frames_of(&events), (0..7).map(|f| data_frame(&h, f, f % 5 == 3)).collect::<Vec<_>>());
         assert!(events.iter().any(|e| matches!(e, DecodeEvent::Header { lock: LockChange::Ignored, .. })));
-        // The repeated frame 4 no longer checks as any frame the receiver expects.
-        assert_eq!(corrupt_of(&events), std::vec![(CorruptKind::Crc, LAYOUT.frame_len())]);
+        // The repeated frame 4 is told apart from damage, and dropped.
+        assert_eq!(corrupt_of(&events), std::vec![(CorruptKind::Repeated, LAYOUT.frame_len())]);
+    }
+
+    #[test]
+    fn frames_swapped_in_transit_are_put_back_in_order() {
+        let h = header(0);
+        let mut items = session_items(&h, 12); // headers before frames 0, 4, 8
+        let index = |f: usize| f + f / 4 + 1;
+        // Frames 1 and 2 swapped, and frame 5 three frames late (after 6, 7 and the header of 8).
+        items.swap(index(1), index(2));
+        let five = items.remove(index(5));
+        items.insert(index(8) - 1, five);
+        let events = decode_all(&items.concat(), 7);
+        assert_eq!(frames_of(&events), (0..12).map(|f| data_frame(&h, f, f % 5 == 3)).collect::<Vec<_>>());
+        assert!(gaps_of(&events).is_empty() && corrupt_of(&events).is_empty(), "{events:?}");
+        // Later than the window: reported lost, and the late copy dropped as unrecognised.
+        let mut items = session_items(&h, 12);
+        let two = items.remove(index(2));
+        items.insert(index(7), two);
+        let events = decode_all(&items.concat(), 7);
+        assert_eq!(gaps_of(&events), std::vec![(2, 1)]);
+        assert_eq!(frames_of(&events).len(), 11);
     }
 
     #[test]

@@ -156,10 +156,11 @@ fn a_damaged_stream_reports_exactly_the_damage_and_keeps_the_rest() {
     assert_eq!(report.frames_lost, 2);
     assert_eq!(report.missing_samples, 2 * window);
     assert_eq!(report.gaps.iter().map(|g| g.first_sample).collect::<Vec<_>>(), vec![5 * window, 17 * window]);
-    // Four unusable runs: the shortened frame, the repeat and the flipped frame (checks failed),
-    // the cut-off end.
+    // Four unusable runs: the shortened frame, the repeat (told apart), the flipped frame (its
+    // check failed), the cut-off end.
     assert_eq!(report.corrupt_runs(), 4, "{:?}", report.corrupt);
-    assert_eq!(report.corrupt.get(&CorruptKind::Crc), Some(&2));
+    assert_eq!(report.corrupt.get(&CorruptKind::Crc), Some(&1));
+    assert_eq!(report.corrupt.get(&CorruptKind::Repeated), Some(&1));
     assert_eq!(report.corrupt.get(&CorruptKind::Truncated), Some(&1));
 
     let rows = ecg_rows(&csv);

@@ -502,7 +502,8 @@ mod tests {
                 ]
             );
             assert_eq!(report.corrupt_runs(), 4, "{:?}", report.corrupt);
-            assert_eq!(report.corrupt.get(&CorruptKind::Crc), Some(&2)); // the repeat and the flip
+            assert_eq!(report.corrupt.get(&CorruptKind::Crc), Some(&1)); // the flip
+            assert_eq!(report.corrupt.get(&CorruptKind::Repeated), Some(&1));
             assert_eq!(report.corrupt.get(&CorruptKind::Truncated), Some(&1));
             assert_eq!(report.bytes as usize, damaged.len());
             // Windows 0..19 are present or flagged; window 19 was cut off at the end.
