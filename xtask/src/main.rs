@@ -59,8 +59,15 @@ enum Cmd {
     /// warnings denied, the decode-only build (`funnel` without default features), `cargo test`
     /// (host, shared, firmware under QEMU, end to end), the firmware's app logic on the host,
     /// then the host tests again with the ONNX Runtime backend (`--features ort`, library found
-    /// through `ORT_DYLIB_PATH` or the Python `onnxruntime` package).
+    /// through `ORT_DYLIB_PATH` or the Python `onnxruntime` package), and each fuzz target for
+    /// 45 seconds.
     Test,
+    /// Coverage-guided fuzzing (`cargo fuzz`, installed from crates.io when missing) of the wire
+    /// receiver (`frame_decoder`) and the host decode loop (`host_decode`), each for `seconds`.
+    Fuzz {
+        #[arg(long, default_value_t = 300)]
+        seconds: u64,
+    },
     /// Flash, RAM, peak stack and guest instructions per window of the firmware images
     /// (Cortex-M4F with DSP and portable kernels, Cortex-M0), as a Markdown table.
     Bench {
@@ -117,6 +124,23 @@ fn cargo(args: &[&str], env: &[(&str, &Path)]) -> Result<()> {
     Ok(())
 }
 
+/// Runs every target of `fuzz/` for `seconds` each. No sanitizer: the stable toolchain builds
+/// it, and Rust's own checks (bounds, and overflow: fuzz builds keep debug assertions) catch
+/// what the targets do not assert.
+fn fuzz(seconds: u64) -> Result<()> {
+    let cargo_bin = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let installed =
+        std::process::Command::new(&cargo_bin).args(["fuzz", "--version"]).output().is_ok_and(|o| o.status.success());
+    if !installed {
+        cargo(&["install", "cargo-fuzz", "--locked"], &[])?;
+    }
+    let time = format!("-max_total_time={seconds}");
+    for target in ["frame_decoder", "host_decode"] {
+        cargo(&["fuzz", "run", target, "--sanitizer", "none", "--", &time], &[])?;
+    }
+    Ok(())
+}
+
 fn main() -> Result<()> {
     match Cli::parse().cmd {
         Cmd::Test => {
@@ -133,7 +157,9 @@ fn main() -> Result<()> {
             let ort = onnxruntime_library()?;
             eprintln!("ONNX Runtime backend: {}", ort.display());
             cargo(&["test", "-p", "funnel", "--features", "ort"], &[("ORT_DYLIB_PATH", &ort)])?;
+            fuzz(45)?;
         }
+        Cmd::Fuzz { seconds } => fuzz(seconds)?,
         Cmd::Build { board, model, portable_kernels } => {
             let model = xtask::model_dir(&model)?;
             let elf = xtask::build_firmware(&BuildOptions { board: Board::parse(&board)?, model, portable_kernels })?;

@@ -17,7 +17,7 @@ use funnel_artifacts::{Blob, Dataset, Graph, ModelCard, ModelDir, Recording};
 
 #[cfg(all(feature = "peers", feature = "plot"))]
 pub use bench::{bench_rd, RdRequest, DEFAULT_RD_WINDOW};
-pub use decode::{decode_stream, DecodeRequest, Source};
+pub use decode::{decode_stream, DecodeRequest, Source, StreamOutput};
 #[cfg(all(feature = "train", feature = "plot"))]
 pub use training::plot_model;
 #[cfg(feature = "train")]

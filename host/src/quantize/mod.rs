@@ -272,9 +272,8 @@ pub fn quantize(q: &QuantizationInput<'_>) -> Result<Blob> {
 }
 
 /// A one-layer dense encoder (`window` samples → `latent` codes) quantized on a sine, with its
-/// normalization: a small real blob for codec tests.
-#[cfg(test)]
-pub(crate) fn dense_blob(window: usize, latent: usize) -> (Blob, Normalization) {
+/// normalization: a small real blob for codec tests and the fuzzers (`fuzz/`).
+pub fn dense_blob(window: usize, latent: usize) -> (Blob, Normalization) {
     let encoder = FloatEncoder {
         channels: 1,
         window,

@@ -1,0 +1,117 @@
+//! What a link does to two streams, as a script the fuzzer writes: frames sent, lost, repeated
+//! and reordered; headers, restarts and bogus headers; garbage, flipped and cut bytes.
+
+use arbitrary::Arbitrary;
+use funnel_shared::wire::{encode_frame, ModelId, StreamHeader, StreamLayout, MAX_FRAME_LEN};
+
+#[derive(Arbitrary, Debug)]
+pub enum Op {
+    /// The next frame of stream `b`, `skip` frames after the last one sent (lost in between).
+    Frame {
+        b: bool,
+        skip: u8,
+        saturated: bool,
+        code: i8,
+    },
+    /// The frame before the last one of stream `b` again (repeated or late).
+    Again {
+        b: bool,
+    },
+    /// A stream header for stream `b`'s next frame; `restart` starts a new session.
+    Header {
+        b: bool,
+        restart: bool,
+    },
+    /// A CRC-valid header that lies about the frame number.
+    Bogus {
+        b: bool,
+        frame: u32,
+    },
+    Garbage(Vec<u8>),
+    /// Flips bits of the byte `back` bytes before the end of what was sent so far.
+    Flip {
+        back: u8,
+        mask: u8,
+    },
+    /// Cuts the last `n` bytes.
+    Cut {
+        n: u8,
+    },
+}
+
+#[derive(Arbitrary, Debug)]
+pub struct Script {
+    pub chunk: u8,
+    pub ops: Vec<Op>,
+}
+
+struct Sender {
+    header: StreamHeader,
+    next: u32,
+}
+
+impl Sender {
+    fn frame(&self, frame: u32, saturated: bool, code: i8, out: &mut Vec<u8>) {
+        let codes = [code; 255];
+        let mut buf = [0u8; MAX_FRAME_LEN];
+        let n = encode_frame(&self.header, frame, saturated, &codes[..self.header.layout.frame_codes()], &mut buf)
+            .expect("a valid frame");
+        out.extend_from_slice(&buf[..n]);
+    }
+}
+
+/// The bytes received when two streams (ids 0 and 9, models and layouts given) are sent as
+/// `script` says; every session starts at sample 1000.
+pub fn received(script: &Script, streams: [(ModelId, StreamLayout); 2]) -> Vec<u8> {
+    let mut senders = [0, 9].map(|stream_id| {
+        let (model_id, layout) = streams[usize::from(stream_id == 9)];
+        let header = StreamHeader {
+            stream_id,
+            restart: true,
+            model_id,
+            session: 0,
+            layout,
+            header_interval: 8,
+            frame: 0,
+            start_sample: 1000,
+        };
+        Sender { header, next: 0 }
+    });
+    let mut link = Vec::new();
+    for op in script.ops.iter().take(200) {
+        match op {
+            Op::Frame { b, skip, saturated, code } => {
+                let s = &mut senders[usize::from(*b)];
+                let frame = s.next.saturating_add(u32::from(*skip % 8));
+                s.frame(frame, *saturated, *code, &mut link);
+                s.next = frame.saturating_add(1);
+            }
+            Op::Again { b } => {
+                let s = &senders[usize::from(*b)];
+                s.frame(s.next.saturating_sub(2), false, 0, &mut link);
+            }
+            Op::Header { b, restart } => {
+                let s = &mut senders[usize::from(*b)];
+                if *restart {
+                    s.header.session = s.header.session.wrapping_add(1);
+                    s.next = 0;
+                }
+                // As the spec asks of a sender: a restart is a new session, flagged.
+                let header = StreamHeader { frame: s.next, restart: *restart, ..s.header };
+                link.extend_from_slice(&header.encode());
+            }
+            Op::Bogus { b, frame } => {
+                let s = &senders[usize::from(*b)];
+                link.extend_from_slice(&StreamHeader { frame: *frame, restart: false, ..s.header }.encode());
+            }
+            Op::Garbage(bytes) => link.extend(bytes.iter().take(600)),
+            Op::Flip { back, mask } => {
+                if let Some(i) = link.len().checked_sub(1 + usize::from(*back)) {
+                    link[i] ^= mask;
+                }
+            }
+            Op::Cut { n } => link.truncate(link.len().saturating_sub(usize::from(*n))),
+        }
+    }
+    link
+}
