@@ -9,30 +9,13 @@ mod link;
 
 use funnel::codec::{CollectSink, DecodeError, SampleStatus, StreamDecoder};
 use funnel::quantize::dense_blob;
-use funnel::runtime::Runtime;
+use funnel::runtime::RepeatLatents;
 use funnel_shared::wire::{ModelId, StreamLayout};
 use libfuzzer_sys::fuzz_target;
 use link::{received, Script};
 
 const WINDOW: usize = 16;
 const LATENT: usize = 4;
-
-/// Output sample `t` of a window is latent `t % K`.
-struct RepeatLatents;
-
-impl Runtime for RepeatLatents {
-    fn input_len(&self) -> usize {
-        LATENT
-    }
-
-    fn output_len(&self) -> usize {
-        WINDOW
-    }
-
-    fn run(&self, latents: &[f32], batch: usize) -> anyhow::Result<Vec<f32>> {
-        Ok((0..batch).flat_map(|b| (0..WINDOW).map(move |t| latents[b * LATENT + t % LATENT])).collect())
-    }
-}
 
 fuzz_target!(|script: Script| {
     let (blob, normalization) = dense_blob(WINDOW, LATENT);
@@ -42,7 +25,10 @@ fuzz_target!(|script: Script| {
     let link = received(&script, [(blob.model_id(), ours), (ModelId([9, 9, 9, 9]), theirs)]);
 
     let mut sink = CollectSink { channels: 1, ..Default::default() };
-    let mut decoder = StreamDecoder::new(&blob, &normalization, &RepeatLatents, "fuzz").unwrap().with_batch(3);
+    let mut decoder =
+        StreamDecoder::new(&blob, &normalization, &RepeatLatents { latent: LATENT, window: WINDOW }, "fuzz")
+            .unwrap()
+            .with_batch(3);
     let mut fed = Ok(());
     for chunk in link.chunks(usize::from(script.chunk).max(1)) {
         fed = decoder.feed(chunk, &mut sink);

@@ -36,35 +36,36 @@ fn pty() -> (File, File, String) {
     }
 }
 
-#[test]
-fn decode_reads_frames_from_a_serial_port() {
+/// The shipped model and the bytes it sends for the first `frames` windows of the ECG.
+fn shipped_stream(frames: usize) -> (std::path::PathBuf, Vec<u8>) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let model = root.join("models/ecg");
     let counts = recording_counts(&model, &root.join("data/mitbih208_ecg.csv"), &["ecg_mlii_mV".to_string()]).unwrap();
-    let frames = 40;
     let blob = ModelDir::new(&model).load_blob().unwrap();
     let stream = simulate(&blob, &counts[..frames * 256], StreamConfig::DEFAULT).unwrap().bytes;
+    (model, stream)
+}
 
+/// `funnel decode --model <model> --serial <port> <extra…> --out <csv>`, stderr captured.
+fn spawn_decode(model: &Path, port: &str, extra: &[&str], csv: &Path) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_funnel"))
+        .args(["decode", "--model", model.to_str().unwrap(), "--serial", port])
+        .args(extra)
+        .arg("--out")
+        .arg(csv)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn decode_reads_frames_from_a_serial_port() {
+    let frames = 40;
+    let (model, stream) = shipped_stream(frames);
     let (mut device, _keep_slave_open, port) = pty();
     let tmp = tempfile::tempdir().unwrap();
     let csv = tmp.path().join("live.csv");
-    let child = Command::new(env!("CARGO_BIN_EXE_funnel"))
-        .args([
-            "decode",
-            "--model",
-            model.to_str().unwrap(),
-            "--serial",
-            &port,
-            "--baud",
-            "115200",
-            "--seconds",
-            "4",
-            "--out",
-        ])
-        .arg(&csv)
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_decode(&model, &port, &["--baud", "115200", "--seconds", "4"], &csv);
     std::thread::sleep(Duration::from_millis(500));
     // A device that was already running: the reader joins at the tail of a frame, before any
     // stream header.
@@ -85,22 +86,12 @@ fn decode_reads_frames_from_a_serial_port() {
 
 #[test]
 fn ctrl_c_ends_a_live_decode_with_everything_received_and_says_so() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let model = root.join("models/ecg");
-    let counts = recording_counts(&model, &root.join("data/mitbih208_ecg.csv"), &["ecg_mlii_mV".to_string()]).unwrap();
     let frames = 12;
-    let blob = ModelDir::new(&model).load_blob().unwrap();
-    let stream = simulate(&blob, &counts[..frames * 256], StreamConfig::DEFAULT).unwrap().bytes;
-
+    let (model, stream) = shipped_stream(frames);
     let (mut device, _keep_slave_open, port) = pty();
     let tmp = tempfile::tempdir().unwrap();
     let csv = tmp.path().join("live.csv");
-    let child = Command::new(env!("CARGO_BIN_EXE_funnel"))
-        .args(["decode", "--model", model.to_str().unwrap(), "--serial", &port, "--out"])
-        .arg(&csv)
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_decode(&model, &port, &[], &csv);
     std::thread::sleep(Duration::from_millis(500));
     device.write_all(&stream).unwrap();
     std::thread::sleep(Duration::from_millis(1500));

@@ -1195,10 +1195,16 @@ pub(crate) mod tests {
         malformed[11] = 0; // no codes
         let crc = CRC32.checksum(&malformed[..28]);
         malformed[28..].copy_from_slice(&crc.to_le_bytes());
-        let events = decode_all(&[bad, malformed].concat(), 8);
+        // A session so close to 2^64 that its sample indices would wrap.
+        let wrapping = StreamHeader { start_sample: MAX_START_SAMPLE + 1, ..header(0) }.encode();
+        let events = decode_all(&[bad, malformed, wrapping].concat(), 8);
         assert_eq!(
             corrupt_of(&events),
-            std::vec![(CorruptKind::UnsupportedVersion(3), HEADER_LEN), (CorruptKind::Malformed, HEADER_LEN)]
+            std::vec![
+                (CorruptKind::UnsupportedVersion(3), HEADER_LEN),
+                (CorruptKind::Malformed, HEADER_LEN),
+                (CorruptKind::Malformed, HEADER_LEN)
+            ]
         );
     }
 

@@ -221,6 +221,20 @@ fn copy_of_the_shipped_model(dir: &Path) -> std::path::PathBuf {
 }
 
 #[test]
+fn an_output_that_cannot_be_written_leaves_no_temporary_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let codes = tmp.path().join("codes.bin");
+    encode_ecg(&codes);
+    let out = tmp.path().join("a-directory");
+    std::fs::create_dir(&out).unwrap();
+    let e = decode(&ecg_model(), &codes, &out).unwrap_err().to_string();
+    assert!(e.contains("cannot write") && e.contains("a-directory"), "{e}");
+    let names: Vec<String> =
+        std::fs::read_dir(tmp.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert!(names.iter().all(|n| !n.ends_with(".partial")), "{names:?}");
+}
+
+#[test]
 fn two_streams_on_one_link_decode_each_to_its_own_file() {
     let tmp = tempfile::tempdir().unwrap();
     let (data, columns) = ecg_data();

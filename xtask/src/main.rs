@@ -146,6 +146,7 @@ fn main() -> Result<()> {
         Cmd::Test => {
             // Style, lints and docs first: they fail in seconds where the tests take minutes.
             cargo(&["fmt", "--all", "--", "--check"], &[])?;
+            cargo(&["fmt", "--manifest-path", "fuzz/Cargo.toml", "--", "--check"], &[])?;
             cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"], &[])?;
             cargo(&["clippy", "-p", "funnel", "--all-targets", "--features", "ort", "--", "-D", "warnings"], &[])?;
             cargo(&["doc", "--workspace", "--no-deps"], &[("RUSTDOCFLAGS", Path::new("-D warnings"))])?;

@@ -87,6 +87,9 @@ impl DecodeReport {
         for (id, frames) in &self.other_streams {
             s += &format!("  stream {id} on the same link: {frames} frame(s), decoded separately (--stream {id})\n");
         }
+        if self.headers == 0 && self.other_streams.is_empty() {
+            s += "no stream header was received: nothing to decode (is this a Funnel stream of wire version 2?)\n";
+        }
         if self.interrupted {
             s += "interrupted (Ctrl-C): everything received until then is decoded, the output ends with an `interrupted` row\n";
         }
@@ -406,6 +409,7 @@ mod tests {
     use crate::codec::simulate::simulate;
     use crate::codec::sink::CollectSink;
     use crate::quantize::dense_blob;
+    use crate::runtime::RepeatLatents;
     use funnel_artifacts::blob::model_id_of;
     use funnel_shared::stream::StreamConfig;
     use funnel_shared::wire::{encode_frame, StreamLayout, CHECK_LEN, HEADER_LEN, MAX_FRAME_LEN};
@@ -413,25 +417,23 @@ mod tests {
     const WINDOW: usize = 16;
     const LATENT: usize = 4;
 
-    /// Output sample `t` of a window is latent `t % K`: deterministic and easy to check.
-    struct RepeatLatents;
-
-    impl Runtime for RepeatLatents {
-        fn input_len(&self) -> usize {
-            LATENT
-        }
-
-        fn output_len(&self) -> usize {
-            WINDOW
-        }
-
-        fn run(&self, latents: &[f32], batch: usize) -> anyhow::Result<Vec<f32>> {
-            Ok((0..batch).flat_map(|b| (0..WINDOW).map(move |t| latents[b * LATENT + t % LATENT])).collect())
-        }
-    }
+    const DECODER: RepeatLatents = RepeatLatents { latent: LATENT, window: WINDOW };
 
     fn model() -> (Blob, Normalization) {
         dense_blob(WINDOW, LATENT)
+    }
+
+    /// [`model`] with one weight changed: same structure, another model id.
+    fn other_model() -> Blob {
+        let mut other = model().0.bytes().to_vec();
+        let n = other.len();
+        other[n - 40] ^= 1;
+        let payload_len = n - funnel_shared::blob::HEADER_LEN - 4;
+        let id = model_id_of(&other[funnel_shared::blob::HEADER_LEN..][..payload_len]);
+        other[6..10].copy_from_slice(&id.0);
+        let crc = funnel_shared::wire::CRC32.checksum(&other[..n - 4]);
+        other[n - 4..].copy_from_slice(&crc.to_le_bytes());
+        Blob::from_bytes(other).unwrap()
     }
 
     /// The items (stream headers and frames) a device sends for `n` windows, one `Vec` each.
@@ -457,7 +459,7 @@ mod tests {
 
     fn decode(blob: &Blob, norm: &Normalization, stream: &[u8], chunk: usize) -> (CollectSink, DecodeReport) {
         let mut sink = CollectSink { channels: 1, ..Default::default() };
-        let mut d = StreamDecoder::new(blob, norm, &RepeatLatents, "test").unwrap().with_batch(3);
+        let mut d = StreamDecoder::new(blob, norm, &DECODER, "test").unwrap().with_batch(3);
         for c in stream.chunks(chunk) {
             d.feed(c, &mut sink).unwrap();
         }
@@ -566,20 +568,12 @@ mod tests {
     #[test]
     fn frames_of_another_model_are_refused_naming_both_ids() {
         let (blob, norm) = model();
-        // Same structure, different weights → different id.
-        let mut other = model().0.bytes().to_vec();
-        let n = other.len();
-        other[n - 40] ^= 1;
-        let payload_len = n - funnel_shared::blob::HEADER_LEN - 4;
-        let id = model_id_of(&other[funnel_shared::blob::HEADER_LEN..][..payload_len]);
-        other[6..10].copy_from_slice(&id.0);
-        let crc = funnel_shared::wire::CRC32.checksum(&other[..n - 4]);
-        other[n - 4..].copy_from_slice(&crc.to_le_bytes());
-        let other_blob = Blob::from_bytes(other).unwrap();
+        let other_blob = other_model();
+        let id = other_blob.model_id();
         let foreign = items(&other_blob, 2, StreamConfig::DEFAULT).concat();
 
         let mut sink = CollectSink { channels: 1, ..Default::default() };
-        let mut d = StreamDecoder::new(&blob, &norm, &RepeatLatents, "models/x").unwrap();
+        let mut d = StreamDecoder::new(&blob, &norm, &DECODER, "models/x").unwrap();
         let err = d.feed(&foreign, &mut sink).unwrap_err();
         assert!(matches!(err, DecodeError::ForeignModel { .. }), "{err}");
         let err = err.to_string();
@@ -599,6 +593,22 @@ mod tests {
     }
 
     #[test]
+    fn a_session_of_another_model_mid_stream_is_skipped_and_counted() {
+        let (blob, norm) = model();
+        let other_blob = other_model();
+        // Our model, then the same stream id restarted with another model, then ours again.
+        let stream = [
+            items(&blob, 4, EVERY_4).concat(),
+            items(&other_blob, 4, StreamConfig { session: 1, ..EVERY_4 }).concat(),
+            items(&blob, 4, StreamConfig { session: 2, ..EVERY_4 }).concat(),
+        ]
+        .concat();
+        let (got, report) = decode(&blob, &norm, &stream, 16);
+        assert_eq!((report.frames, report.foreign_frames, report.restarts), (8, 4, 2));
+        assert_eq!(got.status.len(), 8 * WINDOW);
+    }
+
+    #[test]
     fn frames_of_another_stream_are_counted_not_mixed_in() {
         let (blob, norm) = model();
         let ours = items(&blob, 8, EVERY_4);
@@ -611,7 +621,7 @@ mod tests {
         assert_eq!(got.values, alone.values);
         // The other stream, chosen, decodes on its own.
         let mut sink = CollectSink { channels: 1, ..Default::default() };
-        let mut d = StreamDecoder::new(&blob, &norm, &RepeatLatents, "test").unwrap().with_stream(5);
+        let mut d = StreamDecoder::new(&blob, &norm, &DECODER, "test").unwrap().with_stream(5);
         d.feed(&stream, &mut sink).unwrap();
         let report = d.finish(&mut sink).unwrap();
         assert_eq!((report.frames, report.other_streams.get(&0)), (8, Some(&8)));

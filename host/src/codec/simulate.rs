@@ -12,7 +12,7 @@ use funnel_shared::stream::{StreamConfig, StreamConfigError, StreamEncoder, MAX_
 pub enum SimulateError {
     #[error("the device encoder refused a window: {0}")]
     Encode(#[from] EncodeError),
-    #[error("{0}")]
+    #[error(transparent)]
     Stream(#[from] StreamConfigError),
 }
 

@@ -174,7 +174,11 @@ pub(super) fn decode_to_csv(
     };
     let decoded = decode_into(reader, d, stream, &target, plot);
     match (&decoded, target == out) {
-        (Ok(_), false) => std::fs::rename(&target, out).with_context(|| format!("cannot write {}", out.display()))?,
+        (Ok(_), false) => std::fs::rename(&target, out)
+            .with_context(|| format!("cannot write {}", out.display()))
+            .inspect_err(|_| {
+                let _ = std::fs::remove_file(&target);
+            })?,
         (Err(_), false) => {
             let _ = std::fs::remove_file(&target);
         }

@@ -27,6 +27,29 @@ pub trait Runtime {
     fn run(&self, input: &[f32], batch: usize) -> Result<Vec<f32>>;
 }
 
+/// A stand-in latent decoder for codec tests and the fuzzers: output sample `t` of a window is
+/// latent `t % latent`, deterministic and easy to check.
+#[derive(Clone, Copy, Debug)]
+pub struct RepeatLatents {
+    pub latent: usize,
+    pub window: usize,
+}
+
+impl Runtime for RepeatLatents {
+    fn input_len(&self) -> usize {
+        self.latent
+    }
+
+    fn output_len(&self) -> usize {
+        self.window
+    }
+
+    fn run(&self, latents: &[f32], batch: usize) -> Result<Vec<f32>> {
+        let (k, w) = (self.latent, self.window);
+        Ok((0..batch).flat_map(|b| (0..w).map(move |t| latents[b * k + t % k])).collect())
+    }
+}
+
 /// How an inference engine runs one batch of an ONNX graph (tract, ONNX Runtime).
 pub trait Engine {
     /// `input` is `batch` (at least 1) rows of `signature.input_len` values, already checked.
