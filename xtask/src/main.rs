@@ -57,10 +57,9 @@ enum Cmd {
     },
     /// The whole test suite: `cargo fmt --check`, `cargo clippy -D warnings`, `cargo doc` with
     /// warnings denied, the decode-only build (`funnel` without default features), `cargo test`
-    /// (host, shared, firmware under QEMU, end to end), the firmware's app logic on the host,
-    /// then the host tests again with the ONNX Runtime backend (`--features ort`, library found
-    /// through `ORT_DYLIB_PATH` or the Python `onnxruntime` package), and each fuzz target for
-    /// 45 seconds.
+    /// (host, shared, firmware under QEMU, end to end) with the ONNX Runtime backend compiled in
+    /// (`funnel/ort`, library found through `ORT_DYLIB_PATH` or the Python `onnxruntime`
+    /// package), the firmware's app logic on the host, and each fuzz target for 45 seconds.
     Test,
     /// Coverage-guided fuzzing (`cargo fuzz`, installed from crates.io when missing) of the wire
     /// receiver (`frame_decoder`) and the host decode loop (`host_decode`), each for `seconds`.
@@ -152,12 +151,13 @@ fn main() -> Result<()> {
             cargo(&["doc", "--workspace", "--no-deps"], &[("RUSTDOCFLAGS", Path::new("-D warnings"))])?;
             // What only decodes builds without candle, plotters and clap.
             cargo(&["clippy", "-p", "funnel", "--no-default-features", "--all-targets", "--", "-D", "warnings"], &[])?;
-            cargo(&["test"], &[])?;
-            // The firmware's app logic, on the host (the crate is not a default member).
-            cargo(&["test", "-p", "funnel-firmware", "--lib"], &[])?;
+            // Every test once, with the ONNX Runtime backend compiled in (its tests need it; the
+            // rest runs as without it, and clippy above checks the build without it).
             let ort = onnxruntime_library()?;
             eprintln!("ONNX Runtime backend: {}", ort.display());
-            cargo(&["test", "-p", "funnel", "--features", "ort"], &[("ORT_DYLIB_PATH", &ort)])?;
+            cargo(&["test", "--features", "funnel/ort"], &[("ORT_DYLIB_PATH", &ort)])?;
+            // The firmware's app logic, on the host (the crate is not a default member).
+            cargo(&["test", "-p", "funnel-firmware", "--lib"], &[])?;
             fuzz(45)?;
         }
         Cmd::Fuzz { seconds } => fuzz(seconds)?,
