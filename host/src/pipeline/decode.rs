@@ -113,9 +113,10 @@ pub fn decode_stream(request: &DecodeRequest) -> Result<Vec<StreamOutput>> {
     };
     watch_for_interrupt();
     let first = decode_to_csv(&mut reader, &decoding, request.stream, &request.out, request.plot.as_deref())?;
+    let others: Vec<u8> = first.other_streams.keys().copied().collect();
+    let interrupted = first.interrupted;
     let mut outputs = vec![StreamOutput { stream_id: first.stream_id, out: request.out.clone(), report: Ok(first) }];
-    let (Source::File(input), None) = (&request.source, request.stream) else { return Ok(outputs) };
-    let others: Vec<u8> = outputs[0].report.as_ref().map_or(Vec::new(), |r| r.other_streams.keys().copied().collect());
+    let (Source::File(input), None, false) = (&request.source, request.stream, interrupted) else { return Ok(outputs) };
     for id in others {
         let out = stream_output(&request.out, id);
         let report = std::fs::File::open(input)
@@ -206,7 +207,6 @@ fn decode_into(
             if let Some(id) = stream {
                 decoder = decoder.with_stream(id);
             }
-            let mut stream = decoder;
             let started = Instant::now();
             let mut buf = vec![0u8; 1 << 16];
             let mut interrupted = false;
@@ -220,13 +220,13 @@ fn decode_into(
                 }
                 match reader.read(&mut buf) {
                     Ok(0) => break,
-                    Ok(n) => stream.feed(&buf[..n], &mut sink)?,
-                    Err(e) if d.live && e.kind() == std::io::ErrorKind::TimedOut => stream.flush(&mut sink)?,
+                    Ok(n) => decoder.feed(&buf[..n], &mut sink)?,
+                    Err(e) if d.live && e.kind() == std::io::ErrorKind::TimedOut => decoder.flush(&mut sink)?,
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                     Err(e) => return Err(e).context("reading the frame stream"),
                 }
             }
-            let mut report = stream.finish(&mut sink)?;
+            let mut report = decoder.finish(&mut sink)?;
             if interrupted {
                 report.interrupted = true;
                 sink.window(report.end_sample.unwrap_or(0), 1, None, SampleStatus::Interrupted)?;
