@@ -312,7 +312,8 @@ impl<'d, R: Runtime + ?Sized> StreamDecoder<'d, R> {
                     *self.report.other_streams.entry(frame.stream_id).or_default() += 1;
                     return Ok(());
                 }
-                if self.foreign_session || !self.checked {
+                // Frames come only after their stream's header, which set `checked` (or refused).
+                if self.foreign_session {
                     self.report.foreign_frames += 1;
                     return Ok(());
                 }
