@@ -2,8 +2,10 @@
 """Compute the golden vectors of docs/wire-format.md, independently of the Rust code.
 
 Written only from the text of docs/wire-format.md (sections "Stream header", "Data frame"
-and "Golden vectors"), with the Python standard library: `zlib.crc32` for the header's
-CRC-32/ISO-HDLC and a bitwise CRC-16/IBM-3740 written from its parameters.
+with its subsections "Entropy-coded data frame" and "The entropy coder", and "Golden
+vectors"), with the Python standard library: `zlib.crc32` for the header's CRC-32/ISO-HDLC, a
+bitwise CRC-16/IBM-3740 written from its parameters, and the rANS coder (encoder and decoder)
+written from the spec's pseudo-code. Every coded payload is decoded back as a self-check.
 
     python3 docs/wire_golden.py           # print the vectors
     python3 docs/wire_golden.py --write   # also fill the blocks in docs/wire-format.md
@@ -15,8 +17,10 @@ import sys
 import zlib
 
 MAGIC, VERSION = 0xF5, 2
-RESTART = 0x01     # header flags, bit 0
-SATURATED = 0x01   # frame_flags, bit 0
+RESTART = 0x01        # header flags, bit 0
+ENTROPY_CODED = 0x02  # header flags, bit 1
+SATURATED = 0x01      # frame_flags, bit 0
+PRECISION = 12        # the frequencies of a code table sum to 1 << PRECISION
 
 
 def crc16_ibm_3740(data: bytes) -> int:
@@ -45,11 +49,106 @@ def header(stream_id, flags, model_id, session, channels, codes_per_window, wind
     return fields + struct.pack("<I", zlib.crc32(fields))
 
 
+def implied_bytes(stream_id, session, frame, frame_flags) -> bytes:
+    """The 8 implied bytes of a data frame's check: stream_id, session, frame, frame_flags."""
+    implied = struct.pack("<BHIB", stream_id, session, frame, frame_flags)
+    assert len(implied) == 8
+    return implied
+
+
 def data_frame(codes, stream_id, session, frame, frame_flags) -> bytes:
     """Codes (int8) then the CRC-16 (LE) of codes ‖ 8 implied bytes (not sent)."""
     body = struct.pack(f"<{len(codes)}b", *codes)
-    implied = struct.pack("<BHIB", stream_id, session, frame, frame_flags)
-    assert len(implied) == 8
+    implied = implied_bytes(stream_id, session, frame, frame_flags)
+    return body + struct.pack("<H", crc16_ibm_3740(body + implied))
+
+
+class Table:
+    """A latent's static code table ("The entropy coder"): codes lo ..= hi, frequency f(c) ≥ 1
+    for each, summing to 4096; cum(c) is the sum of the frequencies of the codes below c."""
+
+    def __init__(self, lo, freqs):
+        assert all(f >= 1 for f in freqs) and sum(freqs) == 1 << PRECISION
+        self.lo, self.hi, self.freqs = lo, lo + len(freqs) - 1, list(freqs)
+        assert -128 <= self.lo <= self.hi <= 127, "codes are int8"
+        self.cums = [sum(freqs[:k]) for k in range(len(freqs))]
+
+    def f(self, code):
+        assert self.lo <= code <= self.hi, f"code {code} outside {self.lo}..={self.hi}"
+        return self.freqs[code - self.lo]
+
+    def cum(self, code):
+        assert self.lo <= code <= self.hi, f"code {code} outside {self.lo}..={self.hi}"
+        return self.cums[code - self.lo]
+
+    def code_at(self, q):
+        """The code c with cum(c) ≤ q < cum(c) + f(c)."""
+        for k, (c, f) in enumerate(zip(self.cums, self.freqs)):
+            if c <= q < c + f:
+                return self.lo + k
+        raise AssertionError(f"no code at {q}")
+
+
+def rans_encode(codes, tables) -> bytes:
+    """Encoding, as in "The entropy coder": codes in reverse order from state 0 (x_j belongs to
+    latent j mod codes_per_window), flushing the low word when (s >> 20) >= f, then the final
+    state's words (none if 0, one if < 2^16, else low then high); words little-endian."""
+    s, words = 0, []
+    for j in reversed(range(len(codes))):
+        table = tables[j % len(tables)]
+        f, c = table.f(codes[j]), table.cum(codes[j])
+        if (s >> (32 - PRECISION)) >= f:
+            words.append(s & 0xFFFF)
+            s >>= 16
+        s = ((s // f) << PRECISION) + c + (s % f)
+        assert s < 1 << 32, "the state is 32 bits"
+    if s != 0:
+        words.append(s & 0xFFFF)
+        if s >= 1 << 16:
+            words.append(s >> 16)
+    return struct.pack(f"<{len(words)}H", *words)
+
+
+def rans_decode(payload, n, tables):
+    """Decoding, as in "The entropy coder": words read from the end of the payload; the state starts
+    as the last word (not 0), then takes in one more word if any remain; per code, q = s & 0xFFF
+    picks the code, s = (s >> 12) × f + q − cum, and a word is taken in when s < 2^16. Returns
+    the n codes, or None if the payload is not valid (a word left unread, or the state not
+    ending at 0)."""
+    if len(payload) % 2:
+        return None
+    words = list(struct.unpack(f"<{len(payload) // 2}H", payload))
+    # An empty payload (len 0) has no last word to start from; the spec does not say. Read
+    # here as state 0: what the encoder leaves when every code keeps the state at 0 (each the
+    # lowest of its table, cum = 0), so such a payload decodes to those codes.
+    s = words.pop() if words else 0
+    if payload and s == 0:
+        return None
+    if words:
+        s = (s << 16) | words.pop()
+    codes = []
+    for j in range(n):
+        table = tables[j % len(tables)]
+        q = s & ((1 << PRECISION) - 1)
+        x = table.code_at(q)
+        s = (s >> PRECISION) * table.f(x) + q - table.cum(x)
+        if s < 1 << 16 and words:
+            s = (s << 16) | words.pop()
+        codes.append(x)
+    return codes if not words and s == 0 else None
+
+
+def entropy_coded_frame(codes, tables, stream_id, session, frame, frame_flags) -> bytes:
+    """As in "Entropy-coded data frame": len (1) ‖ payload ‖ check (2, LE). The payload is the
+    rANS-coded codes when that is strictly shorter than the n codes, else the raw codes
+    (len = n); the CRC-16 covers len ‖ payload ‖ 8 implied bytes."""
+    n = len(codes)
+    assert n <= 255
+    coded = rans_encode(codes, tables)
+    assert rans_decode(coded, n, tables) == list(codes), "self-check: decode(encode(x)) == x"
+    payload = coded if len(coded) < n else struct.pack(f"<{n}b", *codes)
+    body = bytes([len(payload)]) + payload
+    implied = implied_bytes(stream_id, session, frame, frame_flags)
     return body + struct.pack("<H", crc16_ibm_3740(body + implied))
 
 
@@ -76,6 +175,25 @@ def golden_2():
     ]
 
 
+def golden_3():
+    common = dict(stream_id=1, session=0x0102)
+    tables = [
+        Table(-2, [100, 3800, 100, 96]),                 # latent 0: codes -2 ..= 1
+        Table(0, [4096]),                                # latent 1: the single code 0
+        Table(-128, [3841 if c == 0 else 1 for c in range(-128, 128)]),  # latent 2
+    ]
+    return [
+        header(flags=RESTART | ENTROPY_CODED, model_id=MODEL_ID, channels=1,
+               codes_per_window=3, window=64, windows_per_frame=2, header_interval=64,
+               frame=0, start_sample=0, **common),
+        entropy_coded_frame([-1, 0, 0, -1, 0, 5], tables, frame=0, frame_flags=0, **common),
+        entropy_coded_frame([1, 0, -128, -2, 0, 127], tables, frame=1, frame_flags=0,
+                            **common),
+        entropy_coded_frame([-1, 0, 0, -1, 0, 0], tables, frame=2, frame_flags=SATURATED,
+                            **common),
+    ]
+
+
 def hex_lines(items):
     return [" ".join(f"{b:02x}" for b in item) for item in items]
 
@@ -85,15 +203,18 @@ def write_spec(vectors):
     spec = pathlib.Path(__file__).with_name("wire-format.md")
     text = spec.read_text()
     for name, lines in vectors.items():
-        pattern = re.compile(rf"(<!-- {name} -->\n```\n)(.*?)(\n```)", re.DOTALL)
-        text, n = pattern.subn(lambda m: m.group(1) + "\n".join(lines) + m.group(3), text)
+        # The block's lines up to its closing fence (none when the block is still empty).
+        pattern = re.compile(rf"(<!-- {name} -->\n```\n)((?:(?!```)[^\n]*\n)*)(```)")
+        text, n = pattern.subn(lambda m: m.group(1) + "".join(l + "\n" for l in lines)
+                               + m.group(3), text)
         if n != 1:
             sys.exit(f"{spec}: expected one block after <!-- {name} -->, found {n}")
     spec.write_text(text)
 
 
 def main():
-    vectors = {"golden-1": hex_lines(golden_1()), "golden-2": hex_lines(golden_2())}
+    vectors = {"golden-1": hex_lines(golden_1()), "golden-2": hex_lines(golden_2()),
+               "golden-3": hex_lines(golden_3())}
     for name, lines in vectors.items():
         print(name)
         print("\n".join(lines))

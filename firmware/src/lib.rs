@@ -119,6 +119,7 @@ pub(crate) mod test_support {
             },
             layers,
             codes: CodeQuant { scale: 0.1, zero_point: 1 },
+            tables: None,
         };
         let mut buf = std::vec![0u8; 1 << 16];
         let n = write_blob(&spec, &mut buf, |_| ModelId([0xF0, 0x0D, 0xCA, 0xFE])).unwrap();

@@ -1,5 +1,5 @@
 //! `FrameDecoder` under coverage-guided fuzzing: whatever a link does to two streams (see
-//! `link.rs`), the decoder must not panic, must account for every byte, and must deliver each
+//! `link.rs`; one of fixed-length frames, one of variable-length ones), the decoder must not panic, must account for every byte, and must deliver each
 //! stream's frames of a session in increasing order on the sample grid its headers imply.
 #![no_main]
 
@@ -14,8 +14,26 @@ fuzz_target!(|script: Script| {
     let link = received(
         &script,
         [
-            (model, StreamLayout { channels: 1, codes_per_window: 6, window: 64, windows_per_frame: 1 }),
-            (model, StreamLayout { channels: 2, codes_per_window: 4, window: 32, windows_per_frame: 3 }),
+            (
+                model,
+                StreamLayout {
+                    channels: 1,
+                    codes_per_window: 6,
+                    window: 64,
+                    windows_per_frame: 1,
+                    entropy_coded: false,
+                },
+            ),
+            (
+                model,
+                StreamLayout {
+                    channels: 2,
+                    codes_per_window: 4,
+                    window: 32,
+                    windows_per_frame: 3,
+                    entropy_coded: true,
+                },
+            ),
         ],
     );
 
@@ -25,7 +43,7 @@ fuzz_target!(|script: Script| {
     let mut check = |event: DecodeEvent| match event {
         DecodeEvent::Header { .. } => accounted += HEADER_LEN,
         DecodeEvent::Frame(f) => {
-            accounted += f.layout.frame_len();
+            accounted += f.wire_len();
             let id = usize::from(f.stream_id);
             if let Some((session, frame)) = last[id] {
                 assert!(session != f.session || frame < f.frame, "frames out of order: {frame} then {}", f.frame);

@@ -19,9 +19,15 @@ const LATENT: usize = 4;
 
 fuzz_target!(|script: Script| {
     let (blob, normalization) = dense_blob(WINDOW, LATENT);
-    let ours =
-        StreamLayout { channels: 1, codes_per_window: LATENT as u8, window: WINDOW as u16, windows_per_frame: 2 };
-    let theirs = StreamLayout { channels: 1, codes_per_window: 3, window: 8, windows_per_frame: 1 };
+    let ours = StreamLayout {
+        channels: 1,
+        codes_per_window: LATENT as u8,
+        window: WINDOW as u16,
+        windows_per_frame: 2,
+        entropy_coded: true,
+    };
+    let theirs =
+        StreamLayout { channels: 1, codes_per_window: 3, window: 8, windows_per_frame: 1, entropy_coded: false };
     let link = received(&script, [(blob.model_id(), ours), (ModelId([9, 9, 9, 9]), theirs)]);
 
     let mut sink = CollectSink { channels: 1, ..Default::default() };

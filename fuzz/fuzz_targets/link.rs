@@ -6,12 +6,14 @@ use funnel_shared::wire::{encode_frame, ModelId, StreamHeader, StreamLayout, MAX
 
 #[derive(Arbitrary, Debug)]
 pub enum Op {
-    /// The next frame of stream `b`, `skip` frames after the last one sent (lost in between).
+    /// The next frame of stream `b`, `skip` frames after the last one sent (lost in between);
+    /// `len` sets the payload length of a variable-length (entropy-coded) layout.
     Frame {
         b: bool,
         skip: u8,
         saturated: bool,
-        code: i8,
+        code: u8,
+        len: u8,
     },
     /// The frame before the last one of stream `b` again (repeated or late).
     Again {
@@ -51,11 +53,12 @@ struct Sender {
 }
 
 impl Sender {
-    fn frame(&self, frame: u32, saturated: bool, code: i8, out: &mut Vec<u8>) {
-        let codes = [code; 255];
+    fn frame(&self, frame: u32, saturated: bool, code: u8, len: u8, out: &mut Vec<u8>) {
+        let payload = [code; 255];
+        let codes = self.header.layout.frame_codes();
+        let len = if self.header.layout.entropy_coded { usize::from(len) % (codes + 1) } else { codes };
         let mut buf = [0u8; MAX_FRAME_LEN];
-        let n = encode_frame(&self.header, frame, saturated, &codes[..self.header.layout.frame_codes()], &mut buf)
-            .expect("a valid frame");
+        let n = encode_frame(&self.header, frame, saturated, &payload[..len], &mut buf).expect("a valid frame");
         out.extend_from_slice(&buf[..n]);
     }
 }
@@ -80,15 +83,15 @@ pub fn received(script: &Script, streams: [(ModelId, StreamLayout); 2]) -> Vec<u
     let mut link = Vec::new();
     for op in script.ops.iter().take(200) {
         match op {
-            Op::Frame { b, skip, saturated, code } => {
+            Op::Frame { b, skip, saturated, code, len } => {
                 let s = &mut senders[usize::from(*b)];
                 let frame = s.next.saturating_add(u32::from(*skip % 8));
-                s.frame(frame, *saturated, *code, &mut link);
+                s.frame(frame, *saturated, *code, *len, &mut link);
                 s.next = frame.saturating_add(1);
             }
             Op::Again { b } => {
                 let s = &senders[usize::from(*b)];
-                s.frame(s.next.saturating_sub(2), false, 0, &mut link);
+                s.frame(s.next.saturating_sub(2), false, 0, u8::MAX, &mut link);
             }
             Op::Header { b, restart } => {
                 let s = &mut senders[usize::from(*b)];

@@ -7,7 +7,8 @@
 //! 4       2     format version, u16 LE (BLOB_VERSION)
 //! 6       4     model id: first 4 bytes of SHA-256(payload)
 //! 10      4     payload length n, u32 LE
-//! 14      n     payload: postcard-serialized `EncoderSpec`
+//! 14      n     payload: postcard-serialized `EncoderSpec` (the int8 encoder, then the
+//!               optional entropy-coding tables of its codes)
 //! 14+n    4     CRC-32/ISO-HDLC of bytes 0..14+n, u32 LE
 //! ```
 //!
@@ -16,12 +17,13 @@
 //! copied to RAM. Validation checks the header, the checksum, then every shape, so the kernels
 //! can index without further checks.
 
+use crate::entropy::CodeTables;
 use crate::kernels::Conv1dShape;
 use crate::wire::{ModelId, CRC32, MAX_CODES, MODEL_ID_LEN};
 use serde::{Deserialize, Serialize};
 
 pub const BLOB_MAGIC: [u8; 4] = *b"FNQ8";
-pub const BLOB_VERSION: u16 = 1;
+pub const BLOB_VERSION: u16 = 2;
 pub const HEADER_LEN: usize = 14;
 pub const TRAILER_LEN: usize = 4;
 /// Most layers an encoder may have.
@@ -57,6 +59,27 @@ impl<'a> I8s<'a> {
     }
 }
 
+/// A borrowed little-endian u16 array.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct U16s<'a>(&'a [u8]);
+
+impl<'a> U16s<'a> {
+    /// `None` when the byte length is odd.
+    pub fn new(bytes: &'a [u8]) -> Option<Self> {
+        (bytes.len() % 2 == 0).then_some(U16s(bytes))
+    }
+    pub fn len(&self) -> usize {
+        self.0.len() / 2
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+    #[inline(always)]
+    pub fn get(&self, i: usize) -> u16 {
+        u16::from_le_bytes([self.0[2 * i], self.0[2 * i + 1]])
+    }
+}
+
 /// A borrowed little-endian int32 array.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct I32s<'a>(&'a [u8]);
@@ -83,7 +106,7 @@ impl<'a> I32s<'a> {
 }
 
 macro_rules! borrowed_bytes_serde {
-    ($t:ident, $check:expr) => {
+    ($t:ident, $check:expr, $what:literal) => {
         impl Serialize for $t<'_> {
             fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
                 s.serialize_bytes(self.0)
@@ -93,13 +116,14 @@ macro_rules! borrowed_bytes_serde {
             fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
                 let bytes = <&'a [u8]>::deserialize(d)?;
                 let check: fn(&'a [u8]) -> Option<$t<'a>> = $check;
-                check(bytes).ok_or_else(|| serde::de::Error::custom("int32 array length not a multiple of 4"))
+                check(bytes).ok_or_else(|| serde::de::Error::custom($what))
             }
         }
     };
 }
-borrowed_bytes_serde!(I8s, |b| Some(I8s(b)));
-borrowed_bytes_serde!(I32s, I32s::new);
+borrowed_bytes_serde!(I8s, |b| Some(I8s(b)), "");
+borrowed_bytes_serde!(U16s, U16s::new, "u16 array length not a multiple of 2");
+borrowed_bytes_serde!(I32s, I32s::new, "int32 array length not a multiple of 4");
 
 /// Per-output-channel fixed-point requantization parameters (see [`crate::kernels`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -234,6 +258,9 @@ pub struct EncoderSpec<'a> {
     #[serde(borrow)]
     pub layers: heapless::Vec<Layer<'a>, MAX_LAYERS>,
     pub codes: CodeQuant,
+    /// How the codes are entropy coded on the link; `None`: sent as raw int8.
+    #[serde(borrow)]
+    pub tables: Option<CodeTables<'a>>,
 }
 
 /// Why a blob was refused.
@@ -446,6 +473,9 @@ impl EncoderSpec<'_> {
         }
         if self.codes.zero_point != zero_point {
             return Err(Invalid("code zero point != last layer output zero point"));
+        }
+        if let Some(tables) = &self.tables {
+            tables.validate(len).map_err(Invalid)?;
         }
         Ok(())
     }

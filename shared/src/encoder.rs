@@ -223,6 +223,7 @@ pub(crate) mod tests {
                 },
                 layers,
                 codes: CodeQuant { scale: 0.05, zero_point: 4 },
+                tables: None,
             }
         }
     }
@@ -237,6 +238,11 @@ pub(crate) mod tests {
     /// The blob of [`TinyModel`] (window 8, 2 channels, 2 codes) for other modules' tests.
     pub(crate) fn tiny_blob() -> Vec<u8> {
         blob_bytes(&TinyModel::new().spec())
+    }
+
+    /// [`tiny_blob`] with its codes entropy coded by `tables`.
+    pub(crate) fn tiny_blob_coded(tables: crate::entropy::CodeTables<'_>) -> Vec<u8> {
+        blob_bytes(&EncoderSpec { tables: Some(tables), ..TinyModel::new().spec() })
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //!   resynchronising [`wire::FrameDecoder`];
 //! - [`blob`]: the versioned, checksummed model blob the firmware reads in place from flash;
 //! - [`kernels`]: int8 dense / conv1d kernels with TFLite-style fixed-point requantization;
+//! - [`entropy`]: static per-latent tables and the rANS coder of the codes;
 //! - [`encoder`]: the whole int8 encoder, `window -> codes`, over caller-provided scratch;
 //! - [`stream`]: consecutive windows of a stream to headers and frames.
 //!
@@ -14,6 +15,7 @@
 
 pub mod blob;
 pub mod encoder;
+pub mod entropy;
 pub mod kernels;
 pub mod stream;
 pub mod wire;

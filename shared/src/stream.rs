@@ -79,7 +79,8 @@ pub const MAX_WINDOW_OUTPUT: usize = HEADER_LEN + MAX_FRAME_LEN;
 pub struct Encoded {
     /// Bytes written to send: 0 while a frame is still filling.
     pub len: usize,
-    /// A sample of this window was clipped or saturated the input quantizer.
+    /// A sample of this window was clipped or saturated the input quantizer, or a code fell
+    /// outside its entropy-coding table (and was clamped into it).
     pub saturated: bool,
 }
 
@@ -104,6 +105,7 @@ impl<'m> StreamEncoder<'m> {
             codes_per_window: codes as u8,
             window: encoder.window() as u16,
             windows_per_frame: config.windows_per_frame,
+            entropy_coded: encoder.spec().tables.is_some(),
         };
         let header = StreamHeader {
             stream_id: config.stream_id,
@@ -173,9 +175,12 @@ impl<'m> StreamEncoder<'m> {
                 return Err(e);
             }
         };
-        self.saturated |= report.input_saturated;
+        let tables = self.encoder.spec().tables;
+        let clamped = tables.is_some_and(|t| t.clamp(&mut self.codes[filled..]));
+        let saturated = report.input_saturated || clamped;
+        self.saturated |= saturated;
         self.next_sample_index += self.encoder.window() as u64;
-        let encoded = Encoded { len: 0, saturated: report.input_saturated };
+        let encoded = Encoded { len: 0, saturated };
         if self.codes.len() < self.header.layout.frame_codes() {
             return Ok(encoded);
         }
@@ -185,7 +190,18 @@ impl<'m> StreamEncoder<'m> {
             out[..HEADER_LEN].copy_from_slice(&self.header.encode());
             len = HEADER_LEN;
         }
-        len += encode_frame(&self.header, frame, self.saturated, &self.codes, &mut out[len..])
+        let mut payload = [0u8; MAX_FRAME_CODES];
+        let n = self.codes.len();
+        // Entropy coded when that is shorter than the raw codes (the receiver tells the two
+        // apart by the length); an unusual frame may not be.
+        let coded = tables.and_then(|t| t.encode(&self.codes, &mut payload[..n - 1]).ok());
+        let payload_len = coded.unwrap_or_else(|| {
+            for (p, &c) in payload.iter_mut().zip(&self.codes) {
+                *p = c as u8;
+            }
+            n
+        });
+        len += encode_frame(&self.header, frame, self.saturated, &payload[..payload_len], &mut out[len..])
             .expect("a full frame fits MAX_WINDOW_OUTPUT behind a header");
         self.codes.clear();
         self.saturated = false;
@@ -271,8 +287,79 @@ mod tests {
         );
         let mut codes = [0i8; 64];
         encoder.encode(&quiet[..n], &mut scratch, &mut codes[..encoder.code_len()]).unwrap();
-        assert_eq!(&frames[0].codes[..encoder.code_len()], &codes[..encoder.code_len()]);
+        let raw: std::vec::Vec<u8> = codes[..encoder.code_len()].iter().map(|&c| c as u8).collect();
+        assert_eq!(&frames[0].payload[..encoder.code_len()], &raw[..]);
         assert_eq!(frames[0].model_id, encoder.model_id());
+    }
+
+    #[test]
+    fn entropy_coded_frames_carry_the_clamped_codes_and_fall_back_to_raw() {
+        use crate::encoder::tests::tiny_blob_coded;
+        use crate::entropy::tests::OwnedTables;
+        let plain = tiny_blob();
+        let encoder = QuantizedEncoder::from_blob(&plain).unwrap();
+        let (window, channels) = (encoder.window(), encoder.channels());
+        let n = window * channels;
+        let mut scratch = [0i8; 256];
+        // Six quiet windows, then six busy ones.
+        let windows: std::vec::Vec<std::vec::Vec<i16>> = (0..12)
+            .map(|w| (0..n).map(|i| if w < 6 { 0 } else { ((w * 97 + i * 31) % 400) as i16 - 200 }).collect())
+            .collect();
+        let (mut codes, mut input_saturated) = (std::vec::Vec::new(), std::vec::Vec::new());
+        for w in &windows {
+            let mut c = [0i8; 2];
+            input_saturated.push(encoder.encode(w, &mut scratch, &mut c).unwrap().input_saturated);
+            codes.extend_from_slice(&c);
+        }
+        // Latent 0's table leaves out its largest code (clamped, flagged); both favour the quiet
+        // window's codes, so that quiet frames code short and busy ones are sent raw.
+        let max0 = codes.iter().step_by(2).copied().max().unwrap();
+        let lo0 = codes.iter().step_by(2).copied().min().unwrap();
+        let span0 = (max0 as i16 - lo0 as i16) as usize;
+        let favour = |f: &mut std::vec::Vec<u16>, at: usize| {
+            let spare = (crate::entropy::TOTAL as usize - f.len()) as u16;
+            let last = f.len() - 1;
+            f[at.min(last)] += spare;
+        };
+        let mut f0 = std::vec![1u16; span0.max(1)];
+        favour(&mut f0, (codes[0] as i16 - lo0 as i16) as usize);
+        let mut f1 = std::vec![1u16; 256];
+        favour(&mut f1, (codes[1] as i16 + 128) as usize);
+        let lo1 = -128;
+        let owned = OwnedTables::new(&[(lo0, f0), (lo1, f1)]);
+        let coded = tiny_blob_coded(owned.tables());
+        let encoder = QuantizedEncoder::from_blob(&coded).unwrap();
+        let config = StreamConfig { windows_per_frame: 3, ..StreamConfig::DEFAULT };
+        let mut stream = StreamEncoder::new(encoder.clone(), config).unwrap();
+        assert!(stream.header().layout.entropy_coded);
+        let mut out = [0u8; MAX_WINDOW_OUTPUT];
+        let mut bytes = std::vec::Vec::new();
+        for (w, samples) in windows.iter().enumerate() {
+            let e = stream.encode_window(samples, &mut scratch, &mut out).unwrap();
+            let clamped = codes[2 * w] > owned.tables().highest.get(0);
+            assert_eq!(e.saturated, input_saturated[w] || clamped, "window {w}");
+            bytes.extend_from_slice(&out[..e.len]);
+        }
+        let mut expected = codes.clone();
+        owned.tables().clamp(&mut expected);
+        let frames = received(&bytes);
+        assert_eq!(frames.len(), 4);
+        for (f, frame) in frames.iter().enumerate() {
+            let want = &expected[6 * f..6 * f + 6];
+            let mut got = [0i8; 6];
+            if frame.entropy_coded {
+                owned.tables().decode(&frame.payload, &mut got).unwrap();
+            } else {
+                assert_eq!(frame.payload.len(), 6);
+                got.iter_mut().zip(&frame.payload).for_each(|(g, &p)| *g = p as i8);
+            }
+            assert_eq!(got, want, "frame {f}");
+            let saturated = |w: usize| input_saturated[3 * f + w] || codes[6 * f + 2 * w] == max0;
+            assert_eq!(frame.saturated, (0..3).any(saturated));
+        }
+        // Rare codes cost 12 bits each: a frame of them is sent raw rather than longer.
+        assert!(frames.iter().any(|f| !f.entropy_coded), "some frame fell back to raw codes");
+        assert!(frames.iter().any(|f| f.entropy_coded), "and others are entropy coded");
     }
 
     #[test]

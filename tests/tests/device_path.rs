@@ -14,7 +14,7 @@ use funnel_artifacts::data::Normalization;
 use funnel_artifacts::{Graph, Method, ModelCard, ModelDir, ModelSpec};
 use funnel_e2e::{ecg_data, ecg_model, held_out_prdn, read_rows, root};
 use funnel_shared::stream::StreamConfig;
-use funnel_shared::wire::{CorruptKind, CHECK_LEN, HEADER_LEN};
+use funnel_shared::wire::{CorruptKind, CHECK_LEN, FLAG_ENTROPY_CODED, HEADER_LEN};
 
 /// Items (the stream header and frames) of the golden vector, one hex line each.
 const GOLDEN_ITEMS: usize = 8;
@@ -26,14 +26,26 @@ fn encode_ecg(out: &Path) -> EncodedStream {
     encode_recording(&request).unwrap()
 }
 
-/// The first `n` items of a stream sent with [`StreamConfig::DEFAULT`] by the shipped model
-/// (`latent` codes per window): a stream header before frames 0, 64, …, then one frame each.
-fn items(bytes: &[u8], latent: usize, n: usize) -> Vec<Vec<u8>> {
-    let mut lens = (0..).flat_map(|f| (f % 64 == 0).then_some(HEADER_LEN).into_iter().chain([latent + CHECK_LEN]));
+/// The first `n` items of a stream sent with [`StreamConfig::DEFAULT`] by the shipped model: a
+/// stream header before frames 0, 64, …, then one frame each (a length byte, the payload, the
+/// check: the shipped model entropy codes its codes).
+fn items(bytes: &[u8], n: usize) -> Vec<Vec<u8>> {
+    assert_ne!(bytes[3] & FLAG_ENTROPY_CODED, 0, "the shipped model's frames are entropy coded");
     let mut rest = bytes;
     let mut out = Vec::new();
-    while out.len() < n && !rest.is_empty() {
-        let (item, tail) = rest.split_at(lens.next().unwrap().min(rest.len()));
+    for frame in 0.. {
+        if out.len() == n || rest.is_empty() {
+            break;
+        }
+        if frame % 64 == 0 {
+            let (item, tail) = rest.split_at(HEADER_LEN.min(rest.len()));
+            out.push(item.to_vec());
+            rest = tail;
+        }
+        if out.len() == n || rest.is_empty() {
+            break;
+        }
+        let (item, tail) = rest.split_at((1 + usize::from(rest[0]) + CHECK_LEN).min(rest.len()));
         out.push(item.to_vec());
         rest = tail;
     }
@@ -91,7 +103,7 @@ fn the_first_frames_match_the_golden_vector() {
     let tmp = tempfile::tempdir().unwrap();
     let codes = tmp.path().join("codes.bin");
     let bytes = encode_ecg(&codes).bytes;
-    let hex: String = items(&bytes, shipped_latent(), GOLDEN_ITEMS)
+    let hex: String = items(&bytes, GOLDEN_ITEMS)
         .iter()
         .map(|f| f.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(" ") + "\n")
         .collect();
@@ -111,13 +123,25 @@ fn the_first_frames_match_the_golden_vector() {
 }
 
 #[test]
-fn the_wire_costs_at_most_three_bytes_per_window_beyond_the_codes() {
+fn framing_costs_three_bytes_per_frame_and_a_header_per_64_and_entropy_coding_pays_for_it() {
     let tmp = tempfile::tempdir().unwrap();
     let codes = tmp.path().join("codes.bin");
     let encoded = encode_ecg(&codes);
-    let written = std::fs::metadata(&codes).unwrap().len() as f64;
-    let overhead = written / encoded.windows as f64 - shipped_latent() as f64;
-    assert!(overhead <= 3.0, "{overhead} bytes of headers and checks per window");
+    let bytes = std::fs::read(&codes).unwrap();
+    let all = items(&bytes, usize::MAX);
+    assert_eq!(all.iter().map(Vec::len).sum::<usize>(), bytes.len());
+    let frames: Vec<&Vec<u8>> = all.iter().filter(|i| i[0] != 0xF5 || i.len() != HEADER_LEN).collect();
+    assert_eq!(frames.len(), encoded.frames);
+    let payload: usize = frames.iter().map(|f| f.len() - 1 - CHECK_LEN).sum();
+    let windows = encoded.windows as f64;
+    // Exactly: a header before every 64th frame, a length byte and a 2-byte check per frame.
+    let framing = bytes.len() - payload;
+    assert_eq!(framing, HEADER_LEN * encoded.frames.div_ceil(64) + (1 + CHECK_LEN) * encoded.frames);
+    assert!(framing as f64 / windows <= 3.6, "{} bytes of framing per window", framing as f64 / windows);
+    // The coded codes save more than the length byte costs: fewer bytes than raw codes plus
+    // the framing of raw frames (a check, and headers).
+    let raw = shipped_latent() as f64 + 2.0 + 32.0 / 64.0;
+    assert!((bytes.len() as f64 / windows) < raw - 1.0, "{} bytes per window", bytes.len() as f64 / windows);
 }
 
 #[test]
@@ -127,7 +151,7 @@ fn a_damaged_stream_reports_exactly_the_damage_and_keeps_the_rest() {
     let tmp = tempfile::tempdir().unwrap();
     let codes = tmp.path().join("codes.bin");
     // The stream header and frames 0..40.
-    let items = items(&encode_ecg(&codes).bytes, shipped_latent(), 41);
+    let items = items(&encode_ecg(&codes).bytes, 41);
     std::fs::write(&codes, items.concat()).unwrap();
     let clean_csv = tmp.path().join("clean.csv");
     decode(&dir, &codes, &clean_csv).unwrap();
@@ -238,11 +262,10 @@ fn an_output_that_cannot_be_written_leaves_no_temporary_file() {
 fn two_streams_on_one_link_decode_each_to_its_own_file() {
     let tmp = tempfile::tempdir().unwrap();
     let (data, columns) = ecg_data();
-    let latent = shipped_latent();
     let encode = |stream: StreamConfig, name: &str| {
         let out = tmp.path().join(name);
         let request = EncodeRequest { model: ecg_model(), data: data.clone(), columns: columns.clone(), out, stream };
-        items(&encode_recording(&request).unwrap().bytes, latent, 30)
+        items(&encode_recording(&request).unwrap().bytes, 30)
     };
     let a = encode(StreamConfig::DEFAULT, "a.bin");
     let b = encode(StreamConfig { stream_id: 7, session: 3, ..StreamConfig::DEFAULT }, "b.bin");

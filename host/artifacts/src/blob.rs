@@ -1,9 +1,10 @@
 //! `encoder.fq8`, the device's model blob, as a validated value: parsed once, its model id
 //! checked against the hash of its payload, its facts at hand without parsing again.
 
-use funnel_shared::blob::{BlobError, CodeQuant, ModelBlob, HEADER_LEN, TRAILER_LEN};
+use funnel_shared::blob::{BlobError, CodeQuant, I8s, ModelBlob, U16s, HEADER_LEN, TRAILER_LEN};
 use funnel_shared::encoder::QuantizedEncoder;
-use funnel_shared::wire::ModelId;
+use funnel_shared::entropy::{CodeTables, EntropyError, TOTAL};
+use funnel_shared::wire::{DataFrame, ModelId};
 use sha2::{Digest, Sha256};
 
 /// Why bytes are not a usable model blob.
@@ -27,6 +28,95 @@ pub fn model_id_of(payload: &[u8]) -> ModelId {
     ModelId(id)
 }
 
+/// Entropy-coding tables as owned arrays (the blob's [`CodeTables`] borrow them).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OwnedCodeTables {
+    lowest: Vec<u8>,
+    highest: Vec<u8>,
+    cumulative: Vec<u8>,
+}
+
+/// Most codes a table leaves room for on each side of those seen in training, as a fraction of
+/// the span seen (at least [`MIN_TABLE_MARGIN`] codes): live signals drift past the training
+/// extremes, and a code outside its table is clamped.
+pub const TABLE_MARGIN: f64 = 0.25;
+pub const MIN_TABLE_MARGIN: i16 = 4;
+
+impl OwnedCodeTables {
+    pub fn tables(&self) -> CodeTables<'_> {
+        CodeTables {
+            lowest: I8s::new(&self.lowest),
+            highest: I8s::new(&self.highest),
+            cumulative: U16s::new(&self.cumulative).expect("two bytes per entry"),
+        }
+    }
+
+    fn of(tables: &CodeTables<'_>) -> Self {
+        let n = tables.cumulative.len();
+        OwnedCodeTables {
+            lowest: tables.lowest.iter().map(|c| c as u8).collect(),
+            highest: tables.highest.iter().map(|c| c as u8).collect(),
+            cumulative: (0..n).flat_map(|i| tables.cumulative.get(i).to_le_bytes()).collect(),
+        }
+    }
+
+    /// Fits one table per latent to `codes` (whole windows of `latents` codes, as the device
+    /// makes them on the training part): the codes seen widened by a margin, each with a
+    /// frequency proportional to its count plus one half (so that unseen codes stay codable),
+    /// rounded to [`TOTAL`] with every frequency at least 1.
+    pub fn fit(codes: &[i8], latents: usize) -> OwnedCodeTables {
+        let mut t = OwnedCodeTables::default();
+        for latent in 0..latents {
+            let seen: Vec<i16> = codes.iter().skip(latent).step_by(latents).map(|&c| i16::from(c)).collect();
+            let (lo, hi) = match (seen.iter().min(), seen.iter().max()) {
+                (Some(&lo), Some(&hi)) => (lo, hi),
+                _ => (0, 0),
+            };
+            let margin = ((f64::from(hi - lo) * TABLE_MARGIN).ceil() as i16).max(MIN_TABLE_MARGIN);
+            let (lo, hi) = ((lo - margin).max(-128), (hi + margin).min(127));
+            let mut counts = vec![0.5f64; (hi - lo + 1) as usize];
+            for &c in &seen {
+                counts[(c - lo) as usize] += 1.0;
+            }
+            let freqs = quantize_frequencies(&counts);
+            t.lowest.push(lo as i8 as u8);
+            t.highest.push(hi as i8 as u8);
+            let mut cumulative = 0u16;
+            for f in freqs {
+                t.cumulative.extend_from_slice(&cumulative.to_le_bytes());
+                cumulative += f;
+            }
+        }
+        t
+    }
+}
+
+/// Integer frequencies summing to [`TOTAL`], each at least 1, close to proportional to
+/// `weights` (at most 256 of them, all positive).
+fn quantize_frequencies(weights: &[f64]) -> Vec<u16> {
+    let sum: f64 = weights.iter().sum();
+    let total = f64::from(TOTAL);
+    let mut f: Vec<u32> = weights.iter().map(|w| ((w / sum * total).round() as u32).max(1)).collect();
+    // Fix the rounding on the entries where one count changes the code length least: the
+    // largest.
+    let mut order: Vec<usize> = (0..f.len()).collect();
+    order.sort_by(|&a, &b| weights[b].total_cmp(&weights[a]));
+    let mut sum: u32 = f.iter().sum();
+    let mut k = 0;
+    while sum != TOTAL {
+        let i = order[k % order.len()];
+        if sum < TOTAL {
+            f[i] += 1;
+            sum += 1;
+        } else if f[i] > 1 {
+            f[i] -= 1;
+            sum -= 1;
+        }
+        k += 1;
+    }
+    f.into_iter().map(|v| v as u16).collect()
+}
+
 /// A model blob that passed every check; immutable, so the checks stay true.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Blob {
@@ -39,13 +129,14 @@ pub struct Blob {
     codes: CodeQuant,
     macs_per_window: u64,
     scratch_bytes: usize,
+    tables: Option<OwnedCodeTables>,
 }
 
 impl Blob {
     /// Parses `bytes` as the firmware does and checks the model id against the payload.
     pub fn from_bytes(bytes: Vec<u8>) -> Result<Blob, BlobCheckError> {
         // The parsed view borrows `bytes`; keep only plain facts from it.
-        let (model_id, window, channels, latent, counts_per_unit, codes, macs_per_window, scratch_bytes) = {
+        let (model_id, window, channels, latent, counts_per_unit, codes, macs_per_window, scratch_bytes, tables) = {
             let parsed = ModelBlob::parse(&bytes)?;
             let computed = model_id_of(&bytes[HEADER_LEN..bytes.len() - TRAILER_LEN]);
             if computed != parsed.model_id {
@@ -61,9 +152,21 @@ impl Blob {
                 spec.codes,
                 spec.macs(),
                 spec.scratch_len(),
+                spec.tables.as_ref().map(OwnedCodeTables::of),
             )
         };
-        Ok(Blob { bytes, model_id, window, channels, latent, counts_per_unit, codes, macs_per_window, scratch_bytes })
+        Ok(Blob {
+            bytes,
+            model_id,
+            window,
+            channels,
+            latent,
+            counts_per_unit,
+            codes,
+            macs_per_window,
+            scratch_bytes,
+            tables,
+        })
     }
 
     pub fn bytes(&self) -> &[u8] {
@@ -103,6 +206,25 @@ impl Blob {
         self.codes.scale * (f32::from(code) - f32::from(self.codes.zero_point))
     }
 
+    /// The entropy-coding tables of the codes, if the model has them.
+    pub fn code_tables(&self) -> Option<CodeTables<'_>> {
+        self.tables.as_ref().map(OwnedCodeTables::tables)
+    }
+
+    /// The codes a received data frame of this model carries, window after window.
+    pub fn frame_codes(&self, frame: &DataFrame) -> Result<Vec<i8>, EntropyError> {
+        let mut codes = vec![0i8; frame.layout.frame_codes()];
+        match (frame.entropy_coded, self.code_tables()) {
+            (true, Some(tables)) => tables.decode(&frame.payload, &mut codes)?,
+            (true, None) => return Err(EntropyError::Inconsistent),
+            (false, _) if frame.payload.len() == codes.len() => {
+                codes.iter_mut().zip(&frame.payload).for_each(|(c, &b)| *c = b as i8);
+            }
+            (false, _) => return Err(EntropyError::CodeCount),
+        }
+        Ok(codes)
+    }
+
     pub fn macs_per_window(&self) -> u64 {
         self.macs_per_window
     }
@@ -132,6 +254,29 @@ mod tests {
         assert!(matches!(e, BlobCheckError::Format(BlobError::BadMagic)), "{e}");
         let e = Blob::from_bytes(vec![]).unwrap_err();
         assert!(matches!(e, BlobCheckError::Format(BlobError::Truncated { .. })), "{e}");
+    }
+
+    #[test]
+    fn fitted_tables_are_valid_and_cover_the_codes_with_a_margin() {
+        let codes: Vec<i8> = (0..3000).map(|i| [(i % 7) as i8 - 3, 100, -128][i % 3]).collect();
+        let owned = OwnedCodeTables::fit(&codes, 3);
+        let t = owned.tables();
+        assert_eq!(t.validate(3), Ok(()));
+        let ranges: Vec<(i8, i8)> = (0..3).map(|i| (t.lowest.get(i), t.highest.get(i))).collect();
+        assert_eq!(ranges, [(-7, 7), (96, 104), (-128, -124)]);
+        let mut out = vec![0u8; 4096];
+        let n = t.encode(&codes[..300], &mut out).unwrap();
+        // Latents 1 and 2 are constant: nearly free; latent 0 takes one of 7 codes (2.8 bits).
+        assert!(n * 8 < 100 * 3 + 64, "{n} bytes for 100 windows");
+    }
+
+    #[test]
+    fn frequencies_sum_to_the_total_and_none_is_zero() {
+        for weights in [vec![1.0; 256], vec![1e9, 0.5, 0.5], vec![3.0], vec![0.5; 17]] {
+            let f = quantize_frequencies(&weights);
+            assert_eq!(f.iter().map(|&v| u32::from(v)).sum::<u32>(), TOTAL);
+            assert!(f.iter().all(|&v| v >= 1));
+        }
     }
 
     #[test]

@@ -7,8 +7,8 @@
 //! * `SNR  = −20 · log10(PRDN / 100) = 10 · log10(Σ(x − x̄_c)² / Σ(x − x̂)²)` dB.
 //! * `RMSE = sqrt(Σ(x − x̂)² / n)`, `max_abs_error = max |x − x̂|`.
 //! * `compression_ratio = 16 · n / bits_sent`: 16-bit raw samples vs. the bits the device sends
-//!   ([`bits_sent`]: data frames and stream headers); `sensor_compression_ratio` the same with
-//!   the sensor's bits.
+//!   (data frames and stream headers, as the simulator measured them; [`bits_sent`] for raw
+//!   codes); `sensor_compression_ratio` the same with the sensor's bits.
 //! * `bits_per_sample = bits_sent / samples per channel`: the rate axis of every
 //!   rate–distortion comparison.
 
@@ -63,6 +63,19 @@ pub struct Metrics {
     pub sensor_compression_ratio: f64,
     pub windows: usize,
     pub samples: usize,
+}
+
+impl Metrics {
+    /// These quality figures at `other`'s rate: the float autoencoder and PCA are charged the
+    /// bits the device sent for the same windows.
+    pub fn at_rate_of(self, other: &Metrics) -> Metrics {
+        Metrics {
+            compression_ratio: other.compression_ratio,
+            bits_per_sample: other.bits_per_sample,
+            sensor_compression_ratio: other.sensor_compression_ratio,
+            ..self
+        }
+    }
 }
 
 /// Reconstruction quality alone, in original units (see the module docs for definitions).
@@ -120,20 +133,13 @@ impl Quality {
 }
 
 /// Quality of `reconstruction` against `original` (both in original units, windows `[C][T]`),
-/// with the rate of Funnel frames carrying `latent` codes per window, against 16-bit raw
-/// samples and against a `sensor_bits` sensor.
-pub fn compute(
-    original: &Windows,
-    reconstruction: &Windows,
-    channels: usize,
-    latent: usize,
-    sensor_bits: u32,
-) -> Metrics {
+/// with the rate of `bits` sent for them, against 16-bit raw samples and against a
+/// `sensor_bits` sensor.
+pub fn compute(original: &Windows, reconstruction: &Windows, channels: usize, bits: u64, sensor_bits: u32) -> Metrics {
     let q = Quality::of(original, reconstruction, channels);
     let n = original.data.len();
     let windows = original.len();
     let samples_per_channel = n / channels.max(1);
-    let bits = bits_sent(windows, latent);
     let ratio = |raw_bits: u32| if bits == 0 { 0.0 } else { f64::from(raw_bits) * n as f64 / bits as f64 };
     Metrics {
         prd: q.prd,
@@ -149,10 +155,10 @@ pub fn compute(
     }
 }
 
-/// Bits a device sends for `n_windows` consecutive windows of `latent` codes each from the start
-/// of a stream, with [`StreamConfig::DEFAULT`] (one window per frame, a 2-byte check each, a
-/// 32-byte stream header every 64 frames). Frame sizes do not depend on the code values, so this
-/// is exact for any codes.
+/// Bits a device sends for `n_windows` consecutive windows of `latent` raw (not entropy coded)
+/// codes each from the start of a stream, with [`StreamConfig::DEFAULT`] (one window per
+/// frame, a 2-byte check each, a 32-byte stream header every 64 frames). Raw frame sizes do not
+/// depend on the code values, so this is exact for any codes.
 pub fn bits_sent(n_windows: usize, latent: usize) -> u64 {
     assert!(latent <= MAX_CODES, "a window has at most {MAX_CODES} codes");
     let config = StreamConfig::DEFAULT;
@@ -170,7 +176,7 @@ mod tests {
         // One channel, one window: x = [1, 3], x̂ = [1, 2] → err² = 1, Σx² = 10, mean 2, Σ(x−x̄)² = 2
         let x = Windows::new(2, vec![1.0, 3.0]);
         let r = Windows::new(2, vec![1.0, 2.0]);
-        let m = compute(&x, &r, 1, 4, 12);
+        let m = compute(&x, &r, 1, bits_sent(1, 4), 12);
         assert!((m.prd - 100.0 * (0.1f64).sqrt()).abs() < 1e-9);
         assert!((m.prdn - 100.0 * (0.5f64).sqrt()).abs() < 1e-9);
         assert!((m.snr_db - 10.0 * 2f64.log10()).abs() < 1e-9);
@@ -188,12 +194,12 @@ mod tests {
     fn perfect_reconstruction_and_per_channel_mean() {
         // Two channels with very different offsets: PRDN uses each channel's own mean.
         let x = Windows::new(4, vec![100.0, 102.0, -1.0, 1.0]);
-        let m = compute(&x, &x, 2, 1, 16);
+        let m = compute(&x, &x, 2, bits_sent(1, 1), 16);
         assert_eq!(m.prd, 0.0);
         assert_eq!(m.prdn, 0.0);
         assert!(m.snr_db.is_infinite());
         let r = Windows::new(4, vec![101.0, 101.0, 0.0, 0.0]); // reconstruct the channel means
-        let m = compute(&x, &r, 2, 1, 16);
+        let m = compute(&x, &r, 2, bits_sent(1, 1), 16);
         assert!((m.prdn - 100.0).abs() < 1e-9, "{}", m.prdn);
         assert!(m.snr_db.abs() < 1e-9);
     }

@@ -55,6 +55,9 @@ pub struct DecodeReport {
     pub restarts: u64,
     /// Frames of the followed stream in a session of another model: not decoded.
     pub foreign_frames: u64,
+    /// Frames that passed their check but whose entropy-coded codes do not decode (a damaged
+    /// frame the 16-bit check let through): their samples are a gap.
+    pub undecodable_frames: u64,
     /// Other streams heard on the link, with their frames: not decoded here.
     pub other_streams: BTreeMap<u8, u64>,
     /// The sample index after the last row written.
@@ -87,6 +90,12 @@ impl DecodeReport {
         for (id, frames) in &self.other_streams {
             s += &format!("  stream {id} on the same link: {frames} frame(s), decoded separately (--stream {id})\n");
         }
+        if self.undecodable_frames > 0 {
+            s += &format!(
+                "{} frame(s) passed their check but did not decode (damage the check missed): written as missing\n",
+                self.undecodable_frames
+            );
+        }
         if self.headers == 0 && self.other_streams.is_empty() {
             s += "no stream header was received: nothing to decode (is this a Funnel stream of wire version 2?)\n";
         }
@@ -113,7 +122,7 @@ impl DecodeReport {
 }
 
 enum Pending {
-    Frame(Box<DataFrame>),
+    Frame { frame: Box<DataFrame>, codes: Vec<i8> },
     Missing { first_sample: u64, samples: u64 },
 }
 
@@ -130,16 +139,19 @@ pub enum DecodeError {
     ForeignModel { stream_id: u8, session: u16, found: ModelId, expected: ModelId, model_name: String },
     #[error(
         "the stream header of model {model_id} declares windows of {window} samples × {channels} channel(s) with \
-         {codes} codes, but its blob has {blob_window} × {blob_channels} with {blob_codes}"
+         {codes} codes (entropy coded: {entropy_coded}), but its blob has {blob_window} × {blob_channels} with \
+         {blob_codes} (entropy coded: {blob_entropy_coded})"
     )]
     Layout {
         model_id: ModelId,
         window: u16,
         channels: u8,
         codes: u8,
+        entropy_coded: bool,
         blob_window: usize,
         blob_channels: usize,
         blob_codes: usize,
+        blob_entropy_coded: bool,
     },
     #[error("the card's normalization has {found} channel(s), the model blob {expected}")]
     NormalizationChannels { expected: usize, found: usize },
@@ -255,8 +267,8 @@ impl<'d, R: Runtime + ?Sized> StreamDecoder<'d, R> {
         let latents: Vec<f32> = self
             .pending
             .iter()
-            .filter_map(|p| if let Pending::Frame(f) = p { Some(f) } else { None })
-            .flat_map(|f| f.codes.iter().map(|&q| self.blob.dequantize(q)))
+            .filter_map(|p| if let Pending::Frame { codes, .. } = p { Some(codes) } else { None })
+            .flat_map(|codes| codes.iter().map(|&q| self.blob.dequantize(q)))
             .collect();
         let n = self.pending_windows;
         let recon = if n > 0 { self.decoder.run(&latents, n).map_err(DecodeError::Runtime)? } else { Vec::new() };
@@ -272,7 +284,7 @@ impl<'d, R: Runtime + ?Sized> StreamDecoder<'d, R> {
         self.pending_windows = 0;
         for p in self.pending.drain(..) {
             match p {
-                Pending::Frame(f) => {
+                Pending::Frame { frame: f, .. } => {
                     let status = if f.saturated { SampleStatus::Saturated } else { SampleStatus::Ok };
                     for w in 0..usize::from(f.layout.windows_per_frame) {
                         let mut values = windows.next().expect("one window per window of codes").to_vec();
@@ -317,12 +329,27 @@ impl<'d, R: Runtime + ?Sized> StreamDecoder<'d, R> {
                     self.report.foreign_frames += 1;
                     return Ok(());
                 }
+                let Ok(codes) = self.blob.frame_codes(&frame) else {
+                    self.report.undecodable_frames += 1;
+                    let samples = frame.layout.frame_span();
+                    return self.handle(
+                        DecodeEvent::Gap(funnel_shared::wire::Gap {
+                            stream_id: frame.stream_id,
+                            session: frame.session,
+                            first_frame: frame.frame,
+                            frames: 1,
+                            first_sample: frame.sample_index,
+                            samples,
+                        }),
+                        sink,
+                    );
+                };
                 self.report.frames += 1;
                 let windows = usize::from(frame.layout.windows_per_frame);
                 self.report.windows += windows as u64;
                 self.report.saturated_windows += if frame.saturated { windows as u64 } else { 0 };
                 self.pending_windows += windows;
-                self.pending.push_back(Pending::Frame(Box::new(frame)));
+                self.pending.push_back(Pending::Frame { frame: Box::new(frame), codes });
                 if self.pending_windows >= self.batch {
                     self.flush(sink)?;
                 }
@@ -365,15 +392,18 @@ impl<'d, R: Runtime + ?Sized> StreamDecoder<'d, R> {
         if usize::from(l.window) != self.blob.window()
             || usize::from(l.channels) != self.blob.channels()
             || usize::from(l.codes_per_window) != self.blob.latent()
+            || l.entropy_coded != self.blob.code_tables().is_some()
         {
             return Err(DecodeError::Layout {
                 model_id: header.model_id,
                 window: l.window,
                 channels: l.channels,
                 codes: l.codes_per_window,
+                entropy_coded: l.entropy_coded,
                 blob_window: self.blob.window(),
                 blob_channels: self.blob.channels(),
                 blob_codes: self.blob.latent(),
+                blob_entropy_coded: self.blob.code_tables().is_some(),
             });
         }
         Ok(())
@@ -441,7 +471,12 @@ mod tests {
     fn items(blob: &Blob, n: usize, config: StreamConfig) -> Vec<Vec<u8>> {
         let counts: Vec<i16> = (0..n * WINDOW).map(|i| (((i as f32) * 0.21).sin() * 300.0) as i16).collect();
         let bytes = simulate(blob, &counts, config).unwrap().bytes;
-        let frame_len = usize::from(config.windows_per_frame) * LATENT + CHECK_LEN;
+        // Entropy-coded frames start with their payload's length.
+        let raw_len = usize::from(config.windows_per_frame) * LATENT + CHECK_LEN;
+        let frame_len = |rest: &[u8]| match blob.code_tables() {
+            Some(_) => 1 + usize::from(rest[0]) + CHECK_LEN,
+            None => raw_len,
+        };
         let mut rest = bytes.as_slice();
         let mut out = Vec::new();
         for f in 0..n / usize::from(config.windows_per_frame) {
@@ -449,8 +484,9 @@ mod tests {
                 out.push(rest[..HEADER_LEN].to_vec());
                 rest = &rest[HEADER_LEN..];
             }
-            out.push(rest[..frame_len].to_vec());
-            rest = &rest[frame_len..];
+            let len = frame_len(rest);
+            out.push(rest[..len].to_vec());
+            rest = &rest[len..];
         }
         assert!(rest.is_empty());
         out
@@ -526,8 +562,13 @@ mod tests {
     #[test]
     fn claimed_gaps_become_rows_only_as_far_as_the_stream_can_prove() {
         let (blob, norm) = model();
-        let layout =
-            StreamLayout { channels: 1, codes_per_window: LATENT as u8, window: WINDOW as u16, windows_per_frame: 1 };
+        let layout = StreamLayout {
+            channels: 1,
+            codes_per_window: LATENT as u8,
+            window: WINDOW as u16,
+            windows_per_frame: 1,
+            entropy_coded: true,
+        };
         let header = StreamHeader {
             stream_id: 0,
             restart: true,
@@ -552,6 +593,38 @@ mod tests {
         assert_eq!(report.missing_samples, 19 * ((1 << 18) - 1) * WINDOW as u64);
         assert!(report.gaps.iter().all(|g| !g.filled));
         assert_eq!(got.status.len(), 20 * WINDOW, "only the decoded windows are written");
+    }
+
+    #[test]
+    fn a_frame_that_checks_but_does_not_decode_is_a_gap() {
+        let (blob, norm) = model();
+        let mut items = items(&blob, 6, EVERY_4);
+        // Frame 2 (item 3) replaced by a frame that checks under its number but whose payload
+        // is no output of the coder (a zero top word): what a check collision would deliver.
+        let header = StreamHeader {
+            stream_id: 0,
+            restart: true,
+            model_id: blob.model_id(),
+            session: 0,
+            layout: StreamLayout {
+                channels: 1,
+                codes_per_window: LATENT as u8,
+                window: WINDOW as u16,
+                windows_per_frame: 1,
+                entropy_coded: true,
+            },
+            header_interval: 4,
+            frame: 0,
+            start_sample: 0,
+        };
+        let mut buf = [0u8; MAX_FRAME_LEN];
+        let n = encode_frame(&header, 2, false, &[0, 0], &mut buf).unwrap();
+        items[3] = buf[..n].to_vec();
+        let (got, report) = decode(&blob, &norm, &items.concat(), 9);
+        assert_eq!((report.frames, report.undecodable_frames, report.frames_lost), (5, 1, 1));
+        assert_eq!(report.gaps, vec![Gap { first_sample: 2 * WINDOW as u64, samples: WINDOW as u64, filled: true }]);
+        assert!(got.status[2 * WINDOW..3 * WINDOW].iter().all(|&s| s == SampleStatus::Missing));
+        assert!(report.summary().contains("did not decode"));
     }
 
     #[test]

@@ -78,16 +78,18 @@ pub struct Evaluation<'a> {
 }
 
 /// Float autoencoder, PCA (fitted on the training part, K = latent) and, when given, the int8
-/// device path on the held-out part.
+/// device path on the held-out part. The float autoencoder and PCA are charged the bits the
+/// device sent (of raw int8 codes without a device).
 pub fn evaluate(model_dir: &Path, e: &Evaluation<'_>) -> Result<Report> {
     let ds = e.dataset;
     let mut sections = BTreeMap::new();
-    sections.insert(Method::FloatAutoencoder, float_metrics(e.autoencoder, ds, e.latent, e.sensor_bits)?);
+    let bits = metrics::bits_sent(ds.held_out().len(), e.latent);
+    sections.insert(Method::FloatAutoencoder, float_metrics(e.autoencoder, ds, bits, e.sensor_bits)?);
     let pca = Pca::fit(ds.train_norm(), e.latent).context("PCA baseline")?;
     let pca_recon = ds.normalization().denormalize(&pca.reconstruct(ds.held_out_norm()));
-    sections.insert(Method::Pca, metrics::compute(ds.held_out(), &pca_recon, ds.channels(), e.latent, e.sensor_bits));
+    sections.insert(Method::Pca, metrics::compute(ds.held_out(), &pca_recon, ds.channels(), bits, e.sensor_bits));
     if let Some((blob, decoder)) = e.device {
-        sections.insert(Method::Int8Device, device_metrics(blob, decoder, ds, e.sensor_bits)?);
+        insert_device(&mut sections, device_metrics(blob, decoder, ds, e.sensor_bits)?);
     }
     Ok(Report {
         model_dir: model_dir.display().to_string(),
@@ -101,16 +103,25 @@ pub fn evaluate(model_dir: &Path, e: &Evaluation<'_>) -> Result<Report> {
     })
 }
 
-/// Held-out metrics of a float autoencoder (normalized windows in and out).
-pub fn float_metrics(autoencoder: &dyn Runtime, ds: &Dataset, latent: usize, sensor_bits: u32) -> Result<Metrics> {
+/// Adds the device path's section and charges every other section the bits the device sent.
+pub fn insert_device(sections: &mut BTreeMap<Method, Metrics>, device: Metrics) {
+    for m in sections.values_mut() {
+        *m = m.clone().at_rate_of(&device);
+    }
+    sections.insert(Method::Int8Device, device);
+}
+
+/// Held-out metrics of a float autoencoder (normalized windows in and out), charged `bits`.
+pub fn float_metrics(autoencoder: &dyn Runtime, ds: &Dataset, bits: u64, sensor_bits: u32) -> Result<Metrics> {
     let x = ds.held_out_norm();
     let recon = Windows::new(x.dim, autoencoder.run(&x.data, x.len())?);
     let recon = ds.normalization().denormalize(&recon);
-    Ok(metrics::compute(ds.held_out(), &recon, ds.channels(), latent, sensor_bits))
+    Ok(metrics::compute(ds.held_out(), &recon, ds.channels(), bits, sensor_bits))
 }
 
-/// Held-out metrics of the device path: int8 encoder → frames → `decoder`.
+/// Held-out metrics of the device path: int8 encoder → frames → `decoder`, charged the bytes the
+/// simulated device sent.
 pub fn device_metrics(blob: &Blob, decoder: &dyn Runtime, ds: &Dataset, sensor_bits: u32) -> Result<Metrics> {
-    let recon = device_round_trip(blob, ds.normalization(), decoder, ds.held_out())?.reconstruction;
-    Ok(metrics::compute(ds.held_out(), &recon, ds.channels(), blob.latent(), sensor_bits))
+    let trip = device_round_trip(blob, ds.normalization(), decoder, ds.held_out())?;
+    Ok(metrics::compute(ds.held_out(), &trip.reconstruction, ds.channels(), 8 * trip.bytes as u64, sensor_bits))
 }

@@ -90,7 +90,7 @@ fn commit_quantization(dir: &ModelDir, card: &mut ModelCard, q: &QuantizeOutcome
         card.firmware.clear();
     }
     card.quantization = Some(q.card.clone());
-    card.held_out.insert(Method::Int8Device, q.int8.clone());
+    eval::insert_device(&mut card.held_out, q.int8.clone());
     // One update: a failure leaves the old blob beside the old card.
     dir.save_with_card(&[(ModelDir::BLOB, q.blob.bytes())], card)?;
     Ok(())
@@ -291,7 +291,7 @@ pub fn train_model(request: &TrainRequest) -> Result<TrainOutcome> {
     let float_prdn = report.sections[&Method::FloatAutoencoder].prdn;
     let quantization =
         quantize_and_measure(&net.float_encoder(), &card, &dataset, dataset.train_norm(), &decoder, float_prdn)?;
-    report.sections.insert(Method::Int8Device, quantization.int8.clone());
+    eval::insert_device(&mut report.sections, quantization.int8.clone());
     card.held_out = report.sections.clone();
 
     trained.save_checkpoint(&dir)?;

@@ -8,16 +8,19 @@
 //! * requantization: `s_in · s_w[o] / s_out` as a Q31 multiplier and a power-of-two shift;
 //! * input: the device's i16 counts, normalized and quantized in one fixed-point step per
 //!   channel, `q = zp + (x − round(mean·cpu)) · 1/(cpu · std · s_in)`;
-//! * codes: the last layer's int8 output, `z = scale · (code − zero_point)`.
+//! * codes: the last layer's int8 output, `z = scale · (code − zero_point)`;
+//! * entropy coding: one table per latent fitted to the codes the int8 encoder itself makes of
+//!   the calibration windows (see `OwnedCodeTables::fit`), stored in the blob.
 
 use anyhow::{bail, ensure, Context, Result};
-use funnel_artifacts::blob::model_id_of;
-use funnel_artifacts::data::{Normalization, Windows};
+use funnel_artifacts::blob::{model_id_of, OwnedCodeTables};
+use funnel_artifacts::data::{channels_first_to_interleaved, Normalization, Windows};
 use funnel_artifacts::net::{Activation, FloatEncoder, FloatLayer};
 use funnel_artifacts::Blob;
 use funnel_shared::blob::{
     write_blob, CodeQuant, EncoderSpec, I32s, I8s, InputQuant, Layer, QuantLayer, RequantParams, MAX_LAYERS,
 };
+use funnel_shared::stream::to_counts;
 use funnel_shared::wire::MAX_CODES;
 
 /// Real range `[min, max]` of a tensor mapped onto int8 `[-128, 127]`.
@@ -262,13 +265,39 @@ pub fn quantize(q: &QuantizationInput<'_>) -> Result<Blob> {
         },
         layers,
         codes: CodeQuant { scale: codes.scale as f32, zero_point: codes.zero_point },
+        tables: None,
     };
-    let mut buf =
-        vec![0u8; 64 + owned.iter().map(|o| o.weights.len() + o.bias.len() * 3 + 64).sum::<usize>() + 64 * channels];
-    let len = write_blob(&spec, &mut buf, model_id_of).context("cannot write the model blob")?;
-    buf.truncate(len);
-    // Parse it back exactly as the device will.
-    Ok(Blob::from_bytes(buf)?)
+    let write = |spec: &EncoderSpec<'_>| -> Result<Blob> {
+        let tables = spec.tables.map_or(0, |t| 2 * t.lowest.len() + 2 * t.cumulative.len());
+        let weights: usize = owned.iter().map(|o| o.weights.len() + o.bias.len() * 3 + 64).sum();
+        let mut buf = vec![0u8; 64 + weights + 64 * channels + tables + 16];
+        let len = write_blob(spec, &mut buf, model_id_of).context("cannot write the model blob")?;
+        buf.truncate(len);
+        // Parse it back exactly as the device will.
+        Ok(Blob::from_bytes(buf)?)
+    };
+    let codes = device_codes(&write(&spec)?, q.normalization, q.calibration)?;
+    let tables = OwnedCodeTables::fit(&codes, enc.latent());
+    let blob = write(&EncoderSpec { tables: Some(tables.tables()), ..spec });
+    blob
+}
+
+/// The codes the device's int8 encoder makes of `windows` (normalized `[C][T]`), window after
+/// window: the samples converted back to device counts first, as the device would read them.
+fn device_codes(blob: &Blob, normalization: &Normalization, windows: &Windows) -> Result<Vec<i8>> {
+    let encoder = blob.encoder();
+    let mut scratch = vec![0i8; encoder.scratch_len()];
+    let mut codes = vec![0i8; windows.len() * blob.latent()];
+    for (w, out) in windows.iter().zip(codes.chunks_exact_mut(blob.latent().max(1))) {
+        let mut values = w.to_vec();
+        normalization.denormalize_in_place(&mut values);
+        let counts: Vec<i16> = channels_first_to_interleaved(&values, blob.channels())
+            .into_iter()
+            .map(|v| to_counts(v, blob.counts_per_unit()))
+            .collect();
+        encoder.encode(&counts, &mut scratch, out).context("the int8 encoder refused a calibration window")?;
+    }
+    Ok(codes)
 }
 
 /// A one-layer dense encoder (`window` samples → `latent` codes) quantized on a sine, with its

@@ -1,0 +1,461 @@
+//! Entropy coding of latent codes, on the device and on the host: static per-latent tables,
+//! fitted to the training part of the recording and stored in the model blob, and an rANS coder
+//! (16-bit words, 32-bit state, 12-bit probabilities) that needs no heap.
+//!
+//! The coder is the stack-semantics ANS of the `constriction` crate (`SmallAnsCoder` with a
+//! `SmallContiguousCategoricalEntropyModel`), written out so that it runs on a Cortex-M0 with
+//! nothing but a caller's buffer: the tests check that constriction decodes what
+//! [`CodeTables::encode`] writes and that [`CodeTables::decode`] reads what constriction writes.
+//! It starts from state 0 and drops leading zero words of the final state, so a frame costs its
+//! information content rounded up to 16 bits, not a fixed 32-bit flush.
+//!
+//! Payload bytes: the coder's words in the order they are written, then the final state (low
+//! word, then high word; a zero high word is left out), each word little-endian. A decoder reads
+//! words from the end. Codes are encoded last to first so that they decode first to last.
+
+use crate::blob::{I8s, U16s};
+use crate::wire::MAX_CODES;
+use serde::{Deserialize, Serialize};
+
+/// Probabilities are multiples of `2^-PRECISION`.
+pub const PRECISION: u32 = 12;
+/// The sum of each table's frequencies.
+pub const TOTAL: u32 = 1 << PRECISION;
+const WORD_BITS: u32 = 16;
+/// Below this the decoder refills its state from the next word.
+const REFILL_BELOW: u32 = 1 << (32 - WORD_BITS);
+
+/// One static probability table per latent: latent `i` may take the codes
+/// `lowest[i] ..= highest[i]`, each with a frequency of at least 1 out of [`TOTAL`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CodeTables<'a> {
+    #[serde(borrow)]
+    pub lowest: I8s<'a>,
+    #[serde(borrow)]
+    pub highest: I8s<'a>,
+    /// For each latent in turn, for each of its codes from the lowest: the sum of the
+    /// frequencies of the codes below it. Each latent's run starts at 0 and rises strictly
+    /// below [`TOTAL`]; a code's frequency is the step to the next entry (or to `TOTAL`).
+    #[serde(borrow)]
+    pub cumulative: U16s<'a>,
+}
+
+/// Why codes could not be entropy coded or decoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EntropyError {
+    /// The output does not have room for the coded codes.
+    BufferTooSmall,
+    /// A code outside its latent's table (clamp with [`CodeTables::clamp`] first).
+    OutsideTable { position: usize, code: i8 },
+    /// The number of codes is not a multiple of the number of latents.
+    CodeCount,
+    /// The payload is not what this coder writes for that many codes.
+    Inconsistent,
+}
+
+impl core::fmt::Display for EntropyError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            EntropyError::BufferTooSmall => f.write_str("entropy-coded codes do not fit the buffer"),
+            EntropyError::OutsideTable { position, code } => {
+                write!(f, "code {code} at position {position} is outside its latent's table")
+            }
+            EntropyError::CodeCount => f.write_str("code count is not a multiple of the latent count"),
+            EntropyError::Inconsistent => f.write_str("entropy-coded payload is inconsistent with the model's tables"),
+        }
+    }
+}
+
+impl core::error::Error for EntropyError {}
+
+impl<'a> CodeTables<'a> {
+    /// Number of latents (tables).
+    pub fn latents(&self) -> usize {
+        self.lowest.len()
+    }
+
+    /// Checks that there is one table per latent and that every table is a valid distribution.
+    pub fn validate(&self, latents: usize) -> Result<(), &'static str> {
+        if self.lowest.len() != latents || self.highest.len() != latents || latents > MAX_CODES {
+            return Err("code tables: one per latent");
+        }
+        let mut offset = 0usize;
+        for i in 0..latents {
+            let (lo, hi) = (self.lowest.get(i), self.highest.get(i));
+            if lo > hi {
+                return Err("code tables: lowest code above highest");
+            }
+            let n = usize::from((i16::from(hi) - i16::from(lo)) as u16) + 1;
+            let Some(run) = offset.checked_add(n).filter(|&end| end <= self.cumulative.len()) else {
+                return Err("code tables: fewer frequencies than codes");
+            };
+            let mut previous = None;
+            for j in offset..run {
+                let c = u32::from(self.cumulative.get(j));
+                let ok = match previous {
+                    None => c == 0,
+                    Some(p) => c > p && c < TOTAL,
+                };
+                if !ok {
+                    return Err("code tables: cumulative frequencies must start at 0 and rise strictly below 4096");
+                }
+                previous = Some(c);
+            }
+            offset = run;
+        }
+        if offset != self.cumulative.len() {
+            return Err("code tables: more frequencies than codes");
+        }
+        Ok(())
+    }
+
+    /// Where each latent's run starts in `cumulative` (valid tables only).
+    fn offsets(&self) -> [u16; MAX_CODES + 1] {
+        let mut offsets = [0u16; MAX_CODES + 1];
+        for i in 0..self.latents() {
+            let n = (i16::from(self.highest.get(i)) - i16::from(self.lowest.get(i)) + 1) as u16;
+            offsets[i + 1] = offsets[i] + n;
+        }
+        offsets
+    }
+
+    /// Left cumulative frequency and frequency of `code` for the latent whose run spans
+    /// `start..end` of `cumulative`.
+    fn interval(&self, start: usize, end: usize, j: usize) -> (u32, u32) {
+        let left = u32::from(self.cumulative.get(start + j));
+        let right = if start + j + 1 < end { u32::from(self.cumulative.get(start + j + 1)) } else { TOTAL };
+        (left, right - left)
+    }
+
+    /// Clamps each code (of whole windows, latent after latent) into its table; true when some
+    /// code had to move.
+    pub fn clamp(&self, codes: &mut [i8]) -> bool {
+        let k = self.latents();
+        let mut moved = false;
+        if k == 0 {
+            return false;
+        }
+        for (i, c) in codes.iter_mut().enumerate() {
+            let clamped = (*c).clamp(self.lowest.get(i % k), self.highest.get(i % k));
+            moved |= clamped != *c;
+            *c = clamped;
+        }
+        moved
+    }
+
+    /// Entropy codes `codes` (whole windows, latent after latent, each inside its table) into
+    /// `out`; returns the number of bytes written (always even).
+    pub fn encode(&self, codes: &[i8], out: &mut [u8]) -> Result<usize, EntropyError> {
+        let k = self.latents();
+        if k == 0 || codes.len() % k != 0 {
+            return Err(EntropyError::CodeCount);
+        }
+        let offsets = self.offsets();
+        let mut written = 0usize;
+        let mut push = |word: u16, out: &mut [u8]| -> Result<(), EntropyError> {
+            let slot = out.get_mut(written..written + 2).ok_or(EntropyError::BufferTooSmall)?;
+            slot.copy_from_slice(&word.to_le_bytes());
+            written += 2;
+            Ok(())
+        };
+        let mut state: u32 = 0;
+        for (position, &code) in codes.iter().enumerate().rev() {
+            let latent = position % k;
+            let lo = self.lowest.get(latent);
+            if code < lo || code > self.highest.get(latent) {
+                return Err(EntropyError::OutsideTable { position, code });
+            }
+            let j = (i16::from(code) - i16::from(lo)) as usize;
+            let (left, freq) = self.interval(offsets[latent].into(), offsets[latent + 1].into(), j);
+            if (state >> (32 - PRECISION)) >= freq {
+                push(state as u16, out)?;
+                state >>= WORD_BITS;
+            }
+            state = ((state / freq) << PRECISION) | (left + state % freq);
+        }
+        if state >= REFILL_BELOW {
+            push(state as u16, out)?;
+            push((state >> WORD_BITS) as u16, out)?;
+        } else if state != 0 {
+            push(state as u16, out)?;
+        }
+        Ok(written)
+    }
+
+    /// Decodes `payload` (what [`CodeTables::encode`] wrote) into `codes`, whose length says
+    /// how many codes it holds.
+    pub fn decode(&self, payload: &[u8], codes: &mut [i8]) -> Result<(), EntropyError> {
+        let k = self.latents();
+        if k == 0 || codes.len() % k != 0 {
+            return Err(EntropyError::CodeCount);
+        }
+        if payload.len() % 2 != 0 {
+            return Err(EntropyError::Inconsistent);
+        }
+        let offsets = self.offsets();
+        let mut pos = payload.len() / 2;
+        let pop = |pos: &mut usize| -> Option<u32> {
+            *pos = pos.checked_sub(1)?;
+            Some(u32::from(u16::from_le_bytes([payload[2 * *pos], payload[2 * *pos + 1]])))
+        };
+        let mut state = match pop(&mut pos) {
+            None => 0,
+            // The encoder drops a zero top word.
+            Some(0) => return Err(EntropyError::Inconsistent),
+            // Two words unless the state was below 2^16, which leaves no words below it.
+            Some(top) => match pop(&mut pos) {
+                Some(low) => (top << WORD_BITS) | low,
+                None => top,
+            },
+        };
+        for (position, code) in codes.iter_mut().enumerate() {
+            let latent = position % k;
+            let (start, end) = (usize::from(offsets[latent]), usize::from(offsets[latent + 1]));
+            let quantile = state & (TOTAL - 1);
+            // The last code of the run whose cumulative frequency is at most `quantile`
+            // (the run starts at 0, so there is one).
+            let run = &self.cumulative;
+            let (mut a, mut b) = (0usize, end - start);
+            while b - a > 1 {
+                let mid = (a + b) / 2;
+                if u32::from(run.get(start + mid)) <= quantile {
+                    a = mid;
+                } else {
+                    b = mid;
+                }
+            }
+            let (left, freq) = self.interval(start, end, a);
+            state = (state >> PRECISION) * freq + (quantile - left);
+            if state < REFILL_BELOW {
+                if let Some(word) = pop(&mut pos) {
+                    state = (state << WORD_BITS) | word;
+                }
+            }
+            // `a` < 256: the table spans at most the i8 range.
+            *code = (i16::from(self.lowest.get(latent)) + a as i16) as i8;
+        }
+        // Decoding retraces encoding back to its start: every word read, the state back at 0.
+        if pos != 0 || state != 0 {
+            return Err(EntropyError::Inconsistent);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    extern crate std;
+    use super::*;
+    use constriction::stream::model::SmallContiguousCategoricalEntropyModel;
+    use constriction::stream::stack::SmallAnsCoder;
+    use constriction::stream::{Decode, Encode};
+    use proptest::prelude::*;
+    use std::vec::Vec;
+
+    /// Owned arrays a [`CodeTables`] can borrow.
+    #[derive(Clone, Debug)]
+    pub(crate) struct OwnedTables {
+        pub lowest: Vec<u8>,
+        pub highest: Vec<u8>,
+        pub cumulative: Vec<u8>,
+    }
+
+    impl OwnedTables {
+        /// Tables from per-latent `(lowest, frequencies)`; frequencies must sum to TOTAL.
+        pub(crate) fn new(tables: &[(i8, Vec<u16>)]) -> Self {
+            let mut t = OwnedTables { lowest: Vec::new(), highest: Vec::new(), cumulative: Vec::new() };
+            for (lo, freqs) in tables {
+                assert_eq!(freqs.iter().map(|&f| u32::from(f)).sum::<u32>(), TOTAL);
+                t.lowest.push(*lo as u8);
+                t.highest.push((*lo as i16 + freqs.len() as i16 - 1) as i8 as u8);
+                let mut c = 0u16;
+                for &f in freqs {
+                    t.cumulative.extend_from_slice(&c.to_le_bytes());
+                    c += f;
+                }
+            }
+            t
+        }
+
+        pub(crate) fn tables(&self) -> CodeTables<'_> {
+            CodeTables {
+                lowest: I8s::new(&self.lowest),
+                highest: I8s::new(&self.highest),
+                cumulative: U16s::new(&self.cumulative).unwrap(),
+            }
+        }
+
+        fn frequencies(&self, latent: usize) -> Vec<u16> {
+            let t = self.tables();
+            let o = t.offsets();
+            (0..usize::from(o[latent + 1] - o[latent]))
+                .map(|j| t.interval(o[latent].into(), o[latent + 1].into(), j).1 as u16)
+                .collect()
+        }
+    }
+
+    /// Frequencies for `n` codes summing to TOTAL, each at least 1, drawn from `weights`.
+    fn frequencies(weights: &[u32]) -> Vec<u16> {
+        let sum: u64 = weights.iter().map(|&w| u64::from(w) + 1).sum();
+        let spare = TOTAL as u64 - weights.len() as u64;
+        let mut f: Vec<u16> = weights.iter().map(|&w| 1 + ((u64::from(w) + 1) * spare / sum) as u16).collect();
+        let short = TOTAL - f.iter().map(|&x| u32::from(x)).sum::<u32>();
+        f[0] += short as u16;
+        f
+    }
+
+    prop_compose! {
+        /// 1–4 latents, each with a table of 1–256 codes, and 1–5 windows of codes inside them.
+        fn tables_and_codes()(
+            spans in prop::collection::vec((any::<i8>(), 1usize..=256, any::<u64>()), 1..=4),
+            windows in 1usize..=5,
+            seed in any::<u64>(),
+        ) -> (OwnedTables, Vec<i8>) {
+            let mut rng = seed;
+            let mut next = move || { rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407); (rng >> 33) as u32 };
+            let tables: Vec<(i8, Vec<u16>)> = spans.iter().map(|&(lo, n, s)| {
+                let lo = (lo as i16).min(128 - n as i16) as i8;
+                // Skewed weights: a few likely codes, many rare ones.
+                let weights: Vec<u32> = (0..n).map(|j| if (s >> (j % 64)) & 1 == 1 { 1000 } else { 1 }).collect();
+                (lo, frequencies(&weights))
+            }).collect();
+            let codes = (0..windows * tables.len()).map(|i| {
+                let (lo, f) = &tables[i % tables.len()];
+                (*lo as i16 + (next() as usize % f.len()) as i16) as i8
+            }).collect();
+            (OwnedTables::new(&tables), codes)
+        }
+    }
+
+    fn reference_model(t: &OwnedTables, latent: usize) -> SmallContiguousCategoricalEntropyModel {
+        SmallContiguousCategoricalEntropyModel::from_nonzero_fixed_point_probabilities(t.frequencies(latent), false)
+            .unwrap()
+    }
+
+    proptest! {
+        #[test]
+        fn constriction_decodes_what_the_device_coder_writes((owned, codes) in tables_and_codes()) {
+            let t = owned.tables();
+            prop_assert_eq!(t.validate(t.latents()), Ok(()));
+            let mut out = [0u8; 2048];
+            let n = t.encode(&codes, &mut out).unwrap();
+            let words: Vec<u16> = out[..n].chunks_exact(2).map(|w| u16::from_le_bytes([w[0], w[1]])).collect();
+            let mut reference = SmallAnsCoder::from_compressed(words).unwrap();
+            let k = t.latents();
+            for (i, &c) in codes.iter().enumerate() {
+                let symbol = reference.decode_symbol(reference_model(&owned, i % k)).unwrap();
+                prop_assert_eq!(symbol as i16 + t.lowest.get(i % k) as i16, c as i16);
+            }
+            prop_assert!(reference.is_empty());
+            let mut back = std::vec![0i8; codes.len()];
+            t.decode(&out[..n], &mut back).unwrap();
+            prop_assert_eq!(back, codes);
+        }
+
+        #[test]
+        fn the_device_decoder_reads_what_constriction_writes((owned, codes) in tables_and_codes()) {
+            let t = owned.tables();
+            let k = t.latents();
+            let mut reference = SmallAnsCoder::new();
+            for (i, &c) in codes.iter().enumerate().rev() {
+                let symbol = (c as i16 - t.lowest.get(i % k) as i16) as usize;
+                reference.encode_symbol(symbol, reference_model(&owned, i % k)).unwrap();
+            }
+            let words = reference.into_compressed().unwrap();
+            let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+            let mut ours = [0u8; 2048];
+            let n = t.encode(&codes, &mut ours).unwrap();
+            prop_assert_eq!(&ours[..n], &bytes[..], "same bytes as the reference");
+            let mut back = std::vec![0i8; codes.len()];
+            t.decode(&bytes, &mut back).unwrap();
+            prop_assert_eq!(back, codes);
+        }
+
+        /// Any bytes: the decoder answers, never panics, and what it accepts re-encodes to them.
+        #[test]
+        fn arbitrary_payloads_decode_or_are_refused(
+            (owned, codes) in tables_and_codes(),
+            payload in prop::collection::vec(any::<u8>(), 0..64),
+        ) {
+            let t = owned.tables();
+            let mut back = std::vec![0i8; codes.len()];
+            if t.decode(&payload, &mut back).is_ok() {
+                let mut again = [0u8; 2048];
+                let n = t.encode(&back, &mut again).unwrap();
+                prop_assert_eq!(&again[..n], &payload[..]);
+            }
+        }
+    }
+
+    #[test]
+    fn codes_at_the_table_edges_and_rarest_codes_round_trip() {
+        // Latent 0 spans the whole i8 range with one likely code; latent 1 is a single code.
+        let mut f0 = std::vec![1u16; 256];
+        f0[128] = (TOTAL - 255) as u16;
+        let owned = OwnedTables::new(&[(-128, f0), (5, std::vec![TOTAL as u16])]);
+        let t = owned.tables();
+        assert_eq!(t.validate(2), Ok(()));
+        let codes: Vec<i8> = [-128, 5, 127, 5, 0, 5, -1, 5].into_iter().cycle().take(64).collect();
+        let mut out = [0u8; 256];
+        let n = t.encode(&codes, &mut out).unwrap();
+        // 24 rare codes of latent 0 cost 12 bits each, 8 likely ones under a bit; the
+        // single-code latent costs nothing.
+        assert!(n * 8 <= 24 * 12 + 8 + 16, "{n} bytes");
+        let mut back = [0i8; 64];
+        t.decode(&out[..n], &mut back).unwrap();
+        assert_eq!(back.to_vec(), codes);
+    }
+
+    #[test]
+    fn the_most_likely_codes_cost_next_to_nothing() {
+        let owned = OwnedTables::new(&[(-2, std::vec![1, 4093, 1, 1])]);
+        let t = owned.tables();
+        let mut out = [0u8; 16];
+        // 60 codes of probability 4093/4096: 0.06 bits in all, rounded up to 0 or 1 word.
+        assert!(t.encode(&[-1; 60], &mut out).unwrap() <= 2);
+        // Code -1 has left cumulative 1: encoding it from state 0 does grow the state.
+        let owned = OwnedTables::new(&[(0, std::vec![4095, 1])]);
+        assert_eq!(owned.tables().encode(&[0; 64], &mut out), Ok(0), "cumulative 0 from state 0 writes nothing");
+        let mut back = [9i8; 64];
+        owned.tables().decode(&[], &mut back).unwrap();
+        assert_eq!(back, [0; 64]);
+    }
+
+    #[test]
+    fn misuse_is_an_error() {
+        let owned = OwnedTables::new(&[(0, std::vec![2048, 2048]), (0, std::vec![4096])]);
+        let t = owned.tables();
+        let mut out = [0u8; 4];
+        assert_eq!(t.encode(&[0, 0, 1], &mut out), Err(EntropyError::CodeCount));
+        assert_eq!(t.encode(&[2, 0], &mut out), Err(EntropyError::OutsideTable { position: 0, code: 2 }));
+        assert_eq!(t.encode(&[1, 0].repeat(40), &mut out), Err(EntropyError::BufferTooSmall));
+        let mut codes = [0i8; 2];
+        assert_eq!(t.decode(&[1], &mut codes), Err(EntropyError::Inconsistent));
+        assert_eq!(t.decode(&[0, 0], &mut codes), Err(EntropyError::Inconsistent), "a zero top word");
+        let mut codes = [5i8, -3, 0, 1];
+        assert!(t.clamp(&mut codes));
+        assert_eq!(codes, [1, 0, 0, 0]);
+    }
+
+    #[test]
+    fn invalid_tables_are_refused() {
+        let good = OwnedTables::new(&[(0, std::vec![2048, 2048])]);
+        assert_eq!(good.tables().validate(2), Err("code tables: one per latent"));
+        let mut t = good.clone();
+        t.cumulative[0] = 1; // does not start at 0
+        assert!(t.tables().validate(1).is_err());
+        let mut t = good.clone();
+        t.cumulative[2..4].copy_from_slice(&0u16.to_le_bytes()); // a zero frequency
+        assert!(t.tables().validate(1).is_err());
+        let mut t = good.clone();
+        t.cumulative[2..4].copy_from_slice(&4096u16.to_le_bytes()); // reaches TOTAL
+        assert!(t.tables().validate(1).is_err());
+        let mut t = good.clone();
+        t.highest[0] = 2; // three codes, two frequencies
+        assert!(t.tables().validate(1).is_err());
+        let mut t = good;
+        t.lowest[0] = 5; // above highest
+        assert!(t.tables().validate(1).is_err());
+    }
+}
