@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use funnel::pipeline::{quantize_model, train_model, QuantizeRequest, TrainOutcome, TrainRequest};
+use funnel::pipeline::{quantize_model, train_model, CodeRate, QuantizeRequest, TrainOutcome, TrainRequest};
 use funnel::runtime::{load_with_tract, Runtime};
 use funnel::train::load_checkpoint;
 use funnel_artifacts::spec::{Arch, Variant};
@@ -383,7 +383,8 @@ fn counts_per_unit_follows_the_flag_into_the_blob() {
     let trained =
         train_model(&TrainRequest { counts_per_unit: Some(200.0), ..args(&data, &out, Arch::Mlp, 64, 8) }).unwrap();
     assert_eq!(trained.card.counts_per_unit, 200.0);
-    let q = quantize_model(&QuantizeRequest { model: out.clone(), calibration: None }).unwrap();
+    let q =
+        quantize_model(&QuantizeRequest { model: out.clone(), calibration: None, rate: CodeRate::AsBefore }).unwrap();
     let blob = std::fs::read(out.join("encoder.fq8")).unwrap();
     let encoder = funnel_shared::encoder::QuantizedEncoder::from_blob(&blob).unwrap();
     assert_eq!(encoder.spec().counts_per_unit, 200.0);

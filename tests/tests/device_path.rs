@@ -6,8 +6,8 @@ use std::path::Path;
 use funnel::codec::{DecodeReport, EncodedStream};
 use funnel::eval::device_metrics;
 use funnel::pipeline::{
-    dataset_for_model, decode_stream, encode_recording, quantize_model, DecodeRequest, EncodeRequest, QuantizeRequest,
-    Source,
+    dataset_for_model, decode_stream, encode_recording, quantize_model, CodeRate, DecodeRequest, EncodeRequest,
+    QuantizeRequest, Source,
 };
 use funnel::runtime::{load_onnx, Backend};
 use funnel_artifacts::data::Normalization;
@@ -208,7 +208,12 @@ fn frames_are_refused_by_another_model_naming_both_ids() {
     let head = tmp.path().join("head.csv");
     let text = std::fs::read_to_string(&data).unwrap();
     std::fs::write(&head, text.lines().take(5000).collect::<Vec<_>>().join("\n")).unwrap();
-    let q = quantize_model(&QuantizeRequest { model: other.clone(), calibration: Some((head, columns)) }).unwrap();
+    let q = quantize_model(&QuantizeRequest {
+        model: other.clone(),
+        calibration: Some((head, columns)),
+        rate: CodeRate::AsBefore,
+    })
+    .unwrap();
     let ours = ModelDir::new(ecg_model()).load_card().unwrap().quantization.unwrap().model_id;
     assert_ne!(q.card.model_id, ours);
 
@@ -230,6 +235,35 @@ fn frames_are_refused_by_another_model_naming_both_ids() {
 
 /// `models/ecg` copied into `dir/other`, its card pointing at the same recording (cards name
 /// their data relative to their directory).
+#[test]
+fn a_target_rate_picks_a_coarser_code_step_that_meets_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = copy_of_the_shipped_model(tmp.path());
+    let shipped = ModelDir::new(ecg_model()).load_card().unwrap();
+    let finest = shipped.held_out[&Method::Int8Device].clone();
+    let request = |rate| QuantizeRequest { model: model.clone(), calibration: None, rate };
+    let coarse = quantize_model(&request(CodeRate::BitsPerSample(0.4))).unwrap();
+    assert!(coarse.card.code_step > 1.0, "step {}", coarse.card.code_step);
+    // The target holds on the training part (within the search's 2 %); held out, the rate
+    // falls and the error grows.
+    let card = ModelDir::new(&model).load_card().unwrap();
+    let (data, columns) = ecg_data();
+    let dataset = dataset_for_model(&ModelDir::new(&model), &card, &data, &columns).unwrap();
+    let train_rate = funnel::codec::device_rate(&coarse.blob, dataset.train()).unwrap();
+    assert!((0.392..=0.4).contains(&train_rate), "{train_rate} bits/sample on the training part");
+    assert!(coarse.int8.bits_per_sample < finest.bits_per_sample);
+    assert!(coarse.int8.prdn > finest.prdn);
+    // The card keeps the step: quantizing again as before gives the same blob.
+    assert_eq!(card.quantization.as_ref().unwrap().code_step, coarse.card.code_step);
+    let again = quantize_model(&request(CodeRate::AsBefore)).unwrap();
+    assert_eq!(again.card.model_id, coarse.card.model_id);
+    // A rate above the finest step's is out of reach: the finest step it is.
+    let finest_again = quantize_model(&request(CodeRate::BitsPerSample(4.0))).unwrap();
+    let shipped_id = shipped.quantization.as_ref().unwrap().model_id.clone();
+    assert_eq!((finest_again.card.code_step, finest_again.card.model_id), (1.0, shipped_id));
+    assert!(quantize_model(&request(CodeRate::Step(0.5))).is_err());
+}
+
 fn copy_of_the_shipped_model(dir: &Path) -> std::path::PathBuf {
     let other = dir.join("other");
     std::fs::create_dir(&other).unwrap();

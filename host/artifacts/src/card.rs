@@ -42,6 +42,13 @@ pub struct QuantizationCard {
     pub float_prdn: f64,
     pub int8_prdn: f64,
     pub relative_prdn_loss: f64,
+    /// The codes' quantization step over the finest (the rate knob; 1 for older cards).
+    #[serde(default = "finest_code_step")]
+    pub code_step: f64,
+}
+
+fn finest_code_step() -> f64 {
+    1.0
 }
 
 /// The firmware image with this model, measured (`cargo xtask bench --record`).

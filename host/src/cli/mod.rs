@@ -11,7 +11,8 @@ use funnel_artifacts::spec::{Arch, Variant};
 use funnel_shared::stream::StreamConfig;
 
 use crate::pipeline::{
-    self, DecodeRequest, EncodeRequest, EvalRequest, PlotRequest, QuantizeRequest, RdRequest, Source, TrainRequest,
+    self, CodeRate, DecodeRequest, EncodeRequest, EvalRequest, PlotRequest, QuantizeRequest, RdRequest, Source,
+    TrainRequest,
 };
 use crate::runtime::Backend;
 
@@ -201,6 +202,14 @@ struct QuantizeArgs {
     /// Columns of the calibration file (default: the model's columns).
     #[arg(long = "column")]
     columns: Vec<String>,
+    /// The codes' quantization step over the finest (1 to 127): coarser codes, fewer bits
+    /// (default: the step the card records, 1 for a new model).
+    #[arg(long, conflicts_with = "bits_per_sample")]
+    code_step: Option<f64>,
+    /// Pick the code step that sends this many bits per sample on the training part, framing
+    /// included (a model cannot go above its finest step's rate).
+    #[arg(long)]
+    bits_per_sample: Option<f64>,
 }
 
 #[derive(clap::Args, Clone, Debug)]
@@ -299,14 +308,16 @@ impl DecodeArgs {
 fn report_quantization(q: &pipeline::QuantizeOutcome) {
     let c = &q.card;
     eprintln!(
-        "encoder.fq8: model {}, {} bytes, {} MACs/window, {} bytes scratch RAM; held-out PRDN float {:.3} % → int8 {:.3} % ({:+.1} %)",
+        "encoder.fq8: model {}, {} bytes, {} MACs/window, {} bytes scratch RAM, code step {:.3}; held-out PRDN float {:.3} % → int8 {:.3} % ({:+.1} %) at {:.3} bits/sample",
         c.model_id,
         c.blob_bytes,
         c.macs_per_window,
         c.scratch_bytes,
+        c.code_step,
         c.float_prdn,
         c.int8_prdn,
-        100.0 * c.relative_prdn_loss
+        100.0 * c.relative_prdn_loss,
+        q.int8.bits_per_sample
     );
     if let Some(w) = &q.warning {
         eprintln!("\n*** WARNING: {w}\n");
@@ -356,7 +367,12 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Quantize(args) => {
             let calibration = args.calibration.map(|path| (path, args.columns));
-            report_quantization(&pipeline::quantize_model(&QuantizeRequest { model: args.model, calibration })?)
+            let rate = match (args.code_step, args.bits_per_sample) {
+                (Some(step), _) => CodeRate::Step(step),
+                (None, Some(bits)) => CodeRate::BitsPerSample(bits),
+                (None, None) => CodeRate::AsBefore,
+            };
+            report_quantization(&pipeline::quantize_model(&QuantizeRequest { model: args.model, calibration, rate })?)
         }
         Command::Encode(args) => {
             let ModelDataArgs { model, data } = args.input;

@@ -25,6 +25,23 @@ pub struct RoundTrip {
     pub bytes: usize,
 }
 
+/// `windows` (`[C][T]`, original units) as the device's counts, `[T][C]`, one after another.
+fn device_counts(blob: &Blob, windows: &Windows) -> Vec<i16> {
+    windows
+        .iter()
+        .flat_map(|w| channels_first_to_interleaved(w, blob.channels()))
+        .map(|v| to_counts(v, blob.counts_per_unit()))
+        .collect()
+}
+
+/// Bits per sample (per channel) the device sends for `windows` (`[C][T]`, original units)
+/// with [`StreamConfig::DEFAULT`], framing included.
+pub fn device_rate(blob: &Blob, windows: &Windows) -> Result<f64> {
+    ensure!(!windows.is_empty(), "no windows to measure the rate on");
+    let encoded = simulate(blob, &device_counts(blob, windows), StreamConfig::DEFAULT)?;
+    Ok(8.0 * encoded.bytes.len() as f64 / (windows.len() * blob.window()) as f64)
+}
+
 /// What the device path rebuilds of `windows` (`[C][T]`, original units): each window
 /// converted to counts, encoded by the int8 encoder into frames, then decoded from those bytes.
 pub fn device_round_trip<R: Runtime + ?Sized>(
@@ -34,12 +51,7 @@ pub fn device_round_trip<R: Runtime + ?Sized>(
     windows: &Windows,
 ) -> Result<RoundTrip> {
     let channels = blob.channels();
-    let counts: Vec<i16> = windows
-        .iter()
-        .flat_map(|w| channels_first_to_interleaved(w, channels))
-        .map(|v| to_counts(v, blob.counts_per_unit()))
-        .collect();
-    let encoded = simulate(blob, &counts, StreamConfig::DEFAULT)?;
+    let encoded = simulate(blob, &device_counts(blob, windows), StreamConfig::DEFAULT)?;
     let mut sink = CollectSink { channels, ..Default::default() };
     let mut stream = StreamDecoder::new(blob, normalization, decoder, "device simulation")?;
     stream.feed(&encoded.bytes, &mut sink)?;

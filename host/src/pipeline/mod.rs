@@ -22,8 +22,8 @@ pub use decode::{decode_stream, DecodeRequest, Source, StreamOutput};
 pub use training::plot_model;
 #[cfg(feature = "train")]
 pub use training::{
-    quantize_model, run_pipeline, train_model, PipelineOutcome, PlotRequest, QuantizeOutcome, QuantizeRequest,
-    TrainOutcome, TrainRequest, CODES_FILE, MAX_RELATIVE_PRDN_LOSS, PLOT_FILE, RECONSTRUCTION_FILE,
+    quantize_model, run_pipeline, train_model, CodeRate, PipelineOutcome, PlotRequest, QuantizeOutcome,
+    QuantizeRequest, TrainOutcome, TrainRequest, CODES_FILE, MAX_RELATIVE_PRDN_LOSS, PLOT_FILE, RECONSTRUCTION_FILE,
 };
 
 use crate::codec::{simulate, EncodedStream};

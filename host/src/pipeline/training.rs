@@ -13,10 +13,10 @@ use funnel_artifacts::{
 
 use super::decode::{decode_to_csv, Decoding};
 use super::{checkpoint, dataset_for_model, model_dataset, onnx_runtime};
-use crate::codec::{simulate, DecodeReport, EncodedStream};
+use crate::codec::{device_rate, simulate, DecodeReport, EncodedStream};
 use crate::eval::{self, Evaluation, Report};
 use crate::export::{export_onnx, OnnxFiles};
-use crate::quantize::{quantize, QuantizationInput};
+use crate::quantize::{quantize, QuantizationInput, MAX_CODE_STEP};
 use crate::runtime::{Backend, Runtime, TractModel};
 use crate::train::{train, TrainPlan, TrainedModel};
 use funnel_shared::stream::StreamConfig;
@@ -31,7 +31,24 @@ pub struct QuantizeRequest {
     /// Calibrate activation ranges on this recording (and these columns, default the model's)
     /// instead of the training part of the model's own data.
     pub calibration: Option<(PathBuf, Vec<String>)>,
+    pub rate: CodeRate,
 }
+
+/// How coarse the device's codes are: the rate of a trained model.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum CodeRate {
+    /// The step the card records (the finest for a model never quantized).
+    AsBefore,
+    /// This step over the finest (≥ 1).
+    Step(f64),
+    /// The step whose stream has this many bits per sample on the training part (framing
+    /// included), or the finest when the model cannot reach it.
+    BitsPerSample(f64),
+}
+
+/// How far below its target [`CodeRate::BitsPerSample`] may stop searching, as a fraction of
+/// the target.
+const RATE_TOLERANCE: f64 = 0.02;
 
 /// What quantization produced and measured.
 #[derive(Clone, Debug)]
@@ -52,13 +69,25 @@ fn quantize_and_measure(
     calibration: &Windows,
     decoder: &dyn Runtime,
     float_prdn: f64,
+    rate: CodeRate,
 ) -> Result<QuantizeOutcome> {
-    let blob = quantize(&QuantizationInput {
-        encoder,
-        normalization: &card.normalization,
-        counts_per_unit: card.counts_per_unit,
-        calibration,
-    })?;
+    let with_step = |code_step: f64| {
+        quantize(&QuantizationInput {
+            encoder,
+            normalization: &card.normalization,
+            counts_per_unit: card.counts_per_unit,
+            calibration,
+            code_step,
+        })
+    };
+    let (blob, code_step) = match rate {
+        CodeRate::AsBefore => {
+            let step = card.quantization.as_ref().map_or(1.0, |q| q.code_step);
+            (with_step(step)?, step)
+        }
+        CodeRate::Step(step) => (with_step(step)?, step),
+        CodeRate::BitsPerSample(target) => step_for_rate(&with_step, dataset.train(), target)?,
+    };
     let int8 = eval::device_metrics(&blob, decoder, dataset, card.sensor_bits)?;
     let relative = (int8.prdn - float_prdn) / float_prdn;
     let quantization = QuantizationCard {
@@ -69,8 +98,10 @@ fn quantize_and_measure(
         float_prdn,
         int8_prdn: int8.prdn,
         relative_prdn_loss: relative,
+        code_step,
     };
-    let warning = (relative > MAX_RELATIVE_PRDN_LOSS).then(|| {
+    // A coarser step loses PRDN on purpose; the warning is about the finest.
+    let warning = (code_step == 1.0 && relative > MAX_RELATIVE_PRDN_LOSS).then(|| {
         format!(
             "int8 PRDN {:.2} % is {:.1} % worse than float {:.2} % (limit {:.0} %). Try calibrating on more data \
              (`funnel quantize --calibration FILE.csv --column NAME`), a smaller latent range (retrain with \
@@ -82,6 +113,34 @@ fn quantize_and_measure(
         )
     });
     Ok(QuantizeOutcome { blob, card: quantization, int8, warning })
+}
+
+/// The blob whose code step makes the device send `target` bits per sample for `train`
+/// (original units), found by bisection on the logarithm of the step (the rate falls as the
+/// step grows), and that step. The finest step when even it stays below `target`.
+fn step_for_rate(with_step: &dyn Fn(f64) -> Result<Blob>, train: &Windows, target: f64) -> Result<(Blob, f64)> {
+    ensure!(target.is_finite() && target > 0.0, "--bits-per-sample must be a positive number (got {target})");
+    let finest = with_step(1.0)?;
+    if device_rate(&finest, train)? <= target {
+        return Ok((finest, 1.0));
+    }
+    let (mut lo, mut hi) = (0.0f64, MAX_CODE_STEP.ln());
+    let mut best = (finest, 1.0);
+    for _ in 0..24 {
+        let step = ((lo + hi) / 2.0).exp();
+        let blob = with_step(step)?;
+        let rate = device_rate(&blob, train)?;
+        if rate > target {
+            lo = step.ln();
+        } else {
+            hi = step.ln();
+            best = (blob, step);
+            if rate >= target * (1.0 - RATE_TOLERANCE) {
+                break;
+            }
+        }
+    }
+    Ok(best)
 }
 
 /// Writes the blob and records it in the card (clearing firmware measurements of another blob).
@@ -127,7 +186,8 @@ pub fn quantize_model(request: &QuantizeRequest) -> Result<QuantizeOutcome> {
         }
     };
     let decoder = onnx_runtime(&dir, &card, Graph::Decoder, Backend::Tract)?;
-    let outcome = quantize_and_measure(&encoder, &card, &dataset, &calibration, decoder.as_ref(), float_prdn)?;
+    let outcome =
+        quantize_and_measure(&encoder, &card, &dataset, &calibration, decoder.as_ref(), float_prdn, request.rate)?;
     commit_quantization(&dir, &mut card, &outcome)?;
     Ok(outcome)
 }
@@ -289,8 +349,15 @@ pub fn train_model(request: &TrainRequest) -> Result<TrainOutcome> {
     )?;
     let decoder = TractModel::from_proto(&onnx.decoder, &dir.onnx_path(Graph::Decoder))?;
     let float_prdn = report.sections[&Method::FloatAutoencoder].prdn;
-    let quantization =
-        quantize_and_measure(&net.float_encoder(), &card, &dataset, dataset.train_norm(), &decoder, float_prdn)?;
+    let quantization = quantize_and_measure(
+        &net.float_encoder(),
+        &card,
+        &dataset,
+        dataset.train_norm(),
+        &decoder,
+        float_prdn,
+        CodeRate::AsBefore,
+    )?;
     eval::insert_device(&mut report.sections, quantization.int8.clone());
     card.held_out = report.sections.clone();
 

@@ -40,6 +40,18 @@ impl ActivationQuant {
         ActivationQuant { scale, zero_point }
     }
 
+    /// The codes' rate knob: steps `step` (≥ 1) times as wide over the calibrated range
+    /// `[min, max]`, the zero point centred on it so that the fewer codes it now takes stay
+    /// inside int8.
+    pub fn coarsened(self, step: f64, min: f64, max: f64) -> ActivationQuant {
+        if step == 1.0 {
+            return self;
+        }
+        let scale = self.scale * step;
+        let zero_point = (-(min + max) / 2.0 / scale).round().clamp(-128.0, 127.0) as i8;
+        ActivationQuant { scale, zero_point }
+    }
+
     pub fn quantize(&self, v: f64) -> i8 {
         (v / self.scale + f64::from(self.zero_point)).round().clamp(-128.0, 127.0) as i8
     }
@@ -76,6 +88,9 @@ pub fn quantize_multiplier(m: f64) -> Result<(i32, i8)> {
     Ok((q as i32, shift as i8))
 }
 
+/// Coarsest code step [`quantize`] accepts: two codes over the calibrated range.
+pub const MAX_CODE_STEP: f64 = 127.0;
+
 /// Fraction of the calibrated input range added on each side.
 pub const INPUT_RANGE_MARGIN: f64 = 0.02;
 
@@ -88,6 +103,9 @@ pub struct QuantizationInput<'a> {
     pub counts_per_unit: f32,
     /// Normalized `[C][T]` windows whose activations set the ranges (training windows).
     pub calibration: &'a Windows,
+    /// The codes' quantization step over the finest one that covers their calibrated range
+    /// (≥ 1): the rate knob of a trained model.
+    pub code_step: f64,
 }
 
 /// Owned parameters of one layer; [`EncoderSpec`] borrows them.
@@ -161,6 +179,11 @@ pub fn quantize(q: &QuantizationInput<'_>) -> Result<Blob> {
     );
     ensure!(enc.latent() <= MAX_CODES, "latent size {} exceeds the {MAX_CODES} codes a frame carries", enc.latent());
     ensure!(q.calibration.dim == channels * enc.window, "calibration windows do not match the encoder input");
+    ensure!(
+        q.code_step.is_finite() && (1.0..=MAX_CODE_STEP).contains(&q.code_step),
+        "the code step must be between 1 and {MAX_CODE_STEP} (got {})",
+        q.code_step
+    );
     let cpu = f64::from(q.counts_per_unit);
     ensure!(cpu.is_finite() && cpu > 0.0, "counts_per_unit must be positive (got {cpu})");
 
@@ -186,13 +209,17 @@ pub fn quantize(q: &QuantizationInput<'_>) -> Result<Blob> {
     let mut owned = Vec::with_capacity(enc.layers.len());
     let mut acts = Vec::with_capacity(enc.layers.len());
     let mut s_in = input_q;
-    for (layer, &(min, max)) in enc.layers.iter().zip(&ranges) {
+    for (i, (layer, &(min, max))) in enc.layers.iter().zip(&ranges).enumerate() {
         let (weight, bias, activation) = match layer {
             FloatLayer::Dense { weight, bias, activation, .. }
             | FloatLayer::Conv1d { weight, bias, activation, .. } => (weight, bias, *activation),
         };
         let relu = activation == Activation::Relu;
-        let out_q = ActivationQuant::for_range(if relu { 0.0 } else { min }, max);
+        let min = if relu { 0.0 } else { min };
+        let mut out_q = ActivationQuant::for_range(min, max);
+        if i + 1 == enc.layers.len() {
+            out_q = out_q.coarsened(q.code_step, min, max);
+        }
         let per_out = weight.len() / bias.len();
         let (mut w_q, mut b_q, mut mult, mut shift) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for (o, row) in weight.chunks(per_out).enumerate() {
@@ -321,6 +348,7 @@ pub fn dense_blob(window: usize, latent: usize) -> (Blob, Normalization) {
         normalization: &normalization,
         counts_per_unit: 100.0,
         calibration: &calibration,
+        code_step: 1.0,
     };
     (quantize(&input).expect("a valid encoder"), normalization)
 }
@@ -409,6 +437,7 @@ mod tests {
             normalization: &normalization,
             counts_per_unit: cpu,
             calibration: &calibration,
+            code_step: 1.0,
         })
         .unwrap();
         let device = blob.encoder();
