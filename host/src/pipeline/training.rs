@@ -1,24 +1,25 @@
 //! The jobs that train or need the float weights (feature `train`): `funnel train`,
 //! `quantize`, `pipeline` and `plot`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, ensure, Context, Result};
 use funnel_artifacts::card::QuantizationCard;
 use funnel_artifacts::spec::{Arch, ModelSpec, Variant};
 use funnel_artifacts::training::TrainConfig;
-use funnel_artifacts::{
-    Blob, Dataset, FloatEncoder, FloatNet, Graph, Method, Metrics, ModelCard, ModelDir, Recording, Windows,
-};
+use funnel_artifacts::{Blob, Dataset, FloatNet, Graph, Method, Metrics, ModelCard, ModelDir, Recording, Windows};
 
 use super::decode::{decode_to_csv, Decoding};
-use super::{checkpoint, dataset_for_model, model_dataset, onnx_runtime};
+use super::{checkpoint, dataset_for_model, model_dataset};
 use crate::codec::{device_rate, simulate, DecodeReport, EncodedStream};
 use crate::eval::{self, Evaluation, Report};
 use crate::export::{export_onnx, OnnxFiles};
-use crate::quantize::{quantize, QuantizationInput, MAX_CODE_STEP};
+use crate::quantize::{device_codes, quantize, QuantizationInput, MAX_CODE_STEP};
 use crate::runtime::{Backend, Runtime, TractModel};
-use crate::train::{train, TrainPlan, TrainedModel};
+use crate::train::{
+    checkpoint_bytes, fine_tune_decoder, load_trainable, train, Autoencoder, CandleRuntime, DecoderTuning, TrainPlan,
+    TrainedModel, VarMap,
+};
 use funnel_shared::stream::StreamConfig;
 
 /// Relative PRDN loss of int8 against float above which quantization is called out.
@@ -56,24 +57,32 @@ pub struct QuantizeOutcome {
     pub blob: Blob,
     pub card: QuantizationCard,
     pub int8: Metrics,
+    /// The float autoencoder with the decoder tuned to the codes, at the device's rate.
+    pub float: Metrics,
+    pub tuning: DecoderTuning,
+    /// The graphs and the checkpoint with the tuned decoder.
+    pub onnx: OnnxFiles,
+    pub checkpoint: Vec<u8>,
     /// Set when int8 loses more than [`MAX_RELATIVE_PRDN_LOSS`] against float.
     pub warning: Option<String>,
 }
 
-/// Quantizes `encoder`, measures the device path (with `decoder`) on the held-out part against
-/// the float PRDN; writes nothing.
+/// Quantizes the encoder of `model` at `rate`, tunes its decoder (parameters in `varmap`) to
+/// the device's codes of the training windows, and measures the device path and the float
+/// model on the held-out part; writes nothing.
 fn quantize_and_measure(
-    encoder: &FloatEncoder,
+    model: &Autoencoder,
+    varmap: &VarMap,
     card: &ModelCard,
     dataset: &Dataset,
     calibration: &Windows,
-    decoder: &dyn Runtime,
-    float_prdn: f64,
     rate: CodeRate,
+    progress: bool,
 ) -> Result<QuantizeOutcome> {
+    let encoder = model.float_net()?.float_encoder();
     let with_step = |code_step: f64| {
         quantize(&QuantizationInput {
-            encoder,
+            encoder: &encoder,
             normalization: &card.normalization,
             counts_per_unit: card.counts_per_unit,
             calibration,
@@ -88,7 +97,13 @@ fn quantize_and_measure(
         CodeRate::Step(step) => (with_step(step)?, step),
         CodeRate::BitsPerSample(target) => step_for_rate(&with_step, dataset.train(), target)?,
     };
-    let int8 = eval::device_metrics(&blob, decoder, dataset, card.sensor_bits)?;
+    let tuning = tune_decoder_to_codes(&blob, card, dataset, model, varmap, progress)?;
+    let onnx = export_onnx(&model.float_net()?);
+    let decoder = TractModel::from_proto(&onnx.decoder, Path::new(Graph::Decoder.file_name()))?;
+    let int8 = eval::device_metrics(&blob, &decoder, dataset, card.sensor_bits)?;
+    let autoencoder = CandleRuntime { model, graph: Graph::Autoencoder };
+    let float = eval::float_metrics(&autoencoder, dataset, 0, card.sensor_bits)?.at_rate_of(&int8);
+    let float_prdn = float.prdn;
     let relative = (int8.prdn - float_prdn) / float_prdn;
     let quantization = QuantizationCard {
         blob_bytes: blob.len(),
@@ -112,7 +127,42 @@ fn quantize_and_measure(
             100.0 * MAX_RELATIVE_PRDN_LOSS
         )
     });
-    Ok(QuantizeOutcome { blob, card: quantization, int8, warning })
+    let checkpoint = checkpoint_bytes(varmap)?;
+    Ok(QuantizeOutcome { blob, card: quantization, int8, float, tuning, onnx, checkpoint, warning })
+}
+
+/// Epochs of decoder tuning at most, and without improvement before it stops.
+const TUNING_EPOCHS: usize = 30;
+const TUNING_PATIENCE: usize = 5;
+
+/// Fine-tunes the decoder to rebuild the training windows (cut as for training) from the codes
+/// the device's int8 encoder (`blob`) makes of them, dequantized: what it will be given.
+fn tune_decoder_to_codes(
+    blob: &Blob,
+    card: &ModelCard,
+    dataset: &Dataset,
+    model: &Autoencoder,
+    varmap: &VarMap,
+    progress: bool,
+) -> Result<DecoderTuning> {
+    let hop = match card.train_config.train_hop {
+        0 => card.window(),
+        hop => hop,
+    };
+    let windows = dataset.training_windows(hop);
+    let latents = |w: &Windows| -> Result<Windows> {
+        let codes = device_codes(blob, &card.normalization, w)?;
+        Ok(Windows::new(blob.latent(), codes.into_iter().map(|q| blob.dequantize(q)).collect()))
+    };
+    let config = TrainConfig { epochs: TUNING_EPOCHS, patience: TUNING_PATIENCE, ..card.train_config.clone() };
+    fine_tune_decoder(
+        model,
+        varmap,
+        (&latents(&windows.fit)?, &windows.fit),
+        (&latents(&windows.validation)?, &windows.validation),
+        &config,
+        progress,
+    )
 }
 
 /// The blob whose code step makes the device send `target` bits per sample for `train`
@@ -149,9 +199,13 @@ fn commit_quantization(dir: &ModelDir, card: &mut ModelCard, q: &QuantizeOutcome
         card.firmware.clear();
     }
     card.quantization = Some(q.card.clone());
+    card.held_out.insert(Method::FloatAutoencoder, q.float.clone());
     eval::insert_device(&mut card.held_out, q.int8.clone());
-    // One update: a failure leaves the old blob beside the old card.
-    dir.save_with_card(&[(ModelDir::BLOB, q.blob.bytes())], card)?;
+    let graphs: Vec<(&str, Vec<u8>)> = Graph::ALL.into_iter().map(|g| (g.file_name(), q.onnx.bytes(g))).collect();
+    let mut files: Vec<(&str, &[u8])> = vec![(ModelDir::BLOB, q.blob.bytes()), (ModelDir::WEIGHTS, &q.checkpoint)];
+    files.extend(graphs.iter().map(|(name, bytes)| (*name, bytes.as_slice())));
+    // One update: a failure leaves the old files beside the old card.
+    dir.save_with_card(&files, card)?;
     Ok(())
 }
 
@@ -160,15 +214,15 @@ fn commit_quantization(dir: &ModelDir, card: &mut ModelCard, q: &QuantizeOutcome
 pub fn quantize_model(request: &QuantizeRequest) -> Result<QuantizeOutcome> {
     let dir = ModelDir::new(&request.model);
     let mut card = dir.load_card()?;
-    let Some(float) = card.held_out.get(&Method::FloatAutoencoder) else {
+    if !card.held_out.contains_key(&Method::FloatAutoencoder) {
         bail!(
             "{} has no {} metrics: the card was not written by `funnel train`",
             dir.path().display(),
             Method::FloatAutoencoder
         );
-    };
-    let float_prdn = float.prdn;
-    let encoder = checkpoint(&dir, &card)?.float_net()?.float_encoder();
+    }
+    dir.checked_file(&card, ModelDir::WEIGHTS)?;
+    let (model, varmap) = load_trainable(&dir, &card.spec)?;
     let dataset = model_dataset(&dir, &card)?;
     let calibration = match &request.calibration {
         None => dataset.train_norm().clone(),
@@ -185,9 +239,7 @@ pub fn quantize_model(request: &QuantizeRequest) -> Result<QuantizeOutcome> {
             card.normalization.normalize(&windows)
         }
     };
-    let decoder = onnx_runtime(&dir, &card, Graph::Decoder, Backend::Tract)?;
-    let outcome =
-        quantize_and_measure(&encoder, &card, &dataset, &calibration, decoder.as_ref(), float_prdn, request.rate)?;
+    let outcome = quantize_and_measure(&model, &varmap, &card, &dataset, &calibration, request.rate, false)?;
     commit_quantization(&dir, &mut card, &outcome)?;
     Ok(outcome)
 }
@@ -347,22 +399,20 @@ pub fn train_model(request: &TrainRequest) -> Result<TrainOutcome> {
             sensor_bits: card.sensor_bits,
         },
     )?;
-    let decoder = TractModel::from_proto(&onnx.decoder, &dir.onnx_path(Graph::Decoder))?;
-    let float_prdn = report.sections[&Method::FloatAutoencoder].prdn;
     let quantization = quantize_and_measure(
-        &net.float_encoder(),
+        &trained.model,
+        &trained.varmap,
         &card,
         &dataset,
         dataset.train_norm(),
-        &decoder,
-        float_prdn,
         CodeRate::AsBefore,
+        request.progress,
     )?;
+    report.sections.insert(Method::FloatAutoencoder, quantization.float.clone());
     eval::insert_device(&mut report.sections, quantization.int8.clone());
     card.held_out = report.sections.clone();
-
-    trained.save_checkpoint(&dir)?;
-    onnx.write(&dir)?;
+    // The decoder was tuned to the codes: these are the graphs that go out.
+    let (net, onnx) = (trained.float_net()?, quantization.onnx.clone());
     commit_quantization(&dir, &mut card, &quantization)?;
     Ok(TrainOutcome { dir, card, dataset, trained, net, onnx, report, quantization })
 }

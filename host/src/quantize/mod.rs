@@ -311,7 +311,7 @@ pub fn quantize(q: &QuantizationInput<'_>) -> Result<Blob> {
 
 /// The codes the device's int8 encoder makes of `windows` (normalized `[C][T]`), window after
 /// window: the samples converted back to device counts first, as the device would read them.
-fn device_codes(blob: &Blob, normalization: &Normalization, windows: &Windows) -> Result<Vec<i8>> {
+pub fn device_codes(blob: &Blob, normalization: &Normalization, windows: &Windows) -> Result<Vec<i8>> {
     let encoder = blob.encoder();
     let mut scratch = vec![0i8; encoder.scratch_len()];
     let mut codes = vec![0i8; windows.len() * blob.latent()];

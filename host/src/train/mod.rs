@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use anyhow::{ensure, Context, Result};
 use candle_core::{DType, Device, Tensor, Var};
-use candle_nn::{Optimizer, VarMap};
+use candle_nn::Optimizer;
 use funnel_artifacts::data::TrainingWindows;
 use funnel_artifacts::spec::ModelSpec;
 use funnel_artifacts::training::{EpochRecord, InitReport, TrainConfig};
@@ -18,6 +18,7 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 
+pub use candle_nn::VarMap;
 pub use model::{batch_loss, contractive_penalty, Autoencoder, LossTerms};
 
 use crate::runtime::Runtime;
@@ -143,12 +144,24 @@ pub fn init_from(varmap: &VarMap, dir: &Path) -> Result<InitReport> {
 
 /// Rebuilds the network a card describes and loads its checkpoint `model.safetensors`.
 pub fn load_checkpoint(dir: &ModelDir, spec: &ModelSpec) -> Result<Autoencoder> {
+    load_trainable(dir, spec).map(|(model, _)| model)
+}
+
+/// [`load_checkpoint`], with the variables to train it further.
+pub fn load_trainable(dir: &ModelDir, spec: &ModelSpec) -> Result<(Autoencoder, VarMap)> {
     let mut varmap = VarMap::new();
     let model = Autoencoder::new(spec, &varmap, 0)?;
     let path = dir.weights_path();
     ensure!(path.exists(), "{} does not exist", path.display());
     varmap.load(&path).with_context(|| format!("cannot load weights from {}", path.display()))?;
-    Ok(model)
+    Ok((model, varmap))
+}
+
+/// The checkpoint (`model.safetensors`) of `varmap`, as bytes.
+pub fn checkpoint_bytes(varmap: &VarMap) -> Result<Vec<u8>> {
+    let vars = vars_of(varmap, "")?;
+    let tensors: Vec<(&str, &Tensor)> = vars.iter().map(|(name, var)| (name.as_str(), var.as_tensor())).collect();
+    Ok(safetensors::serialize(tensors, None)?)
 }
 
 /// Trains on `windows.fit` with early stopping on the reconstruction MSE of
@@ -168,37 +181,146 @@ pub fn train(plan: &TrainPlan, windows: &TrainingWindows) -> Result<TrainedModel
         Some(dir) => Some(init_from(&varmap, dir)?),
         None => None,
     };
-    let n_fit = fit.len();
     let val_x = Tensor::from_slice(&val.data, (val.len(), val.dim), &dev)?;
+    let mut rng = StdRng::seed_from_u64(cfg.seed);
+    let fitted = optimize(
+        &vars_of(&varmap, "")?,
+        fit.len(),
+        cfg,
+        cfg.learning_rate,
+        plan.progress.then_some("training"),
+        |chunk| {
+            let target = Tensor::from_vec(batch(fit, chunk), (chunk.len(), fit.dim), &dev)?;
+            let terms = batch_loss(&model, cfg, &target, &mut rng)?;
+            Ok((terms.total, terms.penalty))
+        },
+        || Ok(candle_nn::loss::mse(&model.forward(&val_x)?, &val_x)?.to_scalar::<f32>()? as f64),
+    )?;
+    let epochs_run = fitted.history.len();
+    let seconds_per_epoch = fitted.history.iter().map(|h| h.seconds).sum::<f64>() / epochs_run.max(1) as f64;
+    Ok(TrainedModel {
+        varmap,
+        model,
+        history: fitted.history,
+        best_epoch: fitted.best_epoch,
+        epochs_run,
+        seconds_per_epoch,
+        init: init_report,
+    })
+}
 
-    let mut vars: Vec<(String, Var)> = varmap
-        .data()
-        .lock()
-        .map_err(|_| anyhow::anyhow!("lock"))?
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
+/// What fine-tuning the decoder did.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DecoderTuning {
+    pub epochs_run: usize,
+    /// 0 when no epoch beat the weights it started from (which are kept then).
+    pub best_epoch: usize,
+    /// Validation MSE (normalized units) before and after.
+    pub val_before: f64,
+    pub val_after: f64,
+}
+
+/// Fine-tunes the decoder half of `model` (parameters in `varmap`; the encoder is left alone)
+/// to rebuild the windows `fit.1` from the latents `fit.0` — the latents as the device's codes
+/// carry them, so that the decoder learns to undo their quantization. Early-stops on the
+/// `validation` pair and keeps the best weights, the starting ones included.
+pub fn fine_tune_decoder(
+    model: &Autoencoder,
+    varmap: &VarMap,
+    fit: (&Windows, &Windows),
+    validation: (&Windows, &Windows),
+    cfg: &TrainConfig,
+    progress: bool,
+) -> Result<DecoderTuning> {
+    let dev = Device::Cpu;
+    let ((fit_z, fit_x), (val_z, val_x)) = (fit, validation);
+    ensure!(fit_z.len() == fit_x.len() && val_z.len() == val_x.len(), "internal: latents and windows differ in count");
+    ensure!(!fit_z.is_empty() && !val_z.is_empty(), "no windows to fine-tune the decoder on");
+    let val_z = Tensor::from_slice(&val_z.data, (val_z.len(), val_z.dim), &dev)?;
+    let val_x = Tensor::from_slice(&val_x.data, (val_x.len(), val_x.dim), &dev)?;
+    let val_loss = || Ok(candle_nn::loss::mse(&model.decode(&val_z)?, &val_x)?.to_scalar::<f32>()? as f64);
+    let val_before = val_loss()?;
+    let fitted = optimize(
+        &vars_of(varmap, "decoder.")?,
+        fit_z.len(),
+        cfg,
+        cfg.learning_rate * FINE_TUNE_LR_FACTOR,
+        progress.then_some("tuning the decoder"),
+        |chunk| {
+            let z = Tensor::from_vec(batch(fit_z, chunk), (chunk.len(), fit_z.dim), &dev)?;
+            let x = Tensor::from_vec(batch(fit_x, chunk), (chunk.len(), fit_x.dim), &dev)?;
+            Ok((candle_nn::loss::mse(&model.decode(&z)?, &x)?, 0.0))
+        },
+        val_loss,
+    )?;
+    let val_after = fitted.best_val.min(val_before);
+    if fitted.best_val >= val_before {
+        for ((_, var), t) in vars_of(varmap, "decoder.")?.iter().zip(&fitted.start) {
+            var.set(t)?;
+        }
+    }
+    let best_epoch = if fitted.best_val < val_before { fitted.best_epoch } else { 0 };
+    Ok(DecoderTuning { epochs_run: fitted.history.len(), best_epoch, val_before, val_after })
+}
+
+/// Fine-tuning starts from trained weights: a smaller step than training's.
+const FINE_TUNE_LR_FACTOR: f64 = 0.25;
+
+/// The variables of `varmap` whose names start with `prefix`, sorted by name.
+fn vars_of(varmap: &VarMap, prefix: &str) -> Result<Vec<(String, Var)>> {
+    let data = varmap.data().lock().map_err(|_| anyhow::anyhow!("varmap lock poisoned"))?;
+    let mut vars: Vec<(String, Var)> =
+        data.iter().filter(|(k, _)| k.starts_with(prefix)).map(|(k, v)| (k.clone(), v.clone())).collect();
     vars.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(vars)
+}
+
+/// Rows `chunk` of `windows`, one after another.
+fn batch(windows: &Windows, chunk: &[usize]) -> Vec<f32> {
+    chunk.iter().flat_map(|&i| windows.get(i).iter().copied()).collect()
+}
+
+/// How [`optimize`] went.
+struct Fitted {
+    history: Vec<EpochRecord>,
+    best_epoch: usize,
+    best_val: f64,
+    /// The variables' values before the first step.
+    start: Vec<Tensor>,
+}
+
+/// AdamW over `vars` for up to `cfg.epochs` epochs of shuffled minibatches of `n` items
+/// (`step` returns a minibatch's loss and its penalty term), early stopping after
+/// `cfg.patience` epochs without a better `val_loss`; leaves the best epoch's values in `vars`.
+fn optimize(
+    vars: &[(String, Var)],
+    n: usize,
+    cfg: &TrainConfig,
+    learning_rate: f64,
+    progress: Option<&str>,
+    mut step: impl FnMut(&[usize]) -> Result<(Tensor, f32)>,
+    val_loss: impl Fn() -> Result<f64>,
+) -> Result<Fitted> {
+    let start = vars.iter().map(|(_, v)| v.as_tensor().copy()).collect::<candle_core::Result<Vec<_>>>()?;
     let mut opt = candle_nn::AdamW::new(
         vars.iter().map(|(_, v)| v.clone()).collect(),
-        candle_nn::ParamsAdamW { lr: cfg.learning_rate, weight_decay: cfg.weight_decay, ..Default::default() },
+        candle_nn::ParamsAdamW { lr: learning_rate, weight_decay: cfg.weight_decay, ..Default::default() },
     )?;
-
     let mut rng = StdRng::seed_from_u64(cfg.seed);
-    let mut order: Vec<usize> = (0..n_fit).collect();
-    let pb = if plan.progress {
-        let pb = indicatif::ProgressBar::new(cfg.epochs as u64);
-        pb.set_style(
-            indicatif::ProgressStyle::with_template("{prefix} [{bar:30}] epoch {pos}/{len} {msg} ETA {eta}")
-                .expect("static template")
-                .progress_chars("=> "),
-        );
-        pb.set_prefix("training");
-        pb
-    } else {
-        indicatif::ProgressBar::hidden()
+    let mut order: Vec<usize> = (0..n).collect();
+    let pb = match progress {
+        Some(prefix) => {
+            let pb = indicatif::ProgressBar::new(cfg.epochs as u64);
+            pb.set_style(
+                indicatif::ProgressStyle::with_template("{prefix} [{bar:30}] epoch {pos}/{len} {msg} ETA {eta}")
+                    .expect("static template")
+                    .progress_chars("=> "),
+            );
+            pb.set_prefix(prefix.to_string());
+            pb
+        }
+        None => indicatif::ProgressBar::hidden(),
     };
-
     let mut history = Vec::new();
     let mut best: Option<(f64, usize, Vec<Tensor>)> = None;
     let mut since_best = 0;
@@ -207,20 +329,14 @@ pub fn train(plan: &TrainPlan, windows: &TrainingWindows) -> Result<TrainedModel
         order.shuffle(&mut rng);
         let (mut sum, mut pen_sum, mut batches) = (0.0f64, 0.0f64, 0usize);
         for chunk in order.chunks(cfg.batch_size) {
-            let mut xb = Vec::with_capacity(chunk.len() * fit.dim);
-            for &i in chunk {
-                xb.extend_from_slice(fit.get(i));
-            }
-            let target = Tensor::from_vec(xb, (chunk.len(), fit.dim), &dev)?;
-            let terms = batch_loss(&model, cfg, &target, &mut rng)?;
-            let loss = terms.total;
-            pen_sum += terms.penalty as f64;
+            let (loss, penalty) = step(chunk)?;
+            pen_sum += f64::from(penalty);
             opt.backward_step(&loss)?;
             sum += loss.to_scalar::<f32>()? as f64;
             batches += 1;
         }
         let train_loss = sum / batches.max(1) as f64;
-        let val_loss = candle_nn::loss::mse(&model.forward(&val_x)?, &val_x)?.to_scalar::<f32>()? as f64;
+        let val_loss = val_loss()?;
         ensure!(
             train_loss.is_finite() && val_loss.is_finite(),
             "training diverged at epoch {epoch} (train loss {train_loss}, val loss {val_loss})"
@@ -242,13 +358,11 @@ pub fn train(plan: &TrainPlan, windows: &TrainingWindows) -> Result<TrainedModel
         }
     }
     pb.finish();
-    let (_, best_epoch, snapshot) = best.context("no epoch ran")?;
+    let (best_val, best_epoch, snapshot) = best.context("no epoch ran")?;
     for ((_, var), t) in vars.iter().zip(snapshot) {
         var.set(&t)?;
     }
-    let epochs_run = history.len();
-    let seconds_per_epoch = history.iter().map(|h| h.seconds).sum::<f64>() / epochs_run.max(1) as f64;
-    Ok(TrainedModel { varmap, model, history, best_epoch, epochs_run, seconds_per_epoch, init: init_report })
+    Ok(Fitted { history, best_epoch, best_val, start })
 }
 
 #[cfg(test)]
@@ -419,6 +533,45 @@ pub(crate) mod tests {
             z.data.iter().map(|v| v.abs()).sum::<f32>() / z.data.len() as f32
         };
         assert!(step(Variant::Sparse) < step(Variant::Plain));
+    }
+
+    #[test]
+    fn decoder_tuning_learns_coarse_latents_and_leaves_the_encoder_alone() {
+        let spec = ModelSpec::new(Arch::Mlp, 1, 32, 4).unwrap();
+        let w = sine_windows(400, 1, 32, 1);
+        let windows = TrainingWindows::split(&w);
+        let t = train(&plan(&spec, quick_cfg(Variant::Plain)), &windows).unwrap();
+        // Latents rounded to a coarse grid: what the device's codes would carry.
+        let coarse = |x: &Windows| {
+            let z = t.model.encode_windows(x).unwrap();
+            Windows::new(z.dim, z.data.iter().map(|v| (v / 0.5).round() * 0.5).collect())
+        };
+        let (fit_z, val_z) = (coarse(&windows.fit), coarse(&windows.validation));
+        let encoder_before = t.model.encode_windows(&w).unwrap();
+        let cfg = TrainConfig { epochs: 15, patience: 15, ..quick_cfg(Variant::Plain) };
+        let tuning =
+            fine_tune_decoder(&t.model, &t.varmap, (&fit_z, &windows.fit), (&val_z, &windows.validation), &cfg, false)
+                .unwrap();
+        assert!(tuning.val_after < 0.97 * tuning.val_before, "{tuning:?}");
+        assert!(tuning.best_epoch >= 1 && tuning.epochs_run >= tuning.best_epoch);
+        let decoded = t.model.decode_latents(&val_z).unwrap();
+        let mse = decoded.data.iter().zip(&windows.validation.data).map(|(a, b)| (a - b).powi(2)).sum::<f32>()
+            / decoded.data.len() as f32;
+        assert!((f64::from(mse) - tuning.val_after).abs() < 1e-4, "the best weights are kept: {mse}");
+        assert_eq!(t.model.encode_windows(&w).unwrap(), encoder_before, "the encoder is not trained");
+        // Nothing left to learn: the weights it started from are kept.
+        let again = fine_tune_decoder(
+            &t.model,
+            &t.varmap,
+            (&fit_z, &windows.fit),
+            (&val_z, &windows.validation),
+            &TrainConfig { epochs: 1, learning_rate: 10.0, ..cfg },
+            false,
+        )
+        .unwrap();
+        assert_eq!((again.best_epoch, again.val_after), (0, again.val_before));
+        let decoded_again = t.model.decode_latents(&val_z).unwrap();
+        assert_eq!(decoded_again, decoded, "a worse epoch is rolled back");
     }
 
     #[test]
