@@ -43,6 +43,7 @@ fn args(data: &Path, out: &Path, arch: Arch, window: usize, latent: usize) -> Tr
         sensor_bits: 12,
         out: out.to_path_buf(),
         progress: false,
+        rates: Vec::new(),
     }
 }
 
@@ -394,6 +395,41 @@ fn counts_per_unit_follows_the_flag_into_the_blob() {
         ..args(&data, &tmp.path().join("x"), Arch::Mlp, 64, 8)
     });
     assert!(bad.err().unwrap().to_string().contains("--counts-per-unit"));
+}
+
+/// Several target rates: one training, one model directory per rate, each quantized at its
+/// own code step with its own decoder tuning, each a complete model.
+#[test]
+fn one_training_gives_a_model_per_target_rate() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = ecg_slice(tmp.path(), 4000);
+    let out = tmp.path().join("rates");
+    // 0.05 bits/sample is out of reach: 3 bytes of framing per 64-sample window cost more.
+    let rates = vec![CodeRate::BitsPerSample(1.0), CodeRate::BitsPerSample(0.05)];
+    let t = train_model(&TrainRequest { rates, ..args(&data, &out, Arch::Mlp, 64, 8) }).unwrap();
+    assert_eq!(t.dir.path(), out.join("bits-1"));
+    assert_eq!(t.more.len(), 1);
+    let (a, b) = (&t.card, &t.more[0].card);
+    assert_eq!(t.more[0].dir.path(), out.join("bits-0.05"));
+    let warning = t.more[0].quantization.warning.as_deref().unwrap_or_default();
+    assert!(warning.contains("coarsest") && warning.contains("framing"), "{warning}");
+    let (qa, qb) = (a.quantization.as_ref().unwrap(), b.quantization.as_ref().unwrap());
+    assert!(qb.code_step > qa.code_step, "{} vs {}", qb.code_step, qa.code_step);
+    let bits = |c: &funnel_artifacts::ModelCard| c.held_out[&funnel_artifacts::Method::Int8Device].bits_per_sample;
+    assert!(bits(b) < bits(a), "{} vs {}", bits(b), bits(a));
+    assert_eq!((a.epochs_run, a.history.len()), (b.epochs_run, b.history.len()), "one training");
+    for dir in [out.join("bits-1"), out.join("bits-0.05")] {
+        // Each directory is a model of its own: it encodes and decodes through the CLI.
+        let (model, codes, recon) = (dir.to_str().unwrap(), dir.join("codes.bin"), dir.join("recon.csv"));
+        let (codes, recon) = (codes.to_str().unwrap(), recon.to_str().unwrap());
+        let d = data.to_str().unwrap();
+        for run in [
+            funnel(&["encode", "--model", model, "--data", d, "--column", COLUMN, "--out", codes]),
+            funnel(&["decode", "--model", model, "--input", codes, "--out", recon]),
+        ] {
+            assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+        }
+    }
 }
 
 /// `funnel bench rd`: every peer's sweep and the model's point against the best peer, as JSON,

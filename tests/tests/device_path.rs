@@ -261,6 +261,7 @@ fn a_target_rate_picks_a_coarser_code_step_that_meets_it() {
     let finest_again = quantize_model(&request(CodeRate::BitsPerSample(4.0))).unwrap();
     let shipped_id = shipped.quantization.as_ref().unwrap().model_id.clone();
     assert_eq!((finest_again.card.code_step, finest_again.card.model_id), (1.0, shipped_id));
+    assert!(finest_again.warning.as_deref().is_some_and(|w| w.contains("finest") && w.contains("more codes")));
     assert!(quantize_model(&request(CodeRate::Step(0.5))).is_err());
 }
 

@@ -141,6 +141,11 @@ struct TrainArgs {
     /// Resolution of the sensor in bits; the card reports the compression ratio against it.
     #[arg(long, default_value_t = 16)]
     sensor_bits: u32,
+    /// Target rates: the trained model is quantized (and its decoder tuned) at the code step
+    /// that sends B bits per sample on the training part, framing included. Several, comma
+    /// separated: one model directory each under --out (`bits-B`). Default: the finest step.
+    #[arg(long, value_delimiter = ',')]
+    bits_per_sample: Vec<f64>,
     /// Output model directory.
     #[arg(long)]
     out: PathBuf,
@@ -164,6 +169,7 @@ impl TrainArgs {
             sensor_bits: self.sensor_bits,
             out: self.out,
             progress: true,
+            rates: self.bits_per_sample.into_iter().map(CodeRate::BitsPerSample).collect(),
         }
     }
 }
@@ -334,6 +340,11 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             report_quantization(&t.quantization);
             eprintln!("wrote {}", t.dir.path().display());
             print!("{}", t.report.table());
+            for point in &t.more {
+                report_quantization(&point.quantization);
+                eprintln!("wrote {}", point.dir.path().display());
+                print!("{}", point.report.table());
+            }
         }
         Command::Eval(args) => {
             let json = args.json;

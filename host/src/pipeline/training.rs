@@ -89,13 +89,28 @@ fn quantize_and_measure(
             code_step,
         })
     };
+    let mut missed = None;
     let (blob, code_step) = match rate {
         CodeRate::AsBefore => {
             let step = card.quantization.as_ref().map_or(1.0, |q| q.code_step);
             (with_step(step)?, step)
         }
         CodeRate::Step(step) => (with_step(step)?, step),
-        CodeRate::BitsPerSample(target) => step_for_rate(&with_step, dataset.train(), target)?,
+        CodeRate::BitsPerSample(target) => {
+            let (blob, step, reached) = step_for_rate(&with_step, dataset.train(), target)?;
+            if (reached - target).abs() > RATE_TOLERANCE * target {
+                missed = Some(format!(
+                    "asked for {target} bits/sample, the {} code step sends {reached:.3} on the training part{}",
+                    if step == 1.0 { "finest" } else { "coarsest" },
+                    if step == 1.0 {
+                        ": train with more codes per window for a higher rate"
+                    } else {
+                        ": the frames' framing alone costs more (longer windows or more windows per frame cost less)"
+                    }
+                ));
+            }
+            (blob, step)
+        }
     };
     let tuning = tune_decoder_to_codes(&blob, card, dataset, model, varmap, progress)?;
     let onnx = export_onnx(&model.float_net()?);
@@ -127,6 +142,10 @@ fn quantize_and_measure(
             100.0 * MAX_RELATIVE_PRDN_LOSS
         )
     });
+    let warning = match (missed, warning) {
+        (Some(m), Some(w)) => Some(format!("{m}. {w}")),
+        (m, w) => m.or(w),
+    };
     let checkpoint = checkpoint_bytes(varmap)?;
     Ok(QuantizeOutcome { blob, card: quantization, int8, float, tuning, onnx, checkpoint, warning })
 }
@@ -167,15 +186,22 @@ fn tune_decoder_to_codes(
 
 /// The blob whose code step makes the device send `target` bits per sample for `train`
 /// (original units), found by bisection on the logarithm of the step (the rate falls as the
-/// step grows), and that step. The finest step when even it stays below `target`.
-fn step_for_rate(with_step: &dyn Fn(f64) -> Result<Blob>, train: &Windows, target: f64) -> Result<(Blob, f64)> {
+/// step grows), that step, and the rate reached. When no step reaches the target, the nearest
+/// end: the finest step (a model cannot send more) or the coarsest (the framing alone costs more).
+fn step_for_rate(with_step: &dyn Fn(f64) -> Result<Blob>, train: &Windows, target: f64) -> Result<(Blob, f64, f64)> {
     ensure!(target.is_finite() && target > 0.0, "--bits-per-sample must be a positive number (got {target})");
     let finest = with_step(1.0)?;
-    if device_rate(&finest, train)? <= target {
-        return Ok((finest, 1.0));
+    let finest_rate = device_rate(&finest, train)?;
+    if finest_rate <= target {
+        return Ok((finest, 1.0, finest_rate));
+    }
+    let coarsest = with_step(MAX_CODE_STEP)?;
+    let coarsest_rate = device_rate(&coarsest, train)?;
+    if coarsest_rate > target {
+        return Ok((coarsest, MAX_CODE_STEP, coarsest_rate));
     }
     let (mut lo, mut hi) = (0.0f64, MAX_CODE_STEP.ln());
-    let mut best = (finest, 1.0);
+    let mut best = (coarsest, MAX_CODE_STEP, coarsest_rate);
     for _ in 0..24 {
         let step = ((lo + hi) / 2.0).exp();
         let blob = with_step(step)?;
@@ -184,7 +210,7 @@ fn step_for_rate(with_step: &dyn Fn(f64) -> Result<Blob>, train: &Windows, targe
             lo = step.ln();
         } else {
             hi = step.ln();
-            best = (blob, step);
+            best = (blob, step, rate);
             if rate >= target * (1.0 - RATE_TOLERANCE) {
                 break;
             }
@@ -269,6 +295,9 @@ pub struct TrainRequest {
     pub out: PathBuf,
     /// Show progress on the terminal.
     pub progress: bool,
+    /// The rates to quantize the trained model at (empty: the finest code step). With several,
+    /// each goes to its own model directory under `out` (`bits-B`, `step-S`).
+    pub rates: Vec<CodeRate>,
 }
 
 /// Everything `train_model` produced, in memory.
@@ -283,6 +312,9 @@ pub struct TrainOutcome {
     /// Float, PCA and int8 device sections.
     pub report: Report,
     pub quantization: QuantizeOutcome,
+    /// The other rates' model directories, when several were asked for (the fields above are
+    /// the first's; `trained`, `net` and `onnx` are then the trained weights, before tuning).
+    pub more: Vec<OperatingPoint>,
 }
 
 /// Trains, exports, quantizes and evaluates a model into `request.out`: checkpoint, ONNX files,
@@ -367,7 +399,7 @@ pub fn train_model(request: &TrainRequest) -> Result<TrainOutcome> {
     let diff = via_onnx.iter().zip(&via_candle.data).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
     ensure!(diff <= 1e-3, "internal: autoencoder.onnx differs from the trained model by {diff}");
 
-    let mut card = ModelCard {
+    let card = ModelCard {
         funnel_version: env!("CARGO_PKG_VERSION").to_string(),
         data_file: dir.data_file_name(&request.data),
         columns: request.columns.clone(),
@@ -388,7 +420,7 @@ pub fn train_model(request: &TrainRequest) -> Result<TrainOutcome> {
         firmware: Vec::new(),
     };
     let autoencoder = trained.runtime(Graph::Autoencoder);
-    let mut report = eval::evaluate(
+    let report = eval::evaluate(
         dir.path(),
         &Evaluation {
             dataset: &dataset,
@@ -399,22 +431,55 @@ pub fn train_model(request: &TrainRequest) -> Result<TrainOutcome> {
             sensor_bits: card.sensor_bits,
         },
     )?;
-    let quantization = quantize_and_measure(
-        &trained.model,
-        &trained.varmap,
-        &card,
-        &dataset,
-        dataset.train_norm(),
-        CodeRate::AsBefore,
-        request.progress,
-    )?;
-    report.sections.insert(Method::FloatAutoencoder, quantization.float.clone());
-    eval::insert_device(&mut report.sections, quantization.int8.clone());
-    card.held_out = report.sections.clone();
+    // One operating point per rate, each quantized and decoder-tuned from the trained weights.
+    let rates = if request.rates.is_empty() { vec![CodeRate::AsBefore] } else { request.rates.clone() };
+    let weights = trained.weights()?;
+    let mut points = Vec::with_capacity(rates.len());
+    for &rate in &rates {
+        trained.restore(&weights)?;
+        let dir = match (rates.len(), rate) {
+            (1, _) => dir.clone(),
+            (_, CodeRate::BitsPerSample(bits)) => ModelDir::create(request.out.join(format!("bits-{bits}")))?,
+            (_, CodeRate::Step(step)) => ModelDir::create(request.out.join(format!("step-{step}")))?,
+            (_, CodeRate::AsBefore) => ModelDir::create(request.out.join("finest"))?,
+        };
+        let mut card = ModelCard { data_file: dir.data_file_name(&request.data), ..card.clone() };
+        let quantization = quantize_and_measure(
+            &trained.model,
+            &trained.varmap,
+            &card,
+            &dataset,
+            dataset.train_norm(),
+            rate,
+            request.progress,
+        )?;
+        let mut report = report.clone();
+        report.model_dir = dir.path().display().to_string();
+        report.sections.insert(Method::FloatAutoencoder, quantization.float.clone());
+        eval::insert_device(&mut report.sections, quantization.int8.clone());
+        card.held_out = report.sections.clone();
+        commit_quantization(&dir, &mut card, &quantization)?;
+        points.push(OperatingPoint { dir, card, report, quantization });
+    }
+    let mut points = points.into_iter();
+    let first = points.next().context("at least one rate")?;
     // The decoder was tuned to the codes: these are the graphs that go out.
-    let (net, onnx) = (trained.float_net()?, quantization.onnx.clone());
-    commit_quantization(&dir, &mut card, &quantization)?;
-    Ok(TrainOutcome { dir, card, dataset, trained, net, onnx, report, quantization })
+    let (net, onnx) = if rates.len() == 1 {
+        (trained.float_net()?, first.quantization.onnx.clone())
+    } else {
+        trained.restore(&weights)?;
+        (trained.float_net()?, export_onnx(&trained.float_net()?))
+    };
+    let OperatingPoint { dir, card, report, quantization } = first;
+    Ok(TrainOutcome { dir, card, dataset, trained, net, onnx, report, quantization, more: points.collect() })
+}
+
+/// A model directory of one rate of a `funnel train` run.
+pub struct OperatingPoint {
+    pub dir: ModelDir,
+    pub card: ModelCard,
+    pub report: Report,
+    pub quantization: QuantizeOutcome,
 }
 
 /// File names `funnel pipeline` writes next to the model files.
@@ -435,6 +500,10 @@ pub struct PipelineOutcome {
 /// into a CSV (and plot), and returns every step's report. The model, blob and decoder pass
 /// from step to step in memory.
 pub fn run_pipeline(request: &TrainRequest) -> Result<PipelineOutcome> {
+    ensure!(
+        request.rates.len() <= 1,
+        "funnel pipeline encodes and decodes one model: give one --bits-per-sample (funnel train takes several)"
+    );
     let trained = train_model(request)?;
     let blob = &trained.quantization.blob;
     let counts = trained.dataset.recording().device_counts(blob.counts_per_unit());

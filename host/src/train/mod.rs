@@ -58,6 +58,19 @@ impl TrainedModel {
         self.varmap.save(&path).with_context(|| format!("cannot write {}", path.display()))
     }
 
+    /// A copy of every parameter, for [`TrainedModel::restore`].
+    pub fn weights(&self) -> Result<Vec<Tensor>> {
+        Ok(vars_of(&self.varmap, "")?.iter().map(|(_, v)| v.as_tensor().copy()).collect::<candle_core::Result<_>>()?)
+    }
+
+    /// Puts back parameters copied by [`TrainedModel::weights`].
+    pub fn restore(&self, weights: &[Tensor]) -> Result<()> {
+        for ((_, var), t) in vars_of(&self.varmap, "")?.iter().zip(weights) {
+            var.set(t)?;
+        }
+        Ok(())
+    }
+
     /// One of the model's graphs, run by candle.
     pub fn runtime(&self, graph: Graph) -> CandleRuntime<&Autoencoder> {
         CandleRuntime { model: &self.model, graph }
