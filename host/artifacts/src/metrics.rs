@@ -11,6 +11,10 @@
 //!   codes); `sensor_compression_ratio` the same with the sensor's bits.
 //! * `bits_per_sample = bits_sent / samples per channel`: the rate axis of every
 //!   rate–distortion comparison.
+//! * `seam_ratio`: the mean |Δe| of the error `e = x − x̂` between consecutive samples across a
+//!   window boundary (last sample of a window, first of the next; the windows are consecutive
+//!   in time) over its mean inside windows. Coding window by window leaves steps at the
+//!   boundaries: 1 means none, above 1.5 a reader sees them.
 
 use serde::{Deserialize, Serialize};
 
@@ -63,6 +67,9 @@ pub struct Metrics {
     pub sensor_compression_ratio: f64,
     pub windows: usize,
     pub samples: usize,
+    /// `None` with fewer than two windows or an error constant inside windows.
+    #[serde(default)]
+    pub seam_ratio: Option<f64>,
 }
 
 impl Metrics {
@@ -86,6 +93,7 @@ pub struct Quality {
     pub snr_db: f64,
     pub rmse: f64,
     pub max_abs_error: f64,
+    pub seam_ratio: Option<f64>,
 }
 
 impl Quality {
@@ -128,8 +136,31 @@ impl Quality {
             snr_db: -20.0 * (prdn / 100.0).log10(),
             rmse: (err2 / original.data.len().max(1) as f64).sqrt(),
             max_abs_error: max_abs,
+            seam_ratio: seam_ratio(original, reconstruction, channels, t_len),
         }
     }
+}
+
+/// See the module docs; windows `[C][T]` of `t_len` samples, consecutive in time.
+fn seam_ratio(original: &Windows, reconstruction: &Windows, channels: usize, t_len: usize) -> Option<f64> {
+    let error = |w: usize, c: usize, t: usize| {
+        f64::from(original.get(w)[c * t_len + t]) - f64::from(reconstruction.get(w)[c * t_len + t])
+    };
+    let (mut inside, mut inside_n, mut across, mut across_n) = (0.0f64, 0usize, 0.0f64, 0usize);
+    for w in 0..original.len() {
+        for c in 0..channels {
+            for t in 1..t_len {
+                inside += (error(w, c, t) - error(w, c, t - 1)).abs();
+                inside_n += 1;
+            }
+            if w + 1 < original.len() && t_len > 0 {
+                across += (error(w + 1, c, 0) - error(w, c, t_len - 1)).abs();
+                across_n += 1;
+            }
+        }
+    }
+    let inside = inside / inside_n.max(1) as f64;
+    (across_n > 0 && inside > 0.0).then(|| across / across_n as f64 / inside)
 }
 
 /// Quality of `reconstruction` against `original` (both in original units, windows `[C][T]`),
@@ -152,6 +183,7 @@ pub fn compute(original: &Windows, reconstruction: &Windows, channels: usize, bi
         sensor_compression_ratio: ratio(sensor_bits),
         windows,
         samples: n,
+        seam_ratio: q.seam_ratio,
     }
 }
 
@@ -188,6 +220,17 @@ mod tests {
         assert!((m.sensor_compression_ratio - 0.75 * expected).abs() < 1e-12);
         assert!((m.bits_per_sample - bits_sent(1, 4) as f64 / 2.0).abs() < 1e-12);
         assert_eq!((m.windows, m.samples), (1, 2));
+    }
+
+    #[test]
+    fn seams_are_steps_of_the_error_at_window_boundaries() {
+        let x = Windows::new(3, vec![0.0; 6]);
+        let r = Windows::new(3, vec![-1.0, -1.5, -2.0, 1.0, 1.5, 2.0]);
+        let q = Quality::of(&x, &r, 1);
+        // e = 1, 1.5, 2 | −1, −1.5, −2: inside |Δe| = 0.5 four times; across, 2 → −1: 3.
+        assert_eq!(q.seam_ratio, Some(3.0 / 0.5));
+        assert_eq!(Quality::of(&x, &x, 1).seam_ratio, None, "no error, no ratio");
+        assert_eq!(Quality::of(&x.slice(0..1), &r.slice(0..1), 1).seam_ratio, None, "one window");
     }
 
     #[test]

@@ -43,21 +43,23 @@ impl Report {
             self.latent
         );
         s += &format!(
-            "{:<18} {:>9} {:>9} {:>9} {:>11} {:>11} {:>8}\n",
-            "method", "PRD %", "PRDN %", "SNR dB", "RMSE", "max |err|", "CR"
+            "{:<18} {:>9} {:>9} {:>9} {:>11} {:>11} {:>8} {:>7}\n",
+            "method", "PRD %", "PRDN %", "SNR dB", "RMSE", "max |err|", "CR", "seams"
         );
         for (method, m) in &self.sections {
             s += &format!(
-                "{:<18} {:>9.3} {:>9.3} {:>9.2} {:>11.5} {:>11.5} {:>8.2}\n",
+                "{:<18} {:>9.3} {:>9.3} {:>9.2} {:>11.5} {:>11.5} {:>8.2} {:>7}\n",
                 method.name(),
                 m.prd,
                 m.prdn,
                 m.snr_db,
                 m.rmse,
                 m.max_abs_error,
-                m.compression_ratio
+                m.compression_ratio,
+                m.seam_ratio.map_or("–".to_string(), |r| format!("{r:.2}"))
             );
         }
+        s += "seams: mean |Δ error| across window boundaries over its mean inside windows (1: none; over 1.5: visible)\n";
         s
     }
 }

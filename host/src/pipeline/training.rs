@@ -11,7 +11,7 @@ use funnel_artifacts::{Blob, Dataset, FloatNet, Graph, Method, Metrics, ModelCar
 
 use super::decode::{decode_to_csv, Decoding};
 use super::{checkpoint, dataset_for_model, model_dataset};
-use crate::codec::{device_rate, simulate, DecodeReport, EncodedStream};
+use crate::codec::{device_rate, device_round_trip, simulate, DecodeReport, EncodedStream};
 use crate::eval::{self, Evaluation, Report};
 use crate::export::{export_onnx, OnnxFiles};
 use crate::quantize::{device_codes, quantize, QuantizationInput, MAX_CODE_STEP};
@@ -525,9 +525,26 @@ pub fn run_pipeline(request: &TrainRequest) -> Result<PipelineOutcome> {
         },
         None,
         &reconstruction,
-        Some(&trained.dir.path().join(PLOT_FILE)),
+        None,
     )?;
+    plot_device_path(&trained, &decoder)?;
     Ok(PipelineOutcome { trained, encoded, decoded, codes, reconstruction })
+}
+
+/// The pipeline's picture: the first held-out windows, original against the device path's
+/// reconstruction, and the error.
+#[cfg(feature = "plot")]
+fn plot_device_path(trained: &TrainOutcome, decoder: &dyn Runtime) -> Result<()> {
+    let held_out = trained.dataset.held_out();
+    let shown = held_out.slice(0..held_out.len().min(4));
+    let trip = device_round_trip(&trained.quantization.blob, &trained.card.normalization, decoder, &shown)?;
+    let png = trained.dir.path().join(PLOT_FILE);
+    crate::plot::plot_comparison(&png, &shown, &trip.reconstruction, trained.dataset.columns())
+}
+
+#[cfg(not(feature = "plot"))]
+fn plot_device_path(_: &TrainOutcome, _: &dyn Runtime) -> Result<()> {
+    Ok(())
 }
 
 /// `funnel plot`.
