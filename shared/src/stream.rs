@@ -4,6 +4,7 @@
 //! streams are identical.
 
 use crate::encoder::{EncodeError, QuantizedEncoder};
+use crate::entropy::CodeTables;
 use crate::wire::{
     encode_frame, StreamHeader, StreamLayout, HEADER_LEN, MAX_FRAME_CODES, MAX_FRAME_LEN, MAX_START_SAMPLE,
 };
@@ -70,6 +71,21 @@ impl core::fmt::Display for StreamConfigError {
 }
 
 impl core::error::Error for StreamConfigError {}
+
+/// Writes the payload of a data frame holding `codes` (whole windows, at most
+/// [`MAX_FRAME_CODES`]) into `out` and returns its length: the codes entropy coded with
+/// `tables` when that is shorter than the raw codes (the receiver tells the two apart by the
+/// length; an unusual frame may not code shorter), the raw codes otherwise.
+pub fn frame_payload(tables: Option<CodeTables<'_>>, codes: &[i8], out: &mut [u8; MAX_FRAME_CODES]) -> usize {
+    let n = codes.len().min(MAX_FRAME_CODES);
+    let coded = tables.and_then(|t| t.encode(&codes[..n], &mut out[..n.saturating_sub(1)]).ok());
+    coded.unwrap_or_else(|| {
+        for (o, &c) in out.iter_mut().zip(&codes[..n]) {
+            *o = c as u8;
+        }
+        n
+    })
+}
 
 /// Most bytes one [`StreamEncoder::encode_window`] call writes: a header and a frame.
 pub const MAX_WINDOW_OUTPUT: usize = HEADER_LEN + MAX_FRAME_LEN;
@@ -191,16 +207,7 @@ impl<'m> StreamEncoder<'m> {
             len = HEADER_LEN;
         }
         let mut payload = [0u8; MAX_FRAME_CODES];
-        let n = self.codes.len();
-        // Entropy coded when that is shorter than the raw codes (the receiver tells the two
-        // apart by the length); an unusual frame may not be.
-        let coded = tables.and_then(|t| t.encode(&self.codes, &mut payload[..n - 1]).ok());
-        let payload_len = coded.unwrap_or_else(|| {
-            for (p, &c) in payload.iter_mut().zip(&self.codes) {
-                *p = c as u8;
-            }
-            n
-        });
+        let payload_len = frame_payload(tables, &self.codes, &mut payload);
         len += encode_frame(&self.header, frame, self.saturated, &payload[..payload_len], &mut out[len..])
             .expect("a full frame fits MAX_WINDOW_OUTPUT behind a header");
         self.codes.clear();

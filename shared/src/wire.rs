@@ -1117,14 +1117,8 @@ pub(crate) mod tests {
         let mut v3 = h.encode().to_vec();
         let mut buf = [0u8; MAX_FRAME_LEN];
         for (f, (codes, saturated)) in frames.iter().enumerate() {
-            let mut payload = [0u8; 6];
-            let len = match tables.encode(codes, &mut payload[..5]) {
-                Ok(len) => len,
-                Err(_) => {
-                    payload.iter_mut().zip(codes).for_each(|(p, &c)| *p = c as u8);
-                    6
-                }
-            };
+            let mut payload = [0u8; MAX_FRAME_CODES];
+            let len = crate::stream::frame_payload(Some(tables), codes, &mut payload);
             let n = encode_frame(&h, f as u32, *saturated, &payload[..len], &mut buf).unwrap();
             v3.extend_from_slice(&buf[..n]);
         }
