@@ -395,6 +395,14 @@ fn counts_per_unit_follows_the_flag_into_the_blob() {
         ..args(&data, &tmp.path().join("x"), Arch::Mlp, 64, 8)
     });
     assert!(bad.err().unwrap().to_string().contains("--counts-per-unit"));
+    // A bad rate is refused before anything is trained or written.
+    let x = tmp.path().join("y");
+    let bad = train_model(&TrainRequest {
+        rates: vec![CodeRate::BitsPerSample(0.5), CodeRate::BitsPerSample(f64::NAN)],
+        ..args(&data, &x, Arch::Mlp, 64, 8)
+    });
+    assert!(bad.err().unwrap().to_string().contains("--bits-per-sample"));
+    assert!(!x.exists());
 }
 
 /// Several target rates: one training, one model directory per rate, each quantized at its
@@ -481,6 +489,29 @@ fn bench_rd_places_a_model_among_the_peers() {
     assert!((ratio * best - int8.prdn).abs() < 1e-6 * int8.prdn, "{funnel_point}");
     let png = std::fs::read(out.join("rd.png")).unwrap();
     assert!(png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 5_000);
+    // Several windows per frame: the held-out part cut to whole frames (13 windows → 12), and
+    // less framing per window.
+    let out3 = tmp.path().join("rd3");
+    let (d, m, o3) = (data.to_str().unwrap(), o.dir.path().to_str().unwrap(), out3.to_str().unwrap());
+    let run = funnel(&[
+        "bench",
+        "rd",
+        "--data",
+        d,
+        "--column",
+        COLUMN,
+        "--model",
+        m,
+        "--out",
+        o3,
+        "--windows-per-frame",
+        "3",
+    ]);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let v3: serde_json::Value = serde_json::from_slice(&std::fs::read(out3.join("rd.json")).unwrap()).unwrap();
+    let point3 = &v3["funnel"][0]["point"];
+    assert!(point3["setting"].as_str().unwrap().contains("3 windows/frame (12 of 13"), "{point3}");
+    assert!(point3["bits_per_sample"].as_f64().unwrap() < int8.bits_per_sample, "{point3}");
     // A model of another column is refused by name.
     let e = stderr_of(&[
         "bench",

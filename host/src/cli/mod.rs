@@ -71,6 +71,10 @@ struct RdArgs {
     /// Output directory for rd.json and rd.png.
     #[arg(long)]
     out: PathBuf,
+    /// Windows per data frame of the Funnel models' streams (as `funnel encode`): more cost
+    /// less framing per window and add latency.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..))]
+    windows_per_frame: u8,
 }
 
 /// A clap parser for a type with `FromStr` over a fixed list of names.
@@ -232,8 +236,9 @@ struct EncodeArgs {
 /// How the simulated device sends its stream (`docs/wire-format.md`).
 #[derive(clap::Args, Clone, Debug)]
 struct StreamArgs {
-    /// Windows per data frame, sharing one 2-byte check (for links with larger packets: BLE,
-    /// LoRa); a frame holds at most 255 codes.
+    /// Windows per data frame, sharing one length byte, one 2-byte check and one entropy-coded
+    /// payload: fewer bytes per window, more latency (and a lost frame loses them all); a
+    /// frame holds at most 255 codes.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..))]
     windows_per_frame: u8,
     /// A 32-byte stream header before every N-th frame: a receiver joining mid-stream, or
@@ -412,6 +417,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 models: args.models,
                 window: args.window,
                 out: args.out,
+                windows_per_frame: args.windows_per_frame,
             };
             let report = pipeline::bench_rd(&request)?;
             print!("{}", report.table());

@@ -16,7 +16,7 @@ pub use sink::{CollectSink, CsvSink, ReconstructionSink, SampleStatus, Tee};
 
 use crate::runtime::Runtime;
 
-/// What the device path does to some windows (sent with [`StreamConfig::DEFAULT`]).
+/// What the device path does to some windows.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RoundTrip {
     /// The rebuilt windows, `[C][T]`, original units.
@@ -42,16 +42,35 @@ pub fn device_rate(blob: &Blob, windows: &Windows) -> Result<f64> {
     Ok(8.0 * encoded.bytes.len() as f64 / (windows.len() * blob.window()) as f64)
 }
 
-/// What the device path rebuilds of `windows` (`[C][T]`, original units): each window
-/// converted to counts, encoded by the int8 encoder into frames, then decoded from those bytes.
+/// What the device path rebuilds of `windows` (`[C][T]`, original units) sent with
+/// [`StreamConfig::DEFAULT`]: each window converted to counts, encoded by the int8 encoder into
+/// frames, then decoded from those bytes.
 pub fn device_round_trip<R: Runtime + ?Sized>(
     blob: &Blob,
     normalization: &Normalization,
     decoder: &R,
     windows: &Windows,
 ) -> Result<RoundTrip> {
+    device_round_trip_with(blob, normalization, decoder, windows, StreamConfig::DEFAULT)
+}
+
+/// [`device_round_trip`] with the windows sent as `config` says (`windows` must fill whole
+/// frames).
+pub fn device_round_trip_with<R: Runtime + ?Sized>(
+    blob: &Blob,
+    normalization: &Normalization,
+    decoder: &R,
+    windows: &Windows,
+    config: StreamConfig,
+) -> Result<RoundTrip> {
     let channels = blob.channels();
-    let encoded = simulate(blob, &device_counts(blob, windows), StreamConfig::DEFAULT)?;
+    let per_frame = usize::from(config.windows_per_frame);
+    ensure!(
+        windows.len().is_multiple_of(per_frame.max(1)),
+        "{} windows do not fill frames of {per_frame} windows",
+        windows.len()
+    );
+    let encoded = simulate(blob, &device_counts(blob, windows), config)?;
     let mut sink = CollectSink { channels, ..Default::default() };
     let mut stream = StreamDecoder::new(blob, normalization, decoder, "device simulation")?;
     stream.feed(&encoded.bytes, &mut sink)?;

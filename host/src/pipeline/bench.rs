@@ -5,12 +5,13 @@
 use std::path::PathBuf;
 
 use super::{dataset_for_model, onnx_runtime};
-use crate::codec::device_round_trip;
+use crate::codec::device_round_trip_with;
 use crate::eval::peers::{all_peers, FunnelPoint, PeerInput, RdPoint, RdReport};
 use crate::runtime::Backend;
 use anyhow::{ensure, Context, Result};
 use funnel_artifacts::metrics::Quality;
 use funnel_artifacts::{Dataset, Graph, ModelDir, Recording};
+use funnel_shared::stream::StreamConfig;
 
 /// Window of the peers' split when no model is given.
 pub const DEFAULT_RD_WINDOW: usize = 256;
@@ -26,6 +27,9 @@ pub struct RdRequest {
     pub window: Option<usize>,
     /// Where `rd.json` and `rd.png` go.
     pub out: PathBuf,
+    /// Windows each Funnel data frame carries (the device's `--windows-per-frame`): more cost
+    /// less framing per window and add latency. The held-out windows are cut to whole frames.
+    pub windows_per_frame: u8,
 }
 
 /// The held-out part of one column as the peers see it, with the split of `window`.
@@ -58,12 +62,25 @@ pub fn bench_rd(request: &RdRequest) -> Result<RdReport> {
         let dataset = dataset_for_model(dir, card, &request.data, &columns)?;
         let blob = dir.load_blob_of(card)?;
         let decoder = onnx_runtime(dir, card, Graph::Decoder, Backend::Tract)?;
-        let round_trip = device_round_trip(&blob, &card.normalization, decoder.as_ref(), dataset.held_out())?;
-        let q = Quality::of(dataset.held_out(), &round_trip.reconstruction, 1);
+        let per_frame = usize::from(request.windows_per_frame.max(1));
+        let held_out = dataset.held_out().slice(0..dataset.held_out().len() / per_frame * per_frame);
+        ensure!(!held_out.is_empty(), "the held-out part is shorter than one frame of {per_frame} windows");
+        let config = StreamConfig { windows_per_frame: request.windows_per_frame, ..StreamConfig::DEFAULT };
+        let round_trip = device_round_trip_with(&blob, &card.normalization, decoder.as_ref(), &held_out, config)?;
+        let q = Quality::of(&held_out, &round_trip.reconstruction, 1);
+        let setting = match per_frame {
+            1 => format!("{} codes/window", blob.latent()),
+            w => format!(
+                "{} codes/window, {w} windows/frame ({} of {} held-out windows)",
+                blob.latent(),
+                held_out.len(),
+                dataset.held_out().len()
+            ),
+        };
         let point = RdPoint {
             method: format!("Funnel {}", dir.path().display()),
-            setting: format!("{} codes/window", blob.latent()),
-            bits_per_sample: 8.0 * round_trip.bytes as f64 / dataset.held_out().data.len() as f64,
+            setting,
+            bits_per_sample: 8.0 * round_trip.bytes as f64 / held_out.data.len() as f64,
             prdn: q.prdn,
             prd: q.prd,
             snr_db: q.snr_db,

@@ -331,6 +331,18 @@ pub fn train_model(request: &TrainRequest) -> Result<TrainOutcome> {
     if let Some(cpu) = request.counts_per_unit {
         ensure!(cpu.is_finite() && cpu > 0.0, "--counts-per-unit must be a positive number (got {cpu})");
     }
+    for rate in &request.rates {
+        match *rate {
+            CodeRate::BitsPerSample(bits) => {
+                ensure!(bits.is_finite() && bits > 0.0, "--bits-per-sample must be a positive number (got {bits})")
+            }
+            CodeRate::Step(step) => ensure!(
+                step.is_finite() && (1.0..=MAX_CODE_STEP).contains(&step),
+                "the code step must be between 1 and {MAX_CODE_STEP} (got {step})"
+            ),
+            CodeRate::AsBefore => {}
+        }
+    }
     if let Some(init) = &request.init {
         let weights = ModelDir::new(init).weights_path();
         ensure!(weights.exists(), "--init {}: no {} there", init.display(), ModelDir::WEIGHTS);
