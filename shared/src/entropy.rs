@@ -46,7 +46,7 @@ pub struct CodeTables<'a> {
 pub enum EntropyError {
     /// The output does not have room for the coded codes.
     BufferTooSmall,
-    /// A code outside its latent's table (clamp with [`CodeTables::clamp`] first).
+    /// A code outside its latent's table (send such codes raw).
     OutsideTable { position: usize, code: i8 },
     /// The number of codes is not a multiple of the number of latents.
     CodeCount,
@@ -126,22 +126,6 @@ impl<'a> CodeTables<'a> {
         let left = u32::from(self.cumulative.get(start + j));
         let right = if start + j + 1 < end { u32::from(self.cumulative.get(start + j + 1)) } else { TOTAL };
         (left, right - left)
-    }
-
-    /// Clamps each code (of whole windows, latent after latent) into its table; true when some
-    /// code had to move.
-    pub fn clamp(&self, codes: &mut [i8]) -> bool {
-        let k = self.latents();
-        let mut moved = false;
-        if k == 0 {
-            return false;
-        }
-        for (i, c) in codes.iter_mut().enumerate() {
-            let clamped = (*c).clamp(self.lowest.get(i % k), self.highest.get(i % k));
-            moved |= clamped != *c;
-            *c = clamped;
-        }
-        moved
     }
 
     /// Entropy codes `codes` (whole windows, latent after latent, each inside its table) into
@@ -433,9 +417,6 @@ pub(crate) mod tests {
         let mut codes = [0i8; 2];
         assert_eq!(t.decode(&[1], &mut codes), Err(EntropyError::Inconsistent));
         assert_eq!(t.decode(&[0, 0], &mut codes), Err(EntropyError::Inconsistent), "a zero top word");
-        let mut codes = [5i8, -3, 0, 1];
-        assert!(t.clamp(&mut codes));
-        assert_eq!(codes, [1, 0, 0, 0]);
     }
 
     #[test]

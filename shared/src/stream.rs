@@ -75,7 +75,8 @@ impl core::error::Error for StreamConfigError {}
 /// Writes the payload of a data frame holding `codes` (whole windows, at most
 /// [`MAX_FRAME_CODES`]) into `out` and returns its length: the codes entropy coded with
 /// `tables` when that is shorter than the raw codes (the receiver tells the two apart by the
-/// length; an unusual frame may not code shorter), the raw codes otherwise.
+/// length), the raw codes otherwise — for an unusual frame that does not code shorter, and for
+/// one with a code outside its table, which travels as it is rather than clamped.
 pub fn frame_payload(tables: Option<CodeTables<'_>>, codes: &[i8], out: &mut [u8; MAX_FRAME_CODES]) -> usize {
     let n = codes.len().min(MAX_FRAME_CODES);
     let coded = tables.and_then(|t| t.encode(&codes[..n], &mut out[..n.saturating_sub(1)]).ok());
@@ -95,8 +96,7 @@ pub const MAX_WINDOW_OUTPUT: usize = HEADER_LEN + MAX_FRAME_LEN;
 pub struct Encoded {
     /// Bytes written to send: 0 while a frame is still filling.
     pub len: usize,
-    /// A sample of this window was clipped or saturated the input quantizer, or a code fell
-    /// outside its entropy-coding table (and was clamped into it).
+    /// A sample of this window was clipped or saturated the input quantizer.
     pub saturated: bool,
 }
 
@@ -191,12 +191,9 @@ impl<'m> StreamEncoder<'m> {
                 return Err(e);
             }
         };
-        let tables = self.encoder.spec().tables;
-        let clamped = tables.is_some_and(|t| t.clamp(&mut self.codes[filled..]));
-        let saturated = report.input_saturated || clamped;
-        self.saturated |= saturated;
+        self.saturated |= report.input_saturated;
         self.next_sample_index += self.encoder.window() as u64;
-        let encoded = Encoded { len: 0, saturated };
+        let encoded = Encoded { len: 0, saturated: report.input_saturated };
         if self.codes.len() < self.header.layout.frame_codes() {
             return Ok(encoded);
         }
@@ -207,7 +204,7 @@ impl<'m> StreamEncoder<'m> {
             len = HEADER_LEN;
         }
         let mut payload = [0u8; MAX_FRAME_CODES];
-        let payload_len = frame_payload(tables, &self.codes, &mut payload);
+        let payload_len = frame_payload(self.encoder.spec().tables, &self.codes, &mut payload);
         len += encode_frame(&self.header, frame, self.saturated, &payload[..payload_len], &mut out[len..])
             .expect("a full frame fits MAX_WINDOW_OUTPUT behind a header");
         self.codes.clear();
@@ -300,7 +297,7 @@ mod tests {
     }
 
     #[test]
-    fn entropy_coded_frames_carry_the_clamped_codes_and_fall_back_to_raw() {
+    fn entropy_coded_frames_carry_every_code_as_it_is_raw_when_coding_cannot() {
         use crate::encoder::tests::tiny_blob_coded;
         use crate::entropy::tests::OwnedTables;
         let plain = tiny_blob();
@@ -318,8 +315,8 @@ mod tests {
             input_saturated.push(encoder.encode(w, &mut scratch, &mut c).unwrap().input_saturated);
             codes.extend_from_slice(&c);
         }
-        // Latent 0's table leaves out its largest code (clamped, flagged); both favour the quiet
-        // window's codes, so that quiet frames code short and busy ones are sent raw.
+        // Latent 0's table leaves out its largest code (a frame with it cannot be coded); both
+        // favour the quiet window's codes, so that quiet frames code short.
         let max0 = codes.iter().step_by(2).copied().max().unwrap();
         let lo0 = codes.iter().step_by(2).copied().min().unwrap();
         let span0 = (max0 as i16 - lo0 as i16) as usize;
@@ -343,16 +340,13 @@ mod tests {
         let mut bytes = std::vec::Vec::new();
         for (w, samples) in windows.iter().enumerate() {
             let e = stream.encode_window(samples, &mut scratch, &mut out).unwrap();
-            let clamped = codes[2 * w] > owned.tables().highest.get(0);
-            assert_eq!(e.saturated, input_saturated[w] || clamped, "window {w}");
+            assert_eq!(e.saturated, input_saturated[w], "window {w}");
             bytes.extend_from_slice(&out[..e.len]);
         }
-        let mut expected = codes.clone();
-        owned.tables().clamp(&mut expected);
         let frames = received(&bytes);
         assert_eq!(frames.len(), 4);
         for (f, frame) in frames.iter().enumerate() {
-            let want = &expected[6 * f..6 * f + 6];
+            let want = &codes[6 * f..6 * f + 6];
             let mut got = [0i8; 6];
             if frame.entropy_coded {
                 owned.tables().decode(&frame.payload, &mut got).unwrap();
@@ -360,12 +354,13 @@ mod tests {
                 assert_eq!(frame.payload.len(), 6);
                 got.iter_mut().zip(&frame.payload).for_each(|(g, &p)| *g = p as i8);
             }
-            assert_eq!(got, want, "frame {f}");
-            let saturated = |w: usize| input_saturated[3 * f + w] || codes[6 * f + 2 * w] == max0;
-            assert_eq!(frame.saturated, (0..3).any(saturated));
+            assert_eq!(got, want, "frame {f}: every code as the encoder made it");
+            assert_eq!(frame.saturated, (0..3).any(|w| input_saturated[3 * f + w]));
+            if want.iter().step_by(2).any(|&c| c == max0) {
+                assert!(!frame.entropy_coded, "frame {f} has a code outside its table: raw");
+            }
         }
-        // Rare codes cost 12 bits each: a frame of them is sent raw rather than longer.
-        assert!(frames.iter().any(|f| !f.entropy_coded), "some frame fell back to raw codes");
+        assert!(frames.iter().any(|f| !f.entropy_coded), "the frame with latent 0's largest code goes raw");
         assert!(frames.iter().any(|f| f.entropy_coded), "and others are entropy coded");
     }
 

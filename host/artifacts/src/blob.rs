@@ -38,7 +38,7 @@ pub struct OwnedCodeTables {
 
 /// Most codes a table leaves room for on each side of those seen in training, as a fraction of
 /// the span seen (at least [`MIN_TABLE_MARGIN`] codes): live signals drift past the training
-/// extremes, and a code outside its table is clamped.
+/// extremes, and a frame with a code outside its table is sent raw.
 pub const TABLE_MARGIN: f64 = 0.25;
 pub const MIN_TABLE_MARGIN: i16 = 4;
 
