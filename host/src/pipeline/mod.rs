@@ -52,11 +52,11 @@ fn onnx_runtime(dir: &ModelDir, card: &ModelCard, graph: Graph, backend: Backend
     load_onnx(&dir.checked_file(card, graph.file_name())?, backend)
 }
 
-/// The candle checkpoint of a model directory, checked against its card.
+/// The candle checkpoint of a model directory, checked against its card, with its variables.
 #[cfg(feature = "train")]
-fn checkpoint(dir: &ModelDir, card: &ModelCard) -> Result<crate::train::Autoencoder> {
+fn checkpoint(dir: &ModelDir, card: &ModelCard) -> Result<(crate::train::Autoencoder, crate::train::VarMap)> {
     dir.checked_file(card, ModelDir::WEIGHTS)?;
-    crate::train::load_checkpoint(dir, &card.spec)
+    crate::train::load_trainable(dir, &card.spec)
 }
 
 /// A graph of a model directory run by `backend`: its ONNX file with tract or ONNX Runtime, or
@@ -65,7 +65,7 @@ pub fn load_runtime(dir: &ModelDir, card: &ModelCard, graph: Graph, backend: Bac
     match backend {
         #[cfg(feature = "train")]
         Backend::Candle => {
-            let model = checkpoint(dir, card)?;
+            let (model, _) = checkpoint(dir, card)?;
             Ok(Box::new(crate::train::CandleRuntime { model, graph }))
         }
         #[cfg(not(feature = "train"))]

@@ -17,8 +17,8 @@ use crate::export::{export_onnx, OnnxFiles};
 use crate::quantize::{device_codes, quantize, QuantizationInput, MAX_CODE_STEP};
 use crate::runtime::{Backend, Runtime, TractModel};
 use crate::train::{
-    checkpoint_bytes, fine_tune_decoder, load_trainable, train, Autoencoder, CandleRuntime, DecoderTuning, TrainPlan,
-    TrainedModel, VarMap,
+    checkpoint_bytes, fine_tune_decoder, train, Autoencoder, CandleRuntime, DecoderTuning, TrainPlan, TrainedModel,
+    VarMap,
 };
 use funnel_shared::stream::StreamConfig;
 
@@ -247,8 +247,7 @@ pub fn quantize_model(request: &QuantizeRequest) -> Result<QuantizeOutcome> {
             Method::FloatAutoencoder
         );
     }
-    dir.checked_file(&card, ModelDir::WEIGHTS)?;
-    let (model, varmap) = load_trainable(&dir, &card.spec)?;
+    let (model, varmap) = checkpoint(&dir, &card)?;
     let dataset = model_dataset(&dir, &card)?;
     let calibration = match &request.calibration {
         None => dataset.train_norm().clone(),
@@ -574,7 +573,7 @@ pub fn plot_model(request: &PlotRequest) -> Result<()> {
     let dir = ModelDir::new(&request.model);
     let card = dir.load_card()?;
     let dataset = dataset_for_model(&dir, &card, &request.data, &request.columns)?;
-    let model = checkpoint(&dir, &card)?;
+    let (model, _) = checkpoint(&dir, &card)?;
     let n = dataset.held_out().len().min(4);
     let recon = dataset.normalization().denormalize(&model.reconstruct(&dataset.held_out_norm().slice(0..n))?);
     crate::plot::plot_comparison(&request.out, &dataset.held_out().slice(0..n), &recon, dataset.columns())

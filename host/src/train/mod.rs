@@ -52,12 +52,6 @@ impl TrainedModel {
         self.model.float_net()
     }
 
-    /// Writes the checkpoint `model.safetensors`.
-    pub fn save_checkpoint(&self, dir: &ModelDir) -> Result<()> {
-        let path = dir.weights_path();
-        self.varmap.save(&path).with_context(|| format!("cannot write {}", path.display()))
-    }
-
     /// A copy of every parameter, for [`TrainedModel::restore`].
     pub fn weights(&self) -> Result<Vec<Tensor>> {
         Ok(vars_of(&self.varmap, "")?.iter().map(|(_, v)| v.as_tensor().copy()).collect::<candle_core::Result<_>>()?)
@@ -595,7 +589,7 @@ pub(crate) mod tests {
         let a =
             train(&plan(&spec, TrainConfig { epochs: 2, ..quick_cfg(Variant::Plain) }), &TrainingWindows::split(&w))
                 .unwrap();
-        a.save_checkpoint(&ModelDir::new(dir.path())).unwrap();
+        ModelDir::new(dir.path()).write(ModelDir::WEIGHTS, &checkpoint_bytes(&a.varmap).unwrap()).unwrap();
         // Same model: everything loads; reload gives identical outputs.
         let m = load_checkpoint(&ModelDir::new(dir.path()), &spec).unwrap();
         assert_eq!(m.encode_windows(&w).unwrap(), a.model.encode_windows(&w).unwrap());
