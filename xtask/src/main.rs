@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 use clap::{Parser, Subcommand};
 use funnel_artifacts::card::FirmwareBenchmark;
 use funnel_artifacts::ModelDir;
@@ -87,6 +87,9 @@ enum Cmd {
         /// Also write the rows into the model card (`model.json` `firmware`).
         #[arg(long)]
         record: bool,
+        /// The signal's sample rate: adds the encoding instructions per second of signal.
+        #[arg(long)]
+        sample_rate_hz: Option<f64>,
     },
 }
 
@@ -188,7 +191,10 @@ fn main() -> Result<()> {
                 run.wall.as_secs_f64()
             );
         }
-        Cmd::Bench { model, data, columns, samples, windows, no_nucleo, record } => {
+        Cmd::Bench { model, data, columns, samples, windows, no_nucleo, record, sample_rate_hz } => {
+            if let Some(hz) = sample_rate_hz {
+                ensure!(hz.is_finite() && hz > 0.0, "--sample-rate-hz must be a positive number (got {hz})");
+            }
             let command = std::env::args().skip(1).collect::<Vec<_>>().join(" ");
             let command = format!("cargo xtask {command}");
             let mut rows = Vec::new();
@@ -211,8 +217,10 @@ fn main() -> Result<()> {
                 blob.len(),
                 counts.len() / per_window
             );
-            println!("| image | core | kernels | flash B (text+rodata+data) | static RAM B (data+bss) | peak stack B | encode insns/window | insns/MAC | sample+frame+send insns/window |");
-            println!("|---|---|---|---:|---:|---:|---:|---:|---:|");
+            println!("| image | core | kernels | flash B (text+rodata+data) | static RAM B (data+bss) | peak stack B | encode insns/window | insns/MAC | sample+frame+send insns/window | encode insns/s of signal |");
+            println!("|---|---|---|---:|---:|---:|---:|---:|---:|---:|");
+            // A window lasts `window / hz` seconds.
+            let per_second = |per_window: f64| sample_rate_hz.map(|hz| per_window * hz / enc.window() as f64);
             let opts = QemuOptions { count_instructions: true, timeout: Some(Duration::from_secs(300)) };
             let mut reference: Option<Vec<u8>> = None;
             for (board, portable, core, kernels) in [
@@ -247,17 +255,20 @@ fn main() -> Result<()> {
                     static_ram_bytes: s.static_ram(),
                     peak_stack_bytes: run.peak_stack.map(|v| v as u64),
                     encode_instructions_per_window: Some(enc_mean.round()),
+                    sample_rate_hz,
+                    encode_instructions_per_second: per_second(enc_mean).map(f64::round),
                     command: command.clone(),
                 });
                 println!(
-                    "| {} | {core} | {kernels} | {} | {} | {} | {:.0}{spread} | {:.2} | {:.0} |",
+                    "| {} | {core} | {kernels} | {} | {} | {} | {:.0}{spread} | {:.2} | {:.0} | {} |",
                     board.name(),
                     s.flash(),
                     s.static_ram(),
                     run.peak_stack.map_or("?".into(), |v| v.to_string()),
                     enc_mean,
                     enc_mean / macs.max(1) as f64,
-                    other
+                    other,
+                    per_second(enc_mean).map_or("–".into(), |v| format!("{v:.0}"))
                 );
             }
             if !no_nucleo {
@@ -280,6 +291,8 @@ fn main() -> Result<()> {
                     static_ram_bytes: s.static_ram(),
                     peak_stack_bytes: None,
                     encode_instructions_per_window: None,
+                    sample_rate_hz,
+                    encode_instructions_per_second: None,
                     command: command.clone(),
                 });
             }

@@ -66,6 +66,12 @@ pub struct FirmwareBenchmark {
     pub peak_stack_bytes: Option<u64>,
     /// Guest instructions per `encode` of one window under QEMU (mean), when it ran there.
     pub encode_instructions_per_window: Option<f64>,
+    /// The signal's sample rate given to the benchmark, and the encoding instructions one
+    /// second of it costs at that rate.
+    #[serde(default)]
+    pub sample_rate_hz: Option<f64>,
+    #[serde(default)]
+    pub encode_instructions_per_second: Option<f64>,
     /// The command that measured this row.
     pub command: String,
 }
@@ -237,21 +243,25 @@ impl ModelCard {
             let _ = writeln!(s, "\n## Firmware\n");
             let _ = writeln!(
                 s,
-                "| image | core | kernels | flash B | static RAM B | peak stack B | encode instructions/window |"
+                "| image | core | kernels | flash B | static RAM B | peak stack B | encode instructions/window | encode instructions/s |"
             );
-            let _ = writeln!(s, "|---|---|---|---:|---:|---:|---:|");
+            let _ = writeln!(s, "|---|---|---|---:|---:|---:|---:|---:|");
             let opt = |v: Option<String>| v.unwrap_or_else(|| "–".to_string());
             for f in &self.firmware {
                 let _ = writeln!(
                     s,
-                    "| {} | {} | {} | {} | {} | {} | {} |",
+                    "| {} | {} | {} | {} | {} | {} | {} | {} |",
                     f.image,
                     f.core,
                     f.kernels,
                     f.flash_bytes,
                     f.static_ram_bytes,
                     opt(f.peak_stack_bytes.map(|v| v.to_string())),
-                    opt(f.encode_instructions_per_window.map(|v| format!("{v:.0}")))
+                    opt(f.encode_instructions_per_window.map(|v| format!("{v:.0}"))),
+                    opt(f
+                        .encode_instructions_per_second
+                        .zip(f.sample_rate_hz)
+                        .map(|(v, hz)| format!("{v:.0} (at {hz} Hz)")))
                 );
             }
             let mut commands: Vec<&str> = self.firmware.iter().map(|f| f.command.as_str()).collect();
