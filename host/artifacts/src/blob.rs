@@ -4,7 +4,10 @@
 use funnel_shared::blob::{BlobError, CodeQuant, I8s, ModelBlob, U16s, HEADER_LEN, TRAILER_LEN};
 use funnel_shared::encoder::QuantizedEncoder;
 use funnel_shared::entropy::{CodeTables, EntropyError, TOTAL};
+use funnel_shared::stream::to_counts;
 use funnel_shared::wire::{DataFrame, ModelId};
+
+use crate::data::channels_first_to_interleaved;
 use sha2::{Digest, Sha256};
 
 /// Why bytes are not a usable model blob.
@@ -199,6 +202,14 @@ impl Blob {
     /// Device counts per unit of the recording.
     pub fn counts_per_unit(&self) -> f32 {
         self.counts_per_unit
+    }
+
+    /// One window (`[C][T]`, original units) as the device reads it: counts, `[T][C]`.
+    pub fn window_counts(&self, window: &[f32]) -> Vec<i16> {
+        channels_first_to_interleaved(window, self.channels)
+            .into_iter()
+            .map(|v| to_counts(v, self.counts_per_unit))
+            .collect()
     }
 
     /// The latent value of one code.

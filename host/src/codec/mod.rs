@@ -6,9 +6,9 @@ mod simulate;
 mod sink;
 
 use anyhow::{ensure, Result};
-use funnel_artifacts::data::{channels_first_to_interleaved, interleaved_to_channels_first, Normalization};
+use funnel_artifacts::data::{interleaved_to_channels_first, Normalization};
 use funnel_artifacts::{Blob, Windows};
-use funnel_shared::stream::{to_counts, StreamConfig};
+use funnel_shared::stream::StreamConfig;
 
 pub use decoder::{DecodeError, DecodeReport, Gap, StreamDecoder, DEFAULT_BATCH, MAX_FILLED_GAP};
 pub use simulate::{simulate, EncodedStream, SimulateError};
@@ -27,11 +27,7 @@ pub struct RoundTrip {
 
 /// `windows` (`[C][T]`, original units) as the device's counts, `[T][C]`, one after another.
 fn device_counts(blob: &Blob, windows: &Windows) -> Vec<i16> {
-    windows
-        .iter()
-        .flat_map(|w| channels_first_to_interleaved(w, blob.channels()))
-        .map(|v| to_counts(v, blob.counts_per_unit()))
-        .collect()
+    windows.iter().flat_map(|w| blob.window_counts(w)).collect()
 }
 
 /// Bits per sample (per channel) the device sends for `windows` (`[C][T]`, original units)

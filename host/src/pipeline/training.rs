@@ -475,12 +475,11 @@ pub fn train_model(request: &TrainRequest) -> Result<TrainOutcome> {
     let mut points = points.into_iter();
     let first = points.next().context("at least one rate")?;
     // The decoder was tuned to the codes: these are the graphs that go out.
-    let (net, onnx) = if rates.len() == 1 {
-        (trained.float_net()?, first.quantization.onnx.clone())
-    } else {
+    if rates.len() > 1 {
         trained.restore(&weights)?;
-        (trained.float_net()?, export_onnx(&trained.float_net()?))
-    };
+    }
+    let net = trained.float_net()?;
+    let onnx = if rates.len() == 1 { first.quantization.onnx.clone() } else { export_onnx(&net) };
     let OperatingPoint { dir, card, report, quantization } = first;
     Ok(TrainOutcome { dir, card, dataset, trained, net, onnx, report, quantization, more: points.collect() })
 }

@@ -14,13 +14,12 @@
 
 use anyhow::{bail, ensure, Context, Result};
 use funnel_artifacts::blob::{model_id_of, OwnedCodeTables};
-use funnel_artifacts::data::{channels_first_to_interleaved, Normalization, Windows};
+use funnel_artifacts::data::{Normalization, Windows};
 use funnel_artifacts::net::{Activation, FloatEncoder, FloatLayer};
 use funnel_artifacts::Blob;
 use funnel_shared::blob::{
     write_blob, CodeQuant, EncoderSpec, I32s, I8s, InputQuant, Layer, QuantLayer, RequantParams, MAX_LAYERS,
 };
-use funnel_shared::stream::to_counts;
 use funnel_shared::wire::MAX_CODES;
 
 /// Real range `[min, max]` of a tensor mapped onto int8 `[-128, 127]`.
@@ -318,11 +317,9 @@ pub fn device_codes(blob: &Blob, normalization: &Normalization, windows: &Window
     for (w, out) in windows.iter().zip(codes.chunks_exact_mut(blob.latent().max(1))) {
         let mut values = w.to_vec();
         normalization.denormalize_in_place(&mut values);
-        let counts: Vec<i16> = channels_first_to_interleaved(&values, blob.channels())
-            .into_iter()
-            .map(|v| to_counts(v, blob.counts_per_unit()))
-            .collect();
-        encoder.encode(&counts, &mut scratch, out).context("the int8 encoder refused a calibration window")?;
+        encoder
+            .encode(&blob.window_counts(&values), &mut scratch, out)
+            .context("the int8 encoder refused a calibration window")?;
     }
     Ok(codes)
 }
