@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """Compute the golden vectors of docs/wire-format.md, independently of the Rust code.
 
-Written only from the text of docs/wire-format.md (sections "Stream header", "Data frame"
-with its subsections "Entropy-coded data frame" and "The entropy coder", and "Golden
-vectors"), with the Python standard library: `zlib.crc32` for the header's CRC-32/ISO-HDLC, a
-bitwise CRC-16/IBM-3740 written from its parameters, and the rANS coder (encoder and decoder)
-written from the spec's pseudo-code. Every coded payload is decoded back as a self-check.
+Written only from the text of docs/wire-format.md, version 3 (sections "Stream header",
+"Data frame" with its subsections "Entropy-coded data frame" and "The entropy coder", and
+"Golden vectors"), with the Python standard library: `zlib.crc32` for the header's
+CRC-32/ISO-HDLC, a bitwise CRC-16/IBM-3740 written from its parameters, and the rANS coder
+(encoder and decoder, with the escapes at both ends of every code table) written from the
+spec's pseudo-code and text. Every coded payload is decoded back as a self-check, and forged
+escapes (an escaped value inside its table) are checked to be refused by the decoder.
 
     python3 docs/wire_golden.py           # print the vectors
     python3 docs/wire_golden.py --write   # also fill the blocks in docs/wire-format.md
@@ -16,11 +18,12 @@ import struct
 import sys
 import zlib
 
-MAGIC, VERSION = 0xF5, 2
+MAGIC, VERSION = 0xF5, 3
 RESTART = 0x01        # header flags, bit 0
 ENTROPY_CODED = 0x02  # header flags, bit 1
 SATURATED = 0x01      # frame_flags, bit 0
 PRECISION = 12        # the frequencies of a code table sum to 1 << PRECISION
+ESCAPE_F = 16         # an escaped value u = x + 128 (0 ..= 255) is coded with f_u = 16, c_u = 16 u
 
 
 def crc16_ibm_3740(data: bytes) -> int:
@@ -64,13 +67,15 @@ def data_frame(codes, stream_id, session, frame, frame_flags) -> bytes:
 
 
 class Table:
-    """A latent's static code table ("The entropy coder"): codes lo ..= hi, frequency f(c) ≥ 1
-    for each, summing to 4096; cum(c) is the sum of the frequencies of the codes below c."""
+    """A latent's static code table ("The entropy coder"): codes lo ..= hi with hi − lo ≥ 2,
+    frequency f(c) ≥ 1 for each, summing to 4096; cum(c) is the sum of the frequencies of the
+    codes below c. Its two ends, lo and hi, are escapes."""
 
     def __init__(self, lo, freqs):
         assert all(f >= 1 for f in freqs) and sum(freqs) == 1 << PRECISION
         self.lo, self.hi, self.freqs = lo, lo + len(freqs) - 1, list(freqs)
-        assert -128 <= self.lo <= self.hi <= 127, "codes are int8"
+        assert -128 <= self.lo and self.hi <= 127, "codes are int8"
+        assert self.hi - self.lo >= 2, "a table has at least 3 codes"
         self.cums = [sum(freqs[:k]) for k in range(len(freqs))]
 
     def f(self, code):
@@ -89,19 +94,27 @@ class Table:
         raise AssertionError(f"no code at {q}")
 
 
-def rans_encode(codes, tables) -> bytes:
-    """Encoding, as in "The entropy coder": codes in reverse order from state 0 (x_j belongs to
-    latent j mod codes_per_window), flushing the low word when (s >> 20) >= f, then the final
-    state's words (none if 0, one if < 2^16, else low then high); words little-endian."""
-    s, words = 0, []
-    for j in reversed(range(len(codes))):
-        table = tables[j % len(tables)]
-        f, c = table.f(codes[j]), table.cum(codes[j])
-        if (s >> (32 - PRECISION)) >= f:
-            words.append(s & 0xFFFF)
-            s >>= 16
-        s = ((s // f) << PRECISION) + c + (s % f)
-        assert s < 1 << 32, "the state is 32 bits"
+def escape_symbol(x):
+    """The uniform symbol u = x + 128 of an escaped code x: (f_u, c_u) = (16, 16 u)."""
+    assert -128 <= x <= 127, "codes are int8"
+    u = x + 128
+    return ESCAPE_F, ESCAPE_F * u
+
+
+def put(s, words, f, c):
+    """Put one symbol of frequency f and cumulative c on the state s (the spec's pseudo-code):
+    flush the low word when (s >> 20) >= f, then s = ((s / f) << 12) + c + (s mod f)."""
+    if (s >> (32 - PRECISION)) >= f:
+        words.append(s & 0xFFFF)
+        s >>= 16
+    s = ((s // f) << PRECISION) + c + (s % f)
+    assert s < 1 << 32, "the state is 32 bits"
+    return s
+
+
+def finish(s, words) -> bytes:
+    """Append the final state (nothing if 0, one word if < 2^16, else low then high word);
+    the payload is the words in the order appended, each little-endian."""
     if s != 0:
         words.append(s & 0xFFFF)
         if s >= 1 << 16:
@@ -109,33 +122,97 @@ def rans_encode(codes, tables) -> bytes:
     return struct.pack(f"<{len(words)}H", *words)
 
 
+def rans_encode(codes, tables) -> bytes:
+    """Encoding, as in "The entropy coder": codes in reverse order j = n−1 … 0 from state 0 (x_j
+    belongs to latent j mod codes_per_window). Each code x is sent as t = min(max(x, lo), hi);
+    when t is lo or hi, the escaped value u = x + 128 follows it (f_u = 16, c_u = 16 u). Being a
+    stack, the coder puts first the escaped value (if any), then t."""
+    s, words = 0, []
+    for j in reversed(range(len(codes))):
+        table, x = tables[j % len(tables)], codes[j]
+        t = min(max(x, table.lo), table.hi)
+        if t in (table.lo, table.hi):
+            s = put(s, words, *escape_symbol(x))
+        s = put(s, words, table.f(t), table.cum(t))
+    return finish(s, words)
+
+
 def rans_decode(payload, n, tables):
-    """Decoding, as in "The entropy coder": words read from the end of the payload; the state starts
-    as the last word (not 0), then takes in one more word if any remain; per code, q = s & 0xFFF
-    picks the code, s = (s >> 12) × f + q − cum, and a word is taken in when s < 2^16. Returns
-    the n codes, or None if the payload is not valid (a word left unread, or the state not
-    ending at 0)."""
+    """Decoding, as in "The entropy coder": words read from the end of the payload; an empty
+    payload starts at state 0, otherwise the state starts as the last word (not 0), then takes
+    in one more word if any remain. Reading a symbol (f, c) from q = s & 0xFFF is
+    s = (s >> 12) × f + q − c, then a word is taken in when s < 2^16 and words remain. Per
+    code: t is the code with cum(t) ≤ q < cum(t) + f(t); if t is lo or hi, u = q >> 4 is read
+    next (f_u = 16, c_u = 16 u) and x = u − 128 must be ≤ lo (after lo) or ≥ hi (after hi).
+    Returns the n codes, or None if the payload is not valid (odd length, a zero last word, an
+    escaped value inside its table, a word left unread, or the state not ending at 0)."""
     if len(payload) % 2:
         return None
     words = list(struct.unpack(f"<{len(payload) // 2}H", payload))
-    # An empty payload (len 0) has no last word to start from; the spec does not say. Read
-    # here as state 0: what the encoder leaves when every code keeps the state at 0 (each the
-    # lowest of its table, cum = 0), so such a payload decodes to those codes.
     s = words.pop() if words else 0
     if payload and s == 0:
         return None
     if words:
         s = (s << 16) | words.pop()
+
+    def read(s, f, c, q):
+        s = (s >> PRECISION) * f + q - c
+        if s < 1 << 16 and words:
+            s = (s << 16) | words.pop()
+        return s
+
+    mask = (1 << PRECISION) - 1
     codes = []
     for j in range(n):
         table = tables[j % len(tables)]
-        q = s & ((1 << PRECISION) - 1)
-        x = table.code_at(q)
-        s = (s >> PRECISION) * table.f(x) + q - table.cum(x)
-        if s < 1 << 16 and words:
-            s = (s << 16) | words.pop()
+        q = s & mask
+        t = table.code_at(q)
+        s = read(s, table.f(t), table.cum(t), q)
+        if t in (table.lo, table.hi):
+            q = s & mask
+            u = q >> 4
+            s = read(s, ESCAPE_F, ESCAPE_F * u, q)
+            x = u - 128
+            if (t == table.lo and not x <= table.lo) or (t == table.hi and not x >= table.hi):
+                return None  # an escaped value inside its table: not valid
+        else:
+            x = t
         codes.append(x)
     return codes if not words and s == 0 else None
+
+
+def check_forged_escapes_are_refused(tables):
+    """A payload whose escaped value lies inside its table (which no encoder makes) must be
+    refused: put by hand, in the encoder's order, an end t of a table followed by an escaped
+    value x with lo < x < hi, among ordinary codes, and check that the decoder returns None,
+    while the same payload with an escaped value at or beyond the end decodes."""
+    n = 2 * len(tables)
+    for latent, table in enumerate(tables):
+        for end in (table.lo, table.hi):
+            for x, valid in ((table.lo + 1, False), (table.hi - 1, False),
+                             (end, True), (-128 if end == table.lo else 127, True)):
+                # Frame: the lowest non-end code of each latent, except code `latent` of
+                # window 1, which is the end `end` escaped with value x (forged when inside).
+                symbols = []
+                for j in range(n):
+                    tab = tables[j % len(tables)]
+                    if j == len(tables) + latent:
+                        symbols.append([(tab.f(end), tab.cum(end)), escape_symbol(x)])
+                    else:
+                        symbols.append([(tab.f(tab.lo + 1), tab.cum(tab.lo + 1))])
+                s, words = 0, []
+                for group in reversed(symbols):
+                    for f, c in reversed(group):
+                        s = put(s, words, f, c)
+                payload = finish(s, words)
+                decoded = rans_decode(payload, n, tables)
+                if valid:
+                    expected = [tables[j % len(tables)].lo + 1 for j in range(n)]
+                    expected[len(tables) + latent] = x
+                    assert decoded == expected, (latent, end, x, decoded)
+                    assert rans_encode(expected, tables) == payload, (latent, end, x)
+                else:
+                    assert decoded is None, f"forged escape {end} -> {x} of latent {latent}"
 
 
 def entropy_coded_frame(codes, tables, stream_id, session, frame, frame_flags) -> bytes:
@@ -179,9 +256,10 @@ def golden_3():
     common = dict(stream_id=1, session=0x0102)
     tables = [
         Table(-2, [100, 3800, 100, 96]),                 # latent 0: codes -2 ..= 1
-        Table(0, [4096]),                                # latent 1: the single code 0
+        Table(-1, [1, 4094, 1]),                         # latent 1: codes -1 ..= 1
         Table(-128, [3841 if c == 0 else 1 for c in range(-128, 128)]),  # latent 2
     ]
+    check_forged_escapes_are_refused(tables)
     return [
         header(flags=RESTART | ENTROPY_CODED, model_id=MODEL_ID, channels=1,
                codes_per_window=3, window=64, windows_per_frame=2, header_interval=64,
@@ -191,6 +269,7 @@ def golden_3():
                             **common),
         entropy_coded_frame([-1, 0, 0, -1, 0, 0], tables, frame=2, frame_flags=SATURATED,
                             **common),
+        entropy_coded_frame([-1, 0, 0, -1, 3, 0], tables, frame=3, frame_flags=0, **common),
     ]
 
 

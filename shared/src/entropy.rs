@@ -12,6 +12,11 @@
 //! Payload bytes: the coder's words in the order they are written, then the final state (low
 //! word, then high word; a zero high word is left out), each word little-endian. A decoder reads
 //! words from the end. Codes are encoded last to first so that they decode first to last.
+//!
+//! Every code can be coded, whatever the tables: a table's lowest and highest codes are
+//! **escapes**. A code at or beyond an end travels as that end followed by the code itself as a
+//! uniform 8-bit symbol, so a signal that leaves the range seen in training costs a few more
+//! bits for those codes instead of sending its frame raw.
 
 use crate::blob::{I8s, U16s};
 use crate::wire::MAX_CODES;
@@ -24,9 +29,14 @@ pub const TOTAL: u32 = 1 << PRECISION;
 const WORD_BITS: u32 = 16;
 /// Below this the decoder refills its state from the next word.
 const REFILL_BELOW: u32 = 1 << (32 - WORD_BITS);
+/// Fewest codes a table has: its two escapes and one code that is itself.
+pub const MIN_TABLE_CODES: usize = 3;
+/// Frequency of each value of the uniform 8-bit symbol after an escape.
+const ESCAPED_FREQUENCY: u32 = TOTAL >> 8;
 
-/// One static probability table per latent: latent `i` may take the codes
-/// `lowest[i] ..= highest[i]`, each with a frequency of at least 1 out of [`TOTAL`].
+/// One static probability table per latent: latent `i` has the codes `lowest[i] ..= highest[i]`
+/// (at least [`MIN_TABLE_CODES`]), each with a frequency of at least 1 out of [`TOTAL`]; the two
+/// ends are escapes (see the module documentation).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CodeTables<'a> {
     #[serde(borrow)]
@@ -46,8 +56,6 @@ pub struct CodeTables<'a> {
 pub enum EntropyError {
     /// The output does not have room for the coded codes.
     BufferTooSmall,
-    /// A code outside its latent's table (send such codes raw).
-    OutsideTable { position: usize, code: i8 },
     /// The number of codes is not a multiple of the number of latents.
     CodeCount,
     /// The payload is not what this coder writes for that many codes.
@@ -58,9 +66,6 @@ impl core::fmt::Display for EntropyError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             EntropyError::BufferTooSmall => f.write_str("entropy-coded codes do not fit the buffer"),
-            EntropyError::OutsideTable { position, code } => {
-                write!(f, "code {code} at position {position} is outside its latent's table")
-            }
             EntropyError::CodeCount => f.write_str("code count is not a multiple of the latent count"),
             EntropyError::Inconsistent => f.write_str("entropy-coded payload is inconsistent with the model's tables"),
         }
@@ -83,8 +88,8 @@ impl<'a> CodeTables<'a> {
         let mut offset = 0usize;
         for i in 0..latents {
             let (lo, hi) = (self.lowest.get(i), self.highest.get(i));
-            if lo > hi {
-                return Err("code tables: lowest code above highest");
+            if i16::from(hi) - i16::from(lo) + 1 < MIN_TABLE_CODES as i16 {
+                return Err("code tables: fewer than 3 codes in a table (two escapes and one more)");
             }
             let n = usize::from((i16::from(hi) - i16::from(lo)) as u16) + 1;
             let Some(run) = offset.checked_add(n).filter(|&end| end <= self.cumulative.len()) else {
@@ -128,8 +133,8 @@ impl<'a> CodeTables<'a> {
         (left, right - left)
     }
 
-    /// Entropy codes `codes` (whole windows, latent after latent, each inside its table) into
-    /// `out`; returns the number of bytes written (always even).
+    /// Entropy codes `codes` (whole windows, latent after latent) into `out`; returns the number
+    /// of bytes written (always even).
     pub fn encode(&self, codes: &[i8], out: &mut [u8]) -> Result<usize, EntropyError> {
         let k = self.latents();
         if k == 0 || codes.len() % k != 0 {
@@ -144,19 +149,24 @@ impl<'a> CodeTables<'a> {
             Ok(())
         };
         let mut state: u32 = 0;
+        let mut put = |state: &mut u32, (left, freq): (u32, u32), out: &mut [u8]| -> Result<(), EntropyError> {
+            if (*state >> (32 - PRECISION)) >= freq {
+                push(*state as u16, out)?;
+                *state >>= WORD_BITS;
+            }
+            *state = ((*state / freq) << PRECISION) | (left + *state % freq);
+            Ok(())
+        };
         for (position, &code) in codes.iter().enumerate().rev() {
             let latent = position % k;
-            let lo = self.lowest.get(latent);
-            if code < lo || code > self.highest.get(latent) {
-                return Err(EntropyError::OutsideTable { position, code });
+            let (lo, hi) = (self.lowest.get(latent), self.highest.get(latent));
+            let symbol = code.clamp(lo, hi);
+            // Stack order: the escaped code goes in first so that it comes out after its escape.
+            if symbol == lo || symbol == hi {
+                put(&mut state, escaped_interval(code), out)?;
             }
-            let j = (i16::from(code) - i16::from(lo)) as usize;
-            let (left, freq) = self.interval(offsets[latent].into(), offsets[latent + 1].into(), j);
-            if (state >> (32 - PRECISION)) >= freq {
-                push(state as u16, out)?;
-                state >>= WORD_BITS;
-            }
-            state = ((state / freq) << PRECISION) | (left + state % freq);
+            let j = (i16::from(symbol) - i16::from(lo)) as usize;
+            put(&mut state, self.interval(offsets[latent].into(), offsets[latent + 1].into(), j), out)?;
         }
         if state >= REFILL_BELOW {
             push(state as u16, out)?;
@@ -209,15 +219,29 @@ impl<'a> CodeTables<'a> {
                     b = mid;
                 }
             }
-            let (left, freq) = self.interval(start, end, a);
-            state = (state >> PRECISION) * freq + (quantile - left);
-            if state < REFILL_BELOW {
-                if let Some(word) = pop(&mut pos) {
-                    state = (state << WORD_BITS) | word;
+            let mut take = |state: &mut u32, quantile: u32, (left, freq): (u32, u32)| {
+                *state = (*state >> PRECISION) * freq + (quantile - left);
+                if *state < REFILL_BELOW {
+                    if let Some(word) = pop(&mut pos) {
+                        *state = (*state << WORD_BITS) | word;
+                    }
                 }
-            }
+            };
+            take(&mut state, quantile, self.interval(start, end, a));
             // `a` < 256: the table spans at most the i8 range.
             *code = (i16::from(self.lowest.get(latent)) + a as i16) as i8;
+            if a == 0 || a == end - start - 1 {
+                let quantile = state & (TOTAL - 1);
+                let escaped = (quantile / ESCAPED_FREQUENCY) as u8 as i8 ^ i8::MIN;
+                // The escaped code must lie at or beyond its escape: anything else is not what
+                // an encoder writes.
+                let beyond = if a == 0 { escaped <= *code } else { escaped >= *code };
+                if !beyond {
+                    return Err(EntropyError::Inconsistent);
+                }
+                take(&mut state, quantile, escaped_interval(escaped));
+                *code = escaped;
+            }
         }
         // Decoding retraces encoding back to its start: every word read, the state back at 0.
         if pos != 0 || state != 0 {
@@ -225,6 +249,11 @@ impl<'a> CodeTables<'a> {
         }
         Ok(())
     }
+}
+
+/// The uniform 8-bit symbol that follows an escape: `code + 128` with frequency 16.
+fn escaped_interval(code: i8) -> (u32, u32) {
+    (u32::from((code as u8) ^ 0x80) * ESCAPED_FREQUENCY, ESCAPED_FREQUENCY)
 }
 
 #[cfg(test)]
@@ -290,9 +319,10 @@ pub(crate) mod tests {
     }
 
     prop_compose! {
-        /// 1–4 latents, each with a table of 1–256 codes, and 1–5 windows of codes inside them.
+        /// 1–4 latents, each with a table of 3–256 codes, and 1–5 windows of codes: mostly
+        /// inside their tables, some at their ends and some anywhere in the i8 range (escaped).
         fn tables_and_codes()(
-            spans in prop::collection::vec((any::<i8>(), 1usize..=256, any::<u64>()), 1..=4),
+            spans in prop::collection::vec((any::<i8>(), 3usize..=256, any::<u64>()), 1..=4),
             windows in 1usize..=5,
             seed in any::<u64>(),
         ) -> (OwnedTables, Vec<i8>) {
@@ -306,7 +336,11 @@ pub(crate) mod tests {
             }).collect();
             let codes = (0..windows * tables.len()).map(|i| {
                 let (lo, f) = &tables[i % tables.len()];
-                (*lo as i16 + (next() as usize % f.len()) as i16) as i8
+                match next() % 8 {
+                    0 => next() as u8 as i8,
+                    1 => *lo,
+                    _ => (*lo as i16 + (next() as usize % f.len()) as i16) as i8,
+                }
             }).collect();
             (OwnedTables::new(&tables), codes)
         }
@@ -315,6 +349,25 @@ pub(crate) mod tests {
     fn reference_model(t: &OwnedTables, latent: usize) -> SmallContiguousCategoricalEntropyModel {
         SmallContiguousCategoricalEntropyModel::from_nonzero_fixed_point_probabilities(t.frequencies(latent), false)
             .unwrap()
+    }
+
+    /// The uniform 8-bit symbol after an escape, as a constriction model.
+    fn escaped_model() -> SmallContiguousCategoricalEntropyModel {
+        SmallContiguousCategoricalEntropyModel::from_nonzero_fixed_point_probabilities(
+            std::vec![ESCAPED_FREQUENCY as u16; 256],
+            false,
+        )
+        .unwrap()
+    }
+
+    /// The symbols the reference coder sees for `code` of a latent whose table starts at `lo` and
+    /// has `n` codes: its index in the table (its end when beyond it), then, at an end, the
+    /// escaped code as an 8-bit symbol.
+    fn reference_symbols(code: i8, lo: i8, n: usize) -> (usize, Option<usize>) {
+        let hi = (lo as i16 + n as i16 - 1) as i8;
+        let symbol = code.clamp(lo, hi);
+        let escaped = (symbol == lo || symbol == hi).then_some((code as i16 + 128) as usize);
+        ((symbol as i16 - lo as i16) as usize, escaped)
     }
 
     proptest! {
@@ -328,8 +381,12 @@ pub(crate) mod tests {
             let mut reference = SmallAnsCoder::from_compressed(words).unwrap();
             let k = t.latents();
             for (i, &c) in codes.iter().enumerate() {
-                let symbol = reference.decode_symbol(reference_model(&owned, i % k)).unwrap();
-                prop_assert_eq!(symbol as i16 + t.lowest.get(i % k) as i16, c as i16);
+                let (lo, n) = (t.lowest.get(i % k), owned.frequencies(i % k).len());
+                let (symbol, escaped) = reference_symbols(c, lo, n);
+                prop_assert_eq!(reference.decode_symbol(reference_model(&owned, i % k)).unwrap(), symbol);
+                if let Some(escaped) = escaped {
+                    prop_assert_eq!(reference.decode_symbol(escaped_model()).unwrap(), escaped);
+                }
             }
             prop_assert!(reference.is_empty());
             let mut back = std::vec![0i8; codes.len()];
@@ -343,7 +400,10 @@ pub(crate) mod tests {
             let k = t.latents();
             let mut reference = SmallAnsCoder::new();
             for (i, &c) in codes.iter().enumerate().rev() {
-                let symbol = (c as i16 - t.lowest.get(i % k) as i16) as usize;
+                let (symbol, escaped) = reference_symbols(c, t.lowest.get(i % k), owned.frequencies(i % k).len());
+                if let Some(escaped) = escaped {
+                    reference.encode_symbol(escaped, escaped_model()).unwrap();
+                }
                 reference.encode_symbol(symbol, reference_model(&owned, i % k)).unwrap();
             }
             let words = reference.into_compressed().unwrap();
@@ -373,22 +433,46 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn codes_at_the_table_edges_and_rarest_codes_round_trip() {
-        // Latent 0 spans the whole i8 range with one likely code; latent 1 is a single code.
+    fn codes_at_and_beyond_the_table_ends_round_trip() {
+        // Latent 0 spans the whole i8 range with one likely code; latent 1 is -1 ..= 1, 0 likely.
         let mut f0 = std::vec![1u16; 256];
         f0[128] = (TOTAL - 255) as u16;
-        let owned = OwnedTables::new(&[(-128, f0), (5, std::vec![TOTAL as u16])]);
+        let owned = OwnedTables::new(&[(-128, f0), (-1, std::vec![1, 4094, 1])]);
         let t = owned.tables();
         assert_eq!(t.validate(2), Ok(()));
-        let codes: Vec<i8> = [-128, 5, 127, 5, 0, 5, -1, 5].into_iter().cycle().take(64).collect();
-        let mut out = [0u8; 256];
+        let codes: Vec<i8> = [-128, 0, 127, 0, 0, 0, -1, 0].into_iter().cycle().take(64).collect();
+        let mut out = [0u8; 512];
         let n = t.encode(&codes, &mut out).unwrap();
-        // 24 rare codes of latent 0 cost 12 bits each, 8 likely ones under a bit; the
-        // single-code latent costs nothing.
-        assert!(n * 8 <= 24 * 12 + 8 + 16, "{n} bytes");
+        // 16 escapes of latent 0 cost 12 + 8 bits each, 8 rare inner codes 12 bits, the 40 likely
+        // codes under a bit in all.
+        assert!(n * 8 <= 16 * 20 + 8 * 12 + 8 + 16, "{n} bytes");
         let mut back = [0i8; 64];
         t.decode(&out[..n], &mut back).unwrap();
         assert_eq!(back.to_vec(), codes);
+        // Latent 1 has seen nothing but -1 ..= 1: every other code still travels, escaped.
+        let wild: Vec<i8> = (-128..=127).flat_map(|c| [0, c]).collect();
+        let mut out = [0u8; 1024];
+        let n = t.encode(&wild, &mut out).unwrap();
+        let mut back = [0i8; 512];
+        t.decode(&out[..n], &mut back).unwrap();
+        assert_eq!(back.to_vec(), wild);
+    }
+
+    #[test]
+    fn an_escape_must_be_followed_by_a_code_beyond_it() {
+        let owned = OwnedTables::new(&[(-1, std::vec![1000, 2096, 1000])]);
+        let t = owned.tables();
+        let mut out = [0u8; 16];
+        // Code 5 escapes at the top end; forge the escaped symbol to say 0, which is inside.
+        let n = t.encode(&[5], &mut out).unwrap();
+        let mut back = [0i8; 1];
+        t.decode(&out[..n], &mut back).unwrap();
+        assert_eq!(back, [5]);
+        let mut forged = SmallAnsCoder::new();
+        forged.encode_symbol(128usize, escaped_model()).unwrap();
+        forged.encode_symbol(2usize, reference_model(&owned, 0)).unwrap();
+        let bytes: Vec<u8> = forged.into_compressed().unwrap().iter().flat_map(|w| w.to_le_bytes()).collect();
+        assert_eq!(t.decode(&bytes, &mut back), Err(EntropyError::Inconsistent));
     }
 
     #[test]
@@ -398,21 +482,18 @@ pub(crate) mod tests {
         let mut out = [0u8; 16];
         // 60 codes of probability 4093/4096: 0.06 bits in all, rounded up to 0 or 1 word.
         assert!(t.encode(&[-1; 60], &mut out).unwrap() <= 2);
-        // Code -1 has left cumulative 1: encoding it from state 0 does grow the state.
-        let owned = OwnedTables::new(&[(0, std::vec![4095, 1])]);
-        assert_eq!(owned.tables().encode(&[0; 64], &mut out), Ok(0), "cumulative 0 from state 0 writes nothing");
-        let mut back = [9i8; 64];
-        owned.tables().decode(&[], &mut back).unwrap();
-        assert_eq!(back, [0; 64]);
+        let mut back = [9i8; 60];
+        let n = t.encode(&[-1; 60], &mut out).unwrap();
+        t.decode(&out[..n], &mut back).unwrap();
+        assert_eq!(back, [-1; 60]);
     }
 
     #[test]
     fn misuse_is_an_error() {
-        let owned = OwnedTables::new(&[(0, std::vec![2048, 2048]), (0, std::vec![4096])]);
+        let owned = OwnedTables::new(&[(0, std::vec![1024, 2048, 1024]), (-1, std::vec![1, 4094, 1])]);
         let t = owned.tables();
         let mut out = [0u8; 4];
         assert_eq!(t.encode(&[0, 0, 1], &mut out), Err(EntropyError::CodeCount));
-        assert_eq!(t.encode(&[2, 0], &mut out), Err(EntropyError::OutsideTable { position: 0, code: 2 }));
         assert_eq!(t.encode(&[1, 0].repeat(40), &mut out), Err(EntropyError::BufferTooSmall));
         let mut codes = [0i8; 2];
         assert_eq!(t.decode(&[1], &mut codes), Err(EntropyError::Inconsistent));
@@ -421,8 +502,11 @@ pub(crate) mod tests {
 
     #[test]
     fn invalid_tables_are_refused() {
-        let good = OwnedTables::new(&[(0, std::vec![2048, 2048])]);
+        let good = OwnedTables::new(&[(0, std::vec![1024, 2048, 1024])]);
+        assert_eq!(good.tables().validate(1), Ok(()));
         assert_eq!(good.tables().validate(2), Err("code tables: one per latent"));
+        let two = OwnedTables::new(&[(0, std::vec![2048, 2048])]);
+        assert!(two.tables().validate(1).is_err(), "two codes: nothing but escapes");
         let mut t = good.clone();
         t.cumulative[0] = 1; // does not start at 0
         assert!(t.tables().validate(1).is_err());
@@ -433,7 +517,7 @@ pub(crate) mod tests {
         t.cumulative[2..4].copy_from_slice(&4096u16.to_le_bytes()); // reaches TOTAL
         assert!(t.tables().validate(1).is_err());
         let mut t = good.clone();
-        t.highest[0] = 2; // three codes, two frequencies
+        t.highest[0] = 3; // four codes, three frequencies
         assert!(t.tables().validate(1).is_err());
         let mut t = good;
         t.lowest[0] = 5; // above highest

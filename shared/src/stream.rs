@@ -75,8 +75,8 @@ impl core::error::Error for StreamConfigError {}
 /// Writes the payload of a data frame holding `codes` (whole windows, at most
 /// [`MAX_FRAME_CODES`]) into `out` and returns its length: the codes entropy coded with
 /// `tables` when that is shorter than the raw codes (the receiver tells the two apart by the
-/// length), the raw codes otherwise — for an unusual frame that does not code shorter, and for
-/// one with a code outside its table, which travels as it is rather than clamped.
+/// length), the raw codes otherwise (an unusual frame that does not code shorter). Either way
+/// every code travels as it is: one beyond its table is escaped, never clamped.
 pub fn frame_payload(tables: Option<CodeTables<'_>>, codes: &[i8], out: &mut [u8; MAX_FRAME_CODES]) -> usize {
     let n = codes.len().min(MAX_FRAME_CODES);
     let coded = tables.and_then(|t| t.encode(&codes[..n], &mut out[..n.saturating_sub(1)]).ok());
@@ -297,7 +297,7 @@ mod tests {
     }
 
     #[test]
-    fn entropy_coded_frames_carry_every_code_as_it_is_raw_when_coding_cannot() {
+    fn entropy_coded_frames_carry_every_code_as_it_is_escaped_or_raw() {
         use crate::encoder::tests::tiny_blob_coded;
         use crate::entropy::tests::OwnedTables;
         let plain = tiny_blob();
@@ -315,17 +315,17 @@ mod tests {
             input_saturated.push(encoder.encode(w, &mut scratch, &mut c).unwrap().input_saturated);
             codes.extend_from_slice(&c);
         }
-        // Latent 0's table leaves out its largest code (a frame with it cannot be coded); both
-        // favour the quiet window's codes, so that quiet frames code short.
+        // Latent 0's table ends below its largest code (which is escaped, or its frame raw);
+        // both favour the quiet window's codes, so that quiet frames code short.
         let max0 = codes.iter().step_by(2).copied().max().unwrap();
-        let lo0 = codes.iter().step_by(2).copied().min().unwrap();
+        let lo0 = codes.iter().step_by(2).copied().min().unwrap().min(max0 - 3);
         let span0 = (max0 as i16 - lo0 as i16) as usize;
         let favour = |f: &mut std::vec::Vec<u16>, at: usize| {
             let spare = (crate::entropy::TOTAL as usize - f.len()) as u16;
             let last = f.len() - 1;
             f[at.min(last)] += spare;
         };
-        let mut f0 = std::vec![1u16; span0.max(1)];
+        let mut f0 = std::vec![1u16; span0];
         favour(&mut f0, (codes[0] as i16 - lo0 as i16) as usize);
         let mut f1 = std::vec![1u16; 256];
         favour(&mut f1, (codes[1] as i16 + 128) as usize);
@@ -356,12 +356,10 @@ mod tests {
             }
             assert_eq!(got, want, "frame {f}: every code as the encoder made it");
             assert_eq!(frame.saturated, (0..3).any(|w| input_saturated[3 * f + w]));
-            if want.iter().step_by(2).any(|&c| c == max0) {
-                assert!(!frame.entropy_coded, "frame {f} has a code outside its table: raw");
-            }
         }
-        assert!(frames.iter().any(|f| !f.entropy_coded), "the frame with latent 0's largest code goes raw");
-        assert!(frames.iter().any(|f| f.entropy_coded), "and others are entropy coded");
+        assert!(codes.iter().step_by(2).any(|&c| c == max0), "a code beyond its table was sent");
+        assert!(frames.iter().any(|f| !f.entropy_coded), "busy frames do not code shorter: raw");
+        assert!(frames.iter().any(|f| f.entropy_coded), "quiet ones are entropy coded");
     }
 
     #[test]

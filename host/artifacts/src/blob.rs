@@ -41,7 +41,7 @@ pub struct OwnedCodeTables {
 
 /// Most codes a table leaves room for on each side of those seen in training, as a fraction of
 /// the span seen (at least [`MIN_TABLE_MARGIN`] codes): live signals drift past the training
-/// extremes, and a frame with a code outside its table is sent raw.
+/// extremes, and a code at or beyond a table's end costs 8 bits more (it is escaped).
 pub const TABLE_MARGIN: f64 = 0.25;
 pub const MIN_TABLE_MARGIN: i16 = 4;
 
