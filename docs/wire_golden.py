@@ -5,9 +5,11 @@ Written only from the text of docs/wire-format.md, version 3 (sections "Stream h
 "Data frame" with its subsections "Entropy-coded data frame" and "The entropy coder", and
 "Golden vectors"), with the Python standard library: `zlib.crc32` for the header's
 CRC-32/ISO-HDLC, a bitwise CRC-16/IBM-3740 written from its parameters, and the rANS coder
-(encoder and decoder, with the escapes at both ends of every code table) written from the
-spec's pseudo-code and text. Every coded payload is decoded back as a self-check, and forged
-escapes (an escaped value inside its table) are checked to be refused by the decoder.
+(encoder and decoder, with the escapes at the ends of every code table, except an end that is
+also an end of the int8 range, -128 or 127, which stands for itself) written from the spec's
+pseudo-code and text. Every coded payload is decoded back as a self-check, forged escapes (an
+escaped value inside its table) are checked to be refused by the decoder, and the ends -128 and
+127 of a table are checked never to be followed by an escaped value.
 
     python3 docs/wire_golden.py           # print the vectors
     python3 docs/wire_golden.py --write   # also fill the blocks in docs/wire-format.md
@@ -69,7 +71,8 @@ def data_frame(codes, stream_id, session, frame, frame_flags) -> bytes:
 class Table:
     """A latent's static code table ("The entropy coder"): codes lo ..= hi with hi − lo ≥ 2,
     frequency f(c) ≥ 1 for each, summing to 4096; cum(c) is the sum of the frequencies of the
-    codes below c. Its two ends, lo and hi, are escapes."""
+    codes below c. Its two ends, lo and hi, are escapes, except an end that is also an end of
+    the int8 range (lo = -128, hi = 127): no code lies beyond it, and it stands for itself."""
 
     def __init__(self, lo, freqs):
         assert all(f >= 1 for f in freqs) and sum(freqs) == 1 << PRECISION
@@ -85,6 +88,11 @@ class Table:
     def cum(self, code):
         assert self.lo <= code <= self.hi, f"code {code} outside {self.lo}..={self.hi}"
         return self.cums[code - self.lo]
+
+    def is_escape(self, t):
+        """Whether the symbol t of this table is an escape (an escaped value follows it):
+        t = lo with lo > -128, or t = hi with hi < 127."""
+        return (t == self.lo and self.lo > -128) or (t == self.hi and self.hi < 127)
 
     def code_at(self, q):
         """The code c with cum(c) ≤ q < cum(c) + f(c)."""
@@ -125,13 +133,14 @@ def finish(s, words) -> bytes:
 def rans_encode(codes, tables) -> bytes:
     """Encoding, as in "The entropy coder": codes in reverse order j = n−1 … 0 from state 0 (x_j
     belongs to latent j mod codes_per_window). Each code x is sent as t = min(max(x, lo), hi);
-    when t is lo or hi, the escaped value u = x + 128 follows it (f_u = 16, c_u = 16 u). Being a
-    stack, the coder puts first the escaped value (if any), then t."""
+    when t is an escape (t = lo with lo > -128, or t = hi with hi < 127), the escaped value
+    u = x + 128 follows it (f_u = 16, c_u = 16 u). Being a stack, the coder puts first the
+    escaped value (if any), then t."""
     s, words = 0, []
     for j in reversed(range(len(codes))):
         table, x = tables[j % len(tables)], codes[j]
         t = min(max(x, table.lo), table.hi)
-        if t in (table.lo, table.hi):
+        if table.is_escape(t):
             s = put(s, words, *escape_symbol(x))
         s = put(s, words, table.f(t), table.cum(t))
     return finish(s, words)
@@ -142,8 +151,9 @@ def rans_decode(payload, n, tables):
     payload starts at state 0, otherwise the state starts as the last word (not 0), then takes
     in one more word if any remain. Reading a symbol (f, c) from q = s & 0xFFF is
     s = (s >> 12) × f + q − c, then a word is taken in when s < 2^16 and words remain. Per
-    code: t is the code with cum(t) ≤ q < cum(t) + f(t); if t is lo or hi, u = q >> 4 is read
-    next (f_u = 16, c_u = 16 u) and x = u − 128 must be ≤ lo (after lo) or ≥ hi (after hi).
+    code: t is the code with cum(t) ≤ q < cum(t) + f(t); if t is an escape (t = lo > −128 or
+    t = hi < 127), u = q >> 4 is read next (f_u = 16, c_u = 16 u) and x = u − 128 must be ≤ lo
+    (after lo) or ≥ hi (after hi); otherwise x = t.
     Returns the n codes, or None if the payload is not valid (odd length, a zero last word, an
     escaped value inside its table, a word left unread, or the state not ending at 0)."""
     if len(payload) % 2:
@@ -168,7 +178,7 @@ def rans_decode(payload, n, tables):
         q = s & mask
         t = table.code_at(q)
         s = read(s, table.f(t), table.cum(t), q)
-        if t in (table.lo, table.hi):
+        if table.is_escape(t):
             q = s & mask
             u = q >> 4
             s = read(s, ESCAPE_F, ESCAPE_F * u, q)
@@ -181,14 +191,29 @@ def rans_decode(payload, n, tables):
     return codes if not words and s == 0 else None
 
 
+def put_by_hand(groups) -> bytes:
+    """The payload of a frame given, code after code, the list of symbols (f, c) that code is
+    sent as (its table's symbol, then its escaped value if any), put in the encoder's order:
+    codes in reverse, and within a code the escaped value before the table's symbol."""
+    s, words = 0, []
+    for group in reversed(groups):
+        for f, c in reversed(group):
+            s = put(s, words, f, c)
+    return finish(s, words)
+
+
 def check_forged_escapes_are_refused(tables):
     """A payload whose escaped value lies inside its table (which no encoder makes) must be
-    refused: put by hand, in the encoder's order, an end t of a table followed by an escaped
-    value x with lo < x < hi, among ordinary codes, and check that the decoder returns None,
-    while the same payload with an escaped value at or beyond the end decodes."""
+    refused: put by hand, in the encoder's order, an escape t of a table (an end that is not
+    -128 or 127) followed by an escaped value x with lo < x < hi, among ordinary codes, and
+    check that the decoder returns None, while the same payload with an escaped value at or
+    beyond the end decodes."""
     n = 2 * len(tables)
+    checked = 0
     for latent, table in enumerate(tables):
-        for end in (table.lo, table.hi):
+        # The escapes of the table: its ends, but for one that is -128 or 127.
+        escapes = [end for end in (table.lo, table.hi) if end not in (-128, 127)]
+        for end in escapes:
             for x, valid in ((table.lo + 1, False), (table.hi - 1, False),
                              (end, True), (-128 if end == table.lo else 127, True)):
                 # Frame: the lowest non-end code of each latent, except code `latent` of
@@ -200,11 +225,7 @@ def check_forged_escapes_are_refused(tables):
                         symbols.append([(tab.f(end), tab.cum(end)), escape_symbol(x)])
                     else:
                         symbols.append([(tab.f(tab.lo + 1), tab.cum(tab.lo + 1))])
-                s, words = 0, []
-                for group in reversed(symbols):
-                    for f, c in reversed(group):
-                        s = put(s, words, f, c)
-                payload = finish(s, words)
+                payload = put_by_hand(symbols)
                 decoded = rans_decode(payload, n, tables)
                 if valid:
                     expected = [tables[j % len(tables)].lo + 1 for j in range(n)]
@@ -213,6 +234,46 @@ def check_forged_escapes_are_refused(tables):
                     assert rans_encode(expected, tables) == payload, (latent, end, x)
                 else:
                     assert decoded is None, f"forged escape {end} -> {x} of latent {latent}"
+                checked += 1
+    assert checked > 0, "no escape to forge"
+
+
+def check_int8_ends_are_not_escapes():
+    """An end of a table that is also an end of the int8 range (lo = -128, hi = 127) stands for
+    itself: no escaped value follows it. Each frame below is put by hand, listing for every
+    code the symbols it must be sent as (an escaped value only after an end that is not -128
+    or 127), and the encoder must give the same payload, which must decode back; the same
+    frame put with an escaped value after every end (version 3 before the exception) must give
+    another payload, never shorter, that does not decode to the frame."""
+    full = Table(-128, [3841 if c == 0 else 1 for c in range(-128, 128)])  # ends -128, 127
+    low = Table(-128, [1000, 3000, 96])   # codes -128 ..= -126: -128 stands, -126 escapes
+    high = Table(125, [96, 3000, 1000])   # codes 125 ..= 127: 125 escapes, 127 stands
+    sym = lambda table, t: (table.f(t), table.cum(t))
+    cases = [
+        # ([tables], codes, escaped?) per code: True where an escaped value must follow.
+        ([full], [-128, 127, 127, -128, 0, -128, 127], [False] * 7),
+        ([full], [-128, 127], [False, False]),
+        ([low, high], [-128, 127, -128, 127, -128, 127], [False] * 6),
+        ([low, high], [-126, 125, -100, -5, -128, 127], [True, True, True, True, False, False]),
+        ([full, low, high], [127, -128, 127, -128, -128, 126, 0, -126, 125],
+         [False, False, False, False, False, False, False, True, True]),
+    ]
+    for tables, codes, escaped in cases:
+        n = len(codes)
+        groups, groups_all_ends = [], []
+        for j, x in enumerate(codes):
+            table = tables[j % len(tables)]
+            t = min(max(x, table.lo), table.hi)
+            groups.append([sym(table, t)] + ([escape_symbol(x)] if escaped[j] else []))
+            at_end = t in (table.lo, table.hi)
+            groups_all_ends.append([sym(table, t)] + ([escape_symbol(x)] if at_end else []))
+        payload = put_by_hand(groups)
+        assert rans_encode(codes, tables) == payload, (codes, "escaped values where none due")
+        assert rans_decode(payload, n, tables) == codes, (codes, "does not decode back")
+        if any(e != a for e, a in zip(escaped, (len(g) == 2 for g in groups_all_ends))):
+            other = put_by_hand(groups_all_ends)
+            assert other != payload and len(other) >= len(payload), codes
+            assert rans_decode(other, n, tables) != codes, codes
 
 
 def entropy_coded_frame(codes, tables, stream_id, session, frame, frame_flags) -> bytes:
@@ -260,6 +321,7 @@ def golden_3():
         Table(-128, [3841 if c == 0 else 1 for c in range(-128, 128)]),  # latent 2
     ]
     check_forged_escapes_are_refused(tables)
+    check_int8_ends_are_not_escapes()
     return [
         header(flags=RESTART | ENTROPY_CODED, model_id=MODEL_ID, channels=1,
                codes_per_window=3, window=64, windows_per_frame=2, header_interval=64,

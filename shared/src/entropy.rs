@@ -14,9 +14,10 @@
 //! words from the end. Codes are encoded last to first so that they decode first to last.
 //!
 //! Every code can be coded, whatever the tables: a table's lowest and highest codes are
-//! **escapes**. A code at or beyond an end travels as that end followed by the code itself as a
-//! uniform 8-bit symbol, so a signal that leaves the range seen in training costs a few more
-//! bits for those codes instead of sending its frame raw.
+//! **escapes** (unless the end is -128 or 127, beyond which no code lies). A code at or beyond
+//! an escape travels as that end followed by the code itself as a uniform 8-bit symbol, so a
+//! signal that leaves the range seen in training costs a few more bits for those codes instead
+//! of sending its frame raw.
 
 use crate::blob::{I8s, U16s};
 use crate::wire::MAX_CODES;
@@ -162,7 +163,7 @@ impl<'a> CodeTables<'a> {
             let (lo, hi) = (self.lowest.get(latent), self.highest.get(latent));
             let symbol = code.clamp(lo, hi);
             // Stack order: the escaped code goes in first so that it comes out after its escape.
-            if symbol == lo || symbol == hi {
+            if is_escape(symbol, lo, hi) {
                 put(&mut state, escaped_interval(code), out)?;
             }
             let j = (i16::from(symbol) - i16::from(lo)) as usize;
@@ -230,7 +231,7 @@ impl<'a> CodeTables<'a> {
             take(&mut state, quantile, self.interval(start, end, a));
             // `a` < 256: the table spans at most the i8 range.
             *code = (i16::from(self.lowest.get(latent)) + a as i16) as i8;
-            if a == 0 || a == end - start - 1 {
+            if is_escape(*code, self.lowest.get(latent), self.highest.get(latent)) {
                 let quantile = state & (TOTAL - 1);
                 let escaped = (quantile / ESCAPED_FREQUENCY) as u8 as i8 ^ i8::MIN;
                 // The escaped code must lie at or beyond its escape: anything else is not what
@@ -249,6 +250,12 @@ impl<'a> CodeTables<'a> {
         }
         Ok(())
     }
+}
+
+/// Whether `symbol` of a table spanning `lo ..= hi` is an escape: an end of the table that is
+/// not an end of the i8 range.
+fn is_escape(symbol: i8, lo: i8, hi: i8) -> bool {
+    (symbol == lo && lo != i8::MIN) || (symbol == hi && hi != i8::MAX)
 }
 
 /// The uniform 8-bit symbol that follows an escape: `code + 128` with frequency 16.
@@ -361,12 +368,13 @@ pub(crate) mod tests {
     }
 
     /// The symbols the reference coder sees for `code` of a latent whose table starts at `lo` and
-    /// has `n` codes: its index in the table (its end when beyond it), then, at an end, the
-    /// escaped code as an 8-bit symbol.
+    /// has `n` codes: its index in the table (its end when beyond it), then, at an end that is
+    /// not an end of the i8 range, the escaped code as an 8-bit symbol.
     fn reference_symbols(code: i8, lo: i8, n: usize) -> (usize, Option<usize>) {
         let hi = (lo as i16 + n as i16 - 1) as i8;
         let symbol = code.clamp(lo, hi);
-        let escaped = (symbol == lo || symbol == hi).then_some((code as i16 + 128) as usize);
+        let at_escape = (symbol == lo && lo > -128) || (symbol == hi && hi < 127);
+        let escaped = at_escape.then_some((code as i16 + 128) as usize);
         ((symbol as i16 - lo as i16) as usize, escaped)
     }
 
@@ -443,16 +451,18 @@ pub(crate) mod tests {
         let codes: Vec<i8> = [-128, 0, 127, 0, 0, 0, -1, 0].into_iter().cycle().take(64).collect();
         let mut out = [0u8; 512];
         let n = t.encode(&codes, &mut out).unwrap();
-        // 16 escapes of latent 0 cost 12 + 8 bits each, 8 rare inner codes 12 bits, the 40 likely
-        // codes under a bit in all.
-        assert!(n * 8 <= 16 * 20 + 8 * 12 + 8 + 16, "{n} bytes");
+        // Latent 0's ends are those of the i8 range: no escapes; its 24 rare codes cost 12 bits
+        // each, the 40 likely codes under a bit in all.
+        assert!(n * 8 <= 24 * 12 + 8 + 16, "{n} bytes");
         let mut back = [0i8; 64];
         t.decode(&out[..n], &mut back).unwrap();
         assert_eq!(back.to_vec(), codes);
-        // Latent 1 has seen nothing but -1 ..= 1: every other code still travels, escaped.
+        // Latent 1 has seen nothing but -1 ..= 1: every other code still travels, escaped (8
+        // bits more than its end's 12).
         let wild: Vec<i8> = (-128..=127).flat_map(|c| [0, c]).collect();
         let mut out = [0u8; 1024];
         let n = t.encode(&wild, &mut out).unwrap();
+        assert!(n * 8 >= 255 * 20 && n * 8 <= 255 * 21 + 32, "{n} bytes");
         let mut back = [0i8; 512];
         t.decode(&out[..n], &mut back).unwrap();
         assert_eq!(back.to_vec(), wild);
