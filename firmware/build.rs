@@ -3,7 +3,8 @@
 //! - `FUNNEL_MODEL`: model directory holding `encoder.fq8` (default `models/ecg`, relative
 //!   paths are taken from the workspace root). The blob is validated here, so a bad model fails
 //!   the build with the reason, and the firmware's buffers are sized from it; the firmware
-//!   validates it again at start-up.
+//!   validates it again at start-up. The card beside it (`model.json`) gives the windows per
+//!   frame the model's rate was measured with, which the firmware sends.
 //! - `FUNNEL_SAMPLE_RATE_HZ`: sampling rate of real boards (default 360, the ECG recording's).
 //! - `board-*` features: copy `memory/<board>.x` to `memory.x` on the linker search path.
 use std::env;
@@ -46,6 +47,9 @@ fn main() {
     let encoder = QuantizedEncoder::from_blob(&blob)
         .unwrap_or_else(|e| fail(&format!("the model blob {} is not usable: {e}", blob_path.display())));
     let spec = encoder.spec();
+    let card_path = model_dir.join("model.json");
+    println!("cargo:rerun-if-changed={}", card_path.display());
+    let windows_per_frame = windows_per_frame(&card_path);
     let sample_rate: u32 = match env::var("FUNNEL_SAMPLE_RATE_HZ") {
         Ok(v) => v.parse().unwrap_or_else(|_| fail("FUNNEL_SAMPLE_RATE_HZ must be a positive integer")),
         Err(_) => 360,
@@ -65,6 +69,8 @@ fn main() {
     writeln!(code, "pub const SCRATCH_LEN: usize = {};", encoder.scratch_len()).unwrap();
     writeln!(code, "pub const CODE_LEN: usize = {};", encoder.code_len()).unwrap();
     writeln!(code, "pub const MACS_PER_WINDOW: u64 = {};", spec.macs()).unwrap();
+    writeln!(code, "/// Windows per data frame (the model card's `windows_per_frame`).").unwrap();
+    writeln!(code, "pub const WINDOWS_PER_FRAME: u8 = {windows_per_frame};").unwrap();
     writeln!(code, "/// Sampling rate real boards pace their sensor at (FUNNEL_SAMPLE_RATE_HZ).").unwrap();
     writeln!(code, "pub const SAMPLE_RATE_HZ: u32 = {sample_rate};").unwrap();
     std::fs::write(out.join("model.rs"), code).unwrap();
@@ -84,6 +90,28 @@ fn main() {
             println!("cargo:rustc-link-arg-bins=-Tlink.x");
         }
         _ => fail("enable exactly one board-* feature at a time (each board has its own memory layout)"),
+    }
+}
+
+/// `windows_per_frame` of the model card at `path` (1 for a card that predates the field; a
+/// model directory without a card is sent one window per frame, with a warning).
+fn windows_per_frame(path: &Path) -> u8 {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) => {
+            println!("cargo:warning=no model card {} ({e}): one window per frame", path.display());
+            return 1;
+        }
+    };
+    let card: serde_json::Value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| fail(&format!("the model card {} is not JSON: {e}", path.display())));
+    match card.get("windows_per_frame") {
+        None => 1,
+        Some(v) => v
+            .as_u64()
+            .and_then(|n| u8::try_from(n).ok())
+            .filter(|&n| n >= 1)
+            .unwrap_or_else(|| fail(&format!("{}: windows_per_frame {v} is not 1 to 255", path.display()))),
     }
 }
 

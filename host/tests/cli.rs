@@ -5,7 +5,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use funnel::pipeline::{quantize_model, train_model, CodeRate, QuantizeRequest, TrainOutcome, TrainRequest};
+use funnel::pipeline::{
+    quantize_model, train_model, CodeRate, DeviceBudget, QuantizeRequest, TrainOutcome, TrainRequest,
+};
 use funnel::runtime::{load_with_tract, Runtime};
 use funnel::train::load_checkpoint;
 use funnel_artifacts::spec::{Arch, Variant};
@@ -30,9 +32,9 @@ fn args(data: &Path, out: &Path, arch: Arch, window: usize, latent: usize) -> Tr
     TrainRequest {
         data: data.to_path_buf(),
         columns: vec![COLUMN.to_string()],
-        window,
-        latent,
-        arch,
+        window: Some(window),
+        latent: Some(latent),
+        arch: Some(arch),
         variant: Variant::Plain,
         epochs: 3,
         seed: 1,
@@ -44,6 +46,8 @@ fn args(data: &Path, out: &Path, arch: Arch, window: usize, latent: usize) -> Tr
         out: out.to_path_buf(),
         progress: false,
         rates: Vec::new(),
+        windows_per_frame: None,
+        budget: DeviceBudget::default(),
     }
 }
 
@@ -125,10 +129,10 @@ fn python_onnx_check(dirs: &[&Path]) {
 }
 
 #[test]
-fn train_eval_plot_and_onnx_for_mlp_and_conv() {
+fn train_eval_plot_and_onnx_for_every_architecture() {
     let tmp = tempfile::tempdir().unwrap();
     let mut dirs = Vec::new();
-    for arch in [Arch::Mlp, Arch::Conv] {
+    for arch in [Arch::Mlp, Arch::Conv, Arch::Transform] {
         let o = train_small(tmp.path(), arch);
         for f in ["autoencoder.onnx", "encoder.onnx", "decoder.onnx", "model.safetensors", "model.json", "encoder.fq8"]
         {
@@ -405,39 +409,107 @@ fn counts_per_unit_follows_the_flag_into_the_blob() {
     assert!(!x.exists());
 }
 
-/// Several target rates: one training, one model directory per rate, each quantized at its
-/// own code step with its own decoder tuning, each a complete model.
+/// Several target rates: a network trained for each (rate–distortion training), one model
+/// directory per rate, each a complete model whose stream has the windows per frame it was
+/// trained for.
 #[test]
-fn one_training_gives_a_model_per_target_rate() {
+fn each_target_rate_trains_a_model_for_it() {
     let tmp = tempfile::tempdir().unwrap();
     let data = ecg_slice(tmp.path(), 4000);
     let out = tmp.path().join("rates");
-    // 0.05 bits/sample is out of reach: 3 bytes of framing per 64-sample window cost more.
-    let rates = vec![CodeRate::BitsPerSample(1.0), CodeRate::BitsPerSample(0.05)];
-    let t = train_model(&TrainRequest { rates, ..args(&data, &out, Arch::Mlp, 64, 8) }).unwrap();
-    assert_eq!(t.dir.path(), out.join("bits-1"));
+    let request = |rates: Vec<f64>, windows_per_frame: u8| TrainRequest {
+        rates: rates.into_iter().map(CodeRate::BitsPerSample).collect(),
+        windows_per_frame: Some(windows_per_frame),
+        epochs: 20,
+        train_hop: Some(8),
+        ..args(&data, &out, Arch::Transform, 32, 16)
+    };
+    // Below what the framing alone costs (36 bits per frame of 64 samples), or more codes than a
+    // frame carries: refused before anything is trained or written.
+    let e = train_model(&request(vec![1.0, 0.3], 2)).err().unwrap().to_string();
+    assert!(e.contains("framing") && e.contains("--windows-per-frame"), "{e}");
+    let e = train_model(&request(vec![1.0], 16)).err().unwrap().to_string();
+    assert!(e.contains("--windows-per-frame 16") && e.contains("255"), "{e}");
+    assert!(!out.exists());
+
+    let t = train_model(&request(vec![1.5, 0.8], 2)).unwrap();
     assert_eq!(t.more.len(), 1);
     let (a, b) = (&t.card, &t.more[0].card);
-    assert_eq!(t.more[0].dir.path(), out.join("bits-0.05"));
-    let warning = t.more[0].quantization.warning.as_deref().unwrap_or_default();
-    assert!(warning.contains("coarsest") && warning.contains("framing"), "{warning}");
-    let (qa, qb) = (a.quantization.as_ref().unwrap(), b.quantization.as_ref().unwrap());
-    assert!(qb.code_step > qa.code_step, "{} vs {}", qb.code_step, qa.code_step);
-    let bits = |c: &funnel_artifacts::ModelCard| c.held_out[&funnel_artifacts::Method::Int8Device].bits_per_sample;
-    assert!(bits(b) < bits(a), "{} vs {}", bits(b), bits(a));
-    assert_eq!((a.epochs_run, a.history.len()), (b.epochs_run, b.history.len()), "one training");
-    for dir in [out.join("bits-1"), out.join("bits-0.05")] {
-        // Each directory is a model of its own: it encodes and decodes through the CLI.
+    assert_eq!((t.dir.path(), t.more[0].dir.path()), (out.join("bits-1.5").as_path(), out.join("bits-0.8").as_path()));
+    let (ra, rb) = (a.train_config.code_rate.unwrap(), b.train_config.code_rate.unwrap());
+    assert!((ra - (1.5 - 36.0 / 64.0)).abs() < 1e-9 && (rb - (0.8 - 36.0 / 64.0)).abs() < 1e-9, "{ra} {rb}");
+    assert_eq!((a.windows_per_frame, b.windows_per_frame), (2, 2));
+    assert!(a.history.iter().chain(&b.history).all(|h| h.lambda > 0.0 && h.penalty > 0.0));
+    let device = |c: &funnel_artifacts::ModelCard| c.held_out[&funnel_artifacts::Method::Int8Device].clone();
+    let (da, db) = (device(a), device(b));
+    assert!(db.bits_per_sample < da.bits_per_sample && db.prdn > da.prdn, "{da:?} {db:?}");
+    // The rate is hit on the training part; the held-out part is a little different.
+    assert!((da.bits_per_sample - 1.5).abs() < 0.4 && (db.bits_per_sample - 0.8).abs() < 0.25, "{da:?} {db:?}");
+    for dir in [out.join("bits-1.5"), out.join("bits-0.8")] {
+        // Each directory is a model of its own: it encodes (2 windows per frame, from its card)
+        // and decodes through the CLI.
         let (model, codes, recon) = (dir.to_str().unwrap(), dir.join("codes.bin"), dir.join("recon.csv"));
-        let (codes, recon) = (codes.to_str().unwrap(), recon.to_str().unwrap());
+        let (codes_path, recon) = (codes.to_str().unwrap(), recon.to_str().unwrap());
         let d = data.to_str().unwrap();
         for run in [
-            funnel(&["encode", "--model", model, "--data", d, "--column", COLUMN, "--out", codes]),
-            funnel(&["decode", "--model", model, "--input", codes, "--out", recon]),
+            funnel(&["encode", "--model", model, "--data", d, "--column", COLUMN, "--out", codes_path]),
+            funnel(&["decode", "--model", model, "--input", codes_path, "--out", recon]),
         ] {
             assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
         }
+        // Byte 14 of the stream header is `windows_per_frame` (docs/wire-format.md).
+        assert_eq!(std::fs::read(&codes).unwrap()[14], 2);
     }
+}
+
+/// Without --window, --latent and --arch, `funnel train` searches the shape within the device
+/// budget on the training part and records what it tried; a budget nothing fits is an error
+/// that names the flags.
+#[test]
+fn the_shape_is_searched_when_not_given() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = ecg_slice(tmp.path(), 6000);
+    let out = tmp.path().join("searched");
+    let searched = |budget: DeviceBudget, out: &Path| {
+        train_model(&TrainRequest {
+            window: None,
+            latent: None,
+            arch: None,
+            train_hop: None,
+            epochs: 8,
+            budget,
+            ..args(&data, out, Arch::Transform, 0, 0)
+        })
+    };
+    let t = searched(DeviceBudget::default(), &out).unwrap();
+    let card = &t.card;
+    // The default rate, one directory; the chosen candidate is the model's shape.
+    assert_eq!(card.train_config.code_rate.map(|r| r > 0.0), Some(true));
+    assert!(card.shape_search.len() >= 6, "{:?}", card.shape_search);
+    let chosen: Vec<_> = card.shape_search.iter().filter(|c| c.chosen).collect();
+    assert_eq!(chosen.len(), 1);
+    let c = chosen[0];
+    assert_eq!(
+        (c.arch, c.window, c.latent, c.windows_per_frame),
+        (Arch::Transform, card.window(), card.latent(), card.windows_per_frame)
+    );
+    assert!(card.shape_search.iter().all(|o| o.over_budget || o.prdn_at_target >= c.prdn_at_target));
+    assert_eq!(usize::from(card.windows_per_frame) * card.window(), 512, "frames of 512 samples");
+    // Every candidate was measured.
+    assert!(card.shape_search.iter().all(|o| o.bits_per_sample > 0.0 && o.prdn > 0.0 && o.seconds > 0.0));
+    let reread: funnel_artifacts::ModelCard =
+        serde_json::from_slice(&std::fs::read(out.join("model.json")).unwrap()).unwrap();
+    let shapes = |c: &[funnel_artifacts::card::ShapeCandidate]| -> Vec<_> {
+        c.iter().map(|o| (o.window, o.latent, o.windows_per_frame, o.chosen)).collect()
+    };
+    assert_eq!(shapes(&reread.shape_search), shapes(&card.shape_search));
+    // A budget nothing fits: an error naming the flags, nothing written.
+    let none = tmp.path().join("none");
+    let e = searched(DeviceBudget { max_flash: 100, ..DeviceBudget::default() }, &none).err().unwrap().to_string();
+    assert!(e.contains("--max-flash 100") && e.contains("budget"), "{e}");
+    let e = searched(DeviceBudget { max_macs: 10, ..DeviceBudget::default() }, &none).err().unwrap().to_string();
+    assert!(e.contains("--max-macs 10"), "{e}");
+    assert!(!none.exists());
 }
 
 /// `funnel bench rd`: every peer's sweep and the model's point against the best peer, as JSON,

@@ -1094,8 +1094,7 @@ pub(crate) mod tests {
         use crate::entropy::tests::OwnedTables;
         let mut rare = std::vec![1u16; 256];
         rare[128] = 3841;
-        let owned =
-            OwnedTables::new(&[(-2, std::vec![100, 3800, 100, 96]), (-1, std::vec![1, 4094, 1]), (-128, rare)]);
+        let owned = OwnedTables::new(&[(-2, std::vec![100, 3800, 100, 96]), (-1, std::vec![1, 4094, 1]), (-128, rare)]);
         let tables = owned.tables();
         let h = StreamHeader {
             stream_id: 1,

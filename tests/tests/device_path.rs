@@ -21,8 +21,13 @@ const GOLDEN_ITEMS: usize = 8;
 
 fn encode_ecg(out: &Path) -> EncodedStream {
     let (data, columns) = ecg_data();
-    let request =
-        EncodeRequest { model: ecg_model(), data, columns, out: out.to_path_buf(), stream: StreamConfig::DEFAULT };
+    let request = EncodeRequest {
+        model: ecg_model(),
+        data,
+        columns,
+        out: out.to_path_buf(),
+        stream: StreamConfig::DEFAULT.into(),
+    };
     encode_recording(&request).unwrap()
 }
 
@@ -85,7 +90,9 @@ fn the_shipped_model_meets_its_card_through_encode_and_decode() {
     let (data, columns) = ecg_data();
     let ds = dataset_for_model(&dir, &card, &data, &columns).unwrap();
     let decoder = load_onnx(&dir.onnx_path(Graph::Decoder), Backend::Tract).unwrap();
-    let again = device_metrics(&dir.load_blob().unwrap(), decoder.as_ref(), &ds, card.sensor_bits).unwrap();
+    let again =
+        device_metrics(&dir.load_blob().unwrap(), decoder.as_ref(), &ds, card.sensor_bits, card.windows_per_frame)
+            .unwrap();
     assert!((again.prdn - recorded.prdn).abs() < 1e-6, "{} vs card {}", again.prdn, recorded.prdn);
 
     // The CLI path over the whole recording: held-out rows of the decoded CSV against the file.
@@ -249,7 +256,7 @@ fn a_target_rate_picks_a_coarser_code_step_that_meets_it() {
     let card = ModelDir::new(&model).load_card().unwrap();
     let (data, columns) = ecg_data();
     let dataset = dataset_for_model(&ModelDir::new(&model), &card, &data, &columns).unwrap();
-    let train_rate = funnel::codec::device_rate(&coarse.blob, dataset.train()).unwrap();
+    let train_rate = funnel::codec::device_rate(&coarse.blob, dataset.train(), 1).unwrap();
     assert!((0.392..=0.4).contains(&train_rate), "{train_rate} bits/sample on the training part");
     assert!(coarse.int8.bits_per_sample < finest.bits_per_sample);
     assert!(coarse.int8.prdn > finest.prdn);
@@ -299,7 +306,13 @@ fn two_streams_on_one_link_decode_each_to_its_own_file() {
     let (data, columns) = ecg_data();
     let encode = |stream: StreamConfig, name: &str| {
         let out = tmp.path().join(name);
-        let request = EncodeRequest { model: ecg_model(), data: data.clone(), columns: columns.clone(), out, stream };
+        let request = EncodeRequest {
+            model: ecg_model(),
+            data: data.clone(),
+            columns: columns.clone(),
+            out,
+            stream: stream.into(),
+        };
         items(&encode_recording(&request).unwrap().bytes, 30)
     };
     let a = encode(StreamConfig::DEFAULT, "a.bin");

@@ -8,7 +8,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use funnel::pipeline::{decode_stream, encode_recording, DecodeRequest, EncodeRequest, Source};
+use funnel::pipeline::{decode_stream, encode_recording, DecodeRequest, EncodeRequest, Source, StreamRequest};
 use funnel::runtime::Backend;
 use funnel_artifacts::{Method, ModelDir};
 use funnel_e2e::{ecg_data, ecg_model, held_out_prdn};
@@ -43,7 +43,8 @@ fn device_frames_match_funnel_encode(board: Board, tmp: &Path) -> Vec<u8> {
         data: data.clone(),
         columns: columns.clone(),
         out: host_codes,
-        stream: StreamConfig::DEFAULT,
+        // The model's own windows per frame, which the firmware embeds from its card.
+        stream: StreamRequest { windows_per_frame: None, config: StreamConfig::DEFAULT },
     })
     .unwrap();
     let counts = xtask::recording_counts(&model, &data, &columns).unwrap();

@@ -56,7 +56,11 @@ fn main() -> ! {
     timer.start(model::SAMPLE_RATE_HZ.Hz()).unwrap();
     let mut adc = Adc::adc1(dp.ADC1, true, AdcConfig::default());
     let pin = gpioa.pa0.into_analog();
-    let config = StreamConfig { session: session_from_noise(&mut adc, &pin), ..StreamConfig::DEFAULT };
+    let config = StreamConfig {
+        session: session_from_noise(&mut adc, &pin),
+        windows_per_frame: model::WINDOWS_PER_FRAME,
+        ..StreamConfig::DEFAULT
+    };
     let source = AdcSource { adc, pin, timer };
 
     // Validate the embedded model before anything is sent; a bad blob, or a model for more

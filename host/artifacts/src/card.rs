@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::{Normalization, SplitInfo};
 use crate::metrics::{Method, Metrics};
-use crate::spec::ModelSpec;
+use crate::spec::{Arch, ModelSpec};
 use crate::training::{EpochRecord, InitReport, TrainConfig};
 
 /// A file of the model directory as the card was saved with it.
@@ -102,6 +102,10 @@ pub struct ModelCard {
     /// The sensor's resolution in bits: `sensor_compression_ratio` of the metrics is against it.
     #[serde(default = "sixteen_bits")]
     pub sensor_bits: u32,
+    /// How the model's stream is sent: windows per data frame (`funnel encode`'s default). The
+    /// held-out rates are measured with it, and a target rate was trained for it.
+    #[serde(default = "one_window")]
+    pub windows_per_frame: u8,
     /// Held-out metrics in original units, one section per method.
     pub held_out: BTreeMap<Method, Metrics>,
     /// Files of the model directory (except `model.json`) with sizes.
@@ -110,10 +114,43 @@ pub struct ModelCard {
     pub quantization: Option<QuantizationCard>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub firmware: Vec<FirmwareBenchmark>,
+    /// The shapes `funnel train` tried when none was given, the chosen one marked.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shape_search: Vec<ShapeCandidate>,
+}
+
+/// One shape the default search tried: trained for the target rate on the first part of the
+/// recording's training part and measured through the device path on the rest of it (the
+/// held-out part is never seen).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ShapeCandidate {
+    pub arch: Arch,
+    pub window: usize,
+    pub latent: usize,
+    pub windows_per_frame: u8,
+    /// The device path on the validation slice.
+    pub bits_per_sample: f64,
+    pub prdn: f64,
+    /// PRDN brought to the target rate (PRDN ∝ 2^−R, the 6 dB-per-bit rule): what the search
+    /// ranks by.
+    pub prdn_at_target: f64,
+    pub blob_bytes: usize,
+    pub macs_per_window: u64,
+    /// The encoder's buffers on the device: a window of samples, the kernels' scratch, a frame
+    /// of codes and the output of one window.
+    pub ram_bytes: usize,
+    /// Over the device budget: not eligible.
+    pub over_budget: bool,
+    pub chosen: bool,
+    pub seconds: f64,
 }
 
 fn sixteen_bits() -> u32 {
     16
+}
+
+fn one_window() -> u8 {
+    1
 }
 
 impl ModelCard {

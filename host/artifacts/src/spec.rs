@@ -36,12 +36,19 @@ pub const CONV_KERNEL: usize = 5;
 pub const ENCODER_WEIGHT_BUDGET: usize = 40_000;
 /// Widest MLP hidden layer.
 pub const MLP_MAX_HIDDEN: usize = 256;
+/// Hidden units of the transform decoder per code: two carry the code's positive and negative
+/// part (the exact inverse transform at initialization), two more learn what it is not.
+pub const TRANSFORM_HIDDEN_PER_CODE: usize = 4;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Arch {
     Mlp,
     Conv,
+    /// A transform coder: one linear layer on the device (initialized from the training part's
+    /// principal components), a one-hidden-layer ReLU decoder on the host (initialized to the
+    /// exact inverse of that transform, then trained beyond it). Up to one code per sample.
+    Transform,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -62,6 +69,7 @@ impl std::fmt::Display for Arch {
         f.write_str(match self {
             Arch::Mlp => "mlp",
             Arch::Conv => "conv",
+            Arch::Transform => "transform",
         })
     }
 }
@@ -84,7 +92,8 @@ impl std::str::FromStr for Arch {
         match s {
             "mlp" => Ok(Arch::Mlp),
             "conv" => Ok(Arch::Conv),
-            _ => bail!("unknown architecture {s:?} (mlp or conv)"),
+            "transform" => Ok(Arch::Transform),
+            _ => bail!("unknown architecture {s:?} (mlp, conv or transform)"),
         }
     }
 }
@@ -110,7 +119,8 @@ pub struct ModelSpec {
     pub channels: usize,
     pub window: usize,
     pub latent: usize,
-    /// `mlp`: the two hidden widths `[h1, h2]`; `conv`: the conv channels `[8, 16]`.
+    /// `mlp`: the two hidden widths `[h1, h2]`; `conv`: the conv channels `[8, 16]`;
+    /// `transform`: the decoder's hidden width `[h]`.
     pub hidden: Vec<usize>,
 }
 
@@ -141,8 +151,10 @@ impl ModelSpec {
             "--latent {latent} is more codes per window than a frame carries (at most {MAX_CODES})"
         );
         let d = channels * window;
+        // A transform coder may keep as many codes as samples: its rate comes from how coarse
+        // the codes are and from entropy coding, not from dropping dimensions.
         ensure!(
-            latent < d,
+            latent < d || (arch == Arch::Transform && latent == d),
             "--latent {latent} must be smaller than the {d} samples of a window ({channels} channel(s) × \
              --window {window}), or nothing is compressed"
         );
@@ -187,6 +199,16 @@ impl ModelSpec {
                      or --latent"
                 );
                 CONV_CHANNELS.to_vec()
+            }
+            Arch::Transform => {
+                let weights = d * latent;
+                ensure!(
+                    weights <= ENCODER_WEIGHT_BUDGET,
+                    "--arch transform with --window {window} × {channels} channel(s) and --latent {latent} needs \
+                     {weights} int8 encoder weights, more than the device budget of {ENCODER_WEIGHT_BUDGET}; use a \
+                     smaller --window or --latent"
+                );
+                vec![TRANSFORM_HIDDEN_PER_CODE * latent]
             }
         };
         Ok(ModelSpec { arch, channels, window, latent, hidden })
@@ -262,6 +284,16 @@ impl ModelSpec {
                     ],
                 )
             }
+            Arch::Transform => {
+                let d = c * t;
+                (
+                    vec![LayerKind::Dense { i: d, o: k, relu: false }],
+                    vec![
+                        LayerKind::Dense { i: k, o: self.hidden[0], relu: true },
+                        LayerKind::Dense { i: self.hidden[0], o: d, relu: false },
+                    ],
+                )
+            }
         }
     }
 }
@@ -332,6 +364,24 @@ mod tests {
         assert!(e.contains("17 --column"), "{e}");
         // The conv encoder of a typical ECG model stays small.
         assert!(ModelSpec::new(Arch::Conv, 1, 256, 16).unwrap().encoder_weights() < 20_000);
+    }
+
+    #[test]
+    fn transform_keeps_up_to_one_code_per_sample_within_the_budget() {
+        let t = ModelSpec::new(Arch::Transform, 1, 64, 64).unwrap();
+        assert_eq!(t.hidden, vec![TRANSFORM_HIDDEN_PER_CODE * 64]);
+        assert_eq!(t.encoder_weights(), 64 * 64);
+        let (encoder, decoder) = t.layout();
+        assert_eq!(encoder, vec![LayerKind::Dense { i: 64, o: 64, relu: false }]);
+        assert_eq!(decoder.len(), 2);
+        assert!(t.check().is_ok());
+        // Not more codes than samples, and not more weights than the device holds.
+        assert!(ModelSpec::new(Arch::Transform, 1, 32, 33).unwrap_err().message.contains("--latent 33"));
+        let e = ModelSpec::new(Arch::Transform, 1, 1024, 64).unwrap_err().message;
+        assert!(e.contains("budget") && e.contains("--window 1024"), "{e}");
+        // The other architectures still need fewer codes than samples.
+        assert!(ModelSpec::new(Arch::Mlp, 1, 16, 16).is_err());
+        assert_eq!("transform".parse::<Arch>().unwrap(), Arch::Transform);
     }
 
     #[test]

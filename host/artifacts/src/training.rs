@@ -26,6 +26,11 @@ pub struct TrainConfig {
     /// Informational here: the caller cuts the windows.
     #[serde(default)]
     pub train_hop: usize,
+    /// Rate–distortion training: the rate the codes aim at, in bits per sample with the framing
+    /// left out (see `funnel::train`). `None`: trained on reconstruction alone, the codes' grid
+    /// calibrated afterwards by the quantizer.
+    #[serde(default)]
+    pub code_rate: Option<f64>,
 }
 
 impl Default for TrainConfig {
@@ -42,6 +47,7 @@ impl Default for TrainConfig {
             contractive_weight: 1e-3,
             noise_std: 0.1,
             train_hop: 0,
+            code_rate: None,
         }
     }
 }
@@ -53,9 +59,13 @@ pub struct EpochRecord {
     /// Training objective (MSE + weighted variant penalty), mean over minibatches.
     pub train_loss: f64,
     /// The variant's penalty term before weighting (mean |z| for `sparse`, ‖J‖_F² for
-    /// `contractive`), mean over minibatches; 0 for `plain` and `denoising`.
+    /// `contractive`), mean over minibatches; 0 for `plain` and `denoising`. Under
+    /// rate–distortion training: the codes' estimated rate, bits per sample.
     #[serde(default)]
     pub penalty: f64,
+    /// Rate–distortion training: the weight λ of the rate term at the end of the epoch.
+    #[serde(default)]
+    pub lambda: f64,
     /// Reconstruction MSE on the validation windows (normalized units).
     pub val_loss: f64,
     pub seconds: f64,

@@ -11,8 +11,8 @@ use funnel_artifacts::spec::{Arch, Variant};
 use funnel_shared::stream::StreamConfig;
 
 use crate::pipeline::{
-    self, CodeRate, DecodeRequest, EncodeRequest, EvalRequest, PlotRequest, QuantizeRequest, RdRequest, Source,
-    TrainRequest,
+    self, CodeRate, DecodeRequest, DeviceBudget, EncodeRequest, EvalRequest, PlotRequest, QuantizeRequest, RdRequest,
+    Source, StreamRequest, TrainRequest,
 };
 use crate::runtime::Backend;
 
@@ -72,9 +72,9 @@ struct RdArgs {
     #[arg(long)]
     out: PathBuf,
     /// Windows per data frame of the Funnel models' streams (as `funnel encode`): more cost
-    /// less framing per window and add latency.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..))]
-    windows_per_frame: u8,
+    /// less framing per window and add latency. Default: each model's own.
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..))]
+    windows_per_frame: Option<u8>,
 }
 
 /// A clap parser for a type with `FromStr` over a fixed list of names.
@@ -111,14 +111,17 @@ struct ModelDataArgs {
 struct TrainArgs {
     #[command(flatten)]
     data: DataArgs,
-    /// Samples per window (per channel).
+    /// Samples per window (per channel). Default: searched (32, 64 or 128), with --latent and
+    /// --arch, within the device budget (--max-flash, --max-ram, --max-macs).
     #[arg(long)]
-    window: usize,
-    /// Latent size K (codes per window).
+    window: Option<usize>,
+    /// Latent size K (codes per window). Default: searched (a quarter, half or all of the
+    /// window's values, at most 64).
     #[arg(long)]
-    latent: usize,
-    #[arg(long, value_parser = one_of::<Arch>(&["mlp", "conv"]))]
-    arch: Arch,
+    latent: Option<usize>,
+    /// Architecture. Default: transform (the search tries only it).
+    #[arg(long, value_parser = one_of::<Arch>(&["mlp", "conv", "transform"]))]
+    arch: Option<Arch>,
     #[arg(long, default_value = "plain", value_parser = one_of::<Variant>(&["plain", "sparse", "contractive", "denoising"]))]
     variant: Variant,
     /// Maximum epochs (early stopping may end sooner).
@@ -145,11 +148,28 @@ struct TrainArgs {
     /// Resolution of the sensor in bits; the card reports the compression ratio against it.
     #[arg(long, default_value_t = 16)]
     sensor_bits: u32,
-    /// Target rates: the trained model is quantized (and its decoder tuned) at the code step
-    /// that sends B bits per sample on the training part, framing included. Several, comma
-    /// separated: one model directory each under --out (`bits-B`). Default: the finest step.
+    /// Target rates: a network is trained for each (rate–distortion training), then quantized
+    /// (and its decoder tuned) at the code step that sends B bits per sample on the training
+    /// part, framing included. Several, comma separated: one model directory each under --out
+    /// (`bits-B`). Default: 1 when the shape is searched; with --window, --latent and --arch
+    /// all given, trained on reconstruction alone and quantized at the finest step.
     #[arg(long, value_delimiter = ',')]
     bits_per_sample: Vec<f64>,
+    /// Windows per data frame of the model's stream (`funnel encode`'s default for it): more
+    /// share the framing, and add latency. Rates are measured, and trained for, with it.
+    /// Default: 1 for a given shape; as many as fill 512 samples for a searched one.
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..))]
+    windows_per_frame: Option<u8>,
+    /// Most bytes of model blob (flash) a searched shape may take.
+    #[arg(long, default_value_t = DeviceBudget::default().max_flash)]
+    max_flash: usize,
+    /// Most bytes of encoder buffers (RAM: a window of samples, kernel scratch, a frame) a
+    /// searched shape may take.
+    #[arg(long, default_value_t = DeviceBudget::default().max_ram)]
+    max_ram: usize,
+    /// Most multiply–accumulates per window a searched shape's int8 encoder may do.
+    #[arg(long, default_value_t = DeviceBudget::default().max_macs)]
+    max_macs: u64,
     /// Output model directory.
     #[arg(long)]
     out: PathBuf,
@@ -174,6 +194,8 @@ impl TrainArgs {
             out: self.out,
             progress: true,
             rates: self.bits_per_sample.into_iter().map(CodeRate::BitsPerSample).collect(),
+            windows_per_frame: self.windows_per_frame,
+            budget: DeviceBudget { max_flash: self.max_flash, max_ram: self.max_ram, max_macs: self.max_macs },
         }
     }
 }
@@ -238,9 +260,9 @@ struct EncodeArgs {
 struct StreamArgs {
     /// Windows per data frame, sharing one length byte, one 2-byte check and one entropy-coded
     /// payload: fewer bytes per window, more latency (and a lost frame loses them all); a
-    /// frame holds at most 255 codes.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..))]
-    windows_per_frame: u8,
+    /// frame holds at most 255 codes. Default: the model's (`windows_per_frame` in its card).
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..))]
+    windows_per_frame: Option<u8>,
     /// A 32-byte stream header before every N-th frame: a receiver joining mid-stream, or
     /// after a long loss, locks on within N frames.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u8).range(1..))]
@@ -254,13 +276,15 @@ struct StreamArgs {
 }
 
 impl StreamArgs {
-    fn config(&self) -> StreamConfig {
-        StreamConfig {
-            stream_id: self.stream_id,
-            session: self.session,
+    fn request(&self) -> StreamRequest {
+        StreamRequest {
             windows_per_frame: self.windows_per_frame,
-            header_interval: self.header_every,
-            ..StreamConfig::DEFAULT
+            config: StreamConfig {
+                stream_id: self.stream_id,
+                session: self.session,
+                header_interval: self.header_every,
+                ..StreamConfig::DEFAULT
+            },
         }
     }
 }
@@ -397,7 +421,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 data: data.data,
                 columns: data.columns,
                 out: args.out,
-                stream: args.stream.config(),
+                stream: args.stream.request(),
             };
             let e = pipeline::encode_recording(&request)?;
             eprintln!(

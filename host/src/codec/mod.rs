@@ -31,11 +31,15 @@ fn device_counts(blob: &Blob, windows: &Windows) -> Vec<i16> {
 }
 
 /// Bits per sample (per channel) the device sends for `windows` (`[C][T]`, original units)
-/// with [`StreamConfig::DEFAULT`], framing included.
-pub fn device_rate(blob: &Blob, windows: &Windows) -> Result<f64> {
-    ensure!(!windows.is_empty(), "no windows to measure the rate on");
-    let encoded = simulate(blob, &device_counts(blob, windows), StreamConfig::DEFAULT)?;
-    Ok(8.0 * encoded.bytes.len() as f64 / (windows.len() * blob.window()) as f64)
+/// in frames of `windows_per_frame` windows, framing included; the windows are cut to whole
+/// frames.
+pub fn device_rate(blob: &Blob, windows: &Windows, windows_per_frame: u8) -> Result<f64> {
+    let per_frame = usize::from(windows_per_frame.max(1));
+    let whole = windows.len() / per_frame * per_frame;
+    ensure!(whole > 0, "no whole frame of {per_frame} windows to measure the rate on");
+    let config = StreamConfig { windows_per_frame, ..StreamConfig::DEFAULT };
+    let encoded = simulate(blob, &device_counts(blob, &windows.slice(0..whole)), config)?;
+    Ok(8.0 * encoded.bytes.len() as f64 / (whole * blob.window()) as f64)
 }
 
 /// What the device path rebuilds of `windows` (`[C][T]`, original units) sent with

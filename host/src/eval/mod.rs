@@ -8,14 +8,16 @@ pub mod peers;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::{ensure, Context, Result};
 use funnel_artifacts::metrics::{self, Method, Metrics};
 use funnel_artifacts::{Blob, Dataset, Windows};
 use serde::Serialize;
 
 pub use pca::Pca;
 
-use crate::codec::device_round_trip;
+use funnel_shared::stream::StreamConfig;
+
+use crate::codec::device_round_trip_with;
 use crate::runtime::{Backend, Runtime};
 
 /// Held-out metrics per method.
@@ -77,6 +79,8 @@ pub struct Evaluation<'a> {
     pub device: Option<(&'a Blob, &'a dyn Runtime)>,
     /// Resolution of the sensor, for the compression ratio against it.
     pub sensor_bits: u32,
+    /// Windows per data frame of the device's stream.
+    pub windows_per_frame: u8,
 }
 
 /// Float autoencoder, PCA (fitted on the training part, K = latent) and, when given, the int8
@@ -91,7 +95,7 @@ pub fn evaluate(model_dir: &Path, e: &Evaluation<'_>) -> Result<Report> {
     let pca_recon = ds.normalization().denormalize(&pca.reconstruct(ds.held_out_norm()));
     sections.insert(Method::Pca, metrics::compute(ds.held_out(), &pca_recon, ds.channels(), bits, e.sensor_bits));
     if let Some((blob, decoder)) = e.device {
-        insert_device(&mut sections, device_metrics(blob, decoder, ds, e.sensor_bits)?);
+        insert_device(&mut sections, device_metrics(blob, decoder, ds, e.sensor_bits, e.windows_per_frame)?);
     }
     Ok(Report {
         model_dir: model_dir.display().to_string(),
@@ -121,9 +125,25 @@ pub fn float_metrics(autoencoder: &dyn Runtime, ds: &Dataset, bits: u64, sensor_
     Ok(metrics::compute(ds.held_out(), &recon, ds.channels(), bits, sensor_bits))
 }
 
-/// Held-out metrics of the device path: int8 encoder → frames → `decoder`, charged the bytes the
-/// simulated device sent.
-pub fn device_metrics(blob: &Blob, decoder: &dyn Runtime, ds: &Dataset, sensor_bits: u32) -> Result<Metrics> {
-    let trip = device_round_trip(blob, ds.normalization(), decoder, ds.held_out())?;
-    Ok(metrics::compute(ds.held_out(), &trip.reconstruction, ds.channels(), 8 * trip.bytes as u64, sensor_bits))
+/// Held-out metrics of the device path: int8 encoder → frames of `windows_per_frame` windows →
+/// `decoder`, charged the bytes the simulated device sent. The held-out part is cut to whole
+/// frames (the last few windows of it are left out when they do not fill one).
+pub fn device_metrics(
+    blob: &Blob,
+    decoder: &dyn Runtime,
+    ds: &Dataset,
+    sensor_bits: u32,
+    windows_per_frame: u8,
+) -> Result<Metrics> {
+    let per_frame = usize::from(windows_per_frame.max(1));
+    let whole = ds.held_out().len() / per_frame * per_frame;
+    ensure!(
+        whole > 0,
+        "the held-out part ({} windows) does not fill one frame of {per_frame} windows",
+        ds.held_out().len()
+    );
+    let held_out = ds.held_out().slice(0..whole);
+    let config = StreamConfig { windows_per_frame, ..StreamConfig::DEFAULT };
+    let trip = device_round_trip_with(blob, ds.normalization(), decoder, &held_out, config)?;
+    Ok(metrics::compute(&held_out, &trip.reconstruction, ds.channels(), 8 * trip.bytes as u64, sensor_bits))
 }

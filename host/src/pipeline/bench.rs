@@ -27,9 +27,10 @@ pub struct RdRequest {
     pub window: Option<usize>,
     /// Where `rd.json` and `rd.png` go.
     pub out: PathBuf,
-    /// Windows each Funnel data frame carries (the device's `--windows-per-frame`): more cost
-    /// less framing per window and add latency. The held-out windows are cut to whole frames.
-    pub windows_per_frame: u8,
+    /// Windows each Funnel data frame carries (the device's `--windows-per-frame`; `None`: each
+    /// model's own): more cost less framing per window and add latency. The held-out windows
+    /// are cut to whole frames.
+    pub windows_per_frame: Option<u8>,
 }
 
 /// The held-out part of one column as the peers see it, with the split of `window`.
@@ -62,10 +63,11 @@ pub fn bench_rd(request: &RdRequest) -> Result<RdReport> {
         let dataset = dataset_for_model(dir, card, &request.data, &columns)?;
         let blob = dir.load_blob_of(card)?;
         let decoder = onnx_runtime(dir, card, Graph::Decoder, Backend::Tract)?;
-        let per_frame = usize::from(request.windows_per_frame.max(1));
+        let windows_per_frame = request.windows_per_frame.unwrap_or(card.windows_per_frame).max(1);
+        let per_frame = usize::from(windows_per_frame);
         let held_out = dataset.held_out().slice(0..dataset.held_out().len() / per_frame * per_frame);
         ensure!(!held_out.is_empty(), "the held-out part is shorter than one frame of {per_frame} windows");
-        let config = StreamConfig { windows_per_frame: request.windows_per_frame, ..StreamConfig::DEFAULT };
+        let config = StreamConfig { windows_per_frame, ..StreamConfig::DEFAULT };
         let round_trip = device_round_trip_with(&blob, &card.normalization, decoder.as_ref(), &held_out, config)?;
         let q = Quality::of(&held_out, &round_trip.reconstruction, 1);
         let setting = match per_frame {

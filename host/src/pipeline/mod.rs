@@ -8,6 +8,8 @@
 mod bench;
 mod decode;
 #[cfg(feature = "train")]
+mod search;
+#[cfg(feature = "train")]
 mod training;
 
 use std::path::{Path, PathBuf};
@@ -18,12 +20,15 @@ use funnel_artifacts::{Blob, Dataset, Graph, ModelCard, ModelDir, Recording};
 #[cfg(all(feature = "peers", feature = "plot"))]
 pub use bench::{bench_rd, RdRequest, DEFAULT_RD_WINDOW};
 pub use decode::{decode_stream, DecodeRequest, Source, StreamOutput};
+#[cfg(feature = "train")]
+pub use search::{default_windows_per_frame, DeviceBudget, MAX_FRAME_SAMPLES, SEARCH_WINDOWS};
 #[cfg(all(feature = "train", feature = "plot"))]
 pub use training::plot_model;
 #[cfg(feature = "train")]
 pub use training::{
     quantize_model, run_pipeline, train_model, CodeRate, PipelineOutcome, PlotRequest, QuantizeOutcome,
-    QuantizeRequest, TrainOutcome, TrainRequest, CODES_FILE, MAX_RELATIVE_PRDN_LOSS, PLOT_FILE, RECONSTRUCTION_FILE,
+    QuantizeRequest, TrainOutcome, TrainRequest, CODES_FILE, DEFAULT_BITS_PER_SAMPLE, MAX_RELATIVE_PRDN_LOSS,
+    PLOT_FILE, RECONSTRUCTION_FILE,
 };
 
 use crate::codec::{simulate, EncodedStream};
@@ -106,6 +111,7 @@ pub fn evaluate_model(request: &EvalRequest) -> Result<Report> {
             backend: request.backend,
             device: device.as_ref().map(|(blob, decoder)| (blob, decoder.as_ref())),
             sensor_bits: card.sensor_bits,
+            windows_per_frame: card.windows_per_frame,
         },
     )
 }
@@ -119,13 +125,36 @@ pub struct EncodeRequest {
     /// Where the frame bytes go.
     pub out: PathBuf,
     /// How the device sends the stream (windows per frame, header interval, session).
-    pub stream: StreamConfig,
+    pub stream: StreamRequest,
+}
+
+/// How a stream is sent, with the windows per frame left to the model when not given.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StreamRequest {
+    /// `None`: the model's own (`windows_per_frame` in its card, what its rate was measured with).
+    pub windows_per_frame: Option<u8>,
+    /// Everything else; its `windows_per_frame` is the one above.
+    pub config: StreamConfig,
+}
+
+impl StreamRequest {
+    /// The stream of a model whose card says `model_windows_per_frame`.
+    pub fn config_for(&self, model_windows_per_frame: u8) -> StreamConfig {
+        StreamConfig { windows_per_frame: self.windows_per_frame.unwrap_or(model_windows_per_frame), ..self.config }
+    }
+}
+
+impl From<StreamConfig> for StreamRequest {
+    /// Exactly this stream.
+    fn from(config: StreamConfig) -> StreamRequest {
+        StreamRequest { windows_per_frame: Some(config.windows_per_frame), config }
+    }
 }
 
 /// Replays a recording through the device's int8 encoder; writes the bytes the device sends.
 pub fn encode_recording(request: &EncodeRequest) -> Result<EncodedStream> {
-    let (blob, counts) = blob_and_counts(&request.model, &request.data, &request.columns)?;
-    let encoded = simulate(&blob, &counts, request.stream)?;
+    let (blob, counts, card) = blob_and_counts(&request.model, &request.data, &request.columns)?;
+    let encoded = simulate(&blob, &counts, request.stream.config_for(card.windows_per_frame))?;
     std::fs::write(&request.out, &encoded.bytes).with_context(|| format!("cannot write {}", request.out.display()))?;
     Ok(encoded)
 }
@@ -135,12 +164,13 @@ pub fn recording_counts(model: &Path, data: &Path, columns: &[String]) -> Result
     Ok(blob_and_counts(model, data, columns)?.1)
 }
 
-/// A model's blob (checked against its card) and `columns` of `data` as its device counts.
-fn blob_and_counts(model: &Path, data: &Path, columns: &[String]) -> Result<(Blob, Vec<i16>)> {
+/// A model's blob (checked against its card), `columns` of `data` as its device counts, and the
+/// card.
+fn blob_and_counts(model: &Path, data: &Path, columns: &[String]) -> Result<(Blob, Vec<i16>, ModelCard)> {
     let dir = ModelDir::new(model);
     let card = dir.load_card()?;
     let blob = dir.load_blob_of(&card)?;
     card.check_columns(columns).with_context(|| format!("model {}", dir.path().display()))?;
     let counts = Recording::from_csv(data, columns)?.device_counts(blob.counts_per_unit());
-    Ok((blob, counts))
+    Ok((blob, counts, card))
 }

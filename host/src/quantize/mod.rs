@@ -89,6 +89,9 @@ pub fn quantize_multiplier(m: f64) -> Result<(i32, i8)> {
 
 /// Coarsest code step [`quantize`] accepts: two codes over the calibrated range.
 pub const MAX_CODE_STEP: f64 = 127.0;
+/// Finest code step on a trained grid: half its step (finer codes than the network was
+/// trained for help little, and their range soon outgrows int8).
+pub const MIN_TRAINED_GRID_STEP: f64 = 0.5;
 
 /// Fraction of the calibrated input range added on each side.
 pub const INPUT_RANGE_MARGIN: f64 = 0.02;
@@ -103,8 +106,13 @@ pub struct QuantizationInput<'a> {
     /// Normalized `[C][T]` windows whose activations set the ranges (training windows).
     pub calibration: &'a Windows,
     /// The codes' quantization step over the finest one that covers their calibrated range
-    /// (≥ 1): the rate knob of a trained model.
+    /// (≥ 1), or over the trained grid (≥ [`MIN_TRAINED_GRID_STEP`]): the rate knob of a trained
+    /// model.
     pub code_step: f64,
+    /// The encoder was trained for a rate: its outputs are the codes on a grid of step 1 (see
+    /// `funnel::train`), so the codes are `round(z / code_step)` with zero point 0, whatever
+    /// range calibration sees.
+    pub trained_grid: bool,
 }
 
 /// Owned parameters of one layer; [`EncoderSpec`] borrows them.
@@ -178,9 +186,10 @@ pub fn quantize(q: &QuantizationInput<'_>) -> Result<Blob> {
     );
     ensure!(enc.latent() <= MAX_CODES, "latent size {} exceeds the {MAX_CODES} codes a frame carries", enc.latent());
     ensure!(q.calibration.dim == channels * enc.window, "calibration windows do not match the encoder input");
+    let finest = if q.trained_grid { MIN_TRAINED_GRID_STEP } else { 1.0 };
     ensure!(
-        q.code_step.is_finite() && (1.0..=MAX_CODE_STEP).contains(&q.code_step),
-        "the code step must be between 1 and {MAX_CODE_STEP} (got {})",
+        q.code_step.is_finite() && (finest..=MAX_CODE_STEP).contains(&q.code_step),
+        "the code step must be between {finest} and {MAX_CODE_STEP} (got {})",
         q.code_step
     );
     let cpu = f64::from(q.counts_per_unit);
@@ -217,7 +226,10 @@ pub fn quantize(q: &QuantizationInput<'_>) -> Result<Blob> {
         let min = if relu { 0.0 } else { min };
         let mut out_q = ActivationQuant::for_range(min, max);
         if i + 1 == enc.layers.len() {
-            out_q = out_q.coarsened(q.code_step, min, max);
+            out_q = match q.trained_grid {
+                true => ActivationQuant { scale: q.code_step, zero_point: 0 },
+                false => out_q.coarsened(q.code_step, min, max),
+            };
         }
         let per_out = weight.len() / bias.len();
         let (mut w_q, mut b_q, mut mult, mut shift) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
@@ -346,6 +358,7 @@ pub fn dense_blob(window: usize, latent: usize) -> (Blob, Normalization) {
         counts_per_unit: 100.0,
         calibration: &calibration,
         code_step: 1.0,
+        trained_grid: false,
     };
     (quantize(&input).expect("a valid encoder"), normalization)
 }
@@ -435,6 +448,7 @@ mod tests {
             counts_per_unit: cpu,
             calibration: &calibration,
             code_step: 1.0,
+            trained_grid: false,
         })
         .unwrap();
         let device = blob.encoder();
@@ -458,6 +472,61 @@ mod tests {
         }
         let step = (range.1 - range.0) / 255.0;
         assert!(worst < 4.0 * step, "int8 codes deviate by {worst}, code step {step}");
+    }
+
+    /// A network trained for a rate: its outputs are the codes on a grid of step 1, so the device
+    /// codes are `round(z / step)` with zero point 0, however narrow the calibrated range.
+    #[test]
+    fn a_trained_grid_keeps_its_step_and_a_zero_point_of_zero() {
+        let window = 8;
+        let encoder = FloatEncoder {
+            channels: 1,
+            window,
+            layers: vec![FloatLayer::Dense {
+                in_features: window,
+                out_features: 2,
+                weight: (0..2 * window).map(|i| if i < window { 4.0 } else { -1.5 }).collect(),
+                bias: vec![0.3, 2.0],
+                activation: Activation::Identity,
+            }],
+        };
+        let normalization = Normalization { mean: vec![0.0], std: vec![1.0] };
+        let calibration = Windows::new(window, (0..40 * window).map(|i| ((i as f32) * 0.37).sin()).collect());
+        let quantized = |code_step: f64| {
+            quantize(&QuantizationInput {
+                encoder: &encoder,
+                normalization: &normalization,
+                counts_per_unit: 1000.0,
+                calibration: &calibration,
+                code_step,
+                trained_grid: true,
+            })
+            .unwrap()
+        };
+        for step in [MIN_TRAINED_GRID_STEP, 1.0, 3.0] {
+            let blob = quantized(step);
+            assert_eq!((blob.dequantize(0), blob.dequantize(1)), (0.0, step as f32));
+            let codes = device_codes(&blob, &normalization, &calibration).unwrap();
+            let mut off = 0;
+            for (w, c) in calibration.iter().zip(codes.chunks(2)) {
+                for (z, &code) in encoder.forward(w).iter().zip(c) {
+                    let want = (f64::from(*z) / step).round().clamp(-128.0, 127.0);
+                    assert!((want - f64::from(code)).abs() <= 1.0, "step {step}: z {z} → {code}, want {want}");
+                    off += usize::from(want != f64::from(code));
+                }
+            }
+            assert!(off * 20 < codes.len(), "step {step}: {off} of {} codes off by one", codes.len());
+        }
+        // A trained grid goes finer than its step 1 down to MIN_TRAINED_GRID_STEP, no further.
+        let e = quantize(&QuantizationInput {
+            encoder: &encoder,
+            normalization: &normalization,
+            counts_per_unit: 1000.0,
+            calibration: &calibration,
+            code_step: 0.25,
+            trained_grid: true,
+        });
+        assert!(e.unwrap_err().to_string().contains("between 0.5 and 127"));
     }
 
     #[test]

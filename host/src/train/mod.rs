@@ -2,6 +2,7 @@
 //! training windows in, a [`TrainedModel`] out; its weights leave as a plain [`FloatNet`].
 
 mod model;
+mod rate;
 
 use std::borrow::Borrow;
 use std::path::{Path, PathBuf};
@@ -11,7 +12,7 @@ use anyhow::{ensure, Context, Result};
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::Optimizer;
 use funnel_artifacts::data::TrainingWindows;
-use funnel_artifacts::spec::ModelSpec;
+use funnel_artifacts::spec::{Arch, ModelSpec};
 use funnel_artifacts::training::{EpochRecord, InitReport, TrainConfig};
 use funnel_artifacts::{FloatNet, Graph, ModelDir, Windows};
 use rand::rngs::StdRng;
@@ -20,6 +21,7 @@ use rand::SeedableRng;
 
 pub use candle_nn::VarMap;
 pub use model::{batch_loss, contractive_penalty, Autoencoder, LossTerms};
+pub use rate::{distortion_at_rate, CodePrior, RateController};
 
 use crate::runtime::Runtime;
 
@@ -32,6 +34,22 @@ pub struct TrainPlan {
     pub init: Option<PathBuf>,
     /// Show a progress bar on the terminal.
     pub progress: bool,
+    /// The transform a `transform` model starts from (ignored for the other architectures and
+    /// where `init` loads weights).
+    pub transform: Option<TransformInit>,
+}
+
+/// A linear transform to start a `transform` model from: codes `c = basis·(x − mean)/step`
+/// and the inverse `x = mean + basisᵀ·c·step` (the basis rows orthonormal, e.g. principal
+/// components of the training windows).
+#[derive(Clone, Debug)]
+pub struct TransformInit {
+    /// `[D]`, the mean window.
+    pub mean: Vec<f32>,
+    /// `[K, D]`, row-major.
+    pub basis: Vec<f32>,
+    /// The codes' grid step in the transform's units.
+    pub step: f32,
 }
 
 /// A trained network and how training went.
@@ -184,25 +202,57 @@ pub fn train(plan: &TrainPlan, windows: &TrainingWindows) -> Result<TrainedModel
     let dev = Device::Cpu;
     let varmap = VarMap::new();
     let model = Autoencoder::new(spec, &varmap, cfg.seed)?;
-    let init_report = match &plan.init {
-        Some(dir) => Some(init_from(&varmap, dir)?),
-        None => None,
+    let init_report = match (&plan.init, &plan.transform) {
+        (Some(dir), _) => Some(init_from(&varmap, dir)?),
+        (None, Some(transform)) if spec.arch == Arch::Transform => {
+            set_transform(&varmap, spec, transform)?;
+            None
+        }
+        (None, _) => None,
     };
     let val_x = Tensor::from_slice(&val.data, (val.len(), val.dim), &dev)?;
     let mut rng = StdRng::seed_from_u64(cfg.seed);
-    let fitted = optimize(
-        &vars_of(&varmap, "")?,
-        fit.len(),
-        cfg,
-        cfg.learning_rate,
-        plan.progress.then_some("training"),
-        |chunk| {
-            let target = Tensor::from_vec(batch(fit, chunk), (chunk.len(), fit.dim), &dev)?;
-            let terms = batch_loss(&model, cfg, &target, &mut rng)?;
-            Ok((terms.total, terms.penalty))
-        },
-        || Ok(candle_nn::loss::mse(&model.forward(&val_x)?, &val_x)?.to_scalar::<f32>()? as f64),
-    )?;
+    let fitted = match cfg.code_rate {
+        None => optimize(
+            &vars_of(&varmap, "")?,
+            fit.len(),
+            cfg,
+            cfg.learning_rate,
+            plan.progress.then_some("training"),
+            |chunk| {
+                let target = Tensor::from_vec(batch(fit, chunk), (chunk.len(), fit.dim), &dev)?;
+                let terms = batch_loss(&model, cfg, &target, &mut rng)?;
+                Ok(BatchTerms { loss: terms.total, penalty: f64::from(terms.penalty), lambda: 0.0 })
+            },
+            || Ok(candle_nn::loss::mse(&model.forward(&val_x)?, &val_x)?.to_scalar::<f32>()? as f64),
+        )?,
+        Some(target) => {
+            let prior_vars = VarMap::new();
+            let fit_x = Tensor::from_slice(&fit.data, (fit.len(), fit.dim), &dev)?;
+            let prior = CodePrior::fitted(&prior_vars, &model.encode(&fit_x)?.detach())?;
+            let (d0, _) = rate::rd_of_rounded(&model, &prior, &val_x)?;
+            let mut controller = RateController::new(target, d0, fit.len().div_ceil(cfg.batch_size))?;
+            let mut vars = vars_of(&varmap, "")?;
+            vars.extend(vars_of(&prior_vars, "")?);
+            optimize(
+                &vars,
+                fit.len(),
+                cfg,
+                cfg.learning_rate,
+                plan.progress.then_some("training for the rate"),
+                |chunk| {
+                    let x = Tensor::from_vec(batch(fit, chunk), (chunk.len(), fit.dim), &dev)?;
+                    let terms = rate::rd_loss(&model, &prior, &x, controller.lambda, &mut rng)?;
+                    controller.update(terms.rate);
+                    Ok(BatchTerms { loss: terms.total, penalty: terms.rate, lambda: controller.lambda })
+                },
+                || {
+                    let (distortion, rate) = rate::rd_of_rounded(&model, &prior, &val_x)?;
+                    Ok(distortion_at_rate(distortion, rate, target))
+                },
+            )?
+        }
+    };
     let epochs_run = fitted.history.len();
     let seconds_per_epoch = fitted.history.iter().map(|h| h.seconds).sum::<f64>() / epochs_run.max(1) as f64;
     Ok(TrainedModel {
@@ -256,7 +306,7 @@ pub fn fine_tune_decoder(
         |chunk| {
             let z = Tensor::from_vec(batch(fit_z, chunk), (chunk.len(), fit_z.dim), &dev)?;
             let x = Tensor::from_vec(batch(fit_x, chunk), (chunk.len(), fit_x.dim), &dev)?;
-            Ok((candle_nn::loss::mse(&model.decode(&z)?, &x)?, 0.0))
+            Ok(BatchTerms { loss: candle_nn::loss::mse(&model.decode(&z)?, &x)?, penalty: 0.0, lambda: 0.0 })
         },
         val_loss,
     )?;
@@ -268,6 +318,47 @@ pub fn fine_tune_decoder(
     }
     let best_epoch = if fitted.best_val < val_before { fitted.best_epoch } else { 0 };
     Ok(DecoderTuning { epochs_run: fitted.history.len(), best_epoch, val_before, val_after })
+}
+
+/// Sets the weights of a `transform` model so that it computes `init` exactly: the encoder
+/// `c = basis·(x − mean)/step`; the decoder's hidden units `k` and `K + k` carry
+/// `relu(step·c_k)` and `relu(−step·c_k)`, whose difference the output layer maps back through
+/// `basisᵀ`; the remaining hidden units keep their random input
+/// weights and start with no say in the output, so training grows them from zero.
+fn set_transform(varmap: &VarMap, spec: &ModelSpec, init: &TransformInit) -> Result<()> {
+    let (k, d, h) = (spec.latent, spec.input_len(), spec.hidden[0]);
+    ensure!(
+        init.mean.len() == d && init.basis.len() == k * d && init.step.is_finite() && init.step > 0.0,
+        "internal: a transform of {} × {} values for a {k} × {d} model",
+        init.basis.len() / d.max(1),
+        init.mean.len()
+    );
+    let step = init.step;
+    let dev = Device::Cpu;
+    let encoder_weight: Vec<f32> = init.basis.iter().map(|b| b / step).collect();
+    let encoder_bias: Vec<f32> =
+        init.basis.chunks(d).map(|row| -row.iter().zip(&init.mean).map(|(b, m)| b * m).sum::<f32>() / step).collect();
+    let data = varmap.data().lock().map_err(|_| anyhow::anyhow!("varmap lock poisoned"))?;
+    let var = |name: &str| data.get(name).with_context(|| format!("internal: no {name}"));
+    var("encoder.l0.weight")?.set(&Tensor::from_vec(encoder_weight, (k, d), &dev)?)?;
+    var("encoder.l0.bias")?.set(&Tensor::from_vec(encoder_bias, k, &dev)?)?;
+    let mut hidden_weight = var("decoder.l0.weight")?.as_tensor().flatten_all()?.to_vec1::<f32>()?;
+    hidden_weight[..2 * k * k].fill(0.0);
+    for j in 0..k {
+        hidden_weight[j * k + j] = step;
+        hidden_weight[(k + j) * k + j] = -step;
+    }
+    var("decoder.l0.weight")?.set(&Tensor::from_vec(hidden_weight, (h, k), &dev)?)?;
+    let mut output_weight = vec![0f32; d * h];
+    for (j, row) in init.basis.chunks(d).enumerate() {
+        for (i, &b) in row.iter().enumerate() {
+            output_weight[i * h + j] = b;
+            output_weight[i * h + k + j] = -b;
+        }
+    }
+    var("decoder.l1.weight")?.set(&Tensor::from_vec(output_weight, (d, h), &dev)?)?;
+    var("decoder.l1.bias")?.set(&Tensor::from_slice(&init.mean, d, &dev)?)?;
+    Ok(())
 }
 
 /// Fine-tuning starts from trained weights: a smaller step than training's.
@@ -287,6 +378,14 @@ fn batch(windows: &Windows, chunk: &[usize]) -> Vec<f32> {
     chunk.iter().flat_map(|&i| windows.get(i).iter().copied()).collect()
 }
 
+/// One minibatch for [`optimize`]: the loss to step on, the penalty term it reports (the rate,
+/// under rate–distortion training) and the rate term's weight λ (0 without one).
+struct BatchTerms {
+    loss: Tensor,
+    penalty: f64,
+    lambda: f64,
+}
+
 /// How [`optimize`] went.
 struct Fitted {
     history: Vec<EpochRecord>,
@@ -297,7 +396,7 @@ struct Fitted {
 }
 
 /// AdamW over `vars` for up to `cfg.epochs` epochs of shuffled minibatches of `n` items
-/// (`step` returns a minibatch's loss and its penalty term), early stopping after
+/// (`step` returns a minibatch's terms), early stopping after
 /// `cfg.patience` epochs without a better `val_loss`; leaves the best epoch's values in `vars`.
 fn optimize(
     vars: &[(String, Var)],
@@ -305,7 +404,7 @@ fn optimize(
     cfg: &TrainConfig,
     learning_rate: f64,
     progress: Option<&str>,
-    mut step: impl FnMut(&[usize]) -> Result<(Tensor, f32)>,
+    mut step: impl FnMut(&[usize]) -> Result<BatchTerms>,
     val_loss: impl Fn() -> Result<f64>,
 ) -> Result<Fitted> {
     let start = vars.iter().map(|(_, v)| v.as_tensor().copy()).collect::<candle_core::Result<Vec<_>>>()?;
@@ -334,12 +433,13 @@ fn optimize(
     for epoch in 1..=cfg.epochs {
         let t0 = Instant::now();
         order.shuffle(&mut rng);
-        let (mut sum, mut pen_sum, mut batches) = (0.0f64, 0.0f64, 0usize);
+        let (mut sum, mut pen_sum, mut batches, mut lambda) = (0.0f64, 0.0f64, 0usize, 0.0);
         for chunk in order.chunks(cfg.batch_size) {
-            let (loss, penalty) = step(chunk)?;
-            pen_sum += f64::from(penalty);
-            opt.backward_step(&loss)?;
-            sum += loss.to_scalar::<f32>()? as f64;
+            let terms = step(chunk)?;
+            pen_sum += terms.penalty;
+            lambda = terms.lambda;
+            opt.backward_step(&terms.loss)?;
+            sum += terms.loss.to_scalar::<f32>()? as f64;
             batches += 1;
         }
         let train_loss = sum / batches.max(1) as f64;
@@ -350,7 +450,7 @@ fn optimize(
         );
         let seconds = t0.elapsed().as_secs_f64();
         let penalty = pen_sum / batches.max(1) as f64;
-        history.push(EpochRecord { epoch, train_loss, penalty, val_loss, seconds });
+        history.push(EpochRecord { epoch, train_loss, penalty, lambda, val_loss, seconds });
         pb.set_message(format!("train {train_loss:.5} val {val_loss:.5} ({seconds:.2} s/epoch)"));
         pb.inc(1);
         if best.as_ref().is_none_or(|(b, _, _)| val_loss < *b) {
@@ -447,7 +547,7 @@ pub(crate) mod tests {
     }
 
     fn plan(spec: &ModelSpec, config: TrainConfig) -> TrainPlan {
-        TrainPlan { spec: spec.clone(), config, init: None, progress: false }
+        TrainPlan { spec: spec.clone(), config, init: None, progress: false, transform: None }
     }
 
     fn quick_cfg(variant: Variant) -> TrainConfig {
@@ -579,6 +679,80 @@ pub(crate) mod tests {
         assert_eq!((again.best_epoch, again.val_after), (0, again.val_before));
         let decoded_again = t.model.decode_latents(&val_z).unwrap();
         assert_eq!(decoded_again, decoded, "a worse epoch is rolled back");
+    }
+
+    /// An orthonormal basis of `k` rows in `d` dimensions (sines and cosines over the window).
+    fn basis(k: usize, d: usize) -> Vec<f32> {
+        let mut rows: Vec<Vec<f32>> = Vec::new();
+        for j in 0..k {
+            let f = (j / 2 + 1) as f32;
+            let mut row: Vec<f32> = (0..d)
+                .map(|t| {
+                    let a = std::f32::consts::TAU * f * t as f32 / d as f32;
+                    if j % 2 == 0 {
+                        a.sin()
+                    } else {
+                        a.cos()
+                    }
+                })
+                .collect();
+            let norm = row.iter().map(|v| v * v).sum::<f32>().sqrt();
+            row.iter_mut().for_each(|v| *v /= norm);
+            rows.push(row);
+        }
+        rows.concat()
+    }
+
+    #[test]
+    fn a_transform_model_starts_as_exactly_its_linear_transform() {
+        let (k, d) = (6, 16);
+        let spec = ModelSpec::new(Arch::Transform, 1, d, k).unwrap();
+        let init = TransformInit { mean: (0..d).map(|t| t as f32 * 0.1).collect(), basis: basis(k, d), step: 0.25 };
+        let varmap = VarMap::new();
+        let model = Autoencoder::new(&spec, &varmap, 1).unwrap();
+        set_transform(&varmap, &spec, &init).unwrap();
+        let w = sine_windows(7, 1, d, 4);
+        let codes = model.encode_windows(&w).unwrap();
+        let rebuilt = model.reconstruct(&w).unwrap();
+        for i in 0..w.len() {
+            let x = w.get(i);
+            let c: Vec<f32> = init
+                .basis
+                .chunks(d)
+                .map(|row| row.iter().zip(x).zip(&init.mean).map(|((b, x), m)| b * (x - m)).sum::<f32>() / init.step)
+                .collect();
+            for (a, b) in codes.get(i).iter().zip(&c) {
+                assert!((a - b).abs() < 1e-4, "code {a} vs {b}");
+            }
+            // The projection onto the basis, back in the window's units.
+            for (t, r) in rebuilt.get(i).iter().enumerate() {
+                let p = init.mean[t] + (0..k).map(|j| init.basis[j * d + t] * c[j] * init.step).sum::<f32>();
+                assert!((r - p).abs() < 1e-4, "sample {t}: {r} vs {p}");
+            }
+        }
+        // The wrong shape is an error, not a panic.
+        let bad = TransformInit { basis: basis(k - 1, d), ..init };
+        assert!(set_transform(&varmap, &spec, &bad).is_err());
+    }
+
+    #[test]
+    fn rate_training_steers_the_codes_to_their_target_rate() {
+        let (k, d) = (8, 16);
+        let spec = ModelSpec::new(Arch::Transform, 1, d, k).unwrap();
+        let windows = TrainingWindows::split(&sine_windows(400, 1, d, 6));
+        let rate_of = |target: f64| {
+            let config = TrainConfig { code_rate: Some(target), epochs: 12, patience: 12, ..quick_cfg(Variant::Plain) };
+            let init = TransformInit { mean: vec![0.0; d], basis: basis(k, d), step: 0.5 };
+            let plan = TrainPlan { transform: Some(init), ..plan(&spec, config) };
+            let t = train(&plan, &windows).unwrap();
+            let last = t.history.last().unwrap();
+            assert!(last.lambda > 0.0 && t.history.iter().all(|h| h.penalty > 0.0));
+            last.penalty
+        };
+        // Both start at the same rate (about 1 bit per sample): λ drives one down, the other up.
+        // (Quantization then hits the target exactly with the code step.)
+        let (low, high) = (rate_of(0.4), rate_of(1.6));
+        assert!(low < 0.6 && high > 1.0 && high > 2.0 * low, "{low} {high}");
     }
 
     #[test]

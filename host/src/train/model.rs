@@ -82,7 +82,7 @@ fn uniform_tensor(rng: &mut StdRng, shape: &[usize], bound: f32) -> Result<Tenso
     Ok(Tensor::from_vec(v, shape, &Device::Cpu)?)
 }
 
-fn new_param(varmap: &VarMap, name: &str, t: Tensor) -> Result<Tensor> {
+pub(super) fn new_param(varmap: &VarMap, name: &str, t: Tensor) -> Result<Tensor> {
     let var = Var::from_tensor(&t)?;
     let out = var.as_tensor().clone();
     let mut data = varmap.data().lock().map_err(|_| anyhow::anyhow!("varmap lock poisoned"))?;
@@ -152,7 +152,9 @@ impl Autoencoder {
     /// Encodes and also returns the pre-activation `a` of the last ReLU layer of the encoder,
     /// flattened to `[N, n]` (the input of the latent layer is `relu(a)`, flattened).
     pub(super) fn encode_with_hidden(&self, x: &Tensor) -> candle_core::Result<(Tensor, Tensor)> {
-        let last_relu = self.encoder.iter().rposition(Layer::is_relu).expect("encoder has a ReLU layer");
+        let Some(last_relu) = self.encoder.iter().rposition(Layer::is_relu) else {
+            candle_core::bail!("the {} encoder has no hidden layer to contract", self.spec.arch)
+        };
         let mut h = x.clone();
         let mut pre = None;
         for (i, l) in self.encoder.iter().enumerate() {

@@ -190,6 +190,12 @@ impl Recording {
         self.samples.len()
     }
 
+    /// The first `rows` rows (all of them when there are fewer).
+    pub fn head(&self, rows: usize) -> Recording {
+        let samples = self.samples.iter().map(|ch| ch[..rows.min(ch.len())].to_vec()).collect();
+        Recording { path: self.path.clone(), columns: self.columns.clone(), samples }
+    }
+
     pub fn rows(&self) -> usize {
         self.samples.first().map_or(0, Vec::len)
     }
