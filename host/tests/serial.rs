@@ -37,13 +37,16 @@ fn pty() -> (File, File, String) {
 }
 
 /// The shipped model and the bytes it sends for the first `frames` windows of the ECG.
-fn shipped_stream(frames: usize) -> (std::path::PathBuf, Vec<u8>) {
+/// The shipped model, the first `frames` one-window frames of the ECG as it sends them, and its
+/// window.
+fn shipped_stream(frames: usize) -> (std::path::PathBuf, Vec<u8>, usize) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let model = root.join("models/ecg");
     let counts = recording_counts(&model, &root.join("data/mitbih208_ecg.csv"), &["ecg_mlii_mV".to_string()]).unwrap();
     let blob = ModelDir::new(&model).load_blob().unwrap();
-    let stream = simulate(&blob, &counts[..frames * 256], StreamConfig::DEFAULT).unwrap().bytes;
-    (model, stream)
+    let window = blob.window();
+    let stream = simulate(&blob, &counts[..frames * window], StreamConfig::DEFAULT).unwrap().bytes;
+    (model, stream, window)
 }
 
 /// `funnel decode --model <model> --serial <port> <extra…> --out <csv>`, stderr captured.
@@ -61,7 +64,7 @@ fn spawn_decode(model: &Path, port: &str, extra: &[&str], csv: &Path) -> std::pr
 #[test]
 fn decode_reads_frames_from_a_serial_port() {
     let frames = 40;
-    let (model, stream) = shipped_stream(frames);
+    let (model, stream, window) = shipped_stream(frames);
     let (mut device, _keep_slave_open, port) = pty();
     let tmp = tempfile::tempdir().unwrap();
     let csv = tmp.path().join("live.csv");
@@ -81,13 +84,13 @@ fn decode_reads_frames_from_a_serial_port() {
     assert!(report.contains("1 unusable byte run(s) (4 bytes)"), "{report}");
     assert!(report.contains("1 × before the first stream header"), "{report}");
     let rows = std::fs::read_to_string(&csv).unwrap().lines().count();
-    assert_eq!(rows, 1 + frames * 256);
+    assert_eq!(rows, 1 + frames * window);
 }
 
 #[test]
 fn ctrl_c_ends_a_live_decode_with_everything_received_and_says_so() {
     let frames = 12;
-    let (model, stream) = shipped_stream(frames);
+    let (model, stream, window) = shipped_stream(frames);
     let (mut device, _keep_slave_open, port) = pty();
     let tmp = tempfile::tempdir().unwrap();
     let csv = tmp.path().join("live.csv");
@@ -104,7 +107,7 @@ fn ctrl_c_ends_a_live_decode_with_everything_received_and_says_so() {
     assert!(report.contains("interrupted (Ctrl-C)"), "{report}");
     let text = std::fs::read_to_string(&csv).unwrap();
     let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.len(), 1 + frames * 256 + 1, "every row, then the mark");
-    assert_eq!(*lines.last().unwrap(), format!("{},,interrupted", frames * 256));
+    assert_eq!(lines.len(), 1 + frames * window + 1, "every row, then the mark");
+    assert_eq!(*lines.last().unwrap(), format!("{},,interrupted", frames * window));
     assert!(text.ends_with('\n'), "the output ends on a whole line");
 }

@@ -39,8 +39,12 @@ pub struct QuantizationCard {
     pub macs_per_window: u64,
     pub scratch_bytes: usize,
     pub model_id: String,
+    /// Held-out PRDN of the float network the int8 path is measured against: the autoencoder,
+    /// or for a network trained for a rate the autoencoder with its codes rounded as the
+    /// device rounds them.
     pub float_prdn: f64,
     pub int8_prdn: f64,
+    /// `(int8_prdn − float_prdn) / float_prdn`.
     pub relative_prdn_loss: f64,
     /// The codes' quantization step over the finest (the rate knob; 1 for older cards).
     #[serde(default = "finest_code_step")]
@@ -237,6 +241,16 @@ impl ModelCard {
             self.train_config.learning_rate,
             self.train_config.train_hop
         );
+        if let Some(rate) = self.train_config.code_rate {
+            let _ = writeln!(
+                s,
+                "- **Rate**: trained for {rate:.3} bits/sample of codes (rate–distortion training; the framing \
+                 of {} window(s) per frame comes on top), code step {}",
+                self.windows_per_frame,
+                self.quantization.as_ref().map_or("–".to_string(), |q| format!("{:.3}", q.code_step))
+            );
+        }
+        let _ = writeln!(s, "- **Stream**: {} window(s) per data frame", self.windows_per_frame);
         let _ = writeln!(
             s,
             "- **Device scale**: {} counts per unit of the recording; sensor resolution {} bits\n",
@@ -275,6 +289,41 @@ impl ModelCard {
                 q.int8_prdn,
                 100.0 * q.relative_prdn_loss
             );
+        }
+        if !self.shape_search.is_empty() {
+            let _ = writeln!(s, "\n## Shape search\n");
+            let _ = writeln!(
+                s,
+                "Candidates trained on the first part of the training part and measured through the device path on \
+                 the rest of it (the held-out part unseen); ranked by PRDN at the target rate.\n"
+            );
+            let _ = writeln!(
+                s,
+                "| window | codes | windows/frame | bits/sample | PRDN % | PRDN % at target | blob B | MACs | RAM B | |"
+            );
+            let _ = writeln!(s, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+            for c in &self.shape_search {
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | {} | {:.3} | {:.2} | {:.2} | {} | {} | {} | {} |",
+                    c.window,
+                    c.latent,
+                    c.windows_per_frame,
+                    c.bits_per_sample,
+                    c.prdn,
+                    c.prdn_at_target,
+                    c.blob_bytes,
+                    c.macs_per_window,
+                    c.ram_bytes,
+                    if c.chosen {
+                        "**chosen**"
+                    } else if c.over_budget {
+                        "over budget"
+                    } else {
+                        ""
+                    }
+                );
+            }
         }
         if !self.firmware.is_empty() {
             let _ = writeln!(s, "\n## Firmware\n");

@@ -234,7 +234,8 @@ struct QuantizeArgs {
     /// Columns of the calibration file (default: the model's columns).
     #[arg(long = "column")]
     columns: Vec<String>,
-    /// The codes' quantization step over the finest (1 to 127): coarser codes, fewer bits
+    /// The codes' quantization step over the finest (1 to 127; from 0.5 on the grid of a model
+    /// trained for a rate): coarser codes, fewer bits
     /// (default: the step the card records, 1 for a new model).
     #[arg(long, conflicts_with = "bits_per_sample")]
     code_step: Option<f64>,

@@ -20,8 +20,8 @@ use crate::export::{export_onnx, OnnxFiles};
 use crate::quantize::{device_codes, quantize, QuantizationInput, MAX_CODE_STEP, MIN_TRAINED_GRID_STEP};
 use crate::runtime::{Backend, Runtime, TractModel};
 use crate::train::{
-    checkpoint_bytes, fine_tune_decoder, train, Autoencoder, CandleRuntime, DecoderTuning, TrainPlan, TrainedModel,
-    TransformInit, VarMap,
+    checkpoint_bytes, fine_tune_decoder, train, Autoencoder, CandleRuntime, DecoderTuning, RoundedCodes, TrainPlan,
+    TrainedModel, TransformInit, VarMap,
 };
 use funnel_shared::stream::StreamConfig;
 use funnel_shared::wire::MAX_FRAME_CODES;
@@ -127,7 +127,12 @@ fn quantize_and_measure(
     let int8 = eval::device_metrics(&blob, &decoder, dataset, card.sensor_bits, card.windows_per_frame)?;
     let autoencoder = CandleRuntime { model, graph: Graph::Autoencoder };
     let float = eval::float_metrics(&autoencoder, dataset, 0, card.sensor_bits)?.at_rate_of(&int8);
-    let float_prdn = float.prdn;
+    // A network trained for a rate rounds its codes by design: int8 arithmetic is measured
+    // against the float network with the same rounding.
+    let float_prdn = match trained_grid {
+        true => eval::float_metrics(&RoundedCodes { model, step: code_step }, dataset, 0, card.sensor_bits)?.prdn,
+        false => float.prdn,
+    };
     let relative = (int8.prdn - float_prdn) / float_prdn;
     let quantization = QuantizationCard {
         blob_bytes: blob.len(),
@@ -139,8 +144,8 @@ fn quantize_and_measure(
         relative_prdn_loss: relative,
         code_step,
     };
-    // A coarser step loses PRDN on purpose; the warning is about the finest.
-    let warning = (code_step == 1.0 && relative > MAX_RELATIVE_PRDN_LOSS).then(|| {
+    // A coarser step loses PRDN on purpose; the warning is about the finest (or a trained grid).
+    let warning = ((code_step == 1.0 || trained_grid) && relative > MAX_RELATIVE_PRDN_LOSS).then(|| {
         format!(
             "int8 PRDN {:.2} % is {:.1} % worse than float {:.2} % (limit {:.0} %). Try calibrating on more data \
              (`funnel quantize --calibration FILE.csv --column NAME`), a smaller latent range (retrain with \

@@ -134,6 +134,32 @@ impl<M: Borrow<Autoencoder>> Runtime for CandleRuntime<M> {
     }
 }
 
+/// A candle autoencoder with its codes rounded to a grid of `step`, in float arithmetic: the
+/// reference the int8 device path of a model trained for a rate is measured against (its codes
+/// are rounded on the device too; the unrounded autoencoder is not what it approximates).
+pub struct RoundedCodes<'a> {
+    pub model: &'a Autoencoder,
+    pub step: f64,
+}
+
+impl Runtime for RoundedCodes<'_> {
+    fn input_len(&self) -> usize {
+        self.model.spec.input_len()
+    }
+
+    fn output_len(&self) -> usize {
+        self.model.spec.input_len()
+    }
+
+    fn run(&self, input: &[f32], batch: usize) -> Result<Vec<f32>> {
+        ensure!(input.len() == batch * self.input_len(), "rounded codes: {} values for batch {batch}", input.len());
+        let codes = self.model.encode_windows(&Windows::new(self.input_len(), input.to_vec()))?;
+        let step = self.step as f32;
+        let rounded = Windows::new(codes.dim, codes.data.iter().map(|z| (z / step).round() * step).collect());
+        Ok(self.model.decode_latents(&rounded)?.data)
+    }
+}
+
 /// Copies parameters from the checkpoint of the model directory `dir` into `varmap` where name
 /// and shape match.
 pub fn init_from(varmap: &VarMap, dir: &Path) -> Result<InitReport> {
