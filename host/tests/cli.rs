@@ -559,6 +559,13 @@ fn bench_rd_places_a_model_among_the_peers() {
     let ratio = funnel_point["ratio_to_best_peer"].as_f64().unwrap();
     let best = funnel_point["best_peer_prdn"].as_f64().unwrap();
     assert!((ratio * best - int8.prdn).abs() < 1e-6 * int8.prdn, "{funnel_point}");
+    // The two goals, each against its own peers: the best peer sets the highest ratio.
+    for key in ["ratio_to_best_classic", "ratio_to_pca_transform_coder"] {
+        if let Some(r) = funnel_point[key].as_f64() {
+            assert!(r <= ratio + 1e-9, "{key}: {funnel_point}");
+        }
+    }
+    assert!(funnel_point["ratio_to_pca_transform_coder"].as_f64().is_some(), "{funnel_point}");
     let png = std::fs::read(out.join("rd.png")).unwrap();
     assert!(png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 5_000);
     // Several windows per frame: the held-out part cut to whole frames (13 windows → 12), and

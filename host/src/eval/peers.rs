@@ -96,7 +96,7 @@ pub fn sz3(input: &PeerInput<'_>) -> Result<Vec<RdPoint>> {
     let lorenzo =
         CompressionAlgorithm::LorenzoRegression { lorenzo: true, lorenzo_second_order: false, regression: true };
     let mut out = Vec::new();
-    for (name, algorithm) in [("SZ3", CompressionAlgorithm::InterpolationLorenzo), ("SZ3 Lorenzo", lorenzo)] {
+    for (name, algorithm) in [(SZ3, CompressionAlgorithm::InterpolationLorenzo), (SZ3_LORENZO, lorenzo)] {
         for rel in [0.002, 0.005, 0.01, 0.02, 0.04, 0.08, 0.15, 0.3, 0.5, 0.8] {
             let dims = DimensionedData::build(&data).remainder_dim().context("SZ3 shape")?;
             let config = Config::new(ErrorBound::Absolute(rel * sigma)).compression_algorithm(algorithm);
@@ -188,7 +188,7 @@ pub fn dwt(input: &PeerInput<'_>) -> Result<Vec<RdPoint>> {
         let q: Vec<i32> = coefficients.iter().map(|c| (c / step).round() as i32).collect();
         let rebuilt = dwt.synthesize(&q.iter().map(|&v| f64::from(v) * step).collect::<Vec<_>>());
         let bits = 8.0 * zstd_bytes(&i32_bytes(&q))? as f64;
-        out.push(RdPoint::new("DWT bior4.4 (CDF 9/7)+zstd", format!("step={rel}σ"), bits, x.len(), x, &rebuilt));
+        out.push(RdPoint::new(DWT_ZSTD, format!("step={rel}σ"), bits, x.len(), x, &rebuilt));
     }
     Ok(out)
 }
@@ -219,7 +219,7 @@ pub fn dct(input: &PeerInput<'_>) -> Result<Vec<RdPoint>> {
             inverse.process_dct3(w);
         }
         let bits = 8.0 * zstd_bytes(&i32_bytes(&q))? as f64;
-        out.push(RdPoint::new("DCT/window+zstd", format!("step={rel}σ"), bits, x.len(), x, &rebuilt));
+        out.push(RdPoint::new(DCT_ZSTD, format!("step={rel}σ"), bits, x.len(), x, &rebuilt));
     }
     Ok(out)
 }
@@ -309,7 +309,7 @@ pub fn pca_transform_coder(input: &PeerInput<'_>) -> Result<Vec<RdPoint>> {
             })
             .collect();
         out.push(RdPoint::new(
-            "PCA transform coder (ideal code length)",
+            PCA_TRANSFORM_CODER,
             format!("step={rel}σ"),
             bits,
             x.len(),
@@ -344,7 +344,22 @@ pub struct FunnelPoint {
     pub best_peer_prdn: Option<f64>,
     /// Funnel's PRDN over the best peer's: below 1, Funnel wins at this rate.
     pub ratio_to_best_peer: Option<f64>,
+    /// The best of the classic codecs ([`CLASSIC_PEERS`]) at this rate, and Funnel's ratio to
+    /// it (issue 11's goal: at most 0.8).
+    pub best_classic_peer: Option<String>,
+    pub ratio_to_best_classic: Option<f64>,
+    /// Funnel's ratio to the PCA transform coder at this rate (issue 11's goal: at most 0.9).
+    pub ratio_to_pca_transform_coder: Option<f64>,
 }
+
+/// The classic codecs, as opposed to the PCA baselines and the lossless reference.
+pub const CLASSIC_PEERS: [&str; 4] = [SZ3, SZ3_LORENZO, DWT_ZSTD, DCT_ZSTD];
+const SZ3: &str = "SZ3";
+const SZ3_LORENZO: &str = "SZ3 Lorenzo";
+const DWT_ZSTD: &str = "DWT bior4.4 (CDF 9/7)+zstd";
+const DCT_ZSTD: &str = "DCT/window+zstd";
+/// The method name of [`pca_transform_coder`]'s points.
+pub const PCA_TRANSFORM_CODER: &str = "PCA transform coder (ideal code length)";
 
 /// Everything `funnel bench rd` measured.
 #[derive(Clone, Debug, Serialize)]
@@ -360,23 +375,32 @@ pub struct RdReport {
 impl FunnelPoint {
     /// `point` of a model against the best of `peers` at its bits per sample.
     pub fn against(model: String, model_id: String, point: RdPoint, peers: &[RdPoint]) -> FunnelPoint {
-        let mut best: Option<(String, f64)> = None;
-        let mut methods: Vec<&str> = peers.iter().map(|p| p.method.as_str()).collect();
-        methods.dedup();
-        for method in methods {
-            let curve: Vec<&RdPoint> = peers.iter().filter(|p| p.method == method).collect();
-            if let Some(prdn) = prdn_at(&curve, point.bits_per_sample) {
-                if best.as_ref().is_none_or(|(_, b)| prdn < *b) {
-                    best = Some((method.to_string(), prdn));
+        let best_of = |keep: &dyn Fn(&str) -> bool| {
+            let mut best: Option<(String, f64)> = None;
+            let mut methods: Vec<&str> = peers.iter().map(|p| p.method.as_str()).filter(|m| keep(m)).collect();
+            methods.dedup();
+            for method in methods {
+                let curve: Vec<&RdPoint> = peers.iter().filter(|p| p.method == method).collect();
+                if let Some(prdn) = prdn_at(&curve, point.bits_per_sample) {
+                    if best.as_ref().is_none_or(|(_, b)| prdn < *b) {
+                        best = Some((method.to_string(), prdn));
+                    }
                 }
             }
-        }
+            best
+        };
+        let best = best_of(&|_| true);
+        let classic = best_of(&|m| CLASSIC_PEERS.contains(&m));
+        let pca = best_of(&|m| m == PCA_TRANSFORM_CODER);
         FunnelPoint {
             model,
             model_id,
             ratio_to_best_peer: best.as_ref().map(|(_, b)| point.prdn / b),
             best_peer_prdn: best.as_ref().map(|(_, b)| *b),
             best_peer: best.map(|(m, _)| m),
+            ratio_to_best_classic: classic.as_ref().map(|(_, b)| point.prdn / b),
+            best_classic_peer: classic.map(|(m, _)| m),
+            ratio_to_pca_transform_coder: pca.map(|(_, b)| point.prdn / b),
             point,
         }
     }
@@ -406,13 +430,16 @@ impl RdReport {
             let _ = match (&f.best_peer, f.best_peer_prdn, f.ratio_to_best_peer) {
                 (Some(peer), Some(prdn), Some(ratio)) => writeln!(
                     s,
-                    "{} at {:.3} bits/sample: PRDN {:.2} % vs {:.2} % for the best peer ({peer}): ratio {:.2}{}",
+                    "{} at {:.3} bits/sample: PRDN {:.2} % vs {:.2} % for the best peer ({peer}): ratio {:.2}{}; \
+                     to the best classic codec {}, to the PCA transform coder {}",
                     f.model,
                     f.point.bits_per_sample,
                     f.point.prdn,
                     prdn,
                     ratio,
-                    if ratio < 1.0 { " — Funnel wins" } else { " — the peer wins" }
+                    if ratio < 1.0 { " — Funnel wins" } else { " — the peer wins" },
+                    f.ratio_to_best_classic.map_or("– (no sweep reaches this rate)".into(), |r| format!("{r:.2}")),
+                    f.ratio_to_pca_transform_coder.map_or("–".into(), |r| format!("{r:.2}")),
                 ),
                 _ => writeln!(
                     s,
