@@ -308,14 +308,7 @@ pub fn pca_transform_coder(input: &PeerInput<'_>) -> Result<Vec<RdPoint>> {
                 pca.reconstruct_code(&z).into_iter().map(f64::from)
             })
             .collect();
-        out.push(RdPoint::new(
-            PCA_TRANSFORM_CODER,
-            format!("step={rel}σ"),
-            bits,
-            x.len(),
-            x,
-            &rebuilt,
-        ));
+        out.push(RdPoint::new(PCA_TRANSFORM_CODER, format!("step={rel}σ"), bits, x.len(), x, &rebuilt));
     }
     Ok(out)
 }
