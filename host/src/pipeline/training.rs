@@ -296,7 +296,7 @@ pub struct TrainRequest {
     pub data: PathBuf,
     pub columns: Vec<String>,
     /// Samples per window, codes per window and architecture: the shape is searched for what
-    /// is not given (see [`super::search`]).
+    /// is not given (the default shape search within a [`DeviceBudget`]).
     pub window: Option<usize>,
     pub latent: Option<usize>,
     pub arch: Option<Arch>,
@@ -323,7 +323,7 @@ pub struct TrainRequest {
     pub rates: Vec<CodeRate>,
     /// Windows per data frame of the model's stream: its rates are measured, and a target rate
     /// trained for, with the framing this many windows share (default: 1 for a given shape; the
-    /// most that fill at most [`super::search::MAX_FRAME_SAMPLES`] samples for a searched one).
+    /// most that fill at most [`crate::pipeline::MAX_FRAME_SAMPLES`] samples for a searched one).
     pub windows_per_frame: Option<u8>,
     /// What a searched shape may cost the device.
     pub budget: DeviceBudget,
@@ -348,7 +348,7 @@ pub struct TrainOutcome {
 
 /// Trains, exports, quantizes and evaluates a model into `request.out`: checkpoint, ONNX files,
 /// `encoder.fq8` and the card. Without a shape (window, codes per window, architecture), each
-/// rate's shape is searched first (see [`super::search`]).
+/// rate's shape is searched first (within `request.budget`, see [`DeviceBudget`]).
 pub fn train_model(request: &TrainRequest) -> Result<TrainOutcome> {
     // Every flag is checked before anything is trained or written.
     ensure!(request.epochs >= 1, "--epochs must be at least 1 (got {})", request.epochs);
