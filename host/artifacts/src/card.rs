@@ -118,9 +118,23 @@ pub struct ModelCard {
     pub quantization: Option<QuantizationCard>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub firmware: Vec<FirmwareBenchmark>,
+    /// How the receiver smooths the steps at window boundaries (chosen at quantization on the
+    /// validation slice; `None`: not at all).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seam_filter: Option<SeamFilter>,
     /// The shapes `funnel train` tried when none was given, the chosen one marked.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub shape_search: Vec<ShapeCandidate>,
+}
+
+/// The receiver's seam filter: at the boundary between two decoded windows that follow each
+/// other, the step in excess of the local slope (the mean of the differences on each side) is
+/// taken out, `strength` of it, spread over `samples` samples on each side with weights falling
+/// linearly away from the boundary (half on each side). Costs no bits: the host does it.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SeamFilter {
+    pub samples: usize,
+    pub strength: f32,
 }
 
 /// One shape the default search tried: trained for the target rate on the first part of the

@@ -8,8 +8,10 @@ use funnel_artifacts::data::{channels_first_to_interleaved, Normalization};
 use funnel_artifacts::Blob;
 use funnel_shared::wire::{CorruptKind, DataFrame, DecodeEvent, FrameDecoder, LockChange, ModelId, StreamHeader};
 
+use super::seams::Seams;
 use super::sink::{ReconstructionSink, SampleStatus};
 use crate::runtime::Runtime;
+use funnel_artifacts::card::SeamFilter;
 
 /// Windows decoded together in one call of the latent decoder.
 pub const DEFAULT_BATCH: usize = 64;
@@ -190,6 +192,7 @@ pub struct StreamDecoder<'d, R: Runtime + ?Sized> {
     foreign_session: bool,
     pending: VecDeque<Pending>,
     pending_windows: usize,
+    seams: Seams,
     report: DecodeReport,
 }
 
@@ -232,8 +235,21 @@ impl<'d, R: Runtime + ?Sized> StreamDecoder<'d, R> {
             foreign_session: false,
             pending: VecDeque::new(),
             pending_windows: 0,
+            seams: Seams::new(None, blob.window(), blob.channels()),
             report: DecodeReport::default(),
         })
+    }
+
+    /// Smooths the steps where decoded windows meet (the model card's `seam_filter`); the last
+    /// samples of each window are then written when the next window, a gap or the end arrives.
+    pub fn with_seam_filter(mut self, filter: Option<SeamFilter>) -> Self {
+        self.seams = Seams::new(filter, self.blob.window(), self.blob.channels());
+        self
+    }
+
+    fn written(&mut self, (first, len): (u64, usize)) {
+        self.report.samples_written += len as u64;
+        self.report.end_sample = Some(first + len as u64);
     }
 
     /// Decodes stream `stream_id` of the link (without it: the first stream heard).
@@ -282,7 +298,8 @@ impl<'d, R: Runtime + ?Sized> StreamDecoder<'d, R> {
         }
         let mut windows = recon.chunks_exact(dim.max(1));
         self.pending_windows = 0;
-        for p in self.pending.drain(..) {
+        let pending: Vec<Pending> = self.pending.drain(..).collect();
+        for p in pending {
             match p {
                 Pending::Frame { frame: f, .. } => {
                     let status = if f.saturated { SampleStatus::Saturated } else { SampleStatus::Ok };
@@ -291,15 +308,17 @@ impl<'d, R: Runtime + ?Sized> StreamDecoder<'d, R> {
                         self.normalization.denormalize_in_place(&mut values);
                         let values = channels_first_to_interleaved(&values, channels);
                         let first = f.sample_index + (w * window) as u64;
-                        sink.window(first, window, Some(&values), status)?;
-                        self.report.samples_written += window as u64;
-                        self.report.end_sample = Some(first + window as u64);
+                        for run in self.seams.window(sink, first, values, status)? {
+                            self.written(run);
+                        }
                     }
                 }
                 Pending::Missing { first_sample, samples } => {
+                    if let Some(run) = self.seams.release(sink)? {
+                        self.written(run);
+                    }
                     sink.window(first_sample, samples as usize, None, SampleStatus::Missing)?;
-                    self.report.samples_written += samples;
-                    self.report.end_sample = Some(first_sample + samples);
+                    self.written((first_sample, samples as usize));
                 }
             }
         }
@@ -312,6 +331,10 @@ impl<'d, R: Runtime + ?Sized> StreamDecoder<'d, R> {
         let events: Vec<DecodeEvent> = self.frames.finish().collect();
         self.handle_all(events, sink)?;
         self.flush(sink)?;
+        if let Some(run) = self.seams.release(sink)? {
+            self.written(run);
+            sink.flush()?;
+        }
         self.report.stream_id = self.stream_id;
         Ok(self.report)
     }
@@ -495,13 +518,54 @@ mod tests {
     const EVERY_4: StreamConfig = StreamConfig { header_interval: 4, ..StreamConfig::DEFAULT };
 
     fn decode(blob: &Blob, norm: &Normalization, stream: &[u8], chunk: usize) -> (CollectSink, DecodeReport) {
+        decode_with(blob, norm, stream, chunk, None)
+    }
+
+    fn decode_with(
+        blob: &Blob,
+        norm: &Normalization,
+        stream: &[u8],
+        chunk: usize,
+        seams: Option<SeamFilter>,
+    ) -> (CollectSink, DecodeReport) {
         let mut sink = CollectSink { channels: 1, ..Default::default() };
-        let mut d = StreamDecoder::new(blob, norm, &DECODER, "test").unwrap().with_batch(3);
+        let mut d = StreamDecoder::new(blob, norm, &DECODER, "test").unwrap().with_batch(3).with_seam_filter(seams);
         for c in stream.chunks(chunk) {
             d.feed(c, &mut sink).unwrap();
         }
         let report = d.finish(&mut sink).unwrap();
         (sink, report)
+    }
+
+    /// The seam filter changes values near window boundaries only, and only where two decoded
+    /// windows meet: every sample is still written once, gaps and their accounting unchanged.
+    #[test]
+    fn the_seam_filter_keeps_every_sample_and_every_gap() {
+        let (blob, norm) = model();
+        let items = items(&blob, 12, EVERY_4);
+        // Frame 5 lost: a gap between windows 4 and 6.
+        let at = |f: usize| f + f / 4 + 1;
+        let stream: Vec<u8> =
+            items.iter().enumerate().filter(|&(i, _)| i != at(5)).flat_map(|(_, item)| item.clone()).collect();
+        let filter = Some(SeamFilter { samples: 2, strength: 1.0 });
+        for chunk in [1, 5, 4096] {
+            let (plain, plain_report) = decode(&blob, &norm, &stream, chunk);
+            let (smoothed, report) = decode_with(&blob, &norm, &stream, chunk, filter);
+            assert_eq!(report.summary(), plain_report.summary(), "chunk {chunk}");
+            assert_eq!((smoothed.status.clone(), smoothed.first_sample), (plain.status.clone(), plain.first_sample));
+            assert_eq!(smoothed.values.len(), plain.values.len());
+            for (t, (a, b)) in smoothed.values.iter().zip(&plain.values).enumerate() {
+                let from_boundary = (t % WINDOW).min(WINDOW - t % WINDOW);
+                // Only the 2 samples on each side of a boundary between two decoded windows move.
+                let lost = (5 * WINDOW..6 * WINDOW).contains(&t);
+                let near_gap = t.abs_diff(5 * WINDOW) <= 2 || t.abs_diff(6 * WINDOW) <= 2;
+                if from_boundary > 2 || lost || near_gap || t < 2 || t + 2 >= 12 * WINDOW {
+                    assert!(a == b || (a.is_nan() && b.is_nan()), "sample {t}: {a} vs {b}");
+                }
+            }
+            let moved = smoothed.values.iter().zip(&plain.values).filter(|(a, b)| a != b && !a.is_nan()).count();
+            assert!(moved > 0, "the filter smoothed the boundaries between decoded windows");
+        }
     }
 
     #[test]

@@ -2,15 +2,18 @@
 //! side ([`StreamDecoder`]) that turns bytes back into samples.
 
 mod decoder;
+mod seams;
 mod simulate;
 mod sink;
 
 use anyhow::{ensure, Result};
+use funnel_artifacts::card::SeamFilter;
 use funnel_artifacts::data::{interleaved_to_channels_first, Normalization};
 use funnel_artifacts::{Blob, Windows};
 use funnel_shared::stream::StreamConfig;
 
 pub use decoder::{DecodeError, DecodeReport, Gap, StreamDecoder, DEFAULT_BATCH, MAX_FILLED_GAP};
+pub use seams::smooth_seams;
 pub use simulate::{simulate, EncodedStream, SimulateError};
 pub use sink::{CollectSink, CsvSink, ReconstructionSink, SampleStatus, Tee};
 
@@ -51,17 +54,18 @@ pub fn device_round_trip<R: Runtime + ?Sized>(
     decoder: &R,
     windows: &Windows,
 ) -> Result<RoundTrip> {
-    device_round_trip_with(blob, normalization, decoder, windows, StreamConfig::DEFAULT)
+    device_round_trip_with(blob, normalization, decoder, windows, StreamConfig::DEFAULT, None)
 }
 
 /// [`device_round_trip`] with the windows sent as `config` says (`windows` must fill whole
-/// frames).
+/// frames) and received through `seams` (the model's seam filter).
 pub fn device_round_trip_with<R: Runtime + ?Sized>(
     blob: &Blob,
     normalization: &Normalization,
     decoder: &R,
     windows: &Windows,
     config: StreamConfig,
+    seams: Option<SeamFilter>,
 ) -> Result<RoundTrip> {
     let channels = blob.channels();
     let per_frame = usize::from(config.windows_per_frame);
@@ -72,7 +76,7 @@ pub fn device_round_trip_with<R: Runtime + ?Sized>(
     );
     let encoded = simulate(blob, &device_counts(blob, windows), config)?;
     let mut sink = CollectSink { channels, ..Default::default() };
-    let mut stream = StreamDecoder::new(blob, normalization, decoder, "device simulation")?;
+    let mut stream = StreamDecoder::new(blob, normalization, decoder, "device simulation")?.with_seam_filter(seams);
     stream.feed(&encoded.bytes, &mut sink)?;
     let report = stream.finish(&mut sink)?;
     ensure!(

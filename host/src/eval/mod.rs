@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{ensure, Context, Result};
+use funnel_artifacts::card::SeamFilter;
 use funnel_artifacts::metrics::{self, Method, Metrics};
 use funnel_artifacts::{Blob, Dataset, Windows};
 use serde::Serialize;
@@ -81,6 +82,8 @@ pub struct Evaluation<'a> {
     pub sensor_bits: u32,
     /// Windows per data frame of the device's stream.
     pub windows_per_frame: u8,
+    /// The receiver's seam filter (the card's).
+    pub seam_filter: Option<SeamFilter>,
 }
 
 /// Float autoencoder, PCA (fitted on the training part, K = latent) and, when given, the int8
@@ -95,7 +98,10 @@ pub fn evaluate(model_dir: &Path, e: &Evaluation<'_>) -> Result<Report> {
     let pca_recon = ds.normalization().denormalize(&pca.reconstruct(ds.held_out_norm()));
     sections.insert(Method::Pca, metrics::compute(ds.held_out(), &pca_recon, ds.channels(), bits, e.sensor_bits));
     if let Some((blob, decoder)) = e.device {
-        insert_device(&mut sections, device_metrics(blob, decoder, ds, e.sensor_bits, e.windows_per_frame)?);
+        insert_device(
+            &mut sections,
+            device_metrics(blob, decoder, ds, e.sensor_bits, e.windows_per_frame, e.seam_filter)?,
+        );
     }
     Ok(Report {
         model_dir: model_dir.display().to_string(),
@@ -126,14 +132,16 @@ pub fn float_metrics(autoencoder: &dyn Runtime, ds: &Dataset, bits: u64, sensor_
 }
 
 /// Held-out metrics of the device path: int8 encoder → frames of `windows_per_frame` windows →
-/// `decoder`, charged the bytes the simulated device sent. The held-out part is cut to whole
-/// frames (the last few windows of it are left out when they do not fill one).
+/// `decoder` (through `seam_filter`), charged the bytes the simulated device sent. The held-out
+/// part is cut to whole frames (the last few windows of it are left out when they do not fill
+/// one).
 pub fn device_metrics(
     blob: &Blob,
     decoder: &dyn Runtime,
     ds: &Dataset,
     sensor_bits: u32,
     windows_per_frame: u8,
+    seam_filter: Option<SeamFilter>,
 ) -> Result<Metrics> {
     let per_frame = usize::from(windows_per_frame.max(1));
     let whole = ds.held_out().len() / per_frame * per_frame;
@@ -144,6 +152,6 @@ pub fn device_metrics(
     );
     let held_out = ds.held_out().slice(0..whole);
     let config = StreamConfig { windows_per_frame, ..StreamConfig::DEFAULT };
-    let trip = device_round_trip_with(blob, ds.normalization(), decoder, &held_out, config)?;
+    let trip = device_round_trip_with(blob, ds.normalization(), decoder, &held_out, config, seam_filter)?;
     Ok(metrics::compute(&held_out, &trip.reconstruction, ds.channels(), 8 * trip.bytes as u64, sensor_bits))
 }

@@ -68,7 +68,8 @@ pub fn bench_rd(request: &RdRequest) -> Result<RdReport> {
         let held_out = dataset.held_out().slice(0..dataset.held_out().len() / per_frame * per_frame);
         ensure!(!held_out.is_empty(), "the held-out part is shorter than one frame of {per_frame} windows");
         let config = StreamConfig { windows_per_frame, ..StreamConfig::DEFAULT };
-        let round_trip = device_round_trip_with(&blob, &card.normalization, decoder.as_ref(), &held_out, config)?;
+        let round_trip =
+            device_round_trip_with(&blob, &card.normalization, decoder.as_ref(), &held_out, config, card.seam_filter)?;
         let q = Quality::of(&held_out, &round_trip.reconstruction, 1);
         let setting = match per_frame {
             1 => format!("{} codes/window", blob.latent()),

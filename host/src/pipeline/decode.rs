@@ -8,6 +8,7 @@ use std::sync::Once;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use funnel_artifacts::card::SeamFilter;
 use funnel_artifacts::data::Normalization;
 use funnel_artifacts::{Blob, Graph, ModelDir};
 
@@ -108,6 +109,7 @@ pub fn decode_stream(request: &DecodeRequest) -> Result<Vec<StreamOutput>> {
         decoder: decoder.as_ref(),
         model_name: &request.model.display().to_string(),
         columns: &card.columns,
+        seam_filter: card.seam_filter,
         live,
         seconds,
     };
@@ -144,6 +146,8 @@ pub(super) struct Decoding<'a> {
     pub decoder: &'a dyn Runtime,
     pub model_name: &'a str,
     pub columns: &'a [String],
+    /// The model's seam filter (its card's).
+    pub seam_filter: Option<SeamFilter>,
     /// Decode every frame as it arrives (batch 1) and flush on read time-outs.
     pub live: bool,
     /// Stop reading after this long.
@@ -199,41 +203,41 @@ fn decode_into(
     let file = std::fs::File::create(target).with_context(|| format!("cannot create {}", target.display()))?;
     let mut csv = CsvSink::new(std::io::BufWriter::new(file), d.columns)?;
     let mut collect = CollectSink { channels: d.columns.len(), limit: Some(PLOT_SAMPLES), ..Default::default() };
-    let report =
-        {
-            let mut sink = Tee { a: &mut csv, b: plot.map(|_| &mut collect as &mut dyn ReconstructionSink) };
-            let mut decoder = StreamDecoder::new(d.blob, d.normalization, d.decoder, d.model_name)?
-                .with_batch(if d.live { 1 } else { DEFAULT_BATCH });
-            if let Some(id) = stream {
-                decoder = decoder.with_stream(id);
+    let report = {
+        let mut sink = Tee { a: &mut csv, b: plot.map(|_| &mut collect as &mut dyn ReconstructionSink) };
+        let mut decoder = StreamDecoder::new(d.blob, d.normalization, d.decoder, d.model_name)?
+            .with_batch(if d.live { 1 } else { DEFAULT_BATCH })
+            .with_seam_filter(d.seam_filter);
+        if let Some(id) = stream {
+            decoder = decoder.with_stream(id);
+        }
+        let started = Instant::now();
+        let mut buf = vec![0u8; 1 << 16];
+        let mut interrupted = false;
+        loop {
+            if d.seconds.is_some_and(|s| started.elapsed().as_secs_f64() >= s) {
+                break;
             }
-            let started = Instant::now();
-            let mut buf = vec![0u8; 1 << 16];
-            let mut interrupted = false;
-            loop {
-                if d.seconds.is_some_and(|s| started.elapsed().as_secs_f64() >= s) {
-                    break;
-                }
-                if INTERRUPTED.swap(false, Ordering::SeqCst) {
-                    interrupted = true;
-                    break;
-                }
-                match reader.read(&mut buf) {
-                    Ok(0) => break,
-                    Ok(n) => decoder.feed(&buf[..n], &mut sink)?,
-                    Err(e) if d.live && e.kind() == std::io::ErrorKind::TimedOut => decoder.flush(&mut sink)?,
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(e).context("reading the frame stream"),
-                }
+            if INTERRUPTED.swap(false, Ordering::SeqCst) {
+                interrupted = true;
+                break;
             }
-            let mut report = decoder.finish(&mut sink)?;
-            if interrupted {
-                report.interrupted = true;
-                sink.window(report.end_sample.unwrap_or(0), 1, None, SampleStatus::Interrupted)?;
-                sink.flush()?;
+            match reader.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => decoder.feed(&buf[..n], &mut sink)?,
+                Err(e) if d.live && e.kind() == std::io::ErrorKind::TimedOut => decoder.flush(&mut sink)?,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e).context("reading the frame stream"),
             }
-            report
-        };
+        }
+        let mut report = decoder.finish(&mut sink)?;
+        if interrupted {
+            report.interrupted = true;
+            sink.window(report.end_sample.unwrap_or(0), 1, None, SampleStatus::Interrupted)?;
+            sink.flush()?;
+        }
+        report
+    };
     if let Some(png) = plot {
         plot_stream(png, d.columns, &collect)?;
     }

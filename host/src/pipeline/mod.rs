@@ -112,6 +112,7 @@ pub fn evaluate_model(request: &EvalRequest) -> Result<Report> {
             device: device.as_ref().map(|(blob, decoder)| (blob, decoder.as_ref())),
             sensor_bits: card.sensor_bits,
             windows_per_frame: card.windows_per_frame,
+            seam_filter: card.seam_filter,
         },
     )
 }
