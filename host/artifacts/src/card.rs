@@ -265,6 +265,13 @@ impl ModelCard {
             );
         }
         let _ = writeln!(s, "- **Stream**: {} window(s) per data frame", self.windows_per_frame);
+        if let Some(f) = self.seam_filter {
+            let _ = writeln!(
+                s,
+                "- **Receiver**: seam filter over {} sample(s) on each side of a window boundary, strength {}",
+                f.samples, f.strength
+            );
+        }
         let _ = writeln!(
             s,
             "- **Device scale**: {} counts per unit of the recording; sensor resolution {} bits\n",
