@@ -43,6 +43,10 @@ pub const SEARCH_WINDOWS: [usize; 3] = [32, 64, 128];
 const CODES_PER_VALUE: [(usize, usize); 3] = [(1, 4), (1, 2), (1, 1)];
 /// Fitted windows start every window / this many samples (training on shifted copies).
 const HOPS_PER_WINDOW: usize = 8;
+/// Most fitted windows a candidate trains on: a long recording is fitted at a longer hop
+/// during the search (the chosen shape is trained at its own hop afterwards), which keeps the
+/// search of a million-sample recording within a few minutes.
+const MAX_SEARCH_FIT_WINDOWS: usize = 32_768;
 
 /// Windows per frame of a searched shape: as many as fill [`MAX_FRAME_SAMPLES`] and fit a frame.
 pub fn default_windows_per_frame(window: usize, latent: usize) -> u8 {
@@ -128,7 +132,9 @@ pub(super) fn search(
         let dataset = Dataset::new(training_part.clone(), spec.window, None)
             .with_context(|| format!("the training part is too short for a window of {}", spec.window))?;
         let name = ModelDir::new(request.out.join(format!("search-{}-{}", spec.window, spec.latent)));
-        let point = train_point(&quiet, shape, &dataset, rate, &name)?;
+        let hop =
+            shape.hop.max((dataset.train().len() * spec.window).div_ceil(MAX_SEARCH_FIT_WINDOWS)).min(spec.window);
+        let point = train_point(&quiet, &Shape { hop, ..shape.clone() }, &dataset, rate, &name)?;
         let (blob, int8) = (&point.quantization.blob, &point.quantization.int8);
         let ram_bytes = 2 * spec.input_len()
             + blob.scratch_bytes()
