@@ -10,6 +10,7 @@ use funnel::pipeline::{
     QuantizeRequest, Source,
 };
 use funnel::runtime::{load_onnx, Backend};
+use funnel_artifacts::card::SeamFilter;
 use funnel_artifacts::data::Normalization;
 use funnel_artifacts::{Graph, Method, ModelCard, ModelDir, ModelSpec};
 use funnel_e2e::{ecg_data, ecg_model, held_out_prdn, read_rows, root};
@@ -389,7 +390,18 @@ fn a_card_and_a_blob_of_different_models_are_refused_before_anything_is_written(
     let huge_layer =
         ModelCard { spec: ModelSpec { hidden: vec![4_294_967_295, 60], ..shipped.spec.clone() }, ..shipped.clone() };
     let huge_window = ModelCard { spec: ModelSpec { window: 1 << 31, ..shipped.spec.clone() }, ..shipped.clone() };
-    for (card, says) in [(no_columns, "0 column(s)"), (huge_layer, "4294967295"), (huge_window, "too large")] {
+    // A seam filter that would overshoot or reach past a window; frames of no window.
+    let strong_filter = ModelCard { seam_filter: Some(SeamFilter { samples: 2, strength: 5.0 }), ..shipped.clone() };
+    let wide_filter = ModelCard { seam_filter: Some(SeamFilter { samples: 1000, strength: 0.5 }), ..shipped.clone() };
+    let no_window = ModelCard { windows_per_frame: 0, ..shipped.clone() };
+    for (card, says) in [
+        (no_columns, "0 column(s)"),
+        (huge_layer, "4294967295"),
+        (huge_window, "too large"),
+        (strong_filter, "seam_filter"),
+        (wide_filter, "seam_filter"),
+        (no_window, "windows_per_frame"),
+    ] {
         write_card(&card);
         let e = decode(&other, &codes, &out).unwrap_err().to_string();
         assert!(e.contains("contradicts itself") && e.contains(says), "{e}");

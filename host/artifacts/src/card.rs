@@ -203,6 +203,17 @@ impl ModelCard {
         if !positive(self.counts_per_unit) {
             return Err(format!("counts_per_unit {} is not a positive number", self.counts_per_unit));
         }
+        if self.windows_per_frame == 0 {
+            return Err("windows_per_frame is 0 (a frame carries at least one window)".into());
+        }
+        if let Some(f) = self.seam_filter {
+            if f.samples == 0 || f.samples >= self.spec.window || !(f.strength > 0.0 && f.strength <= 1.0) {
+                return Err(format!(
+                    "seam_filter {f:?}: samples must be 1 to {} and strength in (0, 1]",
+                    self.spec.window.saturating_sub(1)
+                ));
+            }
+        }
         Ok(())
     }
 

@@ -199,7 +199,7 @@ fn choose_seam_filter(
     let config = StreamConfig { windows_per_frame: card.windows_per_frame, ..StreamConfig::DEFAULT };
     let prdn = |filter: Option<SeamFilter>| -> Result<f64> {
         let trip = device_round_trip_with(blob, &card.normalization, decoder, &validation, config, filter)?;
-        Ok(Quality::of(&validation, &trip.reconstruction, card.columns.len()).prdn)
+        Ok(Quality::of(&validation, &trip.reconstruction, card.spec.channels).prdn)
     };
     let mut best = (None, prdn(None)?);
     for (samples, strength) in SEAM_FILTERS {

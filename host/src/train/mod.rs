@@ -21,7 +21,7 @@ use rand::SeedableRng;
 
 pub use candle_nn::VarMap;
 pub use model::{batch_loss, contractive_penalty, Autoencoder, LossTerms};
-pub use rate::{distortion_at_rate, CodePrior, RateController};
+use rate::{distortion_at_rate, CodePrior, RateController};
 
 use crate::runtime::Runtime;
 
