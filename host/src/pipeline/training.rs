@@ -157,10 +157,18 @@ fn quantize_and_measure(
     };
     // A coarser step loses PRDN on purpose; the warning is about the finest (or a trained grid).
     let warning = ((code_step == 1.0 || trained_grid) && relative > MAX_RELATIVE_PRDN_LOSS).then(|| {
+        let remedy = match trained_grid {
+            // The codes' grid is the network's own: their range comes from the rate, not from
+            // calibration; what is left is the int8 input and arithmetic.
+            true => "A lower --bits-per-sample keeps the codes inside int8 (codes beyond it saturate)",
+            false => {
+                "Try calibrating on more data (`funnel quantize --calibration FILE.csv --column NAME`), a smaller \
+                 latent range (retrain with --variant sparse or contractive), or a different --seed"
+            }
+        };
         format!(
-            "int8 PRDN {:.2} % is {:.1} % worse than float {:.2} % (limit {:.0} %). Try calibrating on more data \
-             (`funnel quantize --calibration FILE.csv --column NAME`), a smaller latent range (retrain with \
-             --variant sparse or contractive), or a different --seed; the device codes are still usable.",
+            "int8 PRDN {:.2} % is {:.1} % worse than float {:.2} % (limit {:.0} %). {remedy}; the device codes are \
+             still usable.",
             int8.prdn,
             100.0 * relative,
             float_prdn,
