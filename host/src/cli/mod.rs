@@ -133,7 +133,7 @@ struct TrainArgs {
     #[arg(long)]
     init: Option<PathBuf>,
     /// Training windows start every N samples inside the fitted part (default: --window, no
-    /// overlap). A smaller hop augments the training data with overlapping windows; validation
+    /// overlap, for a given shape; a searched shape's window / 8). A smaller hop augments the training data with overlapping windows; validation
     /// and held-out windows always use hop = window and never overlap the fitted part.
     #[arg(long)]
     train_hop: Option<usize>,
