@@ -137,6 +137,22 @@ pub struct SeamFilter {
     pub strength: f32,
 }
 
+impl SeamFilter {
+    /// Samples on each side of a boundary the slope estimate reads.
+    pub const SLOPE_SAMPLES: usize = 2;
+
+    /// Samples at the end of each window the receiver holds back for the next boundary.
+    pub fn tail(&self) -> usize {
+        self.samples.max(Self::SLOPE_SAMPLES)
+    }
+
+    /// Whether the filter can work on windows of `window` samples: at least one sample moved,
+    /// at most its full step taken out, and the held tail and the next window's head apart.
+    pub fn fits(&self, window: usize) -> bool {
+        self.samples >= 1 && window > 2 * self.tail() && self.strength > 0.0 && self.strength <= 1.0
+    }
+}
+
 /// One shape the default search tried: trained for the target rate on the first part of the
 /// recording's training part and measured through the device path on the rest of it (the
 /// held-out part is never seen).
@@ -207,10 +223,11 @@ impl ModelCard {
             return Err("windows_per_frame is 0 (a frame carries at least one window)".into());
         }
         if let Some(f) = self.seam_filter {
-            if f.samples == 0 || f.samples >= self.spec.window || !(f.strength > 0.0 && f.strength <= 1.0) {
+            if !f.fits(self.spec.window) {
                 return Err(format!(
-                    "seam_filter {f:?}: samples must be 1 to {} and strength in (0, 1]",
-                    self.spec.window.saturating_sub(1)
+                    "seam_filter {f:?}: samples must be at least 1 and fewer than half the window ({}), strength in \
+                     (0, 1]",
+                    self.spec.window
                 ));
             }
         }

@@ -8,7 +8,7 @@ mod sink;
 
 use anyhow::{ensure, Result};
 use funnel_artifacts::card::SeamFilter;
-use funnel_artifacts::data::{interleaved_to_channels_first, Normalization};
+use funnel_artifacts::data::Normalization;
 use funnel_artifacts::{Blob, Windows};
 use funnel_shared::stream::StreamConfig;
 
@@ -84,6 +84,5 @@ pub fn device_round_trip_with<R: Runtime + ?Sized>(
         "device simulation lost frames: {}",
         report.summary()
     );
-    let data = sink.values.chunks_exact(windows.dim).flat_map(|w| interleaved_to_channels_first(w, channels)).collect();
-    Ok(RoundTrip { reconstruction: Windows::new(windows.dim, data), bytes: encoded.bytes.len() })
+    Ok(RoundTrip { reconstruction: sink.into_windows(windows.dim), bytes: encoded.bytes.len() })
 }

@@ -5,13 +5,10 @@
 //! window (or a gap, or the end of the stream) before they are written.
 
 use funnel_artifacts::card::SeamFilter;
-use funnel_artifacts::data::{channels_first_to_interleaved, interleaved_to_channels_first};
+use funnel_artifacts::data::channels_first_to_interleaved;
 use funnel_artifacts::Windows;
 
 use super::sink::{CollectSink, ReconstructionSink, SampleStatus};
-
-/// Samples on each side of a boundary that the slope estimate needs.
-const SLOPE_SAMPLES: usize = 2;
 
 /// The tail of the last window written, waiting for the next window.
 struct Held {
@@ -32,16 +29,10 @@ pub(super) struct Seams {
 pub(super) type Written = (u64, usize);
 
 impl Seams {
-    /// `filter` for windows of `window` samples of `channels` channels (no filter when a
-    /// window is too short to hold a tail back and still estimate the slope).
+    /// `filter` for windows of `window` samples of `channels` channels (none when it does not
+    /// fit such windows, [`SeamFilter::fits`]; a card with such a filter is refused when read).
     pub(super) fn new(filter: Option<SeamFilter>, window: usize, channels: usize) -> Seams {
-        let filter = filter.filter(|f| f.samples >= 1 && window > 2 * f.samples.max(SLOPE_SAMPLES));
-        Seams { filter, channels, held: None }
-    }
-
-    /// Samples of each window held back: those the next boundary may change.
-    fn tail(&self) -> usize {
-        self.filter.map_or(0, |f| f.samples.max(SLOPE_SAMPLES))
+        Seams { filter: filter.filter(|f| f.fits(window)), channels: channels.max(1), held: None }
     }
 
     /// Writes `len` samples from `first` (`values` `[len][C]`): the held tail of the previous
@@ -54,9 +45,10 @@ impl Seams {
         mut values: Vec<f32>,
         status: SampleStatus,
     ) -> std::io::Result<Vec<Written>> {
-        let (Some(filter), len) = (self.filter, values.len() / self.channels.max(1)) else {
-            sink.window(first, values.len() / self.channels.max(1), Some(&values), status)?;
-            return Ok(vec![(first, values.len() / self.channels.max(1))]);
+        let len = values.len() / self.channels;
+        let Some(filter) = self.filter else {
+            sink.window(first, len, Some(&values), status)?;
+            return Ok(vec![(first, len)]);
         };
         let mut written = Vec::with_capacity(2);
         if let Some(mut held) = self.held.take() {
@@ -67,7 +59,7 @@ impl Seams {
             sink.window(held.first, held_len, Some(&held.values), held.status)?;
             written.push((held.first, held_len));
         }
-        let keep = len - self.tail();
+        let keep = len - filter.tail();
         sink.window(first, keep, Some(&values[..keep * self.channels]), status)?;
         written.push((first, keep));
         self.held = Some(Held { first: first + keep as u64, values: values[keep * self.channels..].to_vec(), status });
@@ -77,7 +69,7 @@ impl Seams {
     /// Writes the held tail as it is (a gap or the end of the stream follows it).
     pub(super) fn release(&mut self, sink: &mut dyn ReconstructionSink) -> std::io::Result<Option<Written>> {
         let Some(held) = self.held.take() else { return Ok(None) };
-        let len = held.values.len() / self.channels.max(1);
+        let len = held.values.len() / self.channels;
         sink.window(held.first, len, Some(&held.values), held.status)?;
         Ok(Some((held.first, len)))
     }
@@ -93,12 +85,11 @@ pub fn smooth_seams(windows: &Windows, channels: usize, filter: Option<SeamFilte
         seams.window(&mut sink, (i * window) as u64, channels_first_to_interleaved(w, channels), SampleStatus::Ok)?;
     }
     seams.release(&mut sink)?;
-    let data = sink.values.chunks_exact(windows.dim.max(1)).flat_map(|w| interleaved_to_channels_first(w, channels));
-    Ok(Windows::new(windows.dim, data.collect()))
+    Ok(sink.into_windows(windows.dim))
 }
 
 /// Takes the excess step out of the boundary between `before` (the held tail, at least
-/// [`SLOPE_SAMPLES`] rows) and `after` (the next window), channel by channel.
+/// [`SeamFilter::SLOPE_SAMPLES`] rows) and `after` (the next window), channel by channel.
 fn smooth(before: &mut [f32], after: &mut [f32], channels: usize, filter: SeamFilter) {
     let rows = before.len() / channels;
     for c in 0..channels {

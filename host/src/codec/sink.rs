@@ -2,6 +2,9 @@
 
 use std::io::Write;
 
+use funnel_artifacts::data::interleaved_to_channels_first;
+use funnel_artifacts::Windows;
+
 /// How one output sample came about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SampleStatus {
@@ -96,6 +99,16 @@ pub struct CollectSink {
     pub status: Vec<SampleStatus>,
     /// Keep only the first this many samples (a plot of a long or endless stream needs no more).
     pub limit: Option<usize>,
+}
+
+impl CollectSink {
+    /// What was collected as windows of `dim` values, each `[C][T]` (a trailing partial
+    /// window is left out).
+    pub fn into_windows(self, dim: usize) -> Windows {
+        let channels = self.channels;
+        let data = self.values.chunks_exact(dim.max(1)).flat_map(|w| interleaved_to_channels_first(w, channels));
+        Windows::new(dim, data.collect())
+    }
 }
 
 impl ReconstructionSink for CollectSink {
