@@ -65,7 +65,7 @@ fn main() {
     writeln!(code, "pub const CHANNELS: usize = {};", encoder.channels()).unwrap();
     writeln!(code, "/// i16 samples in one window, all channels (the ring buffer's capacity).").unwrap();
     writeln!(code, "pub const WINDOW_SAMPLES: usize = {};", encoder.window() * encoder.channels()).unwrap();
-    writeln!(code, "/// int8 scratch the encoder needs.").unwrap();
+    writeln!(code, "/// i16 scratch the encoder needs (entries).").unwrap();
     writeln!(code, "pub const SCRATCH_LEN: usize = {};", encoder.scratch_len()).unwrap();
     writeln!(code, "pub const CODE_LEN: usize = {};", encoder.code_len()).unwrap();
     writeln!(code, "pub const MACS_PER_WINDOW: u64 = {};", spec.macs()).unwrap();

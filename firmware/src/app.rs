@@ -48,7 +48,7 @@ impl fmt::Display for StartError {
                 write!(f, "ring buffer holds {capacity} samples, a window of this model needs {needed}")
             }
             StartError::ScratchTooSmall { needed, capacity } => {
-                write!(f, "scratch has {capacity} bytes, this model needs {needed}")
+                write!(f, "scratch has {capacity} entries, this model needs {needed}")
             }
             StartError::Stream(e) => write!(f, "bad stream configuration: {e}"),
         }
@@ -99,14 +99,14 @@ pub struct Summary {
 }
 
 /// The application: `RING` is the ring buffer's capacity in i16 samples (at least one window
-/// of all channels), `SCRATCH` the encoder's int8 scratch. Everything lives inside the struct:
+/// of all channels), `SCRATCH` the encoder's i16 scratch. Everything lives inside the struct:
 /// no heap, no statics.
 pub struct App<'m, S, W, const RING: usize, const SCRATCH: usize> {
     source: S,
     sink: W,
     stream: StreamEncoder<'m>,
     ring: Deque<i16, RING>,
-    scratch: [i8; SCRATCH],
+    scratch: [i16; SCRATCH],
     out: [u8; MAX_WINDOW_OUTPUT],
     window_samples: usize,
     channels: usize,

@@ -1,5 +1,5 @@
 //! Funnel firmware: sample a sensor, encode each full window with the int8 encoder of
-//! `funnel-shared`, send the frames and stream headers of wire format v2.
+//! `funnel-shared`, send the frames and stream headers of wire format v4.
 //!
 //! The application logic here is generic and `#![no_std]`, heap-free and host-testable
 //! (`cargo test -p funnel-firmware --lib`):
@@ -98,7 +98,7 @@ pub(crate) mod test_support {
                 kernel: 3,
                 stride: 2,
                 padding: 1,
-                q: ql(leak(conv_w), leak(conv_b), leak(conv_m), leak(conv_s.to_vec()), 2, -128, true),
+                q: ql(leak(conv_w), leak(conv_b), leak(conv_m), leak(conv_s.to_vec()), 0, -128, true),
             })
             .unwrap();
         layers
@@ -115,7 +115,6 @@ pub(crate) mod test_support {
             input: InputQuant {
                 offsets: I32s::new(leak(offsets)).unwrap(),
                 requant: RequantParams { multipliers: I32s::new(leak(in_m)).unwrap(), shifts: I8s::new(leak(in_s)) },
-                zero_point: 2,
             },
             layers,
             codes: CodeQuant { scale: 0.1, zero_point: 1 },
@@ -132,7 +131,7 @@ pub(crate) mod test_support {
         use funnel_shared::{encoder::QuantizedEncoder, stream::StreamEncoder, stream::MAX_WINDOW_OUTPUT};
         let enc = QuantizedEncoder::from_blob(blob).unwrap();
         let n = enc.window() * enc.channels();
-        let mut scratch = std::vec![0i8; enc.scratch_len()];
+        let mut scratch = std::vec![0i16; enc.scratch_len()];
         let mut stream = StreamEncoder::new(enc, config).unwrap();
         let mut out = Vec::new();
         let mut buf = [0u8; MAX_WINDOW_OUTPUT];

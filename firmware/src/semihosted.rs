@@ -180,7 +180,7 @@ pub fn run<W: embedded_io::Write>(sink: impl FnOnce() -> W) -> ! {
         enc.window(),
         enc.channels(),
         enc.code_len(),
-        enc.scratch_len()
+        enc.scratch_len() * core::mem::size_of::<i16>()
     );
     match app.run() {
         Ok(s) => {

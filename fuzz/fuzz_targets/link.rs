@@ -2,7 +2,7 @@
 //! and reordered; headers, restarts and bogus headers; garbage, flipped and cut bytes.
 
 use arbitrary::Arbitrary;
-use funnel_shared::wire::{encode_frame, ModelId, StreamHeader, StreamLayout, MAX_FRAME_LEN};
+use funnel_shared::wire::{encode_frame, ModelId, StreamHeader, StreamLayout, MAX_FRAME_LEN, MAX_FRAME_PAYLOAD};
 
 #[derive(Arbitrary, Debug)]
 pub enum Op {
@@ -13,7 +13,7 @@ pub enum Op {
         skip: u8,
         saturated: bool,
         code: u8,
-        len: u8,
+        len: u16,
     },
     /// The frame before the last one of stream `b` again (repeated or late).
     Again {
@@ -53,10 +53,10 @@ struct Sender {
 }
 
 impl Sender {
-    fn frame(&self, frame: u32, saturated: bool, code: u8, len: u8, out: &mut Vec<u8>) {
-        let payload = [code; 255];
-        let codes = self.header.layout.frame_codes();
-        let len = if self.header.layout.entropy_coded { usize::from(len) % (codes + 1) } else { codes };
+    fn frame(&self, frame: u32, saturated: bool, code: u8, len: u16, out: &mut Vec<u8>) {
+        let payload = [code; MAX_FRAME_PAYLOAD];
+        let raw = self.header.layout.max_payload_len();
+        let len = if self.header.layout.entropy_coded { usize::from(len) % (raw + 1) } else { raw };
         let mut buf = [0u8; MAX_FRAME_LEN];
         let n = encode_frame(&self.header, frame, saturated, &payload[..len], &mut buf).expect("a valid frame");
         out.extend_from_slice(&buf[..n]);
@@ -91,7 +91,7 @@ pub fn received(script: &Script, streams: [(ModelId, StreamLayout); 2]) -> Vec<u
             }
             Op::Again { b } => {
                 let s = &senders[usize::from(*b)];
-                s.frame(s.next.saturating_sub(2), false, 0, u8::MAX, &mut link);
+                s.frame(s.next.saturating_sub(2), false, 0, u16::MAX, &mut link);
             }
             Op::Header { b, restart } => {
                 let s = &mut senders[usize::from(*b)];

@@ -30,8 +30,8 @@ fn bench(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("encode");
     group.throughput(Throughput::Elements(windows as u64));
-    let mut scratch = vec![0i8; encoder.scratch_len()];
-    let mut codes = vec![0i8; encoder.code_len()];
+    let mut scratch = vec![0i16; encoder.scratch_len()];
+    let mut codes = vec![0i16; encoder.code_len()];
     group.bench_function("int8_windows", |b| {
         b.iter(|| {
             for w in counts.chunks_exact(step) {

@@ -18,18 +18,22 @@
 //! can index without further checks.
 
 use crate::entropy::CodeTables;
-use crate::kernels::Conv1dShape;
+use crate::kernels::{Conv1dShape, INPUT_LIMIT};
 use crate::wire::{ModelId, CRC32, MAX_CODES, MODEL_ID_LEN};
 use serde::{Deserialize, Serialize};
 
 pub const BLOB_MAGIC: [u8; 4] = *b"FNQ8";
-pub const BLOB_VERSION: u16 = 2;
+pub const BLOB_VERSION: u16 = 3;
 pub const HEADER_LEN: usize = 14;
 pub const TRAILER_LEN: usize = 4;
 /// Most layers an encoder may have.
 pub const MAX_LAYERS: usize = 8;
 /// Most input channels (sensor axes) per window.
 pub const MAX_CHANNELS: usize = 16;
+/// Bound on a layer's accumulator that validation proves for every input: the largest bias plus
+/// the taps of one output times the largest weight and input magnitudes stays within i32, so
+/// the kernels' wrapping sums are exact.
+pub const MAX_ACCUMULATOR: i64 = i32::MAX as i64;
 
 /// A borrowed int8 array (stored as raw bytes).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,51 +63,54 @@ impl<'a> I8s<'a> {
     }
 }
 
-/// A borrowed little-endian u16 array.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct U16s<'a>(&'a [u8]);
+/// Borrowed little-endian arrays of a fixed-size integer, read in place from the blob.
+macro_rules! borrowed_le_array {
+    ($(#[$doc:meta])* $t:ident, $int:ty) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub struct $t<'a>(&'a [u8]);
 
-impl<'a> U16s<'a> {
-    /// `None` when the byte length is odd.
-    pub fn new(bytes: &'a [u8]) -> Option<Self> {
-        (bytes.len() % 2 == 0).then_some(U16s(bytes))
-    }
-    pub fn len(&self) -> usize {
-        self.0.len() / 2
-    }
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-    #[inline(always)]
-    pub fn get(&self, i: usize) -> u16 {
-        u16::from_le_bytes([self.0[2 * i], self.0[2 * i + 1]])
-    }
+        impl<'a> $t<'a> {
+            const SIZE: usize = core::mem::size_of::<$int>();
+
+            /// `None` when the byte length is not a multiple of the element size.
+            pub fn new(bytes: &'a [u8]) -> Option<Self> {
+                (bytes.len() % Self::SIZE == 0).then_some($t(bytes))
+            }
+            pub fn len(&self) -> usize {
+                self.0.len() / Self::SIZE
+            }
+            pub fn is_empty(&self) -> bool {
+                self.0.is_empty()
+            }
+            #[inline(always)]
+            pub fn get(&self, i: usize) -> $int {
+                let mut b = [0u8; core::mem::size_of::<$int>()];
+                b.copy_from_slice(&self.0[Self::SIZE * i..Self::SIZE * (i + 1)]);
+                <$int>::from_le_bytes(b)
+            }
+            pub fn iter(&self) -> impl Iterator<Item = $int> + 'a {
+                self.0.chunks_exact(Self::SIZE).map(|c| {
+                    let mut b = [0u8; core::mem::size_of::<$int>()];
+                    b.copy_from_slice(c);
+                    <$int>::from_le_bytes(b)
+                })
+            }
+        }
+    };
 }
-
-/// A borrowed little-endian int32 array.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct I32s<'a>(&'a [u8]);
-
-impl<'a> I32s<'a> {
-    /// `None` when the byte length is not a multiple of 4.
-    pub fn new(bytes: &'a [u8]) -> Option<Self> {
-        (bytes.len() % 4 == 0).then_some(I32s(bytes))
-    }
-    pub fn len(&self) -> usize {
-        self.0.len() / 4
-    }
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-    #[inline(always)]
-    pub fn get(&self, i: usize) -> i32 {
-        let b = &self.0[4 * i..4 * i + 4];
-        i32::from_le_bytes([b[0], b[1], b[2], b[3]])
-    }
-    pub fn iter(&self) -> impl Iterator<Item = i32> + 'a {
-        self.0.chunks_exact(4).map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-    }
-}
+borrowed_le_array!(
+    /// A borrowed little-endian u16 array.
+    U16s, u16
+);
+borrowed_le_array!(
+    /// A borrowed little-endian i16 array.
+    I16s, i16
+);
+borrowed_le_array!(
+    /// A borrowed little-endian int32 array.
+    I32s, i32
+);
 
 macro_rules! borrowed_bytes_serde {
     ($t:ident, $check:expr, $what:literal) => {
@@ -123,6 +130,7 @@ macro_rules! borrowed_bytes_serde {
 }
 borrowed_bytes_serde!(I8s, |b| Some(I8s(b)), "");
 borrowed_bytes_serde!(U16s, U16s::new, "u16 array length not a multiple of 2");
+borrowed_bytes_serde!(I16s, I16s::new, "i16 array length not a multiple of 2");
 borrowed_bytes_serde!(I32s, I32s::new, "int32 array length not a multiple of 4");
 
 /// Per-output-channel fixed-point requantization parameters (see [`crate::kernels`]).
@@ -226,19 +234,18 @@ impl<'a> Layer<'a> {
 }
 
 /// Input quantization: device samples are i16 counts in `[T][C]` order (as sampled). For
-/// channel `c`, `q = clamp(zero_point + MBQM(x − offsets[c], multipliers[c], shifts[c]))`: the
-/// normalization `(x/counts_per_unit − mean)/std` and the int8 input scale folded into one
-/// fixed-point multiplier.
+/// channel `c`, `q = clamp(MBQM(x − offsets[c], multipliers[c], shifts[c]), ±INPUT_LIMIT)`:
+/// the normalization `(x/counts_per_unit − mean)/std` and the input scale folded into one
+/// fixed-point multiplier. The zero point is 0 (see [`crate::kernels::INPUT_LIMIT`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InputQuant<'a> {
     #[serde(borrow)]
     pub offsets: I32s<'a>,
     #[serde(borrow)]
     pub requant: RequantParams<'a>,
-    pub zero_point: i8,
 }
 
-/// How int8 codes map back to real latent values: `z = scale · (code − zero_point)`.
+/// How i16 codes map back to real latent values: `z = scale · (code − zero_point)`.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CodeQuant {
     pub scale: f32,
@@ -396,14 +403,19 @@ impl EncoderSpec<'_> {
         self.layers.last().and_then(Layer::output_len).unwrap_or(0)
     }
 
-    /// Largest activation tensor, input included (valid specs only).
+    /// Largest tensor a layer reads: the input or a hidden layer's output (valid specs only).
     pub fn max_activation_len(&self) -> usize {
-        self.layers.iter().filter_map(Layer::output_len).fold(self.input_len(), usize::max)
+        let hidden = &self.layers[..self.layers.len().saturating_sub(1)];
+        hidden.iter().filter_map(Layer::output_len).fold(self.input_len(), usize::max)
     }
 
-    /// int8 scratch the encoder needs: two activation buffers, ping-pong.
+    /// i16 scratch the encoder needs: the input, and with hidden layers a second buffer to
+    /// ping-pong with (the last layer writes straight into the codes).
     pub fn scratch_len(&self) -> usize {
-        2 * self.max_activation_len()
+        match self.layers.len() {
+            0 | 1 => self.input_len(),
+            _ => 2 * self.max_activation_len(),
+        }
     }
 
     /// Multiply-accumulates per window.
@@ -430,7 +442,9 @@ impl EncoderSpec<'_> {
         validate_requant(&self.input.requant, channels, "input requantization: one per channel")?;
         let first = self.layers.first().ok_or(Invalid("no layers"))?;
         let mut len = self.input_len();
-        let mut zero_point = self.input.zero_point;
+        let mut zero_point = 0;
+        // Largest |x − zero point| a layer reads: the samples', then an int8 activation's.
+        let mut input_magnitude = i64::from(INPUT_LIMIT);
         if first.input_len() != len {
             return Err(Invalid("first layer input length != window * channels"));
         }
@@ -465,6 +479,12 @@ impl EncoderSpec<'_> {
                 return Err(Invalid("bias count != output channels"));
             }
             validate_requant(&q.requant, out, "requantization: one multiplier and shift per output channel")?;
+            let largest_bias = q.bias.iter().map(|b| i64::from(b).abs()).max().unwrap_or(0);
+            let taps = i64::try_from(weights_per_out.min(len)).unwrap_or(i64::MAX);
+            if largest_bias + taps.saturating_mul(128 * input_magnitude) > MAX_ACCUMULATOR {
+                return Err(Invalid("a layer's sums could overflow its 32-bit accumulator (too many inputs)"));
+            }
+            input_magnitude = 255;
             len = layer.output_len().ok_or(Invalid("layer output length"))?;
             zero_point = q.output_zero_point;
         }

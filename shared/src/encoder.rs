@@ -1,7 +1,10 @@
-//! The whole int8 encoder: one window of i16 samples in, int8 latent codes out.
+//! The whole quantized encoder: one window of i16 samples in, i16 latent codes out (int8
+//! weights; the input normalized to 13 bits, hidden activations int8).
 
 use crate::blob::{BlobError, EncoderSpec, Layer, ModelBlob};
-use crate::kernels::{conv1d, dense, multiply_by_quantized_multiplier, Requantize};
+use crate::kernels::{
+    conv1d, dense, multiply_by_quantized_multiplier, Requantize, CODE_RANGE, INPUT_LIMIT, INT8_RANGE,
+};
 use crate::wire::ModelId;
 
 /// Why [`QuantizedEncoder::encode`] refused its arguments.
@@ -23,7 +26,7 @@ impl core::fmt::Display for EncodeError {
                 write!(f, "window has {found} samples, the model takes {expected}")
             }
             EncodeError::ScratchTooSmall { needed, found } => {
-                write!(f, "scratch has {found} bytes, the model needs {needed}")
+                write!(f, "scratch has {found} entries, the model needs {needed}")
             }
             EncodeError::CodesLength { expected, found } => {
                 write!(f, "codes buffer has {found} entries, the model emits {expected}")
@@ -37,7 +40,7 @@ impl core::error::Error for EncodeError {}
 /// What [`QuantizedEncoder::encode`] observed besides the codes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct EncodeReport {
-    /// Some input sample fell outside the calibrated int8 input range and was clamped.
+    /// Some input sample fell outside the calibrated input range and was clamped.
     pub input_saturated: bool,
 }
 
@@ -79,35 +82,37 @@ impl<'a> QuantizedEncoder<'a> {
     }
 
     /// Encodes one window. `samples` is `[T][C]`, interleaved as sampled; `codes` receives
-    /// [`Self::code_len`] int8 codes. Never panics for any sample values: out-of-range inputs
+    /// [`Self::code_len`] codes. Never panics for any sample values: out-of-range inputs
     /// saturate and are reported.
-    pub fn encode(&self, samples: &[i16], scratch: &mut [i8], codes: &mut [i8]) -> Result<EncodeReport, EncodeError> {
+    pub fn encode(&self, samples: &[i16], scratch: &mut [i16], codes: &mut [i16]) -> Result<EncodeReport, EncodeError> {
         let spec = &self.blob.spec;
         let (channels, window) = (self.channels(), self.window());
-        let act = spec.max_activation_len();
         if samples.len() != channels * window {
             return Err(EncodeError::WindowLength { expected: channels * window, found: samples.len() });
         }
-        if scratch.len() < 2 * act {
-            return Err(EncodeError::ScratchTooSmall { needed: 2 * act, found: scratch.len() });
+        let needed = spec.scratch_len();
+        if scratch.len() < needed {
+            return Err(EncodeError::ScratchTooSmall { needed, found: scratch.len() });
         }
         if codes.len() != self.code_len() {
             return Err(EncodeError::CodesLength { expected: self.code_len(), found: codes.len() });
         }
-        let (mut a, mut b) = scratch[..2 * act].split_at_mut(act);
+        // Ping-pong buffers: `a` holds the input of the layer to run, `b` receives its output
+        // (the last layer writes into `codes`). A single layer needs no `b`.
+        let act = spec.max_activation_len();
+        let (a, b) = scratch[..needed].split_at_mut(act.min(needed));
+        let (mut a, mut b) = (a, b);
         let report = quantize_input(spec, samples, &mut a[..channels * window]);
 
         let mut len = channels * window;
-        for layer in &spec.layers {
+        let last = spec.layers.len() - 1;
+        for (i, layer) in spec.layers.iter().enumerate() {
             let q = layer.quant();
-            let requant = Requantize {
-                multipliers: q.requant.multipliers,
-                shifts: q.requant.shifts,
-                output_zero_point: q.output_zero_point,
-                activation_min: if q.relu { q.output_zero_point } else { i8::MIN },
-            };
+            let range = if i == last { CODE_RANGE } else { INT8_RANGE };
+            let requant = Requantize::new(q.requant.multipliers, q.requant.shifts, q.output_zero_point, q.relu, range);
             let out_len = layer.output_len().unwrap_or(0);
-            let (input, output) = (&a[..len], &mut b[..out_len]);
+            let output = if i == last { &mut codes[..] } else { &mut b[..out_len] };
+            let input = &a[..len];
             match layer {
                 Layer::Dense { q, .. } => dense(q.weights, q.bias, q.input_zero_point, &requant, input, output),
                 Layer::Conv1d { q, .. } => {
@@ -118,26 +123,26 @@ impl<'a> QuantizedEncoder<'a> {
             core::mem::swap(&mut a, &mut b);
             len = out_len;
         }
-        codes.copy_from_slice(&a[..len]);
         Ok(report)
     }
 }
 
-/// Normalizes and quantizes `[T][C]` i16 samples into the channels-first int8 input `[C][T]`.
-fn quantize_input(spec: &EncoderSpec<'_>, samples: &[i16], out: &mut [i8]) -> EncodeReport {
+/// Normalizes and quantizes `[T][C]` i16 samples into the channels-first input `[C][T]`,
+/// within ±[`INPUT_LIMIT`].
+fn quantize_input(spec: &EncoderSpec<'_>, samples: &[i16], out: &mut [i16]) -> EncodeReport {
     let channels = usize::from(spec.channels);
     let window = usize::from(spec.window);
     let input = &spec.input;
-    let zp = i32::from(input.zero_point);
     let mut saturated = false;
     for c in 0..channels {
         let offset = input.offsets.get(c);
         let (m, s) = (input.requant.multipliers.get(c), input.requant.shifts.get(c));
         for t in 0..window {
             let x = i32::from(samples[t * channels + c]).saturating_sub(offset);
-            let q = multiply_by_quantized_multiplier(x, m, s).saturating_add(zp);
-            saturated |= !(i32::from(i8::MIN)..=i32::from(i8::MAX)).contains(&q);
-            out[c * window + t] = q.clamp(i32::from(i8::MIN), i32::from(i8::MAX)) as i8;
+            let q = multiply_by_quantized_multiplier(x, m, s);
+            saturated |= !(-INPUT_LIMIT..=INPUT_LIMIT).contains(&q);
+            // Within ±INPUT_LIMIT, so inside i16.
+            out[c * window + t] = q.clamp(-INPUT_LIMIT, INPUT_LIMIT) as i16;
         }
     }
     EncodeReport { input_saturated: saturated }
@@ -205,7 +210,7 @@ pub(crate) mod tests {
                     kernel: 3,
                     stride: 2,
                     padding: 1,
-                    q: ql(&self.conv, 3, -128, true),
+                    q: ql(&self.conv, 0, -128, true),
                 })
                 .unwrap();
             layers.push(Layer::Dense { in_features: 12, out_features: 2, q: ql(&self.dense, -128, 4, false) }).unwrap();
@@ -219,7 +224,6 @@ pub(crate) mod tests {
                         multipliers: I32s::new(&self.input.multipliers).unwrap(),
                         shifts: I8s::new(&self.input.shifts),
                     },
-                    zero_point: 3,
                 },
                 layers,
                 codes: CodeQuant { scale: 0.05, zero_point: 4 },
@@ -302,7 +306,7 @@ pub(crate) mod tests {
     }
 
     /// Reference: the same model evaluated with plain i64 loops, layer by layer.
-    fn reference_encode(model: &TinyModel, samples: &[i16]) -> Vec<i8> {
+    fn reference_encode(model: &TinyModel, samples: &[i16]) -> Vec<i16> {
         let mbqm = |x: i64, m: i32, s: i8| {
             crate::kernels::multiply_by_quantized_multiplier(x.clamp(i32::MIN.into(), i32::MAX.into()) as i32, m, s)
                 as i64
@@ -316,8 +320,8 @@ pub(crate) mod tests {
                     i64::from(samples[t * 2 + c]) - i64::from(spec.input.offsets.get(c)),
                     spec.input.requant.multipliers.get(c),
                     spec.input.requant.shifts.get(c),
-                ) + 3;
-                x[c * 8 + t] = q.clamp(-128, 127);
+                );
+                x[c * 8 + t] = q.clamp(-4095, 4095);
             }
         }
         let conv = &model.conv;
@@ -331,7 +335,7 @@ pub(crate) mod tests {
                     for k in 0..3 {
                         let pos = (2 * t + k) as i64 - 1;
                         if (0..8).contains(&pos) {
-                            acc += w(conv, (o * 2 + c) * 3 + k) * (x[c * 8 + pos as usize] - 3);
+                            acc += w(conv, (o * 2 + c) * 3 + k) * x[c * 8 + pos as usize];
                         }
                     }
                 }
@@ -343,7 +347,7 @@ pub(crate) mod tests {
         (0..2)
             .map(|o| {
                 let acc = i32at(&d.bias, o) + (0..12).map(|i| w(d, o * 12 + i) * (h[i] + 128)).sum::<i64>();
-                (mbqm(acc, i32at(&d.multipliers, o) as i32, d.shifts[o] as i8) + 4).clamp(-128, 127) as i8
+                (mbqm(acc, i32at(&d.multipliers, o) as i32, d.shifts[o] as i8) + 4).clamp(-32768, 32767) as i16
             })
             .collect()
     }
@@ -353,8 +357,8 @@ pub(crate) mod tests {
         let model = TinyModel::new();
         let bytes = blob_bytes(&model.spec());
         let enc = QuantizedEncoder::from_blob(&bytes).unwrap();
-        let mut scratch = std::vec![0i8; enc.scratch_len()];
-        let mut codes = [0i8; 2];
+        let mut scratch = std::vec![0i16; enc.scratch_len()];
+        let mut codes = [0i16; 2];
         let mut seed = 12345u64;
         for round in 0..300 {
             let samples: Vec<i16> = (0..16)
@@ -378,8 +382,8 @@ pub(crate) mod tests {
         let model = TinyModel::new();
         let bytes = blob_bytes(&model.spec());
         let enc = QuantizedEncoder::from_blob(&bytes).unwrap();
-        let mut scratch = std::vec![0i8; enc.scratch_len()];
-        let mut codes = [0i8; 2];
+        let mut scratch = std::vec![0i16; enc.scratch_len()];
+        let mut codes = [0i16; 2];
         for v in [i16::MIN, i16::MAX] {
             let report = enc.encode(&[v; 16], &mut scratch, &mut codes).unwrap();
             assert!(report.input_saturated);
@@ -393,8 +397,8 @@ pub(crate) mod tests {
         let model = TinyModel::new();
         let bytes = blob_bytes(&model.spec());
         let enc = QuantizedEncoder::from_blob(&bytes).unwrap();
-        let mut scratch = std::vec![0i8; enc.scratch_len()];
-        let mut codes = [0i8; 2];
+        let mut scratch = std::vec![0i16; enc.scratch_len()];
+        let mut codes = [0i16; 2];
         assert_eq!(
             enc.encode(&[0; 15], &mut scratch, &mut codes),
             Err(EncodeError::WindowLength { expected: 16, found: 15 })

@@ -13,13 +13,13 @@
 //! word, then high word; a zero high word is left out), each word little-endian. A decoder reads
 //! words from the end. Codes are encoded last to first so that they decode first to last.
 //!
-//! Every code can be coded, whatever the tables: a table's lowest and highest codes are
-//! **escapes** (unless the end is -128 or 127, beyond which no code lies). A code at or beyond
-//! an escape travels as that end followed by the code itself as a uniform 8-bit symbol, so a
-//! signal that leaves the range seen in training costs a few more bits for those codes instead
-//! of sending its frame raw.
+//! Every i16 code can be coded, whatever the tables: a table's lowest and highest codes are
+//! **escapes**. A code at or beyond an escape travels as that end followed by its distance
+//! beyond it, `d`: a uniform 8-bit symbol `min(d, 255)` and, when that is 255, `d − 255` as two
+//! more (high byte, then low byte). A signal that leaves the range seen in training costs 8 or
+//! 24 more bits for those codes instead of being clipped or sending its frame raw.
 
-use crate::blob::{I8s, U16s};
+use crate::blob::{I16s, U16s};
 use crate::wire::MAX_CODES;
 use serde::{Deserialize, Serialize};
 
@@ -32,18 +32,22 @@ const WORD_BITS: u32 = 16;
 const REFILL_BELOW: u32 = 1 << (32 - WORD_BITS);
 /// Fewest codes a table has: its two escapes and one code that is itself.
 pub const MIN_TABLE_CODES: usize = 3;
-/// Frequency of each value of the uniform 8-bit symbol after an escape.
+/// Most codes a table has (its frequencies take 2 bytes each of the blob).
+pub const MAX_TABLE_CODES: usize = 256;
+/// Frequency of each value of the uniform 8-bit symbols after an escape.
 const ESCAPED_FREQUENCY: u32 = TOTAL >> 8;
+/// The 8-bit distance symbol that says "255 or more; two more bytes follow".
+const LONG_DISTANCE: u32 = 255;
 
 /// One static probability table per latent: latent `i` has the codes `lowest[i] ..= highest[i]`
-/// (at least [`MIN_TABLE_CODES`]), each with a frequency of at least 1 out of [`TOTAL`]; the two
+/// (at least [`MIN_TABLE_CODES`], at most [`MAX_TABLE_CODES`]), each with a frequency of at least 1 out of [`TOTAL`]; the two
 /// ends are escapes (see the module documentation).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CodeTables<'a> {
     #[serde(borrow)]
-    pub lowest: I8s<'a>,
+    pub lowest: I16s<'a>,
     #[serde(borrow)]
-    pub highest: I8s<'a>,
+    pub highest: I16s<'a>,
     /// For each latent in turn, for each of its codes from the lowest: the sum of the
     /// frequencies of the codes below it. Each latent's run starts at 0 and rises strictly
     /// below [`TOTAL`]; a code's frequency is the step to the next entry (or to `TOTAL`).
@@ -88,11 +92,11 @@ impl<'a> CodeTables<'a> {
         }
         let mut offset = 0usize;
         for i in 0..latents {
-            let (lo, hi) = (self.lowest.get(i), self.highest.get(i));
-            if i16::from(hi) - i16::from(lo) + 1 < MIN_TABLE_CODES as i16 {
-                return Err("code tables: fewer than 3 codes in a table (two escapes and one more)");
+            let (lo, hi) = (i32::from(self.lowest.get(i)), i32::from(self.highest.get(i)));
+            if hi - lo + 1 < MIN_TABLE_CODES as i32 || hi - lo + 1 > MAX_TABLE_CODES as i32 {
+                return Err("code tables: a table has 3 to 256 codes (two escapes and at least one more)");
             }
-            let n = usize::from((i16::from(hi) - i16::from(lo)) as u16) + 1;
+            let n = (hi - lo + 1) as usize;
             let Some(run) = offset.checked_add(n).filter(|&end| end <= self.cumulative.len()) else {
                 return Err("code tables: fewer frequencies than codes");
             };
@@ -120,7 +124,8 @@ impl<'a> CodeTables<'a> {
     fn offsets(&self) -> [u16; MAX_CODES + 1] {
         let mut offsets = [0u16; MAX_CODES + 1];
         for i in 0..self.latents() {
-            let n = (i16::from(self.highest.get(i)) - i16::from(self.lowest.get(i)) + 1) as u16;
+            // At most 64 tables of 256 codes: the sums fit.
+            let n = (i32::from(self.highest.get(i)) - i32::from(self.lowest.get(i)) + 1) as u16;
             offsets[i + 1] = offsets[i] + n;
         }
         offsets
@@ -136,7 +141,7 @@ impl<'a> CodeTables<'a> {
 
     /// Entropy codes `codes` (whole windows, latent after latent) into `out`; returns the number
     /// of bytes written (always even).
-    pub fn encode(&self, codes: &[i8], out: &mut [u8]) -> Result<usize, EntropyError> {
+    pub fn encode(&self, codes: &[i16], out: &mut [u8]) -> Result<usize, EntropyError> {
         let k = self.latents();
         if k == 0 || codes.len() % k != 0 {
             return Err(EntropyError::CodeCount);
@@ -162,11 +167,18 @@ impl<'a> CodeTables<'a> {
             let latent = position % k;
             let (lo, hi) = (self.lowest.get(latent), self.highest.get(latent));
             let symbol = code.clamp(lo, hi);
-            // Stack order: the escaped code goes in first so that it comes out after its escape.
-            if is_escape(symbol, lo, hi) {
-                put(&mut state, escaped_interval(code), out)?;
+            // Stack order: the distance goes in first (its last byte first) so that it comes out
+            // after its escape.
+            if symbol == lo || symbol == hi {
+                let distance = u32::from(code.abs_diff(symbol));
+                if distance >= LONG_DISTANCE {
+                    let rest = distance - LONG_DISTANCE;
+                    put(&mut state, uniform_byte(rest & 0xFF), out)?;
+                    put(&mut state, uniform_byte(rest >> 8), out)?;
+                }
+                put(&mut state, uniform_byte(distance.min(LONG_DISTANCE)), out)?;
             }
-            let j = (i16::from(symbol) - i16::from(lo)) as usize;
+            let j = (symbol - lo) as usize;
             put(&mut state, self.interval(offsets[latent].into(), offsets[latent + 1].into(), j), out)?;
         }
         if state >= REFILL_BELOW {
@@ -180,7 +192,7 @@ impl<'a> CodeTables<'a> {
 
     /// Decodes `payload` (what [`CodeTables::encode`] wrote) into `codes`, whose length says
     /// how many codes it holds.
-    pub fn decode(&self, payload: &[u8], codes: &mut [i8]) -> Result<(), EntropyError> {
+    pub fn decode(&self, payload: &[u8], codes: &mut [i16]) -> Result<(), EntropyError> {
         let k = self.latents();
         if k == 0 || codes.len() % k != 0 {
             return Err(EntropyError::CodeCount);
@@ -229,20 +241,28 @@ impl<'a> CodeTables<'a> {
                 }
             };
             take(&mut state, quantile, self.interval(start, end, a));
-            // `a` < 256: the table spans at most the i8 range.
-            *code = (i16::from(self.lowest.get(latent)) + a as i16) as i8;
-            if is_escape(*code, self.lowest.get(latent), self.highest.get(latent)) {
-                let quantile = state & (TOTAL - 1);
-                let escaped = (quantile / ESCAPED_FREQUENCY) as u8 as i8 ^ i8::MIN;
-                // The escaped code must lie at or beyond its escape: anything else is not what
-                // an encoder writes.
-                let beyond = if a == 0 { escaped <= *code } else { escaped >= *code };
-                if !beyond {
-                    return Err(EntropyError::Inconsistent);
+            let (lo, hi) = (self.lowest.get(latent), self.highest.get(latent));
+            // `a` <= hi − lo: inside the table.
+            let symbol = lo + a as i16;
+            let mut distance = 0u32;
+            if symbol == lo || symbol == hi {
+                let mut byte = |state: &mut u32| {
+                    let quantile = *state & (TOTAL - 1);
+                    let value = quantile / ESCAPED_FREQUENCY;
+                    take(state, quantile, uniform_byte(value));
+                    value
+                };
+                distance = byte(&mut state);
+                if distance == LONG_DISTANCE {
+                    let high = byte(&mut state);
+                    distance += (high << 8) | byte(&mut state);
                 }
-                take(&mut state, quantile, escaped_interval(escaped));
-                *code = escaped;
             }
+            // A table has at least three codes, so an escape lies at one end only.
+            let value =
+                if symbol == lo { i32::from(symbol) - distance as i32 } else { i32::from(symbol) + distance as i32 };
+            // Beyond the i16 range: not what an encoder writes.
+            *code = i16::try_from(value).map_err(|_| EntropyError::Inconsistent)?;
         }
         // Decoding retraces encoding back to its start: every word read, the state back at 0.
         if pos != 0 || state != 0 {
@@ -252,15 +272,9 @@ impl<'a> CodeTables<'a> {
     }
 }
 
-/// Whether `symbol` of a table spanning `lo ..= hi` is an escape: an end of the table that is
-/// not an end of the i8 range.
-fn is_escape(symbol: i8, lo: i8, hi: i8) -> bool {
-    (symbol == lo && lo != i8::MIN) || (symbol == hi && hi != i8::MAX)
-}
-
-/// The uniform 8-bit symbol that follows an escape: `code + 128` with frequency 16.
-fn escaped_interval(code: i8) -> (u32, u32) {
-    (u32::from((code as u8) ^ 0x80) * ESCAPED_FREQUENCY, ESCAPED_FREQUENCY)
+/// The interval of `value` (0..=255) as a uniform 8-bit symbol.
+fn uniform_byte(value: u32) -> (u32, u32) {
+    (value * ESCAPED_FREQUENCY, ESCAPED_FREQUENCY)
 }
 
 #[cfg(test)]
@@ -283,12 +297,12 @@ pub(crate) mod tests {
 
     impl OwnedTables {
         /// Tables from per-latent `(lowest, frequencies)`; frequencies must sum to TOTAL.
-        pub(crate) fn new(tables: &[(i8, Vec<u16>)]) -> Self {
+        pub(crate) fn new(tables: &[(i16, Vec<u16>)]) -> Self {
             let mut t = OwnedTables { lowest: Vec::new(), highest: Vec::new(), cumulative: Vec::new() };
             for (lo, freqs) in tables {
                 assert_eq!(freqs.iter().map(|&f| u32::from(f)).sum::<u32>(), TOTAL);
-                t.lowest.push(*lo as u8);
-                t.highest.push((*lo as i16 + freqs.len() as i16 - 1) as i8 as u8);
+                t.lowest.extend_from_slice(&lo.to_le_bytes());
+                t.highest.extend_from_slice(&(lo + freqs.len() as i16 - 1).to_le_bytes());
                 let mut c = 0u16;
                 for &f in freqs {
                     t.cumulative.extend_from_slice(&c.to_le_bytes());
@@ -300,8 +314,8 @@ pub(crate) mod tests {
 
         pub(crate) fn tables(&self) -> CodeTables<'_> {
             CodeTables {
-                lowest: I8s::new(&self.lowest),
-                highest: I8s::new(&self.highest),
+                lowest: I16s::new(&self.lowest).unwrap(),
+                highest: I16s::new(&self.highest).unwrap(),
                 cumulative: U16s::new(&self.cumulative).unwrap(),
             }
         }
@@ -327,26 +341,28 @@ pub(crate) mod tests {
 
     prop_compose! {
         /// 1–4 latents, each with a table of 3–256 codes, and 1–5 windows of codes: mostly
-        /// inside their tables, some at their ends and some anywhere in the i8 range (escaped).
+        /// inside their tables, some at their ends, some just beyond them and some anywhere in
+        /// the i16 range (escaped).
         fn tables_and_codes()(
-            spans in prop::collection::vec((any::<i8>(), 3usize..=256, any::<u64>()), 1..=4),
+            spans in prop::collection::vec((-1000i16..1000, 3usize..=256, any::<u64>()), 1..=4),
             windows in 1usize..=5,
             seed in any::<u64>(),
-        ) -> (OwnedTables, Vec<i8>) {
+        ) -> (OwnedTables, Vec<i16>) {
             let mut rng = seed;
             let mut next = move || { rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407); (rng >> 33) as u32 };
-            let tables: Vec<(i8, Vec<u16>)> = spans.iter().map(|&(lo, n, s)| {
-                let lo = (lo as i16).min(128 - n as i16) as i8;
+            let tables: Vec<(i16, Vec<u16>)> = spans.iter().map(|&(lo, n, s)| {
                 // Skewed weights: a few likely codes, many rare ones.
                 let weights: Vec<u32> = (0..n).map(|j| if (s >> (j % 64)) & 1 == 1 { 1000 } else { 1 }).collect();
                 (lo, frequencies(&weights))
             }).collect();
             let codes = (0..windows * tables.len()).map(|i| {
                 let (lo, f) = &tables[i % tables.len()];
-                match next() % 8 {
-                    0 => next() as u8 as i8,
+                match next() % 10 {
+                    0 => next() as u16 as i16,
                     1 => *lo,
-                    _ => (*lo as i16 + (next() as usize % f.len()) as i16) as i8,
+                    2 => *lo - (next() % 300) as i16,
+                    3 => [i16::MIN, i16::MAX][next() as usize % 2],
+                    _ => *lo + (next() as usize % f.len()) as i16,
                 }
             }).collect();
             (OwnedTables::new(&tables), codes)
@@ -358,7 +374,7 @@ pub(crate) mod tests {
             .unwrap()
     }
 
-    /// The uniform 8-bit symbol after an escape, as a constriction model.
+    /// The uniform 8-bit symbols after an escape, as a constriction model.
     fn escaped_model() -> SmallContiguousCategoricalEntropyModel {
         SmallContiguousCategoricalEntropyModel::from_nonzero_fixed_point_probabilities(
             std::vec![ESCAPED_FREQUENCY as u16; 256],
@@ -368,14 +384,20 @@ pub(crate) mod tests {
     }
 
     /// The symbols the reference coder sees for `code` of a latent whose table starts at `lo` and
-    /// has `n` codes: its index in the table (its end when beyond it), then, at an end that is
-    /// not an end of the i8 range, the escaped code as an 8-bit symbol.
-    fn reference_symbols(code: i8, lo: i8, n: usize) -> (usize, Option<usize>) {
-        let hi = (lo as i16 + n as i16 - 1) as i8;
-        let symbol = code.clamp(lo, hi);
-        let at_escape = (symbol == lo && lo > -128) || (symbol == hi && hi < 127);
-        let escaped = at_escape.then_some((code as i16 + 128) as usize);
-        ((symbol as i16 - lo as i16) as usize, escaped)
+    /// has `n` codes, in decoding order: its index in the table (its end when beyond it), then,
+    /// at an end, the distance beyond it as 8-bit symbols (one, or 255 and two more).
+    fn reference_symbols(code: i16, lo: i16, n: usize) -> (usize, Vec<usize>) {
+        let (lo, hi) = (i32::from(lo), i32::from(lo) + n as i32 - 1);
+        let symbol = i32::from(code).clamp(lo, hi);
+        let mut escaped = Vec::new();
+        if symbol == lo || symbol == hi {
+            let d = (i32::from(code) - symbol).unsigned_abs() as usize;
+            escaped.push(d.min(255));
+            if d >= 255 {
+                escaped.extend([(d - 255) >> 8, (d - 255) & 0xFF]);
+            }
+        }
+        ((symbol - lo) as usize, escaped)
     }
 
     proptest! {
@@ -392,12 +414,12 @@ pub(crate) mod tests {
                 let (lo, n) = (t.lowest.get(i % k), owned.frequencies(i % k).len());
                 let (symbol, escaped) = reference_symbols(c, lo, n);
                 prop_assert_eq!(reference.decode_symbol(reference_model(&owned, i % k)).unwrap(), symbol);
-                if let Some(escaped) = escaped {
-                    prop_assert_eq!(reference.decode_symbol(escaped_model()).unwrap(), escaped);
+                for e in escaped {
+                    prop_assert_eq!(reference.decode_symbol(escaped_model()).unwrap(), e);
                 }
             }
             prop_assert!(reference.is_empty());
-            let mut back = std::vec![0i8; codes.len()];
+            let mut back = std::vec![0i16; codes.len()];
             t.decode(&out[..n], &mut back).unwrap();
             prop_assert_eq!(back, codes);
         }
@@ -409,8 +431,8 @@ pub(crate) mod tests {
             let mut reference = SmallAnsCoder::new();
             for (i, &c) in codes.iter().enumerate().rev() {
                 let (symbol, escaped) = reference_symbols(c, t.lowest.get(i % k), owned.frequencies(i % k).len());
-                if let Some(escaped) = escaped {
-                    reference.encode_symbol(escaped, escaped_model()).unwrap();
+                for &e in escaped.iter().rev() {
+                    reference.encode_symbol(e, escaped_model()).unwrap();
                 }
                 reference.encode_symbol(symbol, reference_model(&owned, i % k)).unwrap();
             }
@@ -419,7 +441,7 @@ pub(crate) mod tests {
             let mut ours = [0u8; 2048];
             let n = t.encode(&codes, &mut ours).unwrap();
             prop_assert_eq!(&ours[..n], &bytes[..], "same bytes as the reference");
-            let mut back = std::vec![0i8; codes.len()];
+            let mut back = std::vec![0i16; codes.len()];
             t.decode(&bytes, &mut back).unwrap();
             prop_assert_eq!(back, codes);
         }
@@ -431,7 +453,7 @@ pub(crate) mod tests {
             payload in prop::collection::vec(any::<u8>(), 0..64),
         ) {
             let t = owned.tables();
-            let mut back = std::vec![0i8; codes.len()];
+            let mut back = std::vec![0i16; codes.len()];
             if t.decode(&payload, &mut back).is_ok() {
                 let mut again = [0u8; 2048];
                 let n = t.encode(&back, &mut again).unwrap();
@@ -448,40 +470,44 @@ pub(crate) mod tests {
         let owned = OwnedTables::new(&[(-128, f0), (-1, std::vec![1, 4094, 1])]);
         let t = owned.tables();
         assert_eq!(t.validate(2), Ok(()));
-        let codes: Vec<i8> = [-128, 0, 127, 0, 0, 0, -1, 0].into_iter().cycle().take(64).collect();
+        let codes: Vec<i16> = [-126, 0, 126, 0, 0, 0, -1, 0].into_iter().cycle().take(64).collect();
         let mut out = [0u8; 512];
         let n = t.encode(&codes, &mut out).unwrap();
-        // Latent 0's ends are those of the i8 range: no escapes; its 24 rare codes cost 12 bits
-        // each, the 40 likely codes under a bit in all.
-        assert!(n * 8 <= 24 * 12 + 8 + 16, "{n} bytes");
-        let mut back = [0i8; 64];
+        // Latent 0's rare codes inside its table cost 12 bits each, its likely ones under a
+        // bit in all.
+        assert!(n * 8 <= 16 * 12 + 8 * 12 + 8 + 16, "{n} bytes");
+        let mut back = [0i16; 64];
         t.decode(&out[..n], &mut back).unwrap();
         assert_eq!(back.to_vec(), codes);
-        // Latent 1 has seen nothing but -1 ..= 1: every other code still travels, escaped (8
-        // bits more than its end's 12).
-        let wild: Vec<i8> = (-128..=127).flat_map(|c| [0, c]).collect();
-        let mut out = [0u8; 1024];
-        let n = t.encode(&wild, &mut out).unwrap();
-        assert!(n * 8 >= 255 * 20 && n * 8 <= 255 * 21 + 32, "{n} bytes");
-        let mut back = [0i8; 512];
+        // Every i16 code travels: 8 bits more than its escape's 12 within 254 of the table, 24
+        // bits more beyond.
+        let near: Vec<i16> = (-255..=-2).chain(2..=255).flat_map(|c| [0, c]).collect();
+        let mut out = [0u8; 2048];
+        let n = t.encode(&near, &mut out).unwrap();
+        assert!(n * 8 >= 508 * 20 && n * 8 <= 508 * 21 + 32, "{n} bytes");
+        let mut back = [0i16; 1016];
         t.decode(&out[..n], &mut back).unwrap();
-        assert_eq!(back.to_vec(), wild);
+        assert_eq!(back.to_vec(), near);
+        let far: Vec<i16> = [i16::MIN, -257, -256, 256, 257, 1000, i16::MAX].iter().flat_map(|&c| [c, c]).collect();
+        let n = t.encode(&far, &mut out).unwrap();
+        assert!(n * 8 <= 14 * 36 + 32, "{n} bytes");
+        let mut back = [0i16; 14];
+        t.decode(&out[..n], &mut back).unwrap();
+        assert_eq!(back.to_vec(), far);
     }
 
     #[test]
-    fn an_escape_must_be_followed_by_a_code_beyond_it() {
+    fn a_distance_beyond_the_i16_range_is_refused() {
         let owned = OwnedTables::new(&[(-1, std::vec![1000, 2096, 1000])]);
         let t = owned.tables();
-        let mut out = [0u8; 16];
-        // Code 5 escapes at the top end; forge the escaped symbol to say 0, which is inside.
-        let n = t.encode(&[5], &mut out).unwrap();
-        let mut back = [0i8; 1];
-        t.decode(&out[..n], &mut back).unwrap();
-        assert_eq!(back, [5]);
+        // The top escape (1), then a distance of 255 + 0xFFFF: past i16::MAX.
         let mut forged = SmallAnsCoder::new();
-        forged.encode_symbol(128usize, escaped_model()).unwrap();
+        for symbol in [0xFF, 0xFF, 255] {
+            forged.encode_symbol(symbol as usize, escaped_model()).unwrap();
+        }
         forged.encode_symbol(2usize, reference_model(&owned, 0)).unwrap();
         let bytes: Vec<u8> = forged.into_compressed().unwrap().iter().flat_map(|w| w.to_le_bytes()).collect();
+        let mut back = [0i16; 1];
         assert_eq!(t.decode(&bytes, &mut back), Err(EntropyError::Inconsistent));
     }
 
@@ -492,7 +518,7 @@ pub(crate) mod tests {
         let mut out = [0u8; 16];
         // 60 codes of probability 4093/4096: 0.06 bits in all, rounded up to 0 or 1 word.
         assert!(t.encode(&[-1; 60], &mut out).unwrap() <= 2);
-        let mut back = [9i8; 60];
+        let mut back = [9i16; 60];
         let n = t.encode(&[-1; 60], &mut out).unwrap();
         t.decode(&out[..n], &mut back).unwrap();
         assert_eq!(back, [-1; 60]);
@@ -505,7 +531,7 @@ pub(crate) mod tests {
         let mut out = [0u8; 4];
         assert_eq!(t.encode(&[0, 0, 1], &mut out), Err(EntropyError::CodeCount));
         assert_eq!(t.encode(&[1, 0].repeat(40), &mut out), Err(EntropyError::BufferTooSmall));
-        let mut codes = [0i8; 2];
+        let mut codes = [0i16; 2];
         assert_eq!(t.decode(&[1], &mut codes), Err(EntropyError::Inconsistent));
         assert_eq!(t.decode(&[0, 0], &mut codes), Err(EntropyError::Inconsistent), "a zero top word");
     }
@@ -529,8 +555,13 @@ pub(crate) mod tests {
         let mut t = good.clone();
         t.highest[0] = 3; // four codes, three frequencies
         assert!(t.tables().validate(1).is_err());
-        let mut t = good;
+        let mut t = good.clone();
         t.lowest[0] = 5; // above highest
+        assert!(t.tables().validate(1).is_err());
+        let wide = OwnedTables::new(&[(300, std::vec![1; 257].into_iter().chain([4096 - 257]).collect())]);
+        assert!(wide.tables().validate(1).is_err(), "258 codes");
+        let mut t = good;
+        t.lowest[1] = 0x80; // -32768 + 0: far below highest, a table of 32 771 codes
         assert!(t.tables().validate(1).is_err());
     }
 }

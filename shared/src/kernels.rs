@@ -1,6 +1,9 @@
-//! int8 kernels with int32 accumulation and TFLite/gemmlowp fixed-point requantization.
+//! int8-weight kernels with int32 accumulation and TFLite/gemmlowp fixed-point requantization.
 //!
-//! A real value `r` of a quantized tensor is `scale · (q − zero_point)`. Weights are symmetric
+//! A real value `r` of a quantized tensor is `scale · (q − zero_point)`. Activations are held
+//! as i16: the encoder's input (the samples, 13-bit after normalization, zero point 0) and its
+//! codes (the last layer's output) use that width, while hidden layers' outputs are clamped to
+//! the int8 range, as in TFLite; one kernel serves all of them. Weights are symmetric
 //! (zero point 0) with one scale per output channel, so a layer's output is
 //! `q_out = zp_out + M · (bias + Σ w · (x − zp_in))` where the real multiplier
 //! `M = s_in · s_w[o] / s_out` is stored as a Q31 `multiplier` in `[2^30, 2^31)` and a power-of-two
@@ -40,38 +43,59 @@ pub fn multiply_by_quantized_multiplier(x: i32, multiplier: i32, shift: i8) -> i
     rounding_divide_by_pot(saturating_rounding_doubling_high_mul(scaled, multiplier), right)
 }
 
-/// Per-output-channel requantization of an int32 accumulator to int8.
+/// Per-output-channel requantization of an int32 accumulator into an output range.
 #[derive(Clone, Copy, Debug)]
 pub struct Requantize<'a> {
     pub multipliers: I32s<'a>,
     pub shifts: I8s<'a>,
-    pub output_zero_point: i8,
-    /// Lowest output value: `output_zero_point` when ReLU is fused (real 0), else −128.
-    pub activation_min: i8,
+    pub output_zero_point: i32,
+    /// Lowest output value: `output_zero_point` when ReLU is fused (real 0), else the floor of
+    /// the layer's range ([`INT8_RANGE`] or [`CODE_RANGE`]).
+    pub activation_min: i32,
+    pub activation_max: i32,
 }
 
-impl Requantize<'_> {
+/// Output range of a hidden layer.
+pub const INT8_RANGE: (i32, i32) = (i8::MIN as i32, i8::MAX as i32);
+/// Largest magnitude of a normalized input sample (13 bits with the sign): 32 times finer than
+/// int8 over the calibrated range, and small enough that a dot product over thousands of
+/// samples cannot overflow the accumulator (see `blob::MAX_ACCUMULATOR`).
+pub const INPUT_LIMIT: i32 = 4095;
+/// Output range of the last layer: the codes, whose wide range lets a rare large code travel
+/// (escaped by the entropy coder) instead of being clipped.
+pub const CODE_RANGE: (i32, i32) = (i16::MIN as i32, i16::MAX as i32);
+
+impl<'a> Requantize<'a> {
+    /// Requantization into `range`, floored at the zero point when ReLU is fused.
+    pub fn new(multipliers: I32s<'a>, shifts: I8s<'a>, output_zero_point: i8, relu: bool, range: (i32, i32)) -> Self {
+        let output_zero_point = i32::from(output_zero_point);
+        let activation_min = if relu { output_zero_point.max(range.0) } else { range.0 };
+        Requantize { multipliers, shifts, output_zero_point, activation_min, activation_max: range.1 }
+    }
+
     #[inline(always)]
-    pub fn apply(&self, channel: usize, acc: i32) -> i8 {
+    pub fn apply(&self, channel: usize, acc: i32) -> i16 {
         self.apply_with(self.multipliers.get(channel), self.shifts.get(channel), acc)
     }
 
     /// [`Self::apply`] with the channel's multiplier and shift already looked up (kernels
     /// hoist them out of their loops over positions).
     #[inline(always)]
-    pub fn apply_with(&self, multiplier: i32, shift: i8, acc: i32) -> i8 {
+    pub fn apply_with(&self, multiplier: i32, shift: i8, acc: i32) -> i16 {
         let scaled = multiply_by_quantized_multiplier(acc, multiplier, shift);
-        let q = scaled.saturating_add(i32::from(self.output_zero_point));
-        q.clamp(i32::from(self.activation_min), i32::from(i8::MAX)) as i8
+        let q = scaled.saturating_add(self.output_zero_point);
+        // Both bounds lie inside the i16 range.
+        q.clamp(self.activation_min, self.activation_max) as i16
     }
 }
 
 /// `acc + Σ_i w[i] · (x[i] − zp)` over `min(w.len(), x.len())` elements, wrapping like the
-/// int32 accumulator of the reference (exact for every real layer: products are at most
-/// 128 · 255). On Cortex-M4/M7 (`cfg(funnel_dsp)`, set by `build.rs` for `thumbv7em-*`)
-/// four elements go through SXTB16/SXTAB16/SMLAD per step, with the same result.
+/// int32 accumulator of the reference (exact for every valid blob: blob validation bounds the
+/// sum, see `blob::MAX_ACCUMULATOR`). On Cortex-M4/M7 (`cfg(funnel_dsp)`, set by `build.rs` for
+/// `thumbv7em-*`) four elements go through SXTB16/PKHBT/SSUB16/SMLAD per step, with the same
+/// result.
 #[inline(always)]
-pub fn dot(w: &[u8], x: &[i8], zp: i32, acc: i32) -> i32 {
+pub fn dot(w: &[u8], x: &[i16], zp: i32, acc: i32) -> i32 {
     #[cfg(funnel_dsp)]
     {
         dsp::dot(w, x, zp, acc)
@@ -84,7 +108,7 @@ pub fn dot(w: &[u8], x: &[i8], zp: i32, acc: i32) -> i32 {
 
 /// The portable form of [`dot`], one element per step.
 #[inline(always)]
-pub fn dot_portable(w: &[u8], x: &[i8], zp: i32, acc: i32) -> i32 {
+pub fn dot_portable(w: &[u8], x: &[i16], zp: i32, acc: i32) -> i32 {
     w.iter().zip(x).fold(acc, |acc, (&w, &x)| acc.wrapping_add(i32::from(w as i8) * (i32::from(x) - zp)))
 }
 
@@ -92,38 +116,45 @@ pub fn dot_portable(w: &[u8], x: &[i8], zp: i32, acc: i32) -> i32 {
 #[allow(unsafe_code)]
 mod dsp {
     /// Four products per step: SXTB16 splits the weights into sign-extended halfword pairs
-    /// (bytes 0,2 and, rotated, 1,3); SXTAB16 does the same to the inputs while adding
-    /// `−zp` to each halfword (|x − zp| <= 255 fits); SMLAD adds both halfword products to the
-    /// accumulator. SMLAD's 32-bit sum wraps (it only sets the sticky Q flag), exactly as the
-    /// portable `wrapping_add` chain, and addition modulo 2^32 does not depend on the order.
+    /// (bytes 0,2 and, rotated, 1,3), PKHBT/PKHTB regroup them as (0,1) and (2,3) to match the
+    /// input halfwords, SSUB16 takes the zero point off each input halfword (exact: a layer's
+    /// input is either the zero-point-0 samples or an int8 activation, so |x − zp| <= 255
+    /// where zp is not 0), and SMLAD adds both halfword products to the accumulator. SMLAD's
+    /// 32-bit sum wraps (it only sets the sticky Q flag), exactly as the portable
+    /// `wrapping_add` chain, and addition modulo 2^32 does not depend on the order.
     #[inline(always)]
-    pub fn dot(w: &[u8], x: &[i8], zp: i32, mut acc: i32) -> i32 {
+    pub fn dot(w: &[u8], x: &[i16], zp: i32, mut acc: i32) -> i32 {
         let n = w.len().min(x.len());
         let (w, x) = (&w[..n], &x[..n]);
         let split = n & !3;
-        let neg_zp = ((zp.wrapping_neg() as u32) & 0xFFFF) * 0x0001_0001;
+        let zp2 = ((zp as u32) & 0xFFFF) * 0x0001_0001;
         for (wc, xc) in w[..split].chunks_exact(4).zip(x[..split].chunks_exact(4)) {
             let wv = u32::from_le_bytes([wc[0], wc[1], wc[2], wc[3]]);
-            let xv = u32::from_le_bytes([xc[0] as u8, xc[1] as u8, xc[2] as u8, xc[3] as u8]);
+            let x01 = u32::from(xc[0] as u16) | (u32::from(xc[1] as u16) << 16);
+            let x23 = u32::from(xc[2] as u16) | (u32::from(xc[3] as u16) << 16);
             // SAFETY: register-only DSP instructions (ARMv7E-M, present on every thumbv7em
-            // core); no memory access, no stack, flags other than Q untouched. `out` operands
-            // never share a register with the inputs.
+            // core); no memory access, no stack, flags other than Q and GE untouched (GE is
+            // read by no code Rust emits). `out` operands never share a register with the
+            // inputs.
             unsafe {
                 core::arch::asm!(
                     "sxtb16 {w02}, {w}",
                     "sxtb16 {w13}, {w}, ror #8",
-                    "sxtab16 {x02}, {nzp}, {x}",
-                    "sxtab16 {x13}, {nzp}, {x}, ror #8",
-                    "smlad {acc}, {w02}, {x02}, {acc}",
-                    "smlad {acc}, {w13}, {x13}, {acc}",
+                    "pkhbt {w01}, {w02}, {w13}, lsl #16",
+                    "pkhtb {w23}, {w13}, {w02}, asr #16",
+                    "ssub16 {x01}, {x01}, {zp2}",
+                    "ssub16 {x23}, {x23}, {zp2}",
+                    "smlad {acc}, {w01}, {x01}, {acc}",
+                    "smlad {acc}, {w23}, {x23}, {acc}",
                     w = in(reg) wv,
-                    x = in(reg) xv,
-                    nzp = in(reg) neg_zp,
+                    zp2 = in(reg) zp2,
+                    x01 = inout(reg) x01 => _,
+                    x23 = inout(reg) x23 => _,
                     acc = inout(reg) acc,
                     w02 = out(reg) _,
                     w13 = out(reg) _,
-                    x02 = out(reg) _,
-                    x13 = out(reg) _,
+                    w01 = out(reg) _,
+                    w23 = out(reg) _,
                     options(pure, nomem, nostack),
                 );
             }
@@ -140,8 +171,8 @@ pub fn dense(
     bias: I32s<'_>,
     input_zero_point: i8,
     requant: &Requantize<'_>,
-    input: &[i8],
-    output: &mut [i8],
+    input: &[i16],
+    output: &mut [i16],
 ) {
     let n_in = input.len();
     assert_eq!(weights.len(), n_in * output.len(), "dense weight shape");
@@ -182,8 +213,8 @@ pub fn conv1d(
     bias: I32s<'_>,
     input_zero_point: i8,
     requant: &Requantize<'_>,
-    input: &[i8],
-    output: &mut [i8],
+    input: &[i16],
+    output: &mut [i16],
 ) {
     let out_len = shape.out_len().expect("validated conv shape");
     assert_eq!(input.len(), shape.in_channels * shape.in_len, "conv input shape");
@@ -240,13 +271,8 @@ pub(crate) mod tests {
                 shifts: shifts.iter().map(|&s| s as u8).collect(),
             }
         }
-        pub fn requant(&self, zp_out: i8, relu: bool) -> Requantize<'_> {
-            Requantize {
-                multipliers: I32s::new(&self.multipliers).unwrap(),
-                shifts: I8s::new(&self.shifts),
-                output_zero_point: zp_out,
-                activation_min: if relu { zp_out } else { i8::MIN },
-            }
+        pub fn requant(&self, zp_out: i8, relu: bool, range: (i32, i32)) -> Requantize<'_> {
+            Requantize::new(I32s::new(&self.multipliers).unwrap(), I8s::new(&self.shifts), zp_out, relu, range)
         }
     }
 
@@ -308,8 +334,9 @@ pub(crate) mod tests {
         s: &[i8],
         zp_out: i8,
         relu: bool,
-        x: &[i8],
-    ) -> Vec<i8> {
+        range: (i32, i32),
+        x: &[i16],
+    ) -> Vec<i16> {
         (0..b.len())
             .map(|o| {
                 let acc: i64 = i64::from(b[o])
@@ -317,7 +344,7 @@ pub(crate) mod tests {
                         .map(|i| i64::from(w[o * x.len() + i]) * (i64::from(x[i]) - i64::from(zp_in)))
                         .sum::<i64>();
                 let y = i64::from(reference_mbqm(acc as i32, m[o], s[o])) + i64::from(zp_out);
-                y.clamp(if relu { i64::from(zp_out) } else { -128 }, 127) as i8
+                y.clamp(if relu { i64::from(zp_out) } else { range.0.into() }, range.1.into()) as i16
             })
             .collect()
     }
@@ -332,10 +359,11 @@ pub(crate) mod tests {
         s: &[i8],
         zp_out: i8,
         relu: bool,
-        x: &[i8],
-    ) -> Vec<i8> {
+        range: (i32, i32),
+        x: &[i16],
+    ) -> Vec<i16> {
         let out_len = sh.out_len().unwrap();
-        let mut y = std::vec![0i8; sh.out_channels * out_len];
+        let mut y = std::vec![0i16; sh.out_channels * out_len];
         for o in 0..sh.out_channels {
             for t in 0..out_len {
                 let mut acc = i64::from(b[o]);
@@ -349,10 +377,20 @@ pub(crate) mod tests {
                     }
                 }
                 let v = i64::from(reference_mbqm(acc as i32, m[o], s[o])) + i64::from(zp_out);
-                y[o * out_len + t] = v.clamp(if relu { i64::from(zp_out) } else { -128 }, 127) as i8;
+                y[o * out_len + t] =
+                    v.clamp(if relu { i64::from(zp_out) } else { range.0.into() }, range.1.into()) as i16;
             }
         }
         y
+    }
+
+    /// A layer's input: the encoder's first layer reads samples within ±[`INPUT_LIMIT`] at zero
+    /// point 0, the others int8 activations at any zero point.
+    fn layer_input(n: usize, first: bool, zp: i8, next: &mut impl FnMut() -> u32) -> (Vec<i16>, i8) {
+        match first {
+            true => ((0..n).map(|_| (next() % (2 * INPUT_LIMIT as u32 + 1)) as i16 - INPUT_LIMIT as i16).collect(), 0),
+            false => ((0..n).map(|_| i16::from(next() as i8)).collect(), zp),
+        }
     }
 
     fn layer_strategy(
@@ -367,19 +405,20 @@ pub(crate) mod tests {
         fn dense_matches_reference(
             (n_in, n_out) in layer_strategy(1..40, 1..12),
             seed in any::<u64>(),
-            zp_in in any::<i8>(), zp_out in any::<i8>(), relu in any::<bool>(),
+            zp_in in any::<i8>(), zp_out in any::<i8>(), relu in any::<bool>(), first in any::<bool>(), last in any::<bool>(),
         ) {
             let mut rng = seed;
             let mut next = || { rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407); (rng >> 33) as u32 };
             let w: Vec<i8> = (0..n_in * n_out).map(|_| next() as i8).collect();
-            let x: Vec<i8> = (0..n_in).map(|_| next() as i8).collect();
+            let (x, zp_in) = layer_input(n_in, first, zp_in, &mut next);
+            let range = if last { CODE_RANGE } else { INT8_RANGE };
             let b: Vec<i32> = (0..n_out).map(|_| (next() as i32) >> 12).collect();
             let m: Vec<i32> = (0..n_out).map(|_| (1 << 30) + (next() as i32 & 0x3fff_ffff)).collect();
             let s: Vec<i8> = (0..n_out).map(|_| -((next() % 16) as i8)).collect();
             let p = Params::new(&w, &b, &m, &s);
-            let mut y = std::vec![0i8; n_out];
-            dense(I8s::new(&p.weights), I32s::new(&p.bias).unwrap(), zp_in, &p.requant(zp_out, relu), &x, &mut y);
-            prop_assert_eq!(y, reference_dense(&w, &b, zp_in, &m, &s, zp_out, relu, &x));
+            let mut y = std::vec![0i16; n_out];
+            dense(I8s::new(&p.weights), I32s::new(&p.bias).unwrap(), zp_in, &p.requant(zp_out, relu, range), &x, &mut y);
+            prop_assert_eq!(y, reference_dense(&w, &b, zp_in, &m, &s, zp_out, relu, range, &x));
         }
 
         #[test]
@@ -387,20 +426,22 @@ pub(crate) mod tests {
             in_channels in 1..4usize, out_channels in 1..6usize, in_len in 1..40usize,
             kernel in 1..8usize, stride in 1..4usize, padding in 0..4usize,
             seed in any::<u64>(), zp_in in any::<i8>(), zp_out in any::<i8>(), relu in any::<bool>(),
+            first in any::<bool>(), last in any::<bool>(),
         ) {
             let sh = Conv1dShape { in_channels, out_channels, in_len, kernel, stride, padding };
             prop_assume!(sh.out_len().is_some());
             let mut rng = seed;
             let mut next = || { rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407); (rng >> 33) as u32 };
             let w: Vec<i8> = (0..out_channels * in_channels * kernel).map(|_| next() as i8).collect();
-            let x: Vec<i8> = (0..in_channels * in_len).map(|_| next() as i8).collect();
+            let (x, zp_in) = layer_input(in_channels * in_len, first, zp_in, &mut next);
+            let range = if last { CODE_RANGE } else { INT8_RANGE };
             let b: Vec<i32> = (0..out_channels).map(|_| (next() as i32) >> 12).collect();
             let m: Vec<i32> = (0..out_channels).map(|_| (1 << 30) + (next() as i32 & 0x3fff_ffff)).collect();
             let s: Vec<i8> = (0..out_channels).map(|_| -((next() % 16) as i8)).collect();
             let p = Params::new(&w, &b, &m, &s);
-            let mut y = std::vec![0i8; out_channels * sh.out_len().unwrap()];
-            conv1d(&sh, I8s::new(&p.weights), I32s::new(&p.bias).unwrap(), zp_in, &p.requant(zp_out, relu), &x, &mut y);
-            prop_assert_eq!(y, reference_conv(&sh, &w, &b, zp_in, &m, &s, zp_out, relu, &x));
+            let mut y = std::vec![0i16; out_channels * sh.out_len().unwrap()];
+            conv1d(&sh, I8s::new(&p.weights), I32s::new(&p.bias).unwrap(), zp_in, &p.requant(zp_out, relu, range), &x, &mut y);
+            prop_assert_eq!(y, reference_conv(&sh, &w, &b, zp_in, &m, &s, zp_out, relu, range, &x));
         }
     }
 
@@ -410,12 +451,16 @@ pub(crate) mod tests {
         // output must clamp at 127 / -128 (or the ReLU floor), never wrap.
         let n = 64;
         let w = std::vec![127i8; 2 * n];
-        let x = std::vec![127i8; n];
+        let x = std::vec![127i16; n];
         let p = Params::new(&w, &[0, -1_000_000_000], &[i32::MAX, i32::MAX], &[0, 0]);
-        let mut y = [0i8; 2];
-        dense(I8s::new(&p.weights), I32s::new(&p.bias).unwrap(), -128, &p.requant(-5, false), &x, &mut y);
+        let mut y = [0i16; 2];
+        let (wq, bq) = (I8s::new(&p.weights), I32s::new(&p.bias).unwrap());
+        dense(wq, bq, -128, &p.requant(-5, false, INT8_RANGE), &x, &mut y);
         assert_eq!(y, [127, -128]);
-        dense(I8s::new(&p.weights), I32s::new(&p.bias).unwrap(), -128, &p.requant(-5, true), &x, &mut y);
+        dense(wq, bq, -128, &p.requant(-5, true, INT8_RANGE), &x, &mut y);
         assert_eq!(y, [127, -5]);
+        // Codes clamp at the i16 range instead.
+        dense(wq, bq, -128, &p.requant(-5, false, CODE_RANGE), &x, &mut y);
+        assert_eq!(y, [i16::MAX, i16::MIN]);
     }
 }

@@ -6,7 +6,8 @@
 use crate::encoder::{EncodeError, QuantizedEncoder};
 use crate::entropy::CodeTables;
 use crate::wire::{
-    encode_frame, StreamHeader, StreamLayout, HEADER_LEN, MAX_FRAME_CODES, MAX_FRAME_LEN, MAX_START_SAMPLE,
+    encode_frame, StreamHeader, StreamLayout, HEADER_LEN, MAX_FRAME_CODES, MAX_FRAME_LEN, MAX_FRAME_PAYLOAD,
+    MAX_START_SAMPLE,
 };
 
 /// Converts a physical value (e.g. mV) to device counts, the way the device's ADC scaling is
@@ -73,19 +74,36 @@ impl core::fmt::Display for StreamConfigError {
 impl core::error::Error for StreamConfigError {}
 
 /// Writes the payload of a data frame holding `codes` (whole windows, at most
-/// [`MAX_FRAME_CODES`]) into `out` and returns its length: the codes entropy coded with
-/// `tables` when that is shorter than the raw codes (the receiver tells the two apart by the
-/// length), the raw codes otherwise (an unusual frame that does not code shorter). Either way
-/// every code travels as it is: one beyond its table is escaped, never clamped.
-pub fn frame_payload(tables: Option<CodeTables<'_>>, codes: &[i8], out: &mut [u8; MAX_FRAME_CODES]) -> usize {
+/// [`MAX_FRAME_CODES`]) into `out`; returns its length and whether a code was clipped. With
+/// `tables` (an entropy-coded session) the payload is the codes entropy coded when that is
+/// shorter than their raw form (the receiver tells the two apart by the length), else the raw
+/// codes as i16 little-endian: every code travels as it is, one beyond its table escaped. A
+/// session without tables sends the raw codes one int8 byte each: a code outside the int8
+/// range is clipped to it, and the caller flags the frame saturated.
+pub fn frame_payload(
+    tables: Option<CodeTables<'_>>,
+    codes: &[i16],
+    out: &mut [u8; MAX_FRAME_PAYLOAD],
+) -> (usize, bool) {
     let n = codes.len().min(MAX_FRAME_CODES);
-    let coded = tables.and_then(|t| t.encode(&codes[..n], &mut out[..n.saturating_sub(1)]).ok());
-    coded.unwrap_or_else(|| {
+    let Some(tables) = tables else {
+        let mut clipped = false;
         for (o, &c) in out.iter_mut().zip(&codes[..n]) {
-            *o = c as u8;
+            let raw = c.clamp(i8::MIN.into(), i8::MAX.into());
+            clipped |= raw != c;
+            *o = raw as i8 as u8;
         }
-        n
-    })
+        return (n, clipped);
+    };
+    let raw = 2 * n;
+    let coded = tables.encode(&codes[..n], &mut out[..raw.saturating_sub(1)]).ok();
+    let len = coded.unwrap_or_else(|| {
+        for (o, &c) in out.chunks_exact_mut(2).zip(&codes[..n]) {
+            o.copy_from_slice(&c.to_le_bytes());
+        }
+        raw
+    });
+    (len, false)
 }
 
 /// Most bytes one [`StreamEncoder::encode_window`] call writes: a header and a frame.
@@ -96,7 +114,8 @@ pub const MAX_WINDOW_OUTPUT: usize = HEADER_LEN + MAX_FRAME_LEN;
 pub struct Encoded {
     /// Bytes written to send: 0 while a frame is still filling.
     pub len: usize,
-    /// A sample of this window was clipped or saturated the input quantizer.
+    /// A sample of this window saturated the input quantizer, or a code of the frame it
+    /// completes had to be clipped to travel raw (see [`frame_payload`]).
     pub saturated: bool,
 }
 
@@ -106,7 +125,7 @@ pub struct StreamEncoder<'m> {
     encoder: QuantizedEncoder<'m>,
     /// The session's header; `frame` is the number of the frame being filled.
     header: StreamHeader,
-    codes: heapless::Vec<i8, MAX_FRAME_CODES>,
+    codes: heapless::Vec<i16, MAX_FRAME_CODES>,
     saturated: bool,
     next_sample_index: u64,
 }
@@ -177,7 +196,7 @@ impl<'m> StreamEncoder<'m> {
     pub fn encode_window(
         &mut self,
         samples: &[i16],
-        scratch: &mut [i8],
+        scratch: &mut [i16],
         out: &mut [u8; MAX_WINDOW_OUTPUT],
     ) -> Result<Encoded, EncodeError> {
         let n = self.encoder.code_len();
@@ -203,8 +222,9 @@ impl<'m> StreamEncoder<'m> {
             out[..HEADER_LEN].copy_from_slice(&self.header.encode());
             len = HEADER_LEN;
         }
-        let mut payload = [0u8; MAX_FRAME_CODES];
-        let payload_len = frame_payload(self.encoder.spec().tables, &self.codes, &mut payload);
+        let mut payload = [0u8; MAX_FRAME_PAYLOAD];
+        let (payload_len, clipped) = frame_payload(self.encoder.spec().tables, &self.codes, &mut payload);
+        self.saturated |= clipped;
         len += encode_frame(&self.header, frame, self.saturated, &payload[..payload_len], &mut out[len..])
             .expect("a full frame fits MAX_WINDOW_OUTPUT behind a header");
         self.codes.clear();
@@ -220,7 +240,7 @@ impl<'m> StreamEncoder<'m> {
                 self.header.restart = true;
             }
         }
-        Ok(Encoded { len, ..encoded })
+        Ok(Encoded { len, saturated: encoded.saturated || clipped })
     }
 }
 
@@ -258,7 +278,7 @@ mod tests {
         let config =
             StreamConfig { stream_id: 7, session: 3, windows_per_frame: 2, header_interval: 2, start_sample: 1000 };
         let mut stream = StreamEncoder::new(encoder.clone(), config).unwrap();
-        let mut scratch = [0i8; 256];
+        let mut scratch = [0i16; 256];
         let mut out = [0u8; MAX_WINDOW_OUTPUT];
         let n = window * channels;
         let (quiet, loud) = ([0i16; 64], [i16::MAX; 64]);
@@ -289,9 +309,9 @@ mod tests {
                 (7, 3, 3, 1000 + 3 * span, false)
             ]
         );
-        let mut codes = [0i8; 64];
+        let mut codes = [0i16; 64];
         encoder.encode(&quiet[..n], &mut scratch, &mut codes[..encoder.code_len()]).unwrap();
-        let raw: std::vec::Vec<u8> = codes[..encoder.code_len()].iter().map(|&c| c as u8).collect();
+        let raw: std::vec::Vec<u8> = codes[..encoder.code_len()].iter().map(|&c| c as i8 as u8).collect();
         assert_eq!(&frames[0].payload[..encoder.code_len()], &raw[..]);
         assert_eq!(frames[0].model_id, encoder.model_id());
     }
@@ -304,14 +324,14 @@ mod tests {
         let encoder = QuantizedEncoder::from_blob(&plain).unwrap();
         let (window, channels) = (encoder.window(), encoder.channels());
         let n = window * channels;
-        let mut scratch = [0i8; 256];
+        let mut scratch = [0i16; 256];
         // Six quiet windows, then six busy ones.
         let windows: std::vec::Vec<std::vec::Vec<i16>> = (0..12)
             .map(|w| (0..n).map(|i| if w < 6 { 0 } else { ((w * 97 + i * 31) % 400) as i16 - 200 }).collect())
             .collect();
         let (mut codes, mut input_saturated) = (std::vec::Vec::new(), std::vec::Vec::new());
         for w in &windows {
-            let mut c = [0i8; 2];
+            let mut c = [0i16; 2];
             input_saturated.push(encoder.encode(w, &mut scratch, &mut c).unwrap().input_saturated);
             codes.extend_from_slice(&c);
         }
@@ -319,18 +339,16 @@ mod tests {
         // both favour the quiet window's codes, so that quiet frames code short.
         let max0 = codes.iter().step_by(2).copied().max().unwrap();
         let lo0 = codes.iter().step_by(2).copied().min().unwrap().min(max0 - 3);
-        let span0 = (max0 as i16 - lo0 as i16) as usize;
+        let span0 = (max0 - lo0) as usize;
         let favour = |f: &mut std::vec::Vec<u16>, at: usize| {
             let spare = (crate::entropy::TOTAL as usize - f.len()) as u16;
             let last = f.len() - 1;
             f[at.min(last)] += spare;
         };
         let mut f0 = std::vec![1u16; span0];
-        favour(&mut f0, (codes[0] as i16 - lo0 as i16) as usize);
-        let mut f1 = std::vec![1u16; 256];
-        favour(&mut f1, (codes[1] as i16 + 128) as usize);
-        let lo1 = -128;
-        let owned = OwnedTables::new(&[(lo0, f0), (lo1, f1)]);
+        favour(&mut f0, (codes[0] - lo0) as usize);
+        // Latent 1's table is the quiet code and its two escapes: every other code is escaped.
+        let owned = OwnedTables::new(&[(lo0, f0), (codes[1] - 1, std::vec![1, 4094, 1])]);
         let coded = tiny_blob_coded(owned.tables());
         let encoder = QuantizedEncoder::from_blob(&coded).unwrap();
         let config = StreamConfig { windows_per_frame: 3, ..StreamConfig::DEFAULT };
@@ -347,12 +365,12 @@ mod tests {
         assert_eq!(frames.len(), 4);
         for (f, frame) in frames.iter().enumerate() {
             let want = &codes[6 * f..6 * f + 6];
-            let mut got = [0i8; 6];
+            let mut got = [0i16; 6];
             if frame.entropy_coded {
                 owned.tables().decode(&frame.payload, &mut got).unwrap();
             } else {
-                assert_eq!(frame.payload.len(), 6);
-                got.iter_mut().zip(&frame.payload).for_each(|(g, &p)| *g = p as i8);
+                assert_eq!(frame.payload.len(), 12);
+                got.iter_mut().zip(frame.payload.chunks(2)).for_each(|(g, p)| *g = i16::from_le_bytes([p[0], p[1]]));
             }
             assert_eq!(got, want, "frame {f}: every code as the encoder made it");
             assert_eq!(frame.saturated, (0..3).any(|w| input_saturated[3 * f + w]));
@@ -392,7 +410,7 @@ mod tests {
         let blob = tiny_blob();
         let encoder = QuantizedEncoder::from_blob(&blob).unwrap();
         let mut stream = StreamEncoder::new(encoder, StreamConfig::DEFAULT).unwrap();
-        let mut scratch = [0i8; 256];
+        let mut scratch = [0i16; 256];
         let mut out = [0u8; MAX_WINDOW_OUTPUT];
         assert!(matches!(stream.encode_window(&[0; 3], &mut scratch, &mut out), Err(EncodeError::WindowLength { .. })));
         assert_eq!((stream.next_sample_index(), stream.pending_windows()), (0, 0));

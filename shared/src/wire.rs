@@ -1,4 +1,4 @@
-//! Wire format, version 2: how the device sends latent codes over a byte link.
+//! Wire format, version 4: how the device sends latent codes over a byte link.
 //!
 //! A [`StreamHeader`] (32 bytes, CRC-32) says once per `header_interval` frames what is constant
 //! for a stream: model, session, layout, where the session started. Between headers, data frames
@@ -14,7 +14,7 @@ use heapless::Deque;
 use crate::blob::MAX_CHANNELS;
 
 /// Version of the layouts; the second byte of every header.
-pub const WIRE_VERSION: u8 = 3;
+pub const WIRE_VERSION: u8 = 4;
 /// First byte of every stream header.
 pub const HEADER_MAGIC: u8 = 0xF5;
 /// Bytes of a stream header, its CRC-32 included.
@@ -25,8 +25,10 @@ pub const CHECK_LEN: usize = 2;
 pub const MAX_CODES: usize = 64;
 /// Most codes one data frame carries (all its windows).
 pub const MAX_FRAME_CODES: usize = 255;
-/// Largest data frame (raw codes behind a length byte), and so the largest item on the link.
-pub const MAX_FRAME_LEN: usize = 1 + MAX_FRAME_CODES + CHECK_LEN;
+/// Largest payload of a data frame: the raw codes of an entropy-coded session, two bytes each.
+pub const MAX_FRAME_PAYLOAD: usize = 2 * MAX_FRAME_CODES;
+/// Largest data frame (raw codes behind a two-byte length), and so the largest item on the link.
+pub const MAX_FRAME_LEN: usize = 2 + MAX_FRAME_PAYLOAD + CHECK_LEN;
 /// Length of a [`ModelId`].
 pub const MODEL_ID_LEN: usize = 4;
 /// Frame numbers a receiver tries after the one it expects: up to `SEARCH_DEPTH - 1` lost frames
@@ -50,7 +52,8 @@ pub const FLAG_RESTART: u8 = 0x01;
 /// Header `flags` bit: the session's data frames are variable-length, their codes entropy coded.
 pub const FLAG_ENTROPY_CODED: u8 = 0x02;
 /// Implied frame flag bit: a sample of some window of the frame was clipped to the i16 input
-/// range or saturated the int8 input quantizer.
+/// range or saturated the input quantizer, or (sessions that are not entropy coded) a code was
+/// clipped to int8.
 pub const FRAME_SATURATED: u8 = 0x01;
 
 /// Identifies the model that produced the codes: the first bytes of the SHA-256 of the
@@ -75,9 +78,43 @@ pub struct StreamLayout {
     /// Samples per channel in a window.
     pub window: u16,
     pub windows_per_frame: u8,
-    /// Data frames are a length byte and a payload ([`FLAG_ENTROPY_CODED`]); otherwise the raw
-    /// codes.
+    /// Data frames are a length and a payload ([`FLAG_ENTROPY_CODED`]); otherwise the raw
+    /// codes, one int8 byte each.
     pub entropy_coded: bool,
+}
+
+/// Bytes of the length of an entropy-coded frame's payload of `len` bytes: one below 128,
+/// else two (7 low bits with the top bit set, then the rest, never 0).
+pub fn length_prefix_len(len: usize) -> usize {
+    if len < 0x80 {
+        1
+    } else {
+        2
+    }
+}
+
+/// Writes the length of a payload of `len` (at most [`MAX_FRAME_PAYLOAD`]) bytes into `out`,
+/// returning how many bytes it took.
+fn write_length_prefix(len: usize, out: &mut [u8]) -> usize {
+    if len < 0x80 {
+        out[0] = len as u8;
+        1
+    } else {
+        out[0] = 0x80 | (len & 0x7F) as u8;
+        out[1] = (len >> 7) as u8;
+        2
+    }
+}
+
+/// The payload length `bytes` starts with and the bytes it took: `None` when a byte is missing
+/// or the second byte is 0 (a length below 128 takes one byte: one length, one way to write it).
+fn read_length_prefix(bytes: &[u8]) -> Option<(usize, usize)> {
+    let first = *bytes.first()?;
+    if first < 0x80 {
+        return Some((usize::from(first), 1));
+    }
+    let second = *bytes.get(1)?;
+    (second != 0 && second < 0x80).then_some((usize::from(first & 0x7F) | usize::from(second) << 7, 2))
 }
 
 impl StreamLayout {
@@ -86,20 +123,40 @@ impl StreamLayout {
         usize::from(self.codes_per_window) * usize::from(self.windows_per_frame)
     }
 
+    /// Bytes of the longest payload: the raw codes (two bytes each when entropy coded).
+    pub fn max_payload_len(&self) -> usize {
+        if self.entropy_coded {
+            2 * self.frame_codes()
+        } else {
+            self.frame_codes()
+        }
+    }
+
     /// Bytes of the longest data frame of this layout, its check included (every frame, unless
     /// entropy coded).
     pub fn max_frame_len(&self) -> usize {
-        usize::from(self.entropy_coded) + self.frame_codes() + CHECK_LEN
+        self.frame_len(self.max_payload_len())
     }
 
-    /// Bytes of the data frame that `bytes` starts with: `None` when its length byte is missing
-    /// or larger than a frame's codes.
+    /// Bytes of a data frame with a payload of `payload` bytes.
+    fn frame_len(&self, payload: usize) -> usize {
+        let prefix = if self.entropy_coded { length_prefix_len(payload) } else { 0 };
+        prefix + payload + CHECK_LEN
+    }
+
+    /// Bytes of the data frame that `bytes` starts with: `None` when its length is missing,
+    /// malformed or larger than a frame's raw codes.
     fn frame_len_at(&self, bytes: &[u8]) -> Option<usize> {
         if !self.entropy_coded {
             return Some(self.max_frame_len());
         }
-        let payload = usize::from(*bytes.first()?);
-        (payload <= self.frame_codes()).then_some(1 + payload + CHECK_LEN)
+        let (payload, prefix) = read_length_prefix(bytes)?;
+        (payload <= self.max_payload_len()).then_some(prefix + payload + CHECK_LEN)
+    }
+
+    /// Whether the length that `bytes` starts with is cut short (more bytes may complete it).
+    fn length_incomplete(&self, bytes: &[u8]) -> bool {
+        self.entropy_coded && bytes.first().is_none_or(|&b| b >= 0x80 && bytes.len() < 2)
     }
 
     /// Samples per channel one data frame covers.
@@ -231,7 +288,7 @@ fn frame_check(header: &StreamHeader, codes: &[u8], frame: u32, flags: u8) -> u1
 pub enum EncodeFrameError {
     /// The output buffer is shorter than the frame ([`MAX_FRAME_LEN`] always suffices).
     BufferTooSmall,
-    /// The payload is not one frame's codes (or, entropy coded, longer than them).
+    /// The payload is not one frame's codes (or, entropy coded, longer than their raw form).
     CodeCount { expected: usize, found: usize },
 }
 
@@ -249,8 +306,9 @@ impl core::fmt::Display for EncodeFrameError {
 impl core::error::Error for EncodeFrameError {}
 
 /// Writes data frame `frame` of `header`'s session into `out` and returns its length. The
-/// payload is the codes of all its windows as bytes; in an entropy-coded session, their coded
-/// form when it is shorter than that (see [`DataFrame::entropy_coded`]).
+/// payload is the codes of all its windows, one int8 byte each; in an entropy-coded session,
+/// their coded form, or when that is not shorter, the codes as i16 little-endian (see
+/// [`DataFrame::entropy_coded`] and `stream::frame_payload`).
 pub fn encode_frame(
     header: &StreamHeader,
     frame: u32,
@@ -258,18 +316,15 @@ pub fn encode_frame(
     payload: &[u8],
     out: &mut [u8],
 ) -> Result<usize, EncodeFrameError> {
-    let codes = header.layout.frame_codes();
-    let fits = if header.layout.entropy_coded { payload.len() <= codes } else { payload.len() == codes };
+    let layout = &header.layout;
+    let max = layout.max_payload_len();
+    let fits = if layout.entropy_coded { payload.len() <= max } else { payload.len() == max };
     if !fits {
-        return Err(EncodeFrameError::CodeCount { expected: codes, found: payload.len() });
+        return Err(EncodeFrameError::CodeCount { expected: max, found: payload.len() });
     }
-    let prefix = usize::from(header.layout.entropy_coded);
-    let len = prefix + payload.len() + CHECK_LEN;
+    let len = layout.frame_len(payload.len());
     let out = out.get_mut(..len).ok_or(EncodeFrameError::BufferTooSmall)?;
-    if prefix == 1 {
-        // payload.len() <= MAX_FRAME_CODES = 255 for a valid layout.
-        out[0] = payload.len() as u8;
-    }
+    let prefix = if layout.entropy_coded { write_length_prefix(payload.len(), out) } else { 0 };
     out[prefix..len - CHECK_LEN].copy_from_slice(payload);
     let flags = if saturated { FRAME_SATURATED } else { 0 };
     let check = frame_check(header, &out[..len - CHECK_LEN], frame, flags);
@@ -336,15 +391,16 @@ pub struct DataFrame {
     /// [`FRAME_SATURATED`] was set.
     pub saturated: bool,
     /// The payload holds the codes entropy coded with the model's tables; otherwise it is the
-    /// codes of the frame's `layout.windows_per_frame` windows, window after window, as bytes.
+    /// codes of the frame's `layout.windows_per_frame` windows, window after window: i16
+    /// little-endian in an entropy-coded session, int8 in the others.
     pub entropy_coded: bool,
-    pub payload: heapless::Vec<u8, MAX_FRAME_CODES>,
+    pub payload: heapless::Vec<u8, MAX_FRAME_PAYLOAD>,
 }
 
 impl DataFrame {
     /// Bytes the frame took on the link.
     pub fn wire_len(&self) -> usize {
-        usize::from(self.layout.entropy_coded) + self.payload.len() + CHECK_LEN
+        self.layout.frame_len(self.payload.len())
     }
 }
 
@@ -612,7 +668,7 @@ impl FrameDecoder {
             let next = next.and_then(|(s, alt, n)| (s == slot).then_some((alt, n)));
             for (alt, header, expected) in lock.numberings(next) {
                 let Some(len) = header.layout.frame_len_at(bytes) else {
-                    need_more |= bytes.is_empty() && !end;
+                    need_more |= header.layout.length_incomplete(bytes) && !end;
                     continue;
                 };
                 let Some(frame_bytes) = bytes.get(..len) else {
@@ -774,10 +830,12 @@ impl FrameDecoder {
                     }
                 }
                 let h = lock.header;
-                let prefix = usize::from(h.layout.entropy_coded);
+                let frame_bytes = &self.buf[self.start - len..self.start - CHECK_LEN];
+                let prefix =
+                    if h.layout.entropy_coded { read_length_prefix(frame_bytes).map_or(0, |(_, n)| n) } else { 0 };
                 let mut payload = heapless::Vec::new();
-                // At most MAX_FRAME_CODES for a valid layout.
-                let _ = payload.extend_from_slice(&self.buf[self.start - len + prefix..self.start - CHECK_LEN]);
+                // At most MAX_FRAME_PAYLOAD for a valid layout.
+                let _ = payload.extend_from_slice(&frame_bytes[prefix..]);
                 let data = DataFrame {
                     stream_id: h.stream_id,
                     model_id: h.model_id,
@@ -786,7 +844,7 @@ impl FrameDecoder {
                     frame,
                     sample_index: h.sample_index(frame),
                     saturated,
-                    entropy_coded: h.layout.entropy_coded && payload.len() < h.layout.frame_codes(),
+                    entropy_coded: h.layout.entropy_coded && payload.len() < h.layout.max_payload_len(),
                     payload,
                 };
                 lock.heard = self.clock;
@@ -958,8 +1016,8 @@ pub(crate) mod tests {
     /// Payload of frame `f` in the tests: different for every frame; entropy coded, of every
     /// length from empty to raw codes.
     pub(crate) fn payload(h: &StreamHeader, f: u32) -> Vec<u8> {
-        let codes = h.layout.frame_codes();
-        let len = if h.layout.entropy_coded { (f as usize * 5 + 1) % (codes + 1) } else { codes };
+        let raw = h.layout.max_payload_len();
+        let len = if h.layout.entropy_coded { (f as usize * 5 + 1) % (raw + 1) } else { raw };
         (0..len).map(|i| (f as usize * 7 + i * 13) as u8).collect()
     }
 
@@ -972,7 +1030,7 @@ pub(crate) mod tests {
             frame: f,
             sample_index: h.sample_index(f),
             saturated,
-            entropy_coded: h.layout.entropy_coded && payload(h, f).len() < h.layout.frame_codes(),
+            entropy_coded: h.layout.entropy_coded && payload(h, f).len() < h.layout.max_payload_len(),
             payload: heapless::Vec::from_slice(&payload(h, f)).unwrap(),
         }
     }
@@ -1105,36 +1163,48 @@ pub(crate) mod tests {
                 channels: 1,
                 codes_per_window: 3,
                 window: 64,
-                windows_per_frame: 2,
+                windows_per_frame: 4,
                 entropy_coded: true,
             },
             header_interval: 64,
             frame: 0,
             start_sample: 0,
         };
-        let frames: [([i8; 6], bool); 4] = [
-            ([-1, 0, 0, -1, 0, 5], false),
-            ([1, 0, -128, -2, 0, 127], false),
-            ([-1, 0, 0, -1, 0, 0], true),
-            ([-1, 0, 0, -1, 3, 0], false),
+        let quiet = [-1, 0, 0, -1, 0, 0, -1, 0, 0, -1, 0, 0];
+        let with = |at: usize, code: i16| {
+            let mut c = quiet;
+            c[at] = code;
+            c
+        };
+        let escapes = [1, 0, -128, -2, 0, 127, 1, 0, -128, -2, 0, 127];
+        let mut wide = [300; 12];
+        wide[11] = -300;
+        let frames: [([i16; 12], bool); 6] = [
+            (with(5, 5), false),
+            (escapes, false),
+            (quiet, true),
+            (with(4, 3), false),
+            (with(4, -300), false),
+            (wide, false),
         ];
         let mut v3 = h.encode().to_vec();
         let mut buf = [0u8; MAX_FRAME_LEN];
         for (f, (codes, saturated)) in frames.iter().enumerate() {
-            let mut payload = [0u8; MAX_FRAME_CODES];
-            let len = crate::stream::frame_payload(Some(tables), codes, &mut payload);
+            let mut payload = [0u8; MAX_FRAME_PAYLOAD];
+            let (len, clipped) = crate::stream::frame_payload(Some(tables), codes, &mut payload);
+            assert!(!clipped, "an entropy-coded session carries every code");
             let n = encode_frame(&h, f as u32, *saturated, &payload[..len], &mut buf).unwrap();
             v3.extend_from_slice(&buf[..n]);
         }
         assert_eq!(v3, golden("golden-3"));
         let got = frames_of(&decode_all(&v3, 1));
-        assert_eq!(got.iter().map(|f| f.entropy_coded).collect::<Vec<_>>(), [true, false, true, true]);
+        assert_eq!(got.iter().map(|f| f.entropy_coded).collect::<Vec<_>>(), [true, true, true, true, true, false]);
         for (frame, (codes, saturated)) in got.iter().zip(&frames) {
-            let mut back = [0i8; 6];
+            let mut back = [0i16; 12];
             if frame.entropy_coded {
                 tables.decode(&frame.payload, &mut back).unwrap();
             } else {
-                back.iter_mut().zip(&frame.payload).for_each(|(b, &p)| *b = p as i8);
+                back.iter_mut().zip(frame.payload.chunks(2)).for_each(|(b, p)| *b = i16::from_le_bytes([p[0], p[1]]));
             }
             assert_eq!((&back, frame.saturated), (codes, *saturated));
         }
@@ -1171,9 +1241,9 @@ pub(crate) mod tests {
             start_sample: MAX_START_SAMPLE,
             ..header(0)
         };
-        assert_eq!(h.layout.max_frame_len(), MAX_FRAME_LEN - 1);
+        assert_eq!(h.layout.max_frame_len(), MAX_FRAME_CODES + CHECK_LEN);
         let stream = session_items(&h, 9).concat();
-        assert_eq!(stream.len() as u64, stream_len(9, MAX_FRAME_LEN - 1, h.header_interval));
+        assert_eq!(stream.len() as u64, stream_len(9, MAX_FRAME_CODES + CHECK_LEN, h.header_interval));
         let frames = frames_of(&decode_all(&stream, 100));
         assert_eq!(frames.len(), 9);
         assert_eq!(frames[8].sample_index, MAX_START_SAMPLE + 8 * 5 * u64::from(u16::MAX));
@@ -1182,18 +1252,22 @@ pub(crate) mod tests {
         assert_eq!(h.layout.max_frame_len(), MAX_FRAME_LEN);
         let mut stream = h.encode().to_vec();
         let mut buf = [0u8; MAX_FRAME_LEN];
-        for (f, len) in [(0, MAX_FRAME_CODES), (1, 0), (2, MAX_FRAME_CODES - 1)] {
-            let n = encode_frame(&h, f, false, &[0x5a; MAX_FRAME_CODES][..len], &mut buf).unwrap();
-            assert_eq!(n, len + 3);
+        // Payloads of every length prefix: one byte below 128, two from 128 on.
+        let lens = [(MAX_FRAME_PAYLOAD, 2), (0, 1), (127, 1), (128, 2), (MAX_FRAME_PAYLOAD - 1, 2)];
+        for (f, &(len, prefix)) in lens.iter().enumerate() {
+            let n = encode_frame(&h, f as u32, false, &[0x5a; MAX_FRAME_PAYLOAD][..len], &mut buf).unwrap();
+            assert_eq!(n, prefix + len + CHECK_LEN);
             stream.extend_from_slice(&buf[..n]);
         }
+        let too_long = encode_frame(&h, 5, false, &[0; MAX_FRAME_PAYLOAD + 1], &mut [0u8; 600]);
+        assert_eq!(
+            too_long,
+            Err(EncodeFrameError::CodeCount { expected: MAX_FRAME_PAYLOAD, found: MAX_FRAME_PAYLOAD + 1 })
+        );
         let frames = frames_of(&decode_all(&stream, 7));
         let got: Vec<(usize, bool)> = frames.iter().map(|f| (f.payload.len(), f.entropy_coded)).collect();
-        assert_eq!(got, [(MAX_FRAME_CODES, false), (0, true), (MAX_FRAME_CODES - 1, true)]);
-        assert_eq!(
-            encode_frame(&h, 3, false, &[0; MAX_FRAME_CODES + 1], &mut buf),
-            Err(EncodeFrameError::CodeCount { expected: MAX_FRAME_CODES, found: MAX_FRAME_CODES + 1 })
-        );
+        let want: Vec<(usize, bool)> = lens.iter().map(|&(len, _)| (len, len < MAX_FRAME_PAYLOAD)).collect();
+        assert_eq!(got, want);
     }
 
     #[test]
@@ -1347,7 +1421,7 @@ pub(crate) mod tests {
     #[test]
     fn headers_it_cannot_use_are_reported_by_kind() {
         let mut bad = header(0).encode();
-        bad[1] = 4;
+        bad[1] = 3; // the previous version
         let crc = CRC32.checksum(&bad[..28]);
         bad[28..].copy_from_slice(&crc.to_le_bytes());
         let mut malformed = header(0).encode();
@@ -1360,7 +1434,7 @@ pub(crate) mod tests {
         assert_eq!(
             corrupt_of(&events),
             std::vec![
-                (CorruptKind::UnsupportedVersion(4), HEADER_LEN),
+                (CorruptKind::UnsupportedVersion(3), HEADER_LEN),
                 (CorruptKind::Malformed, HEADER_LEN),
                 (CorruptKind::Malformed, HEADER_LEN)
             ]

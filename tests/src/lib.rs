@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use funnel_artifacts::metrics::Quality;
+use funnel_artifacts::metrics::{Method, Quality};
 use funnel_artifacts::{ModelCard, Recording, Windows};
 
 /// The repository root.
@@ -35,12 +35,18 @@ pub fn read_rows(path: &Path, column: &str) -> Vec<(u64, Option<f64>, String)> {
 }
 
 /// PRDN of a decoded one-channel CSV over the held-out part of the recording `data` that
-/// `card` was trained on (rows are taken by sample index; every held-out row must be present).
-pub fn held_out_prdn(csv: &Path, card: &ModelCard, data: &Path) -> f64 {
+/// `card` was trained on, and the number of windows it covers: as far as the card's device
+/// figure goes (sent alone, the held-out part's last windows may fill no frame), or as far as
+/// the CSV goes when that is shorter (the frames of the whole recording end where they end).
+/// Rows are taken by sample index; every held-out row up to there must be present.
+pub fn held_out_prdn(csv: &Path, card: &ModelCard, data: &Path) -> (f64, usize) {
     let rows = read_rows(csv, &card.columns[0]);
     let rec = Recording::from_csv(data, &card.columns).unwrap();
     let start = card.split.train_windows * card.window();
-    let end = start + card.split.held_out_windows * card.window();
+    let decoded = rows.len().saturating_sub(start) / card.window();
+    let windows = card.held_out.get(&Method::Int8Device).map_or(card.split.held_out_windows, |m| m.windows);
+    let windows = windows.min(decoded);
+    let end = start + windows * card.window();
     let original = Windows::new(card.window(), rec.samples[0][start..end].to_vec());
     let values: Vec<f32> = rows[start..end]
         .iter()
@@ -51,5 +57,5 @@ pub fn held_out_prdn(csv: &Path, card: &ModelCard, data: &Path) -> f64 {
             value.unwrap() as f32
         })
         .collect();
-    Quality::of(&original, &Windows::new(card.window(), values), 1).prdn
+    (Quality::of(&original, &Windows::new(card.window(), values), 1).prdn, windows)
 }

@@ -103,7 +103,8 @@ fn the_shipped_model_meets_its_card_through_encode_and_decode() {
     let encoded = encode_ecg(&codes);
     let report = decode(dir.path(), &codes, &csv).unwrap();
     assert_eq!((report.frames as usize, report.corrupt_runs(), report.missing_samples), (encoded.frames, 0, 0));
-    let prdn = held_out_prdn(&csv, &card, &data);
+    let (prdn, windows) = held_out_prdn(&csv, &card, &data);
+    assert_eq!(windows, recorded.windows, "one window per frame: every held-out window is decoded");
     assert!((prdn - recorded.prdn).abs() <= 1e-3 * recorded.prdn, "CLI PRDN {prdn} vs card {}", recorded.prdn);
 }
 

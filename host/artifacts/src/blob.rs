@@ -1,9 +1,9 @@
 //! `encoder.fq8`, the device's model blob, as a validated value: parsed once, its model id
 //! checked against the hash of its payload, its facts at hand without parsing again.
 
-use funnel_shared::blob::{BlobError, CodeQuant, I8s, ModelBlob, U16s, HEADER_LEN, TRAILER_LEN};
+use funnel_shared::blob::{BlobError, CodeQuant, I16s, ModelBlob, U16s, HEADER_LEN, TRAILER_LEN};
 use funnel_shared::encoder::QuantizedEncoder;
-use funnel_shared::entropy::{CodeTables, EntropyError, TOTAL};
+use funnel_shared::entropy::{CodeTables, EntropyError, MAX_TABLE_CODES, TOTAL};
 use funnel_shared::stream::to_counts;
 use funnel_shared::wire::{DataFrame, ModelId};
 
@@ -40,16 +40,17 @@ pub struct OwnedCodeTables {
 }
 
 /// Most codes a table leaves room for on each side of those seen in training, as a fraction of
-/// the span seen (at least [`MIN_TABLE_MARGIN`] codes): live signals drift past the training
-/// extremes, and a code at or beyond a table's end costs 8 bits more (it is escaped).
+/// the span seen (at least [`MIN_TABLE_MARGIN`] codes, within [`MAX_TABLE_CODES`] in all): live
+/// signals drift past the training extremes, and a code at or beyond a table's end costs 8 bits
+/// more (it is escaped).
 pub const TABLE_MARGIN: f64 = 0.25;
-pub const MIN_TABLE_MARGIN: i16 = 4;
+pub const MIN_TABLE_MARGIN: i32 = 4;
 
 impl OwnedCodeTables {
     pub fn tables(&self) -> CodeTables<'_> {
         CodeTables {
-            lowest: I8s::new(&self.lowest),
-            highest: I8s::new(&self.highest),
+            lowest: I16s::new(&self.lowest).expect("two bytes per entry"),
+            highest: I16s::new(&self.highest).expect("two bytes per entry"),
             cumulative: U16s::new(&self.cumulative).expect("two bytes per entry"),
         }
     }
@@ -57,33 +58,39 @@ impl OwnedCodeTables {
     fn of(tables: &CodeTables<'_>) -> Self {
         let n = tables.cumulative.len();
         OwnedCodeTables {
-            lowest: tables.lowest.iter().map(|c| c as u8).collect(),
-            highest: tables.highest.iter().map(|c| c as u8).collect(),
+            lowest: tables.lowest.iter().flat_map(i16::to_le_bytes).collect(),
+            highest: tables.highest.iter().flat_map(i16::to_le_bytes).collect(),
             cumulative: (0..n).flat_map(|i| tables.cumulative.get(i).to_le_bytes()).collect(),
         }
     }
 
     /// Fits one table per latent to `codes` (whole windows of `latents` codes, as the device
-    /// makes them on the training part): the codes seen widened by a margin, each with a
-    /// frequency proportional to its count plus one half (so that unseen codes stay codable),
-    /// rounded to [`TOTAL`] with every frequency at least 1.
-    pub fn fit(codes: &[i8], latents: usize) -> OwnedCodeTables {
+    /// makes them on the training part): the codes seen (the densest [`MAX_TABLE_CODES`] of
+    /// them when they spread wider) widened by a margin, each with a frequency proportional to
+    /// its count plus one half (so that unseen codes stay codable), rounded to [`TOTAL`] with
+    /// every frequency at least 1.
+    pub fn fit(codes: &[i16], latents: usize) -> OwnedCodeTables {
         let mut t = OwnedCodeTables::default();
         for latent in 0..latents {
-            let seen: Vec<i16> = codes.iter().skip(latent).step_by(latents).map(|&c| i16::from(c)).collect();
-            let (lo, hi) = match (seen.iter().min(), seen.iter().max()) {
-                (Some(&lo), Some(&hi)) => (lo, hi),
-                _ => (0, 0),
+            let mut seen: Vec<i32> = codes.iter().skip(latent).step_by(latents).map(|&c| i32::from(c)).collect();
+            seen.sort_unstable();
+            let (lo, hi) = densest_span(&seen, MAX_TABLE_CODES as i32);
+            let room = MAX_TABLE_CODES as i32 - (hi - lo + 1);
+            let margin = ((f64::from(hi - lo) * TABLE_MARGIN).ceil() as i32).max(MIN_TABLE_MARGIN).min(room / 2);
+            let (lo, hi) = ((lo - margin).max(i16::MIN.into()), (hi + margin).min(i16::MAX.into()));
+            // Three codes at least: two escapes and one more.
+            let (lo, hi) = if hi - lo < 2 {
+                (lo.min(i32::from(i16::MAX) - 2), lo.min(i32::from(i16::MAX) - 2) + 2)
+            } else {
+                (lo, hi)
             };
-            let margin = ((f64::from(hi - lo) * TABLE_MARGIN).ceil() as i16).max(MIN_TABLE_MARGIN);
-            let (lo, hi) = ((lo - margin).max(-128), (hi + margin).min(127));
             let mut counts = vec![0.5f64; (hi - lo + 1) as usize];
-            for &c in &seen {
+            for &c in seen.iter().filter(|&&c| (lo..=hi).contains(&c)) {
                 counts[(c - lo) as usize] += 1.0;
             }
             let freqs = quantize_frequencies(&counts);
-            t.lowest.push(lo as i8 as u8);
-            t.highest.push(hi as i8 as u8);
+            t.lowest.extend_from_slice(&(lo as i16).to_le_bytes());
+            t.highest.extend_from_slice(&(hi as i16).to_le_bytes());
             let mut cumulative = 0u16;
             for f in freqs {
                 t.cumulative.extend_from_slice(&cumulative.to_le_bytes());
@@ -92,6 +99,25 @@ impl OwnedCodeTables {
         }
         t
     }
+}
+
+/// The `[lo, hi]` of at most `width` codes that holds the most of the sorted `seen` (all of
+/// them when they span no more); `(0, 0)` when nothing was seen.
+fn densest_span(seen: &[i32], width: i32) -> (i32, i32) {
+    let (Some(&first), Some(&last)) = (seen.first(), seen.last()) else { return (0, 0) };
+    if last - first < width {
+        return (first, last);
+    }
+    let (mut best, mut best_count, mut end) = ((first, first), 0, 0);
+    for (start, &lo) in seen.iter().enumerate() {
+        while end < seen.len() && seen[end] < lo + width {
+            end += 1;
+        }
+        if end - start > best_count {
+            (best, best_count) = ((lo, seen[end - 1]), end - start);
+        }
+    }
+    best
 }
 
 /// Integer frequencies summing to [`TOTAL`], each at least 1, close to proportional to
@@ -154,7 +180,7 @@ impl Blob {
                 spec.counts_per_unit,
                 spec.codes,
                 spec.macs(),
-                spec.scratch_len(),
+                spec.scratch_len() * core::mem::size_of::<i16>(),
                 spec.tables.as_ref().map(OwnedCodeTables::of),
             )
         };
@@ -213,7 +239,7 @@ impl Blob {
     }
 
     /// The latent value of one code.
-    pub fn dequantize(&self, code: i8) -> f32 {
+    pub fn dequantize(&self, code: i16) -> f32 {
         self.codes.scale * (f32::from(code) - f32::from(self.codes.zero_point))
     }
 
@@ -223,13 +249,20 @@ impl Blob {
     }
 
     /// The codes a received data frame of this model carries, window after window.
-    pub fn frame_codes(&self, frame: &DataFrame) -> Result<Vec<i8>, EntropyError> {
-        let mut codes = vec![0i8; frame.layout.frame_codes()];
+    pub fn frame_codes(&self, frame: &DataFrame) -> Result<Vec<i16>, EntropyError> {
+        let mut codes = vec![0i16; frame.layout.frame_codes()];
         match (frame.entropy_coded, self.code_tables()) {
             (true, Some(tables)) => tables.decode(&frame.payload, &mut codes)?,
             (true, None) => return Err(EntropyError::Inconsistent),
-            (false, _) if frame.payload.len() == codes.len() => {
-                codes.iter_mut().zip(&frame.payload).for_each(|(c, &b)| *c = b as i8);
+            // Raw in an entropy-coded session: i16, little-endian.
+            (false, _) if frame.layout.entropy_coded && frame.payload.len() == 2 * codes.len() => {
+                codes
+                    .iter_mut()
+                    .zip(frame.payload.chunks_exact(2))
+                    .for_each(|(c, b)| *c = i16::from_le_bytes([b[0], b[1]]));
+            }
+            (false, _) if !frame.layout.entropy_coded && frame.payload.len() == codes.len() => {
+                codes.iter_mut().zip(&frame.payload).for_each(|(c, &b)| *c = (b as i8).into());
             }
             (false, _) => return Err(EntropyError::CodeCount),
         }
@@ -269,16 +302,33 @@ mod tests {
 
     #[test]
     fn fitted_tables_are_valid_and_cover_the_codes_with_a_margin() {
-        let codes: Vec<i8> = (0..3000).map(|i| [(i % 7) as i8 - 3, 100, -128][i % 3]).collect();
+        let codes: Vec<i16> = (0..3000).map(|i| [(i % 7) as i16 - 3, 100, -128][i % 3]).collect();
         let owned = OwnedCodeTables::fit(&codes, 3);
         let t = owned.tables();
         assert_eq!(t.validate(3), Ok(()));
-        let ranges: Vec<(i8, i8)> = (0..3).map(|i| (t.lowest.get(i), t.highest.get(i))).collect();
-        assert_eq!(ranges, [(-7, 7), (96, 104), (-128, -124)]);
+        let ranges: Vec<(i16, i16)> = (0..3).map(|i| (t.lowest.get(i), t.highest.get(i))).collect();
+        assert_eq!(ranges, [(-7, 7), (96, 104), (-132, -124)]);
         let mut out = vec![0u8; 4096];
         let n = t.encode(&codes[..300], &mut out).unwrap();
         // Latents 1 and 2 are constant: nearly free; latent 0 takes one of 7 codes (2.8 bits).
         assert!(n * 8 < 100 * 3 + 64, "{n} bytes for 100 windows");
+    }
+
+    /// Codes far outside the int8 range, and spread wider than a table: the table sits on the
+    /// densest 256 codes.
+    #[test]
+    fn wide_codes_get_a_table_on_their_densest_span() {
+        let codes: Vec<i16> =
+            (0..4000).map(|i| if i % 10 == 0 { -5000 + (i % 7) as i16 } else { 900 + (i % 200) as i16 }).collect();
+        let owned = OwnedCodeTables::fit(&codes, 1);
+        let t = owned.tables();
+        assert_eq!(t.validate(1), Ok(()));
+        assert_eq!((t.lowest.get(0), t.highest.get(0)), (873, 1127));
+        let mut out = vec![0u8; 8192];
+        let n = t.encode(&codes[..400], &mut out).unwrap();
+        let mut back = vec![0i16; 400];
+        t.decode(&out[..n], &mut back).unwrap();
+        assert_eq!(back, codes[..400]);
     }
 
     #[test]

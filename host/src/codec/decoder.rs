@@ -6,7 +6,9 @@ use std::collections::{BTreeMap, VecDeque};
 
 use funnel_artifacts::data::{channels_first_to_interleaved, Normalization};
 use funnel_artifacts::Blob;
-use funnel_shared::wire::{CorruptKind, DataFrame, DecodeEvent, FrameDecoder, LockChange, ModelId, StreamHeader};
+use funnel_shared::wire::{
+    CorruptKind, DataFrame, DecodeEvent, FrameDecoder, LockChange, ModelId, StreamHeader, WIRE_VERSION,
+};
 
 use super::seams::Seams;
 use super::sink::{ReconstructionSink, SampleStatus};
@@ -99,7 +101,9 @@ impl DecodeReport {
             );
         }
         if self.headers == 0 && self.other_streams.is_empty() {
-            s += "no stream header was received: nothing to decode (is this a Funnel stream of wire version 2?)\n";
+            s += &format!(
+                "no stream header was received: nothing to decode (is this a Funnel stream of wire version {WIRE_VERSION}?)\n"
+            );
         }
         if self.interrupted {
             s += "interrupted (Ctrl-C): everything received until then is decoded, the output ends with an `interrupted` row\n";
@@ -124,7 +128,7 @@ impl DecodeReport {
 }
 
 enum Pending {
-    Frame { frame: Box<DataFrame>, codes: Vec<i8> },
+    Frame { frame: Box<DataFrame>, codes: Vec<i16> },
     Missing { first_sample: u64, samples: u64 },
 }
 
@@ -649,7 +653,7 @@ mod tests {
         for k in 0..20u32 {
             let h = StreamHeader { frame: k << 18, restart: k == 0, ..header };
             stream.extend(h.encode());
-            let n = encode_frame(&h, h.frame, false, &[0; LATENT], &mut buf).unwrap();
+            let n = encode_frame(&h, h.frame, false, &[0; 2 * LATENT], &mut buf).unwrap();
             stream.extend(&buf[..n]);
         }
         let (got, report) = decode(&blob, &norm, &stream, 100);

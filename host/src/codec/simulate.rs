@@ -35,7 +35,7 @@ pub struct EncodedStream {
 pub fn simulate(blob: &Blob, counts: &[i16], config: StreamConfig) -> Result<EncodedStream, SimulateError> {
     let encoder = blob.encoder();
     let step = encoder.window() * encoder.channels();
-    let mut scratch = vec![0i8; encoder.scratch_len()];
+    let mut scratch = vec![0i16; encoder.scratch_len()];
     let mut stream = StreamEncoder::new(encoder, config)?;
     let mut out = EncodedStream::default();
     let mut buf = [0u8; MAX_WINDOW_OUTPUT];

@@ -7,8 +7,10 @@
 //! * biases: int32 at scale `s_in · s_w[o]`;
 //! * requantization: `s_in · s_w[o] / s_out` as a Q31 multiplier and a power-of-two shift;
 //! * input: the device's i16 counts, normalized and quantized in one fixed-point step per
-//!   channel, `q = zp + (x − round(mean·cpu)) · 1/(cpu · std · s_in)`;
-//! * codes: the last layer's int8 output, `z = scale · (code − zero_point)`;
+//!   channel, `q = (x − round(mean·cpu)) · 1/(cpu · std · s_in)`, symmetric within
+//!   ±`INPUT_LIMIT` (13 bits: int8 input cost up to 9 % in PRDN at 2 bits/sample);
+//! * codes: the last layer's i16 output, `z = scale · (code − zero_point)` (int8 clipped the
+//!   rare large code of a fine rate, and a window with one came back wrong);
 //! * entropy coding: one table per latent fitted to the codes the int8 encoder itself makes of
 //!   the calibration windows (see `OwnedCodeTables::fit`), stored in the blob.
 
@@ -20,6 +22,7 @@ use funnel_artifacts::Blob;
 use funnel_shared::blob::{
     write_blob, CodeQuant, EncoderSpec, I32s, I8s, InputQuant, Layer, QuantLayer, RequantParams, MAX_LAYERS,
 };
+use funnel_shared::kernels::INPUT_LIMIT;
 use funnel_shared::wire::MAX_CODES;
 
 /// Real range `[min, max]` of a tensor mapped onto int8 `[-128, 127]`.
@@ -90,11 +93,14 @@ pub fn quantize_multiplier(m: f64) -> Result<(i32, i8)> {
 /// Coarsest code step [`quantize`] accepts: two codes over the calibrated range.
 pub const MAX_CODE_STEP: f64 = 127.0;
 /// Finest code step on a trained grid: half its step (finer codes than the network was
-/// trained for help little, and their range soon outgrows int8).
+/// trained for help little).
 pub const MIN_TRAINED_GRID_STEP: f64 = 0.5;
 
-/// Fraction of the calibrated input range added on each side.
-pub const INPUT_RANGE_MARGIN: f64 = 0.02;
+/// How far past the calibration extremes the input reaches before it saturates: live signals go
+/// beyond what training saw (the IMU's held-out part went 20 % past it), and with 13 bits a
+/// range four times as wide still resolves the calibrated one in 11 — never past what the
+/// device's i16 counts can reach.
+pub const INPUT_HEADROOM: f64 = 4.0;
 
 /// What the quantizer needs besides the float encoder: how device samples relate to its input.
 #[derive(Clone, Debug)]
@@ -196,12 +202,20 @@ pub fn quantize(q: &QuantizationInput<'_>) -> Result<Blob> {
     ensure!(cpu.is_finite() && cpu > 0.0, "counts_per_unit must be positive (got {cpu})");
 
     let ((in_min, in_max), ranges) = calibrate(enc, q.calibration)?;
-    // A little headroom on the input: device counts round, and live signals drift past the
-    // calibration extremes; clamped inputs are flagged in the frames.
-    let margin = INPUT_RANGE_MARGIN * (in_max - in_min);
-    let input_q = ActivationQuant::for_range(in_min - margin, in_max + margin);
+    // Headroom on the input (clamped inputs are flagged in the frames), up to the largest
+    // normalized value i16 counts can reach on any channel.
+    let reachable = (0..channels)
+        .map(|c| {
+            let (mean, std) = (f64::from(q.normalization.mean[c]), f64::from(q.normalization.std[c]));
+            let offset = mean * cpu;
+            (f64::from(i16::MIN) - offset).abs().max(f64::from(i16::MAX) - offset) / (cpu * std)
+        })
+        .fold(0.0, f64::max);
+    let largest = (INPUT_HEADROOM * in_min.abs().max(in_max.abs())).min(reachable);
+    let input_q =
+        ActivationQuant { scale: if largest > 0.0 { largest / f64::from(INPUT_LIMIT) } else { 1.0 }, zero_point: 0 };
 
-    // Input: x counts → u = (x/cpu − mean)/std → q = zp + u/s.
+    // Input: x counts → u = (x/cpu − mean)/std → q = u/s.
     let mut offsets = Vec::with_capacity(channels);
     let (mut in_mult, mut in_shift) = (Vec::new(), Vec::new());
     for c in 0..channels {
@@ -299,7 +313,6 @@ pub fn quantize(q: &QuantizationInput<'_>) -> Result<Blob> {
                 multipliers: I32s::new(&in_mult).expect("4 bytes each"),
                 shifts: I8s::new(&in_shift),
             },
-            zero_point: input_q.zero_point,
         },
         layers,
         codes: CodeQuant { scale: codes.scale as f32, zero_point: codes.zero_point },
@@ -322,10 +335,10 @@ pub fn quantize(q: &QuantizationInput<'_>) -> Result<Blob> {
 
 /// The codes the device's int8 encoder makes of `windows` (normalized `[C][T]`), window after
 /// window: the samples converted back to device counts first, as the device would read them.
-pub fn device_codes(blob: &Blob, normalization: &Normalization, windows: &Windows) -> Result<Vec<i8>> {
+pub fn device_codes(blob: &Blob, normalization: &Normalization, windows: &Windows) -> Result<Vec<i16>> {
     let encoder = blob.encoder();
-    let mut scratch = vec![0i8; encoder.scratch_len()];
-    let mut codes = vec![0i8; windows.len() * blob.latent()];
+    let mut scratch = vec![0i16; encoder.scratch_len()];
+    let mut codes = vec![0i16; windows.len() * blob.latent()];
     for (w, out) in windows.iter().zip(codes.chunks_exact_mut(blob.latent().max(1))) {
         let mut values = w.to_vec();
         normalization.denormalize_in_place(&mut values);
@@ -453,8 +466,8 @@ mod tests {
         .unwrap();
         let device = blob.encoder();
         let codes_q = device.spec().codes;
-        let mut scratch = vec![0i8; device.scratch_len()];
-        let mut codes = vec![0i8; 6];
+        let mut scratch = vec![0i16; device.scratch_len()];
+        let mut codes = vec![0i16; 6];
         let mut worst = 0.0f64;
         let mut range = (f64::INFINITY, f64::NEG_INFINITY);
         for (w_raw, w_norm) in raw.iter().zip(calibration.iter()) {
@@ -510,7 +523,7 @@ mod tests {
             let mut off = 0;
             for (w, c) in calibration.iter().zip(codes.chunks(2)) {
                 for (z, &code) in encoder.forward(w).iter().zip(c) {
-                    let want = (f64::from(*z) / step).round().clamp(-128.0, 127.0);
+                    let want = (f64::from(*z) / step).round();
                     assert!((want - f64::from(code)).abs() <= 1.0, "step {step}: z {z} → {code}, want {want}");
                     off += usize::from(want != f64::from(code));
                 }
