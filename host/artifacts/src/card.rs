@@ -277,7 +277,10 @@ impl ModelCard {
             self.train_config.seed,
             self.epochs_run,
             self.train_config.epochs,
-            self.best_epoch,
+            match self.best_epoch {
+                0 => "none: the starting weights were kept".to_string(),
+                epoch => epoch.to_string(),
+            },
             self.seconds_per_epoch,
             self.train_config.batch_size,
             self.train_config.learning_rate,

@@ -133,14 +133,16 @@ fn quantize_and_measure(
     let autoencoder = CandleRuntime { model, graph: Graph::Autoencoder };
     let float = eval::float_metrics(&autoencoder, dataset, 0, card.sensor_bits)?.at_rate_of(&int8);
     // A network trained for a rate rounds its codes by design: int8 arithmetic is measured
-    // against the float network with the same rounding, through the same receiver.
+    // against the float network with the same rounding, through the same receiver, on the same
+    // windows (the device sends whole frames: the held-out part's last windows may not fill one).
     let float_prdn = match trained_grid {
         true => {
-            let x = dataset.held_out_norm();
+            let sent = 0..int8.windows;
+            let x = dataset.held_out_norm().slice(sent.clone());
             let rounded = Windows::new(x.dim, RoundedCodes { model, step: code_step }.run(&x.data, x.len())?);
             let rebuilt =
                 smooth_seams(&dataset.normalization().denormalize(&rounded), dataset.channels(), seam_filter)?;
-            Quality::of(dataset.held_out(), &rebuilt, dataset.channels()).prdn
+            Quality::of(&dataset.held_out().slice(sent), &rebuilt, dataset.channels()).prdn
         }
         false => float.prdn,
     };
@@ -158,9 +160,9 @@ fn quantize_and_measure(
     // A coarser step loses PRDN on purpose; the warning is about the finest (or a trained grid).
     let warning = ((code_step == 1.0 || trained_grid) && relative > MAX_RELATIVE_PRDN_LOSS).then(|| {
         let remedy = match trained_grid {
-            // The codes' grid is the network's own: their range comes from the rate, not from
-            // calibration; what is left is the int8 input and arithmetic.
-            true => "A lower --bits-per-sample keeps the codes inside int8 (codes beyond it saturate)",
+            // The codes' grid is the network's own (i16 codes, nothing clipped): what is left is
+            // the int8 weights and the input's 13 bits.
+            true => "The int8 weights or the input's 13 bits are the limit: try another --seed or shape",
             false => {
                 "Try calibrating on more data (`funnel quantize --calibration FILE.csv --column NAME`), a smaller \
                  latent range (retrain with --variant sparse or contractive), or a different --seed"
@@ -673,7 +675,10 @@ fn train_network(
         eprintln!(
             "trained {} epochs (best {}), {:.3} s/epoch, {:.1} s total{}",
             trained.epochs_run,
-            trained.best_epoch,
+            match trained.best_epoch {
+                0 => "none: the starting weights were kept".to_string(),
+                epoch => epoch.to_string(),
+            },
             trained.seconds_per_epoch,
             trained.history.iter().map(|h| h.seconds).sum::<f64>(),
             match (config.code_rate, last) {

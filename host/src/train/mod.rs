@@ -322,7 +322,6 @@ pub fn fine_tune_decoder(
     let val_z = Tensor::from_slice(&val_z.data, (val_z.len(), val_z.dim), &dev)?;
     let val_x = Tensor::from_slice(&val_x.data, (val_x.len(), val_x.dim), &dev)?;
     let val_loss = || Ok(candle_nn::loss::mse(&model.decode(&val_z)?, &val_x)?.to_scalar::<f32>()? as f64);
-    let val_before = val_loss()?;
     let fitted = optimize(
         &vars_of(varmap, "decoder.")?,
         fit_z.len(),
@@ -336,14 +335,12 @@ pub fn fine_tune_decoder(
         },
         val_loss,
     )?;
-    let val_after = fitted.best_val.min(val_before);
-    if fitted.best_val >= val_before {
-        for ((_, var), t) in vars_of(varmap, "decoder.")?.iter().zip(&fitted.start) {
-            var.set(t)?;
-        }
-    }
-    let best_epoch = if fitted.best_val < val_before { fitted.best_epoch } else { 0 };
-    Ok(DecoderTuning { epochs_run: fitted.history.len(), best_epoch, val_before, val_after })
+    Ok(DecoderTuning {
+        epochs_run: fitted.history.len(),
+        best_epoch: fitted.best_epoch,
+        val_before: fitted.start_val,
+        val_after: fitted.best_val,
+    })
 }
 
 /// Sets the weights of a `transform` model so that it computes `init` exactly: the encoder
@@ -415,15 +412,18 @@ struct BatchTerms {
 /// How [`optimize`] went.
 struct Fitted {
     history: Vec<EpochRecord>,
+    /// 0 when no epoch beat the values the variables started from (which are kept then).
     best_epoch: usize,
     best_val: f64,
-    /// The variables' values before the first step.
-    start: Vec<Tensor>,
+    /// The validation loss of the starting values.
+    start_val: f64,
 }
 
 /// AdamW over `vars` for up to `cfg.epochs` epochs of shuffled minibatches of `n` items
-/// (`step` returns a minibatch's terms), early stopping after
-/// `cfg.patience` epochs without a better `val_loss`; leaves the best epoch's values in `vars`.
+/// (`step` returns a minibatch's terms), early stopping after `cfg.patience` epochs without a
+/// better `val_loss`; leaves the best epoch's values in `vars`, or their starting values when no
+/// epoch beat them (a transform model starts as the PCA transform coder: training never makes it
+/// worse on the validation slice, however it goes).
 fn optimize(
     vars: &[(String, Var)],
     n: usize,
@@ -434,6 +434,8 @@ fn optimize(
     val_loss: impl Fn() -> Result<f64>,
 ) -> Result<Fitted> {
     let start = vars.iter().map(|(_, v)| v.as_tensor().copy()).collect::<candle_core::Result<Vec<_>>>()?;
+    let start_val = val_loss()?;
+    ensure!(start_val.is_finite(), "the starting weights give a non-finite validation loss ({start_val})");
     let mut opt = candle_nn::AdamW::new(
         vars.iter().map(|(_, v)| v.clone()).collect(),
         candle_nn::ParamsAdamW { lr: learning_rate, weight_decay: cfg.weight_decay, ..Default::default() },
@@ -454,7 +456,7 @@ fn optimize(
         None => indicatif::ProgressBar::hidden(),
     };
     let mut history = Vec::new();
-    let mut best: Option<(f64, usize, Vec<Tensor>)> = None;
+    let mut best = (start_val, 0, start);
     let mut since_best = 0;
     for epoch in 1..=cfg.epochs {
         let t0 = Instant::now();
@@ -479,9 +481,9 @@ fn optimize(
         history.push(EpochRecord { epoch, train_loss, penalty, lambda, val_loss, seconds });
         pb.set_message(format!("train {train_loss:.5} val {val_loss:.5} ({seconds:.2} s/epoch)"));
         pb.inc(1);
-        if best.as_ref().is_none_or(|(b, _, _)| val_loss < *b) {
+        if val_loss < best.0 {
             let snapshot = vars.iter().map(|(_, v)| v.as_tensor().copy()).collect::<candle_core::Result<Vec<_>>>()?;
-            best = Some((val_loss, epoch, snapshot));
+            best = (val_loss, epoch, snapshot);
             since_best = 0;
         } else {
             since_best += 1;
@@ -491,11 +493,11 @@ fn optimize(
         }
     }
     pb.finish();
-    let (best_val, best_epoch, snapshot) = best.context("no epoch ran")?;
+    let (best_val, best_epoch, snapshot) = best;
     for ((_, var), t) in vars.iter().zip(snapshot) {
         var.set(&t)?;
     }
-    Ok(Fitted { history, best_epoch, best_val, start })
+    Ok(Fitted { history, best_epoch, best_val, start_val })
 }
 
 #[cfg(test)]
