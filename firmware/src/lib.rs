@@ -80,7 +80,7 @@ pub(crate) mod test_support {
         let ql =
             |w: &'static [u8], b: &'static [u8], m: &'static [u8], s: &'static [u8], zi: i8, zo: i8, relu: bool| {
                 QuantLayer {
-                    weights: I8s::new(w),
+                    weights: Weights::Int8(I8s::new(w)),
                     bias: I32s::new(b).unwrap(),
                     requant: RequantParams { multipliers: I32s::new(m).unwrap(), shifts: I8s::new(s) },
                     input_zero_point: zi,

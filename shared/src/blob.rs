@@ -23,7 +23,7 @@ use crate::wire::{ModelId, CRC32, MAX_CODES, MODEL_ID_LEN};
 use serde::{Deserialize, Serialize};
 
 pub const BLOB_MAGIC: [u8; 4] = *b"FNQ8";
-pub const BLOB_VERSION: u16 = 3;
+pub const BLOB_VERSION: u16 = 4;
 pub const HEADER_LEN: usize = 14;
 pub const TRAILER_LEN: usize = 4;
 /// Most layers an encoder may have.
@@ -89,6 +89,11 @@ macro_rules! borrowed_le_array {
                 b.copy_from_slice(&self.0[Self::SIZE * i..Self::SIZE * (i + 1)]);
                 <$int>::from_le_bytes(b)
             }
+            /// The raw bytes of elements `start..start + len`.
+            #[inline(always)]
+            pub fn slice(&self, start: usize, len: usize) -> &'a [u8] {
+                &self.0[Self::SIZE * start..Self::SIZE * (start + len)]
+            }
             pub fn iter(&self) -> impl Iterator<Item = $int> + 'a {
                 self.0.chunks_exact(Self::SIZE).map(|c| {
                     let mut b = [0u8; core::mem::size_of::<$int>()];
@@ -147,9 +152,9 @@ pub struct RequantParams<'a> {
 /// Fields every int8 layer has.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QuantLayer<'a> {
-    /// Symmetric int8 weights, layout given by the layer kind.
+    /// Symmetric weights, layout given by the layer kind.
     #[serde(borrow)]
-    pub weights: I8s<'a>,
+    pub weights: Weights<'a>,
     /// int32 biases at scale `s_in · s_w[o]`, one per output channel.
     #[serde(borrow)]
     pub bias: I32s<'a>,
@@ -230,6 +235,63 @@ impl<'a> Layer<'a> {
     /// Multiply-accumulates per window.
     pub fn macs(&self) -> u64 {
         self.quant().weights.len() as u64 * self.conv_shape().and_then(|s| s.out_len()).unwrap_or(1) as u64
+    }
+}
+
+/// A layer's symmetric weights: int8, or i16 where int8 would limit the codes (`funnel
+/// quantize` gives the layer that makes the codes as many bits as its accumulator allows: at
+/// high rates int8 weights put codes a step off).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Weights<'a> {
+    Int8(#[serde(borrow)] I8s<'a>),
+    Int16(#[serde(borrow)] I16s<'a>),
+}
+
+impl<'a> Weights<'a> {
+    pub fn len(&self) -> usize {
+        match self {
+            Weights::Int8(w) => w.len(),
+            Weights::Int16(w) => w.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Largest |weight|.
+    pub fn max_abs(&self) -> i64 {
+        match self {
+            Weights::Int8(w) => w.iter().map(|v| i64::from(v).abs()).max().unwrap_or(0),
+            Weights::Int16(w) => w.iter().map(|v| i64::from(v).abs()).max().unwrap_or(0),
+        }
+    }
+
+    /// Weights `start..start + len`, as the kernels read them.
+    #[inline(always)]
+    pub fn row(&self, start: usize, len: usize) -> WeightRow<'a> {
+        match self {
+            Weights::Int8(w) => WeightRow::Int8(w.slice(start, len)),
+            Weights::Int16(w) => WeightRow::Int16(w.slice(start, len)),
+        }
+    }
+}
+
+/// A run of weights as raw bytes: one per int8 weight, two (little-endian) per i16 weight.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WeightRow<'a> {
+    Int8(&'a [u8]),
+    Int16(&'a [u8]),
+}
+
+impl<'a> WeightRow<'a> {
+    /// Weights `start..start + len` of this run.
+    #[inline(always)]
+    pub fn slice(self, start: usize, len: usize) -> WeightRow<'a> {
+        match self {
+            WeightRow::Int8(w) => WeightRow::Int8(&w[start..start + len]),
+            WeightRow::Int16(w) => WeightRow::Int16(&w[2 * start..2 * (start + len)]),
+        }
     }
 }
 
@@ -481,7 +543,8 @@ impl EncoderSpec<'_> {
             validate_requant(&q.requant, out, "requantization: one multiplier and shift per output channel")?;
             let largest_bias = q.bias.iter().map(|b| i64::from(b).abs()).max().unwrap_or(0);
             let taps = i64::try_from(weights_per_out.min(len)).unwrap_or(i64::MAX);
-            if largest_bias + taps.saturating_mul(128 * input_magnitude) > MAX_ACCUMULATOR {
+            let products = taps.saturating_mul(q.weights.max_abs()).saturating_mul(input_magnitude);
+            if largest_bias.saturating_add(products) > MAX_ACCUMULATOR {
                 return Err(Invalid("a layer's sums could overflow its 32-bit accumulator (too many inputs)"));
             }
             input_magnitude = 255;

@@ -188,9 +188,10 @@ pub(crate) mod tests {
         }
 
         fn spec(&self) -> EncoderSpec<'_> {
-            fn ql(p: &Params, zp_in: i8, zp_out: i8, relu: bool) -> QuantLayer<'_> {
+            // The conv's weights are int8, the dense layer's (the codes') i16: both kernels.
+            fn ql(p: &Params, zp_in: i8, zp_out: i8, relu: bool, wide: bool) -> QuantLayer<'_> {
                 QuantLayer {
-                    weights: I8s::new(&p.weights),
+                    weights: p.weights(wide),
                     bias: I32s::new(&p.bias).unwrap(),
                     requant: RequantParams {
                         multipliers: I32s::new(&p.multipliers).unwrap(),
@@ -210,10 +211,12 @@ pub(crate) mod tests {
                     kernel: 3,
                     stride: 2,
                     padding: 1,
-                    q: ql(&self.conv, 0, -128, true),
+                    q: ql(&self.conv, 0, -128, true, false),
                 })
                 .unwrap();
-            layers.push(Layer::Dense { in_features: 12, out_features: 2, q: ql(&self.dense, -128, 4, false) }).unwrap();
+            layers
+                .push(Layer::Dense { in_features: 12, out_features: 2, q: ql(&self.dense, -128, 4, false, true) })
+                .unwrap();
             EncoderSpec {
                 window: 8,
                 channels: 2,
@@ -257,7 +260,8 @@ pub(crate) mod tests {
         assert_eq!(blob.spec, model.spec());
         assert_eq!(blob.model_id, ModelId([1, 2, 3, 4]));
         let Layer::Dense { q, .. } = blob.spec.layers[1] else { panic!() };
-        let w = q.weights.slice(0, 1).as_ptr();
+        let Weights::Int16(wide) = q.weights else { panic!("the dense layer's weights are i16") };
+        let w = wide.slice(0, 1).as_ptr();
         assert!(bytes.as_ptr_range().contains(&w), "weights are read from the blob, not copied");
         assert_eq!(blob.spec.macs(), 3 * 4 * 6 + 24);
         assert_eq!(blob.spec.scratch_len(), 2 * 16);
@@ -303,6 +307,40 @@ pub(crate) mod tests {
         assert!(matches!(spec.validate(), Err(BlobError::Invalid(_))));
         let mut buf = [0u8; 4096];
         assert!(write_blob(&spec, &mut buf, |_| ModelId::default()).is_err());
+    }
+
+    /// One dense layer on the input: its i16 weights are accepted as long as no sum can
+    /// overflow the accumulator, whatever the samples.
+    #[test]
+    fn weights_that_could_overflow_the_accumulator_are_refused() {
+        let validate = |weight: i16| {
+            let p = Params::new(&[0; 64], &[0], &[1 << 30], &[0]).with_wide_weights(&[weight; 64]);
+            let offsets = [0u8; 4];
+            let q = QuantLayer {
+                weights: p.weights(true),
+                bias: I32s::new(&p.bias).unwrap(),
+                requant: RequantParams { multipliers: I32s::new(&p.multipliers).unwrap(), shifts: I8s::new(&p.shifts) },
+                input_zero_point: 0,
+                output_zero_point: 0,
+                relu: false,
+            };
+            let mut layers = heapless::Vec::new();
+            layers.push(Layer::Dense { in_features: 64, out_features: 1, q }).unwrap();
+            let spec = EncoderSpec {
+                window: 64,
+                channels: 1,
+                counts_per_unit: 1.0,
+                input: InputQuant { offsets: I32s::new(&offsets).unwrap(), requant: q.requant },
+                layers,
+                codes: CodeQuant { scale: 1.0, zero_point: 0 },
+                tables: None,
+            };
+            spec.validate()
+        };
+        // 64 taps × 8194 × 4095 ≤ 2^31 − 1 < 64 × 8195 × 4095.
+        assert_eq!(validate(8194), Ok(()));
+        assert!(matches!(validate(8195), Err(BlobError::Invalid(_))));
+        assert!(matches!(validate(i16::MIN), Err(BlobError::Invalid(_))));
     }
 
     /// Reference: the same model evaluated with plain i64 loops, layer by layer.

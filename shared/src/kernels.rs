@@ -10,7 +10,7 @@
 //! `shift` (positive = left). The arithmetic is exactly gemmlowp's
 //! `MultiplyByQuantizedMultiplier`, so results are identical on every target.
 
-use crate::blob::{I32s, I8s};
+use crate::blob::{I32s, I8s, WeightRow, Weights};
 
 /// `(a · b · 2) >> 32` rounded half away from zero, saturating the single overflow case
 /// `i32::MIN · i32::MIN`.
@@ -106,6 +106,38 @@ pub fn dot(w: &[u8], x: &[i16], zp: i32, acc: i32) -> i32 {
     }
 }
 
+/// [`dot`] over a run of weights as stored: int8, or i16 (two little-endian bytes each).
+#[inline(always)]
+pub fn dot_row(w: WeightRow<'_>, x: &[i16], zp: i32, acc: i32) -> i32 {
+    match w {
+        WeightRow::Int8(w) => dot(w, x, zp, acc),
+        WeightRow::Int16(w) => dot_wide(w, x, zp, acc),
+    }
+}
+
+/// `acc + Σ_i w[i] · (x[i] − zp)` with i16 weights (`w` holds two little-endian bytes each),
+/// wrapping like [`dot`]. On Cortex-M4/M7 two elements go through one SSUB16 and one SMLAD
+/// per step: weights and inputs are both halfword pairs already.
+#[inline(always)]
+pub fn dot_wide(w: &[u8], x: &[i16], zp: i32, acc: i32) -> i32 {
+    #[cfg(funnel_dsp)]
+    {
+        dsp::dot_wide(w, x, zp, acc)
+    }
+    #[cfg(not(funnel_dsp))]
+    {
+        dot_wide_portable(w, x, zp, acc)
+    }
+}
+
+/// The portable form of [`dot_wide`], one element per step.
+#[inline(always)]
+pub fn dot_wide_portable(w: &[u8], x: &[i16], zp: i32, acc: i32) -> i32 {
+    w.chunks_exact(2)
+        .zip(x)
+        .fold(acc, |acc, (w, &x)| acc.wrapping_add(i32::from(i16::from_le_bytes([w[0], w[1]])) * (i32::from(x) - zp)))
+}
+
 /// The portable form of [`dot`], one element per step.
 #[inline(always)]
 pub fn dot_portable(w: &[u8], x: &[i16], zp: i32, acc: i32) -> i32 {
@@ -161,13 +193,41 @@ mod dsp {
         }
         super::dot_portable(&w[split..], &x[split..], zp, acc)
     }
+
+    /// Two products per step: the weights and the inputs are halfword pairs as stored; SSUB16
+    /// takes the zero point off each input halfword (exact, as in [`dot`]) and SMLAD adds both
+    /// products, wrapping as the portable chain does.
+    #[inline(always)]
+    pub fn dot_wide(w: &[u8], x: &[i16], zp: i32, mut acc: i32) -> i32 {
+        let n = (w.len() / 2).min(x.len());
+        let (w, x) = (&w[..2 * n], &x[..n]);
+        let split = n & !1;
+        let zp2 = ((zp as u32) & 0xFFFF) * 0x0001_0001;
+        for (wc, xc) in w[..2 * split].chunks_exact(4).zip(x[..split].chunks_exact(2)) {
+            let wv = u32::from_le_bytes([wc[0], wc[1], wc[2], wc[3]]);
+            let xv = u32::from(xc[0] as u16) | (u32::from(xc[1] as u16) << 16);
+            // SAFETY: register-only DSP instructions, as in `dot`.
+            unsafe {
+                core::arch::asm!(
+                    "ssub16 {x}, {x}, {zp2}",
+                    "smlad {acc}, {w}, {x}, {acc}",
+                    w = in(reg) wv,
+                    zp2 = in(reg) zp2,
+                    x = inout(reg) xv => _,
+                    acc = inout(reg) acc,
+                    options(pure, nomem, nostack),
+                );
+            }
+        }
+        super::dot_wide_portable(&w[2 * split..], &x[split..], zp, acc)
+    }
 }
 
 /// Dense layer: `output[o] = requant(bias[o] + Σ_i weights[o·n_in + i] · (input[i] − zp_in))`.
 ///
 /// Shapes are checked by blob validation; slices of other lengths are a caller bug and panic.
 pub fn dense(
-    weights: I8s<'_>,
+    weights: Weights<'_>,
     bias: I32s<'_>,
     input_zero_point: i8,
     requant: &Requantize<'_>,
@@ -178,8 +238,7 @@ pub fn dense(
     assert_eq!(weights.len(), n_in * output.len(), "dense weight shape");
     let zp = i32::from(input_zero_point);
     for (o, out) in output.iter_mut().enumerate() {
-        let row = weights.slice(o * n_in, n_in);
-        *out = requant.apply(o, dot(row, input, zp, bias.get(o)));
+        *out = requant.apply(o, dot_row(weights.row(o * n_in, n_in), input, zp, bias.get(o)));
     }
 }
 
@@ -209,7 +268,7 @@ impl Conv1dShape {
 /// nothing). Weights are `[out][in][kernel]`.
 pub fn conv1d(
     shape: &Conv1dShape,
-    weights: I8s<'_>,
+    weights: Weights<'_>,
     bias: I32s<'_>,
     input_zero_point: i8,
     requant: &Requantize<'_>,
@@ -225,7 +284,7 @@ pub fn conv1d(
     let per_out = shape.in_channels * kernel;
     for o in 0..shape.out_channels {
         // Weights of this output channel, `[in][kernel]`, and its requantization.
-        let w_o = weights.slice(o * per_out, per_out);
+        let w_o = weights.row(o * per_out, per_out);
         let (b, m, sh) = (bias.get(o), requant.multipliers.get(o), requant.shifts.get(o));
         let out_o = &mut output[o * out_len..(o + 1) * out_len];
         for (t, out) in out_o.iter_mut().enumerate() {
@@ -238,8 +297,8 @@ pub fn conv1d(
             if k_hi > k_lo {
                 let x0 = start + k_lo - padding;
                 let taps = k_hi - k_lo;
-                for (w_c, x_c) in w_o.chunks_exact(kernel).zip(input.chunks_exact(in_len)) {
-                    acc = dot(&w_c[k_lo..k_hi], &x_c[x0..x0 + taps], zp, acc);
+                for (c, x_c) in input.chunks_exact(in_len).enumerate() {
+                    acc = dot_row(w_o.slice(c * kernel + k_lo, taps), &x_c[x0..x0 + taps], zp, acc);
                 }
             }
             *out = requant.apply_with(m, sh, acc);
@@ -254,9 +313,11 @@ pub(crate) mod tests {
     use proptest::prelude::*;
     use std::vec::Vec;
 
-    /// Test data owning the little-endian bytes that `I32s`/`I8s` borrow.
+    /// Test data owning the little-endian bytes that `I32s`/`I8s`/`I16s` borrow.
     pub(crate) struct Params {
         pub weights: Vec<u8>,
+        /// The same weights as i16.
+        pub wide_weights: Vec<u8>,
         pub bias: Vec<u8>,
         pub multipliers: Vec<u8>,
         pub shifts: Vec<u8>,
@@ -266,9 +327,21 @@ pub(crate) mod tests {
         pub fn new(weights: &[i8], bias: &[i32], multipliers: &[i32], shifts: &[i8]) -> Self {
             Params {
                 weights: weights.iter().map(|&w| w as u8).collect(),
+                wide_weights: weights.iter().flat_map(|&w| i16::from(w).to_le_bytes()).collect(),
                 bias: bias.iter().flat_map(|b| b.to_le_bytes()).collect(),
                 multipliers: multipliers.iter().flat_map(|b| b.to_le_bytes()).collect(),
                 shifts: shifts.iter().map(|&s| s as u8).collect(),
+            }
+        }
+        /// Wide weights of their own (any i16 values), in place of the int8 ones.
+        pub fn with_wide_weights(mut self, weights: &[i16]) -> Self {
+            self.wide_weights = weights.iter().flat_map(|w| w.to_le_bytes()).collect();
+            self
+        }
+        pub fn weights(&self, wide: bool) -> Weights<'_> {
+            match wide {
+                false => Weights::Int8(I8s::new(&self.weights)),
+                true => Weights::Int16(crate::blob::I16s::new(&self.wide_weights).unwrap()),
             }
         }
         pub fn requant(&self, zp_out: i8, relu: bool, range: (i32, i32)) -> Requantize<'_> {
@@ -327,7 +400,7 @@ pub(crate) mod tests {
     /// Straightforward reference: i64 accumulation, float-free, no slicing tricks.
     #[allow(clippy::too_many_arguments)]
     fn reference_dense(
-        w: &[i8],
+        w: &[i16],
         b: &[i32],
         zp_in: i8,
         m: &[i32],
@@ -352,7 +425,7 @@ pub(crate) mod tests {
     #[allow(clippy::too_many_arguments)]
     fn reference_conv(
         sh: &Conv1dShape,
-        w: &[i8],
+        w: &[i16],
         b: &[i32],
         zp_in: i8,
         m: &[i32],
@@ -393,6 +466,12 @@ pub(crate) mod tests {
         }
     }
 
+    /// [`Params`] for weights given as i16 values (int8 ones when they all fit).
+    fn params(w: &[i16], b: &[i32], m: &[i32], s: &[i8]) -> Params {
+        let narrow: Vec<i8> = w.iter().map(|&v| v as i8).collect();
+        Params::new(&narrow, b, m, s).with_wide_weights(w)
+    }
+
     fn layer_strategy(
         n_in: std::ops::Range<usize>,
         n_out: std::ops::Range<usize>,
@@ -406,18 +485,20 @@ pub(crate) mod tests {
             (n_in, n_out) in layer_strategy(1..40, 1..12),
             seed in any::<u64>(),
             zp_in in any::<i8>(), zp_out in any::<i8>(), relu in any::<bool>(), first in any::<bool>(), last in any::<bool>(),
+            wide in any::<bool>(),
         ) {
             let mut rng = seed;
             let mut next = || { rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407); (rng >> 33) as u32 };
-            let w: Vec<i8> = (0..n_in * n_out).map(|_| next() as i8).collect();
+            // i16 weights (when `wide`) span their range: the sums wrap, as the reference's do.
+            let w: Vec<i16> = (0..n_in * n_out).map(|_| if wide { next() as i16 } else { i16::from(next() as i8) }).collect();
             let (x, zp_in) = layer_input(n_in, first, zp_in, &mut next);
             let range = if last { CODE_RANGE } else { INT8_RANGE };
             let b: Vec<i32> = (0..n_out).map(|_| (next() as i32) >> 12).collect();
             let m: Vec<i32> = (0..n_out).map(|_| (1 << 30) + (next() as i32 & 0x3fff_ffff)).collect();
             let s: Vec<i8> = (0..n_out).map(|_| -((next() % 16) as i8)).collect();
-            let p = Params::new(&w, &b, &m, &s);
+            let p = params(&w, &b, &m, &s);
             let mut y = std::vec![0i16; n_out];
-            dense(I8s::new(&p.weights), I32s::new(&p.bias).unwrap(), zp_in, &p.requant(zp_out, relu, range), &x, &mut y);
+            dense(p.weights(wide), I32s::new(&p.bias).unwrap(), zp_in, &p.requant(zp_out, relu, range), &x, &mut y);
             prop_assert_eq!(y, reference_dense(&w, &b, zp_in, &m, &s, zp_out, relu, range, &x));
         }
 
@@ -426,21 +507,23 @@ pub(crate) mod tests {
             in_channels in 1..4usize, out_channels in 1..6usize, in_len in 1..40usize,
             kernel in 1..8usize, stride in 1..4usize, padding in 0..4usize,
             seed in any::<u64>(), zp_in in any::<i8>(), zp_out in any::<i8>(), relu in any::<bool>(),
-            first in any::<bool>(), last in any::<bool>(),
+            first in any::<bool>(), last in any::<bool>(), wide in any::<bool>(),
         ) {
             let sh = Conv1dShape { in_channels, out_channels, in_len, kernel, stride, padding };
             prop_assume!(sh.out_len().is_some());
             let mut rng = seed;
             let mut next = || { rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407); (rng >> 33) as u32 };
-            let w: Vec<i8> = (0..out_channels * in_channels * kernel).map(|_| next() as i8).collect();
+            let w: Vec<i16> = (0..out_channels * in_channels * kernel)
+                .map(|_| if wide { next() as i16 } else { i16::from(next() as i8) })
+                .collect();
             let (x, zp_in) = layer_input(in_channels * in_len, first, zp_in, &mut next);
             let range = if last { CODE_RANGE } else { INT8_RANGE };
             let b: Vec<i32> = (0..out_channels).map(|_| (next() as i32) >> 12).collect();
             let m: Vec<i32> = (0..out_channels).map(|_| (1 << 30) + (next() as i32 & 0x3fff_ffff)).collect();
             let s: Vec<i8> = (0..out_channels).map(|_| -((next() % 16) as i8)).collect();
-            let p = Params::new(&w, &b, &m, &s);
+            let p = params(&w, &b, &m, &s);
             let mut y = std::vec![0i16; out_channels * sh.out_len().unwrap()];
-            conv1d(&sh, I8s::new(&p.weights), I32s::new(&p.bias).unwrap(), zp_in, &p.requant(zp_out, relu, range), &x, &mut y);
+            conv1d(&sh, p.weights(wide), I32s::new(&p.bias).unwrap(), zp_in, &p.requant(zp_out, relu, range), &x, &mut y);
             prop_assert_eq!(y, reference_conv(&sh, &w, &b, zp_in, &m, &s, zp_out, relu, range, &x));
         }
     }
@@ -454,7 +537,7 @@ pub(crate) mod tests {
         let x = std::vec![127i16; n];
         let p = Params::new(&w, &[0, -1_000_000_000], &[i32::MAX, i32::MAX], &[0, 0]);
         let mut y = [0i16; 2];
-        let (wq, bq) = (I8s::new(&p.weights), I32s::new(&p.bias).unwrap());
+        let (wq, bq) = (p.weights(false), I32s::new(&p.bias).unwrap());
         dense(wq, bq, -128, &p.requant(-5, false, INT8_RANGE), &x, &mut y);
         assert_eq!(y, [127, -128]);
         dense(wq, bq, -128, &p.requant(-5, true, INT8_RANGE), &x, &mut y);

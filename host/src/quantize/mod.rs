@@ -1,7 +1,10 @@
 //! Post-training int8 quantization of a [`FloatEncoder`] into the `shared` model blob.
 //!
 //! Scheme (TFLite-style, see `shared::kernels`):
-//! * weights: symmetric int8, one scale per output channel (`max |w| / 127`);
+//! * weights: symmetric, one scale per output channel (`max |w| / (2^(b−1) − 1)`): int8 in
+//!   hidden layers, and in the layer that makes the codes as many bits `b` (up to 16) as its
+//!   32-bit accumulator allows for any input (int8 weights put the codes of a fine rate a step
+//!   off: the IMU's magnetometer at 2 bits/sample lost 19 % PRDN to them);
 //! * activations: asymmetric int8 per tensor, ranges calibrated by running the float encoder
 //!   over calibration windows (ReLU outputs start at 0, so their zero point is −128);
 //! * biases: int32 at scale `s_in · s_w[o]`;
@@ -20,7 +23,8 @@ use funnel_artifacts::data::{Normalization, Windows};
 use funnel_artifacts::net::{Activation, FloatEncoder, FloatLayer};
 use funnel_artifacts::Blob;
 use funnel_shared::blob::{
-    write_blob, CodeQuant, EncoderSpec, I32s, I8s, InputQuant, Layer, QuantLayer, RequantParams, MAX_LAYERS,
+    write_blob, CodeQuant, EncoderSpec, I16s, I32s, I8s, InputQuant, Layer, QuantLayer, RequantParams, Weights,
+    MAX_ACCUMULATOR, MAX_LAYERS,
 };
 use funnel_shared::kernels::INPUT_LIMIT;
 use funnel_shared::wire::MAX_CODES;
@@ -121,9 +125,41 @@ pub struct QuantizationInput<'a> {
     pub trained_grid: bool,
 }
 
+/// Most bits of the weights of the layer that makes the codes (as many as fit the accumulator).
+pub const MAX_WEIGHT_BITS: u32 = 16;
+
+/// Symmetric per-output-channel weights of `bits` bits, the biases at the accumulator's scale
+/// and the requantization of each output: `(weights, biases, multipliers, shifts)`.
+type QuantizedWeights = (Vec<i32>, Vec<i32>, Vec<i32>, Vec<i8>);
+
+fn quantize_weights(
+    weight: &[f32],
+    bias: &[f32],
+    per_out: usize,
+    bits: u32,
+    s_in: f64,
+    s_out: f64,
+) -> Result<QuantizedWeights> {
+    let top = f64::from((1u32 << (bits - 1)) - 1);
+    let (mut w_q, mut b_q, mut mult, mut shift) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (o, row) in weight.chunks(per_out).enumerate() {
+        let max_abs = row.iter().fold(0.0f64, |m, &w| m.max(f64::from(w).abs()));
+        let s_w = if max_abs > 0.0 { max_abs / top } else { 1.0 };
+        w_q.extend(row.iter().map(|&w| (f64::from(w) / s_w).round().clamp(-top, top) as i32));
+        let b = (f64::from(bias[o]) / (s_in * s_w)).round();
+        b_q.push(b.clamp(f64::from(i32::MIN), f64::from(i32::MAX)) as i32);
+        let (m, s) = quantize_multiplier(s_in * s_w / s_out)?;
+        mult.push(m);
+        shift.push(s);
+    }
+    Ok((w_q, b_q, mult, shift))
+}
+
 /// Owned parameters of one layer; [`EncoderSpec`] borrows them.
 struct OwnedLayer {
+    /// One byte per weight, or two (little-endian) when `wide`.
     weights: Vec<u8>,
+    wide: bool,
     bias: Vec<u8>,
     multipliers: Vec<u8>,
     shifts: Vec<u8>,
@@ -135,7 +171,10 @@ struct OwnedLayer {
 impl OwnedLayer {
     fn quant(&self) -> QuantLayer<'_> {
         QuantLayer {
-            weights: I8s::new(&self.weights),
+            weights: match self.wide {
+                false => Weights::Int8(I8s::new(&self.weights)),
+                true => Weights::Int16(I16s::new(&self.weights).expect("2 bytes per weight")),
+            },
             bias: I32s::new(&self.bias).expect("4 bytes per bias"),
             requant: RequantParams {
                 multipliers: I32s::new(&self.multipliers).expect("4 bytes per multiplier"),
@@ -246,22 +285,34 @@ pub fn quantize(q: &QuantizationInput<'_>) -> Result<Blob> {
             };
         }
         let per_out = weight.len() / bias.len();
-        let (mut w_q, mut b_q, mut mult, mut shift) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        for (o, row) in weight.chunks(per_out).enumerate() {
-            let max_abs = row.iter().fold(0.0f64, |m, &w| m.max(f64::from(w).abs()));
-            let s_w = if max_abs > 0.0 { max_abs / 127.0 } else { 1.0 };
-            w_q.extend(row.iter().map(|&w| (f64::from(w) / s_w).round().clamp(-127.0, 127.0) as i8 as u8));
-            let b = (f64::from(bias[o]) / (s_in.scale * s_w)).round();
-            b_q.push(b.clamp(f64::from(i32::MIN), f64::from(i32::MAX)) as i32);
-            let (m, s) = quantize_multiplier(s_in.scale * s_w / out_q.scale)?;
-            mult.push(m);
-            shift.push(s as u8);
-        }
+        let taps = match layer {
+            FloatLayer::Dense { in_features, .. } => *in_features,
+            FloatLayer::Conv1d { in_channels, kernel, .. } => in_channels * kernel,
+        };
+        let input_magnitude = if i == 0 { f64::from(INPUT_LIMIT) } else { 255.0 };
+        let last = i + 1 == enc.layers.len();
+        let mut bits = if last { MAX_WEIGHT_BITS } else { 8 };
+        let (w_q, b_q, mult, shift) = loop {
+            let (w_q, b_q, mult, shift) = quantize_weights(weight, bias, per_out, bits, s_in.scale, out_q.scale)?;
+            // Every sum within the accumulator, whatever the input (blob validation checks the same).
+            let largest = w_q.iter().map(|w| f64::from(*w).abs()).fold(0.0, f64::max);
+            let largest_bias = b_q.iter().map(|b| f64::from(*b).abs()).fold(0.0, f64::max);
+            if bits == 8 || largest_bias + taps as f64 * largest * input_magnitude <= MAX_ACCUMULATOR as f64 {
+                break (w_q, b_q, mult, shift);
+            }
+            bits -= 1;
+        };
+        let wide = bits > 8;
+        let weights = match wide {
+            true => w_q.iter().flat_map(|w| (*w as i16).to_le_bytes()).collect(),
+            false => w_q.iter().map(|w| *w as i8 as u8).collect(),
+        };
         owned.push(OwnedLayer {
-            weights: w_q,
+            wide,
+            weights,
             bias: le_bytes(&b_q),
             multipliers: le_bytes(&mult),
-            shifts: shift,
+            shifts: shift.iter().map(|&s| s as u8).collect(),
             input_zero_point: s_in.zero_point,
             output_zero_point: out_q.zero_point,
             relu,
