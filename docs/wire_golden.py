@@ -361,7 +361,7 @@ def check_coder(tables):
 def length_prefix(length) -> bytes:
     """The len field of an entropy-coded frame: one byte below 128; from 128 on two bytes,
     0x80 | (len & 0x7F), then len >> 7 (never 0)."""
-    assert 0 <= length <= 2 * 255, "len ≤ 2n ≤ 510"
+    assert 0 <= length <= 2 * 512, "len ≤ 2n ≤ 1024"
     if length < 128:
         return bytes([length])
     return bytes([0x80 | (length & 0x7F), length >> 7])
@@ -430,7 +430,7 @@ def entropy_coded_frame(codes, tables, stream_id, session, frame, frame_flags):
     No code is clipped and frame_flags is sent as given.
     Returns the frame's bytes, whether it was sent coded, and the coded payload's length."""
     n = len(codes)
-    assert 1 <= n <= 255
+    assert 1 <= n <= 512
     coded = rans_encode(codes, tables)
     assert rans_decode(coded, n, tables) == list(codes), "self-check: decode(encode(x)) == x"
     sent_coded = len(coded) < 2 * n
@@ -450,9 +450,9 @@ def check_framing(tables):
 
     # The length field: 127 takes one byte, 128 two; both read back.
     assert length_prefix(0) == b"\x00" and length_prefix(127) == b"\x7f"
-    assert length_prefix(128) == b"\x80\x01" and length_prefix(510) == b"\xfe\x03"
-    for length in range(0, 511):
-        assert read_length(length_prefix(length), 255) == (length, len(length_prefix(length)))
+    assert length_prefix(128) == b"\x80\x01" and length_prefix(1024) == b"\x80\x08"
+    for length in range(0, 1025):
+        assert read_length(length_prefix(length), 512) == (length, len(length_prefix(length)))
     n = 100  # 2n = 200: 127 and 128 are both lengths of a coded payload
     for length, size in ((127, 1), (128, 2)):
         payload = bytes((7 * i + 3) & 0xFF for i in range(length))
@@ -479,16 +479,16 @@ def check_framing(tables):
     assert read_entropy_frame(item, 12, frame_flags=0, **ids) is None, "len above 2n"
 
     # Raw i16 frames round-trip: n = 12 (len 24, one byte) and n = 64 (len 128, two bytes),
-    # with the ends of the i16 range; n = 255 (len 510, the largest frame, 514 bytes).
-    for n in (12, 63, 64, 255):
+    # with the ends of the i16 range; n = 512 (len 1024, the largest frame, 1028 bytes).
+    for n in (12, 63, 64, 512):
         codes = [(I16_MIN, I16_MAX, -300, 300, 0, -1)[j % 6] for j in range(n)]
-        if n == 255:
+        if n == 512:
             codes = [(I16_MAX - 97 * j) for j in range(n)]
         assert len(rans_encode(codes, tables)) >= 2 * n, "coding is not shorter"
         item, sent_coded, _ = entropy_coded_frame(codes, tables, frame_flags=0, **ids)
         assert not sent_coded and item[:len(length_prefix(2 * n))] == length_prefix(2 * n)
         assert len(item) == len(length_prefix(2 * n)) + 2 * n + 2
-        assert (len(item) == 514) == (n == 255), "the largest data frame is 514 bytes"
+        assert (len(item) == 1028) == (n == 512), "the largest data frame is 1028 bytes"
         payload, size = read_entropy_frame(item, n, frame_flags=0, **ids)
         assert size == len(item) and decode_payload(payload, n, tables) == codes, ("raw i16", n)
 

@@ -428,8 +428,8 @@ fn each_target_rate_trains_a_model_for_it() {
     // frame carries: refused before anything is trained or written.
     let e = train_model(&request(vec![1.0, 0.3], 2)).err().unwrap().to_string();
     assert!(e.contains("framing") && e.contains("--windows-per-frame"), "{e}");
-    let e = train_model(&request(vec![1.0], 16)).err().unwrap().to_string();
-    assert!(e.contains("--windows-per-frame 16") && e.contains("255"), "{e}");
+    let e = train_model(&request(vec![1.0], 33)).err().unwrap().to_string();
+    assert!(e.contains("--windows-per-frame 33") && e.contains("512"), "{e}");
     assert!(!out.exists());
 
     let t = train_model(&request(vec![1.5, 0.8], 2)).unwrap();

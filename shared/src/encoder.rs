@@ -309,6 +309,44 @@ pub(crate) mod tests {
         assert!(write_blob(&spec, &mut buf, |_| ModelId::default()).is_err());
     }
 
+    /// A blob of one dense layer (all weights 1) from `window` samples to `codes` codes.
+    pub(crate) fn dense_blob(window: u16, codes: u16) -> Vec<u8> {
+        let (n_in, n_out) = (usize::from(window), usize::from(codes));
+        let p = Params::new(
+            &std::vec![1; n_in * n_out],
+            &std::vec![0; n_out],
+            &std::vec![1 << 30; n_out],
+            &std::vec![0; n_out],
+        );
+        let (offsets, input) = ([0u8; 4], Params::new(&[], &[], &[1 << 30], &[0]));
+        let q = QuantLayer {
+            weights: p.weights(false),
+            bias: I32s::new(&p.bias).unwrap(),
+            requant: RequantParams { multipliers: I32s::new(&p.multipliers).unwrap(), shifts: I8s::new(&p.shifts) },
+            input_zero_point: 0,
+            output_zero_point: 0,
+            relu: false,
+        };
+        let mut layers = heapless::Vec::new();
+        layers.push(Layer::Dense { in_features: window, out_features: codes, q }).unwrap();
+        let spec = EncoderSpec {
+            window,
+            channels: 1,
+            counts_per_unit: 1.0,
+            input: InputQuant {
+                offsets: I32s::new(&offsets).unwrap(),
+                requant: RequantParams {
+                    multipliers: I32s::new(&input.multipliers).unwrap(),
+                    shifts: I8s::new(&input.shifts),
+                },
+            },
+            layers,
+            codes: CodeQuant { scale: 1.0, zero_point: 0 },
+            tables: None,
+        };
+        blob_bytes(&spec)
+    }
+
     /// One dense layer on the input: its i16 weights are accepted as long as no sum can
     /// overflow the accumulator, whatever the samples.
     #[test]

@@ -153,7 +153,7 @@ impl<'m> StreamEncoder<'m> {
             start_sample: config.start_sample,
         };
         if config.windows_per_frame == 0 || layout.frame_codes() > MAX_FRAME_CODES {
-            let max = MAX_FRAME_CODES / codes.max(1);
+            let max = (MAX_FRAME_CODES / codes.max(1)).min(u8::MAX.into());
             return Err(StreamConfigError::WindowsPerFrame { requested: config.windows_per_frame, max });
         }
         if config.header_interval == 0 {
@@ -388,13 +388,18 @@ mod tests {
         let with = |c: StreamConfig| StreamEncoder::new(encoder.clone(), c).err();
         assert_eq!(
             with(StreamConfig { windows_per_frame: 0, ..StreamConfig::DEFAULT }),
-            Some(StreamConfigError::WindowsPerFrame { requested: 0, max: MAX_FRAME_CODES / per_window })
+            Some(StreamConfigError::WindowsPerFrame { requested: 0, max: (MAX_FRAME_CODES / per_window).min(255) })
         );
-        let too_many = (MAX_FRAME_CODES / per_window + 1) as u8;
-        assert!(matches!(
-            with(StreamConfig { windows_per_frame: too_many, ..StreamConfig::DEFAULT }),
-            Some(StreamConfigError::WindowsPerFrame { .. })
-        ));
+        // Two codes a window: any u8 count of windows fits a frame.
+        assert!(with(StreamConfig { windows_per_frame: u8::MAX, ..StreamConfig::DEFAULT }).is_none());
+        // Eight codes a window: 64 windows fill a frame.
+        let eight = crate::encoder::tests::dense_blob(16, 8);
+        let eight = QuantizedEncoder::from_blob(&eight).unwrap();
+        let with_eight = |windows_per_frame| {
+            StreamEncoder::new(eight.clone(), StreamConfig { windows_per_frame, ..StreamConfig::DEFAULT }).err()
+        };
+        assert_eq!(with_eight(64), None);
+        assert_eq!(with_eight(65), Some(StreamConfigError::WindowsPerFrame { requested: 65, max: 64 }));
         assert_eq!(
             with(StreamConfig { header_interval: 0, ..StreamConfig::DEFAULT }),
             Some(StreamConfigError::HeaderInterval)

@@ -23,8 +23,9 @@ pub const HEADER_LEN: usize = 32;
 pub const CHECK_LEN: usize = 2;
 /// Most latent codes one window has.
 pub const MAX_CODES: usize = 64;
-/// Most codes one data frame carries (all its windows).
-pub const MAX_FRAME_CODES: usize = 255;
+/// Most codes one data frame carries (all its windows): 512 samples' worth for a model with
+/// one code per sample, whose framing then costs what a 16-code model's does.
+pub const MAX_FRAME_CODES: usize = 512;
 /// Largest payload of a data frame: the raw codes of an entropy-coded session, two bytes each.
 pub const MAX_FRAME_PAYLOAD: usize = 2 * MAX_FRAME_CODES;
 /// Largest data frame (raw codes behind a two-byte length), and so the largest item on the link.
@@ -1233,9 +1234,9 @@ pub(crate) mod tests {
         let h = StreamHeader {
             layout: StreamLayout {
                 channels: 16,
-                codes_per_window: 51,
+                codes_per_window: 64,
                 window: u16::MAX,
-                windows_per_frame: 5,
+                windows_per_frame: 8,
                 entropy_coded: false,
             },
             start_sample: MAX_START_SAMPLE,
@@ -1246,7 +1247,7 @@ pub(crate) mod tests {
         assert_eq!(stream.len() as u64, stream_len(9, MAX_FRAME_CODES + CHECK_LEN, h.header_interval));
         let frames = frames_of(&decode_all(&stream, 100));
         assert_eq!(frames.len(), 9);
-        assert_eq!(frames[8].sample_index, MAX_START_SAMPLE + 8 * 5 * u64::from(u16::MAX));
+        assert_eq!(frames[8].sample_index, MAX_START_SAMPLE + 8 * 8 * u64::from(u16::MAX));
         // Entropy coded, a frame that carries its codes raw is the longest item.
         let h = StreamHeader { layout: StreamLayout { entropy_coded: true, ..h.layout }, ..h };
         assert_eq!(h.layout.max_frame_len(), MAX_FRAME_LEN);

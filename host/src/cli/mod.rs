@@ -261,7 +261,7 @@ struct EncodeArgs {
 struct StreamArgs {
     /// Windows per data frame, sharing one length byte, one 2-byte check and one entropy-coded
     /// payload: fewer bytes per window, more latency (and a lost frame loses them all); a
-    /// frame holds at most 255 codes. Default: the model's (`windows_per_frame` in its card).
+    /// frame holds at most 512 codes. Default: the model's (`windows_per_frame` in its card).
     #[arg(long, value_parser = clap::value_parser!(u8).range(1..))]
     windows_per_frame: Option<u8>,
     /// A 32-byte stream header before every N-th frame: a receiver joining mid-stream, or
