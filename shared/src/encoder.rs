@@ -309,18 +309,12 @@ pub(crate) mod tests {
         assert!(write_blob(&spec, &mut buf, |_| ModelId::default()).is_err());
     }
 
-    /// A blob of one dense layer (all weights 1) from `window` samples to `codes` codes.
-    pub(crate) fn dense_blob(window: u16, codes: u16) -> Vec<u8> {
-        let (n_in, n_out) = (usize::from(window), usize::from(codes));
-        let p = Params::new(
-            &std::vec![1; n_in * n_out],
-            &std::vec![0; n_out],
-            &std::vec![1 << 30; n_out],
-            &std::vec![0; n_out],
-        );
-        let (offsets, input) = ([0u8; 4], Params::new(&[], &[], &[1 << 30], &[0]));
+    /// The spec of one dense layer (the codes) straight on `window` samples of one channel, with
+    /// `p`'s weights (i16 when `wide`); the input and code scales are 1.
+    fn one_dense_layer<'p>(p: &'p Params, window: u16, wide: bool) -> EncoderSpec<'p> {
+        const OFFSET: [u8; 4] = [0; 4];
         let q = QuantLayer {
-            weights: p.weights(false),
+            weights: p.weights(wide),
             bias: I32s::new(&p.bias).unwrap(),
             requant: RequantParams { multipliers: I32s::new(&p.multipliers).unwrap(), shifts: I8s::new(&p.shifts) },
             input_zero_point: 0,
@@ -328,22 +322,27 @@ pub(crate) mod tests {
             relu: false,
         };
         let mut layers = heapless::Vec::new();
+        let codes = p.bias.len() as u16 / 4;
         layers.push(Layer::Dense { in_features: window, out_features: codes, q }).unwrap();
-        let spec = EncoderSpec {
+        let input =
+            RequantParams { multipliers: I32s::new(&p.multipliers[..4]).unwrap(), shifts: I8s::new(&p.shifts[..1]) };
+        EncoderSpec {
             window,
             channels: 1,
             counts_per_unit: 1.0,
-            input: InputQuant {
-                offsets: I32s::new(&offsets).unwrap(),
-                requant: RequantParams {
-                    multipliers: I32s::new(&input.multipliers).unwrap(),
-                    shifts: I8s::new(&input.shifts),
-                },
-            },
+            input: InputQuant { offsets: I32s::new(&OFFSET).unwrap(), requant: input },
             layers,
             codes: CodeQuant { scale: 1.0, zero_point: 0 },
             tables: None,
-        };
+        }
+    }
+
+    /// A blob of one dense layer (all weights 1) from `window` samples to `codes` codes.
+    pub(crate) fn dense_blob(window: u16, codes: u16) -> Vec<u8> {
+        let (n_in, n_out) = (usize::from(window), usize::from(codes));
+        let ones = std::vec![1; n_in * n_out];
+        let p = Params::new(&ones, &std::vec![0; n_out], &std::vec![1 << 30; n_out], &std::vec![0; n_out]);
+        let spec = one_dense_layer(&p, window, false);
         blob_bytes(&spec)
     }
 
@@ -353,26 +352,7 @@ pub(crate) mod tests {
     fn weights_that_could_overflow_the_accumulator_are_refused() {
         let validate = |weight: i16| {
             let p = Params::new(&[0; 64], &[0], &[1 << 30], &[0]).with_wide_weights(&[weight; 64]);
-            let offsets = [0u8; 4];
-            let q = QuantLayer {
-                weights: p.weights(true),
-                bias: I32s::new(&p.bias).unwrap(),
-                requant: RequantParams { multipliers: I32s::new(&p.multipliers).unwrap(), shifts: I8s::new(&p.shifts) },
-                input_zero_point: 0,
-                output_zero_point: 0,
-                relu: false,
-            };
-            let mut layers = heapless::Vec::new();
-            layers.push(Layer::Dense { in_features: 64, out_features: 1, q }).unwrap();
-            let spec = EncoderSpec {
-                window: 64,
-                channels: 1,
-                counts_per_unit: 1.0,
-                input: InputQuant { offsets: I32s::new(&offsets).unwrap(), requant: q.requant },
-                layers,
-                codes: CodeQuant { scale: 1.0, zero_point: 0 },
-                tables: None,
-            };
+            let spec = one_dense_layer(&p, 64, true);
             spec.validate()
         };
         // 64 taps × 8194 × 4095 ≤ 2^31 − 1 < 64 × 8195 × 4095.
