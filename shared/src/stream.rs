@@ -381,6 +381,21 @@ mod tests {
     }
 
     #[test]
+    fn raw_frames_clip_to_int8_only_without_tables() {
+        use crate::entropy::tests::OwnedTables;
+        let mut out = [0u8; MAX_FRAME_PAYLOAD];
+        assert_eq!(frame_payload(None, &[300, -5, -129], &mut out), (3, true));
+        assert_eq!(out[..3], [127, (-5i8) as u8, (-128i8) as u8]);
+        assert_eq!(frame_payload(None, &[127, -128], &mut out), (2, false));
+        // With tables, codes that do not code shorter go raw as i16: nothing is clipped.
+        let owned = OwnedTables::new(&[(-1, std::vec![1, 4094, 1])]);
+        let codes = [30000, -30000, 300];
+        assert_eq!(frame_payload(Some(owned.tables()), &codes, &mut out), (6, false));
+        let back: std::vec::Vec<i16> = out[..6].chunks(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect();
+        assert_eq!(back, codes);
+    }
+
+    #[test]
     fn configurations_the_format_cannot_carry_are_refused() {
         let blob = tiny_blob();
         let encoder = QuantizedEncoder::from_blob(&blob).unwrap();
