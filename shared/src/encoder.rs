@@ -1,5 +1,5 @@
-//! The whole quantized encoder: one window of i16 samples in, i16 latent codes out (int8
-//! weights; the input normalized to 13 bits, hidden activations int8).
+//! The whole quantized encoder: one window of i16 samples in, i16 latent codes out (the input
+//! normalized to 13 bits, hidden activations int8; int8 weights, i16 where the codes are made).
 
 use crate::blob::{BlobError, EncoderSpec, Layer, ModelBlob};
 use crate::kernels::{
@@ -100,8 +100,7 @@ impl<'a> QuantizedEncoder<'a> {
         // Ping-pong buffers: `a` holds the input of the layer to run, `b` receives its output
         // (the last layer writes into `codes`). A single layer needs no `b`.
         let act = spec.max_activation_len();
-        let (a, b) = scratch[..needed].split_at_mut(act.min(needed));
-        let (mut a, mut b) = (a, b);
+        let (mut a, mut b) = scratch[..needed].split_at_mut(act.min(needed));
         let report = quantize_input(spec, samples, &mut a[..channels * window]);
 
         let mut len = channels * window;

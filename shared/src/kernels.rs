@@ -1,4 +1,4 @@
-//! int8-weight kernels with int32 accumulation and TFLite/gemmlowp fixed-point requantization.
+//! Integer kernels (int8 or i16 weights) with int32 accumulation and TFLite/gemmlowp fixed-point requantization.
 //!
 //! A real value `r` of a quantized tensor is `scale · (q − zero_point)`. Activations are held
 //! as i16: the encoder's input (the samples, 13-bit after normalization, zero point 0) and its
