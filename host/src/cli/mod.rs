@@ -472,3 +472,41 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// What a failed command prints: the error and its causes, each once. Many errors already end
+/// with the text of their cause (`"{path}: {source}"`); the cause is then not repeated.
+pub fn error_message(e: &anyhow::Error) -> String {
+    let mut message = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if message.ends_with(&text) {
+            continue;
+        }
+        if !message.is_empty() {
+            message.push_str(": ");
+        }
+        message.push_str(&text);
+    }
+    message
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("reading model.json: {source}")]
+    struct SaysItsCause {
+        source: std::io::Error,
+    }
+
+    #[test]
+    fn an_error_that_quotes_its_cause_prints_it_once() {
+        let quoting = anyhow::Error::new(SaysItsCause { source: std::io::Error::other("disk on fire") });
+        assert_eq!(error_message(&quoting), "reading model.json: disk on fire");
+        // A context that does not say its cause keeps it.
+        let context = anyhow::Error::new(std::io::Error::other("disk on fire")).context("cannot write the blob");
+        assert_eq!(error_message(&context), "cannot write the blob: disk on fire");
+        assert_eq!(format!("{quoting:#}"), "reading model.json: disk on fire: disk on fire");
+    }
+}
