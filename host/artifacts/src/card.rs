@@ -171,7 +171,7 @@ pub struct ShapeCandidate {
     pub blob_bytes: usize,
     pub macs_per_window: u64,
     /// The encoder's buffers on the device: a window of samples, the kernels' scratch, a frame
-    /// of codes and the output of one window.
+    /// of codes, its payload and the output of one window.
     pub ram_bytes: usize,
     /// Over the device budget: not eligible.
     pub over_budget: bool,

@@ -10,7 +10,7 @@ use funnel_artifacts::data::train_window_count;
 use funnel_artifacts::spec::Arch;
 use funnel_artifacts::{Dataset, ModelDir, ModelSpec, Recording};
 use funnel_shared::stream::MAX_WINDOW_OUTPUT;
-use funnel_shared::wire::{MAX_CODES, MAX_FRAME_CODES};
+use funnel_shared::wire::{MAX_CODES, MAX_FRAME_CODES, MAX_FRAME_PAYLOAD};
 use std::time::Instant;
 
 use super::training::{train_point, CodeRate, Shape, TrainRequest};
@@ -136,9 +136,12 @@ pub(super) fn search(
             shape.hop.max((dataset.train().len() * spec.window).div_ceil(MAX_SEARCH_FIT_WINDOWS)).min(spec.window);
         let point = train_point(&quiet, &Shape { hop, ..shape.clone() }, &dataset, rate, &name)?;
         let (blob, int8) = (&point.quantization.blob, &point.quantization.int8);
+        // A window of i16 samples, the kernels' scratch, a frame of i16 codes, the frame's
+        // payload while it is written and the output of one window.
         let ram_bytes = 2 * spec.input_len()
             + blob.scratch_bytes()
-            + usize::from(shape.windows_per_frame) * spec.latent
+            + 2 * usize::from(shape.windows_per_frame) * spec.latent
+            + MAX_FRAME_PAYLOAD
             + MAX_WINDOW_OUTPUT;
         let budget = request.budget;
         let candidate = ShapeCandidate {
