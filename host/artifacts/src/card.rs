@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::data::{Normalization, SplitInfo};
 use crate::metrics::{Method, Metrics};
 use crate::spec::{Arch, ModelSpec};
-use crate::training::{EpochRecord, InitReport, TrainConfig};
+use crate::training::{kept_epoch, EpochRecord, InitReport, TrainConfig};
 
 /// A file of the model directory as the card was saved with it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -93,7 +93,8 @@ pub struct ModelCard {
     /// Variant, seed, epoch limit and the rest of the schedule.
     pub train_config: TrainConfig,
     pub epochs_run: usize,
-    /// 1-based epoch whose weights were kept (lowest validation loss).
+    /// 1-based epoch whose weights were kept (lowest validation loss); 0 when no epoch beat the
+    /// starting weights.
     pub best_epoch: usize,
     pub seconds_per_epoch: f64,
     pub history: Vec<EpochRecord>,
@@ -277,10 +278,7 @@ impl ModelCard {
             self.train_config.seed,
             self.epochs_run,
             self.train_config.epochs,
-            match self.best_epoch {
-                0 => "none: the starting weights were kept".to_string(),
-                epoch => epoch.to_string(),
-            },
+            kept_epoch(self.best_epoch),
             self.seconds_per_epoch,
             self.train_config.batch_size,
             self.train_config.learning_rate,

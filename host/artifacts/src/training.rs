@@ -52,6 +52,14 @@ impl Default for TrainConfig {
     }
 }
 
+/// How a report names the epoch whose weights were kept (0: none beat the starting weights).
+pub fn kept_epoch(best_epoch: usize) -> String {
+    match best_epoch {
+        0 => "none: the starting weights were kept".to_string(),
+        epoch => epoch.to_string(),
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EpochRecord {
     /// 1-based.

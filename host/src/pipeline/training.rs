@@ -9,7 +9,7 @@ use funnel_artifacts::data::fit_validation_counts;
 use funnel_artifacts::data::TrainingWindows;
 use funnel_artifacts::metrics::Quality;
 use funnel_artifacts::spec::{Arch, ModelSpec, Variant};
-use funnel_artifacts::training::TrainConfig;
+use funnel_artifacts::training::{kept_epoch, TrainConfig};
 use funnel_artifacts::{Blob, Dataset, FloatNet, Graph, Method, Metrics, ModelCard, ModelDir, Recording, Windows};
 
 use super::decode::{decode_to_csv, Decoding};
@@ -675,10 +675,7 @@ fn train_network(
         eprintln!(
             "trained {} epochs (best {}), {:.3} s/epoch, {:.1} s total{}",
             trained.epochs_run,
-            match trained.best_epoch {
-                0 => "none: the starting weights were kept".to_string(),
-                epoch => epoch.to_string(),
-            },
+            kept_epoch(trained.best_epoch),
             trained.seconds_per_epoch,
             trained.history.iter().map(|h| h.seconds).sum::<f64>(),
             match (config.code_rate, last) {
