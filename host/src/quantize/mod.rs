@@ -593,6 +593,21 @@ mod tests {
         assert!(e.unwrap_err().to_string().contains("between 0.5 and 127"));
     }
 
+    /// The layer that makes the codes gets as many weight bits as its accumulator allows: all 16
+    /// for 8 taps, fewer for 256 (256 × 32767 × 4095 would overflow; 256 × 2047 × 4095 does not).
+    #[test]
+    fn the_code_layer_gets_as_many_weight_bits_as_its_accumulator_allows() {
+        let largest_weight = |window: usize| {
+            let (blob, _) = dense_blob(window, 2);
+            let encoder = blob.encoder();
+            let Layer::Dense { q, .. } = &encoder.spec().layers[0] else { panic!("a dense layer") };
+            assert!(matches!(q.weights, Weights::Int16(_)), "window {window}: i16 weights");
+            q.weights.max_abs()
+        };
+        assert_eq!(largest_weight(8), 32767);
+        assert_eq!(largest_weight(256), 2047);
+    }
+
     #[test]
     fn a_blob_whose_id_is_not_its_payload_hash_is_refused() {
         let (blob, _) = dense_blob(8, 2);
