@@ -77,13 +77,10 @@ impl OwnedCodeTables {
             let (lo, hi) = densest_span(&seen, MAX_TABLE_CODES as i32);
             let room = MAX_TABLE_CODES as i32 - (hi - lo + 1);
             let margin = ((f64::from(hi - lo) * TABLE_MARGIN).ceil() as i32).max(MIN_TABLE_MARGIN).min(room / 2);
+            // At least three codes (two escapes and one more): a margin under MIN_TABLE_MARGIN
+            // leaves room for fewer than 8 codes beyond a span of at least 249, and an i16 end
+            // cuts a margin of 4 or more on one side only.
             let (lo, hi) = ((lo - margin).max(i16::MIN.into()), (hi + margin).min(i16::MAX.into()));
-            // Three codes at least: two escapes and one more.
-            let (lo, hi) = if hi - lo < 2 {
-                (lo.min(i32::from(i16::MAX) - 2), lo.min(i32::from(i16::MAX) - 2) + 2)
-            } else {
-                (lo, hi)
-            };
             let mut counts = vec![0.5f64; (hi - lo + 1) as usize];
             for &c in seen.iter().filter(|&&c| (lo..=hi).contains(&c)) {
                 counts[(c - lo) as usize] += 1.0;
@@ -316,6 +313,16 @@ mod tests {
 
     /// Codes far outside the int8 range, and spread wider than a table: the table sits on the
     /// densest 256 codes.
+    #[test]
+    fn codes_at_the_ends_of_the_i16_range_still_get_three_codes() {
+        let codes: Vec<i16> = (0..100).flat_map(|_| [i16::MAX, i16::MIN]).collect();
+        let owned = OwnedCodeTables::fit(&codes, 2);
+        let t = owned.tables();
+        assert_eq!(t.validate(2), Ok(()));
+        assert_eq!((t.lowest.get(0), t.highest.get(0)), (i16::MAX - 4, i16::MAX));
+        assert_eq!((t.lowest.get(1), t.highest.get(1)), (i16::MIN, i16::MIN + 4));
+    }
+
     #[test]
     fn wide_codes_get_a_table_on_their_densest_span() {
         let codes: Vec<i16> =
