@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Compute the golden vectors of docs/wire-format.md, independently of the Rust code.
 
-Written only from the text of docs/wire-format.md, version 4 (sections "Stream header",
-"Data frame" with its subsections "Entropy-coded data frame" and "The entropy coder", and
-"Golden vectors"), with the Python standard library: `zlib.crc32` for the header's
+Written only from the text of docs/wire-format.md, version 5 (sections "Stream header",
+"Data frame" with its subsections "Entropy-coded data frame" (and its paragraph "The last
+frame") and "The entropy coder", "Sending", and "Golden vectors"), with the Python standard library: `zlib.crc32` for the header's
 CRC-32/ISO-HDLC, a bitwise CRC-16/IBM-3740 written from its parameters, and the rANS coder
 (encoder and decoder) written from the spec's pseudo-code and text. Codes are i16; both ends
 of every code table are escapes, and an escape is followed by the code's distance
@@ -19,6 +19,18 @@ len = 2n: the payload is the raw codes as i16 (LE, two bytes each); len < 2n: rA
 sender codes when the coded payload is shorter than 2n bytes, else sends raw i16; nothing is
 clipped. The check is the CRC-16 (LE) of len ‖ payload (all the len bytes) ‖ 8 implied bytes.
 
+The last frame (version 5). An ENTROPY_CODED session may end with an END frame: frame_flags
+bit 1 (0x02) set in the implied bytes (with bit 0 if SATURATED), and the frame is
+len (1 or 2) ‖ samples (u24 LE) ‖ body (len − 3 bytes) ‖ check, len ≤ 2n + 3 (n of a whole
+frame, as above). 1 ≤ samples ≤ windows_per_frame × window; the frame holds the first
+m = ⌈samples / window⌉ windows, and body is their n' = m × codes_per_window codes: raw i16 when
+len − 3 = 2n', rANS-coded (the same coder and tables) when shorter; the sender codes when that
+is shorter than 2n' bytes, as for any frame. The check covers len ‖ samples ‖ body ‖ the 8
+implied bytes. A frame flagged END whose len is below 3 or whose samples is out of range is
+not a frame. The spec does not say what a body longer than 2n' bytes (but within len ≤ 2n + 3)
+is; read literally (neither raw nor "shorter"), this script takes it as not valid. Of the last
+window a receiver outputs only samples − (m − 1) × window samples (the rest is padding).
+
 Self-checks: the CRC check values; every coded payload (also of the frames sent raw) decodes
 back to its codes; the encoder matches payloads put by hand symbol by symbol (frames 3 and 4
 of vector 3: escape 1 then distance 2; escape -1 then distance 299 as 255, 0, 44); a code equal
@@ -31,9 +43,15 @@ back through the length reader; the non-minimal forms 0x80 0x00 (and 0x80 | k, 0
 length above 2n are refused (also with a check that holds); raw i16 frames (with 1- and 2-byte
 lengths, codes at the ends of the i16 range) and a coded frame longer than 127 bytes
 round-trip; a coded payload of exactly 2n bytes is sent raw, an empty one coded (len 0); a
-session without ENTROPY_CODED clips to int8 and flags SATURATED. Every frame of
-the three vectors reads back (check and codes), and vector 3's frames come out coded or raw,
-with the flags, as the spec's bullet list says.
+session without ENTROPY_CODED clips to int8 and flags SATURATED. END frames: samples is a u24
+LE; coded and raw END frames of 1 … windows_per_frame windows round-trip (samples, m, codes),
+also the largest, 1,031 bytes (len 2n + 3, two bytes); an END frame reads back only under the
+END flag, and an ordinary frame never under it; len 2n + 1 … 2n + 3 is read only as an END
+frame's, and above 2n + 3 never; refused even under a check that holds: an END frame with len
+below 3, or with samples 0 or above windows_per_frame × window; a raw body of other than 2n'
+bytes is not valid. Every frame of the three vectors reads back (check and codes; vector 3's
+END frame also its samples and m), and vector 3's frames come out coded or raw, with the
+flags, as the spec's bullet list says.
 
     python3 docs/wire_golden.py           # print the vectors
     python3 docs/wire_golden.py --write   # also fill the blocks in docs/wire-format.md
@@ -44,10 +62,12 @@ import struct
 import sys
 import zlib
 
-MAGIC, VERSION = 0xF5, 4
+MAGIC, VERSION = 0xF5, 5
 RESTART = 0x01        # header flags, bit 0
 ENTROPY_CODED = 0x02  # header flags, bit 1
 SATURATED = 0x01      # frame_flags, bit 0
+END = 0x02            # frame_flags, bit 1: the last frame of an entropy-coded session
+SAMPLES_SIZE = 3      # an END frame's samples field: u24, little-endian
 PRECISION = 12        # the frequencies of a code table sum to 1 << PRECISION
 DIST_F = 16           # a distance symbol u (0 ..= 255) is coded with f_u = 16, c_u = 16 u
 I16_MIN, I16_MAX = -(1 << 15), (1 << 15) - 1
@@ -361,16 +381,17 @@ def check_coder(tables):
 def length_prefix(length) -> bytes:
     """The len field of an entropy-coded frame: one byte below 128; from 128 on two bytes,
     0x80 | (len & 0x7F), then len >> 7 (never 0)."""
-    assert 0 <= length <= 2 * 512, "len ≤ 2n ≤ 1024"
+    assert 0 <= length <= 2 * 512 + SAMPLES_SIZE, "len ≤ 2n + 3 ≤ 1027"
     if length < 128:
         return bytes([length])
     return bytes([0x80 | (length & 0x7F), length >> 7])
 
 
-def read_length(buf, n):
-    """A receiver's reading of the len field of an entropy-coded frame of n codes: (len, the
-    field's size in bytes), or None when it is refused (the non-minimal two-byte form, whose
-    second byte is 0; a length above 2n) or cut off."""
+def read_length(buf, n, last=False):
+    """A receiver's reading of the len field of an entropy-coded frame of n codes (n of a whole
+    frame, windows_per_frame × codes_per_window, also for a last frame): (len, the field's size
+    in bytes), or None when it is refused (the non-minimal two-byte form, whose second byte is
+    0; a length above 2n, or above 2n + 3 for a last frame, last = True) or cut off."""
     if not buf:
         return None
     if buf[0] < 0x80:
@@ -381,7 +402,7 @@ def read_length(buf, n):
         if buf[1] == 0:
             return None  # non-minimal: a length below 128 has only the one-byte form
         length, size = (buf[0] & 0x7F) | (buf[1] << 7), 2
-    if length > 2 * n:
+    if length > 2 * n + (SAMPLES_SIZE if last else 0):
         return None
     return length, size
 
@@ -400,9 +421,10 @@ def entropy_frame_bytes(payload, stream_id, session, frame, frame_flags) -> byte
 
 def read_entropy_frame(buf, n, stream_id, session, frame, frame_flags):
     """A receiver's reading of an entropy-coded frame of n codes under one candidate (frame
-    number and flags): (payload, the frame's size in bytes), or None if its len is refused,
-    it is cut off, or the check does not hold."""
-    read = read_length(buf, n)
+    number and flags): (payload, the frame's size in bytes), or None if its len is refused
+    (above 2n, or 2n + 3 under the END flag), it is cut off, or the check does not hold. Under
+    END the payload is samples ‖ body (read_end_frame)."""
+    read = read_length(buf, n, last=bool(frame_flags & END))
     if read is None:
         return None
     length, size = read
@@ -416,11 +438,15 @@ def read_entropy_frame(buf, n, stream_id, session, frame, frame_flags):
 
 
 def decode_payload(payload, n, tables):
-    """The codes of an entropy-coded frame's payload: len = 2n, the raw i16 codes; len < 2n,
-    rANS-coded. None if not valid."""
+    """The codes of an entropy-coded frame's payload (or an END frame's body, n = m ×
+    codes_per_window): 2n bytes, the raw i16 codes; fewer, rANS-coded. None if not valid. More
+    than 2n bytes only an END frame's body can have (its len is bounded by the whole frame's
+    2n + 3): the spec says raw "when len − 3 = 2n", coded "when shorter", nothing of longer;
+    read literally, such a body is neither, so not valid."""
     if len(payload) == 2 * n:
         return list(struct.unpack(f"<{n}h", payload))
-    assert len(payload) < 2 * n
+    if len(payload) > 2 * n:
+        return None
     return rans_decode(payload, n, tables)
 
 
@@ -441,6 +467,67 @@ def entropy_coded_frame(codes, tables, stream_id, session, frame, frame_flags):
     assert read is not None and read[1] == len(item), "the frame reads back"
     assert decode_payload(read[0], n, tables) == list(codes), "its codes read back"
     return item, sent_coded, len(coded)
+
+
+def u24(value) -> bytes:
+    """An END frame's samples field: u24, little-endian."""
+    assert 0 <= value < 1 << 24
+    return value.to_bytes(SAMPLES_SIZE, "little")
+
+
+def windows_of(samples, window):
+    """m = ⌈samples / window⌉: the windows an END frame of this many samples holds."""
+    return -(-samples // window)
+
+
+def end_frame(codes, samples, tables, window, windows_per_frame, stream_id, session, frame,
+              frame_flags):
+    """As in "The last frame": len (1 or 2) ‖ samples (u24 LE) ‖ body ‖ check, the END bit set
+    in the implied frame_flags (with SATURATED as given). 1 ≤ samples ≤ windows_per_frame ×
+    window; body is the m = ⌈samples / window⌉ windows' n = m × codes_per_window codes, coded
+    when the rANS-coded body is shorter than 2n bytes, else raw i16 (len − 3 = 2n); len covers
+    samples ‖ body, and the check covers len ‖ samples ‖ body ‖ 8 implied bytes.
+    Returns the frame's bytes, whether it was sent coded, and the coded body's length."""
+    codes_per_window = len(tables)
+    assert 1 <= samples <= windows_per_frame * window, "1 ≤ samples ≤ windows_per_frame × window"
+    m = windows_of(samples, window)
+    n = m * codes_per_window
+    assert len(codes) == n and 1 <= windows_per_frame * codes_per_window <= 512
+    coded = rans_encode(codes, tables)
+    assert rans_decode(coded, n, tables) == list(codes), "self-check: decode(encode(x)) == x"
+    sent_coded = len(coded) < 2 * n
+    body = coded if sent_coded else i16_codes(codes)
+    item = entropy_frame_bytes(u24(samples) + body, stream_id, session, frame,
+                               frame_flags | END)
+    # Self-check: the receiver reads it back, under the END flag only.
+    read = read_end_frame(item, window, windows_per_frame, codes_per_window, stream_id,
+                          session, frame, frame_flags | END)
+    assert read == (samples, m, body, len(item)), "the END frame reads back"
+    assert decode_payload(read[2], n, tables) == list(codes), "its codes read back"
+    assert read_entropy_frame(item, windows_per_frame * codes_per_window, stream_id, session,
+                              frame, frame_flags & ~END) is None, "not without the END flag"
+    return item, sent_coded, len(coded)
+
+
+def read_end_frame(buf, window, windows_per_frame, codes_per_window, stream_id, session, frame,
+                   frame_flags):
+    """A receiver's reading of a last frame under one candidate (frame number and flags, END
+    set): (samples, m, body, the frame's size in bytes), or None if it is not a frame: its len
+    is refused (above 2n + 3, n = windows_per_frame × codes_per_window) or below 3, it is cut
+    off, the check does not hold, or samples is 0 or above windows_per_frame × window. The body
+    is then read by decode_payload with n = m × codes_per_window."""
+    assert frame_flags & END
+    read = read_entropy_frame(buf, windows_per_frame * codes_per_window, stream_id, session,
+                              frame, frame_flags)
+    if read is None:
+        return None
+    payload, size = read
+    if len(payload) < SAMPLES_SIZE:
+        return None  # len below 3
+    samples = int.from_bytes(payload[:SAMPLES_SIZE], "little")
+    if not 1 <= samples <= windows_per_frame * window:
+        return None  # samples out of range
+    return samples, windows_of(samples, window), payload[SAMPLES_SIZE:], size
 
 
 def check_framing(tables):
@@ -479,7 +566,8 @@ def check_framing(tables):
     assert read_entropy_frame(item, 12, frame_flags=0, **ids) is None, "len above 2n"
 
     # Raw i16 frames round-trip: n = 12 (len 24, one byte) and n = 64 (len 128, two bytes),
-    # with the ends of the i16 range; n = 512 (len 1024, the largest frame, 1028 bytes).
+    # with the ends of the i16 range; n = 512 (len 1024, the largest frame but for a last
+    # frame's 3 bytes of samples, 1028 bytes).
     for n in (12, 63, 64, 512):
         codes = [(I16_MIN, I16_MAX, -300, 300, 0, -1)[j % 6] for j in range(n)]
         if n == 512:
@@ -488,7 +576,7 @@ def check_framing(tables):
         item, sent_coded, _ = entropy_coded_frame(codes, tables, frame_flags=0, **ids)
         assert not sent_coded and item[:len(length_prefix(2 * n))] == length_prefix(2 * n)
         assert len(item) == len(length_prefix(2 * n)) + 2 * n + 2
-        assert (len(item) == 1028) == (n == 512), "the largest data frame is 1028 bytes"
+        assert (len(item) == 1028) == (n == 512), "512 raw codes: 1028 bytes"
         payload, size = read_entropy_frame(item, n, frame_flags=0, **ids)
         assert size == len(item) and decode_payload(payload, n, tables) == codes, ("raw i16", n)
 
@@ -510,6 +598,8 @@ def check_framing(tables):
     item, sent_coded, coded_len = entropy_coded_frame([-2], one, frame_flags=0, **ids)
     assert coded_len == 0 and sent_coded and len(item) == 3, "empty payload: coded, len 0"
 
+    check_end_framing(tables)
+
     # A session without ENTROPY_CODED: one int8 byte per code, clipped, flagging SATURATED.
     codes = [300, -300, 127, -128, I16_MAX, I16_MIN, 0]
     item = data_frame(codes, frame_flags=0, **ids)
@@ -518,6 +608,95 @@ def check_framing(tables):
     assert read_data_frame(item, 7, frame_flags=SATURATED, **ids) == [127, -128] * 3 + [0]
     item = data_frame([1, -1, 127, -128], frame_flags=0, **ids)
     assert read_data_frame(item, 4, frame_flags=0, **ids) == [1, -1, 127, -128]
+
+
+def check_end_framing(tables):
+    """The self-checks of the last frame ("The last frame"; see the module's docstring)."""
+    ids = dict(stream_id=5, session=0xBEEF, frame=78)
+    k = len(tables)
+    window, wpf = 64, 4
+    n = wpf * k  # a whole frame's codes: 12, so len ≤ 2n + 3 = 27 for a last frame
+    layout = dict(window=window, windows_per_frame=wpf)
+
+    # samples is a u24, little-endian.
+    assert u24(138) == b"\x8a\x00\x00" and u24(0x030201) == b"\x01\x02\x03"
+    assert u24((1 << 24) - 1) == b"\xff\xff\xff"
+    assert [windows_of(x, 64) for x in (1, 63, 64, 65, 128, 138, 192, 193, 256)] == \
+        [1, 1, 1, 2, 2, 3, 3, 4, 4]
+
+    # Coded and raw END frames of 1 … wpf windows round-trip (end_frame reads each back, under
+    # the END flag only); so does a SATURATED one, which reads only under END | SATURATED.
+    for samples in (1, 2, 63, 64, 65, 127, 128, 129, 138, 191, 192, 193, 255, 256):
+        m = windows_of(samples, window)
+        plain = [tables[j % k].lo + 1 for j in range(m * k)]
+        far = [(300, -300, I16_MAX, I16_MIN)[j % 4] for j in range(m * k)]
+        for codes, want_coded in ((plain, True), (far, False)):
+            for flags in (0, SATURATED):
+                item, sent_coded, _ = end_frame(codes, samples, tables, frame_flags=flags,
+                                                **layout, **ids)
+                assert sent_coded == want_coded, (samples, codes)
+                length = read_length(item, n, last=True)[0]
+                assert item[1:4] == u24(samples), "samples right behind the one-byte len"
+                assert (length == 3 + 2 * m * k) == (not sent_coded), "raw: len − 3 = 2n"
+                assert read_end_frame(item, window, wpf, k, frame_flags=(flags ^ SATURATED) | END,
+                                      **ids) is None, "the flags are in the check"
+                assert read_entropy_frame(item, n, frame_flags=flags, **ids) is None
+
+    # An ordinary frame never reads as an END frame.
+    item, _, _ = entropy_coded_frame([tables[j % k].lo + 1 for j in range(n)], tables,
+                                     frame_flags=0, **ids)
+    assert read_end_frame(item, window, wpf, k, frame_flags=END, **ids) is None
+
+    # The length bound: 2n + 1 … 2n + 3 only for a last frame; above 2n + 3 never.
+    for length in (2 * n + 1, 2 * n + 2, 2 * n + 3):
+        assert read_length(bytes([length]), n) is None
+        assert read_length(bytes([length]), n, last=True) == (length, 1)
+    assert read_length(bytes([2 * n + 4]), n, last=True) is None
+    body = u24(wpf * window) + bytes(2 * n + 1)  # len 2n + 4, under a check that holds
+    item = length_prefix(len(body)) + body
+    item += check_bytes(item, frame_flags=END, **ids)
+    assert read_end_frame(item, window, wpf, k, frame_flags=END, **ids) is None, "len > 2n + 3"
+
+    # The largest data frame: a last frame of 512 raw codes, len 1027 (two bytes), 1031 bytes
+    # (windows_per_frame 128 × 4 codes per window, window 1).
+    four = tables + tables[:1]
+    codes = [(I16_MAX - 97 * j) for j in range(512)]
+    item, sent_coded, _ = end_frame(codes, 128, four, window=1, windows_per_frame=128,
+                                    frame_flags=0, **ids)
+    assert not sent_coded and item[:2] == length_prefix(1027) == b"\x83\x08"
+    assert len(item) == 1031, "the largest data frame is 1031 bytes"
+
+    # Not a frame, even under a check that holds: len below 3; samples 0 or above
+    # windows_per_frame × window. The edge, samples = windows_per_frame × window, is one.
+    def forged(payload, flags=END):
+        item = length_prefix(len(payload)) + payload
+        return item + check_bytes(item, frame_flags=flags, **ids)
+
+    for payload in (b"", b"\x01", b"\x01\x00"):
+        item = forged(payload)
+        assert read_entropy_frame(item, n, frame_flags=END, **ids) == (payload, len(item))
+        assert read_end_frame(item, window, wpf, k, frame_flags=END, **ids) is None, "len < 3"
+    raw = i16_codes([300] * n)
+    for samples in (0, wpf * window + 1, wpf * window + window, (1 << 24) - 1):
+        item = forged(u24(samples) + raw)
+        assert read_entropy_frame(item, n, frame_flags=END, **ids) is not None
+        assert read_end_frame(item, window, wpf, k, frame_flags=END, **ids) is None, samples
+    item = forged(u24(wpf * window) + raw)
+    assert read_end_frame(item, window, wpf, k, frame_flags=END, **ids) == \
+        (wpf * window, wpf, raw, len(item))
+
+    # A body of more than 2n' bytes (n' = m × codes_per_window) within len ≤ 2n + 3 is neither
+    # raw nor coded: the frame checks, but its body is not valid. So is an odd-length one.
+    item = forged(u24(1) + i16_codes([300] * (k + 1)))
+    samples, m, body, _ = read_end_frame(item, window, wpf, k, frame_flags=END, **ids)
+    assert (samples, m, len(body)) == (1, 1, 2 * k + 2)
+    assert decode_payload(body, m * k, tables) is None, "a body longer than 2n'"
+    item = forged(u24(1) + i16_codes([300] * k))
+    assert decode_payload(read_end_frame(item, window, wpf, k, frame_flags=END, **ids)[2], k,
+                          tables) == [300] * k, "a body of 2n' bytes is raw"
+    item = forged(u24(1) + b"\x01")
+    assert decode_payload(read_end_frame(item, window, wpf, k, frame_flags=END, **ids)[2], k,
+                          tables) is None, "odd length"
 
 
 MODEL_ID = bytes([0xDE, 0xAD, 0xBE, 0xEF])  # sent in this byte order
@@ -569,6 +748,9 @@ def golden_3(report=None):
         ([-1, 0, 0, -1, -300, 0, -1, 0, 0, -1, 0, 0], 0, True),
         ([300] * 11 + [-300], 0, False),
     ]
+    # Frame 6, the last (END, flagged SATURATED): 138 samples, so m = 3 windows (the third
+    # holds 10 samples and 54 of padding), 9 codes, coded.
+    last = ([-1, 0, 0, -1, 0, 0, 0, 0, -3], 138, SATURATED, True)
     t0, t1, t2 = tables
     # Frame 1: the codes of latents 0 and 2 are escapes, each followed by the distance 0.
     assert all(tables[j % 3].is_escape(c) for j, c in enumerate(frames[1][0]) if j % 3 != 1)
@@ -588,9 +770,10 @@ def golden_3(report=None):
                and not tables[j % 3].lo <= c <= tables[j % 3].hi
                for j, c in enumerate(frames[5][0]))
 
+    window, windows_per_frame, header_interval = 64, 4, 64
     items = [header(flags=RESTART | ENTROPY_CODED, model_id=MODEL_ID, channels=1,
-                    codes_per_window=3, window=64, windows_per_frame=4, header_interval=64,
-                    frame=0, start_sample=0, **common)]
+                    codes_per_window=3, window=window, windows_per_frame=windows_per_frame,
+                    header_interval=header_interval, frame=0, start_sample=0, **common)]
     problems = []
     for number, (codes, flags, want_coded) in enumerate(frames):
         assert len(codes) == n
@@ -599,7 +782,7 @@ def golden_3(report=None):
         size = 1 if item[0] < 0x80 else 2
         length = read_length(item, n)[0]
         if report is not None:
-            report.append((number, sent_coded, coded_len, length, size, len(item), flags))
+            report.append((number, sent_coded, coded_len, length, size, len(item), flags, ""))
         if sent_coded != want_coded:
             problems.append(f"frame {number}: coded payload {coded_len} bytes (2n = {2 * n}), "
                             f"sent {'coded' if sent_coded else 'raw'}; the spec says "
@@ -609,8 +792,43 @@ def golden_3(report=None):
         assert decode_payload(payload, n, tables) == codes
         assert read_entropy_frame(item, n, frame=number, frame_flags=flags ^ SATURATED,
                                   **common) is None
+        assert read_end_frame(item, window, windows_per_frame, 3, frame=number,
+                              frame_flags=flags | END, **common) is None
         assert (length == 2 * n) == (not sent_coded)
         items.append(item)
+
+    # Frame 6, the END frame; no header before it (6 is not a multiple of 64).
+    number = len(frames)
+    codes, samples, flags, want_coded = last
+    assert number == 6 and number % header_interval != 0
+    m = windows_of(samples, window)
+    assert m == 3 and len(codes) == m * 3
+    assert samples - (m - 1) * window == 10 and m * window - samples == 54, "10 + 54 padding"
+    item, sent_coded, coded_len = end_frame(codes, samples, tables, window=window,
+                                            windows_per_frame=windows_per_frame, frame=number,
+                                            frame_flags=flags, **common)
+    length, size = read_length(item, n, last=True)
+    if report is not None:
+        report.append((number, sent_coded, coded_len, length, size, len(item), flags | END,
+                       f" samples={samples} m={m}"))
+    if sent_coded != want_coded:
+        problems.append(f"frame {number}: coded body {coded_len} bytes (2n = {2 * m * 3}), "
+                        f"sent {'coded' if sent_coded else 'raw'}; the spec says "
+                        f"{'coded' if want_coded else 'raw'}")
+    # The receiver reads it back (samples, m, codes) under END | SATURATED, and under no other
+    # flags: not without END (as an ordinary frame), not without SATURATED.
+    read = read_end_frame(item, window, windows_per_frame, 3, frame=number,
+                          frame_flags=flags | END, **common)
+    assert read is not None and read[:2] == (samples, m) and read[3] == len(item)
+    assert decode_payload(read[2], m * 3, tables) == codes
+    assert read_end_frame(item, window, windows_per_frame, 3, frame=number, frame_flags=END,
+                          **common) is None
+    for other in (0, SATURATED):
+        assert read_entropy_frame(item, n, frame=number, frame_flags=other, **common) is None
+    assert item[size:size + 3] == u24(samples) and length == 3 + len(read[2])
+    assert (length - 3 == 2 * m * 3) == (not sent_coded)
+    items.append(item)
+
     assert not problems, "\n".join(problems)
     assert items[6] == length_prefix(24) + i16_codes([300] * 11 + [-300]) + items[6][-2:]
     return items
@@ -642,10 +860,11 @@ def main():
         print(name)
         print("\n".join(lines))
     print("vector 3 frames (frame: sent, coded payload bytes, len, len bytes, frame bytes, "
-          "frame_flags):")
-    for number, sent_coded, coded_len, length, size, total, flags in report:
+          "frame_flags; an END frame's samples and windows):")
+    for number, sent_coded, coded_len, length, size, total, flags, extra in report:
         print(f"  frame {number}: {'coded' if sent_coded else 'raw  '} coded={coded_len:2d} "
-              f"len={length:2d} ({size} byte) frame={total:2d} bytes frame_flags={flags}")
+              f"len={length:2d} ({size} byte) frame={total:2d} bytes frame_flags={flags}"
+              f"{extra}")
     if "--write" in sys.argv[1:]:
         write_spec(vectors)
 

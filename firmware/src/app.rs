@@ -81,8 +81,9 @@ pub enum Step {
     /// Took a sample that completed a window and encoded it; `bytes` were sent (0 while a
     /// frame of several windows is still filling).
     Encoded { bytes: usize },
-    /// The source is exhausted; a partial window left in the ring, or windows of an unfilled
-    /// frame, are not sent (as `funnel encode` drops them).
+    /// The source is exhausted; the windows of an unfilled frame and a partial window left in
+    /// the ring were sent as the session's last frame (entropy-coded sessions; the others have
+    /// none and drop them, as `funnel encode` does).
     Finished,
 }
 
@@ -93,8 +94,8 @@ pub struct Summary {
     pub windows: u32,
     pub frames: u32,
     pub bytes: u64,
-    /// Samples (time steps) read but not sent: after the last full window, or in windows of a
-    /// frame that did not fill.
+    /// Samples (time steps) read but not sent: in a session that is not entropy coded, those
+    /// after the last full window and in windows of a frame that did not fill.
     pub dropped_tail: usize,
 }
 
@@ -152,6 +153,7 @@ impl<'m, S: SampleSource, W: Write, const RING: usize, const SCRATCH: usize> App
         let mut sample = [0i16; MAX_CHANNELS];
         let sample = &mut sample[..self.channels];
         if !self.source.read(sample).map_err(AppError::Source)? {
+            self.send_end()?;
             return Ok(Step::Finished);
         }
         self.summary.samples += 1;
@@ -191,6 +193,28 @@ impl<'m, S: SampleSource, W: Write, const RING: usize, const SCRATCH: usize> App
         self.summary.bytes += len as u64;
         bench_mark();
         Ok(len)
+    }
+
+    /// Sends what is left when the source ends (windows of an unfilled frame, a partial window
+    /// in the ring) as the session's last frame, if the session has one.
+    fn send_end(&mut self) -> Result<(), AppError<S::Error, W::Error>> {
+        if !self.stream.header().layout.entropy_coded {
+            return Ok(());
+        }
+        let samples = self.ring.len() / self.channels.max(1);
+        // The ring holds less than a window and RING >= window: the padding fits.
+        while self.ring.len() < self.window_samples {
+            let _ = self.ring.push_back(0);
+        }
+        let partial = &mut self.ring.make_contiguous()[..self.window_samples];
+        let encoded =
+            self.stream.finish(partial, samples, &mut self.scratch, &mut self.out).map_err(AppError::Encode)?;
+        self.ring.clear();
+        self.sink.write_all(&self.out[..encoded.len]).map_err(AppError::Sink)?;
+        self.summary.windows += u32::from(samples > 0);
+        self.summary.frames += u32::from(encoded.len > 0);
+        self.summary.bytes += encoded.len as u64;
+        Ok(())
     }
 }
 

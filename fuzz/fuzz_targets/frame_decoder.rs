@@ -51,6 +51,7 @@ fuzz_target!(|script: Script| {
             last[id] = Some((f.session, f.frame));
             let span = u64::from(f.layout.window) * u64::from(f.layout.windows_per_frame);
             assert_eq!(f.sample_index % span, 1000 % span, "sample index off the frame grid");
+            assert!((1..=span).contains(&f.samples()) && f.payload.len() <= 2 * f.codes(), "a last frame out of range");
         }
         DecodeEvent::Corrupt { bytes, .. } => accounted += bytes,
         DecodeEvent::Gap(g) => assert!(g.frames > 0 && g.samples > 0),

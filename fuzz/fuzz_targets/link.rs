@@ -2,18 +2,22 @@
 //! and reordered; headers, restarts and bogus headers; garbage, flipped and cut bytes.
 
 use arbitrary::Arbitrary;
-use funnel_shared::wire::{encode_frame, ModelId, StreamHeader, StreamLayout, MAX_FRAME_LEN, MAX_FRAME_PAYLOAD};
+use funnel_shared::wire::{
+    encode_frame, encode_last_frame, ModelId, StreamHeader, StreamLayout, MAX_FRAME_LEN, MAX_FRAME_PAYLOAD,
+};
 
 #[derive(Arbitrary, Debug)]
 pub enum Op {
     /// The next frame of stream `b`, `skip` frames after the last one sent (lost in between);
-    /// `len` sets the payload length of a variable-length (entropy-coded) layout.
+    /// `len` sets the payload length of a variable-length (entropy-coded) layout, and `end`
+    /// makes it a last frame of that many samples (modulo a frame's span, plus 1).
     Frame {
         b: bool,
         skip: u8,
         saturated: bool,
         code: u8,
         len: u16,
+        end: Option<u16>,
     },
     /// The frame before the last one of stream `b` again (repeated or late).
     Again {
@@ -53,13 +57,25 @@ struct Sender {
 }
 
 impl Sender {
-    fn frame(&self, frame: u32, saturated: bool, code: u8, len: u16, out: &mut Vec<u8>) {
+    fn frame(&self, frame: u32, saturated: bool, code: u8, len: u16, end: Option<u16>, out: &mut Vec<u8>) {
         let payload = [code; MAX_FRAME_PAYLOAD];
-        let raw = self.header.layout.max_payload_len();
-        let len = if self.header.layout.entropy_coded { usize::from(len) % (raw + 1) } else { raw };
+        let layout = &self.header.layout;
         let mut buf = [0u8; MAX_FRAME_LEN];
-        let n = encode_frame(&self.header, frame, saturated, &payload[..len], &mut buf).expect("a valid frame");
-        out.extend_from_slice(&buf[..n]);
+        let n = match end.filter(|_| layout.entropy_coded) {
+            Some(end) => {
+                let samples = (u64::from(end) % layout.frame_span()) as u32 + 1;
+                let windows = samples.div_ceil(u32::from(layout.window)) as usize;
+                let raw = 2 * windows * usize::from(layout.codes_per_window);
+                let len = usize::from(len) % (raw + 1);
+                encode_last_frame(&self.header, frame, saturated, samples, &payload[..len], &mut buf)
+            }
+            None => {
+                let raw = layout.max_payload_len();
+                let len = if layout.entropy_coded { usize::from(len) % (raw + 1) } else { raw };
+                encode_frame(&self.header, frame, saturated, &payload[..len], &mut buf)
+            }
+        };
+        out.extend_from_slice(&buf[..n.expect("a valid frame")]);
     }
 }
 
@@ -83,15 +99,15 @@ pub fn received(script: &Script, streams: [(ModelId, StreamLayout); 2]) -> Vec<u
     let mut link = Vec::new();
     for op in script.ops.iter().take(200) {
         match op {
-            Op::Frame { b, skip, saturated, code, len } => {
+            Op::Frame { b, skip, saturated, code, len, end } => {
                 let s = &mut senders[usize::from(*b)];
                 let frame = s.next.saturating_add(u32::from(*skip % 8));
-                s.frame(frame, *saturated, *code, *len, &mut link);
+                s.frame(frame, *saturated, *code, *len, *end, &mut link);
                 s.next = frame.saturating_add(1);
             }
             Op::Again { b } => {
                 let s = &senders[usize::from(*b)];
-                s.frame(s.next.saturating_sub(2), false, 0, u16::MAX, &mut link);
+                s.frame(s.next.saturating_sub(2), false, 0, u16::MAX, None, &mut link);
             }
             Op::Header { b, restart } => {
                 let s = &mut senders[usize::from(*b)];

@@ -494,7 +494,7 @@ fn the_shape_is_searched_when_not_given() {
         (Arch::Transform, card.window(), card.latent(), card.windows_per_frame)
     );
     assert!(card.shape_search.iter().all(|o| o.over_budget || o.prdn_at_target >= c.prdn_at_target));
-    assert_eq!(usize::from(card.windows_per_frame) * card.window(), 512, "frames of 512 samples");
+    assert_eq!(usize::from(card.windows_per_frame) * card.window(), 1024, "frames of 1024 samples");
     // Every candidate was measured.
     assert!(card.shape_search.iter().all(|o| o.bits_per_sample > 0.0 && o.prdn > 0.0 && o.seconds > 0.0));
     let reread: funnel_artifacts::ModelCard =
@@ -568,8 +568,8 @@ fn bench_rd_places_a_model_among_the_peers() {
     assert!(funnel_point["ratio_to_pca_transform_coder"].as_f64().is_some(), "{funnel_point}");
     let png = std::fs::read(out.join("rd.png")).unwrap();
     assert!(png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 5_000);
-    // Several windows per frame: the held-out part cut to whole frames (13 windows → 12), and
-    // less framing per window.
+    // Several windows per frame: every held-out window still sent (the last frame carries the
+    // 13th), and less framing per window.
     let out3 = tmp.path().join("rd3");
     let (d, m, o3) = (data.to_str().unwrap(), o.dir.path().to_str().unwrap(), out3.to_str().unwrap());
     let run = funnel(&[
@@ -589,7 +589,7 @@ fn bench_rd_places_a_model_among_the_peers() {
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
     let v3: serde_json::Value = serde_json::from_slice(&std::fs::read(out3.join("rd.json")).unwrap()).unwrap();
     let point3 = &v3["funnel"][0]["point"];
-    assert!(point3["setting"].as_str().unwrap().contains("3 windows/frame (12 of 13"), "{point3}");
+    assert!(point3["setting"].as_str().unwrap().contains("3 windows/frame (13 of 13"), "{point3}");
     assert!(point3["bits_per_sample"].as_f64().unwrap() < int8.bits_per_sample, "{point3}");
     // A model of another column is refused by name.
     let e = stderr_of(&[

@@ -1,11 +1,12 @@
-//! Wire format, version 4: how the device sends latent codes over a byte link.
+//! Wire format, version 5: how the device sends latent codes over a byte link.
 //!
 //! A [`StreamHeader`] (32 bytes, CRC-32) says once per `header_interval` frames what is constant
 //! for a stream: model, session, layout, where the session started. Between headers, data frames
 //! carry only codes and a 2-byte check (CRC-16) in which the frame number and a saturation flag
 //! are implied rather than sent. A session whose model entropy codes its codes sends
-//! variable-length frames: a length byte, then the coded codes (see [`crate::entropy`]). There are no delimiters: [`FrameDecoder`] recognises items by
-//! their checks. The specification with golden vectors is `docs/wire-format.md`; the tests in this
+//! variable-length frames: a length byte, then the coded codes (see [`crate::entropy`]), and
+//! may end with a short last frame ([`FRAME_END`]) that carries the end of the stream. There
+//! are no delimiters: [`FrameDecoder`] recognises items by their checks. The specification with golden vectors is `docs/wire-format.md`; the tests in this
 //! module check those vectors.
 
 use crc::{Crc, CRC_16_IBM_3740, CRC_32_ISO_HDLC};
@@ -14,7 +15,7 @@ use heapless::Deque;
 use crate::blob::MAX_CHANNELS;
 
 /// Version of the layouts; the second byte of every header.
-pub const WIRE_VERSION: u8 = 4;
+pub const WIRE_VERSION: u8 = 5;
 /// First byte of every stream header.
 pub const HEADER_MAGIC: u8 = 0xF5;
 /// Bytes of a stream header, its CRC-32 included.
@@ -26,8 +27,11 @@ pub const MAX_CODES: usize = 64;
 /// Most codes one data frame carries (all its windows): 512 samples' worth for a model with
 /// one code per sample, whose framing then costs what a 16-code model's does.
 pub const MAX_FRAME_CODES: usize = 512;
-/// Largest payload of a data frame: the raw codes of an entropy-coded session, two bytes each.
-pub const MAX_FRAME_PAYLOAD: usize = 2 * MAX_FRAME_CODES;
+/// Bytes of a last frame's sample count, before its codes.
+pub const END_SAMPLES_LEN: usize = 3;
+/// Largest payload of a data frame: the raw codes of an entropy-coded session, two bytes each,
+/// behind a last frame's sample count.
+pub const MAX_FRAME_PAYLOAD: usize = END_SAMPLES_LEN + 2 * MAX_FRAME_CODES;
 /// Largest data frame (raw codes behind a two-byte length), and so the largest item on the link.
 pub const MAX_FRAME_LEN: usize = 2 + MAX_FRAME_PAYLOAD + CHECK_LEN;
 /// Length of a [`ModelId`].
@@ -56,6 +60,10 @@ pub const FLAG_ENTROPY_CODED: u8 = 0x02;
 /// range or saturated the input quantizer, or (sessions that are not entropy coded) a code was
 /// clipped to int8.
 pub const FRAME_SATURATED: u8 = 0x01;
+/// Implied frame flag bit (entropy-coded sessions only): the last frame of its session, which
+/// carries the end of the stream: its payload starts with how many samples per channel it holds
+/// ([`END_SAMPLES_LEN`] bytes), and it may hold fewer windows than the others.
+pub const FRAME_END: u8 = 0x02;
 
 /// Identifies the model that produced the codes: the first bytes of the SHA-256 of the
 /// model blob's payload (see [`crate::blob`]).
@@ -152,7 +160,20 @@ impl StreamLayout {
             return Some(self.max_frame_len());
         }
         let (payload, prefix) = read_length_prefix(bytes)?;
-        (payload <= self.max_payload_len()).then_some(prefix + payload + CHECK_LEN)
+        (payload <= self.max_payload_len() + END_SAMPLES_LEN).then_some(prefix + payload + CHECK_LEN)
+    }
+
+    /// The samples per channel a last frame with `payload` carries, if `payload` is one's: a
+    /// sample count from 1 to a frame's span, then at most the raw codes of the windows they
+    /// take.
+    fn end_samples(&self, payload: &[u8]) -> Option<u32> {
+        let (count, body) = payload.split_first_chunk::<END_SAMPLES_LEN>()?;
+        let samples = u32::from_le_bytes([count[0], count[1], count[2], 0]);
+        let windows = u64::from(samples).div_ceil(u64::from(self.window));
+        let fits = self.entropy_coded
+            && (1..=self.frame_span()).contains(&u64::from(samples))
+            && body.len() as u64 <= 2 * windows * u64::from(self.codes_per_window);
+        fits.then_some(samples)
     }
 
     /// Whether the length that `bytes` starts with is cut short (more bytes may complete it).
@@ -291,6 +312,9 @@ pub enum EncodeFrameError {
     BufferTooSmall,
     /// The payload is not one frame's codes (or, entropy coded, longer than their raw form).
     CodeCount { expected: usize, found: usize },
+    /// A last frame in a session that is not entropy coded, or with a sample count that is 0 or
+    /// more than a frame's span.
+    EndSamples { samples: u32, max: u64 },
 }
 
 impl core::fmt::Display for EncodeFrameError {
@@ -300,6 +324,10 @@ impl core::fmt::Display for EncodeFrameError {
             EncodeFrameError::CodeCount { expected, found } => {
                 write!(f, "a frame of this stream holds {expected} codes, not {found}")
             }
+            EncodeFrameError::EndSamples { samples, max } => match max {
+                0 => f.write_str("only an entropy-coded session has a last frame"),
+                _ => write!(f, "a last frame of this stream holds 1 to {max} samples, not {samples}"),
+            },
         }
     }
 }
@@ -323,11 +351,54 @@ pub fn encode_frame(
     if !fits {
         return Err(EncodeFrameError::CodeCount { expected: max, found: payload.len() });
     }
-    let len = layout.frame_len(payload.len());
+    write_frame(header, frame, saturated, None, payload, out)
+}
+
+/// Writes the last data frame `frame` of `header`'s entropy-coded session into `out` and returns
+/// its length: `samples` samples per channel (1 to a frame's span), whose windows' codes
+/// `body` carries coded, or raw as i16 when that is not shorter (see `stream::frame_payload`).
+pub fn encode_last_frame(
+    header: &StreamHeader,
+    frame: u32,
+    saturated: bool,
+    samples: u32,
+    body: &[u8],
+    out: &mut [u8],
+) -> Result<usize, EncodeFrameError> {
+    let layout = &header.layout;
+    if !layout.entropy_coded || !(1..=layout.frame_span()).contains(&u64::from(samples)) {
+        let max = if layout.entropy_coded { layout.frame_span() } else { 0 };
+        return Err(EncodeFrameError::EndSamples { samples, max });
+    }
+    let windows = u64::from(samples).div_ceil(u64::from(layout.window)) as usize;
+    let raw = 2 * windows * usize::from(layout.codes_per_window);
+    if body.len() > raw {
+        return Err(EncodeFrameError::CodeCount { expected: raw, found: body.len() });
+    }
+    write_frame(header, frame, saturated, Some(samples), body, out)
+}
+
+/// Writes a frame whose checks were made: a last frame's sample count, when `end` has one, goes
+/// before the codes.
+fn write_frame(
+    header: &StreamHeader,
+    frame: u32,
+    saturated: bool,
+    end: Option<u32>,
+    codes: &[u8],
+    out: &mut [u8],
+) -> Result<usize, EncodeFrameError> {
+    let layout = &header.layout;
+    let payload = codes.len() + end.map_or(0, |_| END_SAMPLES_LEN);
+    let len = layout.frame_len(payload);
     let out = out.get_mut(..len).ok_or(EncodeFrameError::BufferTooSmall)?;
-    let prefix = if layout.entropy_coded { write_length_prefix(payload.len(), out) } else { 0 };
-    out[prefix..len - CHECK_LEN].copy_from_slice(payload);
-    let flags = if saturated { FRAME_SATURATED } else { 0 };
+    let mut at = if layout.entropy_coded { write_length_prefix(payload, out) } else { 0 };
+    if let Some(samples) = end {
+        out[at..at + END_SAMPLES_LEN].copy_from_slice(&samples.to_le_bytes()[..END_SAMPLES_LEN]);
+        at += END_SAMPLES_LEN;
+    }
+    out[at..len - CHECK_LEN].copy_from_slice(codes);
+    let flags = if saturated { FRAME_SATURATED } else { 0 } | if end.is_some() { FRAME_END } else { 0 };
     let check = frame_check(header, &out[..len - CHECK_LEN], frame, flags);
     out[len - CHECK_LEN..].copy_from_slice(&check.to_le_bytes());
     Ok(len)
@@ -391,17 +462,39 @@ pub struct DataFrame {
     pub sample_index: u64,
     /// [`FRAME_SATURATED`] was set.
     pub saturated: bool,
+    /// The last frame of its session ([`FRAME_END`]), with the samples per channel it carries;
+    /// `None`: a whole frame.
+    pub end_samples: Option<u32>,
     /// The payload holds the codes entropy coded with the model's tables; otherwise it is the
-    /// codes of the frame's `layout.windows_per_frame` windows, window after window: i16
-    /// little-endian in an entropy-coded session, int8 in the others.
+    /// codes of the frame's [`DataFrame::windows`], window after window: i16 little-endian in an
+    /// entropy-coded session, int8 in the others.
     pub entropy_coded: bool,
+    /// The codes (a last frame's sample count taken off).
     pub payload: heapless::Vec<u8, MAX_FRAME_PAYLOAD>,
 }
 
 impl DataFrame {
     /// Bytes the frame took on the link.
     pub fn wire_len(&self) -> usize {
-        self.layout.frame_len(self.payload.len())
+        let end = self.end_samples.map_or(0, |_| END_SAMPLES_LEN);
+        self.layout.frame_len(end + self.payload.len())
+    }
+
+    /// Windows whose codes the frame carries: `windows_per_frame`, or fewer in a last frame.
+    pub fn windows(&self) -> usize {
+        let window = u32::from(self.layout.window);
+        self.end_samples.map_or(usize::from(self.layout.windows_per_frame), |n| n.div_ceil(window) as usize)
+    }
+
+    /// Samples per channel the frame carries (the padding of a last frame's last window not
+    /// counted).
+    pub fn samples(&self) -> u64 {
+        self.end_samples.map_or(self.layout.frame_span(), u64::from)
+    }
+
+    /// Codes the frame carries: `codes_per_window` for each of its windows.
+    pub fn codes(&self) -> usize {
+        self.windows() * usize::from(self.layout.codes_per_window)
     }
 }
 
@@ -477,11 +570,36 @@ impl Lock {
     }
 }
 
-/// The frame number and saturation flag under which `bytes` (one frame of `h`'s layout) checks,
-/// trying [`SEARCH_DEPTH`] frame numbers from `next` on, then `late` ones.
-fn match_frame(h: &StreamHeader, bytes: &[u8], next: u64, late: &[u32]) -> Option<(u32, bool)> {
+/// What a frame's check said besides its number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct FrameFlags {
+    saturated: bool,
+    /// A last frame, with its sample count.
+    end: Option<u32>,
+}
+
+/// The frame number and flags under which `bytes` (one frame of `h`'s layout) checks, trying
+/// [`SEARCH_DEPTH`] frame numbers from `next` on, then `late` ones; a last frame only where its
+/// sample count is one.
+fn match_frame(h: &StreamHeader, bytes: &[u8], next: u64, late: &[u32]) -> Option<(u32, FrameFlags)> {
     let (codes, check) = bytes.split_at(bytes.len() - CHECK_LEN);
     let stored = u16::from_le_bytes([check[0], check[1]]);
+    let (payload, end) = match h.layout.entropy_coded {
+        true => match read_length_prefix(codes) {
+            Some((len, prefix)) => (len, h.layout.end_samples(&codes[prefix..])),
+            None => return None,
+        },
+        false => (codes.len(), None),
+    };
+    // Only a last frame may be longer than the raw codes of a whole frame.
+    let whole = payload <= h.layout.max_payload_len();
+    let candidates = [0, FRAME_SATURATED, FRAME_END, FRAME_END | FRAME_SATURATED];
+    let candidates = match (whole, end.is_some()) {
+        (true, true) => &candidates[..],
+        (true, false) => &candidates[..2],
+        (false, true) => &candidates[2..],
+        (false, false) => return None,
+    };
     // The codes are hashed once; only the implied suffix differs between candidates.
     let mut prefix = CHECK_CRC.digest();
     prefix.update(codes);
@@ -489,12 +607,13 @@ fn match_frame(h: &StreamHeader, bytes: &[u8], next: u64, late: &[u32]) -> Optio
     prefix.update(&h.session.to_le_bytes());
     let ahead = (0..u64::from(SEARCH_DEPTH)).map_while(|k| u32::try_from(next + k).ok());
     for frame in ahead.chain(late.iter().copied()) {
-        for flags in [0, FRAME_SATURATED] {
+        for &flags in candidates {
             let mut digest = prefix.clone();
             digest.update(&frame.to_le_bytes());
             digest.update(&[flags]);
             if digest.finalize() == stored {
-                return Some((frame, flags != 0));
+                let end = end.filter(|_| flags & FRAME_END != 0);
+                return Some((frame, FrameFlags { saturated: flags & FRAME_SATURATED != 0, end }));
             }
         }
     }
@@ -512,7 +631,7 @@ enum Item {
         slot: usize,
         alt: bool,
         frame: u32,
-        saturated: bool,
+        flags: FrameFlags,
         len: usize,
     },
     /// A frame received before, found right behind an item.
@@ -677,8 +796,8 @@ impl FrameDecoder {
                     continue;
                 };
                 let late: &[u32] = if alt { &[] } else { &self.reorder[slot].missing };
-                let Some((frame, saturated)) = match_frame(header, frame_bytes, expected, late) else { continue };
-                let item = Item::Frame { slot, alt, frame, saturated, len };
+                let Some((frame, flags)) = match_frame(header, frame_bytes, expected, late) else { continue };
+                let item = Item::Frame { slot, alt, frame, flags, len };
                 // Right behind an item, or behind whole frames of this stream that failed their
                 // checks (bits flipped outside the length bytes keep the alignment), a frame is
                 // where one belongs.
@@ -811,7 +930,7 @@ impl FrameDecoder {
             Item::BadHeader(kind) => self.push(DecodeEvent::Corrupt { kind, bytes: HEADER_LEN }),
             Item::Repeated { len } => self.push(DecodeEvent::Corrupt { kind: CorruptKind::Repeated, bytes: len }),
             Item::Header(header) => self.accept_header(header),
-            Item::Frame { slot, alt, frame, saturated, len } => {
+            Item::Frame { slot, alt, frame, flags, len } => {
                 let Some(mut lock) = self.locks[slot] else { return };
                 if let Some((header, change)) = lock.pending.take() {
                     if alt {
@@ -832,22 +951,25 @@ impl FrameDecoder {
                 }
                 let h = lock.header;
                 let frame_bytes = &self.buf[self.start - len..self.start - CHECK_LEN];
-                let prefix =
+                let mut prefix =
                     if h.layout.entropy_coded { read_length_prefix(frame_bytes).map_or(0, |(_, n)| n) } else { 0 };
+                prefix += flags.end.map_or(0, |_| END_SAMPLES_LEN);
                 let mut payload = heapless::Vec::new();
                 // At most MAX_FRAME_PAYLOAD for a valid layout.
                 let _ = payload.extend_from_slice(&frame_bytes[prefix..]);
-                let data = DataFrame {
+                let mut data = DataFrame {
                     stream_id: h.stream_id,
                     model_id: h.model_id,
                     session: h.session,
                     layout: h.layout,
                     frame,
                     sample_index: h.sample_index(frame),
-                    saturated,
-                    entropy_coded: h.layout.entropy_coded && payload.len() < h.layout.max_payload_len(),
+                    saturated: flags.saturated,
+                    end_samples: flags.end,
+                    entropy_coded: false,
                     payload,
                 };
+                data.entropy_coded = h.layout.entropy_coded && data.payload.len() < 2 * data.codes();
                 lock.heard = self.clock;
                 let late = u64::from(frame) < lock.next;
                 if !late {
@@ -1031,6 +1153,7 @@ pub(crate) mod tests {
             frame: f,
             sample_index: h.sample_index(f),
             saturated,
+            end_samples: None,
             entropy_coded: h.layout.entropy_coded && payload(h, f).len() < h.layout.max_payload_len(),
             payload: heapless::Vec::from_slice(&payload(h, f)).unwrap(),
         }
@@ -1190,16 +1313,29 @@ pub(crate) mod tests {
         ];
         let mut v3 = h.encode().to_vec();
         let mut buf = [0u8; MAX_FRAME_LEN];
+        let mut payload = [0u8; MAX_FRAME_PAYLOAD];
         for (f, (codes, saturated)) in frames.iter().enumerate() {
-            let mut payload = [0u8; MAX_FRAME_PAYLOAD];
             let (len, clipped) = crate::stream::frame_payload(Some(tables), codes, &mut payload);
             assert!(!clipped, "an entropy-coded session carries every code");
             let n = encode_frame(&h, f as u32, *saturated, &payload[..len], &mut buf).unwrap();
             v3.extend_from_slice(&buf[..n]);
         }
+        // The last frame: 138 samples, three windows (the third of 10 samples and padding).
+        let last = [-1, 0, 0, -1, 0, 0, 0, 0, -3];
+        let (len, _) = crate::stream::frame_payload(Some(tables), &last, &mut payload);
+        let n = encode_last_frame(&h, 6, true, 138, &payload[..len], &mut buf).unwrap();
+        v3.extend_from_slice(&buf[..n]);
         assert_eq!(v3, golden("golden-3"));
         let got = frames_of(&decode_all(&v3, 1));
-        assert_eq!(got.iter().map(|f| f.entropy_coded).collect::<Vec<_>>(), [true, true, true, true, true, false]);
+        assert_eq!(
+            got.iter().map(|f| f.entropy_coded).collect::<Vec<_>>(),
+            [true, true, true, true, true, false, true]
+        );
+        let end = &got[6];
+        assert_eq!((end.end_samples, end.windows(), end.samples(), end.saturated), (Some(138), 3, 138, true));
+        let mut back = [0i16; 9];
+        tables.decode(&end.payload, &mut back).unwrap();
+        assert_eq!(back, last);
         for (frame, (codes, saturated)) in got.iter().zip(&frames) {
             let mut back = [0i16; 12];
             if frame.entropy_coded {
@@ -1248,26 +1384,29 @@ pub(crate) mod tests {
         let frames = frames_of(&decode_all(&stream, 100));
         assert_eq!(frames.len(), 9);
         assert_eq!(frames[8].sample_index, MAX_START_SAMPLE + 8 * 8 * u64::from(u16::MAX));
-        // Entropy coded, a frame that carries its codes raw is the longest item.
+        // Entropy coded, a last frame that carries a frame's codes raw is the longest item.
         let h = StreamHeader { layout: StreamLayout { entropy_coded: true, ..h.layout }, ..h };
-        assert_eq!(h.layout.max_frame_len(), MAX_FRAME_LEN);
+        let raw = 2 * MAX_FRAME_CODES;
+        assert_eq!(h.layout.max_frame_len(), 2 + raw + CHECK_LEN);
         let mut stream = h.encode().to_vec();
         let mut buf = [0u8; MAX_FRAME_LEN];
         // Payloads of every length prefix: one byte below 128, two from 128 on.
-        let lens = [(MAX_FRAME_PAYLOAD, 2), (0, 1), (127, 1), (128, 2), (MAX_FRAME_PAYLOAD - 1, 2)];
+        let lens = [(raw, 2), (0, 1), (127, 1), (128, 2), (raw - 1, 2)];
         for (f, &(len, prefix)) in lens.iter().enumerate() {
             let n = encode_frame(&h, f as u32, false, &[0x5a; MAX_FRAME_PAYLOAD][..len], &mut buf).unwrap();
             assert_eq!(n, prefix + len + CHECK_LEN);
             stream.extend_from_slice(&buf[..n]);
         }
-        let too_long = encode_frame(&h, 5, false, &[0; MAX_FRAME_PAYLOAD + 1], &mut [0u8; 600]);
-        assert_eq!(
-            too_long,
-            Err(EncodeFrameError::CodeCount { expected: MAX_FRAME_PAYLOAD, found: MAX_FRAME_PAYLOAD + 1 })
-        );
+        let too_long = encode_frame(&h, 5, false, &[0; MAX_FRAME_PAYLOAD], &mut [0u8; 600]);
+        assert_eq!(too_long, Err(EncodeFrameError::CodeCount { expected: raw, found: MAX_FRAME_PAYLOAD }));
+        let span = h.layout.frame_span() as u32;
+        let n = encode_last_frame(&h, 5, false, span, &[0x5a; MAX_FRAME_PAYLOAD][..raw], &mut buf).unwrap();
+        assert_eq!(n, MAX_FRAME_LEN);
+        stream.extend_from_slice(&buf[..n]);
         let frames = frames_of(&decode_all(&stream, 7));
         let got: Vec<(usize, bool)> = frames.iter().map(|f| (f.payload.len(), f.entropy_coded)).collect();
-        let want: Vec<(usize, bool)> = lens.iter().map(|&(len, _)| (len, len < MAX_FRAME_PAYLOAD)).collect();
+        let want: Vec<(usize, bool)> = lens.iter().chain(&[(raw, 2)]).map(|&(len, _)| (len, len < raw)).collect();
+        assert_eq!(frames[5].end_samples, Some(span));
         assert_eq!(got, want);
     }
 
@@ -1440,6 +1579,66 @@ pub(crate) mod tests {
                 (CorruptKind::Malformed, HEADER_LEN)
             ]
         );
+    }
+
+    #[test]
+    fn a_last_frame_is_read_only_as_the_spec_allows() {
+        let coded = header_of(0, true);
+        let h = StreamHeader { layout: StreamLayout { windows_per_frame: 3, ..coded.layout }, ..coded };
+        let mut buf = [0u8; MAX_FRAME_LEN];
+        // Refused by the sender: no last frame without entropy coding, none of 0 samples or
+        // more than a frame's span, none with more codes than its windows hold.
+        let plain = header(0);
+        assert_eq!(
+            encode_last_frame(&plain, 0, false, 1, &[], &mut buf),
+            Err(EncodeFrameError::EndSamples { samples: 1, max: 0 })
+        );
+        for samples in [0, 3 * 128 + 1] {
+            let e = encode_last_frame(&h, 0, false, samples, &[], &mut buf);
+            assert_eq!(e, Err(EncodeFrameError::EndSamples { samples, max: 3 * 128 }));
+        }
+        assert_eq!(
+            encode_last_frame(&h, 0, false, 128, &[1; 11], &mut buf),
+            Err(EncodeFrameError::CodeCount { expected: 10, found: 11 })
+        );
+        // A whole frame, then a last one of 130 samples (two windows' codes, raw).
+        let mut stream = h.encode().to_vec();
+        let n = encode_frame(&h, 0, false, &[7; 4], &mut buf).unwrap();
+        stream.extend_from_slice(&buf[..n]);
+        let n = encode_last_frame(&h, 1, false, 130, &[9; 20], &mut buf).unwrap();
+        assert_eq!(n, 1 + 3 + 20 + CHECK_LEN);
+        stream.extend_from_slice(&buf[..n]);
+        let frames = frames_of(&decode_all(&stream, 5));
+        assert_eq!(frames.len(), 2);
+        let last = &frames[1];
+        assert_eq!((last.end_samples, last.windows(), last.codes(), last.entropy_coded), (Some(130), 2, 10, false));
+        assert_eq!((last.wire_len(), &last.payload[..]), (n, &[9; 20][..]));
+        // A flipped bit in its sample count costs exactly that frame, as in any frame.
+        let mut damaged = stream.clone();
+        damaged[HEADER_LEN + 7 + 2] ^= 0x01;
+        let events = decode_all(&damaged, 3);
+        assert_eq!(frames_of(&events).len(), 1);
+        // (at the end of the input, a damaged item is reported cut off)
+        assert_eq!(corrupt_of(&events), [(CorruptKind::Truncated, n)]);
+        // A check that holds over a sample count out of range is no frame: the same bytes, the
+        // count made 0 and the check recomputed for it.
+        let mut forged = stream[..HEADER_LEN + 7].to_vec();
+        let mut bad = buf[..n].to_vec();
+        bad[1..4].copy_from_slice(&[0, 0, 0]);
+        let check = frame_check(&h, &bad[..n - CHECK_LEN], 1, FRAME_END);
+        bad[n - CHECK_LEN..].copy_from_slice(&check.to_le_bytes());
+        forged.extend_from_slice(&bad);
+        let events = decode_all(&forged, 4);
+        assert_eq!(frames_of(&events).len(), 1);
+        assert!(matches!(corrupt_of(&events)[..], [(_, len)] if len == n));
+        // Nor is a frame that is not a last one with more bytes than a whole frame's raw codes,
+        // whatever its check (found by the fuzzer: longer lengths are read for last frames).
+        let mut long = std::vec![7u8; 1 + 31 + CHECK_LEN];
+        long[0] = 31;
+        let check = frame_check(&h, &long[..1 + 31], 1, 0);
+        long[1 + 31..].copy_from_slice(&check.to_le_bytes());
+        let forged = [&stream[..HEADER_LEN + 7], &long[..]].concat();
+        assert_eq!(frames_of(&decode_all(&forged, 4)).len(), 1);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use funnel::pipeline::{decode_stream, encode_recording, DecodeRequest, EncodeRequest, Source, StreamRequest};
 use funnel::runtime::Backend;
-use funnel_artifacts::{Method, ModelDir};
+use funnel_artifacts::{Method, ModelDir, Recording};
 use funnel_e2e::{ecg_data, ecg_model, held_out_prdn};
 use funnel_shared::stream::StreamConfig;
 use xtask::{Board, QemuOptions};
@@ -79,18 +79,15 @@ fn cortex_m4_firmware_sends_exactly_what_funnel_encode_writes_and_decodes_to_the
     .unwrap();
     assert_eq!((report.corrupt_runs(), report.missing_samples), (0, 0), "{}", report.summary());
 
-    // The device sends the whole recording in frames of the card's windows per frame, which
-    // may end a few windows before the held-out part does; the card's figure covers the
-    // held-out part sent alone. Over the same windows the two agree to 1e-3; over a few
-    // windows fewer (660 of 672 for the shipped model) to 1 %.
+    // Every sample of the recording comes back: its end travels in the stream's last frame.
+    let rows = std::fs::read_to_string(&csv).unwrap().lines().count() - 1;
+    let recording = Recording::from_csv(&ecg_data().0, &card.columns).unwrap();
+    assert_eq!(rows, recording.samples[0].len(), "{}", report.summary());
+    // The card's figure covers the held-out part sent alone; over the same windows, sent as
+    // part of the whole recording, the device path agrees with it.
     let (prdn, windows) = held_out_prdn(&csv, &card, &ecg_data().0);
-    let tolerance = if windows == recorded.windows { 1e-3 } else { 1e-2 };
-    assert!(
-        (prdn - recorded.prdn).abs() <= tolerance * recorded.prdn,
-        "device PRDN {prdn} over {windows} windows vs card {} over {}",
-        recorded.prdn,
-        recorded.windows
-    );
+    assert_eq!(windows, recorded.windows);
+    assert!((prdn - recorded.prdn).abs() <= 1e-3 * recorded.prdn, "device PRDN {prdn} vs card {}", recorded.prdn);
 }
 
 #[test]

@@ -247,7 +247,7 @@ impl Blob {
 
     /// The codes a received data frame of this model carries, window after window.
     pub fn frame_codes(&self, frame: &DataFrame) -> Result<Vec<i16>, EntropyError> {
-        let mut codes = vec![0i16; frame.layout.frame_codes()];
+        let mut codes = vec![0i16; frame.codes()];
         match (frame.entropy_coded, self.code_tables()) {
             (true, Some(tables)) => tables.decode(&frame.payload, &mut codes)?,
             (true, None) => return Err(EntropyError::Inconsistent),

@@ -157,7 +157,7 @@ struct TrainArgs {
     bits_per_sample: Vec<f64>,
     /// Windows per data frame of the model's stream (`funnel encode`'s default for it): more
     /// share the framing, and add latency. Rates are measured, and trained for, with it.
-    /// Default: 1 for a given shape; as many as fill 512 samples for a searched one.
+    /// Default: 1 for a given shape; as many as fill 1024 samples for a searched one.
     #[arg(long, value_parser = clap::value_parser!(u8).range(1..))]
     windows_per_frame: Option<u8>,
     /// Most bytes of model blob (flash) a searched shape may take.
@@ -425,14 +425,19 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 stream: args.stream.request(),
             };
             let e = pipeline::encode_recording(&request)?;
+            let dropped = match e.dropped_samples {
+                0 => String::new(),
+                n => format!(
+                    "; {n} trailing sample(s) not sent (a model without code tables has no last frame: they fill no frame)"
+                ),
+            };
             eprintln!(
-                "wrote {}: {} windows in {} frames, {} bytes; {} window(s) with saturated input; {} trailing sample(s) that fill no frame not sent",
+                "wrote {}: {} windows in {} frames, {} bytes; {} window(s) with saturated input{dropped}",
                 request.out.display(),
                 e.windows,
                 e.frames,
                 e.bytes.len(),
                 e.saturated_windows,
-                e.dropped_samples
             );
         }
         Command::Bench(BenchCommand::Rd(args)) => {

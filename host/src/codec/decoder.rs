@@ -307,12 +307,18 @@ impl<'d, R: Runtime + ?Sized> StreamDecoder<'d, R> {
             match p {
                 Pending::Frame { frame: f, .. } => {
                     let status = if f.saturated { SampleStatus::Saturated } else { SampleStatus::Ok };
-                    for w in 0..usize::from(f.layout.windows_per_frame) {
+                    for w in 0..f.windows() {
                         let mut values = windows.next().expect("one window per window of codes").to_vec();
                         self.normalization.denormalize_in_place(&mut values);
                         let values = channels_first_to_interleaved(&values, channels);
                         let first = f.sample_index + (w * window) as u64;
-                        for run in self.seams.window(sink, first, values, status)? {
+                        // A last frame's last window may end early: the rest is the sender's padding.
+                        let valid = (f.samples() - (w * window) as u64).min(window as u64) as usize;
+                        let runs = match valid < window {
+                            true => self.seams.last_window(sink, first, values, valid, status)?,
+                            false => self.seams.window(sink, first, values, status)?,
+                        };
+                        for run in runs {
                             self.written(run);
                         }
                     }
@@ -358,7 +364,7 @@ impl<'d, R: Runtime + ?Sized> StreamDecoder<'d, R> {
                 }
                 let Ok(codes) = self.blob.frame_codes(&frame) else {
                     self.report.undecodable_frames += 1;
-                    let samples = frame.layout.frame_span();
+                    let samples = frame.samples();
                     return self.handle(
                         DecodeEvent::Gap(funnel_shared::wire::Gap {
                             stream_id: frame.stream_id,
@@ -372,7 +378,7 @@ impl<'d, R: Runtime + ?Sized> StreamDecoder<'d, R> {
                     );
                 };
                 self.report.frames += 1;
-                let windows = usize::from(frame.layout.windows_per_frame);
+                let windows = frame.windows();
                 self.report.windows += windows as u64;
                 self.report.saturated_windows += if frame.saturated { windows as u64 } else { 0 };
                 self.pending_windows += windows;
@@ -693,6 +699,31 @@ mod tests {
         assert_eq!(report.gaps, vec![Gap { first_sample: 2 * WINDOW as u64, samples: WINDOW as u64, filled: true }]);
         assert!(got.status[2 * WINDOW..3 * WINDOW].iter().all(|&s| s == SampleStatus::Missing));
         assert!(report.summary().contains("did not decode"));
+    }
+
+    /// A stream that ends inside a frame, and inside a window, decodes to every sample it had:
+    /// the device's last frame carries the rest, its padding is not written.
+    #[test]
+    fn the_end_of_a_stream_decodes_to_every_last_sample() {
+        let (blob, norm) = model();
+        assert!(blob.code_tables().is_some(), "the last frame needs an entropy-coded session");
+        let samples = 10 * WINDOW + 5;
+        let counts: Vec<i16> = (0..samples).map(|i| (((i as f32) * 0.21).sin() * 300.0) as i16).collect();
+        let config = StreamConfig { windows_per_frame: 3, ..EVERY_4 };
+        let sent = simulate(&blob, &counts, config).unwrap();
+        assert_eq!((sent.windows, sent.frames, sent.dropped_samples), (11, 4, 0));
+        // The same samples cut at the last whole window: the same values for those.
+        let whole = simulate(&blob, &counts[..10 * WINDOW], config).unwrap();
+        for filter in [None, Some(SeamFilter { samples: 2, strength: 1.0 })] {
+            let (got, report) = decode_with(&blob, &norm, &sent.bytes, 7, filter);
+            assert_eq!((report.frames, report.windows, report.missing_samples), (4, 11, 0));
+            assert_eq!((got.values.len(), got.first_sample), (samples, Some(0)));
+            assert!(got.status.iter().all(|&s| s == SampleStatus::Ok));
+            let (cut, _) = decode_with(&blob, &norm, &whole.bytes, 7, filter);
+            let smoothed = filter.map_or(0, |f| f.samples);
+            let unchanged = 10 * WINDOW - smoothed;
+            assert_eq!(got.values[..unchanged], cut.values[..unchanged]);
+        }
     }
 
     #[test]

@@ -33,13 +33,22 @@ fn device_counts(blob: &Blob, windows: &Windows) -> Vec<i16> {
     windows.iter().flat_map(|w| blob.window_counts(w)).collect()
 }
 
-/// Bits per sample (per channel) the device sends for `windows` (`[C][T]`, original units)
-/// in frames of `windows_per_frame` windows, framing included; the windows are cut to whole
-/// frames.
-pub fn device_rate(blob: &Blob, windows: &Windows, windows_per_frame: u8) -> Result<f64> {
+/// How many of `windows` windows the device sends in frames of `windows_per_frame`: all of them
+/// when `blob` entropy codes (its stream ends with a last frame), else those that fill frames.
+pub fn sent_windows(blob: &Blob, windows: usize, windows_per_frame: u8) -> usize {
     let per_frame = usize::from(windows_per_frame.max(1));
-    let whole = windows.len() / per_frame * per_frame;
-    ensure!(whole > 0, "no whole frame of {per_frame} windows to measure the rate on");
+    match blob.code_tables() {
+        Some(_) => windows,
+        None => windows / per_frame * per_frame,
+    }
+}
+
+/// Bits per sample (per channel) the device sends for `windows` (`[C][T]`, original units)
+/// in frames of `windows_per_frame` windows, framing included; the windows it sends
+/// ([`sent_windows`]).
+pub fn device_rate(blob: &Blob, windows: &Windows, windows_per_frame: u8) -> Result<f64> {
+    let whole = sent_windows(blob, windows.len(), windows_per_frame);
+    ensure!(whole > 0, "no whole frame of {windows_per_frame} windows to measure the rate on");
     let config = StreamConfig { windows_per_frame, ..StreamConfig::DEFAULT };
     let encoded = simulate(blob, &device_counts(blob, &windows.slice(0..whole)), config)?;
     Ok(8.0 * encoded.bytes.len() as f64 / (whole * blob.window()) as f64)
@@ -57,8 +66,8 @@ pub fn device_round_trip<R: Runtime + ?Sized>(
     device_round_trip_with(blob, normalization, decoder, windows, StreamConfig::DEFAULT, None)
 }
 
-/// [`device_round_trip`] with the windows sent as `config` says (`windows` must fill whole
-/// frames) and received through `seams` (the model's seam filter).
+/// [`device_round_trip`] with the windows sent as `config` says (`windows` must be sent whole,
+/// [`sent_windows`]) and received through `seams` (the model's seam filter).
 pub fn device_round_trip_with<R: Runtime + ?Sized>(
     blob: &Blob,
     normalization: &Normalization,
@@ -68,11 +77,11 @@ pub fn device_round_trip_with<R: Runtime + ?Sized>(
     seams: Option<SeamFilter>,
 ) -> Result<RoundTrip> {
     let channels = blob.channels();
-    let per_frame = usize::from(config.windows_per_frame);
     ensure!(
-        windows.len().is_multiple_of(per_frame.max(1)),
-        "{} windows do not fill frames of {per_frame} windows",
-        windows.len()
+        sent_windows(blob, windows.len(), config.windows_per_frame) == windows.len(),
+        "{} windows do not fill frames of {} windows",
+        windows.len(),
+        config.windows_per_frame
     );
     let encoded = simulate(blob, &device_counts(blob, windows), config)?;
     let mut sink = CollectSink { channels, ..Default::default() };

@@ -50,20 +50,50 @@ impl Seams {
             sink.window(first, len, Some(&values), status)?;
             return Ok(vec![(first, len)]);
         };
-        let mut written = Vec::with_capacity(2);
-        if let Some(mut held) = self.held.take() {
-            let held_len = held.values.len() / self.channels;
-            if held.first + held_len as u64 == first {
-                smooth(&mut held.values, &mut values, self.channels, filter);
-            }
-            sink.window(held.first, held_len, Some(&held.values), held.status)?;
-            written.push((held.first, held_len));
-        }
+        let mut written: Vec<Written> = self.write_held(sink, first, &mut values, filter)?.into_iter().collect();
         let keep = len - filter.tail();
         sink.window(first, keep, Some(&values[..keep * self.channels]), status)?;
         written.push((first, keep));
         self.held = Some(Held { first: first + keep as u64, values: values[keep * self.channels..].to_vec(), status });
         Ok(written)
+    }
+
+    /// Writes the first `valid` samples of a stream's last window from `first` (`values`
+    /// `[len][C]`, the rest padding): the held tail first, smoothed across the boundary as before
+    /// any window, and nothing held after it.
+    pub(super) fn last_window(
+        &mut self,
+        sink: &mut dyn ReconstructionSink,
+        first: u64,
+        mut values: Vec<f32>,
+        valid: usize,
+        status: SampleStatus,
+    ) -> std::io::Result<Vec<Written>> {
+        let mut written = Vec::with_capacity(2);
+        if let Some(filter) = self.filter {
+            written.extend(self.write_held(sink, first, &mut values, filter)?);
+        }
+        sink.window(first, valid, Some(&values[..valid * self.channels]), status)?;
+        written.push((first, valid));
+        Ok(written)
+    }
+
+    /// Writes the held tail, smoothed with `values` (`[len][C]`, the window that follows from
+    /// `first`) when that window starts where it ends.
+    fn write_held(
+        &mut self,
+        sink: &mut dyn ReconstructionSink,
+        first: u64,
+        values: &mut [f32],
+        filter: SeamFilter,
+    ) -> std::io::Result<Option<Written>> {
+        let Some(mut held) = self.held.take() else { return Ok(None) };
+        let held_len = held.values.len() / self.channels;
+        if held.first + held_len as u64 == first {
+            smooth(&mut held.values, values, self.channels, filter);
+        }
+        sink.window(held.first, held_len, Some(&held.values), held.status)?;
+        Ok(Some((held.first, held_len)))
     }
 
     /// Writes the held tail as it is (a gap or the end of the stream follows it).

@@ -26,12 +26,14 @@ pub struct EncodedStream {
     pub frames: usize,
     /// Windows in which some sample was outside the calibrated input range (clamped).
     pub saturated_windows: usize,
-    /// Samples (per channel) not sent: after the last full window, or in windows of a frame
-    /// that did not fill.
+    /// Samples (per channel) not sent: a session that is not entropy coded has no last frame,
+    /// so the samples after its last full window, and the windows of a frame that did not fill,
+    /// stay behind.
     pub dropped_samples: usize,
 }
 
-/// Encodes `counts` (`[T][C]`) window by window as the firmware does.
+/// Encodes `counts` (`[T][C]`) window by window as the firmware does, and ends the stream as
+/// the firmware does when its source ends (the windows and samples left over in a last frame).
 pub fn simulate(blob: &Blob, counts: &[i16], config: StreamConfig) -> Result<EncodedStream, SimulateError> {
     let encoder = blob.encoder();
     let step = encoder.window() * encoder.channels();
@@ -47,6 +49,18 @@ pub fn simulate(blob: &Blob, counts: &[i16], config: StreamConfig) -> Result<Enc
         out.windows += 1;
         out.frames += usize::from(encoded.len > 0);
     }
-    out.dropped_samples = windows.remainder().len() / blob.channels() + stream.pending_windows() * blob.window();
+    let rest = windows.remainder();
+    let mut partial = vec![0i16; step];
+    partial[..rest.len()].copy_from_slice(rest);
+    let samples = rest.len() / blob.channels();
+    let end = stream.finish(&mut partial, samples, &mut scratch, &mut buf)?;
+    out.bytes.extend_from_slice(&buf[..end.len]);
+    out.frames += usize::from(end.len > 0);
+    if end.len == 0 {
+        out.dropped_samples = samples + stream.pending_windows() * blob.window();
+    } else if samples > 0 {
+        out.windows += 1;
+        out.saturated_windows += usize::from(end.saturated);
+    }
     Ok(out)
 }

@@ -18,7 +18,7 @@ pub use pca::Pca;
 
 use funnel_shared::stream::StreamConfig;
 
-use crate::codec::device_round_trip_with;
+use crate::codec::{device_round_trip_with, sent_windows};
 use crate::runtime::{Backend, Runtime};
 
 /// Held-out metrics per method.
@@ -132,9 +132,9 @@ pub fn float_metrics(autoencoder: &dyn Runtime, ds: &Dataset, bits: u64, sensor_
 }
 
 /// Held-out metrics of the device path: int8 encoder → frames of `windows_per_frame` windows →
-/// `decoder` (through `seam_filter`), charged the bytes the simulated device sent. The held-out
-/// part is cut to whole frames (the last few windows of it are left out when they do not fill
-/// one).
+/// `decoder` (through `seam_filter`), charged the bytes the simulated device sent, on the
+/// held-out windows it sends (all of them, unless `blob` has no code tables: then those that
+/// fill frames, see `codec::sent_windows`).
 pub fn device_metrics(
     blob: &Blob,
     decoder: &dyn Runtime,
@@ -143,11 +143,10 @@ pub fn device_metrics(
     windows_per_frame: u8,
     seam_filter: Option<SeamFilter>,
 ) -> Result<Metrics> {
-    let per_frame = usize::from(windows_per_frame.max(1));
-    let whole = ds.held_out().len() / per_frame * per_frame;
+    let whole = sent_windows(blob, ds.held_out().len(), windows_per_frame);
     ensure!(
         whole > 0,
-        "the held-out part ({} windows) does not fill one frame of {per_frame} windows",
+        "the held-out part ({} windows) does not fill one frame of {windows_per_frame} windows",
         ds.held_out().len()
     );
     let held_out = ds.held_out().slice(0..whole);

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use super::{dataset_for_model, onnx_runtime};
-use crate::codec::device_round_trip_with;
+use crate::codec::{device_round_trip_with, sent_windows};
 use crate::eval::peers::{all_peers, FunnelPoint, PeerInput, RdPoint, RdReport};
 use crate::runtime::Backend;
 use anyhow::{ensure, Context, Result};
@@ -28,8 +28,8 @@ pub struct RdRequest {
     /// Where `rd.json` and `rd.png` go.
     pub out: PathBuf,
     /// Windows each Funnel data frame carries (the device's `--windows-per-frame`; `None`: each
-    /// model's own): more cost less framing per window and add latency. The held-out windows
-    /// are cut to whole frames.
+    /// model's own): more cost less framing per window and add latency. Every held-out window
+    /// is sent (the stream's last frame carries those that fill no frame).
     pub windows_per_frame: Option<u8>,
 }
 
@@ -65,7 +65,7 @@ pub fn bench_rd(request: &RdRequest) -> Result<RdReport> {
         let decoder = onnx_runtime(dir, card, Graph::Decoder, Backend::Tract)?;
         let windows_per_frame = request.windows_per_frame.unwrap_or(card.windows_per_frame).max(1);
         let per_frame = usize::from(windows_per_frame);
-        let held_out = dataset.held_out().slice(0..dataset.held_out().len() / per_frame * per_frame);
+        let held_out = dataset.held_out().slice(0..sent_windows(&blob, dataset.held_out().len(), windows_per_frame));
         ensure!(!held_out.is_empty(), "the held-out part is shorter than one frame of {per_frame} windows");
         let config = StreamConfig { windows_per_frame, ..StreamConfig::DEFAULT };
         let round_trip =

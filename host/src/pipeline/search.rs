@@ -36,7 +36,7 @@ impl Default for DeviceBudget {
 
 /// Most samples (per channel) a searched shape's frames carry by default: more windows per
 /// frame share the framing, and delay the first sample of a frame by this many samples.
-pub const MAX_FRAME_SAMPLES: usize = 512;
+pub const MAX_FRAME_SAMPLES: usize = 1024;
 /// Samples per window the search tries.
 pub const SEARCH_WINDOWS: [usize; 3] = [32, 64, 128];
 /// Codes per window the search tries, as fractions of the window's values.

@@ -15,7 +15,9 @@ use funnel_artifacts::{Blob, Dataset, FloatNet, Graph, Method, Metrics, ModelCar
 use super::decode::{decode_to_csv, Decoding};
 use super::search::{self, DeviceBudget};
 use super::{checkpoint, dataset_for_model, model_dataset};
-use crate::codec::{device_rate, device_round_trip_with, simulate, smooth_seams, DecodeReport, EncodedStream};
+use crate::codec::{
+    device_rate, device_round_trip_with, sent_windows, simulate, smooth_seams, DecodeReport, EncodedStream,
+};
 use crate::eval::Pca;
 use crate::eval::{self, Evaluation, Report};
 use crate::export::{export_onnx, OnnxFiles};
@@ -134,7 +136,8 @@ fn quantize_and_measure(
     let float = eval::float_metrics(&autoencoder, dataset, 0, card.sensor_bits)?.at_rate_of(&int8);
     // A network trained for a rate rounds its codes by design: int8 arithmetic is measured
     // against the float network with the same rounding, through the same receiver, on the same
-    // windows (the device sends whole frames: the held-out part's last windows may not fill one).
+    // windows (those the device sends: all of them, its last frame carrying the windows that
+    // fill no frame; whole frames only for a model without code tables).
     let float_prdn = match trained_grid {
         true => {
             let sent = 0..int8.windows;
@@ -200,8 +203,7 @@ fn choose_seam_filter(
 ) -> Result<Option<SeamFilter>> {
     let train = dataset.train();
     let (fit, _) = fit_validation_counts(train.len());
-    let per_frame = usize::from(card.windows_per_frame.max(1));
-    let whole = (train.len() - fit) / per_frame * per_frame;
+    let whole = sent_windows(blob, train.len() - fit, card.windows_per_frame);
     if whole < 2 {
         return Ok(None);
     }
