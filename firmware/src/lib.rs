@@ -117,7 +117,7 @@ pub(crate) mod test_support {
                 requant: RequantParams { multipliers: I32s::new(leak(in_m)).unwrap(), shifts: I8s::new(leak(in_s)) },
             },
             layers,
-            codes: CodeQuant { scale: 0.1, zero_point: 1 },
+            codes: CodeQuant { scale: 0.1, zero_point: 1, dead_zone: 0 },
             tables: None,
         };
         let mut buf = std::vec![0u8; 1 << 16];

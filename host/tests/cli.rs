@@ -47,6 +47,7 @@ fn args(data: &Path, out: &Path, arch: Arch, window: usize, latent: usize) -> Tr
         progress: false,
         rates: Vec::new(),
         windows_per_frame: None,
+        dead_zone: None,
         budget: DeviceBudget::default(),
     }
 }
@@ -388,8 +389,13 @@ fn counts_per_unit_follows_the_flag_into_the_blob() {
     let trained =
         train_model(&TrainRequest { counts_per_unit: Some(200.0), ..args(&data, &out, Arch::Mlp, 64, 8) }).unwrap();
     assert_eq!(trained.card.counts_per_unit, 200.0);
-    let q =
-        quantize_model(&QuantizeRequest { model: out.clone(), calibration: None, rate: CodeRate::AsBefore }).unwrap();
+    let q = quantize_model(&QuantizeRequest {
+        model: out.clone(),
+        calibration: None,
+        rate: CodeRate::AsBefore,
+        dead_zone: None,
+    })
+    .unwrap();
     let blob = std::fs::read(out.join("encoder.fq8")).unwrap();
     let encoder = funnel_shared::encoder::QuantizedEncoder::from_blob(&blob).unwrap();
     assert_eq!(encoder.spec().counts_per_unit, 200.0);

@@ -18,12 +18,12 @@
 //! can index without further checks.
 
 use crate::entropy::CodeTables;
-use crate::kernels::{Conv1dShape, INPUT_LIMIT};
+use crate::kernels::{Conv1dShape, DEAD_ZONE_BITS, INPUT_LIMIT};
 use crate::wire::{ModelId, CRC32, MAX_CODES, MODEL_ID_LEN};
 use serde::{Deserialize, Serialize};
 
 pub const BLOB_MAGIC: [u8; 4] = *b"FNQ8";
-pub const BLOB_VERSION: u16 = 4;
+pub const BLOB_VERSION: u16 = 5;
 pub const HEADER_LEN: usize = 14;
 pub const TRAILER_LEN: usize = 4;
 /// Most layers an encoder may have.
@@ -307,11 +307,15 @@ pub struct InputQuant<'a> {
     pub requant: RequantParams<'a>,
 }
 
-/// How i16 codes map back to real latent values: `z = scale · (code − zero_point)`.
+/// How i16 codes map back to real latent values: `z = scale · (code − zero_point)`, and how
+/// the last layer rounds to them.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CodeQuant {
     pub scale: f32,
     pub zero_point: i8,
+    /// The codes' dead zone in 1/256 of a step, below 128 (0: round half away from zero; see
+    /// [`crate::kernels::Requantize::with_dead_zone`]).
+    pub dead_zone: u8,
 }
 
 /// The quantized encoder: what the blob payload holds.
@@ -556,6 +560,13 @@ impl EncoderSpec<'_> {
         }
         if self.codes.zero_point != zero_point {
             return Err(Invalid("code zero point != last layer output zero point"));
+        }
+        if self.codes.dead_zone > 0 {
+            let last = self.layers.last().map(|l| l.quant().requant.shifts);
+            let room = 30 - DEAD_ZONE_BITS as i8;
+            if self.codes.dead_zone >= 1 << (DEAD_ZONE_BITS - 1) || last.is_some_and(|s| s.iter().any(|s| s > room)) {
+                return Err(Invalid("code dead zone must be below half a step, with room in its layer's shifts"));
+            }
         }
         if let Some(tables) = &self.tables {
             tables.validate(len).map_err(Invalid)?;

@@ -108,7 +108,11 @@ impl<'a> QuantizedEncoder<'a> {
         for (i, layer) in spec.layers.iter().enumerate() {
             let q = layer.quant();
             let range = if i == last { CODE_RANGE } else { INT8_RANGE };
-            let requant = Requantize::new(q.requant.multipliers, q.requant.shifts, q.output_zero_point, q.relu, range);
+            let mut requant =
+                Requantize::new(q.requant.multipliers, q.requant.shifts, q.output_zero_point, q.relu, range);
+            if i == last {
+                requant = requant.with_dead_zone(spec.codes.dead_zone);
+            }
             let out_len = layer.output_len().unwrap_or(0);
             let output = if i == last { &mut codes[..] } else { &mut b[..out_len] };
             let input = &a[..len];
@@ -228,7 +232,7 @@ pub(crate) mod tests {
                     },
                 },
                 layers,
-                codes: CodeQuant { scale: 0.05, zero_point: 4 },
+                codes: CodeQuant { scale: 0.05, zero_point: 4, dead_zone: 0 },
                 tables: None,
             }
         }
@@ -331,7 +335,7 @@ pub(crate) mod tests {
             counts_per_unit: 1.0,
             input: InputQuant { offsets: I32s::new(&OFFSET).unwrap(), requant: input },
             layers,
-            codes: CodeQuant { scale: 1.0, zero_point: 0 },
+            codes: CodeQuant { scale: 1.0, zero_point: 0, dead_zone: 0 },
             tables: None,
         }
     }

@@ -53,7 +53,13 @@ pub struct Requantize<'a> {
     /// the layer's range ([`INT8_RANGE`] or [`CODE_RANGE`]).
     pub activation_min: i32,
     pub activation_max: i32,
+    /// Rounding with a dead zone, in 1/2^[`DEAD_ZONE_BITS`] of an output step (0: half away
+    /// from zero): see [`Requantize::with_dead_zone`].
+    pub dead_zone: i32,
 }
+
+/// Fraction bits of a dead zone: the output is computed this much finer before it is rounded.
+pub const DEAD_ZONE_BITS: u32 = 8;
 
 /// Output range of a hidden layer.
 pub const INT8_RANGE: (i32, i32) = (i8::MIN as i32, i8::MAX as i32);
@@ -70,7 +76,17 @@ impl<'a> Requantize<'a> {
     pub fn new(multipliers: I32s<'a>, shifts: I8s<'a>, output_zero_point: i8, relu: bool, range: (i32, i32)) -> Self {
         let output_zero_point = i32::from(output_zero_point);
         let activation_min = if relu { output_zero_point.max(range.0) } else { range.0 };
-        Requantize { multipliers, shifts, output_zero_point, activation_min, activation_max: range.1 }
+        Requantize { multipliers, shifts, output_zero_point, activation_min, activation_max: range.1, dead_zone: 0 }
+    }
+
+    /// Rounds `v` (the output in steps from the zero point) to `sign(v)·⌊|v| + ½ − d⌋`, with
+    /// `d = dead_zone / 2^DEAD_ZONE_BITS` (below ½): every rounding threshold moves `d` away
+    /// from zero, so values near zero, the commonest codes, become cheaper to entropy code,
+    /// for a little more error (the decoder, tuned to such codes, learns where each code's
+    /// values lie). The layer's shifts must leave room for [`DEAD_ZONE_BITS`] more (blob
+    /// validation checks it).
+    pub fn with_dead_zone(self, dead_zone: u8) -> Self {
+        Requantize { dead_zone: i32::from(dead_zone), ..self }
     }
 
     #[inline(always)]
@@ -82,7 +98,22 @@ impl<'a> Requantize<'a> {
     /// hoist them out of their loops over positions).
     #[inline(always)]
     pub fn apply_with(&self, multiplier: i32, shift: i8, acc: i32) -> i16 {
-        let scaled = multiply_by_quantized_multiplier(acc, multiplier, shift);
+        let scaled = match self.dead_zone {
+            0 => multiply_by_quantized_multiplier(acc, multiplier, shift),
+            dead_zone => {
+                // The output in 1/256 steps (rounded), then floored past the moved threshold.
+                let fine = multiply_by_quantized_multiplier(acc, multiplier, shift + DEAD_ZONE_BITS as i8);
+                let half = 1i64 << (DEAD_ZONE_BITS - 1);
+                let magnitude = (i64::from(fine).abs() + half - i64::from(dead_zone)) >> DEAD_ZONE_BITS;
+                // At most 2^23: an i32.
+                let magnitude = magnitude as i32;
+                if fine < 0 {
+                    -magnitude
+                } else {
+                    magnitude
+                }
+            }
+        };
         let q = scaled.saturating_add(self.output_zero_point);
         // Both bounds lie inside the i16 range.
         q.clamp(self.activation_min, self.activation_max) as i16
@@ -367,6 +398,35 @@ pub(crate) mod tests {
         // gemmlowp rounds the high word half toward +inf, the power-of-two division half away.
         let high = (prod + (1i128 << 30)).div_euclid(1i128 << 31).clamp(i128::from(i32::MIN), i128::from(i32::MAX));
         round_div(high, 1i128 << right) as i32
+    }
+
+    #[test]
+    fn a_dead_zone_moves_every_rounding_threshold_away_from_zero() {
+        // M = 0.5 · 2^-4: the output is acc / 32, exact in 1/256 steps (acc · 8).
+        let (m, shift) = ([0u8; 0], [0u8; 0]);
+        let plain = Requantize::new(I32s::new(&m).unwrap(), I8s::new(&shift), 3, false, CODE_RANGE);
+        for dead_zone in [0u8, 1, 51, 100, 127] {
+            let requant = plain.with_dead_zone(dead_zone);
+            for acc in -4000..=4000 {
+                let v = f64::from(acc) / 32.0;
+                let d = f64::from(dead_zone) / 256.0;
+                // Without a dead zone, gemmlowp's rounding; with one, exactly on a moved
+                // threshold the floor keeps the code nearer zero.
+                let want = match dead_zone {
+                    0 => f64::from(multiply_by_quantized_multiplier(acc, 1 << 30, -4)),
+                    _ => (v.abs() + 0.5 - d).floor() * v.signum(),
+                };
+                assert_eq!(
+                    f64::from(requant.apply_with(1 << 30, -4, acc)),
+                    want + 3.0,
+                    "acc {acc}, dead zone {dead_zone}"
+                );
+            }
+        }
+        // Saturated, not wrapped, at the ends of the range.
+        let wide = plain.with_dead_zone(51);
+        assert_eq!(wide.apply_with(i32::MAX, 10, i32::MAX), i16::MAX);
+        assert_eq!(wide.apply_with(i32::MAX, 10, i32::MIN), i16::MIN);
     }
 
     #[test]

@@ -49,6 +49,9 @@ pub struct QuantizationCard {
     /// The codes' quantization step over the finest (the rate knob; 1 for older cards).
     #[serde(default = "finest_code_step")]
     pub code_step: f64,
+    /// The codes' dead zone, in steps (0 for older cards): see `funnel::quantize`.
+    #[serde(default)]
+    pub dead_zone: f64,
 }
 
 fn finest_code_step() -> f64 {
@@ -290,7 +293,10 @@ impl ModelCard {
                 "- **Rate**: trained for {rate:.3} bits/sample of codes (rate–distortion training; the framing \
                  of {} window(s) per frame comes on top), code step {}",
                 self.windows_per_frame,
-                self.quantization.as_ref().map_or("–".to_string(), |q| format!("{:.3}", q.code_step))
+                self.quantization.as_ref().map_or("–".to_string(), |q| format!(
+                    "{:.3}, dead zone {:.2} of a step",
+                    q.code_step, q.dead_zone
+                ))
             );
         }
         let _ = writeln!(s, "- **Stream**: {} window(s) per data frame", self.windows_per_frame);

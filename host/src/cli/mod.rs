@@ -160,6 +160,12 @@ struct TrainArgs {
     /// Default: 1 for a given shape; as many as fill 1024 samples for a searched one.
     #[arg(long, value_parser = clap::value_parser!(u8).range(1..))]
     windows_per_frame: Option<u8>,
+    /// The codes' dead zone, in steps (0 to below 0.5): the device rounds a code's value v to
+    /// sign(v)·⌊|v| + ½ − D⌋, so small values cost fewer bits for a little more error. Default:
+    /// for a target rate, 0 or 0.25, whichever rebuilds the validation slice of the training
+    /// part better at that rate (each with its own code step and tuned decoder).
+    #[arg(long)]
+    dead_zone: Option<f64>,
     /// Most bytes of model blob (flash) a searched shape may take.
     #[arg(long, default_value_t = DeviceBudget::default().max_flash)]
     max_flash: usize,
@@ -195,6 +201,7 @@ impl TrainArgs {
             progress: true,
             rates: self.bits_per_sample.into_iter().map(CodeRate::BitsPerSample).collect(),
             windows_per_frame: self.windows_per_frame,
+            dead_zone: self.dead_zone,
             budget: DeviceBudget { max_flash: self.max_flash, max_ram: self.max_ram, max_macs: self.max_macs },
         }
     }
@@ -243,6 +250,12 @@ struct QuantizeArgs {
     /// included (a model cannot go above its finest step's rate).
     #[arg(long)]
     bits_per_sample: Option<f64>,
+    /// The codes' dead zone, in steps (0 to below 0.5): the device rounds a code's value v to
+    /// sign(v)·⌊|v| + ½ − D⌋, so small values cost fewer bits for a little more error. Default:
+    /// the card's; for a target rate, 0 or 0.25, whichever rebuilds the validation slice of the training
+    /// part better at that rate (each with its own code step and tuned decoder).
+    #[arg(long)]
+    dead_zone: Option<f64>,
 }
 
 #[derive(clap::Args, Clone, Debug)]
@@ -413,7 +426,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 (None, Some(bits)) => CodeRate::BitsPerSample(bits),
                 (None, None) => CodeRate::AsBefore,
             };
-            report_quantization(&pipeline::quantize_model(&QuantizeRequest { model: args.model, calibration, rate })?)
+            let request = QuantizeRequest { model: args.model, calibration, rate, dead_zone: args.dead_zone };
+            report_quantization(&pipeline::quantize_model(&request)?)
         }
         Command::Encode(args) => {
             let ModelDataArgs { model, data } = args.input;

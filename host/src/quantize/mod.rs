@@ -26,7 +26,7 @@ use funnel_shared::blob::{
     write_blob, CodeQuant, EncoderSpec, I16s, I32s, I8s, InputQuant, Layer, QuantLayer, RequantParams, Weights,
     MAX_ACCUMULATOR, MAX_LAYERS,
 };
-use funnel_shared::kernels::INPUT_LIMIT;
+use funnel_shared::kernels::{DEAD_ZONE_BITS, INPUT_LIMIT};
 use funnel_shared::wire::MAX_CODES;
 
 /// Real range `[min, max]` of a tensor mapped onto int8 `[-128, 127]`.
@@ -123,6 +123,9 @@ pub struct QuantizationInput<'a> {
     /// `funnel::train`), so the codes are `round(z / code_step)` with zero point 0, whatever
     /// range calibration sees.
     pub trained_grid: bool,
+    /// The codes' dead zone, in steps (0 ≤ d < ½; a trained grid only): the device rounds a
+    /// code's value `v` to `sign(v)·⌊|v| + ½ − d⌋` (see `funnel_shared::kernels::Requantize`).
+    pub dead_zone: f64,
 }
 
 /// Most bits of the weights of the layer that makes the codes (as many as fit the accumulator).
@@ -215,6 +218,20 @@ fn calibrate(encoder: &FloatEncoder, windows: &Windows) -> Result<(Range, Vec<Ra
 
 /// Quantizes the encoder into a blob, validated by the same parser the firmware uses. Writes
 /// nothing: the caller decides where the blob goes once it has measured it.
+/// The blob's dead zone (1/256 of a step) for `q.dead_zone`, checked.
+fn dead_zone_units(q: &QuantizationInput<'_>) -> Result<u8> {
+    ensure!(
+        (0.0..MAX_DEAD_ZONE).contains(&q.dead_zone),
+        "the codes' dead zone must be at least 0 and below {MAX_DEAD_ZONE} of a step (got {})",
+        q.dead_zone
+    );
+    ensure!(q.trained_grid || q.dead_zone == 0.0, "a dead zone needs a model trained for a rate (its codes' grid)");
+    Ok((q.dead_zone * f64::from(1u32 << DEAD_ZONE_BITS)).round().min(127.0) as u8)
+}
+
+/// Largest dead zone, in steps (exclusive): at ½ the code 0 would take in ±1.
+pub const MAX_DEAD_ZONE: f64 = 0.5;
+
 pub fn quantize(q: &QuantizationInput<'_>) -> Result<Blob> {
     let enc = q.encoder;
     let channels = enc.channels;
@@ -366,7 +383,7 @@ pub fn quantize(q: &QuantizationInput<'_>) -> Result<Blob> {
             },
         },
         layers,
-        codes: CodeQuant { scale: codes.scale as f32, zero_point: codes.zero_point },
+        codes: CodeQuant { scale: codes.scale as f32, zero_point: codes.zero_point, dead_zone: dead_zone_units(q)? },
         tables: None,
     };
     let write = |spec: &EncoderSpec<'_>| -> Result<Blob> {
@@ -423,6 +440,7 @@ pub fn dense_blob(window: usize, latent: usize) -> (Blob, Normalization) {
         calibration: &calibration,
         code_step: 1.0,
         trained_grid: false,
+        dead_zone: 0.0,
     };
     (quantize(&input).expect("a valid encoder"), normalization)
 }
@@ -513,6 +531,7 @@ mod tests {
             calibration: &calibration,
             code_step: 1.0,
             trained_grid: false,
+            dead_zone: 0.0,
         })
         .unwrap();
         let device = blob.encoder();
@@ -556,41 +575,39 @@ mod tests {
         };
         let normalization = Normalization { mean: vec![0.0], std: vec![1.0] };
         let calibration = Windows::new(window, (0..40 * window).map(|i| ((i as f32) * 0.37).sin()).collect());
-        let quantized = |code_step: f64| {
-            quantize(&QuantizationInput {
-                encoder: &encoder,
-                normalization: &normalization,
-                counts_per_unit: 1000.0,
-                calibration: &calibration,
-                code_step,
-                trained_grid: true,
-            })
-            .unwrap()
+        let input = |code_step: f64, dead_zone: f64| QuantizationInput {
+            encoder: &encoder,
+            normalization: &normalization,
+            counts_per_unit: 1000.0,
+            calibration: &calibration,
+            code_step,
+            trained_grid: true,
+            dead_zone,
         };
-        for step in [MIN_TRAINED_GRID_STEP, 1.0, 3.0] {
-            let blob = quantized(step);
+        for (step, dead_zone) in [(MIN_TRAINED_GRID_STEP, 0.0), (1.0, 0.0), (3.0, 0.0), (1.0, 0.25), (3.0, 0.4)] {
+            let blob = quantize(&input(step, dead_zone)).unwrap();
             assert_eq!((blob.dequantize(0), blob.dequantize(1)), (0.0, step as f32));
             let codes = device_codes(&blob, &normalization, &calibration).unwrap();
             let mut off = 0;
             for (w, c) in calibration.iter().zip(codes.chunks(2)) {
                 for (z, &code) in encoder.forward(w).iter().zip(c) {
-                    let want = (f64::from(*z) / step).round();
+                    let v = f64::from(*z) / step;
+                    // The dead zone moves every rounding threshold away from zero.
+                    let want = (v.abs() + 0.5 - dead_zone).floor() * v.signum();
                     assert!((want - f64::from(code)).abs() <= 1.0, "step {step}: z {z} → {code}, want {want}");
                     off += usize::from(want != f64::from(code));
                 }
             }
             assert!(off * 20 < codes.len(), "step {step}: {off} of {} codes off by one", codes.len());
         }
-        // A trained grid goes finer than its step 1 down to MIN_TRAINED_GRID_STEP, no further.
-        let e = quantize(&QuantizationInput {
-            encoder: &encoder,
-            normalization: &normalization,
-            counts_per_unit: 1000.0,
-            calibration: &calibration,
-            code_step: 0.25,
-            trained_grid: true,
-        });
+        // A trained grid goes finer than its step 1 down to MIN_TRAINED_GRID_STEP, no further;
+        // a dead zone stays below half a step, and needs the trained grid.
+        let e = quantize(&input(0.25, 0.0));
         assert!(e.unwrap_err().to_string().contains("between 0.5 and 127"));
+        let e = quantize(&input(1.0, 0.5));
+        assert!(e.unwrap_err().to_string().contains("dead zone"));
+        let e = quantize(&QuantizationInput { trained_grid: false, ..input(1.0, 0.25) });
+        assert!(e.unwrap_err().to_string().contains("dead zone"));
     }
 
     /// The layer that makes the codes gets as many weight bits as its accumulator allows: all 16

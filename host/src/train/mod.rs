@@ -72,21 +72,31 @@ impl TrainedModel {
 
     /// A copy of every parameter, for [`TrainedModel::restore`].
     pub fn weights(&self) -> Result<Vec<Tensor>> {
-        Ok(vars_of(&self.varmap, "")?.iter().map(|(_, v)| v.as_tensor().copy()).collect::<candle_core::Result<_>>()?)
+        snapshot(&self.varmap)
     }
 
     /// Puts back parameters copied by [`TrainedModel::weights`].
     pub fn restore(&self, weights: &[Tensor]) -> Result<()> {
-        for ((_, var), t) in vars_of(&self.varmap, "")?.iter().zip(weights) {
-            var.set(t)?;
-        }
-        Ok(())
+        restore_snapshot(&self.varmap, weights)
     }
 
     /// One of the model's graphs, run by candle.
     pub fn runtime(&self, graph: Graph) -> CandleRuntime<&Autoencoder> {
         CandleRuntime { model: &self.model, graph }
     }
+}
+
+/// A copy of every parameter in `varmap`, for [`restore_snapshot`].
+pub fn snapshot(varmap: &VarMap) -> Result<Vec<Tensor>> {
+    Ok(vars_of(varmap, "")?.iter().map(|(_, v)| v.as_tensor().copy()).collect::<candle_core::Result<_>>()?)
+}
+
+/// Puts back parameters copied by [`snapshot`].
+pub fn restore_snapshot(varmap: &VarMap, weights: &[Tensor]) -> Result<()> {
+    for ((_, var), t) in vars_of(varmap, "")?.iter().zip(weights) {
+        var.set(t)?;
+    }
+    Ok(())
 }
 
 /// A graph of a candle [`Autoencoder`] (owned or borrowed) as a [`Runtime`].
@@ -140,6 +150,8 @@ impl<M: Borrow<Autoencoder>> Runtime for CandleRuntime<M> {
 pub struct RoundedCodes<'a> {
     pub model: &'a Autoencoder,
     pub step: f64,
+    /// The device's dead zone, in steps (see `QuantizationInput::dead_zone`).
+    pub dead_zone: f64,
 }
 
 impl Runtime for RoundedCodes<'_> {
@@ -154,8 +166,9 @@ impl Runtime for RoundedCodes<'_> {
     fn run(&self, input: &[f32], batch: usize) -> Result<Vec<f32>> {
         ensure!(input.len() == batch * self.input_len(), "rounded codes: {} values for batch {batch}", input.len());
         let codes = self.model.encode_windows(&Windows::new(self.input_len(), input.to_vec()))?;
-        let step = self.step as f32;
-        let rounded = Windows::new(codes.dim, codes.data.iter().map(|z| (z / step).round() * step).collect());
+        let (step, dead_zone) = (self.step as f32, self.dead_zone as f32);
+        let round = |z: f32| (z.abs() / step + 0.5 - dead_zone).floor() * step * z.signum();
+        let rounded = Windows::new(codes.dim, codes.data.iter().map(|&z| round(z)).collect());
         Ok(self.model.decode_latents(&rounded)?.data)
     }
 }
