@@ -413,6 +413,12 @@ fn counts_per_unit_follows_the_flag_into_the_blob() {
     });
     assert!(bad.err().unwrap().to_string().contains("--bits-per-sample"));
     assert!(!x.exists());
+    // So is a dead zone out of range, or one for a model not trained for a rate.
+    for (dead_zone, rates) in [(0.5, vec![CodeRate::BitsPerSample(1.0)]), (f64::NAN, vec![]), (0.25, vec![])] {
+        let bad = train_model(&TrainRequest { dead_zone: Some(dead_zone), rates, ..args(&data, &x, Arch::Mlp, 64, 8) });
+        assert!(bad.err().unwrap().to_string().contains("--dead-zone"), "{dead_zone}");
+        assert!(!x.exists());
+    }
 }
 
 /// Several target rates: a network trained for each (rate–distortion training), one model

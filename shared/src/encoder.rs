@@ -17,6 +17,8 @@ pub enum EncodeError {
     ScratchTooSmall { needed: usize, found: usize },
     /// `codes` is not [`QuantizedEncoder::code_len`] long.
     CodesLength { expected: usize, found: usize },
+    /// The partial window that ends a stream has as many samples as a window, or more.
+    PartialWindow { samples: usize, window: usize },
 }
 
 impl core::fmt::Display for EncodeError {
@@ -30,6 +32,9 @@ impl core::fmt::Display for EncodeError {
             }
             EncodeError::CodesLength { expected, found } => {
                 write!(f, "codes buffer has {found} entries, the model emits {expected}")
+            }
+            EncodeError::PartialWindow { samples, window } => {
+                write!(f, "the partial window that ends a stream has {samples} samples, fewer than {window} expected")
             }
         }
     }

@@ -236,7 +236,10 @@ impl<'m> StreamEncoder<'m> {
     ) -> Result<Encoded, EncodeError> {
         let (window, channels) = (self.encoder.window(), self.encoder.channels());
         let nothing = Encoded { len: 0, saturated: false };
-        if !self.header.layout.entropy_coded || samples >= window {
+        if samples >= window {
+            return Err(EncodeError::PartialWindow { samples, window });
+        }
+        if !self.header.layout.entropy_coded {
             return Ok(nothing);
         }
         let mut report_saturated = false;
@@ -525,6 +528,10 @@ mod tests {
         let mut stream = StreamEncoder::new(encoder, config).unwrap();
         let refused = stream.finish(&mut partial[..n - 1], 5, &mut scratch, &mut out);
         assert_eq!(refused, Err(EncodeError::WindowLength { expected: n, found: n - 1 }));
+        // So is a "partial" window as long as a window: it is not the end of a stream.
+        let refused = stream.finish(&mut partial, window, &mut scratch, &mut out);
+        assert_eq!(refused, Err(EncodeError::PartialWindow { samples: window, window }));
+        assert_eq!(stream.pending_windows(), 0);
     }
 
     #[test]

@@ -21,7 +21,7 @@ use crate::codec::{
 use crate::eval::Pca;
 use crate::eval::{self, Evaluation, Report};
 use crate::export::{export_onnx, OnnxFiles};
-use crate::quantize::{device_codes, quantize, QuantizationInput, MAX_CODE_STEP, MIN_TRAINED_GRID_STEP};
+use crate::quantize::{device_codes, quantize, QuantizationInput, MAX_CODE_STEP, MAX_DEAD_ZONE, MIN_TRAINED_GRID_STEP};
 use crate::runtime::{Backend, Runtime, TractModel};
 use crate::train::{
     checkpoint_bytes, fine_tune_decoder, restore_snapshot, snapshot, train, Autoencoder, CandleRuntime, DecoderTuning,
@@ -263,15 +263,42 @@ fn validation_prdn_at(
     model: &Autoencoder,
     target: f64,
 ) -> Result<f64> {
-    let train = dataset.train();
-    let (fit, _) = fit_validation_counts(train.len());
-    let validation = train.slice(fit..train.len());
-    let config = StreamConfig { windows_per_frame: card.windows_per_frame, ..StreamConfig::DEFAULT };
     let decoder = CandleRuntime { model, graph: Graph::Decoder };
-    let trip = device_round_trip_with(blob, &card.normalization, &decoder, &validation, config, None)?;
-    let prdn = Quality::of(&validation, &trip.reconstruction, card.spec.channels).prdn;
-    let bits = 8.0 * trip.bytes as f64 / (validation.len() * card.window()) as f64;
+    let trip = ValidationTrip::new(blob, card, dataset, &decoder);
+    let (prdn, bits) = trip.run(None)?.context("the validation slice is too short to compare quantizations")?;
     Ok(prdn * (bits - target).exp2())
+}
+
+/// The device path on the validation slice of the training part: the windows of it the device
+/// sends (whole frames only for a model without code tables).
+struct ValidationTrip<'a> {
+    blob: &'a Blob,
+    card: &'a ModelCard,
+    decoder: &'a dyn Runtime,
+    validation: Windows,
+}
+
+impl<'a> ValidationTrip<'a> {
+    fn new(blob: &'a Blob, card: &'a ModelCard, dataset: &Dataset, decoder: &'a dyn Runtime) -> Self {
+        let train = dataset.train();
+        let (fit, _) = fit_validation_counts(train.len());
+        let whole = sent_windows(blob, train.len() - fit, card.windows_per_frame);
+        ValidationTrip { blob, card, decoder, validation: train.slice(fit..fit + whole) }
+    }
+
+    /// PRDN and bits per sample of the slice received through `filter`; `None` when the slice
+    /// has fewer than two windows.
+    fn run(&self, filter: Option<SeamFilter>) -> Result<Option<(f64, f64)>> {
+        if self.validation.len() < 2 {
+            return Ok(None);
+        }
+        let (card, validation) = (self.card, &self.validation);
+        let config = StreamConfig { windows_per_frame: card.windows_per_frame, ..StreamConfig::DEFAULT };
+        let trip = device_round_trip_with(self.blob, &card.normalization, self.decoder, validation, config, filter)?;
+        let prdn = Quality::of(validation, &trip.reconstruction, card.spec.channels).prdn;
+        let bits = 8.0 * trip.bytes as f64 / (validation.len() * card.window()) as f64;
+        Ok(Some((prdn, bits)))
+    }
 }
 
 /// The seam filters [`choose_seam_filter`] tries: samples on each side, strength.
@@ -287,22 +314,13 @@ fn choose_seam_filter(
     dataset: &Dataset,
     decoder: &dyn Runtime,
 ) -> Result<Option<SeamFilter>> {
-    let train = dataset.train();
-    let (fit, _) = fit_validation_counts(train.len());
-    let whole = sent_windows(blob, train.len() - fit, card.windows_per_frame);
-    if whole < 2 {
-        return Ok(None);
-    }
-    let validation = train.slice(fit..fit + whole);
-    let config = StreamConfig { windows_per_frame: card.windows_per_frame, ..StreamConfig::DEFAULT };
-    let prdn = |filter: Option<SeamFilter>| -> Result<f64> {
-        let trip = device_round_trip_with(blob, &card.normalization, decoder, &validation, config, filter)?;
-        Ok(Quality::of(&validation, &trip.reconstruction, card.spec.channels).prdn)
-    };
-    let mut best = (None, prdn(None)?);
+    let trip = ValidationTrip::new(blob, card, dataset, decoder);
+    let prdn = |filter: Option<SeamFilter>| -> Result<Option<f64>> { Ok(trip.run(filter)?.map(|(prdn, _)| prdn)) };
+    let Some(none) = prdn(None)? else { return Ok(None) };
+    let mut best = (None, none);
     for (samples, strength) in SEAM_FILTERS {
         let filter = Some(SeamFilter { samples, strength });
-        let p = prdn(filter)?;
+        let p = prdn(filter)?.unwrap_or(f64::INFINITY);
         if p < best.1 {
             best = (filter, p);
         }
@@ -522,6 +540,17 @@ pub fn train_model(request: &TrainRequest) -> Result<TrainOutcome> {
             ),
             CodeRate::AsBefore => {}
         }
+    }
+    if let Some(dead_zone) = request.dead_zone {
+        ensure!(
+            (0.0..MAX_DEAD_ZONE).contains(&dead_zone),
+            "--dead-zone must be at least 0 and below {MAX_DEAD_ZONE} of a step (got {dead_zone})"
+        );
+        let reconstruction_only = request.rates.is_empty() && request.window.is_some() && request.latent.is_some();
+        ensure!(
+            dead_zone == 0.0 || !reconstruction_only || request.arch.is_none(),
+            "--dead-zone needs a model trained for a rate (--bits-per-sample)"
+        );
     }
     if let Some(init) = &request.init {
         let weights = ModelDir::new(init).weights_path();
