@@ -169,11 +169,21 @@ impl StreamLayout {
     fn end_samples(&self, payload: &[u8]) -> Option<u32> {
         let (count, body) = payload.split_first_chunk::<END_SAMPLES_LEN>()?;
         let samples = u32::from_le_bytes([count[0], count[1], count[2], 0]);
-        let windows = u64::from(samples).div_ceil(u64::from(self.window));
         let fits = self.entropy_coded
             && (1..=self.frame_span()).contains(&u64::from(samples))
-            && body.len() as u64 <= 2 * windows * u64::from(self.codes_per_window);
+            && body.len() <= self.last_frame_raw_len(samples);
         fits.then_some(samples)
+    }
+
+    /// Windows a last frame of `samples` samples per channel carries.
+    fn last_frame_windows(&self, samples: u32) -> usize {
+        samples.div_ceil(u32::from(self.window)) as usize
+    }
+
+    /// Bytes of the raw codes of a last frame of `samples` samples per channel: the most its
+    /// body may have.
+    fn last_frame_raw_len(&self, samples: u32) -> usize {
+        2 * self.last_frame_windows(samples) * usize::from(self.codes_per_window)
     }
 
     /// Whether the length that `bytes` starts with is cut short (more bytes may complete it).
@@ -370,8 +380,7 @@ pub fn encode_last_frame(
         let max = if layout.entropy_coded { layout.frame_span() } else { 0 };
         return Err(EncodeFrameError::EndSamples { samples, max });
     }
-    let windows = u64::from(samples).div_ceil(u64::from(layout.window)) as usize;
-    let raw = 2 * windows * usize::from(layout.codes_per_window);
+    let raw = layout.last_frame_raw_len(samples);
     if body.len() > raw {
         return Err(EncodeFrameError::CodeCount { expected: raw, found: body.len() });
     }
@@ -482,8 +491,7 @@ impl DataFrame {
 
     /// Windows whose codes the frame carries: `windows_per_frame`, or fewer in a last frame.
     pub fn windows(&self) -> usize {
-        let window = u32::from(self.layout.window);
-        self.end_samples.map_or(usize::from(self.layout.windows_per_frame), |n| n.div_ceil(window) as usize)
+        self.end_samples.map_or(usize::from(self.layout.windows_per_frame), |n| self.layout.last_frame_windows(n))
     }
 
     /// Samples per channel the frame carries (the padding of a last frame's last window not
