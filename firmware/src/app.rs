@@ -255,6 +255,33 @@ mod tests {
     }
 
     #[test]
+    fn the_end_of_the_source_goes_out_in_a_last_frame_as_funnel_encode_sends_it() {
+        let blob = tiny_blob_coded(16, 2);
+        // 7 windows and 5 samples: two frames of 3 windows, then a last frame of one window and
+        // 5 samples.
+        let samples: Vec<i16> = (0..(16 * 7 + 5) * 2).map(|i| ((i * 7919) % 4001) as i16 - 2000).collect();
+        let config = StreamConfig { windows_per_frame: 3, ..StreamConfig::DEFAULT };
+        let mut sink = Vec::new();
+        let mut app: App<'_, _, _, 64, 256> = App::new(&blob, config, VecSource::new(&samples, 2), &mut sink).unwrap();
+        let summary = app.run().unwrap();
+        assert_eq!((summary.windows, summary.frames, summary.dropped_tail), (8, 3, 0));
+        // A source that is asked again after its end sends nothing more.
+        assert_eq!(app.step().unwrap(), Step::Finished);
+        assert_eq!(app.summary(), summary);
+        drop(app);
+        assert_eq!(sink, host_frames(&blob, config, &samples));
+        // The receiver reads the last frame's sample count: nothing of the source is lost.
+        let mut dec = funnel_shared::wire::FrameDecoder::new();
+        let mut events: Vec<_> = dec.feed(&sink).collect();
+        events.extend(dec.finish());
+        let samples_sent: u64 = events
+            .iter()
+            .filter_map(|e| if let funnel_shared::wire::DecodeEvent::Frame(f) = e { Some(f.samples()) } else { None })
+            .sum();
+        assert_eq!(samples_sent, 16 * 7 + 5);
+    }
+
+    #[test]
     fn ring_larger_than_a_window_gives_the_same_bytes() {
         let blob = tiny_blob(16, 1);
         let samples: Vec<i16> = (0..16 * 9).map(|i| (i * 37 % 300) as i16).collect();

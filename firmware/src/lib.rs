@@ -52,6 +52,7 @@ pub(crate) mod test_support {
     extern crate std;
     use crate::SampleSource;
     use funnel_shared::blob::*;
+    use funnel_shared::entropy::CodeTables;
     use funnel_shared::stream::StreamConfig;
     use funnel_shared::wire::ModelId;
     use std::vec::Vec;
@@ -63,6 +64,16 @@ pub(crate) mod test_support {
     /// A blob with `window` samples of `channels` channels: conv1d (4 filters, kernel 3,
     /// stride 2, padding 1, ReLU) then dense to 6 codes.
     pub fn tiny_blob(window: u16, channels: u8) -> Vec<u8> {
+        blob_with_tables(window, channels, false)
+    }
+
+    /// [`tiny_blob`] whose codes are entropy coded (each latent's table: every code of
+    /// −128 ..= 127 equally likely), so that its streams end with a last frame.
+    pub fn tiny_blob_coded(window: u16, channels: u8) -> Vec<u8> {
+        blob_with_tables(window, channels, true)
+    }
+
+    fn blob_with_tables(window: u16, channels: u8, coded: bool) -> Vec<u8> {
         let c = usize::from(channels);
         let t_out = usize::from(window) / 2;
         let conv_w: Vec<u8> = (0..4 * c * 3).map(|i| ((i * 53 + 7) % 255) as u8).collect();
@@ -120,25 +131,41 @@ pub(crate) mod test_support {
             codes: CodeQuant { scale: 0.1, zero_point: 1, dead_zone: 0 },
             tables: None,
         };
+        let (lowest, cumulative) = (leak(std::vec![0x80, 0xFF].repeat(6)), (0..6 * 256).map(|i| (i % 256) as u16 * 16));
+        let highest = leak(std::vec![0x7F, 0x00].repeat(6));
+        let cumulative = leak(cumulative.flat_map(u16::to_le_bytes).collect());
+        let tables = CodeTables {
+            lowest: I16s::new(lowest).unwrap(),
+            highest: I16s::new(highest).unwrap(),
+            cumulative: U16s::new(cumulative).unwrap(),
+        };
+        let spec = EncoderSpec { tables: coded.then_some(tables), ..spec };
         let mut buf = std::vec![0u8; 1 << 16];
         let n = write_blob(&spec, &mut buf, |_| ModelId([0xF0, 0x0D, 0xCA, 0xFE])).unwrap();
         buf.truncate(n);
         buf
     }
 
-    /// What `funnel encode` does: every full window through `StreamEncoder`.
+    /// What `funnel encode` does: every full window through `StreamEncoder`, then the end of
+    /// the stream (a last frame, for a blob with code tables).
     pub fn host_frames(blob: &[u8], config: StreamConfig, samples: &[i16]) -> Vec<u8> {
         use funnel_shared::{encoder::QuantizedEncoder, stream::StreamEncoder, stream::MAX_WINDOW_OUTPUT};
         let enc = QuantizedEncoder::from_blob(blob).unwrap();
-        let n = enc.window() * enc.channels();
+        let (n, channels) = (enc.window() * enc.channels(), enc.channels());
         let mut scratch = std::vec![0i16; enc.scratch_len()];
         let mut stream = StreamEncoder::new(enc, config).unwrap();
         let mut out = Vec::new();
         let mut buf = [0u8; MAX_WINDOW_OUTPUT];
-        for w in samples.chunks_exact(n) {
+        let mut windows = samples.chunks_exact(n);
+        for w in &mut windows {
             let encoded = stream.encode_window(w, &mut scratch, &mut buf).unwrap();
             out.extend_from_slice(&buf[..encoded.len]);
         }
+        let rest = windows.remainder();
+        let mut partial = std::vec![0i16; n];
+        partial[..rest.len()].copy_from_slice(rest);
+        let end = stream.finish(&mut partial, rest.len() / channels, &mut scratch, &mut buf).unwrap();
+        out.extend_from_slice(&buf[..end.len]);
         out
     }
 
