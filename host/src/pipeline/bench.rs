@@ -5,13 +5,11 @@
 use std::path::PathBuf;
 
 use super::{dataset_for_model, onnx_runtime};
-use crate::codec::{device_round_trip_with, sent_windows};
+use crate::eval::device_metrics;
 use crate::eval::peers::{all_peers, FunnelPoint, PeerInput, RdPoint, RdReport};
 use crate::runtime::Backend;
 use anyhow::{ensure, Context, Result};
-use funnel_artifacts::metrics::Quality;
 use funnel_artifacts::{Dataset, Graph, ModelDir, Recording};
-use funnel_shared::stream::StreamConfig;
 
 /// Window of the peers' split when no model is given.
 pub const DEFAULT_RD_WINDOW: usize = 256;
@@ -64,30 +62,27 @@ pub fn bench_rd(request: &RdRequest) -> Result<RdReport> {
         let blob = dir.load_blob_of(card)?;
         let decoder = onnx_runtime(dir, card, Graph::Decoder, Backend::Tract)?;
         let windows_per_frame = request.windows_per_frame.unwrap_or(card.windows_per_frame).max(1);
-        let per_frame = usize::from(windows_per_frame);
-        let held_out = dataset.held_out().slice(0..sent_windows(&blob, dataset.held_out().len(), windows_per_frame));
-        ensure!(!held_out.is_empty(), "the held-out part is shorter than one frame of {per_frame} windows");
-        let config = StreamConfig { windows_per_frame, ..StreamConfig::DEFAULT };
-        let round_trip =
-            device_round_trip_with(&blob, &card.normalization, decoder.as_ref(), &held_out, config, card.seam_filter)?;
-        let q = Quality::of(&held_out, &round_trip.reconstruction, 1);
-        let setting = match per_frame {
+        // The held-out windows the device sends, through the model's receiver, as `funnel eval`
+        // measures them.
+        let m =
+            device_metrics(&blob, decoder.as_ref(), &dataset, card.sensor_bits, windows_per_frame, card.seam_filter)?;
+        let setting = match windows_per_frame {
             1 => format!("{} codes/window", blob.latent()),
             w => format!(
                 "{} codes/window, {w} windows/frame ({} of {} held-out windows)",
                 blob.latent(),
-                held_out.len(),
+                m.windows,
                 dataset.held_out().len()
             ),
         };
         let point = RdPoint {
             method: format!("Funnel {}", dir.path().display()),
             setting,
-            bits_per_sample: 8.0 * round_trip.bytes as f64 / held_out.data.len() as f64,
-            prdn: q.prdn,
-            prd: q.prd,
-            snr_db: q.snr_db,
-            max_abs_error: q.max_abs_error,
+            bits_per_sample: m.bits_per_sample,
+            prdn: m.prdn,
+            prd: m.prd,
+            snr_db: m.snr_db,
+            max_abs_error: m.max_abs_error,
         };
         funnel.push(FunnelPoint::against(
             dir.path().display().to_string(),
