@@ -1,14 +1,32 @@
 #!/usr/bin/env python3
 """Compute the golden vectors of docs/wire-format.md, independently of the Rust code.
 
-Written only from the text of docs/wire-format.md, version 5 (sections "Stream header",
+Written only from the text of docs/wire-format.md, version 6 (sections "Stream header",
 "Data frame" with its subsections "Entropy-coded data frame" (and its paragraph "The last
-frame") and "The entropy coder", "Sending", and "Golden vectors"), with the Python standard library: `zlib.crc32` for the header's
-CRC-32/ISO-HDLC, a bitwise CRC-16/IBM-3740 written from its parameters, and the rANS coder
-(encoder and decoder) written from the spec's pseudo-code and text. Codes are i16; both ends
-of every code table are escapes, and an escape is followed by the code's distance
-d = |x − t| beyond it as uniform 8-bit symbols (f_u = 16, c_u = 16 u): u0 = min(d, 255),
+frame") and "The entropy coder" (with its paragraphs "What is coded" and "Escapes"),
+"Sending", and "Golden vectors"), with the Python standard library: `zlib.crc32` for the
+header's CRC-32/ISO-HDLC, a bitwise CRC-16/IBM-3740 written from its parameters, and the rANS
+coder (encoder and decoder) written from the spec's pseudo-code and text. Codes are i16; both
+ends of every code table are escapes, and an escape is followed by the value's distance
+d = |v − t| beyond it as uniform 8-bit symbols (f_u = 16, c_u = 16 u): u0 = min(d, 255),
 then, when u0 = 255, (d − 255) >> 8 and (d − 255) & 0xFF, in that reading order.
+
+Predicted latents (version 6). A model's tables (TableSet) are one table per latent, in latent
+order, then one difference table per predicted latent, in latent order. The blob's lags say
+which latents are predicted: empty (none), or one byte per latent, its lag L_i (0: not
+predicted, and no difference table; L_i ≥ 1: predicted from the window L_i before, 1 being the
+window just before). A plain list of tables is a table set with empty lags. With
+k = codes_per_window and x_0 … x_{n−1} a frame's codes (x_j of latent i = j mod k), the coder
+codes the value v_j with the table T_j: when latent i is predicted, with lag L = L_i ≥ 1, and
+j ≥ L × k (any window of the frame but its first L), v_j = x_j − x_{j−L×k} (the same latent, L
+windows before) wrapped to i16 (± 65 536) with the latent's difference table; otherwise
+v_j = x_j with the latent's own table. So the first L windows of every frame (also of a last
+frame, which may hold L windows or fewer: then none of that latent's codes is predicted) use
+the latent's own table, and prediction never reaches before the frame's first window (nor into
+the frame before). The decoder reads v_j with T_j and recovers x_j = v_j + x_{j−L×k}, wrapped
+to i16, for a predicted code. Escapes and distances apply to the values v_j. A frame sent raw
+carries the codes x_j themselves. The stream header does not say which latents are predicted
+nor their lags: that is the model's (its blob's).
 
 Frames. In a session without ENTROPY_CODED a data frame is fixed: each code one int8 byte
 (a code outside -128 ..= 127 is clipped to it and flags the frame SATURATED), then the check.
@@ -33,8 +51,8 @@ window a receiver outputs only samples − (m − 1) × window samples (the rest
 
 Self-checks: the CRC check values; every coded payload (also of the frames sent raw) decodes
 back to its codes; the encoder matches payloads put by hand symbol by symbol (frames 3 and 4
-of vector 3: escape 1 then distance 2; escape -1 then distance 299 as 255, 0, 44); a code equal
-to an escape round-trips with the distance 0; codes at the ends of the i16 range round-trip;
+of vector 3: escape 1 then distance 2; escape -1 then distance 299 as 255, 0, 44); a value equal
+to an escape round-trips with the distance 0; values at the ends of the i16 range round-trip;
 forged payloads are refused by the decoder (an escape followed by the distance 255, 0xFF, 0xFF,
 i.e. past the i16 range, at either end of every table; a distance one past the i16 range; a
 word left unread; a non-zero final state; an odd length; a zero last word). Framing: a payload
@@ -49,9 +67,37 @@ also the largest, 1,031 bytes (len 2n + 3, two bytes); an END frame reads back o
 END flag, and an ordinary frame never under it; len 2n + 1 … 2n + 3 is read only as an END
 frame's, and above 2n + 3 never; refused even under a check that holds: an END frame with len
 below 3, or with samples 0 or above windows_per_frame × window; a raw body of other than 2n'
-bytes is not valid. Every frame of the three vectors reads back (check and codes; vector 3's
-END frame also its samples and m), and vector 3's frames come out coded or raw, with the
-flags, as the spec's bullet list says.
+bytes is not valid. Every frame of the four vectors reads back (check and codes; the END
+frames of vectors 3 and 4 also their samples and m), and the frames of vectors 3 and 4 come
+out coded or raw, with the flags, as the spec's bullet lists say (vector 4: all coded, the
+END frame of 40 samples, m = 3, no SATURATED).
+Predicted latents (vector 4's tables, lags [1, 2]: t0, t1, then d0 and d1): the difference
+tables are found after the latent tables in latent order, one per lag ≥ 1 (also with lags
+[1, 0, 3] and [0, 2]); a lag of 0 in a non-empty lag list is a latent not predicted: lags
+[0, 0, 0] code exactly as empty lags and as a plain list of tables, and a table set with a
+difference table too many or too few is refused. T_j is t0 in window 0 and d0 from window 1
+on; t1 in windows 0 and 1 and d1 from window 2 on, x_j predicted from x_{j−4} (window w − 2,
+not w − 1); for every frame size up to 512 codes, x_j is predicted exactly when j ≥ L × k, and
+never from before the frame's first code. wrap16 adds or subtracts 65 536 once. Put by hand:
+a frame whose lag-2 latent takes t1 in its first two windows (one an escape + distance 0) and
+d1 from window 2 on equals the encoder's payload, and differs from the same put with d0 in
+window 0, with d1 in window 1, or predicted from the window before (lags [1, 1]); last frames
+of 1, 2 and 3 windows (fewer windows than latent 1's lag + 1, then one more), bodies put by
+hand: latent 1 takes t1 in both windows of a two-window last frame; a frame's first window is
+never predicted from the frame before. Differences between codes at or near the ends of the
+i16 range wrap and round-trip, put by hand, for lag 1 (windows 0 and 1) and lag 2 (windows 0
+and 2). The coder's checks above (escapes with distance 0, distances to the ends of the i16
+range, forged payloads refused) for each latent in window 0 (its own table) and in window
+max(L_i, 1) (its difference table when predicted), with lags [1, 2], [0, 2] and [1, 0, 3]; a
+frame and a last frame sent raw carry the codes x_j, not their differences. Vector 4 by hand,
+symbol by symbol: frame 0 (latent 0: t0's escape 2 + distance 98, then the differences 1, 0,
+and d0's escape -2 + distance 0; latent 1: 0, 0 with t1, then the differences 0, 0 with d1),
+frame 1 (latent 0: t0's escape 2 + distance 32 765 as 255, 126, 254, then the differences
+wrapped to 1, 1 and -2 (d0's escape + distance 0); latent 1: 0, 0 with t1, then the
+differences 1 and -1 from windows 0 and 1, d1's escapes 1 and -1 each + distance 0), and the
+END frame's body (latent 0: t0's escape 2 + distance 3, then the differences 1, 0; latent 1:
+0, 0 with t1, then the difference 0 with d1); each equals the encoder's payload and decodes
+back to its codes.
 
     python3 docs/wire_golden.py           # print the vectors
     python3 docs/wire_golden.py --write   # also fill the blocks in docs/wire-format.md
@@ -62,7 +108,7 @@ import struct
 import sys
 import zlib
 
-MAGIC, VERSION = 0xF5, 5
+MAGIC, VERSION = 0xF5, 6
 RESTART = 0x01        # header flags, bit 0
 ENTROPY_CODED = 0x02  # header flags, bit 1
 SATURATED = 0x01      # frame_flags, bit 0
@@ -143,7 +189,8 @@ def read_data_frame(buf, n, stream_id, session, frame, frame_flags):
 
 
 class Table:
-    """A latent's static code table ("The entropy coder"): codes lo ..= hi (i16) with
+    """A static code table ("The entropy coder"; a latent's table or a predicted latent's
+    difference table): codes lo ..= hi (i16) with
     2 ≤ hi − lo ≤ 255,
     frequency f(c) ≥ 1 for each, summing to 4096; cum(c) is the sum of the frequencies of the
     codes below c. Its two ends, lo and hi, are always escapes."""
@@ -179,6 +226,97 @@ class Table:
         raise AssertionError(f"no code at {q}")
 
 
+def wrap16(v):
+    """v wrapped to i16: 65 536 added or subtracted to bring it into −32 768 … 32 767."""
+    if v > I16_MAX:
+        v -= 1 << 16
+    elif v < I16_MIN:
+        v += 1 << 16
+    assert I16_MIN <= v <= I16_MAX, "one addition or subtraction is enough"
+    return v
+
+
+class TableSet:
+    """A model's tables as its blob stores them ("The entropy coder"): first one table per
+    latent, in latent order (k = codes_per_window of them), then one difference table for each
+    predicted latent, in latent order. The blob's lags say which: empty (no latent is
+    predicted), or one byte per latent, its lag L_i (0: not predicted; L_i ≥ 1: predicted from
+    the window L_i before, in the same frame).
+
+    A plain list of k tables stands for a table set without predicted latent (table_set), and
+    so does an empty lag list."""
+
+    def __init__(self, tables, lags=()):
+        self.tables = list(tables)
+        self.lags = list(lags)
+        # k: one lag per latent when the lags are not empty; else every table is a latent's.
+        self.k = len(self.lags) if self.lags else len(self.tables)
+        assert 1 <= self.k <= 64, "1 to 64 codes per window"
+        assert all(0 <= lag <= 0xFF for lag in self.lags), "a lag is one byte"
+        assert len(self.tables) == self.k + sum(1 for lag in self.lags if lag >= 1), \
+            "one table per latent, then one difference table per predicted latent"
+
+    def lag(self, latent):
+        """L_i: 0 (not predicted) when the lags are empty."""
+        assert 0 <= latent < self.k
+        return self.lags[latent] if self.lags else 0
+
+    def is_predicted(self, latent):
+        return self.lag(latent) >= 1
+
+    def latent(self, latent):
+        """Latent i's own table."""
+        return self.tables[latent]
+
+    def difference(self, latent):
+        """Latent i's difference table: after the k latent tables, the difference tables of
+        the predicted latents in latent order, so latent i's is number (predicted latents
+        below i) among them."""
+        assert self.is_predicted(latent)
+        below = sum(1 for other in range(latent) if self.is_predicted(other))
+        return self.tables[self.k + below]
+
+    def predicts(self, j):
+        """Whether x_j (of latent i = j mod k) is coded as a difference: latent i is predicted,
+        with lag L = L_i ≥ 1, and j ≥ L × k (any window of the frame but its first L)."""
+        lag = self.lag(j % self.k)
+        return lag >= 1 and j >= lag * self.k
+
+    def reference(self, j):
+        """j − L × k: the index of the code x_j is predicted from (same latent, L windows
+        before, in the same frame); only for a predicted x_j, and never before the frame's
+        first code."""
+        assert self.predicts(j)
+        before = j - self.lag(j % self.k) * self.k
+        assert 0 <= before < j and before % self.k == j % self.k, "within the frame"
+        return before
+
+    def table(self, j):
+        """T_j: latent (j mod k)'s difference table when x_j is predicted, else its table."""
+        return self.difference(j % self.k) if self.predicts(j) else self.latent(j % self.k)
+
+    def values(self, codes):
+        """The values v_j coded for the codes x_j of one frame: x_j − x_{j−L×k} wrapped to i16
+        when x_j is predicted, else x_j."""
+        assert all(I16_MIN <= x <= I16_MAX for x in codes), "codes are i16"
+        return [wrap16(x - codes[self.reference(j)]) if self.predicts(j) else x
+                for j, x in enumerate(codes)]
+
+    def codes(self, values):
+        """The decoder's way back: x_j = v_j + x_{j−L×k} wrapped to i16 for a predicted code,
+        else x_j = v_j."""
+        assert all(I16_MIN <= v <= I16_MAX for v in values), "values are i16"
+        codes = []
+        for j, v in enumerate(values):
+            codes.append(wrap16(v + codes[self.reference(j)]) if self.predicts(j) else v)
+        return codes
+
+
+def table_set(tables):
+    """tables as a TableSet: a plain list of tables is one without predicted latent."""
+    return tables if isinstance(tables, TableSet) else TableSet(tables)
+
+
 def distance_symbols(d):
     """The distance d's uniform 8-bit symbols, in reading order: u0 = min(d, 255); when
     u0 = 255, then (d − 255) >> 8 and (d − 255) & 0xFF."""
@@ -195,14 +333,14 @@ def dist_sym(u):
     return DIST_F, DIST_F * u
 
 
-def symbols_of(x, table):
-    """The symbols (f, c) code x of a latent with this table is sent as, in reading order:
-    t = min(max(x, lo), hi), then, when t is an escape, the distance symbols of d = |x − t|."""
-    assert I16_MIN <= x <= I16_MAX, "codes are i16"
-    t = min(max(x, table.lo), table.hi)
+def symbols_of(v, table):
+    """The symbols (f, c) a value v coded with this table is sent as, in reading order:
+    t = min(max(v, lo), hi), then, when t is an escape, the distance symbols of d = |v − t|."""
+    assert I16_MIN <= v <= I16_MAX, "values are i16"
+    t = min(max(v, table.lo), table.hi)
     group = [table.sym(t)]
     if table.is_escape(t):
-        group += [dist_sym(u) for u in distance_symbols(abs(x - t))]
+        group += [dist_sym(u) for u in distance_symbols(abs(v - t))]
     return group
 
 
@@ -228,18 +366,22 @@ def finish(s, words) -> bytes:
 
 
 def rans_encode(codes, tables) -> bytes:
-    """Encoding, as in "The entropy coder": codes in reverse order j = n−1 … 0 from state 0 (x_j
-    belongs to latent j mod codes_per_window). Each code x is sent as t = min(max(x, lo), hi);
-    when t is an escape (t = lo or t = hi), the distance d = |x − t| follows as 8-bit symbols.
-    Being a stack, the coder puts first the distance symbols (if any) in the reverse of their
-    reading order, then t."""
+    """Encoding, as in "The entropy coder": the value v_j with table T_j ("What is coded":
+    x_j − x_{j−L×k} wrapped to i16 with latent (j mod k)'s difference table when that latent
+    is predicted, with lag L ≥ 1, and j ≥ L × k, else x_j with the latent's table) in reverse
+    order j = n−1 … 0 from state 0. Each value v is sent as t = min(max(v, lo), hi); when t is
+    an escape (t = lo or t = hi), the distance d = |v − t| follows as 8-bit symbols. Being a
+    stack, the coder puts first the distance symbols (if any) in the reverse of their reading
+    order, then t."""
+    tables = table_set(tables)
+    values = tables.values(codes)
     s, words = 0, []
     for j in reversed(range(len(codes))):
-        table, x = tables[j % len(tables)], codes[j]
-        assert I16_MIN <= x <= I16_MAX, "codes are i16"
-        t = min(max(x, table.lo), table.hi)
+        table, v = tables.table(j), values[j]
+        assert I16_MIN <= v <= I16_MAX, "values are i16"
+        t = min(max(v, table.lo), table.hi)
         if table.is_escape(t):
-            for u in reversed(distance_symbols(abs(x - t))):
+            for u in reversed(distance_symbols(abs(v - t))):
                 s = put(s, words, *dist_sym(u))
         s = put(s, words, *table.sym(t))
     return finish(s, words)
@@ -253,9 +395,12 @@ def rans_decode(payload, n, tables):
     remain. Per code: t is the code with cum(t) ≤ q < cum(t) + f(t); if t is an escape (t = lo
     or t = hi), the distance is read, each symbol u = q >> 4 (f_u = 16, c_u = 16 u): d = u0, or,
     when u0 = 255, d = 255 + (u1 << 8) + u2; x = lo − d after lo, x = hi + d after hi, which
-    must lie in the i16 range; otherwise x = t.
+    must lie in the i16 range; otherwise x = t. With a table set that predicts latents, this
+    reads the value v_j with table T_j, and x_j = v_j + x_{j−L×k} wrapped to i16 for a
+    predicted code ("What is coded").
     Returns the n codes, or None if the payload is not valid (odd length, a zero last word, a
-    code outside the i16 range, a word left unread, or the state not ending at 0)."""
+    value outside the i16 range, a word left unread, or the state not ending at 0)."""
+    tables = table_set(tables)
     if len(payload) % 2:
         return None
     words = list(struct.unpack(f"<{len(payload) // 2}H", payload))
@@ -278,9 +423,9 @@ def rans_decode(payload, n, tables):
         u = q >> 4
         return read_symbol(s, *dist_sym(u), q), u
 
-    codes = []
+    values = []
     for j in range(n):
-        table = tables[j % len(tables)]
+        table = tables.table(j)
         q = s & mask
         t = table.code_at(q)
         s = read_symbol(s, *table.sym(t), q)
@@ -290,19 +435,20 @@ def rans_decode(payload, n, tables):
                 s, u1 = read_u(s)
                 s, u2 = read_u(s)
                 d = 255 + (u1 << 8) + u2
-            x = table.lo - d if t == table.lo else table.hi + d
-            if not I16_MIN <= x <= I16_MAX:
-                return None  # a code outside the i16 range: not valid
+            v = table.lo - d if t == table.lo else table.hi + d
+            if not I16_MIN <= v <= I16_MAX:
+                return None  # a value outside the i16 range: not valid
         else:
-            x = t
-        codes.append(x)
-    return codes if not words and s == 0 else None
+            v = t
+        values.append(v)
+    return tables.codes(values) if not words and s == 0 else None
 
 
 def put_by_hand(groups) -> bytes:
-    """The payload of a frame given, code after code, the list of symbols (f, c) that code is
-    sent as in reading order (its table's symbol, then its distance symbols if any), put in the
-    encoder's order: codes in reverse, and within a code its symbols in reverse."""
+    """The payload of a frame given, code after code, the list of symbols (f, c) that code's
+    value is sent as in reading order (the symbol of its table T_j, then its distance symbols if
+    any), put in the encoder's order: codes in reverse, and within a code its symbols in
+    reverse."""
     s, words = 0, []
     for group in reversed(groups):
         for f, c in reversed(group):
@@ -311,41 +457,59 @@ def put_by_hand(groups) -> bytes:
 
 
 def ordinary_groups(tables, n):
-    """A frame of n codes, each the code lo + 1 of its latent's table (not an escape)."""
-    return [[tables[j % len(tables)].sym(tables[j % len(tables)].lo + 1)] for j in range(n)]
+    """A frame of n values, each the value lo + 1 of its table T_j (not an escape)."""
+    tables = table_set(tables)
+    return [[tables.table(j).sym(tables.table(j).lo + 1)] for j in range(n)]
 
 
 def check_coder(tables):
-    """The v4 self-checks of the coder, on the given tables (see the module's docstring)."""
-    k = len(tables)
-    n = 2 * k
-    plain = [tables[j % k].lo + 1 for j in range(n)]
+    """The self-checks of the coder, on the given tables (a list, or a TableSet that predicts
+    latents; see the module's docstring). They are put in terms of the values v_j, and a frame's
+    codes are the codes whose values those are (TableSet.codes). Each latent is checked in
+    window 0 (its own table) and in window max(L_i, 1): a predicted latent's first predicted
+    window (its difference table), a latent not predicted's window 1 (its own table again)."""
+    tables = table_set(tables)
+    k = tables.k
+    windows = 1 + max(max(tables.lag(i), 1) for i in range(k))
+    n = windows * k
+    plain = [tables.table(j).lo + 1 for j in range(n)]  # values
+    positions = [(latent, at) for latent in range(k)
+                 for at in (latent, max(tables.lag(latent), 1) * k + latent)]
+    for latent in range(k):
+        at = max(tables.lag(latent), 1) * k + latent
+        assert tables.predicts(at) == tables.is_predicted(latent)
+        assert tables.table(latent) is tables.latent(latent), "window 0: the latent's own table"
+        if tables.is_predicted(latent):
+            assert tables.table(at) is tables.difference(latent)
 
     # The distance symbols of the spec's examples.
     assert distance_symbols(0) == [0] and distance_symbols(2) == [2]
     assert distance_symbols(254) == [254] and distance_symbols(255) == [255, 0, 0]
     assert distance_symbols(299) == [255, 0, 44], "frame 4: distance 299 as 255, 0, 44"
 
-    for latent, table in enumerate(tables):
-        at = k + latent  # the code of this latent in window 1
+    for latent, at in positions:
+        table = tables.table(at)  # in window max(L_i, 1), the difference table if predicted
         for end, sign in ((table.lo, -1), (table.hi, +1)):
-            # A code equal to an escape round-trips with the distance 0.
-            codes = list(plain)
-            codes[at] = end
+            # A value equal to an escape round-trips with the distance 0.
+            values = list(plain)
+            values[at] = end
+            codes = tables.codes(values)
             groups = ordinary_groups(tables, n)
             groups[at] = [table.sym(end), dist_sym(0)]
             payload = put_by_hand(groups)
             assert rans_encode(codes, tables) == payload, ("escape, distance 0", latent, end)
             assert rans_decode(payload, n, tables) == codes, ("escape, distance 0", latent, end)
 
-            # Codes beyond the escape, up to the end of the i16 range, round-trip.
+            # Values beyond the escape, up to the end of the i16 range, round-trip.
             bound = I16_MIN if sign < 0 else I16_MAX
             for d in (1, 2, 254, 255, 256, 299, 510, 511, 767, abs(bound - end)):
-                x = end + sign * d
-                if not I16_MIN <= x <= I16_MAX:
+                v = end + sign * d
+                if not I16_MIN <= v <= I16_MAX:
                     continue
-                codes = list(plain)
-                codes[at] = x
+                values = list(plain)
+                values[at] = v
+                codes = tables.codes(values)
+                assert tables.values(codes) == values
                 groups = ordinary_groups(tables, n)
                 groups[at] = [table.sym(end)] + [dist_sym(u) for u in distance_symbols(d)]
                 payload = put_by_hand(groups)
@@ -366,8 +530,9 @@ def check_coder(tables):
 
     # A valid payload with a word left unread, a final state not 0, an odd length or a zero
     # last word is refused.
-    codes = list(plain)
-    codes[0] = -300 if tables[0].lo > -300 else tables[0].hi + 300
+    values = list(plain)
+    values[0] = -300 if tables.table(0).lo > -300 else tables.table(0).hi + 300
+    codes = tables.codes(values)
     payload = rans_encode(codes, tables)
     assert len(payload) >= 2 and rans_decode(payload, n, tables) == codes
     assert rans_decode(payload[:2] * 2 + payload[2:], n, tables) is None, "a word left unread"
@@ -488,7 +653,7 @@ def end_frame(codes, samples, tables, window, windows_per_frame, stream_id, sess
     when the rANS-coded body is shorter than 2n bytes, else raw i16 (len − 3 = 2n); len covers
     samples ‖ body, and the check covers len ‖ samples ‖ body ‖ 8 implied bytes.
     Returns the frame's bytes, whether it was sent coded, and the coded body's length."""
-    codes_per_window = len(tables)
+    codes_per_window = table_set(tables).k
     assert 1 <= samples <= windows_per_frame * window, "1 ≤ samples ≤ windows_per_frame × window"
     m = windows_of(samples, window)
     n = m * codes_per_window
@@ -728,6 +893,75 @@ def golden_2():
     return items
 
 
+def send_session(frames, last, tables, window, windows_per_frame, header_interval, common,
+                 report=None):
+    """The data frames of an entropy-coded session from frame 0 (the header before frame 0 is
+    the caller's; no other is due: the frames are fewer than header_interval): frames, a list
+    of (codes, frame_flags, the spec says coded?), then the END frame, last = (codes, samples,
+    frame_flags, the spec says coded?). Each frame is checked to read back (check, codes; the
+    END frame also its samples and m) under its number and flags and under no other flags,
+    and to come out coded or raw as the spec says. Returns the frames' bytes."""
+    k = table_set(tables).k
+    n = windows_per_frame * k
+    assert len(frames) + 1 <= header_interval, "no header due after frame 0"
+    items, problems = [], []
+    for number, (codes, flags, want_coded) in enumerate(frames):
+        assert len(codes) == n
+        item, sent_coded, coded_len = entropy_coded_frame(
+            codes, tables, frame=number, frame_flags=flags, **common)
+        size = 1 if item[0] < 0x80 else 2
+        length = read_length(item, n)[0]
+        if report is not None:
+            report.append((number, sent_coded, coded_len, length, size, len(item), flags, ""))
+        if sent_coded != want_coded:
+            problems.append(f"frame {number}: coded payload {coded_len} bytes (2n = {2 * n}), "
+                            f"sent {'coded' if sent_coded else 'raw'}; the spec says "
+                            f"{'coded' if want_coded else 'raw'}")
+        # The receiver reads it under its number and flags, and under no other flags.
+        payload, _ = read_entropy_frame(item, n, frame=number, frame_flags=flags, **common)
+        assert decode_payload(payload, n, tables) == codes
+        assert read_entropy_frame(item, n, frame=number, frame_flags=flags ^ SATURATED,
+                                  **common) is None
+        assert read_end_frame(item, window, windows_per_frame, k, frame=number,
+                              frame_flags=flags | END, **common) is None
+        assert (length == 2 * n) == (not sent_coded)
+        items.append(item)
+
+    # The END frame, right behind the others.
+    number = len(frames)
+    codes, samples, flags, want_coded = last
+    assert number % header_interval != 0, "no header before the END frame"
+    m = windows_of(samples, window)
+    assert len(codes) == m * k
+    item, sent_coded, coded_len = end_frame(codes, samples, tables, window=window,
+                                            windows_per_frame=windows_per_frame, frame=number,
+                                            frame_flags=flags, **common)
+    length, size = read_length(item, n, last=True)
+    if report is not None:
+        report.append((number, sent_coded, coded_len, length, size, len(item), flags | END,
+                       f" samples={samples} m={m}"))
+    if sent_coded != want_coded:
+        problems.append(f"frame {number}: coded body {coded_len} bytes (2n' = {2 * m * k}), "
+                        f"sent {'coded' if sent_coded else 'raw'}; the spec says "
+                        f"{'coded' if want_coded else 'raw'}")
+    # The receiver reads it back (samples, m, codes) under END and its flags, and under no
+    # other flags: not without END (as an ordinary frame), not with SATURATED flipped.
+    read = read_end_frame(item, window, windows_per_frame, k, frame=number,
+                          frame_flags=flags | END, **common)
+    assert read is not None and read[:2] == (samples, m) and read[3] == len(item)
+    assert decode_payload(read[2], m * k, tables) == codes
+    assert read_end_frame(item, window, windows_per_frame, k, frame=number,
+                          frame_flags=(flags ^ SATURATED) | END, **common) is None
+    for other in (0, SATURATED):
+        assert read_entropy_frame(item, n, frame=number, frame_flags=other, **common) is None
+    assert item[size:size + 3] == u24(samples) and length == 3 + len(read[2])
+    assert (length - 3 == 2 * m * k) == (not sent_coded)
+    items.append(item)
+
+    assert not problems, "\n".join(problems)
+    return items
+
+
 def golden_3(report=None):
     common = dict(stream_id=1, session=0x0102)
     tables = [
@@ -737,7 +971,6 @@ def golden_3(report=None):
     ]
     check_coder(tables)
     check_framing(tables)
-    n = 4 * 3
     # (codes, frame_flags given by the encoder, the spec's bullet: coded?). Frames 3 and 4 are
     # described by their escapes and distances, i.e. as coded.
     frames = [
@@ -774,63 +1007,246 @@ def golden_3(report=None):
     items = [header(flags=RESTART | ENTROPY_CODED, model_id=MODEL_ID, channels=1,
                     codes_per_window=3, window=window, windows_per_frame=windows_per_frame,
                     header_interval=header_interval, frame=0, start_sample=0, **common)]
-    problems = []
-    for number, (codes, flags, want_coded) in enumerate(frames):
-        assert len(codes) == n
-        item, sent_coded, coded_len = entropy_coded_frame(
-            codes, tables, frame=number, frame_flags=flags, **common)
-        size = 1 if item[0] < 0x80 else 2
-        length = read_length(item, n)[0]
-        if report is not None:
-            report.append((number, sent_coded, coded_len, length, size, len(item), flags, ""))
-        if sent_coded != want_coded:
-            problems.append(f"frame {number}: coded payload {coded_len} bytes (2n = {2 * n}), "
-                            f"sent {'coded' if sent_coded else 'raw'}; the spec says "
-                            f"{'coded' if want_coded else 'raw'}")
-        # The receiver reads it under its number and flags, and under no other flags.
-        payload, _ = read_entropy_frame(item, n, frame=number, frame_flags=flags, **common)
-        assert decode_payload(payload, n, tables) == codes
-        assert read_entropy_frame(item, n, frame=number, frame_flags=flags ^ SATURATED,
-                                  **common) is None
-        assert read_end_frame(item, window, windows_per_frame, 3, frame=number,
-                              frame_flags=flags | END, **common) is None
-        assert (length == 2 * n) == (not sent_coded)
-        items.append(item)
-
-    # Frame 6, the END frame; no header before it (6 is not a multiple of 64).
-    number = len(frames)
+    # Frames 0 … 5, then frame 6, the END frame; no header before it (6 is not a multiple of
+    # 64).
     codes, samples, flags, want_coded = last
-    assert number == 6 and number % header_interval != 0
     m = windows_of(samples, window)
-    assert m == 3 and len(codes) == m * 3
+    assert len(frames) == 6 and m == 3 and len(codes) == m * 3
     assert samples - (m - 1) * window == 10 and m * window - samples == 54, "10 + 54 padding"
-    item, sent_coded, coded_len = end_frame(codes, samples, tables, window=window,
-                                            windows_per_frame=windows_per_frame, frame=number,
-                                            frame_flags=flags, **common)
-    length, size = read_length(item, n, last=True)
-    if report is not None:
-        report.append((number, sent_coded, coded_len, length, size, len(item), flags | END,
-                       f" samples={samples} m={m}"))
-    if sent_coded != want_coded:
-        problems.append(f"frame {number}: coded body {coded_len} bytes (2n = {2 * m * 3}), "
-                        f"sent {'coded' if sent_coded else 'raw'}; the spec says "
-                        f"{'coded' if want_coded else 'raw'}")
-    # The receiver reads it back (samples, m, codes) under END | SATURATED, and under no other
-    # flags: not without END (as an ordinary frame), not without SATURATED.
-    read = read_end_frame(item, window, windows_per_frame, 3, frame=number,
-                          frame_flags=flags | END, **common)
-    assert read is not None and read[:2] == (samples, m) and read[3] == len(item)
-    assert decode_payload(read[2], m * 3, tables) == codes
-    assert read_end_frame(item, window, windows_per_frame, 3, frame=number, frame_flags=END,
-                          **common) is None
-    for other in (0, SATURATED):
-        assert read_entropy_frame(item, n, frame=number, frame_flags=other, **common) is None
-    assert item[size:size + 3] == u24(samples) and length == 3 + len(read[2])
-    assert (length - 3 == 2 * m * 3) == (not sent_coded)
-    items.append(item)
-
-    assert not problems, "\n".join(problems)
+    items += send_session(frames, last, tables, window, windows_per_frame, header_interval,
+                          common, report)
     assert items[6] == length_prefix(24) + i16_codes([300] * 11 + [-300]) + items[6][-2:]
+    return items
+
+
+def check_prediction(tables):
+    """The self-checks of predicted latents ("What is coded"), on vector 4's table set (lags
+    [1, 2], codes_per_window 2; see the module's docstring)."""
+    assert tables.k == 2 and tables.lags == [1, 2]
+    t0, t1 = tables.latent(0), tables.latent(1)
+    d0, d1 = tables.difference(0), tables.difference(1)
+    assert tables.tables == [t0, t1, d0, d1], "latent tables, then the difference tables"
+
+    # The difference tables follow the k latent tables, one per predicted latent in latent
+    # order; a lag of 0 in a non-empty lag list is a latent not predicted, with no difference
+    # table. Lags [1, 0, 3]: latent 0's difference table is the fourth table, latent 2's the
+    # fifth; latent 1 always takes its own, latent 0 its difference table from window 1 on,
+    # latent 2 from window 3 on.
+    five = [Table(-1, [1, 4094, 1]), Table(-2, [100, 3800, 100, 96]), Table(-3, [1] * 5 + [4091]),
+            Table(-1, [2, 4092, 2]), Table(-2, [4, 4088, 2, 2])]
+    three = TableSet(five, lags=[1, 0, 3])
+    assert three.k == 3 and [three.is_predicted(i) for i in range(3)] == [True, False, True]
+    assert three.difference(0) is five[3] and three.difference(2) is five[4]
+    assert [three.table(j) for j in range(15)] == \
+        five[:3] + [five[3], five[1], five[2]] * 2 + [five[3], five[1], five[4]] * 2
+    # Lags [0, 2]: latent 0 not predicted, so latent 1's difference table is the third table.
+    two = TableSet([t0, t1, d1], lags=[0, 2])
+    assert not two.is_predicted(0) and two.difference(1) is d1
+    assert [two.table(j) for j in range(8)] == [t0, t1, t0, t1, t0, d1, t0, d1]
+    # Lags all 0 (not empty) are no prediction at all, as an empty lag list and a plain list
+    # of tables: the same tables T_j, values and payloads; and no difference table.
+    zeros, empty = TableSet(five[:3], lags=[0, 0, 0]), TableSet(five[:3], lags=[])
+    assert zeros.k == empty.k == 3 and not any(zeros.is_predicted(i) for i in range(3))
+    assert all(zeros.table(j) is empty.table(j) is five[j % 3] for j in range(12))
+    assert not any(zeros.predicts(j) for j in range(512))
+    codes = [0, 1, 2, -1, 1, 300, 0, -300, 2, 5, -2, 3]
+    assert zeros.values(codes) == codes and zeros.codes(codes) == codes
+    assert rans_encode(codes, zeros) == rans_encode(codes, empty) == rans_encode(codes, five[:3])
+    assert rans_decode(rans_encode(codes, zeros), 12, zeros) == codes
+    for wrong in ((five[:4], [0, 0, 0]), (five[:3], [1, 0, 0]), (five, [1, 0, 0])):
+        try:
+            TableSet(*wrong)
+        except AssertionError:
+            continue
+        raise AssertionError(f"{wrong[1]}: one difference table per lag ≥ 1, no other")
+
+    # T_j for vector 4: latent 0 (lag 1) takes its own table in window 0 and its difference
+    # table from window 1 on; latent 1 (lag 2) its own table in windows 0 and 1 and its
+    # difference table from window 2 on, predicted from window w − 2 (not w − 1).
+    assert [tables.table(j) for j in range(8)] == [t0, t1, d0, t1, d0, d1, d0, d1]
+    assert [tables.predicts(j) for j in range(8)] == [False, False, True, False] + [True] * 4
+    assert {j: tables.reference(j) for j in range(8) if tables.predicts(j)} == \
+        {2: 0, 4: 2, 5: 1, 6: 4, 7: 3}
+    # Prediction never reaches before the frame's first window, whatever the frame's windows
+    # (also a last frame of fewer windows than the lag + 1): x_j is predicted only when
+    # j ≥ L × k, and then from x_{j−L×k} of the same latent, in the same frame.
+    for n in range(0, 513):
+        for j in range(n):
+            lag = tables.lag(j % 2)
+            assert tables.predicts(j) == (j >= lag * 2)
+            assert tables.reference(j) == j - lag * 2 >= 0 if tables.predicts(j) else True
+
+    # Wrapping to i16: one addition or subtraction of 65 536.
+    assert [wrap16(v) for v in (0, 1, -1, I16_MAX, I16_MIN)] == [0, 1, -1, I16_MAX, I16_MIN]
+    assert wrap16(I16_MAX + 1) == I16_MIN and wrap16(I16_MIN - 1) == I16_MAX
+    assert wrap16(65535) == -1 and wrap16(-65535) == 1 and wrap16(65534) == -2
+
+    # Put by hand: latent 0's codes 1, 1, 1, 1 are t0's 1 (not an escape), then the
+    # differences 0; latent 1's codes 0, 1, 0, 1 are t1's 0 and 1 (an escape: the distance 0
+    # follows) in windows 0 and 1, then the differences 0 - 0 = 0 and 1 - 1 = 0 from windows 0
+    # and 1. Put otherwise, the payload differs: latent 0's window 0 with d0; latent 1's
+    # window 1 with d1 (as if predicted from before the frame); latent 1 predicted from the
+    # window before (w − 1: the differences 1, -1, 1, escapes of d1).
+    codes = [1, 0, 1, 1, 1, 0, 1, 1]
+    assert tables.values(codes) == [1, 0, 0, 1, 0, 0, 0, 0]
+    own = [[t0.sym(1)], [t1.sym(0)], [d0.sym(0)], [t1.sym(1), dist_sym(0)],
+           [d0.sym(0)], [d1.sym(0)], [d0.sym(0)], [d1.sym(0)]]
+    payload = put_by_hand(own)
+    assert rans_encode(codes, tables) == payload and rans_decode(payload, 8, tables) == codes
+    by_lag_1 = [[t0.sym(1)], [t1.sym(0)], [d0.sym(0)], [d1.sym(1), dist_sym(0)],
+                [d0.sym(0)], [d1.sym(-1), dist_sym(0)], [d0.sym(0)], [d1.sym(1), dist_sym(0)]]
+    assert rans_encode(codes, TableSet(tables.tables, lags=[1, 1])) == put_by_hand(by_lag_1)
+    for at, change in ((0, [d0.sym(1)]), (3, [d1.sym(1), dist_sym(0)])):
+        wrong = list(own)
+        wrong[at] = change
+        assert put_by_hand(wrong) != payload and rans_decode(put_by_hand(wrong), 8, tables) != codes
+    assert put_by_hand(by_lag_1) != payload
+    assert rans_decode(put_by_hand(by_lag_1), 8, tables) != codes
+
+    # A last frame of fewer windows than latent 1's lag + 1: nothing of latent 1 is predicted.
+    # One window (16 samples: no prediction at all), two windows (20 samples: latent 0
+    # predicted in window 1, latent 1 not: t1 in both windows), and three (40 samples: latent 1
+    # predicted in window 2 from window 0): the body put by hand.
+    ids = dict(window=16, windows_per_frame=4, stream_id=2, session=0x0304, frame=9,
+               frame_flags=0)
+    for samples, codes, groups in (
+            (16, [1, 1], [[t0.sym(1)], [t1.sym(1), dist_sym(0)]]),
+            (20, [1, 1, 1, 1], [[t0.sym(1)], [t1.sym(1), dist_sym(0)],
+                                [d0.sym(0)], [t1.sym(1), dist_sym(0)]]),
+            (40, [1, 1, 1, 1, 1, 1], [[t0.sym(1)], [t1.sym(1), dist_sym(0)],
+                                      [d0.sym(0)], [t1.sym(1), dist_sym(0)],
+                                      [d0.sym(0)], [d1.sym(0)]])):
+        m = windows_of(samples, 16)
+        assert len(codes) == 2 * m
+        assert [tables.predicts(j) for j in range(2 * m)] == \
+            [False, False, True, False, True, True][:2 * m]
+        item, sent_coded, _ = end_frame(codes, samples, tables, **ids)
+        assert sent_coded and item[4:-2] == put_by_hand(groups), samples
+        assert rans_decode(item[4:-2], 2 * m, tables) == codes
+    # Nor is a frame's first window predicted from the frame before: codes 101, 101 of latent 0
+    # are coded 101 (t0's escape 2, then the distance 99), then the difference 0, whatever the
+    # frame before held; likewise latent 1's codes 3, 3 in windows 0 and 1 are t1's escape 1,
+    # then the distance 2, twice (neither predicted).
+    assert rans_encode([101, 3, 101, 3], tables) == put_by_hand(
+        [[t0.sym(2), dist_sym(99)], [t1.sym(1), dist_sym(2)],
+         [d0.sym(0)], [t1.sym(1), dist_sym(2)]])
+
+    # Differences at the ends of the i16 range wrap and round-trip, put by hand with the
+    # difference table: x_{j−L×k} and x_j each at or near either end; for latent 0 (lag 1) in
+    # windows 0 and 1, for latent 1 (lag 2) in windows 0 and 2.
+    ends = (I16_MIN, I16_MIN + 1, I16_MIN + 2, -1, 0, 1, I16_MAX - 2, I16_MAX - 1, I16_MAX)
+    for before in ends:
+        for x in ends:
+            codes = [before, 0, x, 0]
+            v = tables.values(codes)[2]
+            assert v == wrap16(x - before) and I16_MIN <= v <= I16_MAX
+            assert (v - (x - before)) % (1 << 16) == 0
+            groups = [symbols_of(before, t0), [t1.sym(0)], symbols_of(v, d0), [t1.sym(0)]]
+            payload = put_by_hand(groups)
+            assert rans_encode(codes, tables) == payload, (before, x)
+            assert rans_decode(payload, 4, tables) == codes, (before, x)
+
+            codes = [0, before, 0, 0, 0, x]
+            assert tables.values(codes) == [0, before, 0, 0, 0, v]
+            groups = [[t0.sym(0)], symbols_of(before, t1), [d0.sym(0)], [t1.sym(0)],
+                      [d0.sym(0)], symbols_of(v, d1)]
+            payload = put_by_hand(groups)
+            assert rans_encode(codes, tables) == payload, ("lag 2", before, x)
+            assert rans_decode(payload, 6, tables) == codes, ("lag 2", before, x)
+
+    # The coder's checks (escapes with the distance 0, distances up to the ends of the i16
+    # range, forged payloads) in window 0 with the latents' own tables, and with the
+    # difference tables in latent 0's window 1 and latent 1's window 2.
+    check_coder(tables)
+    check_coder(two)
+    check_coder(three)
+
+    # A frame sent raw carries the codes x_j themselves, not their differences.
+    codes = [I16_MAX, I16_MIN, I16_MIN, I16_MAX, 300, -300, -300, 300]
+    assert tables.values(codes) != codes
+    item, sent_coded, _ = entropy_coded_frame(codes, tables, stream_id=2, session=0x0304,
+                                              frame=9, frame_flags=0)
+    assert not sent_coded and item[1:-2] == i16_codes(codes)
+    assert decode_payload(item[1:-2], 8, tables) == codes
+    item, sent_coded, _ = end_frame(codes[:6], 40, tables, **ids)
+    assert not sent_coded and item[4:-2] == i16_codes(codes[:6])
+
+
+def golden_4(report=None):
+    common = dict(stream_id=2, session=0x0304)
+    # Lags [1, 2]: latent 0 predicted from the window before, latent 1 from the window two
+    # before. Latent 0's table -2 ..= 2, latent 1's -1 ..= 1, then latent 0's difference
+    # table -2 ..= 2 and latent 1's -1 ..= 1.
+    tables = TableSet([Table(-2, [8, 1000, 2080, 1000, 8]),
+                       Table(-1, [1, 4094, 1]),
+                       Table(-2, [16, 600, 2864, 600, 16]),
+                       Table(-1, [100, 3896, 100])], lags=[1, 2])
+    t0, t1, d0, d1 = tables.tables
+    check_prediction(tables)
+    # (codes, frame_flags, the spec's bullet: coded?)
+    frames = [
+        ([100, 0, 101, 0, 101, 0, 99, 0], 0, True),
+        ([32767, 0, -32768, 0, -32767, 1, 32767, -1], 0, True),
+    ]
+    # Frame 2, the last (END): 40 samples, so m = 3 windows (the third holds 8 samples and 8
+    # of padding), 6 codes, coded.
+    last = ([5, 0, 6, 0, 6, 0], 40, 0, True)
+
+    # Frame 0: latent 0's values are 100 (its table's escape 2, then the distance 98), then the
+    # differences 1, 0 and -2 (the difference table's escape -2, then the distance 0); latent
+    # 1's are 0, 0 (its own table), then the differences 0, 0 (its difference table). Put by
+    # hand symbol by symbol.
+    assert tables.values(frames[0][0]) == [100, 0, 1, 0, 0, 0, -2, 0]
+    assert distance_symbols(98) == [98]
+    by_hand = put_by_hand([
+        [t0.sym(2), dist_sym(98)], [t1.sym(0)],
+        [d0.sym(1)], [t1.sym(0)],
+        [d0.sym(0)], [d1.sym(0)],
+        [d0.sym(-2), dist_sym(0)], [d1.sym(0)],
+    ])
+    assert rans_encode(frames[0][0], tables) == by_hand
+    assert rans_decode(by_hand, 8, tables) == frames[0][0]
+
+    # Frame 1: latent 0's differences wrap to 1, 1 and -2 (32767 → -32768 → -32767 → 32767);
+    # latent 0's first value, 32767, is its table's escape 2 then the distance 32765 (255,
+    # 126, 254). Latent 1's values are 0, 0 (its own table), then the differences 1 - 0 = 1
+    # and -1 - 0 = -1 from windows 0 and 1: the escapes 1 and -1 of its difference table,
+    # each followed by the distance 0.
+    assert tables.values(frames[1][0]) == [32767, 0, 1, 0, 1, 1, -2, -1]
+    assert d1.is_escape(1) and d1.is_escape(-1)
+    assert distance_symbols(32765) == [255, 126, 254]
+    by_hand = put_by_hand([
+        [t0.sym(2), dist_sym(255), dist_sym(126), dist_sym(254)], [t1.sym(0)],
+        [d0.sym(1)], [t1.sym(0)],
+        [d0.sym(1)], [d1.sym(1), dist_sym(0)],
+        [d0.sym(-2), dist_sym(0)], [d1.sym(-1), dist_sym(0)],
+    ])
+    assert rans_encode(frames[1][0], tables) == by_hand
+    assert rans_decode(by_hand, 8, tables) == frames[1][0]
+
+    # Frame 2 (END): the first window of the last frame is not predicted either: 5 is latent
+    # 0's escape 2, then the distance 3; then the differences 1 and 0. Latent 1: 0, 0 with
+    # its own table, then the difference 0 (window 2 from window 0) with its difference table.
+    codes, samples, flags, _ = last
+    assert tables.values(codes) == [5, 0, 1, 0, 0, 0]
+    by_hand = put_by_hand([[t0.sym(2), dist_sym(3)], [t1.sym(0)],
+                           [d0.sym(1)], [t1.sym(0)], [d0.sym(0)], [d1.sym(0)]])
+    assert rans_encode(codes, tables) == by_hand
+    assert rans_decode(by_hand, 6, tables) == codes
+
+    window, windows_per_frame, header_interval = 16, 4, 64
+    m = windows_of(samples, window)
+    assert m == 3 and len(codes) == m * 2
+    assert samples - (m - 1) * window == 8 and m * window - samples == 8, "8 + 8 padding"
+    items = [header(flags=RESTART | ENTROPY_CODED, model_id=MODEL_ID, channels=1,
+                    codes_per_window=2, window=window, windows_per_frame=windows_per_frame,
+                    header_interval=header_interval, frame=0, start_sample=0, **common)]
+    # Frames 0 and 1, then frame 2, the END frame; no header before it (2 is not a multiple of
+    # 64).
+    items += send_session(frames, last, tables, window, windows_per_frame, header_interval,
+                          common, report)
+    assert len(items) == 4 and items[3][1:4] == u24(40)
+    assert items[3][4:-2] == by_hand, "the END frame's body is the coded codes"
     return items
 
 
@@ -853,18 +1269,20 @@ def write_spec(vectors):
 
 
 def main():
-    report = []
+    reports = {3: [], 4: []}
     vectors = {"golden-1": hex_lines(golden_1()), "golden-2": hex_lines(golden_2()),
-               "golden-3": hex_lines(golden_3(report))}
+               "golden-3": hex_lines(golden_3(reports[3])),
+               "golden-4": hex_lines(golden_4(reports[4]))}
     for name, lines in vectors.items():
         print(name)
         print("\n".join(lines))
-    print("vector 3 frames (frame: sent, coded payload bytes, len, len bytes, frame bytes, "
-          "frame_flags; an END frame's samples and windows):")
-    for number, sent_coded, coded_len, length, size, total, flags, extra in report:
-        print(f"  frame {number}: {'coded' if sent_coded else 'raw  '} coded={coded_len:2d} "
-              f"len={length:2d} ({size} byte) frame={total:2d} bytes frame_flags={flags}"
-              f"{extra}")
+    for vector, report in reports.items():
+        print(f"vector {vector} frames (frame: sent, coded payload bytes, len, len bytes, frame "
+              "bytes, frame_flags; an END frame's samples and windows):")
+        for number, sent_coded, coded_len, length, size, total, flags, extra in report:
+            print(f"  frame {number}: {'coded' if sent_coded else 'raw  '} "
+                  f"coded={coded_len:2d} len={length:2d} ({size} byte) frame={total:2d} bytes "
+                  f"frame_flags={flags}{extra}")
     if "--write" in sys.argv[1:]:
         write_spec(vectors)
 

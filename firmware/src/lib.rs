@@ -138,6 +138,7 @@ pub(crate) mod test_support {
             lowest: I16s::new(lowest).unwrap(),
             highest: I16s::new(highest).unwrap(),
             cumulative: U16s::new(cumulative).unwrap(),
+            lags: U8s::new(&[]).unwrap(),
         };
         let spec = EncoderSpec { tables: coded.then_some(tables), ..spec };
         let mut buf = std::vec![0u8; 1 << 16];

@@ -23,7 +23,7 @@ use crate::wire::{ModelId, CRC32, MAX_CODES, MODEL_ID_LEN};
 use serde::{Deserialize, Serialize};
 
 pub const BLOB_MAGIC: [u8; 4] = *b"FNQ8";
-pub const BLOB_VERSION: u16 = 5;
+pub const BLOB_VERSION: u16 = 6;
 pub const HEADER_LEN: usize = 14;
 pub const TRAILER_LEN: usize = 4;
 /// Most layers an encoder may have.
@@ -74,6 +74,7 @@ macro_rules! borrowed_le_array {
             const SIZE: usize = core::mem::size_of::<$int>();
 
             /// `None` when the byte length is not a multiple of the element size.
+            #[allow(clippy::modulo_one, reason = "for U8s every length is whole elements")]
             pub fn new(bytes: &'a [u8]) -> Option<Self> {
                 (bytes.len() % Self::SIZE == 0).then_some($t(bytes))
             }
@@ -105,6 +106,10 @@ macro_rules! borrowed_le_array {
     };
 }
 borrowed_le_array!(
+    /// A borrowed u8 array.
+    U8s, u8
+);
+borrowed_le_array!(
     /// A borrowed little-endian u16 array.
     U16s, u16
 );
@@ -134,6 +139,7 @@ macro_rules! borrowed_bytes_serde {
     };
 }
 borrowed_bytes_serde!(I8s, |b| Some(I8s(b)), "");
+borrowed_bytes_serde!(U8s, U8s::new, "");
 borrowed_bytes_serde!(U16s, U16s::new, "u16 array length not a multiple of 2");
 borrowed_bytes_serde!(I16s, I16s::new, "i16 array length not a multiple of 2");
 borrowed_bytes_serde!(I32s, I32s::new, "int32 array length not a multiple of 4");

@@ -18,8 +18,15 @@
 //! beyond it, `d`: a uniform 8-bit symbol `min(d, 255)` and, when that is 255, `d − 255` as two
 //! more (high byte, then low byte). A signal that leaves the range seen in training costs 8 or
 //! 24 more bits for those codes instead of being clipped or sending its frame raw.
+//!
+//! A latent may be **predicted** with a lag `L`: in every window of a frame but its first `L`,
+//! it is coded as its difference from the same latent `L` windows before (wrapping in i16), with
+//! a second table of its own. A slowly moving component (a level, a baseline; `L` = 1) then
+//! costs what its changes cost, also when the signal's level leaves the range seen in training;
+//! a daily cycle sampled a few windows a day is predicted from the same time the day before.
+//! Prediction stays inside a frame, so every frame decodes without the frames before it.
 
-use crate::blob::{I16s, U16s};
+use crate::blob::{I16s, U16s, U8s};
 use crate::wire::MAX_CODES;
 use serde::{Deserialize, Serialize};
 
@@ -39,20 +46,49 @@ const ESCAPED_FREQUENCY: u32 = TOTAL >> 8;
 /// The 8-bit distance symbol that says "255 or more; two more bytes follow".
 const LONG_DISTANCE: u32 = 255;
 
-/// One static probability table per latent: latent `i` has the codes `lowest[i] ..= highest[i]`
-/// (at least [`MIN_TABLE_CODES`], at most [`MAX_TABLE_CODES`]), each with a frequency of at least 1 out of [`TOTAL`]; the two
-/// ends are escapes (see the module documentation).
+/// Static probability tables: one per latent, then one more per predicted latent (in latent
+/// order) for its differences. Table `t` has the codes `lowest[t] ..= highest[t]` (at least
+/// [`MIN_TABLE_CODES`], at most [`MAX_TABLE_CODES`]), each with a frequency of at least 1 out of
+/// [`TOTAL`]; the two ends are escapes (see the module documentation).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CodeTables<'a> {
     #[serde(borrow)]
     pub lowest: I16s<'a>,
     #[serde(borrow)]
     pub highest: I16s<'a>,
-    /// For each latent in turn, for each of its codes from the lowest: the sum of the
-    /// frequencies of the codes below it. Each latent's run starts at 0 and rises strictly
+    /// For each table in turn, for each of its codes from the lowest: the sum of the
+    /// frequencies of the codes below it. Each table's run starts at 0 and rises strictly
     /// below [`TOTAL`]; a code's frequency is the step to the next entry (or to `TOTAL`).
     #[serde(borrow)]
     pub cumulative: U16s<'a>,
+    /// Empty, or one lag per latent: latent `i` is predicted from the window `lags[i]` before
+    /// in its frame, or not at all when that is 0 (see the module documentation).
+    #[serde(borrow)]
+    pub lags: U8s<'a>,
+}
+
+/// Where each table's run starts in `cumulative`, and each predicted latent's difference table.
+struct Layout {
+    offsets: [u16; 2 * MAX_CODES + 1],
+    /// The difference table of each latent; 0 (a latent's own table, never a difference
+    /// table) when it is not predicted.
+    difference: [u8; MAX_CODES],
+    /// How many codes back each latent's prediction lies (its lag × the latent count).
+    back: [u16; MAX_CODES],
+}
+
+impl Layout {
+    /// The table of the code at `position` (window after window of `k` latents) and, when that
+    /// code is sent as a difference, the position of the code it is predicted from.
+    #[inline(always)]
+    fn table_of(&self, position: usize, k: usize) -> (usize, Option<usize>) {
+        let latent = position % k;
+        let back = usize::from(self.back[latent]);
+        match self.difference[latent] {
+            d if d != 0 && position >= back => (usize::from(d), Some(position - back)),
+            _ => (latent, None),
+        }
+    }
 }
 
 /// Why codes could not be entropy coded or decoded.
@@ -80,18 +116,37 @@ impl core::fmt::Display for EntropyError {
 impl core::error::Error for EntropyError {}
 
 impl<'a> CodeTables<'a> {
-    /// Number of latents (tables).
+    /// Number of latents (tables less difference tables).
     pub fn latents(&self) -> usize {
-        self.lowest.len()
+        self.lowest.len().saturating_sub(self.predicted())
     }
 
-    /// Checks that there is one table per latent and that every table is a valid distribution.
+    /// Number of predicted latents (difference tables).
+    fn predicted(&self) -> usize {
+        self.lags.iter().filter(|&lag| lag != 0).count()
+    }
+
+    /// The lag of `latent`: 0 when it is not predicted.
+    fn lag(&self, latent: usize) -> u8 {
+        if self.lags.is_empty() {
+            0
+        } else {
+            self.lags.get(latent)
+        }
+    }
+
+    /// Checks that there is one table per latent and one per predicted latent, and that every
+    /// table is a valid distribution.
     pub fn validate(&self, latents: usize) -> Result<(), &'static str> {
-        if self.lowest.len() != latents || self.highest.len() != latents || latents > MAX_CODES {
-            return Err("code tables: one per latent");
+        if latents > MAX_CODES || !(self.lags.is_empty() || self.lags.len() == latents) {
+            return Err("code tables: no lags, or one per latent");
+        }
+        let tables = latents + self.predicted();
+        if self.lowest.len() != tables || self.highest.len() != tables {
+            return Err("code tables: one per latent and one more per predicted latent");
         }
         let mut offset = 0usize;
-        for i in 0..latents {
+        for i in 0..tables {
             let (lo, hi) = (i32::from(self.lowest.get(i)), i32::from(self.highest.get(i)));
             if hi - lo + 1 < MIN_TABLE_CODES as i32 || hi - lo + 1 > MAX_TABLE_CODES as i32 {
                 return Err("code tables: a table has 3 to 256 codes (two escapes and at least one more)");
@@ -120,18 +175,28 @@ impl<'a> CodeTables<'a> {
         Ok(())
     }
 
-    /// Where each latent's run starts in `cumulative` (valid tables only).
-    fn offsets(&self) -> [u16; MAX_CODES + 1] {
-        let mut offsets = [0u16; MAX_CODES + 1];
-        for i in 0..self.latents() {
-            // At most 64 tables of 256 codes: the sums fit.
+    /// Where each table's run starts and which tables are difference tables (valid tables
+    /// only).
+    fn layout(&self) -> Layout {
+        let mut layout =
+            Layout { offsets: [0u16; 2 * MAX_CODES + 1], difference: [0u8; MAX_CODES], back: [0u16; MAX_CODES] };
+        let k = self.latents();
+        for i in 0..self.lowest.len() {
+            // At most 128 tables of 256 codes: the sums fit.
             let n = (i32::from(self.highest.get(i)) - i32::from(self.lowest.get(i)) + 1) as u16;
-            offsets[i + 1] = offsets[i] + n;
+            layout.offsets[i + 1] = layout.offsets[i] + n;
         }
-        offsets
+        // Difference tables follow the latents' own, in latent order; at most 128 tables: the
+        // index fits.
+        // The lag is at most 255 windows of at most 64 latents: the distance fits.
+        for (table, latent) in (k..).zip((0..k).filter(|&i| self.lag(i) != 0)) {
+            layout.difference[latent] = table as u8;
+            layout.back[latent] = u16::from(self.lag(latent)) * k as u16;
+        }
+        layout
     }
 
-    /// Left cumulative frequency and frequency of `code` for the latent whose run spans
+    /// Left cumulative frequency and frequency of `code` for the table whose run spans
     /// `start..end` of `cumulative`.
     fn interval(&self, start: usize, end: usize, j: usize) -> (u32, u32) {
         let left = u32::from(self.cumulative.get(start + j));
@@ -139,14 +204,14 @@ impl<'a> CodeTables<'a> {
         (left, right - left)
     }
 
-    /// Entropy codes `codes` (whole windows, latent after latent) into `out`; returns the number
-    /// of bytes written (always even).
+    /// Entropy codes `codes` (a frame's whole windows, latent after latent) into `out`; returns
+    /// the number of bytes written (always even).
     pub fn encode(&self, codes: &[i16], out: &mut [u8]) -> Result<usize, EntropyError> {
         let k = self.latents();
         if k == 0 || codes.len() % k != 0 {
             return Err(EntropyError::CodeCount);
         }
-        let offsets = self.offsets();
+        let layout = self.layout();
         let mut written = 0usize;
         let mut push = |word: u16, out: &mut [u8]| -> Result<(), EntropyError> {
             let slot = out.get_mut(written..written + 2).ok_or(EntropyError::BufferTooSmall)?;
@@ -164,8 +229,9 @@ impl<'a> CodeTables<'a> {
             Ok(())
         };
         for (position, &code) in codes.iter().enumerate().rev() {
-            let latent = position % k;
-            let (lo, hi) = (self.lowest.get(latent), self.highest.get(latent));
+            let (table, from) = layout.table_of(position, k);
+            let code = from.map_or(code, |from| code.wrapping_sub(codes[from]));
+            let (lo, hi) = (self.lowest.get(table), self.highest.get(table));
             let symbol = code.clamp(lo, hi);
             // Stack order: the distance goes in first (its last byte first) so that it comes out
             // after its escape.
@@ -179,7 +245,8 @@ impl<'a> CodeTables<'a> {
                 put(&mut state, uniform_byte(distance.min(LONG_DISTANCE)), out)?;
             }
             let j = (symbol - lo) as usize;
-            put(&mut state, self.interval(offsets[latent].into(), offsets[latent + 1].into(), j), out)?;
+            let (start, end) = (layout.offsets[table].into(), layout.offsets[table + 1].into());
+            put(&mut state, self.interval(start, end, j), out)?;
         }
         if state >= REFILL_BELOW {
             push(state as u16, out)?;
@@ -200,7 +267,7 @@ impl<'a> CodeTables<'a> {
         if payload.len() % 2 != 0 {
             return Err(EntropyError::Inconsistent);
         }
-        let offsets = self.offsets();
+        let layout = self.layout();
         let mut pos = payload.len() / 2;
         let pop = |pos: &mut usize| -> Option<u32> {
             *pos = pos.checked_sub(1)?;
@@ -216,9 +283,9 @@ impl<'a> CodeTables<'a> {
                 None => top,
             },
         };
-        for (position, code) in codes.iter_mut().enumerate() {
-            let latent = position % k;
-            let (start, end) = (usize::from(offsets[latent]), usize::from(offsets[latent + 1]));
+        for position in 0..codes.len() {
+            let (table, from) = layout.table_of(position, k);
+            let (start, end) = (usize::from(layout.offsets[table]), usize::from(layout.offsets[table + 1]));
             let quantile = state & (TOTAL - 1);
             // The last code of the run whose cumulative frequency is at most `quantile`
             // (the run starts at 0, so there is one).
@@ -241,7 +308,7 @@ impl<'a> CodeTables<'a> {
                 }
             };
             take(&mut state, quantile, self.interval(start, end, a));
-            let (lo, hi) = (self.lowest.get(latent), self.highest.get(latent));
+            let (lo, hi) = (self.lowest.get(table), self.highest.get(table));
             // `a` <= hi − lo: inside the table.
             let symbol = lo + a as i16;
             let mut distance = 0u32;
@@ -262,7 +329,8 @@ impl<'a> CodeTables<'a> {
             let value =
                 if symbol == lo { i32::from(symbol) - distance as i32 } else { i32::from(symbol) + distance as i32 };
             // Beyond the i16 range: not what an encoder writes.
-            *code = i16::try_from(value).map_err(|_| EntropyError::Inconsistent)?;
+            let value = i16::try_from(value).map_err(|_| EntropyError::Inconsistent)?;
+            codes[position] = from.map_or(value, |from| value.wrapping_add(codes[from]));
         }
         // Decoding retraces encoding back to its start: every word read, the state back at 0.
         if pos != 0 || state != 0 {
@@ -293,12 +361,14 @@ pub(crate) mod tests {
         pub lowest: Vec<u8>,
         pub highest: Vec<u8>,
         pub cumulative: Vec<u8>,
+        pub lags: Vec<u8>,
     }
 
     impl OwnedTables {
         /// Tables from per-latent `(lowest, frequencies)`; frequencies must sum to TOTAL.
         pub(crate) fn new(tables: &[(i16, Vec<u16>)]) -> Self {
-            let mut t = OwnedTables { lowest: Vec::new(), highest: Vec::new(), cumulative: Vec::new() };
+            let mut t =
+                OwnedTables { lowest: Vec::new(), highest: Vec::new(), cumulative: Vec::new(), lags: Vec::new() };
             for (lo, freqs) in tables {
                 assert_eq!(freqs.iter().map(|&f| u32::from(f)).sum::<u32>(), TOTAL);
                 t.lowest.extend_from_slice(&lo.to_le_bytes());
@@ -317,15 +387,30 @@ pub(crate) mod tests {
                 lowest: I16s::new(&self.lowest).unwrap(),
                 highest: I16s::new(&self.highest).unwrap(),
                 cumulative: U16s::new(&self.cumulative).unwrap(),
+                lags: U8s::new(&self.lags).unwrap(),
             }
         }
 
-        fn frequencies(&self, latent: usize) -> Vec<u16> {
+        fn frequencies(&self, table: usize) -> Vec<u16> {
             let t = self.tables();
-            let o = t.offsets();
-            (0..usize::from(o[latent + 1] - o[latent]))
-                .map(|j| t.interval(o[latent].into(), o[latent + 1].into(), j).1 as u16)
+            let o = t.layout().offsets;
+            (0..usize::from(o[table + 1] - o[table]))
+                .map(|j| t.interval(o[table].into(), o[table + 1].into(), j).1 as u16)
                 .collect()
+        }
+
+        /// The table of the code at `position` of `codes` and the value coded with it, as the
+        /// module documentation says (not through [`Layout`]): a predicted latent's difference
+        /// table is the latent count plus the number of predicted latents below it.
+        fn table_and_value(&self, codes: &[i16], position: usize) -> (usize, i16) {
+            let k = self.tables().latents();
+            let latent = position % k;
+            let lag = usize::from(self.lags.get(latent).copied().unwrap_or(0));
+            if lag == 0 || position < lag * k {
+                return (latent, codes[position]);
+            }
+            let below = self.lags[..latent].iter().filter(|&&l| l != 0).count();
+            (k + below, codes[position].wrapping_sub(codes[position - lag * k]))
         }
     }
 
@@ -340,32 +425,48 @@ pub(crate) mod tests {
     }
 
     prop_compose! {
-        /// 1–4 latents, each with a table of 3–256 codes, and 1–5 windows of codes: mostly
-        /// inside their tables, some at their ends, some just beyond them and some anywhere in
-        /// the i16 range (escaped).
+        /// 1–4 latents, some of them predicted (lags 1–3), each with a table of 3–256 codes (and
+        /// a difference table of its own when predicted), and 1–5 windows of codes: each coded
+        /// value mostly inside its table, some at its ends, some just beyond them and some
+        /// anywhere in the i16 range (escaped; a difference that wraps).
         fn tables_and_codes()(
-            spans in prop::collection::vec((-1000i16..1000, 3usize..=256, any::<u64>()), 1..=4),
+            spans in prop::collection::vec((-1000i16..1000, 3usize..=256, any::<u64>()), 2..=8),
+            latents in 1usize..=4,
+            lags in prop::collection::vec(0u8..=3, 4),
             windows in 1usize..=5,
             seed in any::<u64>(),
         ) -> (OwnedTables, Vec<i16>) {
+            let k = latents.min(spans.len());
+            // Latent i is predicted when its lag is not 0 and a span is left for its table.
+            let mut lags = lags[..k].to_vec();
+            let mut n_tables = k;
+            for lag in lags.iter_mut().filter(|l| **l != 0) {
+                if n_tables < spans.len() { n_tables += 1 } else { *lag = 0 }
+            }
             let mut rng = seed;
             let mut next = move || { rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407); (rng >> 33) as u32 };
-            let tables: Vec<(i16, Vec<u16>)> = spans.iter().map(|&(lo, n, s)| {
+            let tables: Vec<(i16, Vec<u16>)> = spans[..n_tables].iter().map(|&(lo, n, s)| {
                 // Skewed weights: a few likely codes, many rare ones.
                 let weights: Vec<u32> = (0..n).map(|j| if (s >> (j % 64)) & 1 == 1 { 1000 } else { 1 }).collect();
                 (lo, frequencies(&weights))
             }).collect();
-            let codes = (0..windows * tables.len()).map(|i| {
-                let (lo, f) = &tables[i % tables.len()];
-                match next() % 10 {
+            let owned = OwnedTables { lags, ..OwnedTables::new(&tables) };
+            let mut codes: Vec<i16> = std::vec![0; windows * k];
+            for i in 0..codes.len() {
+                let (table, _) = owned.table_and_value(&codes, i);
+                let (lo, f) = &tables[table];
+                let value = match next() % 10 {
                     0 => next() as u16 as i16,
                     1 => *lo,
                     2 => *lo - (next() % 300) as i16,
                     3 => [i16::MIN, i16::MAX][next() as usize % 2],
                     _ => *lo + (next() as usize % f.len()) as i16,
-                }
-            }).collect();
-            (OwnedTables::new(&tables), codes)
+                };
+                // The code whose coded value (a difference, for a predicted latent) is `value`.
+                let before = usize::from(owned.lags.get(i % k).copied().unwrap_or(0)) * k;
+                codes[i] = if table >= k { codes[i - before].wrapping_add(value) } else { value };
+            }
+            (owned, codes)
         }
     }
 
@@ -409,11 +510,10 @@ pub(crate) mod tests {
             let n = t.encode(&codes, &mut out).unwrap();
             let words: Vec<u16> = out[..n].chunks_exact(2).map(|w| u16::from_le_bytes([w[0], w[1]])).collect();
             let mut reference = SmallAnsCoder::from_compressed(words).unwrap();
-            let k = t.latents();
-            for (i, &c) in codes.iter().enumerate() {
-                let (lo, n) = (t.lowest.get(i % k), owned.frequencies(i % k).len());
-                let (symbol, escaped) = reference_symbols(c, lo, n);
-                prop_assert_eq!(reference.decode_symbol(reference_model(&owned, i % k)).unwrap(), symbol);
+            for i in 0..codes.len() {
+                let (table, value) = owned.table_and_value(&codes, i);
+                let (symbol, escaped) = reference_symbols(value, t.lowest.get(table), owned.frequencies(table).len());
+                prop_assert_eq!(reference.decode_symbol(reference_model(&owned, table)).unwrap(), symbol);
                 for e in escaped {
                     prop_assert_eq!(reference.decode_symbol(escaped_model()).unwrap(), e);
                 }
@@ -427,14 +527,14 @@ pub(crate) mod tests {
         #[test]
         fn the_device_decoder_reads_what_constriction_writes((owned, codes) in tables_and_codes()) {
             let t = owned.tables();
-            let k = t.latents();
             let mut reference = SmallAnsCoder::new();
-            for (i, &c) in codes.iter().enumerate().rev() {
-                let (symbol, escaped) = reference_symbols(c, t.lowest.get(i % k), owned.frequencies(i % k).len());
+            for i in (0..codes.len()).rev() {
+                let (table, value) = owned.table_and_value(&codes, i);
+                let (symbol, escaped) = reference_symbols(value, t.lowest.get(table), owned.frequencies(table).len());
                 for &e in escaped.iter().rev() {
                     reference.encode_symbol(e, escaped_model()).unwrap();
                 }
-                reference.encode_symbol(symbol, reference_model(&owned, i % k)).unwrap();
+                reference.encode_symbol(symbol, reference_model(&owned, table)).unwrap();
             }
             let words = reference.into_compressed().unwrap();
             let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
@@ -496,6 +596,26 @@ pub(crate) mod tests {
         assert_eq!(back.to_vec(), far);
     }
 
+    /// A level that leaves its table: each code alone is escaped (about 20 bits); predicted, a
+    /// frame pays that once and then its changes, wrapping at the ends of the i16 range.
+    #[test]
+    fn a_predicted_latent_costs_its_changes() {
+        let tables = [(-2, std::vec![1, 1000, 2094, 1000, 1]), (-2, std::vec![1, 100, 3894, 100, 1])];
+        let alone = OwnedTables::new(&tables[..1]);
+        let predicted = OwnedTables { lags: std::vec![1], ..OwnedTables::new(&tables) };
+        assert_eq!(predicted.tables().validate(1), Ok(()));
+        for start in [100i16, i16::MAX - 10] {
+            let codes: Vec<i16> = (0..32).map(|i| start.wrapping_add(i / 4)).collect();
+            let mut out = [0u8; 256];
+            let n_alone = alone.tables().encode(&codes, &mut out).unwrap();
+            let n = predicted.tables().encode(&codes, &mut out).unwrap();
+            assert!(n_alone >= 32 * 20 / 8 && n <= 12, "{n_alone} bytes alone, {n} predicted");
+            let mut back = [0i16; 32];
+            predicted.tables().decode(&out[..n], &mut back).unwrap();
+            assert_eq!(back.to_vec(), codes);
+        }
+    }
+
     #[test]
     fn a_distance_beyond_the_i16_range_is_refused() {
         let owned = OwnedTables::new(&[(-1, std::vec![1000, 2096, 1000])]);
@@ -540,7 +660,18 @@ pub(crate) mod tests {
     fn invalid_tables_are_refused() {
         let good = OwnedTables::new(&[(0, std::vec![1024, 2048, 1024])]);
         assert_eq!(good.tables().validate(1), Ok(()));
-        assert_eq!(good.tables().validate(2), Err("code tables: one per latent"));
+        assert_eq!(good.tables().validate(2), Err("code tables: one per latent and one more per predicted latent"));
+        let predicted = OwnedTables { lags: std::vec![1], ..good.clone() };
+        assert_eq!(
+            predicted.tables().validate(1),
+            Err("code tables: one per latent and one more per predicted latent"),
+            "a predicted latent without its difference table"
+        );
+        let two = OwnedTables::new(&std::vec![(0, std::vec![1024, 2048, 1024]); 2]);
+        let beyond = OwnedTables { lags: std::vec![1, 0], ..two.clone() };
+        assert_eq!(beyond.tables().validate(1), Err("code tables: no lags, or one per latent"));
+        let ok = OwnedTables { lags: std::vec![3], ..two };
+        assert_eq!(ok.tables().validate(1), Ok(()));
         let two = OwnedTables::new(&[(0, std::vec![2048, 2048])]);
         assert!(two.tables().validate(1).is_err(), "two codes: nothing but escapes");
         let mut t = good.clone();

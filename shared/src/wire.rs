@@ -1,4 +1,4 @@
-//! Wire format, version 5: how the device sends latent codes over a byte link.
+//! Wire format, version 6: how the device sends latent codes over a byte link.
 //!
 //! A [`StreamHeader`] (32 bytes, CRC-32) says once per `header_interval` frames what is constant
 //! for a stream: model, session, layout, where the session started. Between headers, data frames
@@ -15,7 +15,7 @@ use heapless::Deque;
 use crate::blob::MAX_CHANNELS;
 
 /// Version of the layouts; the second byte of every header.
-pub const WIRE_VERSION: u8 = 5;
+pub const WIRE_VERSION: u8 = 6;
 /// First byte of every stream header.
 pub const HEADER_MAGIC: u8 = 0xF5;
 /// Bytes of a stream header, its CRC-32 included.
@@ -1352,6 +1352,61 @@ pub(crate) mod tests {
                 back.iter_mut().zip(frame.payload.chunks(2)).for_each(|(b, p)| *b = i16::from_le_bytes([p[0], p[1]]));
             }
             assert_eq!((&back, frame.saturated), (codes, *saturated));
+        }
+    }
+
+    /// Golden vector 4: predicted latents (lags 1 and 2), differences wrapping at the ends of
+    /// the i16 range, and a last frame.
+    #[test]
+    fn predicted_latent_golden_vector_matches_the_spec() {
+        use crate::entropy::tests::OwnedTables;
+        let tables = [
+            (-2, std::vec![8, 1000, 2080, 1000, 8]),
+            (-1, std::vec![1, 4094, 1]),
+            (-2, std::vec![16, 600, 2864, 600, 16]),
+            (-1, std::vec![100, 3896, 100]),
+        ];
+        let owned = OwnedTables { lags: std::vec![1, 2], ..OwnedTables::new(&tables) };
+        let tables = owned.tables();
+        assert_eq!(tables.validate(2), Ok(()));
+        let h = StreamHeader {
+            stream_id: 2,
+            restart: true,
+            model_id: ModelId([0xde, 0xad, 0xbe, 0xef]),
+            session: 0x0304,
+            layout: StreamLayout {
+                channels: 1,
+                codes_per_window: 2,
+                window: 16,
+                windows_per_frame: 4,
+                entropy_coded: true,
+            },
+            header_interval: 64,
+            frame: 0,
+            start_sample: 0,
+        };
+        let frames: [&[i16]; 3] =
+            [&[100, 0, 101, 0, 101, 0, 99, 0], &[32767, 0, -32768, 0, -32767, 1, 32767, -1], &[5, 0, 6, 0, 6, 0]];
+        let mut v4 = h.encode().to_vec();
+        let mut buf = [0u8; MAX_FRAME_LEN];
+        let mut payload = [0u8; MAX_FRAME_PAYLOAD];
+        for (f, codes) in frames.iter().enumerate() {
+            let (len, _) = crate::stream::frame_payload(Some(tables), codes, &mut payload);
+            assert!(len < 2 * codes.len(), "frame {f} is coded");
+            let n = match f {
+                2 => encode_last_frame(&h, 2, false, 40, &payload[..len], &mut buf),
+                _ => encode_frame(&h, f as u32, false, &payload[..len], &mut buf),
+            };
+            v4.extend_from_slice(&buf[..n.unwrap()]);
+        }
+        assert_eq!(v4, golden("golden-4"));
+        let got = frames_of(&decode_all(&v4, 2));
+        assert_eq!(got.len(), 3);
+        assert_eq!((got[2].end_samples, got[2].windows()), (Some(40), 3));
+        for (frame, codes) in got.iter().zip(frames) {
+            let mut back = std::vec![0i16; codes.len()];
+            tables.decode(&frame.payload, &mut back).unwrap();
+            assert_eq!(back, codes);
         }
     }
 

@@ -52,6 +52,11 @@ pub struct QuantizationCard {
     /// The codes' dead zone, in steps (0 for older cards): see `funnel::quantize`.
     #[serde(default)]
     pub dead_zone: f64,
+    /// How many windows back in its frame each latent is predicted from: empty when none is
+    /// (and for older cards), else one lag per latent, 0 for a latent coded alone (see
+    /// `funnel_shared::entropy`).
+    #[serde(default)]
+    pub prediction_lags: Vec<u8>,
 }
 
 fn finest_code_step() -> f64 {
@@ -300,6 +305,16 @@ impl ModelCard {
             );
         }
         let _ = writeln!(s, "- **Stream**: {} window(s) per data frame", self.windows_per_frame);
+        if let Some(q) = self.quantization.as_ref().filter(|q| !q.prediction_lags.is_empty()) {
+            let lags = q.prediction_lags.iter().enumerate().filter(|(_, &lag)| lag != 0);
+            let lags: Vec<String> = lags.map(|(latent, lag)| format!("{latent} (lag {lag})")).collect();
+            let _ = writeln!(
+                s,
+                "- **Predicted latents**: {}; each coded as its difference from the same latent `lag` windows \
+                 before in its frame",
+                lags.join(", ")
+            );
+        }
         if let Some(f) = self.seam_filter {
             let _ = writeln!(
                 s,

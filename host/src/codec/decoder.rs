@@ -474,7 +474,6 @@ mod tests {
     use crate::codec::sink::CollectSink;
     use crate::quantize::dense_blob;
     use crate::runtime::RepeatLatents;
-    use funnel_artifacts::blob::model_id_of;
     use funnel_shared::stream::StreamConfig;
     use funnel_shared::wire::{encode_frame, StreamLayout, CHECK_LEN, HEADER_LEN, MAX_FRAME_LEN};
 
@@ -489,15 +488,7 @@ mod tests {
 
     /// [`model`] with one weight changed: same structure, another model id.
     fn other_model() -> Blob {
-        let mut other = model().0.bytes().to_vec();
-        let n = other.len();
-        other[n - 40] ^= 1;
-        let payload_len = n - funnel_shared::blob::HEADER_LEN - 4;
-        let id = model_id_of(&other[funnel_shared::blob::HEADER_LEN..][..payload_len]);
-        other[6..10].copy_from_slice(&id.0);
-        let crc = funnel_shared::wire::CRC32.checksum(&other[..n - 4]);
-        other[n - 4..].copy_from_slice(&crc.to_le_bytes());
-        Blob::from_bytes(other).unwrap()
+        Blob::from_bytes(crate::quantize::with_one_weight_changed(&model().0, true)).unwrap()
     }
 
     /// The items (stream headers and frames) a device sends for `n` windows, one `Vec` each.

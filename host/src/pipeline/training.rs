@@ -107,6 +107,7 @@ fn quantize_and_measure(
             code_step,
             trained_grid,
             dead_zone,
+            windows_per_frame: usize::from(card.windows_per_frame),
         })
     };
     let dead_zones = match (dead_zone, rate) {
@@ -170,6 +171,7 @@ fn quantize_and_measure(
         relative_prdn_loss: relative,
         code_step,
         dead_zone,
+        prediction_lags: blob.code_tables().map_or(Vec::new(), |t| t.lags.iter().collect()),
     };
     // A coarser step loses PRDN on purpose; the warning is about the finest (or a trained grid).
     let warning = ((code_step == 1.0 || trained_grid) && relative > MAX_RELATIVE_PRDN_LOSS).then(|| {

@@ -126,6 +126,9 @@ pub struct QuantizationInput<'a> {
     /// The codes' dead zone, in steps (0 ≤ d < ½; a trained grid only): the device rounds a
     /// code's value `v` to `sign(v)·⌊|v| + ½ − d⌋` (see `funnel_shared::kernels::Requantize`).
     pub dead_zone: f64,
+    /// Windows per frame on the link: the code tables are fitted for frames of that many
+    /// windows (see `OwnedCodeTables::fit`).
+    pub windows_per_frame: usize,
 }
 
 /// Most bits of the weights of the layer that makes the codes (as many as fit the accumulator).
@@ -396,7 +399,7 @@ pub fn quantize(q: &QuantizationInput<'_>) -> Result<Blob> {
         Ok(Blob::from_bytes(buf)?)
     };
     let codes = device_codes(&write(&spec)?, q.normalization, q.calibration)?;
-    let tables = OwnedCodeTables::fit(&codes, enc.latent());
+    let tables = OwnedCodeTables::fit(&codes, enc.latent(), q.windows_per_frame);
     let blob = write(&EncoderSpec { tables: Some(tables.tables()), ..spec });
     blob
 }
@@ -415,6 +418,36 @@ pub fn device_codes(blob: &Blob, normalization: &Normalization, windows: &Window
             .context("the int8 encoder refused a calibration window")?;
     }
     Ok(codes)
+}
+
+/// The bytes of `blob` with one weight of its first layer changed by one (the first whose change
+/// the format check accepts) and its CRC repaired; with `new_id`, its model id too, so that it
+/// is another valid model of the same structure. For tests of model mismatches.
+#[cfg(test)]
+pub(crate) fn with_one_weight_changed(blob: &Blob, new_id: bool) -> Vec<u8> {
+    use funnel_shared::blob::{Weights, HEADER_LEN, TRAILER_LEN};
+    let bytes = blob.bytes();
+    let first = blob.encoder().spec().layers[0].quant().weights;
+    let (start, len) = match first {
+        Weights::Int8(w) => (w.slice(0, 1).as_ptr(), w.len()),
+        Weights::Int16(w) => (w.slice(0, 1).as_ptr(), 2 * w.len()),
+    };
+    let start = start as usize - bytes.as_ptr() as usize;
+    (start..start + len)
+        .map(|at| {
+            let mut changed = bytes.to_vec();
+            changed[at] ^= 1;
+            let n = changed.len();
+            if new_id {
+                let id = model_id_of(&changed[HEADER_LEN..n - TRAILER_LEN]);
+                changed[6..10].copy_from_slice(&id.0);
+            }
+            let crc = funnel_shared::wire::CRC32.checksum(&changed[..n - TRAILER_LEN]);
+            changed[n - TRAILER_LEN..].copy_from_slice(&crc.to_le_bytes());
+            changed
+        })
+        .find(|changed| funnel_shared::blob::ModelBlob::parse(changed).is_ok())
+        .expect("a weight whose change keeps the blob valid")
 }
 
 /// A one-layer dense encoder (`window` samples → `latent` codes) quantized on a sine, with its
@@ -441,6 +474,7 @@ pub fn dense_blob(window: usize, latent: usize) -> (Blob, Normalization) {
         code_step: 1.0,
         trained_grid: false,
         dead_zone: 0.0,
+        windows_per_frame: 4,
     };
     (quantize(&input).expect("a valid encoder"), normalization)
 }
@@ -532,6 +566,7 @@ mod tests {
             code_step: 1.0,
             trained_grid: false,
             dead_zone: 0.0,
+            windows_per_frame: 4,
         })
         .unwrap();
         let device = blob.encoder();
@@ -583,6 +618,7 @@ mod tests {
             code_step,
             trained_grid: true,
             dead_zone,
+            windows_per_frame: 4,
         };
         for (step, dead_zone) in [(MIN_TRAINED_GRID_STEP, 0.0), (1.0, 0.0), (3.0, 0.0), (1.0, 0.25), (3.0, 0.4)] {
             let blob = quantize(&input(step, dead_zone)).unwrap();
@@ -629,12 +665,7 @@ mod tests {
     fn a_blob_whose_id_is_not_its_payload_hash_is_refused() {
         let (blob, _) = dense_blob(8, 2);
         // Change one weight and repair the CRC: the format check passes, the id check does not.
-        let mut bytes = blob.bytes().to_vec();
-        let n = bytes.len();
-        bytes[n - 20] ^= 1;
-        let crc = funnel_shared::wire::CRC32.checksum(&bytes[..n - 4]);
-        bytes[n - 4..].copy_from_slice(&crc.to_le_bytes());
-        let e = Blob::from_bytes(bytes).unwrap_err();
+        let e = Blob::from_bytes(with_one_weight_changed(&blob, false)).unwrap_err();
         assert!(matches!(e, funnel_artifacts::blob::BlobCheckError::IdMismatch { .. }), "{e}");
         assert!(e.to_string().contains(&blob.model_id().to_string()), "{e}");
     }
