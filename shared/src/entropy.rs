@@ -211,50 +211,12 @@ impl<'a> CodeTables<'a> {
         if k == 0 || codes.len() % k != 0 {
             return Err(EntropyError::CodeCount);
         }
-        let layout = self.layout();
-        let mut written = 0usize;
-        let mut push = |word: u16, out: &mut [u8]| -> Result<(), EntropyError> {
-            let slot = out.get_mut(written..written + 2).ok_or(EntropyError::BufferTooSmall)?;
-            slot.copy_from_slice(&word.to_le_bytes());
-            written += 2;
-            Ok(())
-        };
-        let mut state: u32 = 0;
-        let mut put = |state: &mut u32, (left, freq): (u32, u32), out: &mut [u8]| -> Result<(), EntropyError> {
-            if (*state >> (32 - PRECISION)) >= freq {
-                push(*state as u16, out)?;
-                *state >>= WORD_BITS;
-            }
-            *state = ((*state / freq) << PRECISION) | (left + *state % freq);
-            Ok(())
-        };
+        let mut writer = ValueWriter::new(*self, out);
         for (position, &code) in codes.iter().enumerate().rev() {
-            let (table, from) = layout.table_of(position, k);
-            let code = from.map_or(code, |from| code.wrapping_sub(codes[from]));
-            let (lo, hi) = (self.lowest.get(table), self.highest.get(table));
-            let symbol = code.clamp(lo, hi);
-            // Stack order: the distance goes in first (its last byte first) so that it comes out
-            // after its escape.
-            if symbol == lo || symbol == hi {
-                let distance = u32::from(code.abs_diff(symbol));
-                if distance >= LONG_DISTANCE {
-                    let rest = distance - LONG_DISTANCE;
-                    put(&mut state, uniform_byte(rest & 0xFF), out)?;
-                    put(&mut state, uniform_byte(rest >> 8), out)?;
-                }
-                put(&mut state, uniform_byte(distance.min(LONG_DISTANCE)), out)?;
-            }
-            let j = (symbol - lo) as usize;
-            let (start, end) = (layout.offsets[table].into(), layout.offsets[table + 1].into());
-            put(&mut state, self.interval(start, end, j), out)?;
+            let (table, from) = writer.layout.table_of(position, k);
+            writer.put(table, from.map_or(code, |from| code.wrapping_sub(codes[from])))?;
         }
-        if state >= REFILL_BELOW {
-            push(state as u16, out)?;
-            push((state >> WORD_BITS) as u16, out)?;
-        } else if state != 0 {
-            push(state as u16, out)?;
-        }
-        Ok(written)
+        writer.finish()
     }
 
     /// Decodes `payload` (what [`CodeTables::encode`] wrote) into `codes`, whose length says
@@ -264,80 +226,191 @@ impl<'a> CodeTables<'a> {
         if k == 0 || codes.len() % k != 0 {
             return Err(EntropyError::CodeCount);
         }
+        let mut reader = ValueReader::new(*self, payload)?;
+        for position in 0..codes.len() {
+            let (table, from) = reader.layout.table_of(position, k);
+            let value = reader.take(table)?;
+            codes[position] = from.map_or(value, |from| value.wrapping_add(codes[from]));
+        }
+        reader.finish()
+    }
+}
+
+/// The encoding half of the coder: values go in last to first (each with its table, escapes
+/// included), so that [`ValueReader`] takes them out first to last.
+pub(crate) struct ValueWriter<'a, 'o> {
+    tables: CodeTables<'a>,
+    layout: Layout,
+    state: u32,
+    out: &'o mut [u8],
+    written: usize,
+}
+
+impl<'a, 'o> ValueWriter<'a, 'o> {
+    /// A coder from state 0 writing into `out` (valid tables only).
+    pub(crate) fn new(tables: CodeTables<'a>, out: &'o mut [u8]) -> Self {
+        ValueWriter { layout: tables.layout(), tables, state: 0, out, written: 0 }
+    }
+
+    fn push(&mut self, word: u16) -> Result<(), EntropyError> {
+        let slot = self.out.get_mut(self.written..self.written + 2).ok_or(EntropyError::BufferTooSmall)?;
+        slot.copy_from_slice(&word.to_le_bytes());
+        self.written += 2;
+        Ok(())
+    }
+
+    fn symbol(&mut self, (left, freq): (u32, u32)) -> Result<(), EntropyError> {
+        if (self.state >> (32 - PRECISION)) >= freq {
+            self.push(self.state as u16)?;
+            self.state >>= WORD_BITS;
+        }
+        self.state = ((self.state / freq) << PRECISION) | (left + self.state % freq);
+        Ok(())
+    }
+
+    /// Puts `value` with table `table`: its symbol, and its distance beyond an escape.
+    pub(crate) fn put(&mut self, table: usize, value: i16) -> Result<(), EntropyError> {
+        let (lo, hi) = (self.tables.lowest.get(table), self.tables.highest.get(table));
+        let symbol = value.clamp(lo, hi);
+        // Stack order: the distance goes in first (its last byte first) so that it comes out
+        // after its escape.
+        if symbol == lo || symbol == hi {
+            let distance = u32::from(value.abs_diff(symbol));
+            if distance >= LONG_DISTANCE {
+                let rest = distance - LONG_DISTANCE;
+                self.symbol(uniform_byte(rest & 0xFF))?;
+                self.symbol(uniform_byte(rest >> 8))?;
+            }
+            self.symbol(uniform_byte(distance.min(LONG_DISTANCE)))?;
+        }
+        let j = (symbol - lo) as usize;
+        let (start, end) = (self.layout.offsets[table].into(), self.layout.offsets[table + 1].into());
+        self.symbol(self.tables.interval(start, end, j))
+    }
+
+    /// Puts `bits` (at most 8) raw bits of `value`, each value equally likely.
+    pub(crate) fn put_bits(&mut self, value: u32, bits: u32) -> Result<(), EntropyError> {
+        self.symbol(raw_bits(value, bits))
+    }
+
+    /// Writes the final state; returns the bytes written (always even).
+    pub(crate) fn finish(mut self) -> Result<usize, EntropyError> {
+        if self.state >= REFILL_BELOW {
+            self.push(self.state as u16)?;
+            self.push((self.state >> WORD_BITS) as u16)?;
+        } else if self.state != 0 {
+            self.push(self.state as u16)?;
+        }
+        Ok(self.written)
+    }
+}
+
+/// The decoding half: takes out what [`ValueWriter`] put in, first to last.
+pub(crate) struct ValueReader<'a, 'p> {
+    tables: CodeTables<'a>,
+    layout: Layout,
+    state: u32,
+    payload: &'p [u8],
+    /// Words of the payload not yet read (read from the end).
+    pos: usize,
+}
+
+impl<'a, 'p> ValueReader<'a, 'p> {
+    /// Starts reading `payload` (valid tables only).
+    pub(crate) fn new(tables: CodeTables<'a>, payload: &'p [u8]) -> Result<Self, EntropyError> {
         if payload.len() % 2 != 0 {
             return Err(EntropyError::Inconsistent);
         }
-        let layout = self.layout();
-        let mut pos = payload.len() / 2;
-        let pop = |pos: &mut usize| -> Option<u32> {
-            *pos = pos.checked_sub(1)?;
-            Some(u32::from(u16::from_le_bytes([payload[2 * *pos], payload[2 * *pos + 1]])))
-        };
-        let mut state = match pop(&mut pos) {
+        let mut reader = ValueReader { layout: tables.layout(), tables, state: 0, payload, pos: payload.len() / 2 };
+        reader.state = match reader.pop() {
             None => 0,
             // The encoder drops a zero top word.
             Some(0) => return Err(EntropyError::Inconsistent),
             // Two words unless the state was below 2^16, which leaves no words below it.
-            Some(top) => match pop(&mut pos) {
+            Some(top) => match reader.pop() {
                 Some(low) => (top << WORD_BITS) | low,
                 None => top,
             },
         };
-        for position in 0..codes.len() {
-            let (table, from) = layout.table_of(position, k);
-            let (start, end) = (usize::from(layout.offsets[table]), usize::from(layout.offsets[table + 1]));
-            let quantile = state & (TOTAL - 1);
-            // The last code of the run whose cumulative frequency is at most `quantile`
-            // (the run starts at 0, so there is one).
-            let run = &self.cumulative;
-            let (mut a, mut b) = (0usize, end - start);
-            while b - a > 1 {
-                let mid = (a + b) / 2;
-                if u32::from(run.get(start + mid)) <= quantile {
-                    a = mid;
-                } else {
-                    b = mid;
-                }
-            }
-            let mut take = |state: &mut u32, quantile: u32, (left, freq): (u32, u32)| {
-                *state = (*state >> PRECISION) * freq + (quantile - left);
-                if *state < REFILL_BELOW {
-                    if let Some(word) = pop(&mut pos) {
-                        *state = (*state << WORD_BITS) | word;
-                    }
-                }
-            };
-            take(&mut state, quantile, self.interval(start, end, a));
-            let (lo, hi) = (self.lowest.get(table), self.highest.get(table));
-            // `a` <= hi − lo: inside the table.
-            let symbol = lo + a as i16;
-            let mut distance = 0u32;
-            if symbol == lo || symbol == hi {
-                let mut byte = |state: &mut u32| {
-                    let quantile = *state & (TOTAL - 1);
-                    let value = quantile / ESCAPED_FREQUENCY;
-                    take(state, quantile, uniform_byte(value));
-                    value
-                };
-                distance = byte(&mut state);
-                if distance == LONG_DISTANCE {
-                    let high = byte(&mut state);
-                    distance += (high << 8) | byte(&mut state);
-                }
-            }
-            // A table has at least three codes, so an escape lies at one end only.
-            let value =
-                if symbol == lo { i32::from(symbol) - distance as i32 } else { i32::from(symbol) + distance as i32 };
-            // Beyond the i16 range: not what an encoder writes.
-            let value = i16::try_from(value).map_err(|_| EntropyError::Inconsistent)?;
-            codes[position] = from.map_or(value, |from| value.wrapping_add(codes[from]));
-        }
-        // Decoding retraces encoding back to its start: every word read, the state back at 0.
-        if pos != 0 || state != 0 {
-            return Err(EntropyError::Inconsistent);
-        }
-        Ok(())
+        Ok(reader)
     }
+
+    fn pop(&mut self) -> Option<u32> {
+        self.pos = self.pos.checked_sub(1)?;
+        Some(u32::from(u16::from_le_bytes([self.payload[2 * self.pos], self.payload[2 * self.pos + 1]])))
+    }
+
+    fn take_symbol(&mut self, quantile: u32, (left, freq): (u32, u32)) {
+        self.state = (self.state >> PRECISION) * freq + (quantile - left);
+        if self.state < REFILL_BELOW {
+            if let Some(word) = self.pop() {
+                self.state = (self.state << WORD_BITS) | word;
+            }
+        }
+    }
+
+    fn byte(&mut self) -> u32 {
+        let quantile = self.state & (TOTAL - 1);
+        let value = quantile / ESCAPED_FREQUENCY;
+        self.take_symbol(quantile, uniform_byte(value));
+        value
+    }
+
+    /// Takes `bits` (at most 8) raw bits that [`ValueWriter::put_bits`] put.
+    pub(crate) fn take_bits(&mut self, bits: u32) -> u32 {
+        let quantile = self.state & (TOTAL - 1);
+        let value = quantile >> (PRECISION - bits);
+        self.take_symbol(quantile, raw_bits(value, bits));
+        value
+    }
+
+    /// Takes the next value, coded with table `table`.
+    pub(crate) fn take(&mut self, table: usize) -> Result<i16, EntropyError> {
+        let (start, end) = (usize::from(self.layout.offsets[table]), usize::from(self.layout.offsets[table + 1]));
+        let quantile = self.state & (TOTAL - 1);
+        // The last code of the run whose cumulative frequency is at most `quantile` (the run
+        // starts at 0, so there is one).
+        let run = &self.tables.cumulative;
+        let (mut a, mut b) = (0usize, end - start);
+        while b - a > 1 {
+            let mid = (a + b) / 2;
+            if u32::from(run.get(start + mid)) <= quantile {
+                a = mid;
+            } else {
+                b = mid;
+            }
+        }
+        self.take_symbol(quantile, self.tables.interval(start, end, a));
+        let (lo, hi) = (self.tables.lowest.get(table), self.tables.highest.get(table));
+        // `a` <= hi − lo: inside the table.
+        let symbol = lo + a as i16;
+        let mut distance = 0u32;
+        if symbol == lo || symbol == hi {
+            distance = self.byte();
+            if distance == LONG_DISTANCE {
+                let high = self.byte();
+                distance += (high << 8) | self.byte();
+            }
+        }
+        // A table has at least three codes, so an escape lies at one end only.
+        let value =
+            if symbol == lo { i32::from(symbol) - distance as i32 } else { i32::from(symbol) + distance as i32 };
+        // Beyond the i16 range: not what an encoder writes.
+        i16::try_from(value).map_err(|_| EntropyError::Inconsistent)
+    }
+
+    /// Decoding retraces encoding back to its start: every word read, the state back at 0.
+    pub(crate) fn finish(self) -> Result<(), EntropyError> {
+        match (self.pos, self.state) {
+            (0, 0) => Ok(()),
+            _ => Err(EntropyError::Inconsistent),
+        }
+    }
+}
+
+/// The interval of `value` as one of `2^bits` equally likely symbols (`bits` at most 8).
+fn raw_bits(value: u32, bits: u32) -> (u32, u32) {
+    (value << (PRECISION - bits), 1 << (PRECISION - bits))
 }
 
 /// The interval of `value` (0..=255) as a uniform 8-bit symbol.

@@ -17,5 +17,6 @@ pub mod blob;
 pub mod encoder;
 pub mod entropy;
 pub mod kernels;
+pub mod residual;
 pub mod stream;
 pub mod wire;
