@@ -578,6 +578,11 @@ fn bench_rd_places_a_model_among_the_peers() {
         }
     }
     assert!(funnel_point["ratio_to_pca_transform_coder"].as_f64().is_some(), "{funnel_point}");
+    // The error-bounded sweep: every bound kept, from lossless (a bound of 0) up.
+    let bounded = v["bounded"]["points"].as_array().unwrap();
+    assert!(bounded.len() >= 3 && bounded[0]["bound_counts"] == 0, "{}", v["bounded"]);
+    assert!(bounded.iter().all(|p| p["max_error_counts"].as_u64() <= p["bound_counts"].as_u64()), "{bounded:?}");
+    assert!(table.contains("error-bounded coding"), "{table}");
     let png = std::fs::read(out.join("rd.png")).unwrap();
     assert!(png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 5_000);
     // Several windows per frame: every held-out window still sent (the last frame carries the
@@ -617,6 +622,8 @@ fn bench_rd_places_a_model_among_the_peers() {
         out.to_str().unwrap(),
     ]);
     assert!(e.contains("\"t\""), "{e}");
+    let e = stderr_of(&["bench", "rd", "--data", d, "--column", COLUMN, "--out", o3, "--counts-per-unit", "0"]);
+    assert!(e.contains("--counts-per-unit must be a positive number"), "{e}");
 }
 
 /// Two decodes into the same --out at once each write a whole file and the last one wins: the

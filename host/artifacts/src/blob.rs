@@ -123,6 +123,13 @@ impl OwnedCodeTables {
         t
     }
 
+    /// Tables `(lowest code, frequencies)`, in order, none predicted.
+    pub(crate) fn of_tables(tables: &[(i32, Vec<u16>)]) -> OwnedCodeTables {
+        let mut t = OwnedCodeTables::default();
+        tables.iter().for_each(|table| t.push(table));
+        t
+    }
+
     fn push(&mut self, (lo, freqs): &(i32, Vec<u16>)) {
         let hi = lo + freqs.len() as i32 - 1;
         self.lowest.extend_from_slice(&(*lo as i16).to_le_bytes());
@@ -139,7 +146,7 @@ impl OwnedCodeTables {
 /// [`MAX_TABLE_CODES`] of them when they spread wider) widened by a margin, each with a
 /// frequency proportional to its count plus one half (so that unseen codes stay codable),
 /// rounded to [`TOTAL`] with every frequency at least 1.
-fn fit_table(mut seen: Vec<i32>) -> (i32, Vec<u16>) {
+pub(crate) fn fit_table(mut seen: Vec<i32>) -> (i32, Vec<u16>) {
     seen.sort_unstable();
     let (lo, hi) = densest_span(&seen, MAX_TABLE_CODES as i32);
     let room = MAX_TABLE_CODES as i32 - (hi - lo + 1);
@@ -157,7 +164,7 @@ fn fit_table(mut seen: Vec<i32>) -> (i32, Vec<u16>) {
 
 /// Bits that `values` take with `table` (the information content: what the coder spends, less
 /// its last word), escapes and their distances included.
-fn code_length((lo, freqs): &(i32, Vec<u16>), values: &[i32]) -> f64 {
+pub(crate) fn code_length((lo, freqs): &(i32, Vec<u16>), values: &[i32]) -> f64 {
     let hi = lo + freqs.len() as i32 - 1;
     let bits = |f: u16| f64::from(PRECISION) - f64::from(f).log2();
     values

@@ -3,7 +3,8 @@
 //! - [`data`]: recordings (CSV), windows, the time split and normalization ([`Dataset`]);
 //! - [`spec`]: the shape of an autoencoder ([`ModelSpec`]), [`training`]: what training did;
 //! - [`net`]: a trained network as plain arrays ([`FloatNet`], [`FloatEncoder`]);
-//! - [`blob`]: the device's model blob, validated ([`Blob`]);
+//! - [`blob`]: the device's model blob, validated ([`Blob`]); [`residual`]: the error-bounded
+//!   residual coder fitted to a recording;
 //! - [`card`]: `model.json` ([`ModelCard`]), [`model_dir`]: the directory that holds it all;
 //! - [`metrics`]: reconstruction quality and bits on the wire ([`Metrics`], [`Method`]).
 //!
@@ -16,6 +17,7 @@ pub mod data;
 pub mod metrics;
 pub mod model_dir;
 pub mod net;
+pub mod residual;
 pub mod spec;
 pub mod training;
 

@@ -75,6 +75,11 @@ struct RdArgs {
     /// less framing per window and add latency. Default: each model's own.
     #[arg(long, value_parser = clap::value_parser!(u8).range(1..))]
     windows_per_frame: Option<u8>,
+    /// Device counts per unit of the recording, for the lossless reference and the error-bounded
+    /// sweep (default: the first model's, else fitted to the training part). A recording's own
+    /// ADC scale (200 for MIT-BIH's ECG) makes a bound of 0 lossless against the recording.
+    #[arg(long)]
+    counts_per_unit: Option<f32>,
 }
 
 /// A clap parser for a type with `FromStr` over a fixed list of names.
@@ -462,6 +467,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 window: args.window,
                 out: args.out,
                 windows_per_frame: args.windows_per_frame,
+                counts_per_unit: args.counts_per_unit,
             };
             let report = pipeline::bench_rd(&request)?;
             print!("{}", report.table());

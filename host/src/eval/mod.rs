@@ -1,6 +1,8 @@
 //! The eval stage: held-out quality of the float autoencoder, the PCA baseline with as many
 //! components as the model has codes, and the int8 device path, as one [`Report`].
 
+#[cfg(feature = "peers")]
+pub mod bounded;
 mod pca;
 #[cfg(feature = "peers")]
 pub mod peers;

@@ -64,7 +64,7 @@ impl PeerInput<'_> {
 }
 
 /// zstd at its strongest level, as the classic pipelines use it.
-fn zstd_bytes(bytes: &[u8]) -> Result<usize> {
+pub fn zstd_bytes(bytes: &[u8]) -> Result<usize> {
     Ok(zstd::bulk::compress(bytes, 19).context("zstd")?.len())
 }
 
@@ -89,24 +89,34 @@ pub fn all_peers(input: &PeerInput<'_>) -> Result<Vec<RdPoint>> {
 /// predictor (interpolation + Lorenzo) and with Lorenzo + regression: each its own curve, so the
 /// best of SZ3 is what Funnel is measured against.
 pub fn sz3(input: &PeerInput<'_>) -> Result<Vec<RdPoint>> {
-    use tensogram_sz3::{compress_with_config, decompress, CompressionAlgorithm, Config, DimensionedData, ErrorBound};
     let x = input.held_out;
     let data: Vec<f32> = x.iter().map(|&v| v as f32).collect();
     let sigma = input.std(x);
-    let lorenzo =
-        CompressionAlgorithm::LorenzoRegression { lorenzo: true, lorenzo_second_order: false, regression: true };
     let mut out = Vec::new();
-    for (name, algorithm) in [(SZ3, CompressionAlgorithm::InterpolationLorenzo), (SZ3_LORENZO, lorenzo)] {
+    for (name, lorenzo) in [(SZ3, false), (SZ3_LORENZO, true)] {
         for rel in [0.002, 0.005, 0.01, 0.02, 0.04, 0.08, 0.15, 0.3, 0.5, 0.8] {
-            let dims = DimensionedData::build(&data).remainder_dim().context("SZ3 shape")?;
-            let config = Config::new(ErrorBound::Absolute(rel * sigma)).compression_algorithm(algorithm);
-            let bytes = compress_with_config(&dims, &config).context("SZ3 compress")?;
-            let (_, rebuilt) = decompress::<f32, _>(bytes.as_slice()).context("SZ3 decompress")?;
-            let rebuilt: Vec<f64> = rebuilt.data().iter().map(|&v| f64::from(v)).collect();
-            out.push(RdPoint::new(name, format!("abs={rel}σ"), 8.0 * bytes.len() as f64, x.len(), x, &rebuilt));
+            let (bytes, rebuilt) = sz3_at(&data, rel * sigma, lorenzo)?;
+            out.push(RdPoint::new(name, format!("abs={rel}σ"), 8.0 * bytes as f64, x.len(), x, &rebuilt));
         }
     }
     Ok(out)
+}
+
+/// SZ3 of `data` at absolute error bound `bound`, with its default predictor (interpolation +
+/// Lorenzo) or Lorenzo + regression: the bytes it writes and what it rebuilds.
+pub fn sz3_at(data: &[f32], bound: f64, lorenzo: bool) -> Result<(usize, Vec<f64>)> {
+    use tensogram_sz3::{compress_with_config, decompress, CompressionAlgorithm, Config, DimensionedData, ErrorBound};
+    let algorithm = match lorenzo {
+        false => CompressionAlgorithm::InterpolationLorenzo,
+        true => {
+            CompressionAlgorithm::LorenzoRegression { lorenzo: true, lorenzo_second_order: false, regression: true }
+        }
+    };
+    let dims = DimensionedData::build(&data).remainder_dim().context("SZ3 shape")?;
+    let config = Config::new(ErrorBound::Absolute(bound)).compression_algorithm(algorithm);
+    let bytes = compress_with_config(&dims, &config).context("SZ3 compress")?;
+    let (_, rebuilt) = decompress::<f32, _>(bytes.as_slice()).context("SZ3 decompress")?;
+    Ok((bytes.len(), rebuilt.data().iter().map(|&v| f64::from(v)).collect()))
 }
 
 /// Decomposition levels of the wavelet coder.
@@ -363,6 +373,8 @@ pub struct RdReport {
     pub held_out_samples: usize,
     pub points: Vec<RdPoint>,
     pub funnel: Vec<FunnelPoint>,
+    /// The error-bounded residual coder swept over its bound, against SZ3 at the same bounds.
+    pub bounded: super::bounded::BoundedReport,
 }
 
 impl FunnelPoint {
@@ -441,6 +453,7 @@ impl RdReport {
                 ),
             };
         }
+        s.push_str(&self.bounded.table());
         s
     }
 }

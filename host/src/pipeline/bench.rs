@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 
 use super::{dataset_for_model, onnx_runtime};
+use crate::eval::bounded::bounded_sweep;
 use crate::eval::device_metrics;
 use crate::eval::peers::{all_peers, FunnelPoint, PeerInput, RdPoint, RdReport};
 use crate::runtime::Backend;
@@ -29,6 +30,9 @@ pub struct RdRequest {
     /// model's own): more cost less framing per window and add latency. Every held-out window
     /// is sent (the stream's last frame carries those that fill no frame).
     pub windows_per_frame: Option<u8>,
+    /// Device counts per unit for the lossless reference and the error-bounded sweep (`None`:
+    /// the first model's, else fitted to the training part).
+    pub counts_per_unit: Option<f32>,
 }
 
 /// The held-out part of one column as the peers see it, with the split of `window`.
@@ -51,7 +55,13 @@ pub fn bench_rd(request: &RdRequest) -> Result<RdReport> {
     };
     ensure!(window >= 2, "--window must be at least 2");
     let (train, held_out, default_cpu) = peer_split(&recording, window)?;
-    let counts_per_unit = cards.first().map_or(default_cpu, |c| c.counts_per_unit);
+    let counts_per_unit = match request.counts_per_unit {
+        Some(cpu) => {
+            ensure!(cpu.is_finite() && cpu > 0.0, "--counts-per-unit must be a positive number, not {cpu}");
+            cpu
+        }
+        None => cards.first().map_or(default_cpu, |c| c.counts_per_unit),
+    };
     let points = all_peers(&PeerInput { train: &train, held_out: &held_out, window, counts_per_unit })
         .context("classic peers")?;
 
@@ -98,6 +108,7 @@ pub fn bench_rd(request: &RdRequest) -> Result<RdReport> {
         held_out_samples: held_out.len(),
         points,
         funnel,
+        bounded: bounded_sweep(&train, &held_out, counts_per_unit).context("the bounded sweep")?,
     };
     std::fs::create_dir_all(&request.out).with_context(|| format!("cannot create {}", request.out.display()))?;
     let json = request.out.join("rd.json");

@@ -1,0 +1,169 @@
+//! The error-bounded residual coder (`funnel_shared::residual`) on a recording's held-out part,
+//! swept over its bound, against SZ3 at the same absolute bounds and, lossless, against zstd
+//! of the same device counts: `funnel bench rd`'s bounded table (feature `peers`).
+//!
+//! What is measured is the coder **without a network**: each sample is predicted from the
+//! samples already rebuilt only. The integer decoder that would give it the latent codes'
+//! reconstruction as a base is not built yet (`docs/bounded-mode.md`), and the bytes are the
+//! coded payloads alone, without a frame's length and check.
+
+use std::fmt::Write as _;
+
+use anyhow::{ensure, Context, Result};
+use funnel_artifacts::residual::OwnedResidualSpec;
+use funnel_shared::residual::MAX_BOUND;
+use funnel_shared::stream::to_counts;
+use serde::Serialize;
+
+use super::peers::{sz3_at, zstd_bytes};
+
+/// Samples coded as one segment (from an empty prediction history): a 1,024-sample frame's
+/// worth, as a frame would carry them.
+pub const SEGMENT: usize = 1024;
+
+/// Bounds swept, as fractions of the held-out part's standard deviation (SZ3's sweep), and 0.
+const RELATIVE_BOUNDS: [f64; 8] = [0.002, 0.005, 0.01, 0.02, 0.04, 0.08, 0.15, 0.3];
+
+/// One bound of the sweep.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct BoundedPoint {
+    /// `E′`, in device counts, and the same in the recording's units.
+    pub bound_counts: u16,
+    pub bound: f64,
+    pub bits_per_sample: f64,
+    /// Largest |rebuilt − device count| (at most `bound_counts`: checked).
+    pub max_error_counts: u16,
+    /// SZ3 (its better predictor) on the original samples at the same absolute bound (for 0:
+    /// half a count, which rounds back to the same counts).
+    pub sz3_bits_per_sample: f64,
+    pub sz3_max_abs_error: f64,
+}
+
+/// The sweep, and lossless references.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct BoundedReport {
+    pub counts_per_unit: f32,
+    pub points: Vec<BoundedPoint>,
+    /// zstd-19 of the held-out device counts (i16): the lossless reference.
+    pub zstd_bits_per_sample: f64,
+}
+
+/// Fits the coder to the training part's device counts at each bound and codes the held-out
+/// part's, in segments of [`SEGMENT`] samples.
+pub fn bounded_sweep(train: &[f64], held_out: &[f64], counts_per_unit: f32) -> Result<BoundedReport> {
+    ensure!(!train.is_empty() && !held_out.is_empty(), "the bounded sweep needs a training and a held-out part");
+    let counts = |x: &[f64]| -> Vec<i16> { x.iter().map(|&v| to_counts(v as f32, counts_per_unit)).collect() };
+    let (train_counts, held_counts) = (counts(train), counts(held_out));
+    let n = held_counts.len();
+    let mean = held_out.iter().sum::<f64>() / n as f64;
+    let sigma = (held_out.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n as f64).sqrt();
+    let mut bounds: Vec<u16> = std::iter::once(0)
+        .chain(
+            RELATIVE_BOUNDS
+                .iter()
+                .map(|rel| (rel * sigma * f64::from(counts_per_unit)).round().clamp(0.0, f64::from(MAX_BOUND)) as u16),
+        )
+        .collect();
+    bounds.dedup();
+    let data: Vec<f32> = held_out.iter().map(|&v| v as f32).collect();
+    let mut points = Vec::new();
+    for bound_counts in bounds {
+        let fitted = OwnedResidualSpec::fit(&train_counts, &vec![0; train_counts.len()], bound_counts, SEGMENT)
+            .with_context(|| format!("fitting the residual coder for a bound of {bound_counts} counts"))?;
+        let spec = fitted.spec();
+        let (mut bytes, mut max_error_counts) = (0usize, 0u16);
+        let mut out = vec![0u8; 8 * SEGMENT + 64];
+        for segment in held_counts.chunks(SEGMENT) {
+            let m = segment.len();
+            let (mut bins, mut rebuilt) = (vec![0i16; m], vec![0i16; m]);
+            let written = spec.encode(segment, &vec![0; m], &mut bins, &mut rebuilt, &mut out)?;
+            let mut back = vec![0i16; m];
+            spec.decode(&out[..written], &vec![0; m], &mut back)?;
+            ensure!(back == rebuilt, "internal: the residual decoder disagrees with its encoder");
+            max_error_counts = segment.iter().zip(&back).map(|(x, r)| x.abs_diff(*r)).fold(max_error_counts, u16::max);
+            bytes += written;
+        }
+        ensure!(
+            max_error_counts <= bound_counts,
+            "internal: a sample is {max_error_counts} counts off, over the bound"
+        );
+        let bound = f64::from(bound_counts) / f64::from(counts_per_unit);
+        let sz3_bound = if bound_counts == 0 { 0.5 / f64::from(counts_per_unit) } else { bound };
+        let (sz3_bytes, sz3_rebuilt) = sz3_at(&data, sz3_bound, false)?;
+        let sz3_max_abs_error = held_out.iter().zip(&sz3_rebuilt).map(|(x, r)| (x - r).abs()).fold(0.0, f64::max);
+        points.push(BoundedPoint {
+            bound_counts,
+            bound,
+            bits_per_sample: 8.0 * bytes as f64 / n as f64,
+            max_error_counts,
+            sz3_bits_per_sample: 8.0 * sz3_bytes as f64 / n as f64,
+            sz3_max_abs_error,
+        });
+    }
+    let raw: Vec<u8> = held_counts.iter().flat_map(|c| c.to_le_bytes()).collect();
+    let zstd_bits_per_sample = 8.0 * zstd_bytes(&raw)? as f64 / n as f64;
+    Ok(BoundedReport { counts_per_unit, points, zstd_bits_per_sample })
+}
+
+impl BoundedReport {
+    pub fn table(&self) -> String {
+        let mut s = format!(
+            "error-bounded coding of the device counts ({} per unit), prediction only (no network yet), \
+             payload bytes:\n",
+            self.counts_per_unit
+        );
+        let _ = writeln!(
+            s,
+            "{:>9} {:>12} {:>10} {:>10} {:>10} {:>7}",
+            "E counts", "E", "bits/smp", "max err", "SZ3", "ratio"
+        );
+        for p in &self.points {
+            let _ = writeln!(
+                s,
+                "{:>9} {:>12.6} {:>10.3} {:>10} {:>10.3} {:>7.2}",
+                p.bound_counts,
+                p.bound,
+                p.bits_per_sample,
+                p.max_error_counts,
+                p.sz3_bits_per_sample,
+                p.bits_per_sample / p.sz3_bits_per_sample
+            );
+        }
+        let _ = writeln!(
+            s,
+            "lossless reference: zstd-19 of the device counts {:.3} bits/sample",
+            self.zstd_bits_per_sample
+        );
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every bound holds on every held-out sample, more error buys fewer bits (an adaptive
+    /// coder's rate may wobble by a few percent from one bound to the next), and a bound of 0
+    /// gives the counts back while spending fewer bits than zstd on them.
+    #[test]
+    fn the_sweep_keeps_its_bounds_and_trades_bits_for_error() {
+        let noise = |t: u32| {
+            let h = (t.wrapping_mul(0x9E37_79B1) ^ t >> 3).wrapping_mul(0x85EB_CA77);
+            f64::from((h ^ h >> 13) % 1000) / 1000.0 - 0.5
+        };
+        let x: Vec<f64> = (0..6000u32).map(|t| (f64::from(t) / 30.0).sin() * 1.5 + 0.02 * noise(t)).collect();
+        let (train, held) = x.split_at(4800);
+        let report = bounded_sweep(train, held, 1000.0).unwrap();
+        assert!(report.points.len() >= 5, "{report:?}");
+        assert_eq!(report.points[0].bound_counts, 0);
+        for pair in report.points.windows(2) {
+            let (a, b) = (&pair[0], &pair[1]);
+            assert!(b.bound_counts > a.bound_counts && b.bits_per_sample < 1.05 * a.bits_per_sample, "{report:?}");
+        }
+        let (first, last) = (&report.points[0], report.points.last().unwrap());
+        assert!(last.bits_per_sample < 0.3 * first.bits_per_sample, "{report:?}");
+        assert!(report.points.iter().all(|p| p.max_error_counts <= p.bound_counts));
+        assert!(report.points[0].bits_per_sample < report.zstd_bits_per_sample, "{report:?}");
+        assert!(report.table().contains("zstd-19"));
+    }
+}
