@@ -19,7 +19,11 @@ reconstruction of it (`funnel pipeline` / `funnel decode` writes reconstruction.
 
 Needs numpy, zstandard, pysz, soundfile. The split is Funnel's: the last 20 % of whole windows
 (`--window`, default 32) are held out. Prediction coefficients and tables come from the
-training part only.
+training part only. With `--peers-only` (no reconstruction needed) it prints only the peers,
+SZ3 at each bound and the lossless ones, on `funnel bench rd`'s split for the same `--window`:
+
+    python3 scripts/bounded_study.py --data data/ximu_gyro_acc_mag.csv --column acc_x_g \
+        --counts-per-unit 2048 --window 128 --bounds 0,2,11,45,341 --peers-only
 """
 import argparse
 import csv
@@ -92,23 +96,33 @@ def main():
     ap.add_argument("--data", required=True)
     ap.add_argument("--column", required=True)
     ap.add_argument("--counts-per-unit", type=float, required=True)
-    ap.add_argument("--reconstruction", required=True, help="funnel decode's CSV of the whole recording")
-    ap.add_argument("--latent-bits", type=float, required=True, help="bits/sample of the model's frames, held out")
+    ap.add_argument("--reconstruction", help="funnel decode's CSV of the whole recording")
+    ap.add_argument("--latent-bits", type=float, help="bits/sample of the model's frames, held out")
+    ap.add_argument("--peers-only", action="store_true", help="only SZ3 at each bound, zstd and FLAC")
     ap.add_argument("--window", type=int, default=32)
     ap.add_argument("--bounds", default="0,1,2,4,8,16,32", help="E in counts")
     ap.add_argument("--train-samples", type=int, default=20000, help="training samples the tables see")
     a = ap.parse_args()
 
+    if not a.peers_only and (a.reconstruction is None or a.latent_bits is None):
+        sys.exit("--reconstruction and --latent-bits are needed unless --peers-only")
     x = read_column(a.data, a.column)
-    rec = read_column(a.reconstruction, a.column)
     counts = np.round(x * a.counts_per_unit).astype(np.int64)
     off_grid = np.abs(counts / a.counts_per_unit - x).max()
     if off_grid > 1e-6 * max(1.0, np.abs(x).max()):
         sys.exit(f"{a.column} is not on a grid of 1/{a.counts_per_unit} (off by {off_grid})")
-    rebuilt = np.round(rec * a.counts_per_unit).astype(np.int64)
     windows = len(x) // a.window
-    start = int(windows * 0.8) * a.window
+    start = min(max(1, int(windows * 0.8)), windows - 1) * a.window
     end = windows * a.window
+    bounds = [int(b) for b in a.bounds.split(",")]
+    if a.peers_only:
+        held = counts[start:end]
+        peers = [f"{b}: {sz3_bits(x[start:end], max(b, 0.5) / a.counts_per_unit) / len(held):.3f}" for b in bounds]
+        print(f"{a.column}: {len(held)} held-out samples; SZ3 (pysz) at E counts: " + " · ".join(peers))
+        lossless_peers(held)
+        return
+    rec = read_column(a.reconstruction, a.column)
+    rebuilt = np.round(rec * a.counts_per_unit).astype(np.int64)
     xt, xh = counts[max(0, start - a.train_samples):start], counts[start:end]
     rt, rh = rebuilt[max(0, start - a.train_samples):start], rebuilt[start:end]
     n = len(xh)
@@ -118,7 +132,7 @@ def main():
     ways = [("latent + residual, Rice", None), ("latent + residual", 0), ("latent + residual, prediction 2", 2),
             ("latent + residual, prediction 4", 4), ("prediction 2, no network", -2), ("prediction 8, no network", -8)]
     print("E counts | " + " | ".join(w for w, _ in ways) + " | SZ3 (pysz)")
-    for bound in [int(b) for b in a.bounds.split(",")]:
+    for bound in bounds:
         row = []
         for _, order in ways:
             if order is None:
@@ -130,13 +144,19 @@ def main():
             coef = fit_prediction(xt - bt, abs(order))
             qt, qh = closed_loop(xt, bt, bound, coef), closed_loop(xh, bh, bound, coef)
             row.append((a.latent_bits if network else 0.0) + static_bits(qt, qh) / n)
-        peer = sz3_bits(xh.astype(np.float64), max(bound, 0.5)) / n
+        peer = sz3_bits(x[start:end], max(bound, 0.5) / a.counts_per_unit) / n
         print(f"{bound:>8} | " + " | ".join(f"{v:.3f}" for v in row) + f" | {peer:.3f}")
+    lossless_peers(xh)
+
+
+def lossless_peers(held):
+    """zstd-19 and FLAC (libsndfile) of the held-out counts as i16."""
     import zstandard
     import soundfile
-    zstd = 8 * len(zstandard.ZstdCompressor(level=19).compress(xh.astype("<i2").tobytes())) / n
+    n = len(held)
+    zstd = 8 * len(zstandard.ZstdCompressor(level=19).compress(held.astype("<i2").tobytes())) / n
     flac = io.BytesIO()
-    soundfile.write(flac, xh.astype(np.int16), 8000, format="FLAC", subtype="PCM_16")
+    soundfile.write(flac, held.astype(np.int16), 8000, format="FLAC", subtype="PCM_16")
     print(f"lossless peers: zstd-19 {zstd:.3f} bits/sample, FLAC {8 * len(flac.getvalue()) / n:.3f}")
 
 
