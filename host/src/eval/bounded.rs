@@ -1,6 +1,6 @@
 //! The error-bounded residual coder (`funnel_shared::residual`) on a recording's held-out part,
 //! swept over its bound, against SZ3 at the same absolute bounds and, lossless, against zstd
-//! of the same device counts: `funnel bench rd`'s bounded table (feature `peers`).
+//! and FLAC of the same device counts: `funnel bench rd`'s bounded table (feature `peers`).
 //!
 //! What is measured is the coder **without a network**: each sample is predicted from the
 //! samples already rebuilt only. The integer decoder that would give it the latent codes'
@@ -44,8 +44,10 @@ pub struct BoundedPoint {
 pub struct BoundedReport {
     pub counts_per_unit: f32,
     pub points: Vec<BoundedPoint>,
-    /// zstd-19 of the held-out device counts (i16): the lossless reference.
+    /// zstd-19 and FLAC (`flacenc`, its default configuration: blocks of 4,096 samples) of the
+    /// held-out device counts (i16): the lossless references.
     pub zstd_bits_per_sample: f64,
+    pub flac_bits_per_sample: f64,
 }
 
 /// Fits the coder to the training part's device counts at each bound and codes the held-out
@@ -102,7 +104,25 @@ pub fn bounded_sweep(train: &[f64], held_out: &[f64], counts_per_unit: f32) -> R
     }
     let raw: Vec<u8> = held_counts.iter().flat_map(|c| c.to_le_bytes()).collect();
     let zstd_bits_per_sample = 8.0 * zstd_bytes(&raw)? as f64 / n as f64;
-    Ok(BoundedReport { counts_per_unit, points, zstd_bits_per_sample })
+    let flac_bits_per_sample = 8.0 * flac_bytes(&held_counts)? as f64 / n as f64;
+    Ok(BoundedReport { counts_per_unit, points, zstd_bits_per_sample, flac_bits_per_sample })
+}
+
+/// The bytes of a FLAC stream of `counts` (one 16-bit channel), headers included.
+fn flac_bytes(counts: &[i16]) -> Result<usize> {
+    use flacenc::component::BitRepr;
+    use flacenc::error::Verify;
+    let config = flacenc::config::Encoder::default()
+        .into_verified()
+        .map_err(|(_, e)| anyhow::anyhow!("FLAC configuration: {e:?}"))?;
+    let samples: Vec<i32> = counts.iter().map(|&c| i32::from(c)).collect();
+    // The sample rate only goes into the header.
+    let source = flacenc::source::MemSource::from_samples(&samples, 1, 16, 8000);
+    let stream = flacenc::encode_with_fixed_block_size(&config, source, config.block_size)
+        .map_err(|e| anyhow::anyhow!("FLAC encoding: {e:?}"))?;
+    let mut sink = flacenc::bitsink::ByteSink::new();
+    stream.write(&mut sink).map_err(|e| anyhow::anyhow!("FLAC encoding: {e:?}"))?;
+    Ok(sink.as_slice().len())
 }
 
 impl BoundedReport {
@@ -131,8 +151,8 @@ impl BoundedReport {
         }
         let _ = writeln!(
             s,
-            "lossless reference: zstd-19 of the device counts {:.3} bits/sample",
-            self.zstd_bits_per_sample
+            "lossless references, the device counts: zstd-19 {:.3} bits/sample, FLAC {:.3}",
+            self.zstd_bits_per_sample, self.flac_bits_per_sample
         );
         s
     }
@@ -164,6 +184,7 @@ mod tests {
         assert!(last.bits_per_sample < 0.3 * first.bits_per_sample, "{report:?}");
         assert!(report.points.iter().all(|p| p.max_error_counts <= p.bound_counts));
         assert!(report.points[0].bits_per_sample < report.zstd_bits_per_sample, "{report:?}");
+        assert!(report.flac_bits_per_sample > 0.0 && report.flac_bits_per_sample < 16.0, "{report:?}");
         assert!(report.table().contains("zstd-19"));
     }
 }
