@@ -222,6 +222,21 @@ pub fn block_level(bins: &[i16]) -> u32 {
     sum * LEVEL_SCALE / bins.len().max(1) as u32
 }
 
+/// The class of a block of bins under ascending `class_bounds` (see
+/// [`ResidualSpec::class_bounds`]): the first bound its level does not exceed, or one past the
+/// last.
+pub fn block_class(bins: &[i16], class_bounds: impl IntoIterator<Item = u16>) -> usize {
+    let level = block_level(bins);
+    let mut class = 0;
+    for bound in class_bounds {
+        if level <= u32::from(bound) {
+            break;
+        }
+        class += 1;
+    }
+    class
+}
+
 impl<'a> ResidualSpec<'a> {
     pub fn quantizer(&self) -> Quantizer<'a> {
         Quantizer { max_error: self.max_error, prediction: self.prediction }
@@ -249,8 +264,7 @@ impl<'a> ResidualSpec<'a> {
 
     /// The class of a block of bins.
     pub fn class_of(&self, bins: &[i16]) -> usize {
-        let level = block_level(bins);
-        self.class_bounds.iter().position(|bound| level <= u32::from(bound)).unwrap_or(self.class_bounds.len())
+        block_class(bins, self.class_bounds.iter())
     }
 
     /// Codes `samples` against `base` into `out` (valid spec only: see [`Self::validate`]);

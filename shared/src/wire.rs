@@ -1278,6 +1278,21 @@ pub(crate) mod tests {
         assert_eq!((&frames[0].payload[..], frames[0].sample_index), (&codes[..], 38_400 + 304 * 256));
     }
 
+    /// The first header of an entropy-coded session of the golden vectors 3 and 4: model
+    /// `de ad be ef`, one channel, 4 windows per frame, a header every 64 frames.
+    fn coded_session(stream_id: u8, session: u16, codes_per_window: u8, window: u16) -> StreamHeader {
+        StreamHeader {
+            stream_id,
+            restart: true,
+            model_id: ModelId([0xde, 0xad, 0xbe, 0xef]),
+            session,
+            layout: StreamLayout { channels: 1, codes_per_window, window, windows_per_frame: 4, entropy_coded: true },
+            header_interval: 64,
+            frame: 0,
+            start_sample: 0,
+        }
+    }
+
     /// Golden vector 3: an entropy-coded session, its tables given in the spec.
     #[test]
     fn entropy_coded_golden_vector_matches_the_spec() {
@@ -1286,22 +1301,7 @@ pub(crate) mod tests {
         rare[128] = 3841;
         let owned = OwnedTables::new(&[(-2, std::vec![100, 3800, 100, 96]), (-1, std::vec![1, 4094, 1]), (-128, rare)]);
         let tables = owned.tables();
-        let h = StreamHeader {
-            stream_id: 1,
-            restart: true,
-            model_id: ModelId([0xde, 0xad, 0xbe, 0xef]),
-            session: 0x0102,
-            layout: StreamLayout {
-                channels: 1,
-                codes_per_window: 3,
-                window: 64,
-                windows_per_frame: 4,
-                entropy_coded: true,
-            },
-            header_interval: 64,
-            frame: 0,
-            start_sample: 0,
-        };
+        let h = coded_session(1, 0x0102, 3, 64);
         let quiet = [-1, 0, 0, -1, 0, 0, -1, 0, 0, -1, 0, 0];
         let with = |at: usize, code: i16| {
             let mut c = quiet;
@@ -1369,22 +1369,7 @@ pub(crate) mod tests {
         let owned = OwnedTables { lags: std::vec![1, 2], ..OwnedTables::new(&tables) };
         let tables = owned.tables();
         assert_eq!(tables.validate(2), Ok(()));
-        let h = StreamHeader {
-            stream_id: 2,
-            restart: true,
-            model_id: ModelId([0xde, 0xad, 0xbe, 0xef]),
-            session: 0x0304,
-            layout: StreamLayout {
-                channels: 1,
-                codes_per_window: 2,
-                window: 16,
-                windows_per_frame: 4,
-                entropy_coded: true,
-            },
-            header_interval: 64,
-            frame: 0,
-            start_sample: 0,
-        };
+        let h = coded_session(2, 0x0304, 2, 16);
         let frames: [&[i16]; 3] =
             [&[100, 0, 101, 0, 101, 0, 99, 0], &[32767, 0, -32768, 0, -32767, 1, 32767, -1], &[5, 0, 6, 0, 6, 0]];
         let mut v4 = h.encode().to_vec();

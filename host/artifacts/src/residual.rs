@@ -3,7 +3,8 @@
 
 use funnel_shared::blob::{I16s, U16s};
 use funnel_shared::residual::{
-    block_level, residual_bins, symbol_of, Quantizer, ResidualError, ResidualSpec, BLOCK, MAX_CLASSES, PREDICTION_BITS,
+    block_class, block_level, residual_bins, symbol_of, Quantizer, ResidualError, ResidualSpec, BLOCK, MAX_CLASSES,
+    PREDICTION_BITS,
 };
 
 use crate::blob::{code_length, fit_table, OwnedCodeTables};
@@ -63,11 +64,7 @@ impl OwnedResidualSpec {
             }
             let blocks: Vec<&[i16]> = bins.chunks(segment).flat_map(|s| s.chunks(BLOCK)).collect();
             let bounds = class_bounds(&blocks);
-            let class_of = |block: &[i16]| {
-                let level = block_level(block);
-                bounds.iter().position(|&b| level <= u32::from(b)).unwrap_or(bounds.len())
-            };
-            let classes: Vec<i32> = blocks.iter().map(|b| class_of(b) as i32).collect();
+            let classes: Vec<i32> = blocks.iter().map(|b| block_class(b, bounds.iter().copied()) as i32).collect();
             let mut tables = vec![fit_table(classes.clone())];
             let mut bits = code_length(&tables[0], &classes);
             for class in 0..=bounds.len() {
