@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """Compute the golden vectors of docs/wire-format.md, independently of the Rust code.
 
-Written only from the text of docs/wire-format.md, version 6 (sections "Stream header",
+Written only from the text of docs/wire-format.md, version 7 (sections "Stream header",
 "Data frame" with its subsections "Entropy-coded data frame" (and its paragraph "The last
-frame") and "The entropy coder" (with its paragraphs "What is coded" and "Escapes"),
-"Sending", and "Golden vectors"), with the Python standard library: `zlib.crc32` for the
+frame"), "The entropy coder" (with its paragraphs "What is coded" and "Escapes") and "Bounded
+sessions", "Sending", and "Golden vectors"), with the Python standard library: `zlib.crc32` for the
 header's CRC-32/ISO-HDLC, a bitwise CRC-16/IBM-3740 written from its parameters, and the rANS
 coder (encoder and decoder) written from the spec's pseudo-code and text. Codes are i16; both
 ends of every code table are escapes, and an escape is followed by the value's distance
@@ -48,6 +48,40 @@ implied bytes. A frame flagged END whose len is below 3 or whose samples is out 
 not a frame. The spec does not say what a body longer than 2n' bytes (but within len ≤ 2n + 3)
 is; read literally (neither raw nor "shorter"), this script takes it as not valid. Of the last
 window a receiver outputs only samples − (m − 1) × window samples (the rest is padding).
+
+Bounded sessions (version 7). A header flagged BOUNDED (bit 2, 0x04; with ENTROPY_CODED) has
+codes_per_window 0 and windows_per_frame × window × channels ≤ 1024. Its frames carry samples
+(i16): m per channel (windows_per_frame × window, or a last frame's `samples`, no padding), C
+channels, N = m × C; the payload (a last frame's body, behind len ‖ samples (u24)) is the raw
+samples, 2N bytes, i16 LE channel after channel, or, when shorter, residual coded; len ≤ 2N
+(+ 3 for a last frame). The residual coder (ResidualCoder): E′, a_1 … a_p (p ≤ 4, Q12), class
+bounds b_0 < … < b_{K−2}, K + 1 tables (0: classes; 1 + c: bin symbols of class c). Each
+channel is a segment, rebuilt from h_1 … h_4 = 0 in a closed loop (the sender predicts from the
+samples a receiver rebuilds): P = Σ a_i h_i exact, p = clamp((P + 2048) >> 12) with Python's
+arithmetic >> (floor), x = wrap16(p + q) for E′ = 0, else clamp(p + q(2E′ + 1)); the sender's
+q = wrap16(s − p) for E′ = 0, else sign(d)⌊(|d| + E′)/(2E′ + 1)⌋. A bin |q| < 16 is its own
+symbol; else o = ⌊log2 |q|⌋, symbol ±(12 + o), then o raw bits r = |q| − 2^o as symbols
+(f = 2^(12−k), c = v·2^(12−k), k ≤ 8 bits): one of o bits when o ≤ 8, else r >> 8 (o − 8 bits)
+then r & 0xFF. Segments are cut into blocks of 32 (the last shorter); level ⌊16 Σ|q| / n⌋, class
+the number of bounds below it. Reading order: per segment, per block, the class (table 0), then
+per bin its symbol (table 1 + c) and its raw bits; all put with the rANS coder above in reverse
+reading order (put_by_hand), read first to last by WordReader. Valid only if the coder's rules
+hold and every class is in 0 … K − 1, every |symbol| ≤ 27 and every bin in the i16 range. The
+sender codes when the coded payload is shorter than 2N, else sends raw the samples a receiver
+of the coded form rebuilds. SATURATED: one of the sender's samples is −32768 or 32767.
+Ambiguities, resolved literally: (1) an escaped bin symbol's distance and its raw bits: the
+symbol is a value "coded exactly as in The entropy coder" (t, then its distance), "followed by
+its raw bits", so t, distance, raw bits. (2) "every class is below K" does not exclude a
+negative class (table 0's escape lo lets a payload code one), whose table 1 + c would be table
+0 or none: refused (a class is 0 … K − 1). (3) SATURATED's "samples": the samples the sender
+read, as the parenthesis on the converter's input says (in vector 5 the rebuilt samples give
+the same flags). (4) Vector 5's frame 2 lists the sender's samples (the bullets give each
+frame's samples), not the rebuilt ones it carries. (5) "The largest data frame is 1,031 bytes"
+does not hold for bounded sessions: a raw last frame of N = 1024 is 2,055 bytes (len 2051), so
+length_prefix allows 2051. (6) A last frame's len ≤ 2N′ + 3 needs N′ from `samples`, which
+follows len: len is bounded by the whole frame's 2N + 3, then a body longer than 2N′ is not
+valid (the END-frame rule). (7) Nothing asks a decoder to check a block's class against its
+level: it does not.
 
 Self-checks: the CRC check values; every coded payload (also of the frames sent raw) decodes
 back to its codes; the encoder matches payloads put by hand symbol by symbol (frames 3 and 4
@@ -98,6 +132,21 @@ differences 1 and -1 from windows 0 and 1, d1's escapes 1 and -1 each + distance
 END frame's body (latent 0: t0's escape 2 + distance 3, then the differences 1, 0; latent 1:
 0, 0 with t1, then the difference 0 with d1); each equals the encoder's payload and decodes
 back to its codes.
+Bounded (vector 5's coder, check_bounded): symbols and raw-bit groups by hand (bins 16, −17,
+31, 32, 255, 256, 300, −511, 512, −1000, 6553, ±32767/−32768); predictions by hand (−1.5 × 100
+is −150: the arithmetic shift; clamped at the ends); payloads put by hand (a class-1 block with
+an octave bin and 4 raw bits; a class-0 block with escapes, distance before raw bits; two
+blocks of 32 + 1; two channels, one class each); random-ish signals with the i16 ends for E′
+0, 1, 2, 3, 100, 32 767, six predictors, 1 to 3 channels, 1 to 65 samples: decoded within E′
+(E′ = 0 exactly, with wrapped differences and the bin −32 768); the bin −32 768 round-trips,
++32 768 and −32 769 are refused; forged payloads refused (class K, K + 1, −1; symbol ±28 in
+either table; a value past i16; a symbol left over, so the final state is not 0; a word too
+many, an odd length, a zero last word). Framing: the largest frames (len 2048 and 2051, 2,055
+bytes), a raw frame carries the rebuilt samples, last frames read only under END; refused:
+samples 0 or above windows_per_frame × window, len below 3 or above 2N + 3, a body above 2N′.
+Vector 5: frames 0, 1, 3 coded and frame 2 raw; frame 2's raw samples equal the rebuild of its
+coded form, within 2 of the inputs and not equal to them; frame 1 holds octave bins with ≤ 8
+and > 8 raw bits; every frame reads back under its flags only, within E′ of its inputs.
 
     python3 docs/wire_golden.py           # print the vectors
     python3 docs/wire_golden.py --write   # also fill the blocks in docs/wire-format.md
@@ -108,9 +157,10 @@ import struct
 import sys
 import zlib
 
-MAGIC, VERSION = 0xF5, 6
+MAGIC, VERSION = 0xF5, 7
 RESTART = 0x01        # header flags, bit 0
 ENTROPY_CODED = 0x02  # header flags, bit 1
+BOUNDED = 0x04        # header flags, bit 2: a bounded session (with ENTROPY_CODED)
 SATURATED = 0x01      # frame_flags, bit 0
 END = 0x02            # frame_flags, bit 1: the last frame of an entropy-coded session
 SAMPLES_SIZE = 3      # an END frame's samples field: u24, little-endian
@@ -139,6 +189,15 @@ def header(stream_id, flags, model_id, session, channels, codes_per_window, wind
            windows_per_frame, header_interval, frame, start_sample) -> bytes:
     """The 32-byte stream header: 28 bytes of fields, then their CRC-32 (LE)."""
     assert len(model_id) == 4
+    assert flags & ~(RESTART | ENTROPY_CODED | BOUNDED) == 0, "other bits are 0"
+    assert 1 <= channels <= 16 and window >= 1 and windows_per_frame >= 1
+    if flags & BOUNDED:
+        # codes_per_window 0 in a BOUNDED session (with ENTROPY_CODED), and only there;
+        # windows_per_frame × window × channels ≤ 1024.
+        assert flags & ENTROPY_CODED and codes_per_window == 0
+        assert windows_per_frame * window * channels <= 1024
+    else:
+        assert 1 <= codes_per_window <= 64 and windows_per_frame * codes_per_window <= 512
     fields = struct.pack("<BBBB4sHBBHBBIQ", MAGIC, VERSION, stream_id, flags, model_id,
                          session, channels, codes_per_window, window, windows_per_frame,
                          header_interval, frame, start_sample)
@@ -546,7 +605,7 @@ def check_coder(tables):
 def length_prefix(length) -> bytes:
     """The len field of an entropy-coded frame: one byte below 128; from 128 on two bytes,
     0x80 | (len & 0x7F), then len >> 7 (never 0)."""
-    assert 0 <= length <= 2 * 512 + SAMPLES_SIZE, "len ≤ 2n + 3 ≤ 1027"
+    assert 0 <= length <= 2 * 1024 + SAMPLES_SIZE, "len ≤ 2n + 3 ≤ 1027; bounded: 2N + 3 ≤ 2051"
     if length < 128:
         return bytes([length])
     return bytes([0x80 | (length & 0x7F), length >> 7])
@@ -1250,6 +1309,663 @@ def golden_4(report=None):
     return items
 
 
+# Bounded sessions ("Bounded sessions", version 7).
+
+BLOCK = 32                 # a segment is cut into blocks of 32 bins (its last may be shorter)
+OCTAVE = 16                # a bin q with |q| < 16 is its own symbol; from 16 on, octave-coded
+MAX_SYMBOL = 16 + 15 - 4   # 27: the symbol of o = 15, the largest magnitude a payload may hold
+RAW_SPLIT = 8              # raw bits are symbols of at most 8 bits
+MASK = (1 << PRECISION) - 1
+
+
+def clamp16(v):
+    """v clamped to −32 768 … 32 767."""
+    return min(max(v, I16_MIN), I16_MAX)
+
+
+class ResidualCoder:
+    """A model's residual coder ("The residual coder"): the bound E′ (0 … 32 767 counts),
+    prediction coefficients a_1 … a_p (p ≤ 4, i16, 12 fractional bits), class bounds
+    b_0 < … < b_{K−2} (u16, K ≤ 16 classes) and K + 1 tables: table 0 codes block classes,
+    table 1 + c the symbols of the bins of class c."""
+
+    def __init__(self, bound, coefficients, class_bounds, tables):
+        assert 0 <= bound <= I16_MAX, "E′ is 0 to 32 767 counts"
+        assert len(coefficients) <= 4, "p ≤ 4"
+        assert all(I16_MIN <= a <= I16_MAX for a in coefficients), "coefficients are i16"
+        assert all(0 <= b <= 0xFFFF for b in class_bounds), "class bounds are u16"
+        assert all(a < b for a, b in zip(class_bounds, class_bounds[1:])), "b_0 < b_1 < …"
+        self.bound, self.coefficients = bound, list(coefficients)
+        self.class_bounds = list(class_bounds)
+        self.K = len(class_bounds) + 1
+        assert self.K <= 16, "K ≤ 16 classes"
+        assert len(tables) == self.K + 1 and all(isinstance(t, Table) for t in tables)
+        self.tables = list(tables)
+
+    def class_table(self):
+        return self.tables[0]
+
+    def bin_table(self, c):
+        assert 0 <= c < self.K
+        return self.tables[1 + c]
+
+    def predict(self, history):
+        """p = clamp((P + 2048) >> 12) with P = a_1·h_1 + … + a_p·h_p (exact), history
+        [h_1, h_2, h_3, h_4]; Python's >> on a negative int is the arithmetic shift (floor)."""
+        assert len(history) == 4
+        big_p = sum(a * h for a, h in zip(self.coefficients, history))
+        return clamp16((big_p + 2048) >> PRECISION)
+
+    def sample(self, p, q):
+        """The rebuilt sample x of a bin q under the prediction p."""
+        if self.bound == 0:
+            return wrap16(p + q)
+        return clamp16(p + q * (2 * self.bound + 1))
+
+    def bin(self, s, p):
+        """The sender's bin q of its sample s under the prediction p."""
+        assert I16_MIN <= s <= I16_MAX, "samples are i16"
+        if self.bound == 0:
+            return wrap16(s - p)
+        d = s - p
+        sign = (d > 0) - (d < 0)
+        return sign * ((abs(d) + self.bound) // (2 * self.bound + 1))
+
+    def block_class(self, bins):
+        """A block's class: the number of class bounds below its level ⌊16 · Σ|q| / n⌋; also
+        checked against the spec's other wording, the first c with level ≤ b_c, or K − 1."""
+        level = (16 * sum(abs(q) for q in bins)) // len(bins)
+        c = sum(1 for b in self.class_bounds if b < level)
+        assert c == next((i for i, b in enumerate(self.class_bounds) if level <= b), self.K - 1)
+        return c
+
+
+def segment_bins(samples, coder):
+    """The sender's closed loop over one segment (one channel's m samples, from an empty
+    history): for each sample, p from the history of *rebuilt* samples, its bin q, and the
+    sample x a receiver rebuilds, which enters the history. Returns (bins, rebuilt)."""
+    history = [0, 0, 0, 0]  # h_1 (the most recent) … h_4
+    bins, rebuilt = [], []
+    for s in samples:
+        p = coder.predict(history)
+        q = coder.bin(s, p)
+        x = coder.sample(p, q)
+        bins.append(q)
+        rebuilt.append(x)
+        history = [x] + history[:3]
+    return bins, rebuilt
+
+
+def segment_samples(bins, coder):
+    """The receiver's rebuilding of one segment from its bins ("Rebuilding")."""
+    history = [0, 0, 0, 0]
+    rebuilt = []
+    for q in bins:
+        x = coder.sample(coder.predict(history), q)
+        rebuilt.append(x)
+        history = [x] + history[:3]
+    return rebuilt
+
+
+def bin_symbol(q):
+    """A bin's symbol and its raw bits, as (k, v) groups of k bits in reading order: |q| < 16:
+    the symbol q, no raw bits; else o = ⌊log2 |q|⌋, the symbol ±(16 + o − 4) with the sign of
+    q, and the o bits r = |q| − 2^o: one group when o ≤ 8, else r >> 8 (o − 8 bits), then
+    r & 0xFF (8 bits)."""
+    assert I16_MIN <= q <= I16_MAX, "bins are i16"
+    a = abs(q)
+    if a < OCTAVE:
+        return q, []
+    o = a.bit_length() - 1
+    assert 4 <= o <= 15 and 1 << o <= a < 2 << o
+    r = a - (1 << o)
+    symbol = 16 + o - 4
+    raw = [(o, r)] if o <= RAW_SPLIT else [(o - RAW_SPLIT, r >> 8), (RAW_SPLIT, r & 0xFF)]
+    return (-symbol if q < 0 else symbol), raw
+
+
+def raw_sym(k, v):
+    """The symbol (f, c) of k ≤ 8 raw bits of value v: f = 2^(12−k), c = v · 2^(12−k)."""
+    assert 1 <= k <= RAW_SPLIT and 0 <= v < 1 << k
+    f = 1 << (PRECISION - k)
+    return f, v * f
+
+
+def blocks(n):
+    """The (start, length) of the blocks of a segment of n bins: 32 each, the last shorter."""
+    return [(start, min(BLOCK, n - start)) for start in range(0, n, BLOCK)]
+
+
+def residual_groups(segments, coder):
+    """The values coded, in reading order, as groups of symbols (f, c): for each segment
+    (channel 0 first), for each block, its class c with table 0 (with its escape's distance, if
+    any), then for each bin its symbol with table 1 + c (with its escape's distance, if any),
+    followed by the bin's raw bits."""
+    groups = []
+    for bins in segments:
+        for start, n in blocks(len(bins)):
+            block = bins[start:start + n]
+            c = coder.block_class(block)
+            groups.append(symbols_of(c, coder.class_table()))
+            table = coder.bin_table(c)
+            for q in block:
+                symbol, raw = bin_symbol(q)
+                groups.append(symbols_of(symbol, table) + [raw_sym(k, v) for k, v in raw])
+    return groups
+
+
+def residual_encode(segments, coder) -> bytes:
+    """The residual-coded payload of a frame's bins (one list per channel): the symbols put in
+    reverse reading order from state 0 by the rANS coder of "The entropy coder"."""
+    return put_by_hand(residual_groups(segments, coder))
+
+
+class WordReader:
+    """The decoder's side of the rANS coder ("The entropy coder"), one symbol at a time: words
+    read from the end of the payload; an empty payload starts at state 0, otherwise its length
+    must be even and its last word not 0 (valid is False otherwise)."""
+
+    def __init__(self, payload):
+        self.valid = len(payload) % 2 == 0
+        words = list(struct.unpack(f"<{len(payload) // 2}H", payload)) if self.valid else []
+        self.s = words.pop() if words else 0
+        if payload and self.s == 0:
+            self.valid = False
+        if words:
+            self.s = (self.s << 16) | words.pop()
+        self.words = words
+
+    def _read(self, f, c, q):
+        self.s = (self.s >> PRECISION) * f + q - c
+        if self.s < 1 << 16 and self.words:
+            self.s = (self.s << 16) | self.words.pop()
+
+    def _distance_symbol(self):
+        q = self.s & MASK
+        u = q >> 4
+        self._read(*dist_sym(u), q)
+        return u
+
+    def value(self, table):
+        """A value coded with table: its symbol t, and when t is an escape its distance; None
+        when the value lies outside the i16 range."""
+        q = self.s & MASK
+        t = table.code_at(q)
+        self._read(*table.sym(t), q)
+        if not table.is_escape(t):
+            return t
+        d = self._distance_symbol()
+        if d == 255:
+            high = self._distance_symbol()
+            low = self._distance_symbol()
+            d = 255 + (high << 8) + low
+        v = table.lo - d if t == table.lo else table.hi + d
+        return v if I16_MIN <= v <= I16_MAX else None
+
+    def raw(self, k):
+        """k raw bits: v = q >> (12 − k), read with f = 2^(12−k), c = v · 2^(12−k)."""
+        q = self.s & MASK
+        v = q >> (PRECISION - k)
+        self._read(*raw_sym(k, v), q)
+        return v
+
+
+def residual_decode(payload, m, channels, coder, why=None):
+    """The bins (one list per channel, m each) of a residual-coded payload, read first to last,
+    or None if the payload is not valid: an odd length or a zero last word, a value outside the
+    i16 range, a class not in 0 … K − 1, a symbol of magnitude above 27, a bin outside the i16
+    range, a word left unread or the state not ending at 0. why, a list, gets the reason."""
+    def refuse(reason):
+        if why is not None:
+            why.append(reason)
+        return None
+
+    reader = WordReader(payload)
+    if not reader.valid:
+        return refuse("length")
+    segments = []
+    for _ in range(channels):
+        bins = []
+        for _, n in blocks(m):
+            c = reader.value(coder.class_table())
+            if c is None:
+                return refuse("value")
+            if not 0 <= c < coder.K:
+                return refuse("class")
+            table = coder.bin_table(c)
+            for _ in range(n):
+                symbol = reader.value(table)
+                if symbol is None:
+                    return refuse("value")
+                if abs(symbol) > MAX_SYMBOL:
+                    return refuse("symbol")
+                if abs(symbol) < OCTAVE:
+                    q = symbol
+                else:
+                    o = abs(symbol) - 16 + 4
+                    if o <= RAW_SPLIT:
+                        r = reader.raw(o)
+                    else:
+                        high = reader.raw(o - RAW_SPLIT)
+                        r = (high << 8) | reader.raw(RAW_SPLIT)
+                    q = (1 << o) + r
+                    q = -q if symbol < 0 else q
+                    if not I16_MIN <= q <= I16_MAX:
+                        return refuse("bin")
+                bins.append(q)
+        segments.append(bins)
+    if reader.words:
+        return refuse("words")
+    if reader.s != 0:
+        return refuse("state")
+    return segments
+
+
+def i16_samples(channels) -> bytes:
+    """A bounded frame's raw payload: the samples as i16 LE, channel after channel."""
+    return i16_codes([x for channel in channels for x in channel])
+
+
+def decode_bounded_payload(payload, m, channels, coder):
+    """The samples a receiver rebuilds from a bounded payload (or a last frame's body) of
+    N = m × C samples: 2N bytes, raw i16, channel after channel; fewer, residual coded; more,
+    not valid (None)."""
+    n = m * channels
+    if len(payload) == 2 * n:
+        flat = list(struct.unpack(f"<{n}h", payload))
+        return [flat[i * m:(i + 1) * m] for i in range(channels)]
+    if len(payload) > 2 * n:
+        return None
+    segments = residual_decode(payload, m, channels, coder)
+    return None if segments is None else [segment_samples(b, coder) for b in segments]
+
+
+def saturated(channels):
+    """SATURATED in a bounded session: one of the frame's samples is −32768 or 32767."""
+    return any(x in (I16_MIN, I16_MAX) for channel in channels for x in channel)
+
+
+def bounded_payload(channels, coder):
+    """The sender's payload for a frame's samples (one list per channel, m each): the residual
+    coded payload when it is shorter than 2N bytes, else the raw samples *as a receiver of the
+    coded form would rebuild them*. Self-checks: the coded payload decodes back to the bins,
+    and rebuilds samples within E′ of the inputs. Returns (payload, sent coded?, coded length,
+    rebuilt samples, bins)."""
+    m, count = len(channels[0]), len(channels)
+    assert m >= 1 and all(len(channel) == m for channel in channels)
+    loops = [segment_bins(channel, coder) for channel in channels]
+    bins = [b for b, _ in loops]
+    rebuilt = [x for _, x in loops]
+    for channel, xs in zip(channels, rebuilt):
+        assert all(abs(s - x) <= coder.bound for s, x in zip(channel, xs)), "within E′"
+    coded = residual_encode(bins, coder)
+    assert residual_decode(coded, m, count, coder) == bins, "decode(encode(bins)) == bins"
+    assert decode_bounded_payload(coded, m, count, coder) == rebuilt or len(coded) >= 2 * m * count
+    assert [segment_samples(b, coder) for b in bins] == rebuilt, "receiver = sender's loop"
+    sent_coded = len(coded) < 2 * m * count
+    payload = coded if sent_coded else i16_samples(rebuilt)
+    back = decode_bounded_payload(payload, m, count, coder)
+    assert back == rebuilt, "a receiver rebuilds the sender's rebuilt samples"
+    for channel, xs in zip(channels, back):
+        assert all(abs(s - x) <= coder.bound for s, x in zip(channel, xs)), "within E′"
+    return payload, sent_coded, len(coded), rebuilt, bins
+
+
+def bounded_frame(channels, coder, stream_id, session, frame, frame_flags):
+    """A bounded session's frame: len (1 or 2) ‖ payload ‖ check, N = m × C, len ≤ 2N. Returns
+    (the frame's bytes, sent coded?, coded length, rebuilt samples, bins)."""
+    m, count = len(channels[0]), len(channels)
+    payload, sent_coded, coded_len, rebuilt, bins = bounded_payload(channels, coder)
+    item = entropy_frame_bytes(payload, stream_id, session, frame, frame_flags)
+    read = read_entropy_frame(item, m * count, stream_id, session, frame, frame_flags)
+    assert read is not None and read[1] == len(item), "the frame reads back"
+    assert decode_bounded_payload(read[0], m, count, coder) == rebuilt
+    return item, sent_coded, coded_len, rebuilt, bins
+
+
+def bounded_end_frame(channels, coder, window, windows_per_frame, stream_id, session, frame,
+                      frame_flags):
+    """A bounded session's last frame: len ‖ samples (u24) ‖ body ‖ check, END set, the body
+    covering exactly `samples` per channel (no padding), 1 ≤ samples ≤ windows_per_frame ×
+    window. Returns what bounded_frame returns."""
+    samples, count = len(channels[0]), len(channels)
+    assert 1 <= samples <= windows_per_frame * window
+    body, sent_coded, coded_len, rebuilt, bins = bounded_payload(channels, coder)
+    item = entropy_frame_bytes(u24(samples) + body, stream_id, session, frame, frame_flags | END)
+    read = read_bounded_end_frame(item, window, windows_per_frame, count, stream_id, session,
+                                  frame, frame_flags | END)
+    assert read == (samples, body, len(item)), "the END frame reads back"
+    assert decode_bounded_payload(read[1], samples, count, coder) == rebuilt
+    assert read_entropy_frame(item, windows_per_frame * window * count, stream_id, session,
+                              frame, frame_flags & ~END) is None, "not without the END flag"
+    return item, sent_coded, coded_len, rebuilt, bins
+
+
+def read_bounded_end_frame(buf, window, windows_per_frame, channels, stream_id, session, frame,
+                           frame_flags):
+    """A receiver's reading of a bounded last frame under one candidate (END set): (samples,
+    body, the frame's size), or None: len above 2N + 3 (N of a whole frame) or below 3, cut
+    off, the check fails, or samples is 0 or above windows_per_frame × window. The body is
+    read by decode_bounded_payload with m = samples (above 2N′ bytes it is not valid)."""
+    assert frame_flags & END
+    read = read_entropy_frame(buf, windows_per_frame * window * channels, stream_id, session,
+                              frame, frame_flags)
+    if read is None:
+        return None
+    payload, size = read
+    if len(payload) < SAMPLES_SIZE:
+        return None
+    samples = int.from_bytes(payload[:SAMPLES_SIZE], "little")
+    if not 1 <= samples <= windows_per_frame * window:
+        return None
+    return samples, payload[SAMPLES_SIZE:], size
+
+
+def lcg(seed):
+    """A deterministic random-ish sequence of 31-bit numbers (no dependence on `random`)."""
+    while True:
+        seed = (seed * 1103515245 + 12345) & 0x7FFFFFFF
+        yield seed
+
+
+def signal(rng, m):
+    """A random-ish i16 segment: slopes, jumps, noise, and runs at the ends of the i16 range."""
+    x, out = 0, []
+    for t in range(m):
+        kind = next(rng) % 8
+        if kind == 0:
+            x = (I16_MIN, I16_MAX)[next(rng) % 2]
+        elif kind == 1:
+            x = (next(rng) % 65536) - 32768
+        elif kind <= 4:
+            x = clamp16(x + (next(rng) % 41) - 20)
+        else:
+            x = clamp16(x + (next(rng) % 2001) - 1000)
+        out.append(x)
+    return out
+
+
+def check_bounded(coder):
+    """The self-checks of bounded sessions (see the module's docstring), on vector 5's coder
+    (E′ = 2, prediction [6144, −2048], class bounds [16])."""
+    t0, t1, t2 = coder.tables
+    assert coder.K == 2 and coder.bound == 2
+
+    # Symbols and raw bits, by hand.
+    for q, want in ((0, (0, [])), (15, (15, [])), (-15, (-15, [])), (16, (16, [(4, 0)])),
+                    (-17, (-16, [(4, 1)])), (31, (16, [(4, 15)])), (32, (17, [(5, 0)])),
+                    (255, (19, [(7, 127)])), (256, (20, [(8, 0)])), (300, (20, [(8, 44)])),
+                    (-511, (-20, [(8, 255)])), (512, (21, [(1, 0), (8, 0)])),
+                    (-1000, (-21, [(1, 1), (8, 232)])), (6553, (24, [(4, 9), (8, 153)])),
+                    (I16_MAX, (26, [(6, 63), (8, 255)])), (I16_MIN, (-27, [(7, 0), (8, 0)]))):
+        assert bin_symbol(q) == want, (q, bin_symbol(q))
+    assert raw_sym(1, 1) == (2048, 2048) and raw_sym(4, 15) == (256, 3840)
+    assert raw_sym(8, 232) == (16, 3712) and raw_sym(7, 127) == (32, 4064)
+    assert blocks(1) == [(0, 1)] and blocks(32) == [(0, 32)] and blocks(65) == \
+        [(0, 32), (32, 32), (64, 1)]
+
+    # Prediction and bins, by hand: 1.5 × 100 = 150; −1.5 × 100 = −150 (−149.5 rounded down
+    # by the arithmetic shift; a division truncating toward 0 would give −149); clamped at
+    # the ends; E′ = 2: bins 5 counts wide, centred.
+    assert coder.predict([100, 0, 0, 0]) == 150 and coder.predict([-100, 0, 0, 0]) == -150
+    assert coder.predict([-1, 0, 0, 0]) == -1 and coder.predict([1, 0, 0, 0]) == 2
+    assert coder.predict([I16_MAX, I16_MIN, 0, 0]) == I16_MAX
+    assert coder.predict([I16_MIN, I16_MAX, 0, 0]) == I16_MIN
+    assert [coder.bin(s, 0) for s in (-3, -2, 0, 2, 3, 7, 8, 100)] == [-1, 0, 0, 0, 1, 1, 2, 20]
+    assert coder.sample(150, -10) == 100 and coder.sample(32760, 3) == I16_MAX
+    lossless = ResidualCoder(0, coder.coefficients, coder.class_bounds, coder.tables)
+    assert lossless.bin(I16_MIN, I16_MAX) == 1 and lossless.sample(I16_MAX, 1) == I16_MIN
+    assert lossless.bin(I16_MAX, I16_MIN) == -1 and lossless.sample(I16_MIN, -1) == I16_MAX
+    assert lossless.bin(I16_MIN, 0) == I16_MIN and lossless.sample(0, I16_MIN) == I16_MIN
+
+    # The encoder against payloads put by hand. One channel, samples [100, 102]: p = 0, bin
+    # 20 (rebuilt 100), then p = 150, bin −10 (rebuilt 100); level ⌊16 · 30 / 2⌋ = 240 > 16:
+    # class 1; bin 20 is the symbol 16 (o = 4) then 4 raw bits of value 4.
+    bins, rebuilt = segment_bins([100, 102], coder)
+    assert (bins, rebuilt) == ([20, -10], [100, 100])
+    assert residual_encode([bins], coder) == put_by_hand(
+        [[t0.sym(1)], [t2.sym(16), raw_sym(4, 4)], [t2.sym(-10)]])
+    # Class 0 (level ≤ 16): bin 5 is the escape 3 of table 1 then the distance 2; bin 16 the
+    # escape 3, the distance 13, then its raw bits (the value's escape and distance come before
+    # the raw bits). 33 bins: two blocks, each with its class. Two channels: channel 0's blocks
+    # first, each segment cut on its own.
+    block = [5] + [0] * 30 + [16]
+    assert coder.block_class(block) == 0 and coder.block_class([0]) == 0
+    assert coder.block_class([1] * 32) == 0 and coder.block_class([1] * 31 + [2]) == 0
+    assert coder.block_class([1] * 30 + [2, 2]) == 1, "level ⌊16 · 34 / 32⌋ = 17 > 16"
+    groups = [[t0.sym(0)], [t1.sym(3), dist_sym(2)]] + [[t1.sym(0)]] * 30 + \
+        [[t1.sym(3), dist_sym(13), raw_sym(4, 0)]] + [[t0.sym(0)], [t1.sym(-1)]]
+    assert residual_encode([block + [-1]], coder) == put_by_hand(groups)
+    assert residual_decode(put_by_hand(groups), 33, 1, coder) == [block + [-1]]
+    # Channel 0: level > 16, class 1, bin −1000 the symbol −21 then 1 raw bit (1) and 8
+    # (232); channel 1: level ⌊16 · 3 / 6⌋ = 8, class 0, bin −3 the escape −3 + distance 0.
+    two = [[-1000, 3, 0, 0, 0, 0], [0, 0, 0, 0, 0, -3]]
+    groups = [[t0.sym(1)], [t2.sym(-21), raw_sym(1, 1), raw_sym(8, 232)], [t2.sym(3)]] + \
+        [[t2.sym(0)]] * 4 + [[t0.sym(0)]] + [[t1.sym(0)]] * 5 + [[t1.sym(-3), dist_sym(0)]]
+    assert residual_encode(two, coder) == put_by_hand(groups)
+    assert residual_decode(put_by_hand(groups), 6, 2, coder) == two
+
+    # Round trips: random-ish signals with the ends of the i16 range, for several bounds,
+    # predictors, channel counts and segment lengths (blocks cut at 32). Each sample rebuilt
+    # within E′ (bounded_payload asserts it); E′ = 0 exactly, differences wrapping to i16
+    # (s − p outside the i16 range) and the bin −32 768 among them.
+    rng = lcg(12345)
+    wrapped = minimum = 0
+    for bound in (0, 1, 2, 3, 100, I16_MAX):
+        for coefficients in ([], [4096], coder.coefficients, [8192, -4096], [-4096, 0, 0, 4095],
+                             [I16_MAX, I16_MIN, I16_MAX, I16_MIN]):
+            model = ResidualCoder(bound, coefficients, coder.class_bounds, coder.tables)
+            for count, m in ((1, 1), (1, 31), (2, 32), (1, 33), (3, 64), (2, 65)):
+                channels = [signal(rng, m) for _ in range(count)]
+                channels[0][0] = I16_MIN  # p = 0 on a segment's first sample
+                _, _, _, rebuilt, bins = bounded_payload(channels, model)
+                if bound == 0:
+                    assert rebuilt == channels, "E′ = 0: exact"
+                    for channel in channels:
+                        history = [0, 0, 0, 0]
+                        for s in channel:
+                            p = model.predict(history)
+                            wrapped += not I16_MIN <= s - p <= I16_MAX
+                            history = [s] + history[:3]
+                    minimum += sum(q == I16_MIN for b in bins for q in b)
+    assert wrapped > 0 and minimum > 0, (wrapped, minimum)
+
+    # The bin −32 768 round-trips (symbol −27, 15 raw bits of 0); +32 768 (symbol 27, raw 0)
+    # is refused, and so is −32 769 (symbol −27, raw 1); +32 767 is a bin.
+    for q in (I16_MIN, I16_MAX):
+        payload = residual_encode([[q]], lossless)
+        assert residual_decode(payload, 1, 1, lossless) == [[q]]
+        assert segment_samples([q], lossless) == [q]
+    for symbol, raw in ((27, 0), (-27, 1)):
+        why = []
+        forged = put_by_hand([[t0.sym(1)], [t2.sym(symbol), raw_sym(7, raw >> 8),
+                                            raw_sym(8, raw & 0xFF)]])
+        assert residual_decode(forged, 1, 1, lossless, why) is None and why == ["bin"], why
+
+    # Forged payloads are refused: a class ≥ K (table 0's escape 2 + distance 0 or 1) or
+    # negative (its escape −1 + distance 0); a symbol of magnitude 28 (table 2's escapes ±28 +
+    # distance 0; table 1's escape 3 + distance 25); a value past the i16 range; a final
+    # state not 0 (a symbol left over); a word left unread; an odd length; a zero last word.
+    tail = [[t2.sym(1)], [t2.sym(0)]]
+    for head, reason in (([t0.sym(2), dist_sym(0)], "class"), ([t0.sym(2), dist_sym(1)], "class"),
+                         ([t0.sym(-1), dist_sym(0)], "class"),
+                         ([t0.sym(2), dist_sym(255), dist_sym(255), dist_sym(255)], "value")):
+        why = []
+        assert residual_decode(put_by_hand([head] + tail), 2, 1, coder, why) is None
+        assert why == [reason], (head, why)
+    for bad, reason in (([t2.sym(28), dist_sym(0)], "symbol"), ([t2.sym(-28), dist_sym(0)], "symbol"),
+                        ([t2.sym(28), dist_sym(255), dist_sym(255), dist_sym(255)], "value")):
+        why = []
+        assert residual_decode(put_by_hand([[t0.sym(1)], bad, [t2.sym(0)]]), 2, 1, coder,
+                               why) is None and why == [reason], (bad, why)
+    why = []
+    assert residual_decode(put_by_hand([[t0.sym(0)], [t1.sym(3), dist_sym(25)], [t1.sym(0)]]),
+                           2, 1, coder, why) is None and why == ["symbol"]
+    good = [[t0.sym(1)], [t2.sym(16), raw_sym(4, 4)], [t2.sym(-10)]]
+    assert residual_decode(put_by_hand(good), 2, 1, coder) == [[20, -10]]
+    why = []
+    assert residual_decode(put_by_hand(good + [[t2.sym(5)]]), 2, 1, coder, why) is None
+    assert why == ["state"], why
+    payload = residual_encode([[-1000, 3, 7000, -20000]], coder)
+    assert len(payload) >= 4 and residual_decode(payload, 4, 1, coder) is not None
+    # A word too many (the decoder takes it in, so its state does not end at 0 or a word is
+    # left), an odd length, a zero last word.
+    for forged, reasons in ((payload[:2] + payload, ("words", "state")),
+                            (payload + b"\x00", ("length",)),
+                            (payload[:-2] + b"\x00\x00", ("length",))):
+        why = []
+        assert residual_decode(forged, 4, 1, coder, why) is None and why[0] in reasons, why
+    assert residual_decode(b"", 0, 1, coder) == [[]], "no bins, an empty payload"
+
+    # Framing: len ≤ 2N, raw when coding is not shorter (samples as rebuilt), the largest
+    # frames (N = 1024: len 2048, and a last frame's 2051, 2055 bytes with the check), last
+    # frames read only under END and carry exactly their samples; refused: samples 0 or above
+    # windows_per_frame × window, len < 3, len above 2N + 3, a body longer than 2N′.
+    ids = dict(stream_id=6, session=0xCAFE, frame=5)
+    rng = lcg(777)
+    # Uniform noise, 16 channels × 64 = 1024 samples: coding is not shorter.
+    noisy = [[(next(rng) % 65536) - 32768 for _ in range(64)] for _ in range(16)]
+    item, sent_coded, _, rebuilt, _ = bounded_frame(noisy, lossless, frame_flags=SATURATED, **ids)
+    assert not sent_coded and item[:2] == length_prefix(2048) == b"\x80\x10"
+    assert len(item) == 2052 and item[2:-2] == i16_samples(noisy)
+    assert read_entropy_frame(item, 1023, frame_flags=SATURATED, **ids) is None, "len > 2N"
+    item, sent_coded, _, _, _ = bounded_end_frame(noisy, lossless, window=64, windows_per_frame=1,
+                                                  frame_flags=0, **ids)
+    assert not sent_coded and item[:2] == length_prefix(2051) and len(item) == 2055
+    assert item[2:5] == u24(64)
+    item, sent_coded, coded_len, rebuilt, _ = bounded_end_frame(
+        [[1, 2, 3], [7, 7, 7]], coder, window=8, windows_per_frame=2, frame_flags=SATURATED, **ids)
+    assert sent_coded and item[1:4] == u24(3) and len(item) == 1 + 3 + coded_len + 2
+    assert read_bounded_end_frame(item, 8, 2, 2, frame_flags=END, **ids) is None, "flags"
+    assert read_bounded_end_frame(item, 8, 2, 3, frame_flags=SATURATED | END, **ids) is not None
+    # A raw frame whose rebuilt samples differ from the inputs carries the rebuilt ones.
+    jumps = [[(-1) ** t * (20000 + 7 * t) for t in range(8)]]
+    item, sent_coded, _, rebuilt, _ = bounded_frame(jumps, coder, frame_flags=0, **ids)
+    assert not sent_coded and rebuilt != jumps and item[1:-2] == i16_samples(rebuilt)
+
+    def forged(payload, flags=END):
+        item = length_prefix(len(payload)) + payload
+        return item + check_bytes(item, frame_flags=flags, **ids)
+
+    for samples in (0, 17, (1 << 24) - 1):
+        item = forged(u24(samples) + bytes(4))
+        assert read_entropy_frame(item, 32, frame_flags=END, **ids) is not None
+        assert read_bounded_end_frame(item, 8, 2, 2, frame_flags=END, **ids) is None, samples
+    for payload in (b"", b"\x01\x00"):
+        assert read_bounded_end_frame(forged(payload), 8, 2, 2, frame_flags=END, **ids) is None
+    assert read_bounded_end_frame(forged(u24(16) + bytes(65)), 8, 2, 2, frame_flags=END,
+                                  **ids) is None, "len above 2N + 3"
+    read = read_bounded_end_frame(forged(u24(16) + i16_samples([[5] * 16, [-5] * 16])), 8, 2, 2,
+                                  frame_flags=END, **ids)
+    assert read is not None and decode_bounded_payload(read[1], 16, 2, coder) == \
+        [[5] * 16, [-5] * 16], "samples = windows_per_frame × window, raw"
+    read = read_bounded_end_frame(forged(u24(1) + i16_samples([[5, 5], [5, 5]])), 8, 2, 2,
+                                  frame_flags=END, **ids)
+    assert read is not None and read[0] == 1
+    assert decode_bounded_payload(read[1], 1, 2, coder) is None, "a body longer than 2N′"
+
+
+def golden_5(report=None):
+    common = dict(stream_id=4, session=0x0506)
+    # E′ = 2, prediction [6144, −2048] (1.5 and −0.5), class bounds [16] (two classes); table
+    # 0 (classes) -1 ..= 2, table 1 (class 0) -3 ..= 3, table 2 (class 1) -28 ..= 28.
+    coder = ResidualCoder(bound=2, coefficients=[6144, -2048], class_bounds=[16], tables=[
+        Table(-1, [1, 3000, 1094, 1]),
+        Table(-3, [16, 200, 800, 2064, 800, 200, 16]),
+        Table(-28, [512 if c == 0 else 64 for c in range(-28, 29)])])
+    check_bounded(coder)
+    t0, t1, t2 = coder.tables
+    window, windows_per_frame, header_interval, channels = 8, 2, 64, 2
+    m = windows_per_frame * window
+    assert m == 16 and windows_per_frame * window * channels <= 1024
+    alternating = [(-1) ** t * (30001 + t // 2) for t in range(16)]
+    assert alternating[:4] == [30001, -30001, 30002, -30002]
+    # (samples per channel, frame_flags, the spec's bullet: coded?)
+    frames = [
+        ([[100, 102, 104, 105, 107, 108, 108, 107, 105, 103, 100, 98, 97, 97, 98, 100],
+          [-5, -5, -4, -4, -3, -3, -3, -2, -2, -2, -1, -1, 0, 0, 0, 1]], 0, True),
+        ([[32767, 32767, 32760, 0, -32768, -32768, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5],
+          [1000, -1000, 20000, -20000, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]], SATURATED, True),
+        ([alternating, [-x for x in alternating]], 0, False),
+    ]
+    # Frame 3, the last (END): 5 samples per channel, carried exactly (no padding), coded.
+    last = ([[1, 2, 3, 4, 5], [-1, -2, -3, -4, -5]], 0, True)
+
+    items = [header(flags=RESTART | ENTROPY_CODED | BOUNDED, model_id=MODEL_ID,
+                    channels=channels, codes_per_window=0, window=window,
+                    windows_per_frame=windows_per_frame, header_interval=header_interval,
+                    frame=0, start_sample=0, **common)]
+    assert items[0][3] == 0x07 and items[0][11] == 0
+    problems, sent = [], []
+    for number, (samples, flags, want_coded) in enumerate(frames + [last]):
+        is_last = number == len(frames)
+        assert flags == (SATURATED if saturated(samples) else 0), "SATURATED: an end reached"
+        assert number % header_interval != 0 or number == 0, "no header due but frame 0's"
+        if is_last:
+            item, sent_coded, coded_len, rebuilt, bins = bounded_end_frame(
+                samples, coder, window, windows_per_frame, frame=number, frame_flags=flags,
+                **common)
+        else:
+            item, sent_coded, coded_len, rebuilt, bins = bounded_frame(
+                samples, coder, frame=number, frame_flags=flags, **common)
+        n = len(samples[0]) * channels
+        length, size = read_length(item, m * channels, last=is_last)
+        if report is not None:
+            report.append((number, sent_coded, coded_len, length, size, len(item),
+                           flags | (END if is_last else 0),
+                           f" samples={len(samples[0])}" if is_last else ""))
+        if sent_coded != want_coded:
+            problems.append(f"frame {number}: coded payload {coded_len} bytes (2N = {2 * n}), "
+                            f"sent {'coded' if sent_coded else 'raw'}; the spec says "
+                            f"{'coded' if want_coded else 'raw'}")
+        # The receiver reads it under its number and flags only; what it rebuilds is within
+        # E′ = 2 of the inputs.
+        if is_last:
+            read = read_bounded_end_frame(item, window, windows_per_frame, channels,
+                                          frame=number, frame_flags=flags | END, **common)
+            assert read is not None and read[0] == len(samples[0]) and item[size:size + 3] == \
+                u24(len(samples[0])) and length == 3 + len(read[1])
+            body = read[1]
+            assert read_bounded_end_frame(item, window, windows_per_frame, channels,
+                                          frame=number, frame_flags=(flags ^ SATURATED) | END,
+                                          **common) is None
+            for other in (0, SATURATED):
+                assert read_entropy_frame(item, m * channels, frame=number, frame_flags=other,
+                                          **common) is None
+        else:
+            body, _ = read_entropy_frame(item, n, frame=number, frame_flags=flags, **common)
+            assert read_entropy_frame(item, n, frame=number, frame_flags=flags ^ SATURATED,
+                                      **common) is None
+            assert read_bounded_end_frame(item, window, windows_per_frame, channels,
+                                          frame=number, frame_flags=flags | END,
+                                          **common) is None
+        back = decode_bounded_payload(body, len(samples[0]), channels, coder)
+        assert back == rebuilt
+        assert all(abs(s - x) <= 2 for ch, xs in zip(samples, back) for s, x in zip(ch, xs))
+        assert (len(body) == 2 * n) == (not sent_coded)
+        sent.append((item, sent_coded, rebuilt, bins, body))
+        items.append(item)
+    assert not problems, "\n".join(problems)
+
+    # Frame 2 is sent raw, its samples those a receiver of the coded form rebuilds (which
+    # differ from the inputs, within 2).
+    item, sent_coded, rebuilt, bins, body = sent[2]
+    coded = residual_encode(bins, coder)
+    assert not sent_coded and len(coded) >= 64 and len(body) == 64
+    from_coded = [segment_samples(b, coder) for b in residual_decode(coded, m, channels, coder)]
+    flat = list(struct.unpack("<32h", body))
+    assert [flat[:16], flat[16:]] == from_coded == rebuilt
+    inputs = frames[2][0]
+    assert all(abs(s - x) <= 2 for ch, xs in zip(inputs, rebuilt) for s, x in zip(ch, xs))
+    assert rebuilt != inputs, "frame 2's raw samples differ from the inputs somewhere"
+    # Frame 1 carries octave-coded bins (|symbol| ≥ 16) with ≤ 8 raw bits and with > 8.
+    octaves = [abs(q).bit_length() - 1 for b in sent[1][3] for q in b if abs(q) >= OCTAVE]
+    assert any(o <= 8 for o in octaves) and any(o > 8 for o in octaves), octaves
+    assert all(sent[k][1] for k in (0, 1, 3)), "frames 0, 1 and 3 coded"
+    assert saturated(frames[1][0]) and not any(saturated(s) for s, _, _ in frames[2:] + [last])
+    return items
+
+
 def hex_lines(items):
     return [" ".join(f"{b:02x}" for b in item) for item in items]
 
@@ -1269,10 +1985,11 @@ def write_spec(vectors):
 
 
 def main():
-    reports = {3: [], 4: []}
+    reports = {3: [], 4: [], 5: []}
     vectors = {"golden-1": hex_lines(golden_1()), "golden-2": hex_lines(golden_2()),
                "golden-3": hex_lines(golden_3(reports[3])),
-               "golden-4": hex_lines(golden_4(reports[4]))}
+               "golden-4": hex_lines(golden_4(reports[4])),
+               "golden-5": hex_lines(golden_5(reports[5]))}
     for name, lines in vectors.items():
         print(name)
         print("\n".join(lines))

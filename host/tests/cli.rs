@@ -49,6 +49,7 @@ fn args(data: &Path, out: &Path, arch: Arch, window: usize, latent: usize) -> Tr
         windows_per_frame: None,
         dead_zone: None,
         budget: DeviceBudget::default(),
+        max_error: None,
     }
 }
 
@@ -394,6 +395,7 @@ fn counts_per_unit_follows_the_flag_into_the_blob() {
         calibration: None,
         rate: CodeRate::AsBefore,
         dead_zone: None,
+        max_error: None,
     })
     .unwrap();
     let blob = std::fs::read(out.join("encoder.fq8")).unwrap();
@@ -658,4 +660,72 @@ fn concurrent_decodes_into_one_output_never_interleave() {
     let (mut a, mut b) = (decode(&shared), decode(&shared));
     assert!(a.wait().unwrap().success() && b.wait().unwrap().success());
     assert_eq!(std::fs::read_to_string(&shared).unwrap(), std::fs::read_to_string(&single).unwrap());
+}
+
+/// `--max-error`: `funnel train`, then `funnel encode` and `funnel decode`, rebuild every sample
+/// of the recording within the bound (in its units), each row saying so; `funnel quantize
+/// --max-error 0` makes the same model lossless in device counts (the ECG is on MIT-BIH's grid
+/// of 200 counts per mV); a bound the card cannot keep is refused with the reason.
+#[test]
+fn a_bounded_model_rebuilds_every_sample_within_its_bound() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = ecg_slice(tmp.path(), 4000);
+    let model = tmp.path().join("m");
+    let (data_s, model_s) = (data.to_str().unwrap(), model.to_str().unwrap());
+    let trained = funnel(&[
+        "train",
+        "--data",
+        data_s,
+        "--column",
+        COLUMN,
+        "--window",
+        "64",
+        "--latent",
+        "8",
+        "--arch",
+        "mlp",
+        "--epochs",
+        "2",
+        "--counts-per-unit",
+        "200",
+        "--max-error",
+        "0.02",
+        "--out",
+        model_s,
+    ]);
+    assert!(trained.status.success(), "{}", String::from_utf8_lossy(&trained.stderr));
+    let recording: Vec<f64> =
+        std::fs::read_to_string(&data).unwrap().lines().skip(1).map(|l| l.parse().unwrap()).collect();
+    for (bound, quantize) in [(0.02f64, None), (0.0, Some("0"))] {
+        if let Some(e) = quantize {
+            let q = funnel(&["quantize", "--model", model_s, "--max-error", e]);
+            assert!(q.status.success(), "{}", String::from_utf8_lossy(&q.stderr));
+        }
+        let card = funnel_artifacts::ModelDir::new(&model).load_card().unwrap();
+        let b = card.bounded.clone().expect("a bounded card");
+        assert_eq!((b.max_error, b.max_error_counts), (bound, (bound * 200.0).round() as u16));
+        // The recording is read as f32: its values are a few 1e-8 mV off the grid.
+        assert!(b.max_abs_error <= bound + 1e-6 && b.windows_per_frame == 16 && b.bits_per_sample > 0.0, "{b:?}");
+        let codes = tmp.path().join("codes.bin");
+        let recon = tmp.path().join("recon.csv");
+        let (codes_s, recon_s) = (codes.to_str().unwrap(), recon.to_str().unwrap());
+        let enc = funnel(&["encode", "--model", model_s, "--data", data_s, "--column", COLUMN, "--out", codes_s]);
+        assert!(enc.status.success(), "{}", String::from_utf8_lossy(&enc.stderr));
+        let dec = funnel(&["decode", "--model", model_s, "--input", codes_s, "--out", recon_s]);
+        assert!(dec.status.success(), "{}", String::from_utf8_lossy(&dec.stderr));
+        let text = std::fs::read_to_string(&recon).unwrap();
+        let mut lines = text.lines();
+        assert_eq!(lines.next(), Some(format!("sample_index,{COLUMN},status,max_error").as_str()));
+        let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+        assert_eq!(rows.len(), recording.len(), "every sample, the end of the stream included");
+        for (t, (row, &x)) in rows.iter().zip(&recording).enumerate() {
+            assert_eq!(row[0].parse::<usize>().unwrap(), t);
+            let value: f64 = row[1].parse().unwrap();
+            assert!((value - x).abs() <= bound + 1e-6, "sample {t}: {x} rebuilt as {value}, bound {bound}");
+            assert_eq!((row[2], row[3].parse::<f64>().unwrap()), ("ok", bound));
+        }
+    }
+    // A negative bound is refused, naming the flag.
+    let bad = funnel(&["quantize", "--model", model_s, "--max-error=-1"]);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--max-error"), "{}", String::from_utf8_lossy(&bad.stderr));
 }

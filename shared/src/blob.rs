@@ -7,8 +7,8 @@
 //! 4       2     format version, u16 LE (BLOB_VERSION)
 //! 6       4     model id: first 4 bytes of SHA-256(payload)
 //! 10      4     payload length n, u32 LE
-//! 14      n     payload: postcard-serialized `EncoderSpec` (the int8 encoder, then the
-//!               optional entropy-coding tables of its codes)
+//! 14      n     payload: postcard-serialized `EncoderSpec` (the int8 encoder, the optional
+//!               entropy-coding tables of its codes, then the optional error-bounded coder)
 //! 14+n    4     CRC-32/ISO-HDLC of bytes 0..14+n, u32 LE
 //! ```
 //!
@@ -19,11 +19,12 @@
 
 use crate::entropy::CodeTables;
 use crate::kernels::{Conv1dShape, DEAD_ZONE_BITS, INPUT_LIMIT};
-use crate::wire::{ModelId, CRC32, MAX_CODES, MODEL_ID_LEN};
+use crate::residual::{ResidualError, ResidualSpec};
+use crate::wire::{ModelId, CRC32, MAX_BOUNDED_SAMPLES, MAX_CODES, MODEL_ID_LEN};
 use serde::{Deserialize, Serialize};
 
 pub const BLOB_MAGIC: [u8; 4] = *b"FNQ8";
-pub const BLOB_VERSION: u16 = 6;
+pub const BLOB_VERSION: u16 = 7;
 pub const HEADER_LEN: usize = 14;
 pub const TRAILER_LEN: usize = 4;
 /// Most layers an encoder may have.
@@ -340,6 +341,11 @@ pub struct EncoderSpec<'a> {
     /// How the codes are entropy coded on the link; `None`: sent as raw int8.
     #[serde(borrow)]
     pub tables: Option<CodeTables<'a>>,
+    /// The error-bounded coder: with it the device sends every sample within
+    /// `residual.max_error` counts (0: exactly) instead of latent codes (a *bounded* stream,
+    /// `docs/wire-format.md`); `None`: latent codes.
+    #[serde(borrow)]
+    pub residual: Option<ResidualSpec<'a>>,
 }
 
 /// Why a blob was refused.
@@ -576,6 +582,15 @@ impl EncoderSpec<'_> {
         }
         if let Some(tables) = &self.tables {
             tables.validate(len).map_err(Invalid)?;
+        }
+        if let Some(residual) = &self.residual {
+            residual.validate().map_err(|e| match e {
+                ResidualError::Invalid(why) => Invalid(why),
+                _ => Invalid("residual spec"),
+            })?;
+            if self.input_len() > MAX_BOUNDED_SAMPLES {
+                return Err(Invalid("a bounded stream's window holds at most 1024 samples over all channels"));
+            }
         }
         Ok(())
     }

@@ -239,6 +239,7 @@ pub(crate) mod tests {
                 layers,
                 codes: CodeQuant { scale: 0.05, zero_point: 4, dead_zone: 0 },
                 tables: None,
+                residual: None,
             }
         }
     }
@@ -258,6 +259,11 @@ pub(crate) mod tests {
     /// [`tiny_blob`] with its codes entropy coded by `tables`.
     pub(crate) fn tiny_blob_coded(tables: crate::entropy::CodeTables<'_>) -> Vec<u8> {
         blob_bytes(&EncoderSpec { tables: Some(tables), ..TinyModel::new().spec() })
+    }
+
+    /// [`tiny_blob`] made bounded by `residual`: its streams carry samples, not codes.
+    pub(crate) fn tiny_blob_bounded(residual: crate::residual::ResidualSpec<'_>) -> Vec<u8> {
+        blob_bytes(&EncoderSpec { residual: Some(residual), ..TinyModel::new().spec() })
     }
 
     #[test]
@@ -342,6 +348,7 @@ pub(crate) mod tests {
             layers,
             codes: CodeQuant { scale: 1.0, zero_point: 0, dead_zone: 0 },
             tables: None,
+            residual: None,
         }
     }
 

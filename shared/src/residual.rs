@@ -113,7 +113,7 @@ pub struct ResidualSpec<'a> {
 pub enum ResidualError {
     /// The spec breaks a rule (the message says which).
     Invalid(&'static str),
-    /// The samples, base and output buffers differ in length.
+    /// The base and the samples differ in length, or the segment is empty.
     Length,
     /// The coder's output does not fit, or a payload is not what the encoder writes.
     Entropy(EntropyError),
@@ -123,7 +123,7 @@ impl core::fmt::Display for ResidualError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             ResidualError::Invalid(why) => write!(f, "residual spec: {why}"),
-            ResidualError::Length => f.write_str("samples, base and output differ in length"),
+            ResidualError::Length => f.write_str("the base and the samples differ in length, or the segment is empty"),
             ResidualError::Entropy(e) => write!(f, "residuals: {e}"),
         }
     }
@@ -191,26 +191,39 @@ impl Quantizer<'_> {
     }
 }
 
-/// The bins of `samples` against `base` and what a receiver rebuilds from them, from an empty
-/// history: what [`ResidualSpec::encode`] codes, and what the tables are fitted to.
-pub fn residual_bins(
-    quantizer: Quantizer<'_>,
-    samples: &[i16],
-    base: &[i16],
-    bins: &mut [i16],
-    rebuilt: &mut [i16],
-) -> Result<(), ResidualError> {
-    quantizer.check()?;
-    let n = samples.len();
-    if base.len() != n || bins.len() != n || rebuilt.len() != n {
+/// The prediction base of sample `t`: `base[t]`, or 0 without a base.
+fn base_at(base: Option<&[i16]>, t: usize) -> i16 {
+    base.map_or(0, |b| b[t])
+}
+
+/// Checks that `base` (if any) covers `n` samples and that `segment` is not 0.
+fn check_lengths(base: Option<&[i16]>, n: usize, segment: usize) -> Result<(), ResidualError> {
+    if base.is_some_and(|b| b.len() != n) || segment == 0 {
         return Err(ResidualError::Length);
     }
-    let mut history = [0i32; MAX_PREDICTION_ORDER];
-    for t in 0..n {
-        let p = quantizer.predict(base[t], &history);
-        bins[t] = quantizer.bin(samples[t], p);
-        rebuilt[t] = quantizer.rebuild(bins[t], p);
-        Quantizer::push(&mut history, i32::from(rebuilt[t]) - i32::from(base[t]));
+    Ok(())
+}
+
+/// Replaces `values` (samples) by their bins against `base` (none: 0), in segments of
+/// `segment` samples (the last may be shorter), each from an empty history: what
+/// [`ResidualSpec::encode`] codes, and what the tables are fitted to.
+pub fn residual_bins(
+    quantizer: Quantizer<'_>,
+    base: Option<&[i16]>,
+    values: &mut [i16],
+    segment: usize,
+) -> Result<(), ResidualError> {
+    quantizer.check()?;
+    check_lengths(base, values.len(), segment)?;
+    for (s, chunk) in values.chunks_mut(segment).enumerate() {
+        let mut history = [0i32; MAX_PREDICTION_ORDER];
+        for (i, v) in chunk.iter_mut().enumerate() {
+            let b = base_at(base, s * segment + i);
+            let p = quantizer.predict(b, &history);
+            let q = quantizer.bin(*v, p);
+            *v = q;
+            Quantizer::push(&mut history, i32::from(quantizer.rebuild(q, p)) - i32::from(b));
+        }
     }
     Ok(())
 }
@@ -267,59 +280,79 @@ impl<'a> ResidualSpec<'a> {
         block_class(bins, self.class_bounds.iter())
     }
 
-    /// Codes `samples` against `base` into `out` (valid spec only: see [`Self::validate`]);
-    /// `bins` and `rebuilt` receive the bins and what a receiver will rebuild. Returns the bytes
-    /// written.
+    /// Codes `values` (samples, replaced by their bins) against `base` (none: 0), in segments
+    /// of `segment` samples each from an empty history (the last may be shorter), into `out`
+    /// (valid spec only: see [`Self::validate`]). Returns the bytes written.
     pub fn encode(
         &self,
-        samples: &[i16],
-        base: &[i16],
-        bins: &mut [i16],
-        rebuilt: &mut [i16],
+        base: Option<&[i16]>,
+        values: &mut [i16],
+        segment: usize,
         out: &mut [u8],
     ) -> Result<usize, ResidualError> {
-        residual_bins(self.quantizer(), samples, base, bins, rebuilt)?;
+        residual_bins(self.quantizer(), base, values, segment)?;
         let mut writer = ValueWriter::new(self.tables, out);
-        // Last to first, so that the decoder reads each block's class, then its bins.
-        for start in (0..bins.len()).step_by(BLOCK).rev() {
-            let block = &bins[start..(start + BLOCK).min(bins.len())];
-            let class = self.class_of(block);
-            for &q in block.iter().rev() {
-                put_bin(&mut writer, 1 + class, q)?;
+        // Last to first, so that the decoder reads each block's class, then its bins. Blocks
+        // do not cross segments.
+        for chunk in values.chunks(segment).rev() {
+            for block in chunk.chunks(BLOCK).rev() {
+                let class = self.class_of(block);
+                for &q in block.iter().rev() {
+                    put_bin(&mut writer, 1 + class, q)?;
+                }
+                // At most 16 classes.
+                writer.put(0, class as i16)?;
             }
-            // At most 16 classes.
-            writer.put(0, class as i16)?;
         }
         Ok(writer.finish()?)
     }
 
-    /// Rebuilds `out.len()` samples from `payload` (what [`Self::encode`] wrote) and `base`
-    /// (valid spec only).
-    pub fn decode(&self, payload: &[u8], base: &[i16], out: &mut [i16]) -> Result<(), ResidualError> {
-        if base.len() != out.len() {
-            return Err(ResidualError::Length);
-        }
-        let quantizer = self.quantizer();
+    /// Rebuilds `out.len()` samples from `payload` (what [`Self::encode`] wrote with the same
+    /// `base` and `segment`; valid spec only).
+    pub fn decode(
+        &self,
+        payload: &[u8],
+        base: Option<&[i16]>,
+        segment: usize,
+        out: &mut [i16],
+    ) -> Result<(), ResidualError> {
+        check_lengths(base, out.len(), segment)?;
         let mut reader = ValueReader::new(self.tables, payload)?;
-        let mut history = [0i32; MAX_PREDICTION_ORDER];
-        for start in (0..out.len()).step_by(BLOCK) {
-            let class = usize::try_from(reader.take(0)?)
-                .ok()
-                .filter(|&c| c < self.classes())
-                .ok_or(ResidualError::Entropy(EntropyError::Inconsistent))?;
-            for t in start..(start + BLOCK).min(out.len()) {
-                let q = take_bin(&mut reader, 1 + class)?;
-                let p = quantizer.predict(base[t], &history);
-                out[t] = quantizer.rebuild(q, p);
-                Quantizer::push(&mut history, i32::from(out[t]) - i32::from(base[t]));
+        for chunk in out.chunks_mut(segment) {
+            for block in chunk.chunks_mut(BLOCK) {
+                let class = usize::try_from(reader.take(0)?)
+                    .ok()
+                    .filter(|&c| c < self.classes())
+                    .ok_or(ResidualError::Entropy(EntropyError::Inconsistent))?;
+                for q in block.iter_mut() {
+                    *q = take_bin(&mut reader, 1 + class)?;
+                }
             }
         }
-        Ok(reader.finish()?)
+        reader.finish()?;
+        self.rebuild(base, out, segment)
+    }
+
+    /// Replaces `values` (bins, as [`residual_bins`] made them) by the samples a receiver
+    /// rebuilds from them: within `max_error` of the samples they were made from.
+    pub fn rebuild(&self, base: Option<&[i16]>, values: &mut [i16], segment: usize) -> Result<(), ResidualError> {
+        check_lengths(base, values.len(), segment)?;
+        let quantizer = self.quantizer();
+        for (s, chunk) in values.chunks_mut(segment).enumerate() {
+            let mut history = [0i32; MAX_PREDICTION_ORDER];
+            for (i, v) in chunk.iter_mut().enumerate() {
+                let b = base_at(base, s * segment + i);
+                let p = quantizer.predict(b, &history);
+                *v = quantizer.rebuild(*v, p);
+                Quantizer::push(&mut history, i32::from(*v) - i32::from(b));
+            }
+        }
+        Ok(())
     }
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     extern crate std;
     use super::*;
     use crate::entropy::tests::OwnedTables;
@@ -334,7 +367,8 @@ mod tests {
         (lo, f)
     }
 
-    struct Owned {
+    /// A residual spec's arrays, owned.
+    pub(crate) struct Owned {
         prediction: Vec<u8>,
         bounds: Vec<u8>,
         tables: OwnedTables,
@@ -345,14 +379,19 @@ mod tests {
             let classes = bounds.len() + 1;
             let mut tables = std::vec![peaked(-1, classes + 2)];
             tables.extend(spans.iter().cycle().take(classes).map(|&(lo, n)| peaked(lo, n)));
+            Owned::with_tables(prediction, bounds, &tables)
+        }
+
+        /// The classes' table, then one per class, as `(lowest code, frequencies)`.
+        pub(crate) fn with_tables(prediction: &[i16], bounds: &[u16], tables: &[(i16, Vec<u16>)]) -> Owned {
             Owned {
                 prediction: prediction.iter().flat_map(|c| c.to_le_bytes()).collect(),
                 bounds: bounds.iter().flat_map(|c| c.to_le_bytes()).collect(),
-                tables: OwnedTables::new(&tables),
+                tables: OwnedTables::new(tables),
             }
         }
 
-        fn spec(&self, max_error: u16) -> ResidualSpec<'_> {
+        pub(crate) fn spec(&self, max_error: u16) -> ResidualSpec<'_> {
             ResidualSpec {
                 max_error,
                 prediction: I16s::new(&self.prediction).unwrap(),
@@ -360,6 +399,11 @@ mod tests {
                 tables: self.tables.tables(),
             }
         }
+    }
+
+    /// The base a test passes: none for all zeros (what a stream without latent codes uses).
+    fn base_of(base: &[i16]) -> Option<&[i16]> {
+        base.iter().any(|&b| b != 0).then_some(base)
     }
 
     /// Signals with what breaks coders: steps, spikes, constant runs, full scale, clipping.
@@ -386,6 +430,7 @@ mod tests {
             prediction in prop::collection::vec(-9000i16..9000, 0..=MAX_PREDICTION_ORDER),
             bounds in prop::collection::btree_set(0u16..400, 0..4),
             spans in prop::collection::vec((-40i16..10, 3usize..60), 1..4),
+            segment in prop_oneof![Just(usize::MAX), 1usize..100],
         ) {
             let n = samples.len();
             let base: Vec<i16> = match base_kind {
@@ -397,18 +442,17 @@ mod tests {
             let owned = Owned::new(&prediction, &bounds, &spans);
             let spec = owned.spec(max_error);
             prop_assert_eq!(spec.validate(), Ok(()));
-            let (mut bins, mut rebuilt) = (std::vec![0i16; n], std::vec![0i16; n]);
+            let mut bins = samples.clone();
             let mut out = std::vec![0u8; 8 * n + 64];
-            let len = spec.encode(&samples, &base, &mut bins, &mut rebuilt, &mut out).unwrap();
+            let len = spec.encode(base_of(&base), &mut bins, segment, &mut out).unwrap();
+            let mut rebuilt = std::vec![0i16; n];
+            spec.decode(&out[..len], base_of(&base), segment, &mut rebuilt).unwrap();
             for (x, r) in samples.iter().zip(&rebuilt) {
                 prop_assert!(x.abs_diff(*r) <= max_error, "{} rebuilt as {}, bound {}", x, r, max_error);
             }
             if max_error == 0 {
                 prop_assert_eq!(&rebuilt, &samples);
             }
-            let mut back = std::vec![0i16; n];
-            spec.decode(&out[..len], &base, &mut back).unwrap();
-            prop_assert_eq!(back, rebuilt);
         }
 
         /// Any bytes: the decoder answers, never panics.
@@ -417,7 +461,7 @@ mod tests {
             let owned = Owned::new(&[4096, -1024], &[8, 40], &[(-8, 17)]);
             let spec = owned.spec(2);
             let mut out = std::vec![0i16; n];
-            let _ = spec.decode(&payload, &std::vec![0; n], &mut out);
+            let _ = spec.decode(&payload, None, 37, &mut out);
         }
     }
 
@@ -429,11 +473,12 @@ mod tests {
         let spec = owned.spec(4);
         let calm: Vec<i16> = (0..64).map(|i| (i % 5) as i16).collect();
         let busy: Vec<i16> = (0..64).map(|i| ((i * 7919) % 2001) as i16 - 1000).collect();
-        let (mut bins, mut rebuilt) = ([0i16; 64], [0i16; 64]);
         let mut out = [0u8; 512];
-        let calm_bytes = spec.encode(&calm, &[0; 64], &mut bins, &mut rebuilt, &mut out).unwrap();
+        let mut bins = calm.clone();
+        let calm_bytes = spec.encode(None, &mut bins, 64, &mut out).unwrap();
         assert_eq!(spec.class_of(&bins[..32]), 0);
-        let busy_bytes = spec.encode(&busy, &[0; 64], &mut bins, &mut rebuilt, &mut out).unwrap();
+        let mut bins = busy.clone();
+        let busy_bytes = spec.encode(None, &mut bins, 64, &mut out).unwrap();
         assert_eq!(spec.class_of(&bins[..32]), 1);
         assert!(calm_bytes * 8 < 64 && busy_bytes > 4 * calm_bytes, "{calm_bytes} and {busy_bytes} bytes");
     }
@@ -476,7 +521,8 @@ mod tests {
         assert!(matches!(more.spec(0).validate(), Err(ResidualError::Invalid(_))), "two classes, one table");
         let mut out = [0u8; 8];
         let spec = Owned::new(&[], &[], &[(-2, 5)]);
-        let e = spec.spec(0).encode(&[1, 2], &[0], &mut [0; 2], &mut [0; 2], &mut out);
+        let e = spec.spec(0).encode(Some(&[0]), &mut [1, 2], 2, &mut out);
         assert_eq!(e, Err(ResidualError::Length));
+        assert_eq!(spec.spec(0).encode(None, &mut [1, 2], 0, &mut out), Err(ResidualError::Length));
     }
 }

@@ -5,9 +5,10 @@
 
 use crate::encoder::{EncodeError, QuantizedEncoder};
 use crate::entropy::CodeTables;
+use crate::residual::ResidualSpec;
 use crate::wire::{
-    encode_frame, encode_last_frame, StreamHeader, StreamLayout, HEADER_LEN, MAX_FRAME_CODES, MAX_FRAME_LEN,
-    MAX_FRAME_PAYLOAD, MAX_START_SAMPLE,
+    encode_frame, encode_last_frame, StreamHeader, StreamLayout, HEADER_LEN, MAX_BOUNDED_SAMPLES, MAX_FRAME_CODES,
+    MAX_FRAME_LEN, MAX_FRAME_PAYLOAD, MAX_START_SAMPLE,
 };
 
 /// Converts a physical value (e.g. mV) to device counts, the way the device's ADC scaling is
@@ -51,7 +52,8 @@ impl Default for StreamConfig {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum StreamConfigError {
-    /// `windows_per_frame` is 0 or makes a frame of more than [`MAX_FRAME_CODES`] codes.
+    /// `windows_per_frame` is 0 or makes a frame of more than [`MAX_FRAME_CODES`] codes (a
+    /// bounded stream: [`MAX_BOUNDED_SAMPLES`] samples).
     WindowsPerFrame { requested: u8, max: usize },
     /// `header_interval` is 0.
     HeaderInterval,
@@ -106,6 +108,31 @@ pub fn frame_payload(
     (len, false)
 }
 
+/// Writes the payload of a bounded frame of `values` (its samples, channel after channel, in
+/// segments of `segment` samples; replaced by what the receiver rebuilds when the coded form is
+/// not shorter) into `out`; returns its length: the samples coded with `residual`, or, when
+/// that is not shorter than their raw form, the rebuilt samples as i16 little-endian (within
+/// the bound as well).
+pub fn bounded_payload(
+    residual: &ResidualSpec<'_>,
+    values: &mut [i16],
+    segment: usize,
+    out: &mut [u8; MAX_FRAME_PAYLOAD],
+) -> usize {
+    let n = values.len().min(MAX_BOUNDED_SAMPLES);
+    let values = &mut values[..n];
+    let raw = 2 * n;
+    if let Ok(len) = residual.encode(None, values, segment, &mut out[..raw.saturating_sub(1)]) {
+        return len;
+    }
+    // `encode` fails only for want of room, after making the bins: rebuilding them cannot fail.
+    let _ = residual.rebuild(None, values, segment);
+    for (o, v) in out.chunks_exact_mut(2).zip(values.iter()) {
+        o.copy_from_slice(&v.to_le_bytes());
+    }
+    raw
+}
+
 /// Most bytes one [`StreamEncoder::encode_window`] call writes: a header and a frame.
 pub const MAX_WINDOW_OUTPUT: usize = HEADER_LEN + MAX_FRAME_LEN;
 
@@ -119,13 +146,23 @@ pub struct Encoded {
     pub saturated: bool,
 }
 
-/// Encodes consecutive windows of one stream into headers and data frames.
+/// What a frame of either kind of stream buffers: its windows' codes, or a bounded frame's
+/// samples.
+const FRAME_VALUES: usize = if MAX_FRAME_CODES > MAX_BOUNDED_SAMPLES { MAX_FRAME_CODES } else { MAX_BOUNDED_SAMPLES };
+
+/// Encodes consecutive windows of one stream into headers and data frames: the windows' latent
+/// codes, or, when the model has a residual coder (a bounded stream), the samples themselves
+/// coded within its bound.
 #[derive(Clone, Debug)]
 pub struct StreamEncoder<'m> {
     encoder: QuantizedEncoder<'m>,
     /// The session's header; `frame` is the number of the frame being filled.
     header: StreamHeader,
-    codes: heapless::Vec<i16, MAX_FRAME_CODES>,
+    /// The frame's codes, window after window; in a bounded stream its samples, channel after
+    /// channel (channel `c`'s at `c × frame_span`).
+    values: heapless::Vec<i16, FRAME_VALUES>,
+    /// Windows in the frame being filled.
+    pending: usize,
     saturated: bool,
     next_sample_index: u64,
 }
@@ -133,14 +170,16 @@ pub struct StreamEncoder<'m> {
 impl<'m> StreamEncoder<'m> {
     /// A session starting at frame 0 (its first header flagged `RESTART`).
     pub fn new(encoder: QuantizedEncoder<'m>, config: StreamConfig) -> Result<Self, StreamConfigError> {
-        let codes = encoder.code_len();
+        let bounded = encoder.spec().residual.is_some();
+        let codes = if bounded { 0 } else { encoder.code_len() };
         // Blob validation bounds these: at most 16 channels, 64 codes, a u16 window.
         let layout = StreamLayout {
             channels: encoder.channels() as u8,
             codes_per_window: codes as u8,
             window: encoder.window() as u16,
             windows_per_frame: config.windows_per_frame,
-            entropy_coded: encoder.spec().tables.is_some(),
+            entropy_coded: bounded || encoder.spec().tables.is_some(),
+            bounded,
         };
         let header = StreamHeader {
             stream_id: config.stream_id,
@@ -152,8 +191,12 @@ impl<'m> StreamEncoder<'m> {
             frame: 0,
             start_sample: config.start_sample,
         };
-        if config.windows_per_frame == 0 || layout.frame_codes() > MAX_FRAME_CODES {
-            let max = (MAX_FRAME_CODES / codes.max(1)).min(u8::MAX.into());
+        let (room, per_window) = match bounded {
+            true => (MAX_BOUNDED_SAMPLES, encoder.window() * encoder.channels()),
+            false => (MAX_FRAME_CODES, codes),
+        };
+        if config.windows_per_frame == 0 || usize::from(config.windows_per_frame) * per_window > room {
+            let max = (room / per_window.max(1)).min(u8::MAX.into());
             return Err(StreamConfigError::WindowsPerFrame { requested: config.windows_per_frame, max });
         }
         if config.header_interval == 0 {
@@ -166,7 +209,8 @@ impl<'m> StreamEncoder<'m> {
         Ok(StreamEncoder {
             encoder,
             header,
-            codes: heapless::Vec::new(),
+            values: heapless::Vec::new(),
+            pending: 0,
             saturated: false,
             next_sample_index: config.start_sample,
         })
@@ -188,7 +232,28 @@ impl<'m> StreamEncoder<'m> {
 
     /// Windows encoded but not sent yet: they wait for their frame to fill.
     pub fn pending_windows(&self) -> usize {
-        self.codes.len() / self.encoder.code_len().max(1)
+        self.pending
+    }
+
+    /// Puts the first `samples` samples of `window` (`[T][C]` counts) at the place of the
+    /// frame's window `self.pending` (bounded streams); returns whether one is at an end of the
+    /// i16 range.
+    fn put_samples(&mut self, window: &[i16], samples: usize) -> bool {
+        let layout = self.header.layout;
+        let (span, channels) = (layout.frame_span() as usize, usize::from(layout.channels));
+        if self.values.is_empty() {
+            // Fits: the layout holds at most MAX_BOUNDED_SAMPLES.
+            let _ = self.values.resize(span * channels, 0);
+        }
+        let at = self.pending * usize::from(layout.window);
+        let mut extreme = false;
+        for (t, sample) in window.chunks_exact(channels).take(samples).enumerate() {
+            for (c, &v) in sample.iter().enumerate() {
+                self.values[c * span + at + t] = v;
+                extreme |= v == i16::MIN || v == i16::MAX;
+            }
+        }
+        extreme
     }
 
     /// Encodes the next window (`[T][C]` counts). When it completes a frame, writes the frame to
@@ -199,21 +264,30 @@ impl<'m> StreamEncoder<'m> {
         scratch: &mut [i16],
         out: &mut [u8; MAX_WINDOW_OUTPUT],
     ) -> Result<Encoded, EncodeError> {
-        let n = self.encoder.code_len();
-        let filled = self.codes.len();
-        // Fits: new() checked windows_per_frame × code_len <= MAX_FRAME_CODES.
-        let _ = self.codes.resize(filled + n, 0);
-        let report = match self.encoder.encode(samples, scratch, &mut self.codes[filled..]) {
-            Ok(report) => report,
-            Err(e) => {
-                self.codes.truncate(filled);
-                return Err(e);
+        let saturated = if self.header.layout.bounded {
+            let expected = self.encoder.window() * self.encoder.channels();
+            if samples.len() != expected {
+                return Err(EncodeError::WindowLength { expected, found: samples.len() });
+            }
+            self.put_samples(samples, self.encoder.window())
+        } else {
+            let n = self.encoder.code_len();
+            let filled = self.values.len();
+            // Fits: new() checked windows_per_frame × code_len <= MAX_FRAME_CODES.
+            let _ = self.values.resize(filled + n, 0);
+            match self.encoder.encode(samples, scratch, &mut self.values[filled..]) {
+                Ok(report) => report.input_saturated,
+                Err(e) => {
+                    self.values.truncate(filled);
+                    return Err(e);
+                }
             }
         };
-        self.saturated |= report.input_saturated;
+        self.pending += 1;
+        self.saturated |= saturated;
         self.next_sample_index += self.encoder.window() as u64;
-        let encoded = Encoded { len: 0, saturated: report.input_saturated };
-        if self.codes.len() < self.header.layout.frame_codes() {
+        let encoded = Encoded { len: 0, saturated };
+        if self.pending < usize::from(self.header.layout.windows_per_frame) {
             return Ok(encoded);
         }
         let (len, clipped) = self.send(None, out);
@@ -247,23 +321,15 @@ impl<'m> StreamEncoder<'m> {
             let Some(partial) = partial.get_mut(..window * channels) else {
                 return Err(EncodeError::WindowLength { expected: window * channels, found: partial.len() });
             };
-            let (kept, padding) = partial.split_at_mut(samples * channels);
-            let last = &kept[kept.len() - channels..];
-            padding.chunks_exact_mut(channels).for_each(|p| p.copy_from_slice(last));
-            let filled = self.codes.len();
-            let n = self.encoder.code_len();
-            // Fits: a frame is sent as soon as it fills, so one window's room is always left.
-            let _ = self.codes.resize(filled + n, 0);
-            match self.encoder.encode(partial, scratch, &mut self.codes[filled..]) {
-                Ok(report) => report_saturated = report.input_saturated,
-                Err(e) => {
-                    self.codes.truncate(filled);
-                    return Err(e);
-                }
+            if self.header.layout.bounded {
+                report_saturated = self.put_samples(partial, samples);
+            } else {
+                report_saturated = self.encode_partial(partial, samples, scratch)?;
             }
+            self.pending += 1;
             self.saturated |= report_saturated;
         }
-        let whole = (self.pending_windows() - usize::from(samples > 0)) * window;
+        let whole = (self.pending - usize::from(samples > 0)) * window;
         if whole + samples == 0 {
             return Ok(nothing);
         }
@@ -275,6 +341,50 @@ impl<'m> StreamEncoder<'m> {
             self.next_session();
         }
         Ok(Encoded { len, saturated: report_saturated || clipped })
+    }
+
+    /// Encodes the first `samples` samples of `partial` (one window's length), completed with
+    /// copies of each channel's last sample, as the frame's next window; returns whether its
+    /// input saturated.
+    fn encode_partial(
+        &mut self,
+        partial: &mut [i16],
+        samples: usize,
+        scratch: &mut [i16],
+    ) -> Result<bool, EncodeError> {
+        let channels = self.encoder.channels();
+        {
+            let (kept, padding) = partial.split_at_mut(samples * channels);
+            let last = &kept[kept.len() - channels..];
+            padding.chunks_exact_mut(channels).for_each(|p| p.copy_from_slice(last));
+        }
+        let filled = self.values.len();
+        let n = self.encoder.code_len();
+        // Fits: a frame is sent as soon as it fills, so one window's room is always left.
+        let _ = self.values.resize(filled + n, 0);
+        match self.encoder.encode(partial, scratch, &mut self.values[filled..]) {
+            Ok(report) => Ok(report.input_saturated),
+            Err(e) => {
+                self.values.truncate(filled);
+                Err(e)
+            }
+        }
+    }
+
+    /// The payload of the frame being filled, `samples` samples per channel (its span unless it
+    /// is the last), into `out`; returns its length and whether a code was clipped.
+    fn payload(&mut self, samples: usize, out: &mut [u8; MAX_FRAME_PAYLOAD]) -> (usize, bool) {
+        let Some(residual) = self.encoder.spec().residual else {
+            return frame_payload(self.encoder.spec().tables, &self.values, out);
+        };
+        let layout = self.header.layout;
+        let span = layout.frame_span() as usize;
+        // A last frame's samples move up behind each other, channel after channel.
+        for c in 1..usize::from(layout.channels) {
+            self.values.copy_within(c * span..c * span + samples, c * samples);
+        }
+        let n = samples * usize::from(layout.channels);
+        (bounded_payload(&residual, &mut self.values[..n], samples, out), false)
     }
 
     /// Sends the codes waiting as the frame being filled (the last one, with its sample count,
@@ -292,7 +402,8 @@ impl<'m> StreamEncoder<'m> {
             len = HEADER_LEN;
         }
         let mut payload = [0u8; MAX_FRAME_PAYLOAD];
-        let (payload_len, clipped) = frame_payload(self.encoder.spec().tables, &self.codes, &mut payload);
+        let samples = end.map_or(self.header.layout.frame_span() as usize, |n| n as usize);
+        let (payload_len, clipped) = self.payload(samples, &mut payload);
         self.saturated |= clipped;
         let payload = &payload[..payload_len];
         len += match end {
@@ -300,7 +411,8 @@ impl<'m> StreamEncoder<'m> {
             Some(samples) => encode_last_frame(&self.header, frame, self.saturated, samples, payload, &mut out[len..]),
         }
         .expect("a frame fits MAX_WINDOW_OUTPUT behind a header");
-        self.codes.clear();
+        self.values.clear();
+        self.pending = 0;
         self.saturated = false;
         self.header.restart = false;
         match frame.checked_add(1) {
@@ -324,6 +436,72 @@ impl<'m> StreamEncoder<'m> {
 mod tests {
     use super::*;
     use crate::encoder::tests::tiny_blob;
+
+    proptest::proptest! {
+        /// A bounded stream, from windows through the link to the receiver's samples: every
+        /// sample sent comes back within the bound (E′ = 0: exactly), the end of the stream
+        /// included, at its sample index; frames with a sample at an end of the i16 range are
+        /// flagged; nothing is sent as latent codes.
+        #[test]
+        fn a_bounded_stream_rebuilds_every_sample_within_its_bound(
+            samples in proptest::collection::vec(
+                proptest::prop_oneof![proptest::prelude::any::<i16>(), -40i16..40, proptest::prelude::Just(i16::MAX)],
+                0..200,
+            ),
+            max_error in proptest::prop_oneof![proptest::prelude::Just(0u16), 1u16..300],
+            windows_per_frame in 1u8..=4,
+            prediction in proptest::collection::vec(-6000i16..6000, 0..=2),
+        ) {
+            use crate::encoder::tests::tiny_blob_bounded;
+            use crate::residual::tests::Owned;
+            let owned = Owned::with_tables(
+                &prediction,
+                &[8],
+                &[(-1, std::vec![100, 3000, 900, 96]), (-3, std::vec![16, 200, 800, 2064, 800, 200, 16]), (-10, std::vec![186; 21].into_iter().chain([190]).collect())],
+            );
+            let blob = tiny_blob_bounded(owned.spec(max_error));
+            let encoder = QuantizedEncoder::from_blob(&blob).unwrap();
+            let (window, channels) = (encoder.window(), encoder.channels());
+            let config = StreamConfig { windows_per_frame, header_interval: 3, start_sample: 1000, ..StreamConfig::DEFAULT };
+            let mut stream = StreamEncoder::new(encoder, config).unwrap();
+            proptest::prop_assert!(stream.header().layout.bounded && stream.header().layout.codes_per_window == 0);
+            let mut scratch = [0i16; 64];
+            let mut out = [0u8; MAX_WINDOW_OUTPUT];
+            let mut bytes = std::vec::Vec::new();
+            let whole = samples.len() / (window * channels) * window * channels;
+            for w in samples[..whole].chunks(window * channels) {
+                let encoded = stream.encode_window(w, &mut scratch, &mut out).unwrap();
+                proptest::prop_assert_eq!(encoded.saturated, w.iter().any(|&v| v == i16::MIN || v == i16::MAX));
+                bytes.extend_from_slice(&out[..encoded.len]);
+            }
+            let rest = (samples.len() - whole) / channels;
+            let mut partial = std::vec![0i16; window * channels];
+            partial[..rest * channels].copy_from_slice(&samples[whole..whole + rest * channels]);
+            let encoded = stream.finish(&mut partial, rest, &mut scratch, &mut out).unwrap();
+            bytes.extend_from_slice(&out[..encoded.len]);
+            let sent = &samples[..whole + rest * channels];
+            let mut rebuilt = std::vec::Vec::new();
+            let residual = owned.spec(max_error);
+            for frame in received(&bytes) {
+                let m = frame.samples() as usize;
+                proptest::prop_assert_eq!(frame.sample_index, 1000 + (rebuilt.len() / channels) as u64);
+                let mut values = std::vec![0i16; m * channels];
+                if frame.entropy_coded {
+                    residual.decode(&frame.payload, None, m, &mut values).unwrap();
+                } else {
+                    values.iter_mut().zip(frame.payload.chunks(2)).for_each(|(v, p)| *v = i16::from_le_bytes([p[0], p[1]]));
+                }
+                let interleaved: std::vec::Vec<i16> = (0..m * channels).map(|i| values[(i % channels) * m + i / channels]).collect();
+                let input = &sent[rebuilt.len()..rebuilt.len() + m * channels];
+                proptest::prop_assert_eq!(frame.saturated, input.iter().any(|&v| v == i16::MIN || v == i16::MAX));
+                rebuilt.extend(interleaved);
+            }
+            proptest::prop_assert_eq!(rebuilt.len(), sent.len());
+            for (x, r) in sent.iter().zip(&rebuilt) {
+                proptest::prop_assert!(x.abs_diff(*r) <= max_error, "{} rebuilt as {}, bound {}", x, r, max_error);
+            }
+        }
+    }
 
     #[test]
     fn counts_round_half_away_and_saturate() {

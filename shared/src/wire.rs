@@ -1,11 +1,14 @@
-//! Wire format, version 6: how the device sends latent codes over a byte link.
+//! Wire format, version 7: how the device sends latent codes, or bounded samples, over a byte
+//! link.
 //!
 //! A [`StreamHeader`] (32 bytes, CRC-32) says once per `header_interval` frames what is constant
 //! for a stream: model, session, layout, where the session started. Between headers, data frames
 //! carry only codes and a 2-byte check (CRC-16) in which the frame number and a saturation flag
 //! are implied rather than sent. A session whose model entropy codes its codes sends
 //! variable-length frames: a length byte, then the coded codes (see [`crate::entropy`]), and
-//! may end with a short last frame ([`FRAME_END`]) that carries the end of the stream. There
+//! may end with a short last frame ([`FRAME_END`]) that carries the end of the stream. A
+//! *bounded* session ([`FLAG_BOUNDED`]) sends, in the same variable-length frames, its samples
+//! coded within a bound (see [`crate::residual`]) instead of latent codes. There
 //! are no delimiters: [`FrameDecoder`] recognises items by their checks. The specification with golden vectors is `docs/wire-format.md`; the tests in this
 //! module check those vectors.
 
@@ -15,7 +18,7 @@ use heapless::Deque;
 use crate::blob::MAX_CHANNELS;
 
 /// Version of the layouts; the second byte of every header.
-pub const WIRE_VERSION: u8 = 6;
+pub const WIRE_VERSION: u8 = 7;
 /// First byte of every stream header.
 pub const HEADER_MAGIC: u8 = 0xF5;
 /// Bytes of a stream header, its CRC-32 included.
@@ -27,13 +30,25 @@ pub const MAX_CODES: usize = 64;
 /// Most codes one data frame carries (all its windows): 512 samples' worth for a model with
 /// one code per sample, whose framing then costs what a 16-code model's does.
 pub const MAX_FRAME_CODES: usize = 512;
+/// Most samples (over all channels) one data frame of a bounded session carries: a frame's
+/// first samples are coded without a history, so a frame should be long, and the receiver
+/// holds a few of them.
+pub const MAX_BOUNDED_SAMPLES: usize = 1024;
 /// Bytes of a last frame's sample count, before its codes.
 pub const END_SAMPLES_LEN: usize = 3;
-/// Largest payload of a data frame: the raw codes of an entropy-coded session, two bytes each,
-/// behind a last frame's sample count.
-pub const MAX_FRAME_PAYLOAD: usize = END_SAMPLES_LEN + 2 * MAX_FRAME_CODES;
+/// Largest payload of a data frame: the raw samples of a bounded session (or the raw codes of
+/// an entropy-coded one), two bytes each, behind a last frame's sample count.
+pub const MAX_FRAME_PAYLOAD: usize = END_SAMPLES_LEN + 2 * max(MAX_FRAME_CODES, MAX_BOUNDED_SAMPLES);
 /// Largest data frame (raw codes behind a two-byte length), and so the largest item on the link.
 pub const MAX_FRAME_LEN: usize = 2 + MAX_FRAME_PAYLOAD + CHECK_LEN;
+const fn max(a: usize, b: usize) -> usize {
+    if a > b {
+        a
+    } else {
+        b
+    }
+}
+
 /// Length of a [`ModelId`].
 pub const MODEL_ID_LEN: usize = 4;
 /// Frame numbers a receiver tries after the one it expects: up to `SEARCH_DEPTH - 1` lost frames
@@ -56,9 +71,13 @@ pub const CHECK_CRC: Crc<u16> = Crc::<u16>::new(&CRC_16_IBM_3740);
 pub const FLAG_RESTART: u8 = 0x01;
 /// Header `flags` bit: the session's data frames are variable-length, their codes entropy coded.
 pub const FLAG_ENTROPY_CODED: u8 = 0x02;
+/// Header `flags` bit (with [`FLAG_ENTROPY_CODED`], and `codes_per_window` 0): the session's
+/// frames carry its samples coded within the model's bound, not latent codes.
+pub const FLAG_BOUNDED: u8 = 0x04;
 /// Implied frame flag bit: a sample of some window of the frame was clipped to the i16 input
 /// range or saturated the input quantizer, or (sessions that are not entropy coded) a code was
-/// clipped to int8.
+/// clipped to int8; in a bounded session, a sample of the frame is at an end of the i16 range
+/// (the converter's input may have been clipped there).
 pub const FRAME_SATURATED: u8 = 0x01;
 /// Implied frame flag bit (entropy-coded sessions only): the last frame of its session, which
 /// carries the end of the stream: its payload starts with how many samples per channel it holds
@@ -90,6 +109,9 @@ pub struct StreamLayout {
     /// Data frames are a length and a payload ([`FLAG_ENTROPY_CODED`]); otherwise the raw
     /// codes, one int8 byte each.
     pub entropy_coded: bool,
+    /// Data frames carry samples coded within a bound ([`FLAG_BOUNDED`]); `codes_per_window`
+    /// is then 0.
+    pub bounded: bool,
 }
 
 /// Bytes of the length of an entropy-coded frame's payload of `len` bytes: one below 128,
@@ -132,12 +154,18 @@ impl StreamLayout {
         usize::from(self.codes_per_window) * usize::from(self.windows_per_frame)
     }
 
-    /// Bytes of the longest payload: the raw codes (two bytes each when entropy coded).
+    /// Samples over all channels one data frame carries.
+    pub fn frame_samples(&self) -> usize {
+        self.frame_span() as usize * usize::from(self.channels)
+    }
+
+    /// Bytes of the longest payload: the raw codes (two bytes each when entropy coded), or a
+    /// bounded session's raw samples.
     pub fn max_payload_len(&self) -> usize {
-        if self.entropy_coded {
-            2 * self.frame_codes()
-        } else {
-            self.frame_codes()
+        match (self.bounded, self.entropy_coded) {
+            (true, _) => 2 * self.frame_samples(),
+            (false, true) => 2 * self.frame_codes(),
+            (false, false) => self.frame_codes(),
         }
     }
 
@@ -180,10 +208,13 @@ impl StreamLayout {
         samples.div_ceil(u32::from(self.window)) as usize
     }
 
-    /// Bytes of the raw codes of a last frame of `samples` samples per channel: the most its
-    /// body may have.
+    /// Bytes of the raw codes (a bounded session: samples) of a last frame of `samples`
+    /// samples per channel: the most its body may have.
     fn last_frame_raw_len(&self, samples: u32) -> usize {
-        2 * self.last_frame_windows(samples) * usize::from(self.codes_per_window)
+        match self.bounded {
+            true => 2 * samples as usize * usize::from(self.channels),
+            false => 2 * self.last_frame_windows(samples) * usize::from(self.codes_per_window),
+        }
     }
 
     /// Whether the length that `bytes` starts with is cut short (more bytes may complete it).
@@ -197,8 +228,12 @@ impl StreamLayout {
     }
 
     fn is_valid(&self) -> bool {
+        let codes = match self.bounded {
+            true => self.codes_per_window == 0 && self.entropy_coded && self.frame_samples() <= MAX_BOUNDED_SAMPLES,
+            false => (1..=MAX_CODES).contains(&usize::from(self.codes_per_window)),
+        };
         (1..=MAX_CHANNELS).contains(&usize::from(self.channels))
-            && (1..=MAX_CODES).contains(&usize::from(self.codes_per_window))
+            && codes
             && self.window >= 1
             && self.windows_per_frame >= 1
             && self.frame_codes() <= MAX_FRAME_CODES
@@ -245,7 +280,8 @@ impl StreamHeader {
         b[1] = WIRE_VERSION;
         b[2] = self.stream_id;
         b[3] = if self.restart { FLAG_RESTART } else { 0 }
-            | if self.layout.entropy_coded { FLAG_ENTROPY_CODED } else { 0 };
+            | if self.layout.entropy_coded { FLAG_ENTROPY_CODED } else { 0 }
+            | if self.layout.bounded { FLAG_BOUNDED } else { 0 };
         b[4..8].copy_from_slice(&self.model_id.0);
         b[8..10].copy_from_slice(&self.session.to_le_bytes());
         b[10] = self.layout.channels;
@@ -281,12 +317,13 @@ impl StreamHeader {
                 window: u16_at(12),
                 windows_per_frame: b[14],
                 entropy_coded: b[3] & FLAG_ENTROPY_CODED != 0,
+                bounded: b[3] & FLAG_BOUNDED != 0,
             },
             header_interval: b[15],
             frame: u32::from_le_bytes(frame),
             start_sample: u64::from_le_bytes(start),
         };
-        if b[3] & !(FLAG_RESTART | FLAG_ENTROPY_CODED) != 0 || !header.is_valid() {
+        if b[3] & !(FLAG_RESTART | FLAG_ENTROPY_CODED | FLAG_BOUNDED) != 0 || !header.is_valid() {
             return Err(CorruptKind::Malformed);
         }
         Ok(header)
@@ -474,9 +511,11 @@ pub struct DataFrame {
     /// The last frame of its session ([`FRAME_END`]), with the samples per channel it carries;
     /// `None`: a whole frame.
     pub end_samples: Option<u32>,
-    /// The payload holds the codes entropy coded with the model's tables; otherwise it is the
-    /// codes of the frame's [`DataFrame::windows`], window after window: i16 little-endian in an
-    /// entropy-coded session, int8 in the others.
+    /// The payload holds the codes entropy coded with the model's tables (a bounded session:
+    /// the samples coded with its residual coder); otherwise it is the codes of the frame's
+    /// [`DataFrame::windows`], window after window: i16 little-endian in an entropy-coded
+    /// session, int8 in the others (a bounded session: its samples as i16, channel after
+    /// channel).
     pub entropy_coded: bool,
     /// The codes (a last frame's sample count taken off).
     pub payload: heapless::Vec<u8, MAX_FRAME_PAYLOAD>,
@@ -503,6 +542,14 @@ impl DataFrame {
     /// Codes the frame carries: `codes_per_window` for each of its windows.
     pub fn codes(&self) -> usize {
         self.windows() * usize::from(self.layout.codes_per_window)
+    }
+
+    /// Bytes of its codes (a bounded session: its samples) raw, as i16.
+    pub fn raw_len(&self) -> usize {
+        match self.layout.bounded {
+            true => 2 * self.samples() as usize * usize::from(self.layout.channels),
+            false => 2 * self.codes(),
+        }
     }
 }
 
@@ -977,7 +1024,7 @@ impl FrameDecoder {
                     entropy_coded: false,
                     payload,
                 };
-                data.entropy_coded = h.layout.entropy_coded && data.payload.len() < 2 * data.codes();
+                data.entropy_coded = h.layout.entropy_coded && data.payload.len() < data.raw_len();
                 lock.heard = self.clock;
                 let late = u64::from(frame) < lock.next;
                 if !late {
@@ -1123,8 +1170,14 @@ pub(crate) mod tests {
     use super::*;
     use std::vec::Vec;
 
-    pub(crate) const LAYOUT: StreamLayout =
-        StreamLayout { channels: 1, codes_per_window: 5, window: 128, windows_per_frame: 1, entropy_coded: false };
+    pub(crate) const LAYOUT: StreamLayout = StreamLayout {
+        channels: 1,
+        codes_per_window: 5,
+        window: 128,
+        windows_per_frame: 1,
+        entropy_coded: false,
+        bounded: false,
+    };
 
     pub(crate) fn header(frame: u32) -> StreamHeader {
         header_of(frame, false)
@@ -1235,6 +1288,7 @@ pub(crate) mod tests {
                 window: 256,
                 windows_per_frame: 1,
                 entropy_coded: false,
+                bounded: false,
             },
             header_interval: 64,
             ..header(0)
@@ -1263,6 +1317,7 @@ pub(crate) mod tests {
                 window: 128,
                 windows_per_frame: 2,
                 entropy_coded: false,
+                bounded: false,
             },
             header_interval: 16,
             frame: 304,
@@ -1286,7 +1341,14 @@ pub(crate) mod tests {
             restart: true,
             model_id: ModelId([0xde, 0xad, 0xbe, 0xef]),
             session,
-            layout: StreamLayout { channels: 1, codes_per_window, window, windows_per_frame: 4, entropy_coded: true },
+            layout: StreamLayout {
+                channels: 1,
+                codes_per_window,
+                window,
+                windows_per_frame: 4,
+                entropy_coded: true,
+                bounded: false,
+            },
             header_interval: 64,
             frame: 0,
             start_sample: 0,
@@ -1395,6 +1457,81 @@ pub(crate) mod tests {
         }
     }
 
+    /// Golden vector 5: a bounded session of two channels: coded frames (octave-coded bins and
+    /// samples at both ends of the i16 range among them), a frame sent raw as the receiver would
+    /// rebuild it, and a last frame.
+    #[test]
+    fn bounded_golden_vector_matches_the_spec() {
+        use crate::residual::tests::Owned;
+        let mut wide = std::vec![64u16; 57];
+        wide[28] = 512;
+        let owned = Owned::with_tables(
+            &[6144, -2048],
+            &[16],
+            &[(-1, std::vec![1, 3000, 1094, 1]), (-3, std::vec![16, 200, 800, 2064, 800, 200, 16]), (-28, wide)],
+        );
+        let residual = owned.spec(2);
+        assert_eq!(residual.validate(), Ok(()));
+        let layout = StreamLayout {
+            channels: 2,
+            codes_per_window: 0,
+            window: 8,
+            windows_per_frame: 2,
+            entropy_coded: true,
+            bounded: true,
+        };
+        let h = StreamHeader { layout, ..coded_session(4, 0x0506, 0, 8) };
+        assert!(h.is_valid());
+        let alternating: Vec<i16> =
+            (0..16).map(|t| if t % 2 == 0 { 30001 + t / 2 } else { -(30001 + t / 2) }).collect();
+        let negated: Vec<i16> = alternating.iter().map(|v| -v).collect();
+        let frames: [(Vec<i16>, Vec<i16>, bool); 4] = [
+            (
+                std::vec![100, 102, 104, 105, 107, 108, 108, 107, 105, 103, 100, 98, 97, 97, 98, 100],
+                std::vec![-5, -5, -4, -4, -3, -3, -3, -2, -2, -2, -1, -1, 0, 0, 0, 1],
+                false,
+            ),
+            (
+                std::vec![32767, 32767, 32760, 0, -32768, -32768, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5],
+                [1000, -1000, 20000, -20000].into_iter().chain([0; 12]).collect(),
+                true,
+            ),
+            (alternating, negated, false),
+            (std::vec![1, 2, 3, 4, 5], std::vec![-1, -2, -3, -4, -5], false),
+        ];
+        let mut v5 = h.encode().to_vec();
+        let mut buf = [0u8; MAX_FRAME_LEN];
+        let mut payload = [0u8; MAX_FRAME_PAYLOAD];
+        let mut sent = Vec::new();
+        for (f, (ch0, ch1, saturated)) in frames.iter().enumerate() {
+            let mut values: Vec<i16> = ch0.iter().chain(ch1).copied().collect();
+            let len = crate::stream::bounded_payload(&residual, &mut values, ch0.len(), &mut payload);
+            assert_eq!(len == 4 * ch0.len(), f == 2, "only frame 2 is sent raw");
+            let n = match f {
+                3 => encode_last_frame(&h, 3, *saturated, 5, &payload[..len], &mut buf),
+                _ => encode_frame(&h, f as u32, *saturated, &payload[..len], &mut buf),
+            };
+            v5.extend_from_slice(&buf[..n.unwrap()]);
+            sent.push(len);
+        }
+        assert_eq!(v5, golden("golden-5"));
+        let got = frames_of(&decode_all(&v5, 3));
+        assert_eq!(got.len(), 4);
+        assert_eq!((got[3].end_samples, got[3].samples()), (Some(5), 5));
+        for (frame, (ch0, ch1, saturated)) in got.iter().zip(&frames) {
+            let input: Vec<i16> = ch0.iter().chain(ch1).copied().collect();
+            let mut back = std::vec![0i16; input.len()];
+            if frame.entropy_coded {
+                residual.decode(&frame.payload, None, ch0.len(), &mut back).unwrap();
+            } else {
+                back.iter_mut().zip(frame.payload.chunks(2)).for_each(|(b, p)| *b = i16::from_le_bytes([p[0], p[1]]));
+                assert_ne!(back, input, "the raw frame carries what a receiver rebuilds, not the input");
+            }
+            assert!(input.iter().zip(&back).all(|(x, r)| x.abs_diff(*r) <= 2), "{input:?} rebuilt as {back:?}");
+            assert_eq!(frame.saturated, *saturated);
+        }
+    }
+
     #[test]
     fn a_session_decodes_whole_when_split_anywhere() {
         let h = header(0);
@@ -1422,6 +1559,7 @@ pub(crate) mod tests {
                 window: u16::MAX,
                 windows_per_frame: 8,
                 entropy_coded: false,
+                bounded: false,
             },
             start_sample: MAX_START_SAMPLE,
             ..header(0)
@@ -1432,30 +1570,47 @@ pub(crate) mod tests {
         let frames = frames_of(&decode_all(&stream, 100));
         assert_eq!(frames.len(), 9);
         assert_eq!(frames[8].sample_index, MAX_START_SAMPLE + 8 * 8 * u64::from(u16::MAX));
-        // Entropy coded, a last frame that carries a frame's codes raw is the longest item.
-        let h = StreamHeader { layout: StreamLayout { entropy_coded: true, ..h.layout }, ..h };
-        let raw = 2 * MAX_FRAME_CODES;
-        assert_eq!(h.layout.max_frame_len(), 2 + raw + CHECK_LEN);
-        let mut stream = h.encode().to_vec();
-        let mut buf = [0u8; MAX_FRAME_LEN];
-        // Payloads of every length prefix: one byte below 128, two from 128 on.
-        let lens = [(raw, 2), (0, 1), (127, 1), (128, 2), (raw - 1, 2)];
-        for (f, &(len, prefix)) in lens.iter().enumerate() {
-            let n = encode_frame(&h, f as u32, false, &[0x5a; MAX_FRAME_PAYLOAD][..len], &mut buf).unwrap();
-            assert_eq!(n, prefix + len + CHECK_LEN);
+        // Entropy coded, a last frame that carries a frame's codes raw is the longest item of
+        // its session; a bounded session's, its samples raw, is the longest of all.
+        let coded = StreamLayout { entropy_coded: true, ..h.layout };
+        let bounded = StreamLayout { codes_per_window: 0, window: 8, bounded: true, ..coded };
+        for (layout, raw) in [(coded, 2 * MAX_FRAME_CODES), (bounded, 2 * MAX_BOUNDED_SAMPLES)] {
+            let h = StreamHeader { layout, ..h };
+            assert!(h.is_valid());
+            assert_eq!(h.layout.max_frame_len(), 2 + raw + CHECK_LEN);
+            let mut stream = h.encode().to_vec();
+            let mut buf = [0u8; MAX_FRAME_LEN];
+            // Payloads of every length prefix: one byte below 128, two from 128 on.
+            let lens = [(raw, 2), (0, 1), (127, 1), (128, 2), (raw - 1, 2)];
+            for (f, &(len, prefix)) in lens.iter().enumerate() {
+                let n = encode_frame(&h, f as u32, false, &[0x5a; MAX_FRAME_PAYLOAD][..len], &mut buf).unwrap();
+                assert_eq!(n, prefix + len + CHECK_LEN);
+                stream.extend_from_slice(&buf[..n]);
+            }
+            let too_long = encode_frame(&h, 5, false, &[0; MAX_FRAME_PAYLOAD], &mut [0u8; 600]);
+            assert_eq!(too_long, Err(EncodeFrameError::CodeCount { expected: raw, found: MAX_FRAME_PAYLOAD }));
+            let span = h.layout.frame_span() as u32;
+            let n = encode_last_frame(&h, 5, false, span, &[0x5a; MAX_FRAME_PAYLOAD][..raw], &mut buf).unwrap();
+            assert_eq!(n, 2 + END_SAMPLES_LEN + raw + CHECK_LEN);
             stream.extend_from_slice(&buf[..n]);
+            let frames = frames_of(&decode_all(&stream, 7));
+            let got: Vec<(usize, bool)> = frames.iter().map(|f| (f.payload.len(), f.entropy_coded)).collect();
+            let want: Vec<(usize, bool)> = lens.iter().chain(&[(raw, 2)]).map(|&(len, _)| (len, len < raw)).collect();
+            assert_eq!(frames[5].end_samples, Some(span));
+            assert_eq!(got, want);
         }
-        let too_long = encode_frame(&h, 5, false, &[0; MAX_FRAME_PAYLOAD], &mut [0u8; 600]);
-        assert_eq!(too_long, Err(EncodeFrameError::CodeCount { expected: raw, found: MAX_FRAME_PAYLOAD }));
-        let span = h.layout.frame_span() as u32;
-        let n = encode_last_frame(&h, 5, false, span, &[0x5a; MAX_FRAME_PAYLOAD][..raw], &mut buf).unwrap();
-        assert_eq!(n, MAX_FRAME_LEN);
-        stream.extend_from_slice(&buf[..n]);
-        let frames = frames_of(&decode_all(&stream, 7));
-        let got: Vec<(usize, bool)> = frames.iter().map(|f| (f.payload.len(), f.entropy_coded)).collect();
-        let want: Vec<(usize, bool)> = lens.iter().chain(&[(raw, 2)]).map(|&(len, _)| (len, len < raw)).collect();
-        assert_eq!(frames[5].end_samples, Some(span));
-        assert_eq!(got, want);
+        let widest = StreamLayout { windows_per_frame: 8, ..bounded };
+        assert_eq!(widest.frame_samples(), MAX_BOUNDED_SAMPLES);
+        assert_eq!(2 + END_SAMPLES_LEN + 2 * MAX_BOUNDED_SAMPLES + CHECK_LEN, MAX_FRAME_LEN);
+        // A bounded layout has no codes, is entropy coded, and holds at most 1024 samples.
+        for wrong in [
+            StreamLayout { codes_per_window: 1, ..bounded },
+            StreamLayout { entropy_coded: false, ..bounded },
+            StreamLayout { windows_per_frame: 9, ..bounded },
+            StreamLayout { codes_per_window: 0, ..coded },
+        ] {
+            assert!(!StreamHeader { layout: wrong, ..h }.is_valid(), "{wrong:?}");
+        }
     }
 
     #[test]
@@ -1595,6 +1750,7 @@ pub(crate) mod tests {
                 window: 32,
                 windows_per_frame: 2,
                 entropy_coded: false,
+                bounded: false,
             },
             ..a
         };

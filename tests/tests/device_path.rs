@@ -231,6 +231,7 @@ fn frames_are_refused_by_another_model_naming_both_ids() {
         calibration: Some((head, columns)),
         rate: CodeRate::AsBefore,
         dead_zone: None,
+        max_error: None,
     })
     .unwrap();
     let ours = ModelDir::new(ecg_model()).load_card().unwrap().quantization.unwrap().model_id;
@@ -260,7 +261,8 @@ fn a_target_rate_picks_a_coarser_code_step_that_meets_it() {
     let model = copy_of_the_shipped_model(tmp.path());
     let shipped = ModelDir::new(ecg_model()).load_card().unwrap();
     let finest = shipped.held_out[&Method::Int8Device].clone();
-    let request = |rate| QuantizeRequest { model: model.clone(), calibration: None, rate, dead_zone: None };
+    let request =
+        |rate| QuantizeRequest { model: model.clone(), calibration: None, rate, dead_zone: None, max_error: None };
     let shipped_step = shipped.quantization.as_ref().unwrap().code_step;
     let coarse = quantize_model(&request(CodeRate::BitsPerSample(0.4))).unwrap();
     assert!(coarse.card.code_step > shipped_step, "step {}", coarse.card.code_step);

@@ -8,6 +8,8 @@ use funnel_shared::stream::to_counts;
 use funnel_shared::wire::{DataFrame, ModelId, MAX_CODES};
 
 use crate::data::channels_first_to_interleaved;
+use crate::residual::OwnedResidualSpec;
+use funnel_shared::residual::{ResidualError, ResidualSpec};
 use sha2::{Digest, Sha256};
 
 /// Why bytes are not a usable model blob.
@@ -66,7 +68,7 @@ impl OwnedCodeTables {
         }
     }
 
-    fn of(tables: &CodeTables<'_>) -> Self {
+    pub(crate) fn of(tables: &CodeTables<'_>) -> Self {
         let n = tables.cumulative.len();
         OwnedCodeTables {
             lowest: tables.lowest.iter().flat_map(i16::to_le_bytes).collect(),
@@ -239,13 +241,25 @@ pub struct Blob {
     macs_per_window: u64,
     scratch_bytes: usize,
     tables: Option<OwnedCodeTables>,
+    residual: Option<OwnedResidualSpec>,
 }
 
 impl Blob {
     /// Parses `bytes` as the firmware does and checks the model id against the payload.
     pub fn from_bytes(bytes: Vec<u8>) -> Result<Blob, BlobCheckError> {
         // The parsed view borrows `bytes`; keep only plain facts from it.
-        let (model_id, window, channels, latent, counts_per_unit, codes, macs_per_window, scratch_bytes, tables) = {
+        let (
+            model_id,
+            window,
+            channels,
+            latent,
+            counts_per_unit,
+            codes,
+            macs_per_window,
+            scratch_bytes,
+            tables,
+            residual,
+        ) = {
             let parsed = ModelBlob::parse(&bytes)?;
             let computed = model_id_of(&bytes[HEADER_LEN..bytes.len() - TRAILER_LEN]);
             if computed != parsed.model_id {
@@ -262,6 +276,7 @@ impl Blob {
                 spec.macs(),
                 spec.scratch_len() * core::mem::size_of::<i16>(),
                 spec.tables.as_ref().map(OwnedCodeTables::of),
+                spec.residual.as_ref().map(OwnedResidualSpec::of),
             )
         };
         Ok(Blob {
@@ -275,6 +290,7 @@ impl Blob {
             macs_per_window,
             scratch_bytes,
             tables,
+            residual,
         })
     }
 
@@ -347,6 +363,29 @@ impl Blob {
             (false, _) => return Err(EntropyError::CodeCount),
         }
         Ok(codes)
+    }
+
+    /// The error-bounded coder, if the model has one: its streams then carry samples within
+    /// its bound instead of latent codes.
+    pub fn residual(&self) -> Option<ResidualSpec<'_>> {
+        self.residual.as_ref().map(OwnedResidualSpec::spec)
+    }
+
+    /// The samples (device counts, `[T][C]`) a received data frame of a bounded stream of this
+    /// model carries: decoded with the model's residual coder, or raw.
+    pub fn frame_samples(&self, frame: &DataFrame) -> Result<Vec<i16>, ResidualError> {
+        let (m, channels) = (frame.samples() as usize, usize::from(frame.layout.channels));
+        let mut values = vec![0i16; m * channels];
+        match (frame.entropy_coded, self.residual()) {
+            (true, Some(residual)) => residual.decode(&frame.payload, None, m, &mut values)?,
+            (false, _) if frame.layout.bounded && frame.payload.len() == 2 * values.len() => values
+                .iter_mut()
+                .zip(frame.payload.chunks_exact(2))
+                .for_each(|(v, b)| *v = i16::from_le_bytes([b[0], b[1]])),
+            _ => return Err(ResidualError::Length),
+        }
+        // Channel after channel on the link; a sensor's order here.
+        Ok((0..m * channels).map(|i| values[(i % channels) * m + i / channels]).collect())
     }
 
     pub fn macs_per_window(&self) -> u64 {

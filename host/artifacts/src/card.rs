@@ -59,6 +59,29 @@ pub struct QuantizationCard {
     pub prediction_lags: Vec<u8>,
 }
 
+/// The error-bounded mode (`funnel train`/`quantize --max-error`): the blob's streams carry the
+/// samples, each within the bound, instead of latent codes; measured on the held-out part with
+/// the stream as the device sends it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BoundedCard {
+    /// The bound asked for, in the recording's units.
+    pub max_error: f64,
+    /// The blob's bound in device counts: the largest whole number of counts that, with the
+    /// conversion of the recording to counts, keeps every sample within `max_error`.
+    pub max_error_counts: u16,
+    /// Windows per data frame of the bounded stream (at most 1024 samples over all channels).
+    pub windows_per_frame: u8,
+    /// The residual coder fitted to the training part: prediction order and block classes.
+    pub prediction_order: usize,
+    pub classes: usize,
+    /// Held out: bits per sample (per channel) of the stream, headers, lengths and checks
+    /// included, and the largest error measured against the recording (its units) and against
+    /// the device's counts.
+    pub bits_per_sample: f64,
+    pub max_abs_error: f64,
+    pub max_abs_error_counts: u16,
+}
+
 fn finest_code_step() -> f64 {
     1.0
 }
@@ -134,6 +157,9 @@ pub struct ModelCard {
     /// The shapes `funnel train` tried when none was given, the chosen one marked.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub shape_search: Vec<ShapeCandidate>,
+    /// The error-bounded mode, when the blob has it (its streams then carry samples).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bounded: Option<BoundedCard>,
 }
 
 /// The receiver's seam filter: at the boundary between two decoded windows that follow each
@@ -197,6 +223,12 @@ fn one_window() -> u8 {
 }
 
 impl ModelCard {
+    /// Windows per data frame of the model's stream: the bounded stream's when the model is
+    /// bounded, else the latent codes' (`windows_per_frame`).
+    pub fn stream_windows_per_frame(&self) -> u8 {
+        self.bounded.as_ref().map_or(self.windows_per_frame, |b| b.windows_per_frame)
+    }
+
     /// Samples per channel in a window.
     pub fn window(&self) -> usize {
         self.spec.window
@@ -305,6 +337,22 @@ impl ModelCard {
             );
         }
         let _ = writeln!(s, "- **Stream**: {} window(s) per data frame", self.windows_per_frame);
+        if let Some(b) = &self.bounded {
+            let _ = writeln!(
+                s,
+                "- **Bounded** (`--max-error {}`): the device sends the samples, none more than {} count(s) off, \
+                 instead of latent codes, {} window(s) per frame; residual coder of prediction order {}, {} block \
+                 class(es). Held out: {:.3} bits/sample, framing included; largest error {} ({} count(s))",
+                b.max_error,
+                b.max_error_counts,
+                b.windows_per_frame,
+                b.prediction_order,
+                b.classes,
+                b.bits_per_sample,
+                b.max_abs_error,
+                b.max_abs_error_counts
+            );
+        }
         if let Some(q) = self.quantization.as_ref().filter(|q| !q.prediction_lags.is_empty()) {
             let lags = q.prediction_lags.iter().enumerate().filter(|(_, &lag)| lag != 0);
             let lags: Vec<String> = lags.map(|(latent, lag)| format!("{latent} (lag {lag})")).collect();

@@ -24,6 +24,16 @@ pub struct OwnedResidualSpec {
 }
 
 impl OwnedResidualSpec {
+    /// A copy of a borrowed spec.
+    pub fn of(spec: &ResidualSpec<'_>) -> Self {
+        OwnedResidualSpec {
+            max_error: spec.max_error,
+            prediction: spec.prediction.iter().flat_map(i16::to_le_bytes).collect(),
+            class_bounds: spec.class_bounds.iter().flat_map(u16::to_le_bytes).collect(),
+            tables: OwnedCodeTables::of(&spec.tables),
+        }
+    }
+
     pub fn spec(&self) -> ResidualSpec<'_> {
         ResidualSpec {
             max_error: self.max_error,
@@ -33,17 +43,18 @@ impl OwnedResidualSpec {
         }
     }
 
-    /// Fits the coder for bound `max_error` (counts) to `samples` against `base` (the training
+    /// Fits the coder for bound `max_error` (counts) to `samples` against `base` (none: 0; the training
     /// part, coded in segments of `segment` samples, each from an empty history, as they will
     /// be sent): for each order of [`PREDICTION_ORDERS`], least-squares prediction coefficients
     /// of the residual `samples − base`, the closed-loop bins, block classes at quantiles of the
     /// blocks' levels and a table of the bins' symbols per class (and one for the classes);
     /// keeps the order whose bins cost the fewest bits (ideal code lengths, raw bits included).
-    pub fn fit(samples: &[i16], base: &[i16], max_error: u16, segment: usize) -> Result<Self, ResidualError> {
-        if base.len() != samples.len() || segment == 0 {
+    pub fn fit(samples: &[i16], base: Option<&[i16]>, max_error: u16, segment: usize) -> Result<Self, ResidualError> {
+        if base.is_some_and(|b| b.len() != samples.len()) || segment == 0 {
             return Err(ResidualError::Length);
         }
-        let residual: Vec<f64> = samples.iter().zip(base).map(|(&x, &b)| f64::from(x) - f64::from(b)).collect();
+        let base_at = |t: usize| base.map_or(0.0, |b| f64::from(b[t]));
+        let residual: Vec<f64> = samples.iter().enumerate().map(|(t, &x)| f64::from(x) - base_at(t)).collect();
         let mut best: Option<(f64, OwnedResidualSpec)> = None;
         for order in PREDICTION_ORDERS {
             let coefficients = least_squares(&residual, order);
@@ -53,15 +64,8 @@ impl OwnedResidualSpec {
                 .collect();
             let prediction_bytes: Vec<u8> = prediction.iter().flat_map(|c| c.to_le_bytes()).collect();
             let quantizer = Quantizer { max_error, prediction: I16s::new(&prediction_bytes).expect("two bytes each") };
-            let mut bins = vec![0i16; samples.len()];
-            let mut rebuilt = vec![0i16; samples.len()];
-            for ((x, b), (q, r)) in samples
-                .chunks(segment)
-                .zip(base.chunks(segment))
-                .zip(bins.chunks_mut(segment).zip(rebuilt.chunks_mut(segment)))
-            {
-                residual_bins(quantizer, x, b, q, r)?;
-            }
+            let mut bins = samples.to_vec();
+            residual_bins(quantizer, base, &mut bins, segment)?;
             let blocks: Vec<&[i16]> = bins.chunks(segment).flat_map(|s| s.chunks(BLOCK)).collect();
             let bounds = class_bounds(&blocks);
             let classes: Vec<i32> = blocks.iter().map(|b| block_class(b, bounds.iter().copied()) as i32).collect();
@@ -167,18 +171,17 @@ mod tests {
         let signal: Vec<i16> =
             (0..6000).map(|t| (2000.0 * (t as f64 / 40.0).sin() + ((t * 7919) % 11) as f64) as i16).collect();
         let (train, held) = signal.split_at(5000);
-        let fitted = OwnedResidualSpec::fit(train, &vec![0; train.len()], 2, 1024).unwrap();
+        let fitted = OwnedResidualSpec::fit(train, None, 2, 1024).unwrap();
         let spec = fitted.spec();
         assert_eq!(spec.validate(), Ok(()));
         assert!(!spec.prediction.is_empty(), "a sine is predictable");
         assert!(spec.classes() > 1);
         let n = held.len();
-        let (mut bins, mut rebuilt, mut out) = (vec![0i16; n], vec![0i16; n], vec![0u8; 4 * n]);
-        let bytes = spec.encode(held, &vec![0; n], &mut bins, &mut rebuilt, &mut out).unwrap();
-        assert!(held.iter().zip(&rebuilt).all(|(x, r)| x.abs_diff(*r) <= 2));
+        let (mut bins, mut out) = (held.to_vec(), vec![0u8; 4 * n]);
+        let bytes = spec.encode(None, &mut bins, 1024, &mut out).unwrap();
         assert!(8 * bytes < 3 * n, "{} bits/sample", 8.0 * bytes as f64 / n as f64);
-        let mut back = vec![0i16; n];
-        spec.decode(&out[..bytes], &vec![0; n], &mut back).unwrap();
-        assert_eq!(back, rebuilt);
+        let mut rebuilt = vec![0i16; n];
+        spec.decode(&out[..bytes], None, 1024, &mut rebuilt).unwrap();
+        assert!(held.iter().zip(&rebuilt).all(|(x, r)| x.abs_diff(*r) <= 2));
     }
 }

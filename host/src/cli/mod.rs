@@ -181,6 +181,12 @@ struct TrainArgs {
     /// Most multiply–accumulates per window a searched shape's int8 encoder may do.
     #[arg(long, default_value_t = DeviceBudget::default().max_macs)]
     max_macs: u64,
+    /// Make the model bounded: the device sends the samples, none rebuilt more than E from its
+    /// input (in the recording's units; 0: lossless in device counts), coded against a
+    /// prediction fitted to the training part, instead of latent codes. `funnel decode` marks
+    /// each row with its bound.
+    #[arg(long, value_name = "E")]
+    max_error: Option<f64>,
     /// Output model directory.
     #[arg(long)]
     out: PathBuf,
@@ -208,6 +214,7 @@ impl TrainArgs {
             windows_per_frame: self.windows_per_frame,
             dead_zone: self.dead_zone,
             budget: DeviceBudget { max_flash: self.max_flash, max_ram: self.max_ram, max_macs: self.max_macs },
+            max_error: self.max_error,
         }
     }
 }
@@ -261,6 +268,10 @@ struct QuantizeArgs {
     /// part better at that rate (each with its own code step and tuned decoder).
     #[arg(long)]
     dead_zone: Option<f64>,
+    /// Make the model bounded (see `funnel train --max-error`): no sample rebuilt more than E
+    /// from the device's input, in the recording's units.
+    #[arg(long, value_name = "E")]
+    max_error: Option<f64>,
 }
 
 #[derive(clap::Args, Clone, Debug)]
@@ -376,6 +387,13 @@ fn report_quantization(q: &pipeline::QuantizeOutcome) {
     if let Some(w) = &q.warning {
         eprintln!("\n*** WARNING: {w}\n");
     }
+    if let Some(b) = &q.bounded {
+        eprintln!(
+            "bounded (--max-error {}, {} count(s)): model {}; held out {:.3} bits/sample, framing included, largest \
+             error {} ({} count(s))",
+            b.max_error, b.max_error_counts, c.model_id, b.bits_per_sample, b.max_abs_error, b.max_abs_error_counts
+        );
+    }
 }
 
 /// Runs one parsed command line.
@@ -431,7 +449,13 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 (None, Some(bits)) => CodeRate::BitsPerSample(bits),
                 (None, None) => CodeRate::AsBefore,
             };
-            let request = QuantizeRequest { model: args.model, calibration, rate, dead_zone: args.dead_zone };
+            let request = QuantizeRequest {
+                model: args.model,
+                calibration,
+                rate,
+                dead_zone: args.dead_zone,
+                max_error: args.max_error,
+            };
             report_quantization(&pipeline::quantize_model(&request)?)
         }
         Command::Encode(args) => {

@@ -1,6 +1,8 @@
 //! From received bytes back to the signal: headers and frames through the resynchronising
 //! [`FrameDecoder`], codes dequantized, the latent decoder run in batches, denormalized, and one
-//! output row per sample. Missing windows stay empty (flagged), never invented.
+//! output row per sample; the frames of a bounded stream carry the samples themselves (coded
+//! within the model's bound), which go out as they are. Missing windows stay empty (flagged),
+//! never invented.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -128,8 +130,19 @@ impl DecodeReport {
 }
 
 enum Pending {
-    Frame { frame: Box<DataFrame>, codes: Vec<i16> },
-    Missing { first_sample: u64, samples: u64 },
+    Frame {
+        frame: Box<DataFrame>,
+        codes: Vec<i16>,
+    },
+    /// A bounded stream's frame: its samples, device counts `[T][C]`.
+    Samples {
+        frame: Box<DataFrame>,
+        counts: Vec<i16>,
+    },
+    Missing {
+        first_sample: u64,
+        samples: u64,
+    },
 }
 
 /// Why decoding stopped. Damaged bytes never stop it (they are counted in the
@@ -145,8 +158,8 @@ pub enum DecodeError {
     ForeignModel { stream_id: u8, session: u16, found: ModelId, expected: ModelId, model_name: String },
     #[error(
         "the stream header of model {model_id} declares windows of {window} samples × {channels} channel(s) with \
-         {codes} codes (entropy coded: {entropy_coded}), but its blob has {blob_window} × {blob_channels} with \
-         {blob_codes} (entropy coded: {blob_entropy_coded})"
+         {codes} codes (entropy coded: {entropy_coded}, bounded: {bounded}), but its blob makes {blob_window} × \
+         {blob_channels} with {blob_codes} (entropy coded: {blob_entropy_coded}, bounded: {blob_bounded})"
     )]
     Layout {
         model_id: ModelId,
@@ -154,10 +167,12 @@ pub enum DecodeError {
         channels: u8,
         codes: u8,
         entropy_coded: bool,
+        bounded: bool,
         blob_window: usize,
         blob_channels: usize,
         blob_codes: usize,
         blob_entropy_coded: bool,
+        blob_bounded: bool,
     },
     #[error("the card's normalization has {found} channel(s), the model blob {expected}")]
     NormalizationChannels { expected: usize, found: usize },
@@ -305,6 +320,18 @@ impl<'d, R: Runtime + ?Sized> StreamDecoder<'d, R> {
         let pending: Vec<Pending> = self.pending.drain(..).collect();
         for p in pending {
             match p {
+                Pending::Samples { frame: f, counts } => {
+                    // Exact samples (within the bound): no seam to smooth.
+                    if let Some(run) = self.seams.release(sink)? {
+                        self.written(run);
+                    }
+                    let status = if f.saturated { SampleStatus::Saturated } else { SampleStatus::Ok };
+                    let scale = self.blob.counts_per_unit();
+                    let values: Vec<f32> = counts.iter().map(|&c| f32::from(c) / scale).collect();
+                    let samples = f.samples() as usize;
+                    sink.window(f.sample_index, samples, Some(&values), status)?;
+                    self.written((f.sample_index, samples));
+                }
                 Pending::Frame { frame: f, .. } => {
                     let status = if f.saturated { SampleStatus::Saturated } else { SampleStatus::Ok };
                     for w in 0..f.windows() {
@@ -362,7 +389,19 @@ impl<'d, R: Runtime + ?Sized> StreamDecoder<'d, R> {
                     self.report.foreign_frames += 1;
                     return Ok(());
                 }
-                let Ok(codes) = self.blob.frame_codes(&frame) else {
+                let decoded = match frame.layout.bounded {
+                    true => self
+                        .blob
+                        .frame_samples(&frame)
+                        .ok()
+                        .map(|counts| Pending::Samples { frame: Box::new(frame.clone()), counts }),
+                    false => self
+                        .blob
+                        .frame_codes(&frame)
+                        .ok()
+                        .map(|codes| Pending::Frame { frame: Box::new(frame.clone()), codes }),
+                };
+                let Some(decoded) = decoded else {
                     self.report.undecodable_frames += 1;
                     let samples = frame.samples();
                     return self.handle(
@@ -381,9 +420,10 @@ impl<'d, R: Runtime + ?Sized> StreamDecoder<'d, R> {
                 let windows = frame.windows();
                 self.report.windows += windows as u64;
                 self.report.saturated_windows += if frame.saturated { windows as u64 } else { 0 };
-                self.pending_windows += windows;
-                self.pending.push_back(Pending::Frame { frame: Box::new(frame), codes });
-                if self.pending_windows >= self.batch {
+                // A bounded frame needs no decoder: it goes out at once.
+                self.pending_windows += if frame.layout.bounded { 0 } else { windows };
+                self.pending.push_back(decoded);
+                if self.pending_windows >= self.batch || frame.layout.bounded {
                     self.flush(sink)?;
                 }
             }
@@ -422,10 +462,16 @@ impl<'d, R: Runtime + ?Sized> StreamDecoder<'d, R> {
             });
         }
         let l = &header.layout;
+        let bounded = self.blob.residual().is_some();
+        let (codes, entropy_coded) = match bounded {
+            true => (0, true),
+            false => (self.blob.latent(), self.blob.code_tables().is_some()),
+        };
         if usize::from(l.window) != self.blob.window()
             || usize::from(l.channels) != self.blob.channels()
-            || usize::from(l.codes_per_window) != self.blob.latent()
-            || l.entropy_coded != self.blob.code_tables().is_some()
+            || usize::from(l.codes_per_window) != codes
+            || l.entropy_coded != entropy_coded
+            || l.bounded != bounded
         {
             return Err(DecodeError::Layout {
                 model_id: header.model_id,
@@ -433,10 +479,12 @@ impl<'d, R: Runtime + ?Sized> StreamDecoder<'d, R> {
                 channels: l.channels,
                 codes: l.codes_per_window,
                 entropy_coded: l.entropy_coded,
+                bounded: l.bounded,
                 blob_window: self.blob.window(),
                 blob_channels: self.blob.channels(),
-                blob_codes: self.blob.latent(),
-                blob_entropy_coded: self.blob.code_tables().is_some(),
+                blob_codes: codes,
+                blob_entropy_coded: entropy_coded,
+                blob_bounded: bounded,
             });
         }
         Ok(())
@@ -633,6 +681,7 @@ mod tests {
             window: WINDOW as u16,
             windows_per_frame: 1,
             entropy_coded: true,
+            bounded: false,
         };
         let header = StreamHeader {
             stream_id: 0,
@@ -677,6 +726,7 @@ mod tests {
                 window: WINDOW as u16,
                 windows_per_frame: 1,
                 entropy_coded: true,
+                bounded: false,
             },
             header_interval: 4,
             frame: 0,

@@ -45,21 +45,28 @@ pub trait ReconstructionSink {
     }
 }
 
-/// Writes `sample_index,<columns...>,status` rows.
+/// Writes `sample_index,<columns...>,status` rows; for a bounded stream also `max_error`, the
+/// bound each row's values keep (empty where there are none).
 pub struct CsvSink<W: Write> {
     out: W,
     channels: usize,
+    bound: Option<f32>,
 }
 
 impl<W: Write> CsvSink<W> {
-    pub fn new(mut out: W, columns: &[String]) -> std::io::Result<Self> {
+    /// `bound`: the largest error of any value of a row with values, in the recording's units
+    /// (a bounded model's), or `None`.
+    pub fn new(mut out: W, columns: &[String], bound: Option<f32>) -> std::io::Result<Self> {
         // Column names are quoted as CSV needs: a name may hold a comma, a quote or a newline.
         let mut header = csv::Writer::from_writer(Vec::new());
         header.write_record(
-            std::iter::once("sample_index").chain(columns.iter().map(String::as_str)).chain(["status"]),
+            std::iter::once("sample_index")
+                .chain(columns.iter().map(String::as_str))
+                .chain(["status"])
+                .chain(bound.map(|_| "max_error")),
         )?;
         out.write_all(&header.into_inner().map_err(|e| e.into_error())?)?;
-        Ok(CsvSink { out, channels: columns.len() })
+        Ok(CsvSink { out, channels: columns.len(), bound })
     }
 }
 
@@ -79,7 +86,12 @@ impl<W: Write> ReconstructionSink for CsvSink<W> {
                     None => write!(self.out, ",")?,
                 }
             }
-            writeln!(self.out, ",{}", status.as_str())?;
+            write!(self.out, ",{}", status.as_str())?;
+            match (self.bound, values) {
+                (Some(bound), Some(_)) => writeln!(self.out, ",{bound}")?,
+                (Some(_), None) => writeln!(self.out, ",")?,
+                (None, _) => writeln!(self.out)?,
+            }
         }
         Ok(())
     }
@@ -165,7 +177,7 @@ mod tests {
     fn csv_rows_have_index_values_and_status() {
         let mut out = Vec::new();
         {
-            let mut sink = CsvSink::new(&mut out, &["a".to_string(), "b".to_string()]).unwrap();
+            let mut sink = CsvSink::new(&mut out, &["a".to_string(), "b".to_string()], None).unwrap();
             sink.window(10, 2, Some(&[1.0, 2.0, 3.0, 4.0]), SampleStatus::Ok).unwrap();
             sink.window(12, 1, None, SampleStatus::Missing).unwrap();
         }
@@ -173,9 +185,23 @@ mod tests {
     }
 
     #[test]
+    fn rows_of_a_bounded_stream_say_their_bound() {
+        let mut out = Vec::new();
+        {
+            let mut sink = CsvSink::new(&mut out, &["a".to_string()], Some(0.25)).unwrap();
+            sink.window(0, 1, Some(&[1.5]), SampleStatus::Saturated).unwrap();
+            sink.window(1, 1, None, SampleStatus::Missing).unwrap();
+        }
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "sample_index,a,status,max_error\n0,1.5,saturated,0.25\n1,,missing,\n"
+        );
+    }
+
+    #[test]
     fn column_names_are_quoted_as_csv_needs() {
         let mut out = Vec::new();
-        CsvSink::new(&mut out, &["a,b".to_string(), "say \"hi\"".to_string()]).unwrap();
+        CsvSink::new(&mut out, &["a,b".to_string(), "say \"hi\"".to_string()], None).unwrap();
         assert_eq!(String::from_utf8(out).unwrap(), "sample_index,\"a,b\",\"say \"\"hi\"\"\",status\n");
     }
 

@@ -36,7 +36,7 @@ pub enum Source {
 pub struct DecodeRequest {
     pub model: PathBuf,
     pub source: Source,
-    /// Output CSV: `sample_index,<columns>,status`.
+    /// Output CSV: `sample_index,<columns>,status` (and `max_error` for a bounded model).
     pub out: PathBuf,
     /// What runs `decoder.onnx` (or, with candle, the checkpoint's decoder).
     pub backend: Backend,
@@ -201,7 +201,8 @@ fn decode_into(
     plot: Option<&Path>,
 ) -> Result<DecodeReport> {
     let file = std::fs::File::create(target).with_context(|| format!("cannot create {}", target.display()))?;
-    let mut csv = CsvSink::new(std::io::BufWriter::new(file), d.columns)?;
+    let bound = d.blob.residual().map(|r| f32::from(r.max_error) / d.blob.counts_per_unit());
+    let mut csv = CsvSink::new(std::io::BufWriter::new(file), d.columns, bound)?;
     let mut collect = CollectSink { channels: d.columns.len(), limit: Some(PLOT_SAMPLES), ..Default::default() };
     let report = {
         let mut sink = Tee { a: &mut csv, b: plot.map(|_| &mut collect as &mut dyn ReconstructionSink) };

@@ -6,6 +6,8 @@
 
 #[cfg(all(feature = "peers", feature = "plot"))]
 mod bench;
+#[cfg(feature = "train")]
+mod bounded;
 mod decode;
 #[cfg(feature = "train")]
 mod search;
@@ -111,7 +113,7 @@ pub fn evaluate_model(request: &EvalRequest) -> Result<Report> {
             backend: request.backend,
             device: device.as_ref().map(|(blob, decoder)| (blob, decoder.as_ref())),
             sensor_bits: card.sensor_bits,
-            windows_per_frame: card.windows_per_frame,
+            windows_per_frame: card.stream_windows_per_frame(),
             seam_filter: card.seam_filter,
         },
     )
@@ -155,7 +157,7 @@ impl From<StreamConfig> for StreamRequest {
 /// Replays a recording through the device's int8 encoder; writes the bytes the device sends.
 pub fn encode_recording(request: &EncodeRequest) -> Result<EncodedStream> {
     let (blob, counts, card) = blob_and_counts(&request.model, &request.data, &request.columns)?;
-    let encoded = simulate(&blob, &counts, request.stream.config_for(card.windows_per_frame))?;
+    let encoded = simulate(&blob, &counts, request.stream.config_for(card.stream_windows_per_frame()))?;
     std::fs::write(&request.out, &encoded.bytes).with_context(|| format!("cannot write {}", request.out.display()))?;
     Ok(encoded)
 }

@@ -44,6 +44,9 @@ pub struct QuantizeRequest {
     /// The codes' dead zone in steps; `None`: chosen between 0 and 0.25 for a target rate of a
     /// model trained for a rate, else the card's (or 0).
     pub dead_zone: Option<f64>,
+    /// Make the model bounded: its streams carry the samples, none more than this far (the
+    /// recording's units; 0: lossless in device counts) from the device's input.
+    pub max_error: Option<f64>,
 }
 
 /// How coarse the device's codes are: the rate of a trained model.
@@ -78,6 +81,8 @@ pub struct QuantizeOutcome {
     pub warning: Option<String>,
     /// The receiver's seam filter chosen for these codes.
     pub seam_filter: Option<SeamFilter>,
+    /// The bounded mode, when asked for (`blob` is then the bounded blob).
+    pub bounded: Option<funnel_artifacts::card::BoundedCard>,
 }
 
 /// Quantizes the encoder of `model` at `rate`, tunes its decoder (parameters in `varmap`) to
@@ -198,7 +203,18 @@ fn quantize_and_measure(
         (m, w) => m.or(w),
     };
     let checkpoint = checkpoint_bytes(varmap)?;
-    Ok(QuantizeOutcome { blob, card: quantization, int8, float, tuning, onnx, checkpoint, warning, seam_filter })
+    Ok(QuantizeOutcome {
+        blob,
+        card: quantization,
+        int8,
+        float,
+        tuning,
+        onnx,
+        checkpoint,
+        warning,
+        seam_filter,
+        bounded: None,
+    })
 }
 
 /// The dead zones a model trained for a rate is quantized with when none is asked for, in
@@ -413,6 +429,8 @@ fn commit_quantization(dir: &ModelDir, card: &mut ModelCard, q: &QuantizeOutcome
     }
     card.quantization = Some(q.card.clone());
     card.seam_filter = q.seam_filter;
+    // The blob written here has no residual coder ([`make_bounded`] adds it).
+    card.bounded = None;
     card.held_out.insert(Method::FloatAutoencoder, q.float.clone());
     eval::insert_device(&mut card.held_out, q.int8.clone());
     let graphs: Vec<(&str, Vec<u8>)> = Graph::ALL.into_iter().map(|g| (g.file_name(), q.onnx.bytes(g))).collect();
@@ -420,6 +438,23 @@ fn commit_quantization(dir: &ModelDir, card: &mut ModelCard, q: &QuantizeOutcome
     files.extend(graphs.iter().map(|(name, bytes)| (*name, bytes.as_slice())));
     // One update: a failure leaves the old files beside the old card.
     dir.save_with_card(&files, card)?;
+    Ok(())
+}
+
+/// With `max_error`, makes the quantized model in `dir` bounded (see `pipeline::bounded`):
+/// `outcome` then holds its bounded blob.
+fn make_bounded(
+    dir: &ModelDir,
+    card: &mut ModelCard,
+    outcome: &mut QuantizeOutcome,
+    dataset: &Dataset,
+    max_error: Option<f64>,
+) -> Result<()> {
+    let Some(max_error) = max_error else { return Ok(()) };
+    let (blob, bounded) = super::bounded::commit_bounded(dir, card, &outcome.blob, dataset, max_error)?;
+    outcome.blob = blob;
+    outcome.card = card.quantization.clone().context("a quantized model")?;
+    outcome.bounded = Some(bounded);
     Ok(())
 }
 
@@ -452,9 +487,10 @@ pub fn quantize_model(request: &QuantizeRequest) -> Result<QuantizeOutcome> {
             card.normalization.normalize(&windows)
         }
     };
-    let outcome =
+    let mut outcome =
         quantize_and_measure(&model, &varmap, &card, &dataset, &calibration, request.rate, request.dead_zone, false)?;
     commit_quantization(&dir, &mut card, &outcome)?;
+    make_bounded(&dir, &mut card, &mut outcome, &dataset, request.max_error)?;
     Ok(outcome)
 }
 
@@ -497,6 +533,8 @@ pub struct TrainRequest {
     pub dead_zone: Option<f64>,
     /// What a searched shape may cost the device.
     pub budget: DeviceBudget,
+    /// Make each model bounded (see [`QuantizeRequest::max_error`]).
+    pub max_error: Option<f64>,
 }
 
 /// Everything `train_model` produced, in memory.
@@ -600,7 +638,9 @@ pub fn train_model(request: &TrainRequest) -> Result<TrainOutcome> {
         let point = train_point(request, &shape, &dataset, rate, &dir)?;
         let Point { trained, mut card, report, quantization } = point;
         card.shape_search = search;
+        let mut quantization = quantization;
         commit_quantization(&dir, &mut card, &quantization)?;
+        make_bounded(&dir, &mut card, &mut quantization, &dataset, request.max_error)?;
         if first.is_none() {
             first = Some((trained, dataset));
         }
@@ -733,6 +773,7 @@ pub(super) fn train_point(
         firmware: Vec::new(),
         seam_filter: None,
         shape_search: Vec::new(),
+        bounded: None,
     };
     let autoencoder = trained.runtime(Graph::Autoencoder);
     let mut report = eval::evaluate(

@@ -21,6 +21,7 @@ use anyhow::{bail, ensure, Context, Result};
 use funnel_artifacts::blob::{model_id_of, OwnedCodeTables};
 use funnel_artifacts::data::{Normalization, Windows};
 use funnel_artifacts::net::{Activation, FloatEncoder, FloatLayer};
+use funnel_artifacts::residual::OwnedResidualSpec;
 use funnel_artifacts::Blob;
 use funnel_shared::blob::{
     write_blob, CodeQuant, EncoderSpec, I16s, I32s, I8s, InputQuant, Layer, QuantLayer, RequantParams, Weights,
@@ -388,6 +389,7 @@ pub fn quantize(q: &QuantizationInput<'_>) -> Result<Blob> {
         layers,
         codes: CodeQuant { scale: codes.scale as f32, zero_point: codes.zero_point, dead_zone: dead_zone_units(q)? },
         tables: None,
+        residual: None,
     };
     let write = |spec: &EncoderSpec<'_>| -> Result<Blob> {
         let tables = spec.tables.map_or(0, |t| 2 * t.lowest.len() + 2 * t.cumulative.len());
@@ -402,6 +404,33 @@ pub fn quantize(q: &QuantizationInput<'_>) -> Result<Blob> {
     let tables = OwnedCodeTables::fit(&codes, enc.latent(), q.windows_per_frame);
     let blob = write(&EncoderSpec { tables: Some(tables.tables()), ..spec });
     blob
+}
+
+/// `blob` made bounded: its streams carry the samples, each within `max_error` counts (0:
+/// exactly), coded by a residual coder fitted to `train_counts` (the training part as device
+/// counts, `[T][C]`) as it will be sent: frames of `window × windows_per_frame` samples per
+/// channel, each channel's a segment coded from an empty history (see
+/// `funnel_shared::residual`).
+pub fn bounded_blob(blob: &Blob, train_counts: &[i16], max_error: u16, windows_per_frame: u8) -> Result<Blob> {
+    let channels = blob.channels();
+    let span = blob.window() * usize::from(windows_per_frame);
+    let rows = train_counts.len() / channels.max(1);
+    ensure!(rows > 0, "no training samples to fit the residual coder to");
+    // Whole frames, each channel's samples together; a training part shorter than a frame is
+    // one segment.
+    let segment = span.min(rows);
+    let mut samples = Vec::with_capacity(rows / segment * segment * channels);
+    for frame in train_counts.chunks_exact(segment * channels) {
+        samples.extend((0..channels).flat_map(|c| frame.iter().skip(c).step_by(channels).copied()));
+    }
+    let fitted = OwnedResidualSpec::fit(&samples, None, max_error, segment)
+        .with_context(|| format!("cannot fit the residual coder for a bound of {max_error} counts"))?;
+    let parsed = funnel_shared::blob::ModelBlob::parse(blob.bytes()).expect("a Blob parses");
+    let spec = EncoderSpec { residual: Some(fitted.spec()), ..parsed.spec };
+    let mut buf = vec![0u8; blob.len() + fitted.spec().tables.cumulative.len() * 4 + 1024];
+    let len = write_blob(&spec, &mut buf, model_id_of).context("cannot write the bounded model blob")?;
+    buf.truncate(len);
+    Ok(Blob::from_bytes(buf)?)
 }
 
 /// The codes the device's int8 encoder makes of `windows` (normalized `[C][T]`), window after

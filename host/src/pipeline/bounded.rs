@@ -1,0 +1,143 @@
+//! The error-bounded mode of a quantized model (`--max-error`): its blob gains a residual coder
+//! fitted to the training part, and its card the bounded stream's held-out rate and error,
+//! measured by sending the held-out part through the device simulator and the receiver.
+
+use anyhow::{bail, ensure, Context, Result};
+use funnel_artifacts::card::BoundedCard;
+use funnel_artifacts::{Blob, Dataset, ModelCard, ModelDir};
+use funnel_shared::residual::MAX_BOUND;
+use funnel_shared::stream::StreamConfig;
+use funnel_shared::wire::{DecodeEvent, FrameDecoder, MAX_BOUNDED_SAMPLES};
+
+use crate::codec::simulate;
+use crate::quantize::bounded_blob;
+
+/// The bound in device counts that keeps every sample of `samples` (the recording, in its
+/// units) within `max_error` units once converted to counts at `counts_per_unit`: a recording on
+/// the counts' grid loses nothing to the conversion; another may lose up to half a count.
+pub fn bound_in_counts(max_error: f64, counts_per_unit: f32, samples: &[f32]) -> Result<u16> {
+    ensure!(max_error.is_finite() && max_error >= 0.0, "--max-error must be 0 or more (got {max_error})");
+    let cpu = f64::from(counts_per_unit);
+    let on_grid = samples.iter().all(|&x| {
+        let scaled = f64::from(x) * cpu;
+        (scaled - scaled.round()).abs() < 1e-3
+    });
+    let rounding = if on_grid { 0.0 } else { 0.5 };
+    let counts = (max_error * cpu - rounding + 1e-6).floor();
+    if counts < 0.0 {
+        bail!(
+            "--max-error {max_error} is below the device's own rounding: the recording is not on the grid of \
+             {counts_per_unit} counts per unit, so converting it to counts alone moves samples by up to half a count \
+             ({}); give a bound of at least that, or --counts-per-unit to the recording's own scale",
+            0.5 / cpu
+        );
+    }
+    ensure!(
+        counts <= f64::from(MAX_BOUND),
+        "--max-error {max_error} is {counts} counts at {counts_per_unit} counts per unit; the device bounds at most \
+         {MAX_BOUND} counts"
+    );
+    Ok(counts as u16)
+}
+
+/// Windows per frame of a bounded stream of `card`'s model: as many as fill
+/// [`MAX_BOUNDED_SAMPLES`] samples over all channels. A frame's first samples are coded without a
+/// history, and every frame pays its length and check: the longest frames cost the fewest bits
+/// (a frame of 1,024 samples is 2.8 s of the ECG; `funnel encode --windows-per-frame` sends
+/// shorter ones).
+fn bounded_windows_per_frame(card: &ModelCard) -> Result<u8> {
+    let per_window = card.window() * card.columns.len();
+    ensure!(
+        per_window <= MAX_BOUNDED_SAMPLES,
+        "a bounded stream's frame holds at most {MAX_BOUNDED_SAMPLES} samples over all channels, and one window of \
+         this model has {per_window}: train with a shorter --window"
+    );
+    Ok((MAX_BOUNDED_SAMPLES / per_window).min(usize::from(u8::MAX)) as u8)
+}
+
+/// Makes the quantized model in `dir` (its card `card`, its blob `blob`, its data `dataset`)
+/// bounded by `max_error` (recording units): writes the new blob and the card with its
+/// [`BoundedCard`]. The blob's model id changes, so the card's firmware measurements go.
+pub fn commit_bounded(
+    dir: &ModelDir,
+    card: &mut ModelCard,
+    blob: &Blob,
+    dataset: &Dataset,
+    max_error: f64,
+) -> Result<(Blob, BoundedCard)> {
+    let recording = dataset.recording();
+    let cpu = blob.counts_per_unit();
+    let all: Vec<f32> = (0..recording.channels()).flat_map(|c| recording.samples[c].iter().copied()).collect();
+    let max_error_counts = bound_in_counts(max_error, cpu, &all)?;
+    let windows_per_frame = bounded_windows_per_frame(card)?;
+    let counts = recording.device_counts(cpu);
+    let channels = recording.channels();
+    let held_out = dataset.held_out_rows();
+    let train_counts = &counts[..held_out.start * channels];
+    let bounded = bounded_blob(blob, train_counts, max_error_counts, windows_per_frame)?;
+
+    // The held-out part as the device sends it, received as `funnel decode` receives it.
+    let held_counts = &counts[held_out.start * channels..held_out.end * channels];
+    let config = StreamConfig { windows_per_frame, ..StreamConfig::DEFAULT };
+    let encoded = simulate(&bounded, held_counts, config)?;
+    let mut receiver = FrameDecoder::new();
+    let mut events: Vec<DecodeEvent> = receiver.feed(&encoded.bytes).collect();
+    events.extend(receiver.finish());
+    let mut rebuilt = Vec::with_capacity(held_counts.len());
+    for event in events {
+        match event {
+            DecodeEvent::Frame(frame) => rebuilt.extend(bounded.frame_samples(&frame)?),
+            DecodeEvent::Header { .. } => {}
+            other => bail!("internal: the device simulation's stream did not decode cleanly: {other:?}"),
+        }
+    }
+    ensure!(rebuilt.len() == held_counts.len(), "internal: the bounded stream lost samples");
+    let max_abs_error_counts = held_counts.iter().zip(&rebuilt).map(|(x, r)| x.abs_diff(*r)).max().unwrap_or(0);
+    let max_abs_error = (held_out.start..held_out.end)
+        .flat_map(|t| (0..channels).map(move |c| (t, c)))
+        .zip(&rebuilt)
+        .map(|((t, c), &r)| (f64::from(recording.samples[c][t]) - f64::from(r) / f64::from(cpu)).abs())
+        .fold(0.0, f64::max);
+    ensure!(
+        max_abs_error_counts <= max_error_counts,
+        "internal: a held-out sample is {max_abs_error_counts} counts off, over the bound of {max_error_counts}"
+    );
+    let spec = bounded.residual().context("a bounded blob has a residual coder")?;
+    let bounded_card = BoundedCard {
+        max_error,
+        max_error_counts,
+        windows_per_frame,
+        prediction_order: spec.prediction.len(),
+        classes: spec.classes(),
+        bits_per_sample: 8.0 * encoded.bytes.len() as f64 / held_out.len() as f64,
+        max_abs_error,
+        max_abs_error_counts,
+    };
+    if let Some(q) = card.quantization.as_mut() {
+        q.model_id = bounded.model_id().to_string();
+        q.blob_bytes = bounded.len();
+    }
+    card.firmware.clear();
+    card.bounded = Some(bounded_card.clone());
+    dir.save_with_card(&[(ModelDir::BLOB, bounded.bytes())], card)?;
+    Ok((bounded, bounded_card))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bound_in_counts_keeps_the_recording_within_the_bound() {
+        // On the grid (MIT-BIH's 200 counts/mV): 0.02 mV is 4 counts.
+        assert_eq!(bound_in_counts(0.02, 200.0, &[0.005, -1.25]).unwrap(), 4);
+        assert_eq!(bound_in_counts(0.0, 200.0, &[0.005]).unwrap(), 0);
+        // Off the grid, the conversion's half count comes off the bound.
+        assert_eq!(bound_in_counts(0.02, 200.0, &[0.0033]).unwrap(), 3);
+        let too_tight = bound_in_counts(0.0, 200.0, &[0.0033]).unwrap_err().to_string();
+        assert!(too_tight.contains("below the device's own rounding"), "{too_tight}");
+        assert!(bound_in_counts(-1.0, 200.0, &[]).is_err());
+        assert!(bound_in_counts(f64::NAN, 200.0, &[]).is_err());
+        assert!(bound_in_counts(1e6, 200.0, &[]).unwrap_err().to_string().contains("at most 32767"));
+    }
+}
