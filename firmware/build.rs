@@ -63,14 +63,17 @@ fn main() {
     writeln!(code, "/// Samples per window per channel.").unwrap();
     writeln!(code, "pub const WINDOW: usize = {};", encoder.window()).unwrap();
     writeln!(code, "pub const CHANNELS: usize = {};", encoder.channels()).unwrap();
-    writeln!(code, "/// i16 samples in one window, all channels (the ring buffer's capacity).").unwrap();
+    writeln!(code, "/// i16 samples in one window, all channels (the window buffer's capacity).").unwrap();
     writeln!(code, "pub const WINDOW_SAMPLES: usize = {};", encoder.window() * encoder.channels()).unwrap();
     writeln!(code, "/// i16 scratch the encoder needs (entries).").unwrap();
     writeln!(code, "pub const SCRATCH_LEN: usize = {};", encoder.scratch_len()).unwrap();
     writeln!(code, "pub const CODE_LEN: usize = {};", encoder.code_len()).unwrap();
     writeln!(code, "pub const MACS_PER_WINDOW: u64 = {};", spec.macs()).unwrap();
-    writeln!(code, "/// Windows per data frame (the model card's `windows_per_frame`).").unwrap();
+    writeln!(code, "/// Windows per data frame (the model card's: its bounded stream's, if it has one).").unwrap();
     writeln!(code, "pub const WINDOWS_PER_FRAME: u8 = {windows_per_frame};").unwrap();
+    writeln!(code, "/// The model is bounded: its stream carries samples within a bound (the firmware links").unwrap();
+    writeln!(code, "/// the bounded path only then).").unwrap();
+    writeln!(code, "pub const BOUNDED: bool = {};", spec.residual.is_some()).unwrap();
     writeln!(code, "/// Sampling rate real boards pace their sensor at (FUNNEL_SAMPLE_RATE_HZ).").unwrap();
     writeln!(code, "pub const SAMPLE_RATE_HZ: u32 = {sample_rate};").unwrap();
     std::fs::write(out.join("model.rs"), code).unwrap();
@@ -93,8 +96,9 @@ fn main() {
     }
 }
 
-/// `windows_per_frame` of the model card at `path` (1 for a card that predates the field; a
-/// model directory without a card is sent one window per frame, with a warning).
+/// `windows_per_frame` of the model card at `path`, its bounded stream's when it has one (1 for
+/// a card that predates the field; a model directory without a card is sent one window per
+/// frame, with a warning).
 fn windows_per_frame(path: &Path) -> u8 {
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
@@ -105,7 +109,9 @@ fn windows_per_frame(path: &Path) -> u8 {
     };
     let card: serde_json::Value = serde_json::from_str(&text)
         .unwrap_or_else(|e| fail(&format!("the model card {} is not JSON: {e}", path.display())));
-    match card.get("windows_per_frame") {
+    // A bounded model's stream has its own frames (model.json `bounded.windows_per_frame`).
+    let bounded = card.get("bounded").and_then(|b| b.get("windows_per_frame"));
+    match bounded.or(card.get("windows_per_frame")) {
         None => 1,
         Some(v) => v
             .as_u64()

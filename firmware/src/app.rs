@@ -1,4 +1,4 @@
-//! The device loop: samples into a ring buffer, full windows into frames (behind a stream
+//! The device loop: samples into a window buffer, full windows into frames (behind a stream
 //! header when one is due).
 
 use core::fmt;
@@ -7,7 +7,6 @@ use embedded_io::Write;
 use funnel_shared::blob::{BlobError, MAX_CHANNELS};
 use funnel_shared::encoder::{EncodeError, QuantizedEncoder};
 use funnel_shared::stream::{StreamConfig, StreamConfigError, StreamEncoder, MAX_WINDOW_OUTPUT};
-use heapless::Deque;
 
 use crate::bench_mark;
 
@@ -32,8 +31,8 @@ impl<T: SampleSource + ?Sized> SampleSource for &mut T {
 pub enum StartError {
     /// The embedded model blob failed validation.
     Blob(BlobError),
-    /// The ring buffer cannot hold one window (`needed` samples over all channels).
-    RingTooSmall { needed: usize, capacity: usize },
+    /// The window buffer cannot hold one window (`needed` samples over all channels).
+    BufferTooSmall { needed: usize, capacity: usize },
     /// The scratch buffer is smaller than the encoder needs.
     ScratchTooSmall { needed: usize, capacity: usize },
     /// The stream configuration does not fit this model.
@@ -44,8 +43,8 @@ impl fmt::Display for StartError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             StartError::Blob(e) => write!(f, "bad model blob: {e}"),
-            StartError::RingTooSmall { needed, capacity } => {
-                write!(f, "ring buffer holds {capacity} samples, a window of this model needs {needed}")
+            StartError::BufferTooSmall { needed, capacity } => {
+                write!(f, "window buffer holds {capacity} samples, a window of this model needs {needed}")
             }
             StartError::ScratchTooSmall { needed, capacity } => {
                 write!(f, "scratch has {capacity} entries, this model needs {needed}")
@@ -82,7 +81,7 @@ pub enum Step {
     /// frame of several windows is still filling).
     Encoded { bytes: usize },
     /// The source is exhausted; the windows of an unfilled frame and a partial window left in
-    /// the ring were sent as the session's last frame (entropy-coded sessions; the others have
+    /// the buffer were sent as the session's last frame (entropy-coded sessions; the others have
     /// none and drop them, as `funnel encode` does).
     Finished,
 }
@@ -99,14 +98,16 @@ pub struct Summary {
     pub dropped_tail: usize,
 }
 
-/// The application: `RING` is the ring buffer's capacity in i16 samples (at least one window
-/// of all channels), `SCRATCH` the encoder's i16 scratch. Everything lives inside the struct:
-/// no heap, no statics.
-pub struct App<'m, S, W, const RING: usize, const SCRATCH: usize> {
+/// The application: `BUF` is the window buffer's capacity in i16 samples (at least one window
+/// of all channels), `SCRATCH` the encoder's i16 scratch, `BOUNDED` whether it can send a
+/// bounded model's stream (without, the bounded path is not linked: see [`StreamEncoder`]).
+/// Everything lives inside the struct: no heap, no statics.
+pub struct App<'m, S, W, const BUF: usize, const SCRATCH: usize, const BOUNDED: bool = true> {
     source: S,
     sink: W,
-    stream: StreamEncoder<'m>,
-    ring: Deque<i16, RING>,
+    stream: StreamEncoder<'m, BOUNDED>,
+    /// The window being filled: sent and emptied as soon as it is whole.
+    buffer: heapless::Vec<i16, BUF>,
     scratch: [i16; SCRATCH],
     out: [u8; MAX_WINDOW_OUTPUT],
     window_samples: usize,
@@ -114,13 +115,15 @@ pub struct App<'m, S, W, const RING: usize, const SCRATCH: usize> {
     summary: Summary,
 }
 
-impl<'m, S: SampleSource, W: Write, const RING: usize, const SCRATCH: usize> App<'m, S, W, RING, SCRATCH> {
+impl<'m, S: SampleSource, W: Write, const BUF: usize, const SCRATCH: usize, const BOUNDED: bool>
+    App<'m, S, W, BUF, SCRATCH, BOUNDED>
+{
     /// Validates `blob`, `config` and the buffer sizes; the session starts at frame 0.
     pub fn new(blob: &'m [u8], config: StreamConfig, source: S, sink: W) -> Result<Self, StartError> {
         let encoder = QuantizedEncoder::from_blob(blob).map_err(StartError::Blob)?;
         let window_samples = encoder.window() * encoder.channels();
-        if window_samples > RING {
-            return Err(StartError::RingTooSmall { needed: window_samples, capacity: RING });
+        if window_samples > BUF {
+            return Err(StartError::BufferTooSmall { needed: window_samples, capacity: BUF });
         }
         if encoder.scratch_len() > SCRATCH {
             return Err(StartError::ScratchTooSmall { needed: encoder.scratch_len(), capacity: SCRATCH });
@@ -130,7 +133,7 @@ impl<'m, S: SampleSource, W: Write, const RING: usize, const SCRATCH: usize> App
             source,
             sink,
             stream: StreamEncoder::new(encoder, config).map_err(StartError::Stream)?,
-            ring: Deque::new(),
+            buffer: heapless::Vec::new(),
             scratch: [0; SCRATCH],
             out: [0; MAX_WINDOW_OUTPUT],
             window_samples,
@@ -145,7 +148,7 @@ impl<'m, S: SampleSource, W: Write, const RING: usize, const SCRATCH: usize> App
 
     pub fn summary(&self) -> Summary {
         let unsent = self.stream.pending_windows() * self.stream.encoder().window();
-        Summary { dropped_tail: self.ring.len() / self.channels.max(1) + unsent, ..self.summary }
+        Summary { dropped_tail: self.buffer.len() / self.channels.max(1) + unsent, ..self.summary }
     }
 
     /// Reads one sample (all channels); when that completes a window, encodes and sends it.
@@ -158,10 +161,10 @@ impl<'m, S: SampleSource, W: Write, const RING: usize, const SCRATCH: usize> App
         }
         self.summary.samples += 1;
         for &v in sample.iter() {
-            // Cannot fail: the ring is drained whenever it holds a window, and RING >= window.
-            let _ = self.ring.push_back(v);
+            // Cannot fail: the buffer is emptied whenever it holds a window, and BUF >= window.
+            let _ = self.buffer.push(v);
         }
-        if self.ring.len() < self.window_samples {
+        if self.buffer.len() < self.window_samples {
             return Ok(Step::Sampled);
         }
         let bytes = self.send_window()?;
@@ -178,16 +181,12 @@ impl<'m, S: SampleSource, W: Write, const RING: usize, const SCRATCH: usize> App
     fn send_window(&mut self) -> Result<usize, AppError<S::Error, W::Error>> {
         let n = self.window_samples;
         bench_mark();
-        // The window is the oldest `n` samples; with RING a multiple of the window it never
-        // wraps, so this does not move anything.
-        let window = &self.ring.make_contiguous()[..n];
-        let encoded = self.stream.encode_window(window, &mut self.scratch, &mut self.out).map_err(AppError::Encode)?;
+        let encoded =
+            self.stream.encode_window(&self.buffer[..n], &mut self.scratch, &mut self.out).map_err(AppError::Encode)?;
         bench_mark();
         let len = encoded.len;
         self.sink.write_all(&self.out[..len]).map_err(AppError::Sink)?;
-        for _ in 0..n {
-            self.ring.pop_front();
-        }
+        self.buffer.clear();
         self.summary.windows += 1;
         self.summary.frames += u32::from(len > 0);
         self.summary.bytes += len as u64;
@@ -196,20 +195,18 @@ impl<'m, S: SampleSource, W: Write, const RING: usize, const SCRATCH: usize> App
     }
 
     /// Sends what is left when the source ends (windows of an unfilled frame, a partial window
-    /// in the ring) as the session's last frame, if the session has one.
+    /// in the buffer) as the session's last frame, if the session has one.
     fn send_end(&mut self) -> Result<(), AppError<S::Error, W::Error>> {
         if !self.stream.header().layout.entropy_coded {
             return Ok(());
         }
-        let samples = self.ring.len() / self.channels.max(1);
-        // The ring holds less than a window and RING >= window: the padding fits.
-        while self.ring.len() < self.window_samples {
-            let _ = self.ring.push_back(0);
-        }
-        let partial = &mut self.ring.make_contiguous()[..self.window_samples];
+        let samples = self.buffer.len() / self.channels.max(1);
+        // The buffer holds less than a window and BUF >= window: the padding fits.
+        let _ = self.buffer.resize(self.window_samples, 0);
+        let partial = &mut self.buffer[..self.window_samples];
         let encoded =
             self.stream.finish(partial, samples, &mut self.scratch, &mut self.out).map_err(AppError::Encode)?;
-        self.ring.clear();
+        self.buffer.clear();
         self.sink.write_all(&self.out[..encoded.len]).map_err(AppError::Sink)?;
         self.summary.windows += u32::from(samples > 0);
         self.summary.frames += u32::from(encoded.len > 0);
@@ -282,7 +279,7 @@ mod tests {
     }
 
     #[test]
-    fn ring_larger_than_a_window_gives_the_same_bytes() {
+    fn a_buffer_larger_than_a_window_gives_the_same_bytes() {
         let blob = tiny_blob(16, 1);
         let samples: Vec<i16> = (0..16 * 9).map(|i| (i * 37 % 300) as i16).collect();
         let mut sink = Vec::new();
@@ -318,7 +315,7 @@ mod tests {
         let sink: Vec<u8> = Vec::new();
         assert!(matches!(
             App::<_, _, 8, 256>::new(&blob, StreamConfig::DEFAULT, VecSource::new(&[], 1), sink.clone()),
-            Err(StartError::RingTooSmall { needed: 16, capacity: 8 })
+            Err(StartError::BufferTooSmall { needed: 16, capacity: 8 })
         ));
         assert!(matches!(
             App::<_, _, 16, 4>::new(&blob, StreamConfig::DEFAULT, VecSource::new(&[], 1), sink.clone()),

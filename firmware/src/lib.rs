@@ -9,7 +9,7 @@
 //!   the QEMU board, the STM32 ADC on the Nucleo);
 //! - an `embedded_io::Write` sink takes the frame bytes ([`io::NbSerial`] adapts any
 //!   `embedded_hal_nb::serial::Write<u8>` UART);
-//! - [`App`] keeps the samples in a `heapless` ring buffer and, for every full window, runs
+//! - [`App`] keeps the samples of a window in a `heapless` buffer and, for every full window, runs
 //!   `StreamEncoder::encode_window`, the call `funnel encode` makes on the host, so the bytes
 //!   on the link are identical.
 //!
@@ -130,6 +130,7 @@ pub(crate) mod test_support {
             layers,
             codes: CodeQuant { scale: 0.1, zero_point: 1, dead_zone: 0 },
             tables: None,
+            residual: None,
         };
         let (lowest, cumulative) = (leak(std::vec![0x80, 0xFF].repeat(6)), (0..6 * 256).map(|i| (i % 256) as u16 * 16));
         let highest = leak(std::vec![0x7F, 0x00].repeat(6));
@@ -154,7 +155,7 @@ pub(crate) mod test_support {
         let enc = QuantizedEncoder::from_blob(blob).unwrap();
         let (n, channels) = (enc.window() * enc.channels(), enc.channels());
         let mut scratch = std::vec![0i16; enc.scratch_len()];
-        let mut stream = StreamEncoder::new(enc, config).unwrap();
+        let mut stream = StreamEncoder::<true>::new(enc, config).unwrap();
         let mut out = Vec::new();
         let mut buf = [0u8; MAX_WINDOW_OUTPUT];
         let mut windows = samples.chunks_exact(n);

@@ -161,7 +161,7 @@ pub fn run<W: embedded_io::Write>(sink: impl FnOnce() -> W) -> ! {
     let mut app =
         // Session 0 and the model's windows per frame, as `funnel encode` without flags: the
         // QEMU tests compare the two byte for byte.
-        match App::<_, _, { model::WINDOW_SAMPLES }, { model::SCRATCH_LEN }>::new(
+        match App::<_, _, { model::WINDOW_SAMPLES }, { model::SCRATCH_LEN }, { model::BOUNDED }>::new(
             model::MODEL_BLOB,
             StreamConfig { windows_per_frame: model::WINDOWS_PER_FRAME, ..StreamConfig::DEFAULT },
             source,

@@ -59,6 +59,8 @@ pub enum StreamConfigError {
     HeaderInterval,
     /// `start_sample` is above [`MAX_START_SAMPLE`].
     StartSample,
+    /// The model is bounded and the encoder was built without the bounded path.
+    Bounded,
 }
 
 impl core::fmt::Display for StreamConfigError {
@@ -69,6 +71,9 @@ impl core::fmt::Display for StreamConfigError {
             }
             StreamConfigError::HeaderInterval => f.write_str("the header interval must be at least 1 frame"),
             StreamConfigError::StartSample => write!(f, "the start sample must be at most {MAX_START_SAMPLE}"),
+            StreamConfigError::Bounded => {
+                f.write_str("the model is bounded, and this encoder was built without bounded streams")
+            }
         }
     }
 }
@@ -153,8 +158,12 @@ const FRAME_VALUES: usize = if MAX_FRAME_CODES > MAX_BOUNDED_SAMPLES { MAX_FRAME
 /// Encodes consecutive windows of one stream into headers and data frames: the windows' latent
 /// codes, or, when the model has a residual coder (a bounded stream), the samples themselves
 /// coded within its bound.
+///
+/// `BOUNDED = false` builds an encoder without the bounded path, which then costs no flash (a
+/// firmware whose model has no residual coder needs none: 3 KB on a Cortex-M); it refuses a
+/// bounded model ([`StreamConfigError::Bounded`]).
 #[derive(Clone, Debug)]
-pub struct StreamEncoder<'m> {
+pub struct StreamEncoder<'m, const BOUNDED: bool = true> {
     encoder: QuantizedEncoder<'m>,
     /// The session's header; `frame` is the number of the frame being filled.
     header: StreamHeader,
@@ -167,10 +176,13 @@ pub struct StreamEncoder<'m> {
     next_sample_index: u64,
 }
 
-impl<'m> StreamEncoder<'m> {
+impl<'m, const BOUNDED: bool> StreamEncoder<'m, BOUNDED> {
     /// A session starting at frame 0 (its first header flagged `RESTART`).
     pub fn new(encoder: QuantizedEncoder<'m>, config: StreamConfig) -> Result<Self, StreamConfigError> {
         let bounded = encoder.spec().residual.is_some();
+        if bounded && !BOUNDED {
+            return Err(StreamConfigError::Bounded);
+        }
         let codes = if bounded { 0 } else { encoder.code_len() };
         // Blob validation bounds these: at most 16 channels, 64 codes, a u16 window.
         let layout = StreamLayout {
@@ -235,6 +247,12 @@ impl<'m> StreamEncoder<'m> {
         self.pending
     }
 
+    /// Whether this stream sends samples within a bound (known false at compile time without
+    /// `BOUNDED`, so that the bounded path is not linked).
+    fn bounded(&self) -> bool {
+        BOUNDED && self.header.layout.bounded
+    }
+
     /// Puts the first `samples` samples of `window` (`[T][C]` counts) at the place of the
     /// frame's window `self.pending` (bounded streams); returns whether one is at an end of the
     /// i16 range.
@@ -264,7 +282,7 @@ impl<'m> StreamEncoder<'m> {
         scratch: &mut [i16],
         out: &mut [u8; MAX_WINDOW_OUTPUT],
     ) -> Result<Encoded, EncodeError> {
-        let saturated = if self.header.layout.bounded {
+        let saturated = if self.bounded() {
             let expected = self.encoder.window() * self.encoder.channels();
             if samples.len() != expected {
                 return Err(EncodeError::WindowLength { expected, found: samples.len() });
@@ -321,7 +339,7 @@ impl<'m> StreamEncoder<'m> {
             let Some(partial) = partial.get_mut(..window * channels) else {
                 return Err(EncodeError::WindowLength { expected: window * channels, found: partial.len() });
             };
-            if self.header.layout.bounded {
+            if self.bounded() {
                 report_saturated = self.put_samples(partial, samples);
             } else {
                 report_saturated = self.encode_partial(partial, samples, scratch)?;
@@ -374,7 +392,7 @@ impl<'m> StreamEncoder<'m> {
     /// The payload of the frame being filled, `samples` samples per channel (its span unless it
     /// is the last), into `out`; returns its length and whether a code was clipped.
     fn payload(&mut self, samples: usize, out: &mut [u8; MAX_FRAME_PAYLOAD]) -> (usize, bool) {
-        let Some(residual) = self.encoder.spec().residual else {
+        let Some(residual) = self.encoder.spec().residual.filter(|_| BOUNDED) else {
             return frame_payload(self.encoder.spec().tables, &self.values, out);
         };
         let layout = self.header.layout;
@@ -463,7 +481,7 @@ mod tests {
             let encoder = QuantizedEncoder::from_blob(&blob).unwrap();
             let (window, channels) = (encoder.window(), encoder.channels());
             let config = StreamConfig { windows_per_frame, header_interval: 3, start_sample: 1000, ..StreamConfig::DEFAULT };
-            let mut stream = StreamEncoder::new(encoder, config).unwrap();
+            let mut stream = StreamEncoder::<true>::new(encoder, config).unwrap();
             proptest::prop_assert!(stream.header().layout.bounded && stream.header().layout.codes_per_window == 0);
             let mut scratch = [0i16; 64];
             let mut out = [0u8; MAX_WINDOW_OUTPUT];
@@ -531,7 +549,7 @@ mod tests {
         let (window, channels) = (encoder.window(), encoder.channels());
         let config =
             StreamConfig { stream_id: 7, session: 3, windows_per_frame: 2, header_interval: 2, start_sample: 1000 };
-        let mut stream = StreamEncoder::new(encoder.clone(), config).unwrap();
+        let mut stream = StreamEncoder::<true>::new(encoder.clone(), config).unwrap();
         let mut scratch = [0i16; 256];
         let mut out = [0u8; MAX_WINDOW_OUTPUT];
         let n = window * channels;
@@ -606,7 +624,7 @@ mod tests {
         let coded = tiny_blob_coded(owned.tables());
         let encoder = QuantizedEncoder::from_blob(&coded).unwrap();
         let config = StreamConfig { windows_per_frame: 3, ..StreamConfig::DEFAULT };
-        let mut stream = StreamEncoder::new(encoder.clone(), config).unwrap();
+        let mut stream = StreamEncoder::<true>::new(encoder.clone(), config).unwrap();
         assert!(stream.header().layout.entropy_coded);
         let mut out = [0u8; MAX_WINDOW_OUTPUT];
         let mut bytes = std::vec::Vec::new();
@@ -650,7 +668,7 @@ mod tests {
         // 4 windows and 5 samples: one whole frame, then a last frame of 2 windows, 13 samples.
         let samples: std::vec::Vec<i16> =
             (0..4 * window + 5).flat_map(|t| (0..channels).map(move |c| sample(t, c))).collect();
-        let mut stream = StreamEncoder::new(encoder.clone(), config).unwrap();
+        let mut stream = StreamEncoder::<true>::new(encoder.clone(), config).unwrap();
         let mut bytes = std::vec::Vec::new();
         let mut want = std::vec::Vec::new();
         for w in samples.chunks_exact(n) {
@@ -698,12 +716,12 @@ mod tests {
 
         // Without tables a session has no last frame: the end stays behind.
         let plain = tiny_blob();
-        let mut stream = StreamEncoder::new(QuantizedEncoder::from_blob(&plain).unwrap(), config).unwrap();
+        let mut stream = StreamEncoder::<true>::new(QuantizedEncoder::from_blob(&plain).unwrap(), config).unwrap();
         stream.encode_window(&samples[..n], &mut scratch, &mut out).unwrap();
         assert_eq!(stream.finish(&mut partial, 5, &mut scratch, &mut out).unwrap().len, 0);
         assert_eq!(stream.pending_windows(), 1);
         // A partial window shorter than a window is refused, not read past.
-        let mut stream = StreamEncoder::new(encoder, config).unwrap();
+        let mut stream = StreamEncoder::<true>::new(encoder, config).unwrap();
         let refused = stream.finish(&mut partial[..n - 1], 5, &mut scratch, &mut out);
         assert_eq!(refused, Err(EncodeError::WindowLength { expected: n, found: n - 1 }));
         // So is a "partial" window as long as a window: it is not the end of a stream.
@@ -732,7 +750,7 @@ mod tests {
         let blob = tiny_blob();
         let encoder = QuantizedEncoder::from_blob(&blob).unwrap();
         let per_window = encoder.code_len();
-        let with = |c: StreamConfig| StreamEncoder::new(encoder.clone(), c).err();
+        let with = |c: StreamConfig| StreamEncoder::<true>::new(encoder.clone(), c).err();
         assert_eq!(
             with(StreamConfig { windows_per_frame: 0, ..StreamConfig::DEFAULT }),
             Some(StreamConfigError::WindowsPerFrame { requested: 0, max: (MAX_FRAME_CODES / per_window).min(255) })
@@ -743,7 +761,7 @@ mod tests {
         let eight = crate::encoder::tests::dense_blob(16, 8);
         let eight = QuantizedEncoder::from_blob(&eight).unwrap();
         let with_eight = |windows_per_frame| {
-            StreamEncoder::new(eight.clone(), StreamConfig { windows_per_frame, ..StreamConfig::DEFAULT }).err()
+            StreamEncoder::<true>::new(eight.clone(), StreamConfig { windows_per_frame, ..StreamConfig::DEFAULT }).err()
         };
         assert_eq!(with_eight(64), None);
         assert_eq!(with_eight(65), Some(StreamConfigError::WindowsPerFrame { requested: 65, max: 64 }));
@@ -761,7 +779,7 @@ mod tests {
     fn a_short_window_is_an_error_and_does_not_advance_the_stream() {
         let blob = tiny_blob();
         let encoder = QuantizedEncoder::from_blob(&blob).unwrap();
-        let mut stream = StreamEncoder::new(encoder, StreamConfig::DEFAULT).unwrap();
+        let mut stream = StreamEncoder::<true>::new(encoder, StreamConfig::DEFAULT).unwrap();
         let mut scratch = [0i16; 256];
         let mut out = [0u8; MAX_WINDOW_OUTPUT];
         assert!(matches!(stream.encode_window(&[0; 3], &mut scratch, &mut out), Err(EncodeError::WindowLength { .. })));

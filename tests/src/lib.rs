@@ -15,6 +15,11 @@ pub fn ecg_model() -> PathBuf {
     root().join("models/ecg")
 }
 
+/// The shipped lossless ECG model: bounded with `--max-error 0` at MIT-BIH's 200 counts/mV.
+pub fn ecg_lossless_model() -> PathBuf {
+    root().join("models/ecg-lossless")
+}
+
 /// The shipped ECG recording and its column.
 pub fn ecg_data() -> (PathBuf, Vec<String>) {
     (root().join("data/mitbih208_ecg.csv"), vec!["ecg_mlii_mV".to_string()])

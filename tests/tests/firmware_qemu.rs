@@ -11,7 +11,7 @@ use std::time::Duration;
 use funnel::pipeline::{decode_stream, encode_recording, DecodeRequest, EncodeRequest, Source, StreamRequest};
 use funnel::runtime::Backend;
 use funnel_artifacts::{Method, ModelDir, Recording};
-use funnel_e2e::{ecg_data, ecg_model, held_out_prdn};
+use funnel_e2e::{ecg_data, ecg_lossless_model, ecg_model, held_out_prdn};
 use funnel_shared::stream::StreamConfig;
 use xtask::{Board, QemuOptions};
 
@@ -32,10 +32,11 @@ fn assert_same_bytes(device: &[u8], host: &[u8], what: &str) {
     );
 }
 
-/// Runs `board` on the whole ECG recording and checks its frames against `funnel encode`.
-fn device_frames_match_funnel_encode(board: Board, tmp: &Path) -> Vec<u8> {
+/// Runs `board` with `model` on the whole ECG recording and checks its frames against
+/// `funnel encode`.
+fn device_frames_match_funnel_encode(board: Board, model: &Path, tmp: &Path) -> Vec<u8> {
     xtask::require_qemu().unwrap();
-    let model = ecg_model().canonicalize().expect("the shipped model models/ecg");
+    let model = model.canonicalize().expect("a shipped model");
     let (data, columns) = ecg_data();
     let host_codes = tmp.join("host.bin");
     let encoded = encode_recording(&EncodeRequest {
@@ -57,7 +58,7 @@ fn device_frames_match_funnel_encode(board: Board, tmp: &Path) -> Vec<u8> {
 #[test]
 fn cortex_m4_firmware_sends_exactly_what_funnel_encode_writes_and_decodes_to_the_card() {
     let tmp = tempfile::tempdir().unwrap();
-    let frames = device_frames_match_funnel_encode(Board::Qemu, tmp.path());
+    let frames = device_frames_match_funnel_encode(Board::Qemu, &ecg_model(), tmp.path());
 
     // `funnel decode` of the device's bytes: every frame intact, held-out PRDN as on the card.
     let dir = ecg_model();
@@ -93,7 +94,46 @@ fn cortex_m4_firmware_sends_exactly_what_funnel_encode_writes_and_decodes_to_the
 #[test]
 fn cortex_m0_firmware_sends_the_same_bytes() {
     let tmp = tempfile::tempdir().unwrap();
-    device_frames_match_funnel_encode(Board::QemuM0, tmp.path());
+    device_frames_match_funnel_encode(Board::QemuM0, &ecg_model(), tmp.path());
+}
+
+/// The lossless model (bounded, `--max-error 0`) on both QEMU images: the bytes are `funnel
+/// encode`'s, and `funnel decode` of them gives back every count of the recording exactly,
+/// each row marked with its bound.
+#[test]
+fn bounded_firmware_sends_what_funnel_encode_writes_and_every_count_comes_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = ecg_lossless_model();
+    let frames = device_frames_match_funnel_encode(Board::Qemu, &model, tmp.path());
+    assert_eq!(device_frames_match_funnel_encode(Board::QemuM0, &model, tmp.path()), frames);
+    let (codes, csv) = (tmp.path().join("device.bin"), tmp.path().join("recon.csv"));
+    std::fs::write(&codes, &frames).unwrap();
+    let report = decode_stream(&DecodeRequest {
+        model: model.clone(),
+        source: Source::File(codes),
+        out: csv.clone(),
+        backend: Backend::Tract,
+        plot: None,
+        stream: None,
+    })
+    .unwrap()
+    .remove(0)
+    .report
+    .unwrap();
+    assert_eq!((report.corrupt_runs(), report.missing_samples), (0, 0), "{}", report.summary());
+    let (data, columns) = ecg_data();
+    let recording = Recording::from_csv(&data, &columns).unwrap();
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("sample_index,ecg_mlii_mV,status,max_error"));
+    let mut rows = 0;
+    for (line, &x) in lines.zip(&recording.samples[0]) {
+        let fields: Vec<&str> = line.split(',').collect();
+        // MIT-BIH's samples are whole counts of 1/200 mV: lossless means equal.
+        assert_eq!((fields[1].parse::<f32>().unwrap(), fields[3]), (x, "0"), "{line}");
+        rows += 1;
+    }
+    assert_eq!(rows, recording.samples[0].len());
 }
 
 #[test]

@@ -81,7 +81,7 @@ fn main() -> ! {
         }
         Ok(_) => {}
     }
-    let mut app = match App::<_, _, { model::WINDOW_SAMPLES }, { model::SCRATCH_LEN }>::new(
+    let mut app = match App::<_, _, { model::WINDOW_SAMPLES }, { model::SCRATCH_LEN }, { model::BOUNDED }>::new(
         model::MODEL_BLOB,
         config,
         source,

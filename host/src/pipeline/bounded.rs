@@ -96,7 +96,8 @@ pub fn commit_bounded(
     let max_abs_error = (held_out.start..held_out.end)
         .flat_map(|t| (0..channels).map(move |c| (t, c)))
         .zip(&rebuilt)
-        .map(|((t, c), &r)| (f64::from(recording.samples[c][t]) - f64::from(r) / f64::from(cpu)).abs())
+        // As `funnel decode` writes it.
+        .map(|((t, c), &r)| f64::from((recording.samples[c][t] - f32::from(r) / cpu).abs()))
         .fold(0.0, f64::max);
     ensure!(
         max_abs_error_counts <= max_error_counts,
