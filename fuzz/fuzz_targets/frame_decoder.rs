@@ -1,5 +1,5 @@
 //! `FrameDecoder` under coverage-guided fuzzing: whatever a link does to two streams (see
-//! `link.rs`; one of fixed-length frames, one of variable-length ones), the decoder must not panic, must account for every byte, and must deliver each
+//! `link.rs`; one of fixed-length frames, one of variable-length ones: codes or a bounded stream's samples), the decoder must not panic, must account for every byte, and must deliver each
 //! stream's frames of a session in increasing order on the sample grid its headers imply.
 #![no_main]
 
@@ -22,16 +22,29 @@ fuzz_target!(|script: Script| {
                     window: 64,
                     windows_per_frame: 1,
                     entropy_coded: false,
+                    bounded: false,
                 },
             ),
             (
                 model,
-                StreamLayout {
-                    channels: 2,
-                    codes_per_window: 4,
-                    window: 32,
-                    windows_per_frame: 3,
-                    entropy_coded: true,
+                match script.bounded {
+                    // Samples within a bound: frames of up to 2 × 2 × 32 × 3 bytes raw.
+                    true => StreamLayout {
+                        channels: 2,
+                        codes_per_window: 0,
+                        window: 32,
+                        windows_per_frame: 3,
+                        entropy_coded: true,
+                        bounded: true,
+                    },
+                    false => StreamLayout {
+                        channels: 2,
+                        codes_per_window: 4,
+                        window: 32,
+                        windows_per_frame: 3,
+                        entropy_coded: true,
+                        bounded: false,
+                    },
                 },
             ),
         ],
@@ -51,7 +64,7 @@ fuzz_target!(|script: Script| {
             last[id] = Some((f.session, f.frame));
             let span = u64::from(f.layout.window) * u64::from(f.layout.windows_per_frame);
             assert_eq!(f.sample_index % span, 1000 % span, "sample index off the frame grid");
-            assert!((1..=span).contains(&f.samples()) && f.payload.len() <= 2 * f.codes(), "a last frame out of range");
+            assert!((1..=span).contains(&f.samples()) && f.payload.len() <= f.raw_len(), "a last frame out of range");
         }
         DecodeEvent::Corrupt { bytes, .. } => accounted += bytes,
         DecodeEvent::Gap(g) => assert!(g.frames > 0 && g.samples > 0),

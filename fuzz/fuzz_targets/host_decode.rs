@@ -25,9 +25,17 @@ fuzz_target!(|script: Script| {
         window: WINDOW as u16,
         windows_per_frame: 2,
         entropy_coded: true,
+        bounded: false,
     };
-    let theirs =
-        StreamLayout { channels: 1, codes_per_window: 3, window: 8, windows_per_frame: 1, entropy_coded: false };
+    // Another model's stream: latent codes, or a bounded stream's samples.
+    let theirs = StreamLayout {
+        channels: 1,
+        codes_per_window: if script.bounded { 0 } else { 3 },
+        window: 8,
+        windows_per_frame: 1,
+        entropy_coded: script.bounded,
+        bounded: script.bounded,
+    };
     let link = received(&script, [(blob.model_id(), ours), (ModelId([9, 9, 9, 9]), theirs)]);
 
     let mut sink = CollectSink { channels: 1, ..Default::default() };

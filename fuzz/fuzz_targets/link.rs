@@ -48,6 +48,8 @@ pub enum Op {
 #[derive(Arbitrary, Debug)]
 pub struct Script {
     pub chunk: u8,
+    /// The variable-length stream is a bounded one (samples, not codes).
+    pub bounded: bool,
     pub ops: Vec<Op>,
 }
 
@@ -65,7 +67,10 @@ impl Sender {
             Some(end) => {
                 let samples = (u64::from(end) % layout.frame_span()) as u32 + 1;
                 let windows = samples.div_ceil(u32::from(layout.window)) as usize;
-                let raw = 2 * windows * usize::from(layout.codes_per_window);
+                let raw = match layout.bounded {
+                    true => 2 * samples as usize * usize::from(layout.channels),
+                    false => 2 * windows * usize::from(layout.codes_per_window),
+                };
                 let len = usize::from(len) % (raw + 1);
                 encode_last_frame(&self.header, frame, saturated, samples, &payload[..len], &mut buf)
             }

@@ -3,16 +3,22 @@
 //! and FLAC of the same device counts: `funnel bench rd`'s bounded table (feature `peers`).
 //!
 //! What is measured is the coder **without a network**: each sample is predicted from the
-//! samples already rebuilt only. The integer decoder that would give it the latent codes'
-//! reconstruction as a base is not built yet (`docs/bounded-mode.md`), and the bytes are the
-//! coded payloads alone, without a frame's length and check.
+//! samples already rebuilt only (the integer decoder that would give it the latent codes'
+//! reconstruction as a base is not built yet, `docs/bounded-mode.md`). The bytes are those of
+//! a bounded stream (`docs/wire-format.md`): frames of [`SEGMENT`] samples with their
+//! payloads exactly as the device makes them (`stream::bounded_payload`, raw when coding is not
+//! shorter), each with its length and check, a last frame with its sample count, and a stream
+//! header every 64 frames.
 
 use std::fmt::Write as _;
 
 use anyhow::{ensure, Context, Result};
 use funnel_artifacts::residual::OwnedResidualSpec;
 use funnel_shared::residual::MAX_BOUND;
-use funnel_shared::stream::to_counts;
+use funnel_shared::stream::{bounded_payload, to_counts, StreamConfig};
+use funnel_shared::wire::{
+    encode_frame, encode_last_frame, stream_len, ModelId, StreamHeader, StreamLayout, MAX_FRAME_LEN, MAX_FRAME_PAYLOAD,
+};
 use serde::Serialize;
 
 use super::peers::{sz3_at, zstd_bytes};
@@ -20,6 +26,26 @@ use super::peers::{sz3_at, zstd_bytes};
 /// Samples coded as one segment (from an empty prediction history): a 1,024-sample frame's
 /// worth, as a frame would carry them.
 pub const SEGMENT: usize = 1024;
+
+/// The stream the sweep's bytes are counted in: one channel, frames of [`SEGMENT`] samples, a
+/// header every 64 frames.
+const BOUNDED_HEADER: StreamHeader = StreamHeader {
+    stream_id: 0,
+    restart: true,
+    model_id: ModelId([0; 4]),
+    session: 0,
+    layout: StreamLayout {
+        channels: 1,
+        codes_per_window: 0,
+        window: SEGMENT as u16,
+        windows_per_frame: 1,
+        entropy_coded: true,
+        bounded: true,
+    },
+    header_interval: StreamConfig::DEFAULT.header_interval,
+    frame: 0,
+    start_sample: 0,
+};
 
 /// Bounds swept, as fractions of the held-out part's standard deviation (SZ3's sweep), and 0.
 const RELATIVE_BOUNDS: [f64; 8] = [0.002, 0.005, 0.01, 0.02, 0.04, 0.08, 0.15, 0.3];
@@ -73,16 +99,28 @@ pub fn bounded_sweep(train: &[f64], held_out: &[f64], counts_per_unit: f32) -> R
         let fitted = OwnedResidualSpec::fit(&train_counts, None, bound_counts, SEGMENT)
             .with_context(|| format!("fitting the residual coder for a bound of {bound_counts} counts"))?;
         let spec = fitted.spec();
-        let (mut bytes, mut max_error_counts) = (0usize, 0u16);
-        let mut out = vec![0u8; 8 * SEGMENT + 64];
-        for segment in held_counts.chunks(SEGMENT) {
-            let mut bins = segment.to_vec();
-            let written = spec.encode(None, &mut bins, SEGMENT, &mut out)?;
-            let mut back = vec![0i16; segment.len()];
-            spec.decode(&out[..written], None, SEGMENT, &mut back)?;
-            max_error_counts = segment.iter().zip(&back).map(|(x, r)| x.abs_diff(*r)).fold(max_error_counts, u16::max);
-            bytes += written;
+        let (mut bytes, mut max_error_counts) = (0u64, 0u16);
+        let (mut payload, mut frame) = ([0u8; MAX_FRAME_PAYLOAD], [0u8; MAX_FRAME_LEN]);
+        let frames = held_counts.len().div_ceil(SEGMENT);
+        for (f, segment) in held_counts.chunks(SEGMENT).enumerate() {
+            let m = segment.len();
+            let mut values = segment.to_vec();
+            let len = bounded_payload(&spec, &mut values, m, &mut payload);
+            // Raw, `values` holds what the receiver takes; coded, it decodes the payload.
+            if len < 2 * m {
+                spec.decode(&payload[..len], None, m, &mut values)?;
+            }
+            max_error_counts =
+                segment.iter().zip(&values).map(|(x, r)| x.abs_diff(*r)).fold(max_error_counts, u16::max);
+            // A stream that ends inside a frame ends with a last frame, which says its length.
+            let written = match m < SEGMENT {
+                true => encode_last_frame(&BOUNDED_HEADER, f as u32, false, m as u32, &payload[..len], &mut frame),
+                false => encode_frame(&BOUNDED_HEADER, f as u32, false, &payload[..len], &mut frame),
+            };
+            bytes += written.context("internal: a bounded frame")? as u64;
         }
+        // The headers: `stream_len` of frames of no bytes.
+        bytes += stream_len(frames as u64, 0, BOUNDED_HEADER.header_interval);
         ensure!(
             max_error_counts <= bound_counts,
             "internal: a sample is {max_error_counts} counts off, over the bound"
@@ -127,7 +165,7 @@ impl BoundedReport {
     pub fn table(&self) -> String {
         let mut s = format!(
             "error-bounded coding of the device counts ({} per unit), prediction only (no network yet), \
-             payload bytes:\n",
+             the bounded stream's bytes (frames of {SEGMENT} samples, lengths, checks and headers included):\n",
             self.counts_per_unit
         );
         let _ = writeln!(
