@@ -389,41 +389,36 @@ impl<'d, R: Runtime + ?Sized> StreamDecoder<'d, R> {
                     self.report.foreign_frames += 1;
                     return Ok(());
                 }
-                let decoded = match frame.layout.bounded {
+                let (windows, saturated, bounded) = (frame.windows(), frame.saturated, frame.layout.bounded);
+                let lost = funnel_shared::wire::Gap {
+                    stream_id: frame.stream_id,
+                    session: frame.session,
+                    first_frame: frame.frame,
+                    frames: 1,
+                    first_sample: frame.sample_index,
+                    samples: frame.samples(),
+                };
+                let decoded = match bounded {
                     true => self
                         .blob
                         .frame_samples(&frame)
                         .ok()
-                        .map(|counts| Pending::Samples { frame: Box::new(frame.clone()), counts }),
-                    false => self
-                        .blob
-                        .frame_codes(&frame)
-                        .ok()
-                        .map(|codes| Pending::Frame { frame: Box::new(frame.clone()), codes }),
+                        .map(|counts| Pending::Samples { frame: Box::new(frame), counts }),
+                    false => {
+                        self.blob.frame_codes(&frame).ok().map(|codes| Pending::Frame { frame: Box::new(frame), codes })
+                    }
                 };
                 let Some(decoded) = decoded else {
                     self.report.undecodable_frames += 1;
-                    let samples = frame.samples();
-                    return self.handle(
-                        DecodeEvent::Gap(funnel_shared::wire::Gap {
-                            stream_id: frame.stream_id,
-                            session: frame.session,
-                            first_frame: frame.frame,
-                            frames: 1,
-                            first_sample: frame.sample_index,
-                            samples,
-                        }),
-                        sink,
-                    );
+                    return self.handle(DecodeEvent::Gap(lost), sink);
                 };
                 self.report.frames += 1;
-                let windows = frame.windows();
                 self.report.windows += windows as u64;
-                self.report.saturated_windows += if frame.saturated { windows as u64 } else { 0 };
+                self.report.saturated_windows += if saturated { windows as u64 } else { 0 };
                 // A bounded frame needs no decoder: it goes out at once.
-                self.pending_windows += if frame.layout.bounded { 0 } else { windows };
+                self.pending_windows += if bounded { 0 } else { windows };
                 self.pending.push_back(decoded);
-                if self.pending_windows >= self.batch || frame.layout.bounded {
+                if self.pending_windows >= self.batch || bounded {
                     self.flush(sink)?;
                 }
             }
