@@ -153,7 +153,7 @@ pub struct Encoded {
 
 /// What a frame of either kind of stream buffers: its windows' codes, or a bounded frame's
 /// samples.
-const FRAME_VALUES: usize = if MAX_FRAME_CODES > MAX_BOUNDED_SAMPLES { MAX_FRAME_CODES } else { MAX_BOUNDED_SAMPLES };
+const FRAME_VALUES: usize = crate::wire::max(MAX_FRAME_CODES, MAX_BOUNDED_SAMPLES);
 
 /// Encodes consecutive windows of one stream into headers and data frames: the windows' latent
 /// codes, or, when the model has a residual coder (a bounded stream), the samples themselves

@@ -41,7 +41,7 @@ pub const END_SAMPLES_LEN: usize = 3;
 pub const MAX_FRAME_PAYLOAD: usize = END_SAMPLES_LEN + 2 * max(MAX_FRAME_CODES, MAX_BOUNDED_SAMPLES);
 /// Largest data frame (raw codes behind a two-byte length), and so the largest item on the link.
 pub const MAX_FRAME_LEN: usize = 2 + MAX_FRAME_PAYLOAD + CHECK_LEN;
-const fn max(a: usize, b: usize) -> usize {
+pub(crate) const fn max(a: usize, b: usize) -> usize {
     if a > b {
         a
     } else {

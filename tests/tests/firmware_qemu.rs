@@ -5,9 +5,10 @@
 //! Needs `qemu-system-arm` (7.2+) and the `thumbv7em-none-eabihf` / `thumbv6m-none-eabi` targets
 //! (`.ci/run` installs them); without them these tests fail with instructions, they do not skip.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use funnel::codec::DecodeReport;
 use funnel::pipeline::{decode_stream, encode_recording, DecodeRequest, EncodeRequest, Source, StreamRequest};
 use funnel::runtime::Backend;
 use funnel_artifacts::{Method, ModelDir, Recording};
@@ -55,20 +56,13 @@ fn device_frames_match_funnel_encode(board: Board, model: &Path, tmp: &Path) -> 
     run.frames
 }
 
-#[test]
-fn cortex_m4_firmware_sends_exactly_what_funnel_encode_writes_and_decodes_to_the_card() {
-    let tmp = tempfile::tempdir().unwrap();
-    let frames = device_frames_match_funnel_encode(Board::Qemu, &ecg_model(), tmp.path());
-
-    // `funnel decode` of the device's bytes: every frame intact, held-out PRDN as on the card.
-    let dir = ecg_model();
-    let card = ModelDir::new(&dir).load_card().unwrap();
-    let recorded = &card.held_out[&Method::Int8Device];
-    let (codes, csv) = (tmp.path().join("device.bin"), tmp.path().join("recon.csv"));
-    std::fs::write(&codes, &frames).unwrap();
+/// `funnel decode` of the device's bytes with `model` into a CSV in `tmp`: every frame intact.
+fn decode_device_frames(model: &Path, frames: &[u8], tmp: &Path) -> (PathBuf, DecodeReport) {
+    let (codes, csv) = (tmp.join("device.bin"), tmp.join("recon.csv"));
+    std::fs::write(&codes, frames).unwrap();
     let report = decode_stream(&DecodeRequest {
-        model: dir.clone(),
-        source: Source::File(codes.clone()),
+        model: model.to_path_buf(),
+        source: Source::File(codes),
         out: csv.clone(),
         backend: Backend::Tract,
         plot: None,
@@ -79,6 +73,19 @@ fn cortex_m4_firmware_sends_exactly_what_funnel_encode_writes_and_decodes_to_the
     .report
     .unwrap();
     assert_eq!((report.corrupt_runs(), report.missing_samples), (0, 0), "{}", report.summary());
+    (csv, report)
+}
+
+#[test]
+fn cortex_m4_firmware_sends_exactly_what_funnel_encode_writes_and_decodes_to_the_card() {
+    let tmp = tempfile::tempdir().unwrap();
+    let frames = device_frames_match_funnel_encode(Board::Qemu, &ecg_model(), tmp.path());
+
+    // `funnel decode` of the device's bytes: every frame intact, held-out PRDN as on the card.
+    let dir = ecg_model();
+    let card = ModelDir::new(&dir).load_card().unwrap();
+    let recorded = &card.held_out[&Method::Int8Device];
+    let (csv, report) = decode_device_frames(&dir, &frames, tmp.path());
 
     // Every sample of the recording comes back: its end travels in the stream's last frame.
     let rows = std::fs::read_to_string(&csv).unwrap().lines().count() - 1;
@@ -106,21 +113,7 @@ fn bounded_firmware_sends_what_funnel_encode_writes_and_every_count_comes_back()
     let model = ecg_lossless_model();
     let frames = device_frames_match_funnel_encode(Board::Qemu, &model, tmp.path());
     assert_eq!(device_frames_match_funnel_encode(Board::QemuM0, &model, tmp.path()), frames);
-    let (codes, csv) = (tmp.path().join("device.bin"), tmp.path().join("recon.csv"));
-    std::fs::write(&codes, &frames).unwrap();
-    let report = decode_stream(&DecodeRequest {
-        model: model.clone(),
-        source: Source::File(codes),
-        out: csv.clone(),
-        backend: Backend::Tract,
-        plot: None,
-        stream: None,
-    })
-    .unwrap()
-    .remove(0)
-    .report
-    .unwrap();
-    assert_eq!((report.corrupt_runs(), report.missing_samples), (0, 0), "{}", report.summary());
+    let (csv, _) = decode_device_frames(&model, &frames, tmp.path());
     let (data, columns) = ecg_data();
     let recording = Recording::from_csv(&data, &columns).unwrap();
     let text = std::fs::read_to_string(&csv).unwrap();

@@ -247,51 +247,30 @@ pub struct Blob {
 impl Blob {
     /// Parses `bytes` as the firmware does and checks the model id against the payload.
     pub fn from_bytes(bytes: Vec<u8>) -> Result<Blob, BlobCheckError> {
-        // The parsed view borrows `bytes`; keep only plain facts from it.
-        let (
-            model_id,
-            window,
-            channels,
-            latent,
-            counts_per_unit,
-            codes,
-            macs_per_window,
-            scratch_bytes,
-            tables,
-            residual,
-        ) = {
+        // The parsed view borrows `bytes`: the facts are kept, then the bytes moved in.
+        let mut blob = {
             let parsed = ModelBlob::parse(&bytes)?;
             let computed = model_id_of(&bytes[HEADER_LEN..bytes.len() - TRAILER_LEN]);
             if computed != parsed.model_id {
                 return Err(BlobCheckError::IdMismatch { stored: parsed.model_id, computed });
             }
             let spec = &parsed.spec;
-            (
-                parsed.model_id,
-                usize::from(spec.window),
-                usize::from(spec.channels),
-                spec.code_len(),
-                spec.counts_per_unit,
-                spec.codes,
-                spec.macs(),
-                spec.scratch_len() * core::mem::size_of::<i16>(),
-                spec.tables.as_ref().map(OwnedCodeTables::of),
-                spec.residual.as_ref().map(OwnedResidualSpec::of),
-            )
+            Blob {
+                bytes: Vec::new(),
+                model_id: parsed.model_id,
+                window: usize::from(spec.window),
+                channels: usize::from(spec.channels),
+                latent: spec.code_len(),
+                counts_per_unit: spec.counts_per_unit,
+                codes: spec.codes,
+                macs_per_window: spec.macs(),
+                scratch_bytes: spec.scratch_len() * core::mem::size_of::<i16>(),
+                tables: spec.tables.as_ref().map(OwnedCodeTables::of),
+                residual: spec.residual.as_ref().map(OwnedResidualSpec::of),
+            }
         };
-        Ok(Blob {
-            bytes,
-            model_id,
-            window,
-            channels,
-            latent,
-            counts_per_unit,
-            codes,
-            macs_per_window,
-            scratch_bytes,
-            tables,
-            residual,
-        })
+        blob.bytes = bytes;
+        Ok(blob)
     }
 
     pub fn bytes(&self) -> &[u8] {
