@@ -561,6 +561,9 @@ pub fn train_model(request: &TrainRequest) -> Result<TrainOutcome> {
     // Every flag is checked before anything is trained or written.
     ensure!(request.epochs >= 1, "--epochs must be at least 1 (got {})", request.epochs);
     ensure!(request.patience >= 1, "--patience must be at least 1");
+    if let Some(e) = request.max_error {
+        ensure!(e.is_finite() && e >= 0.0, "--max-error must be 0 or more (got {e})");
+    }
     ensure!(
         (1..=32).contains(&request.sensor_bits),
         "--sensor-bits must be between 1 and 32 (got {})",
