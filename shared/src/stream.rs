@@ -289,17 +289,7 @@ impl<'m, const BOUNDED: bool> StreamEncoder<'m, BOUNDED> {
             }
             self.put_samples(samples, self.encoder.window())
         } else {
-            let n = self.encoder.code_len();
-            let filled = self.values.len();
-            // Fits: new() checked windows_per_frame × code_len <= MAX_FRAME_CODES.
-            let _ = self.values.resize(filled + n, 0);
-            match self.encoder.encode(samples, scratch, &mut self.values[filled..]) {
-                Ok(report) => report.input_saturated,
-                Err(e) => {
-                    self.values.truncate(filled);
-                    return Err(e);
-                }
-            }
+            self.push_codes(samples, scratch)?
         };
         self.pending += 1;
         self.saturated |= saturated;
@@ -376,11 +366,17 @@ impl<'m, const BOUNDED: bool> StreamEncoder<'m, BOUNDED> {
             let last = &kept[kept.len() - channels..];
             padding.chunks_exact_mut(channels).for_each(|p| p.copy_from_slice(last));
         }
+        self.push_codes(partial, scratch)
+    }
+
+    /// Encodes `window` and puts its codes behind the frame's; returns whether its input
+    /// saturated. On an error the frame is as it was.
+    fn push_codes(&mut self, window: &[i16], scratch: &mut [i16]) -> Result<bool, EncodeError> {
         let filled = self.values.len();
-        let n = self.encoder.code_len();
-        // Fits: a frame is sent as soon as it fills, so one window's room is always left.
-        let _ = self.values.resize(filled + n, 0);
-        match self.encoder.encode(partial, scratch, &mut self.values[filled..]) {
+        // Fits: new() checked windows_per_frame × code_len <= MAX_FRAME_CODES, and a frame is
+        // sent as soon as it fills.
+        let _ = self.values.resize(filled + self.encoder.code_len(), 0);
+        match self.encoder.encode(window, scratch, &mut self.values[filled..]) {
             Ok(report) => Ok(report.input_saturated),
             Err(e) => {
                 self.values.truncate(filled);
