@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
 """Compute the golden vectors of docs/wire-format.md, independently of the Rust code.
 
-Written only from the text of docs/wire-format.md, version 7 (sections "Stream header",
+Written only from the text of docs/wire-format.md, version 8 (sections "Stream header",
 "Data frame" with its subsections "Entropy-coded data frame" (and its paragraph "The last
 frame"), "The entropy coder" (with its paragraphs "What is coded" and "Escapes") and "Bounded
-sessions", "Sending", and "Golden vectors"), with the Python standard library: `zlib.crc32` for the
-header's CRC-32/ISO-HDLC, a bitwise CRC-16/IBM-3740 written from its parameters, and the rANS
-coder (encoder and decoder) written from the spec's pseudo-code and text. Codes are i16; both
+sessions" (with its paragraphs "The residual coder", "Rebuilding" (the adaptive stage, new in
+version 8), "Adapting or not" (its bit α per segment), "Symbols" and "Blocks"), "Sending", and
+"Golden vectors"), with the Python
+standard library: `zlib.crc32` for the header's CRC-32/ISO-HDLC, a bitwise CRC-16/IBM-3740
+written from its parameters, and the rANS coder (encoder and decoder) written from the spec's
+pseudo-code and text. Codes are i16; both
 ends of every code table are escapes, and an escape is followed by the value's distance
 d = |v − t| beyond it as uniform 8-bit symbols (f_u = 16, c_u = 16 u): u0 = min(d, 255),
 then, when u0 = 255, (d − 255) >> 8 and (d − 255) & 0xFF, in that reading order.
@@ -49,26 +52,41 @@ not a frame. The spec does not say what a body longer than 2n' bytes (but within
 is; read literally (neither raw nor "shorter"), this script takes it as not valid. Of the last
 window a receiver outputs only samples − (m − 1) × window samples (the rest is padding).
 
-Bounded sessions (version 7). A header flagged BOUNDED (bit 2, 0x04; with ENTROPY_CODED) has
-codes_per_window 0 and windows_per_frame × window × channels ≤ 1024. Its frames carry samples
-(i16): m per channel (windows_per_frame × window, or a last frame's `samples`, no padding), C
+Bounded sessions (version 7; the adaptive stage, version 8). A header flagged BOUNDED (bit 2,
+0x04; with ENTROPY_CODED) has codes_per_window 0 and windows_per_frame × window × channels ≤
+1024. Its frames carry samples (i16): m per channel (windows_per_frame × window, or a last frame's `samples`, no padding), C
 channels, N = m × C; the payload (a last frame's body, behind len ‖ samples (u24)) is the raw
 samples, 2N bytes, i16 LE channel after channel, or, when shorter, residual coded; len ≤ 2N
-(+ 3 for a last frame). The residual coder (ResidualCoder): E′, a_1 … a_p (p ≤ 4, Q12), class
-bounds b_0 < … < b_{K−2}, K + 1 tables (0: classes; 1 + c: bin symbols of class c). Each
-channel is a segment, rebuilt from h_1 … h_4 = 0 in a closed loop (the sender predicts from the
-samples a receiver rebuilds): P = Σ a_i h_i exact, p = clamp((P + 2048) >> 12) with Python's
-arithmetic >> (floor), x = wrap16(p + q) for E′ = 0, else clamp(p + q(2E′ + 1)); the sender's
-q = wrap16(s − p) for E′ = 0, else sign(d)⌊(|d| + E′)/(2E′ + 1)⌋. A bin |q| < 16 is its own
+(+ 3 for a last frame). The residual coder (ResidualCoder): E′, a_1 … a_p (p ≤ 4, Q12), the
+adaptive stage's order n (0 … 16; 0: none) and step μ (0 … 15), class bounds b_0 < … < b_{K−2},
+K + 1 tables (0: classes; 1 + c: bin symbols of class c). Each channel is a segment, rebuilt
+(Segment) from an empty state, h_1 … h_4 = 0 and the adaptive stage's weights w_1 … w_n = 0
+(Q14) and history g_1 … g_n = 0, in a closed loop (the sender predicts from the samples a
+receiver rebuilds, so its state is the receiver's): P = Σ a_i h_i exact, f = (P + 2048) >> 12
+(not clamped) with Python's arithmetic >> (floor), A = Σ w_j g_j, g = (A + 8192) >> 14,
+p = clamp(f + g); x = wrap16(p + q) for E′ = 0, else clamp(p + q(2E′ + 1)); then, if n ≥ 1,
+S = 1 + Σ g_j², k = ⌊log2 S⌋, z = 14 − k − μ, u = clamp(x − f − g), every
+w_j = clamp(w_j + ((u·g_j) << z), ±262 144) (<< z with z < 0: >> −z, floor) with the g_j the
+prediction used, then g_n … g_2 = g_{n−1} … g_1 and g_1 = clamp(x − f) (u and g_1 with the
+unclamped f and g); then h moves on (h_1 = x). With n = 0, p = clamp(f), version 7's
+prediction. Adapting or not: when n ≥ 1 each segment has a bit α (choose_alpha, adapts):
+α = 1 runs the stage in that segment, α = 0 rebuilds it as if n = 0; Funnel's sender codes the
+segment both ways, each from the empty state, and sets α = 1 only when the stage's Σ|q| over
+the segment's bins is strictly smaller (a tie, or a larger sum, is α = 0), carrying the bins
+and rebuilt samples of the way chosen. The sender's
+q = wrap16(s − p) for E′ = 0, else sign(d)⌊(|d| + E′)/(2E′ + 1)⌋, its state taking in the
+rebuilt x, not its sample s. A bin |q| < 16 is its own
 symbol; else o = ⌊log2 |q|⌋, symbol ±(12 + o), then o raw bits r = |q| − 2^o as symbols
 (f = 2^(12−k), c = v·2^(12−k), k ≤ 8 bits): one of o bits when o ≤ 8, else r >> 8 (o − 8 bits)
 then r & 0xFF. Segments are cut into blocks of 32 (the last shorter); level ⌊16 Σ|q| / n⌋, class
-the number of bounds below it. Reading order: per segment, per block, the class (table 0), then
-per bin its symbol (table 1 + c) and its raw bits; all put with the rANS coder above in reverse
+the number of bounds below it. Reading order: per segment, its α when n ≥ 1 (a raw-bit symbol
+of k = 1: f = 2048, c = 2048 α), then per block, the class (table 0), then per bin its symbol
+(table 1 + c) and its raw bits; all put with the rANS coder above in reverse
 reading order (put_by_hand), read first to last by WordReader. Valid only if the coder's rules
-hold and every class is in 0 … K − 1, every |symbol| ≤ 27 and every bin in the i16 range. The
-sender codes when the coded payload is shorter than 2N, else sends raw the samples a receiver
-of the coded form rebuilds. SATURATED: one of the sender's samples is −32768 or 32767.
+hold and every class is in 0 … K − 1, every |symbol| ≤ 27 and every bin in the i16 range (α,
+one raw bit, is 0 or 1 whatever the payload). The sender codes when the coded payload is
+shorter than 2N, else sends raw the samples a receiver of the coded form (with the α chosen)
+rebuilds. SATURATED: one of the sender's samples is −32768 or 32767.
 Ambiguities, resolved literally: (1) an escaped bin symbol's distance and its raw bits: the
 symbol is a value "coded exactly as in The entropy coder" (t, then its distance), "followed by
 its raw bits", so t, distance, raw bits. (2) "every class is below K" does not exclude a
@@ -76,12 +94,29 @@ negative class (table 0's escape lo lets a payload code one), whose table 1 + c 
 0 or none: refused (a class is 0 … K − 1). (3) SATURATED's "samples": the samples the sender
 read, as the parenthesis on the converter's input says (in vector 5 the rebuilt samples give
 the same flags). (4) Vector 5's frame 2 lists the sender's samples (the bullets give each
-frame's samples), not the rebuilt ones it carries. (5) "The largest data frame is 1,031 bytes"
-does not hold for bounded sessions: a raw last frame of N = 1024 is 2,055 bytes (len 2051), so
-length_prefix allows 2051. (6) A last frame's len ≤ 2N′ + 3 needs N′ from `samples`, which
-follows len: len is bounded by the whole frame's 2N + 3, then a body longer than 2N′ is not
-valid (the END-frame rule). (7) Nothing asks a decoder to check a block's class against its
-level: it does not.
+frame's samples), not the rebuilt ones it carries. (5) The largest data frame is 1,031 bytes
+in a session of latent codes only: a bounded session's raw last frame of N = 1024 is 2,055
+bytes (len 2051; the spec now says so), so length_prefix allows 2051. (6) A last frame's
+len ≤ 2N′ + 3 needs N′ from `samples`, which follows len: len is bounded by the whole frame's
+2N + 3, then a body longer than 2N′ is not valid (the END-frame rule). (7) Nothing asks a decoder to check a block's class against its
+level: it does not. The adaptive stage (version 8): the spec now says outright what earlier
+drafts left to a literal reading: (8) ((u·g_j) << z, the product shifted), (9) (u and g_1 take
+the unclamped f and g, not p: they differ from x − p when f + g lies outside the i16 range)
+and (10) (the sender's state takes in the rebuilt x, not its sample s: the two differ when
+E′ ≥ 1); the script checks each by hand. (11) Names used twice: k (⌊log2 S⌋ in the
+pseudo-code) is also a raw-bit count (α is "a raw-bit symbol of k = 1" in the very next
+paragraph), n (the order) also a block's bin count, f (the fixed prediction) also a
+frequency, s the sender's sample and the coder's state: each read in its own paragraph (the
+shift, formerly s too, is now z). (12) μ is a shift: a larger μ is a smaller step (2^−μ).
+(13) "every value is an exact integer; |A| ≤ 2^37, so intermediate results fit 48 bits":
+checked (the largest magnitude met is below 2^47; |A| ≤ 16 · 262 144 · 32 768 = 2^37,
+|u·g_j| ≤ 2^30, before its shift by z ≤ 14 only when S is small). Adapting or not: (14)
+"sets α = 1 only when the sum of |q| … is then strictly smaller" states a necessary condition;
+read as "exactly when" (a smaller sum sets α = 1, a tie or a larger one α = 0), which the
+golden vector depends on (the spec lets a sender choose either; the vector is Funnel's
+sender's). (15) Σ|q| is the rule, not the payload's length: the way with the smaller sum may
+code longer (vector 5's frame 2 codes in 72 bytes with α = 0 chosen, 70 with α = 1; raw
+either way), and "costs what it would without it" is loose by the bit α itself.
 
 Self-checks: the CRC check values; every coded payload (also of the frames sent raw) decodes
 back to its codes; the encoder matches payloads put by hand symbol by symbol (frames 3 and 4
@@ -144,9 +179,50 @@ either table; a value past i16; a symbol left over, so the final state is not 0;
 many, an odd length, a zero last word). Framing: the largest frames (len 2048 and 2051, 2,055
 bytes), a raw frame carries the rebuilt samples, last frames read only under END; refused:
 samples 0 or above windows_per_frame × window, len below 3 or above 2N + 3, a body above 2N′.
-Vector 5: frames 0, 1, 3 coded and frame 2 raw; frame 2's raw samples equal the rebuild of its
-coded form, within 2 of the inputs and not equal to them; frame 1 holds octave bins with ≤ 8
-and > 8 raw bits; every frame reads back under its flags only, within E′ of its inputs.
+The same random signals also with vector 5's adaptive stage (n = 3, μ = 1), each segment's α
+following the sender's rule (check_choice), the stage winning, losing and tying. The bit α by
+hand: a raw-bit symbol of k = 1 (f = 2048, c = 0 or 2048) first in each segment's values, before
+its first block only (a payload with the α of each of two channels, 1 then 0; α = 0 and α = 1
+payloads of the same bins differ); none with n = 0 (version 7's payloads), and the encoder
+refuses an α missing or present against n; the α of a second segment that is not there is a
+symbol left over (refused); an empty payload reads α = 0 (from state 0, α = 0 puts nothing).
+The adaptive stage (check_adaptive): n outside 0 … 16 or μ outside 0 … 15 refused; by hand,
+step by step (f, g, p, q, x, S, k, z, u, the weights and g_1 … g_n after): vector 5's coder on
+100, 102, 104, 105 (its weights learnt with the g_j the prediction used, before they move on;
+version 7 differs from the third sample on); a negative shift rounding down (⌊−21 / 16⌋ = −2,
+not −1); the clamps of a weight (+262 144), of p, of u and of g_1 (f = 40 000 beyond the i16
+range), with wrapping at E′ = 0; each also through the sender's loop, the receiver's
+rebuilding and a second, literal rebuilding (1-based lists, // and %) from the pseudo-code;
+the sender's rule by hand: adapting loses (vector 5's coder on 100, 102, 104, 105: Σ|q| 33
+with the stage, 32 without: α = 0, version 7's bins and samples), wins (no fixed prediction,
+n = 1, μ = 0, E′ = 0, four samples 10: bins 10, 10, −6, 4, Σ 30 < 40: α = 1, traced step by
+step; three samples: 26 < 30, α = 1) and ties (two samples, or any one: α = 0); the payload of
+a winning and a tying channel put by hand (α 1 then 0); its α bits flipped decode to the same
+bins read the other way, rebuilding 10, 10, −6, 4 (not 10, 10, 10, 10), and vector 5's losing
+segment read with α = 1 rebuilds 100, 100, 120 (not 105); each segment starts afresh (two
+equal channels, equal α and bins, both ways); n = 0 is version 7's loop (kept
+as segment_v7) exactly, for μ 0, 7 and 15; 120 random-ish signals (constant runs, also at
+−32768 and 32767, steps, ramps, a triangle wave, noise, alternating ends) with random and
+extreme n and μ (0, 1, 16; 0, 15), E′ 0 … 32 767 and seven predictors, 1 to 3 channels, 1 to
+341 samples: within E′ (E′ = 0 exactly), the coded payload round-trips, the sender's rebuilt
+samples equal the receiver's and the literal rebuilding's, each segment's α follows the
+sender's rule (wins with E′ = 0 and E′ ≥ 1, losses, ties; both α in one frame) and an α = 0
+segment is n = 0's exactly (the sender's loop, version 7's, an order-0 coder's; the receiver's
+and the literal rebuilding of its bins), every intermediate result of the stage's run fits in
+48 bits, and every clamp (p, u, a weight, g_1) and a negative shift occur; each payload with
+its α bits flipped (all, or channel 0's alone) decodes to the same bins with the flipped α,
+rebuilding something else than the samples sent (more often than not; the same only when both
+ways rebuild those bins alike), and a payload with any one bit flipped is refused or decodes
+to m i16 samples per channel, never raising.
+Vector 5: frames 0, 1, 3 coded and frame 2 raw (as its bullets say: the script stops when the
+coding decides otherwise); frame 2's signal is (−1)^b(t) · (30001 + ⌊t/2⌋) with b(t) the
+number of 1 bits of t (its first four as the spec lists them), channel 1 negated; frame 2's
+raw samples equal the rebuild of its coded form (with the α chosen), within 2 of the inputs
+and most of them not equal to them, its α 0 and 0 (with the stage it would code shorter, still
+not below 64 bytes); every segment's α follows the sender's rule; the coded frames 0, 1 and 3
+with their α bits flipped (all, or channel 0's) decode to something else, and under the same
+check are not read; frame 1 holds octave bins with ≤ 8 and > 8 raw bits; every frame reads
+back under its flags only, within E′ of its inputs.
 
     python3 docs/wire_golden.py           # print the vectors
     python3 docs/wire_golden.py --write   # also fill the blocks in docs/wire-format.md
@@ -157,7 +233,7 @@ import struct
 import sys
 import zlib
 
-MAGIC, VERSION = 0xF5, 7
+MAGIC, VERSION = 0xF5, 8
 RESTART = 0x01        # header flags, bit 0
 ENTROPY_CODED = 0x02  # header flags, bit 1
 BOUNDED = 0x04        # header flags, bit 2: a bounded session (with ENTROPY_CODED)
@@ -1309,13 +1385,17 @@ def golden_4(report=None):
     return items
 
 
-# Bounded sessions ("Bounded sessions", version 7).
+# Bounded sessions ("Bounded sessions", version 7; the adaptive stage, version 8).
 
 BLOCK = 32                 # a segment is cut into blocks of 32 bins (its last may be shorter)
 OCTAVE = 16                # a bin q with |q| < 16 is its own symbol; from 16 on, octave-coded
 MAX_SYMBOL = 16 + 15 - 4   # 27: the symbol of o = 15, the largest magnitude a payload may hold
 RAW_SPLIT = 8              # raw bits are symbols of at most 8 bits
 MASK = (1 << PRECISION) - 1
+FIXED_FRAC = 12            # a_1 … a_p: 12 fractional bits, f = (P + 2048) >> 12
+ADAPTIVE_FRAC = 14         # w_1 … w_n: 14 fractional bits, g = (A + 8192) >> 14
+MAX_ORDER, MAX_STEP = 16, 15   # the adaptive stage's order n (0 … 16) and step μ (0 … 15)
+WEIGHT_LIMIT = 262144      # every w_j is clamped to −262 144 … 262 144 (±16 in 14 fractional bits)
 
 
 def clamp16(v):
@@ -1323,16 +1403,26 @@ def clamp16(v):
     return min(max(v, I16_MIN), I16_MAX)
 
 
+def shift(v, z):
+    """v << z, where << z with z < 0 is >> −z: Python's >> on a negative int is the arithmetic
+    shift (rounding down, toward −∞), as the spec's >> is."""
+    return v << z if z >= 0 else v >> -z
+
+
 class ResidualCoder:
     """A model's residual coder ("The residual coder"): the bound E′ (0 … 32 767 counts),
-    prediction coefficients a_1 … a_p (p ≤ 4, i16, 12 fractional bits), class bounds
-    b_0 < … < b_{K−2} (u16, K ≤ 16 classes) and K + 1 tables: table 0 codes block classes,
-    table 1 + c the symbols of the bins of class c."""
+    prediction coefficients a_1 … a_p (p ≤ 4, i16, 12 fractional bits), the adaptive stage's
+    order n (0 … 16; 0: no adaptive stage) and step μ (0 … 15), class bounds b_0 < … < b_{K−2}
+    (u16, K ≤ 16 classes) and K + 1 tables: table 0 codes block classes, table 1 + c the
+    symbols of the bins of class c."""
 
-    def __init__(self, bound, coefficients, class_bounds, tables):
+    def __init__(self, bound, coefficients, order, step, class_bounds, tables):
         assert 0 <= bound <= I16_MAX, "E′ is 0 to 32 767 counts"
         assert len(coefficients) <= 4, "p ≤ 4"
         assert all(I16_MIN <= a <= I16_MAX for a in coefficients), "coefficients are i16"
+        assert isinstance(order, int) and 0 <= order <= MAX_ORDER, "n is 0 to 16"
+        assert isinstance(step, int) and 0 <= step <= MAX_STEP, "μ is 0 to 15"
+        self.order, self.step = order, step
         assert all(0 <= b <= 0xFFFF for b in class_bounds), "class bounds are u16"
         assert all(a < b for a, b in zip(class_bounds, class_bounds[1:])), "b_0 < b_1 < …"
         self.bound, self.coefficients = bound, list(coefficients)
@@ -1349,12 +1439,13 @@ class ResidualCoder:
         assert 0 <= c < self.K
         return self.tables[1 + c]
 
-    def predict(self, history):
-        """p = clamp((P + 2048) >> 12) with P = a_1·h_1 + … + a_p·h_p (exact), history
-        [h_1, h_2, h_3, h_4]; Python's >> on a negative int is the arithmetic shift (floor)."""
+    def fixed(self, history):
+        """The fixed prediction f = (P + 2048) >> 12 with P = a_1·h_1 + … + a_p·h_p (exact),
+        history [h_1, h_2, h_3, h_4]; not clamped (p clamps f + g). Python's >> on a negative
+        int is the arithmetic shift (floor)."""
         assert len(history) == 4
         big_p = sum(a * h for a, h in zip(self.coefficients, history))
-        return clamp16((big_p + 2048) >> PRECISION)
+        return (big_p + (1 << (FIXED_FRAC - 1))) >> FIXED_FRAC
 
     def sample(self, p, q):
         """The rebuilt sample x of a bin q under the prediction p."""
@@ -1380,31 +1471,129 @@ class ResidualCoder:
         return c
 
 
-def segment_bins(samples, coder):
+class Segment:
+    """The state one segment is rebuilt with ("Rebuilding"), from an empty state: the history
+    h = [h_1 … h_4] = 0 (h_1 the most recent) and, for the adaptive stage of order n, its
+    weights w = [w_1 … w_n] = 0 (14 fractional bits) and its own history gs = [g_1 … g_n] = 0.
+    adaptive: the segment's bit α ("Adapting or not"); False (α = 0) rebuilds the segment as
+    if n = 0 (self.order is then 0), True (α = 1, or no bit when n = 0) runs the stage of
+    order n. Per sample: predict() gives p (and keeps f and g, the fixed and adaptive
+    predictions), then push(x) with the sample x rebuilt under p: the adaptive stage learns
+    from x with the g_j the prediction used, then its history and h move on. Every value is an
+    exact (Python) int; `widest` is the largest bit length of the magnitude of an intermediate
+    result, `hits` counts how often each clamp (and a negative shift z) took effect."""
+
+    def __init__(self, coder, adaptive=True):
+        self.coder = coder
+        self.order = coder.order if adaptive else 0
+        self.h = [0, 0, 0, 0]
+        self.w = [0] * self.order
+        self.gs = [0] * self.order
+        self.f = self.g = None  # set by predict(), used by push()
+        self.widest = 0
+        self.hits = dict(p=0, u=0, w=0, g1=0, negative_z=0)
+
+    def _note(self, *values):
+        self.widest = max([self.widest] + [abs(v).bit_length() for v in values])
+
+    def predict(self):
+        """p = clamp(f + g): f = (P + 2048) >> 12 the fixed prediction, g = (A + 8192) >> 14
+        the adaptive one, A = w_1·g_1 + … + w_n·g_n (0 when n = 0)."""
+        assert self.f is None, "one predict() per push()"
+        big_p = sum(a * h for a, h in zip(self.coder.coefficients, self.h))
+        self.f = (big_p + (1 << (FIXED_FRAC - 1))) >> FIXED_FRAC
+        assert self.f == self.coder.fixed(self.h)
+        big_a = sum(w * g for w, g in zip(self.w, self.gs))
+        self.g = (big_a + (1 << (ADAPTIVE_FRAC - 1))) >> ADAPTIVE_FRAC
+        p = clamp16(self.f + self.g)
+        self.hits["p"] += p != self.f + self.g
+        self._note(big_p, self.f, big_a, self.g, self.f + self.g)
+        return p
+
+    def push(self, x):
+        """The sample x rebuilt under the last prediction enters the state. If the stage runs
+        (n ≥ 1 and α = 1): S = 1 + g_1² + … + g_n², k = ⌊log2 S⌋, z = 14 − k − μ,
+        u = clamp(x − f − g); every w_j = clamp(w_j + ((u·g_j) << z), ±262 144) with the g_j
+        the prediction used; then g_n = g_{n−1}; …; g_1 = clamp(x − f) (f and g unclamped).
+        Then h_4 = h_3; …; h_1 = x."""
+        assert self.f is not None, "push() follows predict()"
+        assert I16_MIN <= x <= I16_MAX, "a rebuilt sample is i16"
+        f, g = self.f, self.g
+        if self.order >= 1:
+            big_s = 1 + sum(gj * gj for gj in self.gs)
+            k = big_s.bit_length() - 1          # ⌊log2 S⌋, S ≥ 1
+            assert 1 << k <= big_s < 2 << k
+            z = ADAPTIVE_FRAC - k - self.coder.step
+            self.hits["negative_z"] += z < 0
+            u = clamp16(x - f - g)
+            self.hits["u"] += u != x - f - g
+            new_w = []
+            for wj, gj in zip(self.w, self.gs):
+                delta = shift(u * gj, z)       # (u·g_j) << z: the product, then the shift
+                wide = wj + delta
+                new_w.append(min(max(wide, -WEIGHT_LIMIT), WEIGHT_LIMIT))
+                self.hits["w"] += new_w[-1] != wide
+                self._note(u * gj, delta, wide)
+            self.w = new_w
+            g1 = clamp16(x - f)
+            self.hits["g1"] += g1 != x - f
+            self.gs = [g1] + self.gs[:-1]
+            self._note(big_s, x - f - g, x - f)
+        self.h = [x] + self.h[:3]
+        self.f = self.g = None
+
+
+def segment_bins(samples, coder, state=None, adaptive=True):
     """The sender's closed loop over one segment (one channel's m samples, from an empty
-    history): for each sample, p from the history of *rebuilt* samples, its bin q, and the
-    sample x a receiver rebuilds, which enters the history. Returns (bins, rebuilt)."""
-    history = [0, 0, 0, 0]  # h_1 (the most recent) … h_4
+    state): for each sample, p from the state of *rebuilt* samples (the same p a receiver
+    computes), its bin q, and the sample x a receiver rebuilds, which enters the state (the
+    fixed history and the adaptive stage's). adaptive: α (False: as if n = 0). Returns (bins,
+    rebuilt). state: a fresh Segment to use (to inspect it afterwards)."""
+    state = Segment(coder, adaptive) if state is None else state
+    assert state.order == (coder.order if adaptive else 0) and not state.widest
     bins, rebuilt = [], []
     for s in samples:
-        p = coder.predict(history)
+        p = state.predict()
         q = coder.bin(s, p)
         x = coder.sample(p, q)
         bins.append(q)
         rebuilt.append(x)
-        history = [x] + history[:3]
+        state.push(x)
     return bins, rebuilt
 
 
-def segment_samples(bins, coder):
-    """The receiver's rebuilding of one segment from its bins ("Rebuilding")."""
-    history = [0, 0, 0, 0]
+def segment_samples(bins, coder, state=None, adaptive=True):
+    """The receiver's rebuilding of one segment from its bins ("Rebuilding"), from an empty
+    state; adaptive: the segment's α (False: as if n = 0)."""
+    state = Segment(coder, adaptive) if state is None else state
+    assert state.order == (coder.order if adaptive else 0) and not state.widest
     rebuilt = []
     for q in bins:
-        x = coder.sample(coder.predict(history), q)
+        x = coder.sample(state.predict(), q)
         rebuilt.append(x)
-        history = [x] + history[:3]
+        state.push(x)
     return rebuilt
+
+
+def adapts(alpha):
+    """Whether a segment runs the adaptive stage: α = 1, or no bit (None: n = 0, no stage to
+    run either way)."""
+    assert alpha in (None, 0, 1)
+    return alpha != 0
+
+
+def choose_alpha(samples, coder):
+    """The sender's bit α of one segment ("Adapting or not"): none when n = 0; otherwise the
+    segment coded both ways, each from the empty state (α = 1 with the adaptive stage, α = 0 as
+    if n = 0), and α = 1 only when the sum of |q| over its bins is then strictly smaller (a tie
+    is α = 0). Returns (α, bins, rebuilt) of the way chosen."""
+    if coder.order == 0:
+        return (None,) + segment_bins(samples, coder)
+    with_stage = segment_bins(samples, coder, adaptive=True)
+    without = segment_bins(samples, coder, adaptive=False)
+    if sum(abs(q) for q in with_stage[0]) < sum(abs(q) for q in without[0]):
+        return (1,) + with_stage
+    return (0,) + without
 
 
 def bin_symbol(q):
@@ -1436,13 +1625,21 @@ def blocks(n):
     return [(start, min(BLOCK, n - start)) for start in range(0, n, BLOCK)]
 
 
-def residual_groups(segments, coder):
+def residual_groups(segments, coder, alphas=None):
     """The values coded, in reading order, as groups of symbols (f, c): for each segment
-    (channel 0 first), for each block, its class c with table 0 (with its escape's distance, if
-    any), then for each bin its symbol with table 1 + c (with its escape's distance, if any),
-    followed by the bin's raw bits."""
+    (channel 0 first), its bit α when n ≥ 1 (a raw-bit symbol of k = 1), then for each block,
+    its class c with table 0 (with its escape's distance, if any), then for each bin its
+    symbol with table 1 + c (with its escape's distance, if any), followed by the bin's raw
+    bits. alphas: one α per segment when n ≥ 1; None (or all None) when n = 0."""
+    if alphas is None:
+        alphas = [None] * len(segments)
+    assert len(alphas) == len(segments)
+    assert all((a is None) if coder.order == 0 else a in (0, 1) for a in alphas), \
+        "one bit α per segment exactly when n ≥ 1"
     groups = []
-    for bins in segments:
+    for bins, alpha in zip(segments, alphas):
+        if coder.order >= 1:
+            groups.append([raw_sym(1, alpha)])
         for start, n in blocks(len(bins)):
             block = bins[start:start + n]
             c = coder.block_class(block)
@@ -1454,10 +1651,11 @@ def residual_groups(segments, coder):
     return groups
 
 
-def residual_encode(segments, coder) -> bytes:
-    """The residual-coded payload of a frame's bins (one list per channel): the symbols put in
-    reverse reading order from state 0 by the rANS coder of "The entropy coder"."""
-    return put_by_hand(residual_groups(segments, coder))
+def residual_encode(segments, coder, alphas=None) -> bytes:
+    """The residual-coded payload of a frame's bins (one list per channel) and, when n ≥ 1,
+    each segment's α: the symbols put in reverse reading order from state 0 by the rANS coder
+    of "The entropy coder"."""
+    return put_by_hand(residual_groups(segments, coder, alphas))
 
 
 class WordReader:
@@ -1511,10 +1709,12 @@ class WordReader:
 
 
 def residual_decode(payload, m, channels, coder, why=None):
-    """The bins (one list per channel, m each) of a residual-coded payload, read first to last,
-    or None if the payload is not valid: an odd length or a zero last word, a value outside the
-    i16 range, a class not in 0 … K − 1, a symbol of magnitude above 27, a bin outside the i16
-    range, a word left unread or the state not ending at 0. why, a list, gets the reason."""
+    """(alphas, segments) of a residual-coded payload, read first to last: each segment's α
+    (None when n = 0: no bit) and its bins (one list per channel, m each); or None if the
+    payload is not valid: an odd length or a zero last word, a value outside the i16 range, a
+    class not in 0 … K − 1, a symbol of magnitude above 27, a bin outside the i16 range, a word
+    left unread or the state not ending at 0 (α, one raw bit, is 0 or 1 whatever the payload).
+    why, a list, gets the reason."""
     def refuse(reason):
         if why is not None:
             why.append(reason)
@@ -1523,8 +1723,9 @@ def residual_decode(payload, m, channels, coder, why=None):
     reader = WordReader(payload)
     if not reader.valid:
         return refuse("length")
-    segments = []
+    alphas, segments = [], []
     for _ in range(channels):
+        alphas.append(reader.raw(1) if coder.order >= 1 else None)
         bins = []
         for _, n in blocks(m):
             c = reader.value(coder.class_table())
@@ -1558,7 +1759,7 @@ def residual_decode(payload, m, channels, coder, why=None):
         return refuse("words")
     if reader.s != 0:
         return refuse("state")
-    return segments
+    return alphas, segments
 
 
 def i16_samples(channels) -> bytes:
@@ -1576,8 +1777,11 @@ def decode_bounded_payload(payload, m, channels, coder):
         return [flat[i * m:(i + 1) * m] for i in range(channels)]
     if len(payload) > 2 * n:
         return None
-    segments = residual_decode(payload, m, channels, coder)
-    return None if segments is None else [segment_samples(b, coder) for b in segments]
+    read = residual_decode(payload, m, channels, coder)
+    if read is None:
+        return None
+    alphas, segments = read
+    return [segment_samples(b, coder, adaptive=adapts(a)) for a, b in zip(alphas, segments)]
 
 
 def saturated(channels):
@@ -1586,41 +1790,44 @@ def saturated(channels):
 
 
 def bounded_payload(channels, coder):
-    """The sender's payload for a frame's samples (one list per channel, m each): the residual
-    coded payload when it is shorter than 2N bytes, else the raw samples *as a receiver of the
-    coded form would rebuild them*. Self-checks: the coded payload decodes back to the bins,
-    and rebuilds samples within E′ of the inputs. Returns (payload, sent coded?, coded length,
-    rebuilt samples, bins)."""
+    """The sender's payload for a frame's samples (one list per channel, m each): each segment
+    coded as the sender's α chooses (choose_alpha; no α when n = 0), the residual coded payload
+    when it is shorter than 2N bytes, else the raw samples *as a receiver of the coded form
+    would rebuild them* (under the α chosen). Self-checks: the coded payload decodes back to
+    the α bits and the bins, and rebuilds samples within E′ of the inputs. Returns (payload,
+    sent coded?, coded length, rebuilt samples, bins, alphas)."""
     m, count = len(channels[0]), len(channels)
     assert m >= 1 and all(len(channel) == m for channel in channels)
-    loops = [segment_bins(channel, coder) for channel in channels]
-    bins = [b for b, _ in loops]
-    rebuilt = [x for _, x in loops]
+    loops = [choose_alpha(channel, coder) for channel in channels]
+    alphas = [a for a, _, _ in loops]
+    bins = [b for _, b, _ in loops]
+    rebuilt = [x for _, _, x in loops]
     for channel, xs in zip(channels, rebuilt):
         assert all(abs(s - x) <= coder.bound for s, x in zip(channel, xs)), "within E′"
-    coded = residual_encode(bins, coder)
-    assert residual_decode(coded, m, count, coder) == bins, "decode(encode(bins)) == bins"
+    coded = residual_encode(bins, coder, alphas)
+    assert residual_decode(coded, m, count, coder) == (alphas, bins), "decode(encode) == (α, bins)"
     assert decode_bounded_payload(coded, m, count, coder) == rebuilt or len(coded) >= 2 * m * count
-    assert [segment_samples(b, coder) for b in bins] == rebuilt, "receiver = sender's loop"
+    assert [segment_samples(b, coder, adaptive=adapts(a)) for a, b in zip(alphas, bins)] == \
+        rebuilt, "receiver = sender's loop"
     sent_coded = len(coded) < 2 * m * count
     payload = coded if sent_coded else i16_samples(rebuilt)
     back = decode_bounded_payload(payload, m, count, coder)
     assert back == rebuilt, "a receiver rebuilds the sender's rebuilt samples"
     for channel, xs in zip(channels, back):
         assert all(abs(s - x) <= coder.bound for s, x in zip(channel, xs)), "within E′"
-    return payload, sent_coded, len(coded), rebuilt, bins
+    return payload, sent_coded, len(coded), rebuilt, bins, alphas
 
 
 def bounded_frame(channels, coder, stream_id, session, frame, frame_flags):
     """A bounded session's frame: len (1 or 2) ‖ payload ‖ check, N = m × C, len ≤ 2N. Returns
-    (the frame's bytes, sent coded?, coded length, rebuilt samples, bins)."""
+    (the frame's bytes, sent coded?, coded length, rebuilt samples, bins, alphas)."""
     m, count = len(channels[0]), len(channels)
-    payload, sent_coded, coded_len, rebuilt, bins = bounded_payload(channels, coder)
+    payload, sent_coded, coded_len, rebuilt, bins, alphas = bounded_payload(channels, coder)
     item = entropy_frame_bytes(payload, stream_id, session, frame, frame_flags)
     read = read_entropy_frame(item, m * count, stream_id, session, frame, frame_flags)
     assert read is not None and read[1] == len(item), "the frame reads back"
     assert decode_bounded_payload(read[0], m, count, coder) == rebuilt
-    return item, sent_coded, coded_len, rebuilt, bins
+    return item, sent_coded, coded_len, rebuilt, bins, alphas
 
 
 def bounded_end_frame(channels, coder, window, windows_per_frame, stream_id, session, frame,
@@ -1630,7 +1837,7 @@ def bounded_end_frame(channels, coder, window, windows_per_frame, stream_id, ses
     window. Returns what bounded_frame returns."""
     samples, count = len(channels[0]), len(channels)
     assert 1 <= samples <= windows_per_frame * window
-    body, sent_coded, coded_len, rebuilt, bins = bounded_payload(channels, coder)
+    body, sent_coded, coded_len, rebuilt, bins, alphas = bounded_payload(channels, coder)
     item = entropy_frame_bytes(u24(samples) + body, stream_id, session, frame, frame_flags | END)
     read = read_bounded_end_frame(item, window, windows_per_frame, count, stream_id, session,
                                   frame, frame_flags | END)
@@ -1638,7 +1845,7 @@ def bounded_end_frame(channels, coder, window, windows_per_frame, stream_id, ses
     assert decode_bounded_payload(read[1], samples, count, coder) == rebuilt
     assert read_entropy_frame(item, windows_per_frame * window * count, stream_id, session,
                               frame, frame_flags & ~END) is None, "not without the END flag"
-    return item, sent_coded, coded_len, rebuilt, bins
+    return item, sent_coded, coded_len, rebuilt, bins, alphas
 
 
 def read_bounded_end_frame(buf, window, windows_per_frame, channels, stream_id, session, frame,
@@ -1687,9 +1894,9 @@ def signal(rng, m):
 
 def check_bounded(coder):
     """The self-checks of bounded sessions (see the module's docstring), on vector 5's coder
-    (E′ = 2, prediction [6144, −2048], class bounds [16])."""
+    (E′ = 2, prediction [6144, −2048], adaptive stage n = 3, μ = 1, class bounds [16])."""
     t0, t1, t2 = coder.tables
-    assert coder.K == 2 and coder.bound == 2
+    assert coder.K == 2 and coder.bound == 2 and (coder.order, coder.step) == (3, 1)
 
     # Symbols and raw bits, by hand.
     for q, want in ((0, (0, [])), (15, (15, [])), (-15, (-15, [])), (16, (16, [(4, 0)])),
@@ -1706,25 +1913,61 @@ def check_bounded(coder):
 
     # Prediction and bins, by hand: 1.5 × 100 = 150; −1.5 × 100 = −150 (−149.5 rounded down
     # by the arithmetic shift; a division truncating toward 0 would give −149); clamped at
-    # the ends; E′ = 2: bins 5 counts wide, centred.
-    assert coder.predict([100, 0, 0, 0]) == 150 and coder.predict([-100, 0, 0, 0]) == -150
-    assert coder.predict([-1, 0, 0, 0]) == -1 and coder.predict([1, 0, 0, 0]) == 2
-    assert coder.predict([I16_MAX, I16_MIN, 0, 0]) == I16_MAX
-    assert coder.predict([I16_MIN, I16_MAX, 0, 0]) == I16_MIN
+    # the ends (f itself is not: 1.5 × 32767 + 0.5 × 32768 = 65534.5, f = 65535); E′ = 2:
+    # bins 5 counts wide, centred. With the weights still 0 (a segment's start) g = 0 and
+    # p = clamp(f).
+    def first_p(history):
+        state = Segment(coder)
+        state.h = list(history)
+        p = state.predict()
+        assert state.g == 0 and p == clamp16(state.f) and state.f == coder.fixed(history)
+        return p
+
+    assert first_p([100, 0, 0, 0]) == 150 and first_p([-100, 0, 0, 0]) == -150
+    assert first_p([-1, 0, 0, 0]) == -1 and first_p([1, 0, 0, 0]) == 2
+    assert coder.fixed([I16_MAX, I16_MIN, 0, 0]) == 65535
+    assert coder.fixed([I16_MIN, I16_MAX, 0, 0]) == -65535
+    assert first_p([I16_MAX, I16_MIN, 0, 0]) == I16_MAX
+    assert first_p([I16_MIN, I16_MAX, 0, 0]) == I16_MIN
     assert [coder.bin(s, 0) for s in (-3, -2, 0, 2, 3, 7, 8, 100)] == [-1, 0, 0, 0, 1, 1, 2, 20]
     assert coder.sample(150, -10) == 100 and coder.sample(32760, 3) == I16_MAX
-    lossless = ResidualCoder(0, coder.coefficients, coder.class_bounds, coder.tables)
+    lossless = ResidualCoder(0, coder.coefficients, coder.order, coder.step, coder.class_bounds,
+                             coder.tables)
     assert lossless.bin(I16_MIN, I16_MAX) == 1 and lossless.sample(I16_MAX, 1) == I16_MIN
     assert lossless.bin(I16_MAX, I16_MIN) == -1 and lossless.sample(I16_MIN, -1) == I16_MAX
     assert lossless.bin(I16_MIN, 0) == I16_MIN and lossless.sample(0, I16_MIN) == I16_MIN
 
     # The encoder against payloads put by hand. One channel, samples [100, 102]: p = 0, bin
     # 20 (rebuilt 100), then p = 150, bin −10 (rebuilt 100); level ⌊16 · 30 / 2⌋ = 240 > 16:
-    # class 1; bin 20 is the symbol 16 (o = 4) then 4 raw bits of value 4.
+    # class 1; bin 20 is the symbol 16 (o = 4) then 4 raw bits of value 4. (The adaptive stage
+    # predicts 0 for both: its weights are 0 before the second sample, having learnt from
+    # g_1 = 0 only; check_adaptive works its later steps.) n = 3 ≥ 1: the segment's values
+    # begin with its bit α, a raw-bit symbol of k = 1 (f = 2048, c = 2048 α); both ways give
+    # the same bins (Σ|q| = 30 each), a tie: α = 0.
     bins, rebuilt = segment_bins([100, 102], coder)
     assert (bins, rebuilt) == ([20, -10], [100, 100])
-    assert residual_encode([bins], coder) == put_by_hand(
-        [[t0.sym(1)], [t2.sym(16), raw_sym(4, 4)], [t2.sym(-10)]])
+    assert segment_bins([100, 102], coder, adaptive=False) == (bins, rebuilt)
+    assert choose_alpha([100, 102], coder) == (0, bins, rebuilt), "a tie is α = 0"
+    assert raw_sym(1, 0) == (2048, 0) and raw_sym(1, 1) == (2048, 2048)
+    one = [[t0.sym(1)], [t2.sym(16), raw_sym(4, 4)], [t2.sym(-10)]]
+    for alpha in (0, 1):
+        assert residual_encode([bins], coder, [alpha]) == put_by_hand([[raw_sym(1, alpha)]] + one)
+        assert residual_decode(put_by_hand([[raw_sym(1, alpha)]] + one), 2, 1, coder) == \
+            ([alpha], [bins])
+    assert residual_encode([bins], coder, [0]) != residual_encode([bins], coder, [1])
+    # n = 0: no bit α, version 7's payload.
+    fixed_only = ResidualCoder(coder.bound, coder.coefficients, 0, coder.step,
+                               coder.class_bounds, coder.tables)
+    assert choose_alpha([100, 102], fixed_only) == (None, bins, rebuilt)
+    assert residual_encode([bins], fixed_only) == put_by_hand(one)
+    assert residual_decode(put_by_hand(one), 2, 1, fixed_only) == ([None], [bins])
+    for model, alphas in ((coder, None), (coder, [None]), (coder, [2]), (fixed_only, [0]),
+                          (fixed_only, [1])):
+        try:
+            residual_encode([bins], model, alphas)
+        except AssertionError:
+            continue
+        raise AssertionError(f"n = {model.order} coded with α {alphas}")
     # Class 0 (level ≤ 16): bin 5 is the escape 3 of table 1 then the distance 2; bin 16 the
     # escape 3, the distance 13, then its raw bits (the value's escape and distance come before
     # the raw bits). 33 bins: two blocks, each with its class. Two channels: channel 0's blocks
@@ -1735,51 +1978,66 @@ def check_bounded(coder):
     assert coder.block_class([1] * 30 + [2, 2]) == 1, "level ⌊16 · 34 / 32⌋ = 17 > 16"
     groups = [[t0.sym(0)], [t1.sym(3), dist_sym(2)]] + [[t1.sym(0)]] * 30 + \
         [[t1.sym(3), dist_sym(13), raw_sym(4, 0)]] + [[t0.sym(0)], [t1.sym(-1)]]
-    assert residual_encode([block + [-1]], coder) == put_by_hand(groups)
-    assert residual_decode(put_by_hand(groups), 33, 1, coder) == [block + [-1]]
+    assert residual_encode([block + [-1]], fixed_only) == put_by_hand(groups)
+    assert residual_decode(put_by_hand(groups), 33, 1, fixed_only) == ([None], [block + [-1]])
+    groups = [[raw_sym(1, 1)]] + groups   # α once per segment, before its first block only
+    assert residual_encode([block + [-1]], coder, [1]) == put_by_hand(groups)
+    assert residual_decode(put_by_hand(groups), 33, 1, coder) == ([1], [block + [-1]])
     # Channel 0: level > 16, class 1, bin −1000 the symbol −21 then 1 raw bit (1) and 8
     # (232); channel 1: level ⌊16 · 3 / 6⌋ = 8, class 0, bin −3 the escape −3 + distance 0.
+    # Each segment begins with its own α: channel 0's α = 1 first, then its blocks, then
+    # channel 1's α = 0 and its blocks.
     two = [[-1000, 3, 0, 0, 0, 0], [0, 0, 0, 0, 0, -3]]
-    groups = [[t0.sym(1)], [t2.sym(-21), raw_sym(1, 1), raw_sym(8, 232)], [t2.sym(3)]] + \
-        [[t2.sym(0)]] * 4 + [[t0.sym(0)]] + [[t1.sym(0)]] * 5 + [[t1.sym(-3), dist_sym(0)]]
-    assert residual_encode(two, coder) == put_by_hand(groups)
-    assert residual_decode(put_by_hand(groups), 6, 2, coder) == two
+    groups = [[raw_sym(1, 1)], [t0.sym(1)], [t2.sym(-21), raw_sym(1, 1), raw_sym(8, 232)],
+              [t2.sym(3)]] + [[t2.sym(0)]] * 4 + [[raw_sym(1, 0)], [t0.sym(0)]] + \
+        [[t1.sym(0)]] * 5 + [[t1.sym(-3), dist_sym(0)]]
+    assert residual_encode(two, coder, [1, 0]) == put_by_hand(groups)
+    assert residual_decode(put_by_hand(groups), 6, 2, coder) == ([1, 0], two)
 
     # Round trips: random-ish signals with the ends of the i16 range, for several bounds,
     # predictors, channel counts and segment lengths (blocks cut at 32). Each sample rebuilt
     # within E′ (bounded_payload asserts it); E′ = 0 exactly, differences wrapping to i16
-    # (s − p outside the i16 range) and the bin −32 768 among them.
+    # (s − p outside the i16 range) and the bin −32 768 among them. With n = 3 each segment's
+    # α follows the sender's rule (check_choice), the stage winning, losing and tying.
     rng = lcg(12345)
     wrapped = minimum = 0
+    cases = dict(none=0, tie=0, loses=0, wins=0)
     for bound in (0, 1, 2, 3, 100, I16_MAX):
         for coefficients in ([], [4096], coder.coefficients, [8192, -4096], [-4096, 0, 0, 4095],
                              [I16_MAX, I16_MIN, I16_MAX, I16_MIN]):
-            model = ResidualCoder(bound, coefficients, coder.class_bounds, coder.tables)
-            for count, m in ((1, 1), (1, 31), (2, 32), (1, 33), (3, 64), (2, 65)):
-                channels = [signal(rng, m) for _ in range(count)]
-                channels[0][0] = I16_MIN  # p = 0 on a segment's first sample
-                _, _, _, rebuilt, bins = bounded_payload(channels, model)
-                if bound == 0:
-                    assert rebuilt == channels, "E′ = 0: exact"
-                    for channel in channels:
-                        history = [0, 0, 0, 0]
-                        for s in channel:
-                            p = model.predict(history)
-                            wrapped += not I16_MIN <= s - p <= I16_MAX
-                            history = [s] + history[:3]
-                    minimum += sum(q == I16_MIN for b in bins for q in b)
+            for order, step in ((0, 0), (coder.order, coder.step)):
+                model = ResidualCoder(bound, coefficients, order, step, coder.class_bounds,
+                                      coder.tables)
+                for count, m in ((1, 1), (1, 31), (2, 32), (1, 33), (3, 64), (2, 65)):
+                    channels = [signal(rng, m) for _ in range(count)]
+                    channels[0][0] = I16_MIN  # p = 0 on a segment's first sample
+                    _, _, _, rebuilt, bins, alphas = bounded_payload(channels, model)
+                    for channel, a, b, xs in zip(channels, alphas, bins, rebuilt):
+                        cases[check_choice(channel, model, a, b, xs)] += 1
+                    if bound == 0:
+                        assert rebuilt == channels, "E′ = 0: exact"
+                        for channel, a in zip(channels, alphas):
+                            state = Segment(model, adapts(a))
+                            for s in channel:
+                                p = state.predict()
+                                wrapped += not I16_MIN <= s - p <= I16_MAX
+                                state.push(s)
+                        minimum += sum(q == I16_MIN for b in bins for q in b)
     assert wrapped > 0 and minimum > 0, (wrapped, minimum)
+    assert all(cases.values()), cases
 
     # The bin −32 768 round-trips (symbol −27, 15 raw bits of 0); +32 768 (symbol 27, raw 0)
     # is refused, and so is −32 769 (symbol −27, raw 1); +32 767 is a bin.
+    a0, a1 = [raw_sym(1, 0)], [raw_sym(1, 1)]   # a segment's α (n = 3)
     for q in (I16_MIN, I16_MAX):
-        payload = residual_encode([[q]], lossless)
-        assert residual_decode(payload, 1, 1, lossless) == [[q]]
-        assert segment_samples([q], lossless) == [q]
+        for alpha in (0, 1):
+            payload = residual_encode([[q]], lossless, [alpha])
+            assert residual_decode(payload, 1, 1, lossless) == ([alpha], [[q]])
+            assert segment_samples([q], lossless, adaptive=alpha == 1) == [q]
     for symbol, raw in ((27, 0), (-27, 1)):
         why = []
-        forged = put_by_hand([[t0.sym(1)], [t2.sym(symbol), raw_sym(7, raw >> 8),
-                                            raw_sym(8, raw & 0xFF)]])
+        forged = put_by_hand([a1, [t0.sym(1)], [t2.sym(symbol), raw_sym(7, raw >> 8),
+                                                raw_sym(8, raw & 0xFF)]])
         assert residual_decode(forged, 1, 1, lossless, why) is None and why == ["bin"], why
 
     # Forged payloads are refused: a class ≥ K (table 0's escape 2 + distance 0 or 1) or
@@ -1791,22 +2049,27 @@ def check_bounded(coder):
                          ([t0.sym(-1), dist_sym(0)], "class"),
                          ([t0.sym(2), dist_sym(255), dist_sym(255), dist_sym(255)], "value")):
         why = []
-        assert residual_decode(put_by_hand([head] + tail), 2, 1, coder, why) is None
+        assert residual_decode(put_by_hand([a0, head] + tail), 2, 1, coder, why) is None
         assert why == [reason], (head, why)
     for bad, reason in (([t2.sym(28), dist_sym(0)], "symbol"), ([t2.sym(-28), dist_sym(0)], "symbol"),
                         ([t2.sym(28), dist_sym(255), dist_sym(255), dist_sym(255)], "value")):
         why = []
-        assert residual_decode(put_by_hand([[t0.sym(1)], bad, [t2.sym(0)]]), 2, 1, coder,
+        assert residual_decode(put_by_hand([a1, [t0.sym(1)], bad, [t2.sym(0)]]), 2, 1, coder,
                                why) is None and why == [reason], (bad, why)
     why = []
-    assert residual_decode(put_by_hand([[t0.sym(0)], [t1.sym(3), dist_sym(25)], [t1.sym(0)]]),
-                           2, 1, coder, why) is None and why == ["symbol"]
-    good = [[t0.sym(1)], [t2.sym(16), raw_sym(4, 4)], [t2.sym(-10)]]
-    assert residual_decode(put_by_hand(good), 2, 1, coder) == [[20, -10]]
+    assert residual_decode(put_by_hand([a0, [t0.sym(0)], [t1.sym(3), dist_sym(25)],
+                                        [t1.sym(0)]]), 2, 1, coder, why) is None
+    assert why == ["symbol"], why
+    good = [a0, [t0.sym(1)], [t2.sym(16), raw_sym(4, 4)], [t2.sym(-10)]]
+    assert residual_decode(put_by_hand(good), 2, 1, coder) == ([0], [[20, -10]])
     why = []
     assert residual_decode(put_by_hand(good + [[t2.sym(5)]]), 2, 1, coder, why) is None
     assert why == ["state"], why
-    payload = residual_encode([[-1000, 3, 7000, -20000]], coder)
+    # The α of a second segment that is not there is a symbol left over too.
+    why = []
+    assert residual_decode(put_by_hand(good + [a1]), 2, 1, coder, why) is None
+    assert why == ["state"], why
+    payload = residual_encode([[-1000, 3, 7000, -20000]], coder, [1])
     assert len(payload) >= 4 and residual_decode(payload, 4, 1, coder) is not None
     # A word too many (the decoder takes it in, so its state does not end at 0 or a word is
     # left), an odd length, a zero last word.
@@ -1815,7 +2078,8 @@ def check_bounded(coder):
                             (payload[:-2] + b"\x00\x00", ("length",))):
         why = []
         assert residual_decode(forged, 4, 1, coder, why) is None and why[0] in reasons, why
-    assert residual_decode(b"", 0, 1, coder) == [[]], "no bins, an empty payload"
+    assert residual_decode(b"", 0, 1, fixed_only) == ([None], [[]]), "no bins, an empty payload"
+    assert residual_decode(b"", 0, 1, coder) == ([0], [[]]), "α = 0 from state 0 puts nothing"
 
     # Framing: len ≤ 2N, raw when coding is not shorter (samples as rebuilt), the largest
     # frames (N = 1024: len 2048, and a last frame's 2051, 2055 bytes with the check), last
@@ -1825,22 +2089,23 @@ def check_bounded(coder):
     rng = lcg(777)
     # Uniform noise, 16 channels × 64 = 1024 samples: coding is not shorter.
     noisy = [[(next(rng) % 65536) - 32768 for _ in range(64)] for _ in range(16)]
-    item, sent_coded, _, rebuilt, _ = bounded_frame(noisy, lossless, frame_flags=SATURATED, **ids)
+    item, sent_coded, _, rebuilt, _, _ = bounded_frame(noisy, lossless, frame_flags=SATURATED,
+                                                       **ids)
     assert not sent_coded and item[:2] == length_prefix(2048) == b"\x80\x10"
     assert len(item) == 2052 and item[2:-2] == i16_samples(noisy)
     assert read_entropy_frame(item, 1023, frame_flags=SATURATED, **ids) is None, "len > 2N"
-    item, sent_coded, _, _, _ = bounded_end_frame(noisy, lossless, window=64, windows_per_frame=1,
+    item, sent_coded, _, _, _, _ = bounded_end_frame(noisy, lossless, window=64, windows_per_frame=1,
                                                   frame_flags=0, **ids)
     assert not sent_coded and item[:2] == length_prefix(2051) and len(item) == 2055
     assert item[2:5] == u24(64)
-    item, sent_coded, coded_len, rebuilt, _ = bounded_end_frame(
+    item, sent_coded, coded_len, rebuilt, _, _ = bounded_end_frame(
         [[1, 2, 3], [7, 7, 7]], coder, window=8, windows_per_frame=2, frame_flags=SATURATED, **ids)
     assert sent_coded and item[1:4] == u24(3) and len(item) == 1 + 3 + coded_len + 2
     assert read_bounded_end_frame(item, 8, 2, 2, frame_flags=END, **ids) is None, "flags"
     assert read_bounded_end_frame(item, 8, 2, 3, frame_flags=SATURATED | END, **ids) is not None
     # A raw frame whose rebuilt samples differ from the inputs carries the rebuilt ones.
     jumps = [[(-1) ** t * (20000 + 7 * t) for t in range(8)]]
-    item, sent_coded, _, rebuilt, _ = bounded_frame(jumps, coder, frame_flags=0, **ids)
+    item, sent_coded, _, rebuilt, _, _ = bounded_frame(jumps, coder, frame_flags=0, **ids)
     assert not sent_coded and rebuilt != jumps and item[1:-2] == i16_samples(rebuilt)
 
     def forged(payload, flags=END):
@@ -1865,21 +2130,444 @@ def check_bounded(coder):
     assert decode_bounded_payload(read[1], 1, 2, coder) is None, "a body longer than 2N′"
 
 
+def segment_v7(samples, coder):
+    """Version 7's closed loop, kept as it was written from the version-7 text (the fixed
+    prediction alone, p = clamp((P + 2048) >> 12)): the reference for n = 0. Returns (bins,
+    rebuilt)."""
+    history = [0, 0, 0, 0]
+    bins, rebuilt = [], []
+    for s in samples:
+        big_p = sum(a * h for a, h in zip(coder.coefficients, history))
+        p = clamp16((big_p + 2048) >> 12)
+        q = coder.bin(s, p)
+        x = coder.sample(p, q)
+        bins.append(q)
+        rebuilt.append(x)
+        history = [x] + history[:3]
+    return bins, rebuilt
+
+
+def check_choice(samples, coder, alpha, bins, rebuilt):
+    """The sender's rule ("Adapting or not") checked on one segment the sender coded with α,
+    its bins and rebuilt samples: no α when n = 0; otherwise the segment coded both ways from
+    the empty state, α = 1 exactly when the stage's Σ|q| is strictly smaller, and the bins
+    and samples those of the way chosen. α = 0 is n = 0 exactly: the sender's loop equals
+    version 7's (segment_v7) and an order-0 coder's, and the receiver's rebuilding (Segment
+    and the literal one) of its bins equals an order-0 coder's. Returns the case: "none"
+    (n = 0), "tie" (equal sums: α = 0), "loses" (the stage's sum larger: α = 0), "wins"."""
+    v7 = segment_v7(samples, coder)
+    if coder.order == 0:
+        assert alpha is None and (bins, rebuilt) == v7, "n = 0: no α, version 7"
+        return "none"
+    fixed_only = ResidualCoder(coder.bound, coder.coefficients, 0, coder.step,
+                               coder.class_bounds, coder.tables)
+    with_stage = segment_bins(samples, coder, adaptive=True)
+    without = segment_bins(samples, coder, adaptive=False)
+    assert without == v7 == segment_bins(samples, fixed_only), "α = 0: as if n = 0"
+    assert segment_samples(without[0], coder, adaptive=False) == \
+        segment_samples(without[0], fixed_only) == rebuild_literal(without[0], coder, 0) == \
+        rebuild_literal(without[0], fixed_only) == without[1], "α = 0 rebuilds as n = 0"
+    cost_with, cost_without = (sum(abs(q) for q in way[0]) for way in (with_stage, without))
+    want = 1 if cost_with < cost_without else 0
+    assert alpha == want, (alpha, cost_with, cost_without)
+    assert (bins, rebuilt) == (with_stage if want else without)
+    return "wins" if want else "tie" if cost_with == cost_without else "loses"
+
+
+def rebuild_literal(bins, coder, alpha=None):
+    """The receiver's "Rebuilding" once more, line by line from the spec's pseudo-code with
+    1-based lists and no shared helper (// and % instead of >> and wrap16), to check Segment
+    against: h_1 … h_4, w_1 … w_n, g_1 … g_n, all 0 at the segment's start. alpha: the
+    segment's bit when n ≥ 1 ("Adapting or not": α = 0 rebuilds it as if n = 0)."""
+    a, n, mu, e = coder.coefficients, coder.order, coder.step, coder.bound
+    if n >= 1:
+        assert alpha in (0, 1), "a segment has its bit α when n ≥ 1"
+        if alpha == 0:
+            n = 0
+    else:
+        assert alpha is None, "no bit α when n = 0"
+
+    def clamp(v, lo=-32768, hi=32767):
+        return lo if v < lo else hi if v > hi else v
+
+    h = [None, 0, 0, 0, 0]
+    w = [None] + [0] * n
+    gg = [None] + [0] * n
+    out = []
+    for q in bins:
+        big_p = 0
+        for i in range(1, len(a) + 1):
+            big_p += a[i - 1] * h[i]
+        f = (big_p + 2048) // 4096
+        big_a = 0
+        for j in range(1, n + 1):
+            big_a += w[j] * gg[j]
+        g = (big_a + 8192) // 16384
+        p = clamp(f + g)
+        if e == 0:
+            x = (p + q + 32768) % 65536 - 32768
+        else:
+            x = clamp(p + q * (2 * e + 1))
+        if n >= 1:
+            big_s = 1
+            for j in range(1, n + 1):
+                big_s += gg[j] * gg[j]
+            k = 0
+            while 2 ** (k + 1) <= big_s:
+                k += 1
+            z = 14 - k - mu
+            u = clamp(x - f - g)
+            for j in range(1, n + 1):
+                t = u * gg[j] * 2 ** z if z >= 0 else (u * gg[j]) // 2 ** -z
+                w[j] = clamp(w[j] + t, -262144, 262144)
+            for j in range(n, 1, -1):
+                gg[j] = gg[j - 1]
+            gg[1] = clamp(x - f)
+        h[4] = h[3]
+        h[3] = h[2]
+        h[2] = h[1]
+        h[1] = x
+        out.append(x)
+    return out
+
+
+def varied_signal(rng, m):
+    """A random-ish i16 segment made of pieces: constant runs (also at −32768 and 32767),
+    steps, ramps, a triangle wave, noise around a level, and alternations between the ends of
+    the i16 range."""
+    out = []
+    x = 0
+    while len(out) < m:
+        kind = next(rng) % 7
+        length = 1 + next(rng) % 24
+        if kind == 0:    # a constant run at a random level or an end of the i16 range
+            x = (I16_MIN, I16_MAX, (next(rng) % 65536) - 32768)[next(rng) % 3]
+            piece = [x] * length
+        elif kind == 1:  # a step, then flat
+            x = clamp16(x + (next(rng) % 60001) - 30000)
+            piece = [x] * length
+        elif kind == 2:  # a ramp
+            slope = (next(rng) % 4001) - 2000
+            piece = []
+            for _ in range(length):
+                x = clamp16(x + slope)
+                piece.append(x)
+        elif kind == 3:  # a triangle wave
+            amplitude, period = 1 + next(rng) % 20000, 2 + next(rng) % 16
+            base = x
+            piece = [clamp16(base + amplitude * (abs((t % period) * 2 - period) - period // 2)
+                             // max(1, period // 2)) for t in range(length)]
+            x = piece[-1]
+        elif kind == 4:  # noise around the level
+            spread = 1 + next(rng) % 3000
+            piece = [clamp16(x + (next(rng) % (2 * spread + 1)) - spread) for _ in range(length)]
+        elif kind == 5:  # the ends of the i16 range, alternating
+            piece = [(I16_MIN, I16_MAX)[t % 2] for t in range(length)]
+            x = piece[-1]
+        else:            # uniform noise
+            piece = [(next(rng) % 65536) - 32768 for _ in range(length)]
+            x = piece[-1]
+        out += piece
+    return out[:m]
+
+
+def check_adaptive(coder):
+    """The self-checks of the adaptive stage ("Rebuilding", version 8), with vector 5's coder
+    (E′ = 2, prediction [6144, −2048], n = 3, μ = 1) and others."""
+    assert (coder.order, coder.step) == (3, 1)
+
+    # The ranges: n 0 … 16, μ 0 … 15.
+    for order, step in ((-1, 0), (17, 0), (0, -1), (0, 16)):
+        try:
+            ResidualCoder(0, [], order, step, coder.class_bounds, coder.tables)
+        except AssertionError:
+            continue
+        raise AssertionError(f"n = {order}, μ = {step} accepted")
+
+    def with_(bound=None, coefficients=None, order=None, step=None):
+        return ResidualCoder(coder.bound if bound is None else bound,
+                             coder.coefficients if coefficients is None else coefficients,
+                             coder.order if order is None else order,
+                             coder.step if step is None else step,
+                             coder.class_bounds, coder.tables)
+
+    def trace(model, samples):
+        """Per sample, the stage running (α = 1): (f, g, p, q, x, S, k, z, u, w after,
+        g_1 … g_n after)."""
+        state, rows = Segment(model), []
+        for sample in samples:
+            p = state.predict()
+            f, g = state.f, state.g
+            q = model.bin(sample, p)
+            x = model.sample(p, q)
+            big_s = 1 + sum(gj * gj for gj in state.gs)
+            k = big_s.bit_length() - 1
+            z = ADAPTIVE_FRAC - k - model.step
+            u = clamp16(x - f - g)
+            state.push(x)
+            rows.append((f, g, p, q, x, big_s, k, z, u, state.w, state.gs))
+        # The sender's loop, the receiver's rebuilding and the literal rebuilding agree.
+        bins = [row[3] for row in rows]
+        assert segment_bins(samples, model) == (bins, [row[4] for row in rows])
+        assert segment_samples(bins, model) == rebuild_literal(bins, model, 1) == \
+            [row[4] for row in rows]
+        return rows
+
+    # By hand, vector 5's coder (n = 3, μ = 1, E′ = 2: bins 5 wide), samples 100, 102, 104, 105:
+    # 1. h = 0: f = 0; A = 0, g = 0; p = 0; q = ⌊(100 + 2) / 5⌋ = 20, x = 100. S = 1, k = 0,
+    #    z = 14 − 0 − 1 = 13; u = 100; every w_j += 100 · 0 << 13 = 0. g = [100, 0, 0].
+    # 2. f = (6144 · 100 + 2048) >> 12 = 616448 >> 12 = 150 (150.5 rounded down); A = 0, g = 0;
+    #    p = 150; d = −48, q = −⌊50 / 5⌋ = −10, x = 100. S = 1 + 100² = 10001, k = 13, z = 0;
+    #    u = 100 − 150 − 0 = −50; w_1 += −50 · 100 = −5000 (the g_1 = 100 the prediction used,
+    #    not the −50 it is about to become: that would give +2500); w_2, w_3 += 0.
+    #    g = [clamp(100 − 150), 100, 0] = [−50, 100, 0].
+    # 3. f = (6144 · 100 − 2048 · 100 + 2048) >> 12 = 411648 >> 12 = 100 (100.5 rounded down);
+    #    A = −5000 · −50 = 250000, g = (250000 + 8192) >> 14 = 258192 >> 14 = 15 (15.76);
+    #    p = 115; d = −11, q = −⌊13 / 5⌋ = −2, x = 105. S = 1 + 2500 + 10000 = 12501, k = 13,
+    #    z = 0; u = 105 − 100 − 15 = −10; w_1 = −5000 + (−10 · −50) = −4500, w_2 = 0 + (−10 ·
+    #    100) = −1000, w_3 = 0. g = [105 − 100, −50, 100] = [5, −50, 100].
+    # 4. f = (6144 · 105 − 2048 · 100 + 2048) >> 12 = 442368 >> 12 = 108 (exactly);
+    #    A = −4500 · 5 + −1000 · −50 + 0 · 100 = 27500, g = 35692 >> 14 = 2; p = 110; d = −5,
+    #    q = −⌊7 / 5⌋ = −1, x = 105. S = 1 + 25 + 2500 + 10000 = 12526, k = 13, z = 0;
+    #    u = 105 − 108 − 2 = −5; w = [−4500 − 25, −1000 + 250, 0 − 500] = [−4525, −750, −500].
+    #    g = [105 − 108, 5, −50] = [−3, 5, −50].
+    # Version 7 (n = 0) goes its own way from step 3: p = 100, q = 1, x = 105; then p = 108,
+    # q = −1, x = 103.
+    assert trace(coder, [100, 102, 104, 105]) == [
+        (0, 0, 0, 20, 100, 1, 0, 13, 100, [0, 0, 0], [100, 0, 0]),
+        (150, 0, 150, -10, 100, 10001, 13, 0, -50, [-5000, 0, 0], [-50, 100, 0]),
+        (100, 15, 115, -2, 105, 12501, 13, 0, -10, [-4500, -1000, 0], [5, -50, 100]),
+        (108, 2, 110, -1, 105, 12526, 13, 0, -5, [-4525, -750, -500], [-3, 5, -50])]
+    assert segment_v7([100, 102, 104, 105], coder) == ([20, -10, 1, -1], [100, 100, 105, 103])
+    assert segment_bins([100, 102, 104, 105], with_(order=0)) == \
+        ([20, -10, 1, -1], [100, 100, 105, 103])
+
+    # By hand, a negative shift rounds down: no fixed prediction (f = 2048 >> 12 = 0), n = 1,
+    # μ = 15, E′ = 0 (x = s), samples 3, −7, 20:
+    # 1. p = 0, q = 3; S = 1, k = 0, z = 14 − 0 − 15 = −1; u = 3; w_1 += (3 · 0) >> 1 = 0.
+    #    g_1 = 3.
+    # 2. A = 0, p = 0, q = −7; S = 1 + 9 = 10, k = 3, z = −4; u = −7; w_1 += (−7 · 3) >> 4 =
+    #    ⌊−21 / 16⌋ = −2 (truncating toward 0 would give −1). g_1 = −7.
+    # 3. A = −2 · −7 = 14, g = (14 + 8192) >> 14 = 0, p = 0, q = 20; S = 1 + 49 = 50, k = 5,
+    #    z = −6; u = 20; w_1 += (20 · −7) >> 6 = ⌊−140 / 64⌋ = −3: w_1 = −5. g_1 = 20.
+    model = with_(bound=0, coefficients=[], order=1, step=15)
+    assert trace(model, [3, -7, 20]) == [
+        (0, 0, 0, 3, 3, 1, 0, -1, 3, [0], [3]),
+        (0, 0, 0, -7, -7, 10, 3, -4, -7, [-2], [-7]),
+        (0, 0, 0, 20, 20, 50, 5, -6, 20, [-5], [20])]
+
+    # By hand, the clamps of the weights, p and u, and wrapping: no fixed prediction, n = 1,
+    # μ = 0, E′ = 0, samples 1, 32767, −32768:
+    # 1. p = 0, q = 1; S = 1, k = 0, z = 14; u = 1; w_1 += 1 · 0 << 14 = 0. g_1 = 1.
+    # 2. A = 0, p = 0, q = 32767; S = 2, k = 1, z = 13; u = 32767; w_1 = clamp(32767 · 1 <<
+    #    13 = 268427264) = 262144. g_1 = 32767.
+    # 3. A = 262144 · 32767 = 8589672448, g = (A + 8192) >> 14 = 524272 (16 · 32767), p =
+    #    clamp(0 + 524272) = 32767; q = −32768 − 32767 wrapped = 1, x = 32767 + 1 wrapped =
+    #    −32768. S = 1 + 32767² = 1073676290, k = 29, z = −15; u = clamp(−32768 − 0 − 524272)
+    #    = −32768; w_1 = 262144 + (−32768 · 32767) >> 15 = 262144 − 32767 = 229377.
+    #    g_1 = −32768.
+    model = with_(bound=0, coefficients=[], order=1, step=0)
+    assert trace(model, [1, I16_MAX, I16_MIN]) == [
+        (0, 0, 0, 1, 1, 1, 0, 14, 1, [0], [1]),
+        (0, 0, 0, I16_MAX, I16_MAX, 2, 1, 13, I16_MAX, [WEIGHT_LIMIT], [I16_MAX]),
+        (0, 524272, I16_MAX, 1, I16_MIN, 1073676290, 29, -15, I16_MIN, [229377], [I16_MIN])]
+
+    # By hand, f beyond the i16 range and the clamp of g_1: a_1 = 8192 (2.0), n = 1, μ = 0,
+    # E′ = 0, samples 20000, −30000:
+    # 1. f = 0, p = 0, q = 20000; S = 1, z = 14, u = 20000, w_1 += 0. g_1 = 20000.
+    # 2. f = (8192 · 20000 + 2048) >> 12 = 40000 (not clamped), g = 0, p = 32767; q = −30000 −
+    #    32767 = −62767 wrapped = 2769, x = 32767 + 2769 = 35536 wrapped = −30000. S = 1 +
+    #    20000² = 400000001, k = 28, z = −14; u = clamp(−30000 − 40000 − 0) = −32768; w_1 +=
+    #    (−32768 · 20000) >> 14 = −40000. g_1 = clamp(−30000 − 40000) = −32768.
+    model = with_(bound=0, coefficients=[8192], order=1, step=0)
+    assert trace(model, [20000, -30000]) == [
+        (0, 0, 0, 20000, 20000, 1, 0, 14, 20000, [0], [20000]),
+        (40000, 0, I16_MAX, 2769, -30000, 400000001, 28, -14, I16_MIN, [-40000], [I16_MIN])]
+
+    # Adapting or not ("Adapting or not"), by hand: the sender codes each segment both ways
+    # from the empty state and sets α = 1 only when the stage's Σ|q| is strictly smaller.
+    # Adapting loses: vector 5's coder on 100, 102, 104, 105 (above): with the stage the bins
+    # are 20, −10, −2, −1 (Σ|q| = 33), without them 20, −10, 1, −1 (32): α = 0, and the
+    # segment is version 7's (rebuilt 100, 100, 105, 103).
+    loses = [100, 102, 104, 105]
+    assert choose_alpha(loses, coder) == (0, [20, -10, 1, -1], [100, 100, 105, 103])
+    assert check_choice(loses, coder, 0, [20, -10, 1, -1], [100, 100, 105, 103]) == "loses"
+    # Adapting wins: no fixed prediction (f = 0), n = 1, μ = 0, E′ = 0 (x = s), samples 10,
+    # 10, 10, 10. Without the stage p = 0 and every bin is 10 (Σ|q| = 40). With it:
+    # 1. p = 0, q = 10; S = 1, k = 0, z = 14; u = 10; w_1 += 10 · 0 = 0. g_1 = 10.
+    # 2. A = 0, p = 0, q = 10; S = 1 + 100 = 101, k = 6, z = 8; u = 10; w_1 += (10 · 10) << 8
+    #    = 25600. g_1 = 10.
+    # 3. A = 25600 · 10 = 256000, g = 264192 >> 14 = 16 (16.1), p = 16, q = −6; S = 101,
+    #    z = 8; u = 10 − 0 − 16 = −6; w_1 = 25600 + (−60 << 8) = 10240. g_1 = 10.
+    # 4. A = 102400, g = 110592 >> 14 = 6 (6.75), p = 6, q = 4; u = 4; w_1 = 10240 + (40 << 8)
+    #    = 20480. g_1 = 10.
+    # Σ|q| = 10 + 10 + 6 + 4 = 30 < 40: α = 1. Over the first two samples alone both ways give
+    # 10, 10: a tie, α = 0; over three, 26 < 30: α = 1.
+    model = with_(bound=0, coefficients=[], order=1, step=0)
+    assert trace(model, [10] * 4) == [
+        (0, 0, 0, 10, 10, 1, 0, 14, 10, [0], [10]),
+        (0, 0, 0, 10, 10, 101, 6, 8, 10, [25600], [10]),
+        (0, 16, 16, -6, 10, 101, 6, 8, -6, [10240], [10]),
+        (0, 6, 6, 4, 10, 101, 6, 8, 4, [20480], [10])]
+    assert segment_bins([10] * 4, model, adaptive=False) == ([10] * 4, [10] * 4)
+    assert choose_alpha([10] * 4, model) == (1, [10, 10, -6, 4], [10] * 4)
+    assert choose_alpha([10] * 3, model) == (1, [10, 10, -6], [10] * 3)
+    assert choose_alpha([10] * 2, model) == (0, [10, 10], [10, 10]), "a tie is α = 0"
+    assert check_choice([10] * 4, model, 1, [10, 10, -6, 4], [10] * 4) == "wins"
+    assert check_choice([10] * 2, model, 0, [10, 10], [10, 10]) == "tie"
+    # A segment of one sample always ties (g = 0 on a segment's first sample).
+    assert choose_alpha([12345], coder)[0] == 0 and choose_alpha([12345], model)[0] == 0
+    # The payload: α first in each segment, then its blocks. Two channels under that model
+    # (n = 1): channel 0 [10] × 4 (α = 1), channel 1 [0] × 4 (a tie: α = 0). Level ⌊16 · 30 / 4⌋ = 120: class 1; level 0:
+    # class 0.
+    payload, sent_coded, _, rebuilt, bins, alphas = bounded_payload([[10] * 4, [0] * 4], model)
+    t0, t1, t2 = coder.tables
+    assert sent_coded and alphas == [1, 0] and bins == [[10, 10, -6, 4], [0] * 4]
+    assert payload == put_by_hand(
+        [[raw_sym(1, 1)], [t0.sym(1)], [t2.sym(10)], [t2.sym(10)], [t2.sym(-6)], [t2.sym(4)],
+         [raw_sym(1, 0)], [t0.sym(0)]] + [[t1.sym(0)]] * 4)
+    # Its α bits flipped: the same bins, read the other way, rebuild something else (a payload
+    # is never refused for its α, a raw bit either way). Channel 0 as if n = 0: x = p + q with
+    # p = 0, so 10, 10, −6, 4; channel 1 with the stage: all bins 0, all g_1 = 0, the same 0s.
+    flipped = residual_encode(bins, model, [0, 1])
+    assert residual_decode(flipped, 4, 2, model) == ([0, 1], bins)
+    assert decode_bounded_payload(flipped, 4, 2, model) == [[10, 10, -6, 4], [0] * 4] != rebuilt
+    # Vector 5's coder: the losing segment's bins 20, −10, 1, −1 sent with α = 1 instead: the
+    # first two samples as before (the stage predicts 0 until its weights move), then f = 100,
+    # g = 15 (the weights of the trace above: the same x so far), p = 115, x = 115 + 5 = 120,
+    # not 105.
+    flipped = residual_encode([[20, -10, 1, -1]], coder, [1])
+    assert decode_bounded_payload(flipped, 4, 1, coder)[0][:3] == [100, 100, 120]
+
+    # Each segment starts afresh: in a frame of two equal channels, both get the same α and
+    # bins, whatever the first channel taught the stage; and a receiver rebuilds them so.
+    samples = [100, 102, 104, 105, 107, 108, 108, 107]
+    _, _, _, rebuilt, bins, alphas = bounded_payload([samples, samples], coder)
+    assert alphas[0] == alphas[1] and bins[0] == bins[1] == choose_alpha(samples, coder)[1]
+    assert rebuilt[0] == rebuilt[1]
+    for way in (samples, [10] * 8):   # both α
+        _, _, _, rebuilt, bins, alphas = bounded_payload([way, way], model)
+        assert alphas[0] == alphas[1] and bins[0] == bins[1] and rebuilt[0] == rebuilt[1]
+
+    # n = 0 is version 7 exactly, whatever μ; and random-ish signals with random n and μ (the
+    # extremes among them): every sample within E′ (E′ = 0: equal), the sender's rebuilt
+    # samples equal the receiver's (bounded_payload asserts both, and the coded payload's round
+    # trip, α bits included), Segment equals the literal rebuilding, each segment's α follows
+    # the sender's rule and an α = 0 segment is n = 0's exactly (check_choice; the stage wins,
+    # loses and ties, both α in one frame), every intermediate result fits in 48 bits (two's
+    # complement: a magnitude below 2^47), and every clamp (p, u, w_j, g_1) and a negative
+    # shift z occur (in the stage's run, whichever way the sender chose). The payload with its
+    # α bits flipped (all, or channel 0's) decodes to the same bins read the other way,
+    # something else than the frame sent unless the two ways rebuild the same; a payload with
+    # a flipped bit anywhere is refused or decodes to samples (i16, m per channel), never
+    # an exception.
+    rng = lcg(8)
+    hits = dict(p=0, u=0, w=0, g1=0, negative_z=0)
+    widest = changed = 0
+    cases = dict(none=0, tie=0, loses=0, wins=0)
+    wins_lossless = wins_lossy = mixed = other = same = refused = decoded = 0
+    extremes = [(0, 0), (0, MAX_STEP), (1, 0), (1, MAX_STEP), (MAX_ORDER, 0),
+                (MAX_ORDER, MAX_STEP), (coder.order, coder.step)]
+    predictors = ([], [4096], coder.coefficients, [8192, -4096], [-4096, 0, 0, 4095],
+                  [I16_MAX, I16_MIN, I16_MAX, I16_MIN], [12288, -12288, 4096])
+    for trial in range(120):
+        bound = (0, 0, 1, 2, 3, 100, I16_MAX)[trial % 7]
+        coefficients = predictors[(trial // 7) % len(predictors)]
+        if trial < 2 * len(extremes):
+            order, step = extremes[trial % len(extremes)]
+        else:
+            order, step = next(rng) % (MAX_ORDER + 1), next(rng) % (MAX_STEP + 1)
+        model = ResidualCoder(bound, coefficients, order, step, coder.class_bounds, coder.tables)
+        count = 1 + next(rng) % 3
+        m = (1, 2, 5, 31, 32, 33, 64, 65, 200, 341)[next(rng) % 10]
+        maker = varied_signal if trial % 3 else signal
+        channels = [maker(rng, m) for _ in range(count)]
+        _, _, _, rebuilt, bins, alphas = bounded_payload(channels, model)
+        if bound == 0:
+            assert rebuilt == channels, "E′ = 0: exact"
+        mixed += len(set(alphas)) > 1
+        for channel, b, xs, alpha in zip(channels, bins, rebuilt, alphas):
+            case = check_choice(channel, model, alpha, b, xs)
+            cases[case] += 1
+            if case == "wins":
+                wins_lossless += bound == 0
+                wins_lossy += bound > 0
+            state = Segment(model, adapts(alpha))
+            assert segment_bins(channel, model, state, adapts(alpha)) == (b, xs)
+            assert rebuild_literal(b, model, alpha) == xs == \
+                segment_samples(b, model, adaptive=adapts(alpha))
+            # The stage's run (the sender codes both ways): its widths and clamps.
+            state = Segment(model)
+            segment_bins(channel, model, state)
+            widest = max(widest, state.widest)
+            for key in hits:
+                hits[key] += state.hits[key]
+            if order == 0:
+                for mu in (0, 7, MAX_STEP):
+                    other_mu = ResidualCoder(bound, coefficients, 0, mu, coder.class_bounds,
+                                             coder.tables)
+                    assert segment_bins(channel, other_mu) == (b, xs)
+                    assert segment_samples(b, other_mu) == xs
+            else:
+                changed += segment_v7(channel, model)[0] != segment_bins(channel, model)[0]
+        if order == 0:
+            continue
+        # α bits flipped: all of them, then channel 0's alone.
+        for flips in ([1 - a for a in alphas], [1 - alphas[0]] + alphas[1:]):
+            payload = residual_encode(bins, model, flips)
+            assert residual_decode(payload, m, count, model) == (flips, bins)
+            back = [segment_samples(b, model, adaptive=a == 1) for a, b in zip(flips, bins)]
+            if len(payload) < 2 * m * count:   # else a frame would not carry it coded
+                assert decode_bounded_payload(payload, m, count, model) == back
+            if back != rebuilt:
+                other += 1
+            else:
+                same += 1
+                assert all(segment_samples(b, model, adaptive=True) ==
+                           segment_samples(b, model, adaptive=False)
+                           for a, f, b in zip(alphas, flips, bins) if a != f)
+        # Any one bit of the coded payload flipped: refused, or samples; never an exception.
+        payload = residual_encode(bins, model, alphas)
+        for _ in range(8):
+            if not payload:
+                break
+            bit = next(rng) % (8 * len(payload))
+            damaged = bytearray(payload)
+            damaged[bit // 8] ^= 1 << (bit % 8)
+            back = decode_bounded_payload(bytes(damaged), m, count, model)
+            if back is None:
+                refused += 1
+            else:
+                decoded += 1
+                assert len(back) == count and all(len(xs) == m for xs in back)
+                assert all(I16_MIN <= x <= I16_MAX for xs in back for x in xs)
+    assert 0 < widest <= 47, widest
+    assert all(hits.values()) and changed > 0, (hits, changed)
+    assert all(cases.values()) and wins_lossless and wins_lossy and mixed, (cases, mixed)
+    assert other > same and refused and decoded, (other, same, refused, decoded)
+    return widest, hits, cases
+
+
 def golden_5(report=None):
     common = dict(stream_id=4, session=0x0506)
-    # E′ = 2, prediction [6144, −2048] (1.5 and −0.5), class bounds [16] (two classes); table
-    # 0 (classes) -1 ..= 2, table 1 (class 0) -3 ..= 3, table 2 (class 1) -28 ..= 28.
-    coder = ResidualCoder(bound=2, coefficients=[6144, -2048], class_bounds=[16], tables=[
-        Table(-1, [1, 3000, 1094, 1]),
-        Table(-3, [16, 200, 800, 2064, 800, 200, 16]),
-        Table(-28, [512 if c == 0 else 64 for c in range(-28, 29)])])
+    # E′ = 2, prediction [6144, −2048] (1.5 and −0.5), an adaptive stage of order n = 3 with
+    # step μ = 1, class bounds [16] (two classes); table 0 (classes) -1 ..= 2, table 1 (class
+    # 0) -3 ..= 3, table 2 (class 1) -28 ..= 28.
+    coder = ResidualCoder(bound=2, coefficients=[6144, -2048], order=3, step=1,
+                          class_bounds=[16], tables=[
+                              Table(-1, [1, 3000, 1094, 1]),
+                              Table(-3, [16, 200, 800, 2064, 800, 200, 16]),
+                              Table(-28, [512 if c == 0 else 64 for c in range(-28, 29)])])
     check_bounded(coder)
+    check_adaptive(coder)
     t0, t1, t2 = coder.tables
     window, windows_per_frame, header_interval, channels = 8, 2, 64, 2
     m = windows_per_frame * window
     assert m == 16 and windows_per_frame * window * channels <= 1024
-    alternating = [(-1) ** t * (30001 + t // 2) for t in range(16)]
-    assert alternating[:4] == [30001, -30001, 30002, -30002]
+    # Frame 2: (−1)^b(t) · (30001 + ⌊t/2⌋), b(t) the number of 1 bits of t, for t = 0 … 15.
+    alternating = [(-1) ** bin(t).count("1") * (30001 + t // 2) for t in range(16)]
+    assert alternating[:4] == [30001, -30001, -30002, 30002], "the spec's first four"
+    assert alternating[4:8] == [-30003, 30003, 30004, -30004]
     # (samples per channel, frame_flags, the spec's bullet: coded?)
     frames = [
         ([[100, 102, 104, 105, 107, 108, 108, 107, 105, 103, 100, 98, 97, 97, 98, 100],
@@ -1902,18 +2590,21 @@ def golden_5(report=None):
         assert flags == (SATURATED if saturated(samples) else 0), "SATURATED: an end reached"
         assert number % header_interval != 0 or number == 0, "no header due but frame 0's"
         if is_last:
-            item, sent_coded, coded_len, rebuilt, bins = bounded_end_frame(
+            item, sent_coded, coded_len, rebuilt, bins, alphas = bounded_end_frame(
                 samples, coder, window, windows_per_frame, frame=number, frame_flags=flags,
                 **common)
         else:
-            item, sent_coded, coded_len, rebuilt, bins = bounded_frame(
+            item, sent_coded, coded_len, rebuilt, bins, alphas = bounded_frame(
                 samples, coder, frame=number, frame_flags=flags, **common)
+        for channel, a, b, xs in zip(samples, alphas, bins, rebuilt):
+            check_choice(channel, coder, a, b, xs)
         n = len(samples[0]) * channels
         length, size = read_length(item, m * channels, last=is_last)
         if report is not None:
             report.append((number, sent_coded, coded_len, length, size, len(item),
                            flags | (END if is_last else 0),
-                           f" samples={len(samples[0])}" if is_last else ""))
+                           (f" samples={len(samples[0])}" if is_last else "") +
+                           f" α={alphas}"))
         if sent_coded != want_coded:
             problems.append(f"frame {number}: coded payload {coded_len} bytes (2N = {2 * n}), "
                             f"sent {'coded' if sent_coded else 'raw'}; the spec says "
@@ -1943,21 +2634,53 @@ def golden_5(report=None):
         assert back == rebuilt
         assert all(abs(s - x) <= 2 for ch, xs in zip(samples, back) for s, x in zip(ch, xs))
         assert (len(body) == 2 * n) == (not sent_coded)
-        sent.append((item, sent_coded, rebuilt, bins, body))
+        sent.append((item, sent_coded, rebuilt, bins, body, alphas))
         items.append(item)
     assert not problems, "\n".join(problems)
 
     # Frame 2 is sent raw, its samples those a receiver of the coded form rebuilds (which
     # differ from the inputs, within 2).
-    item, sent_coded, rebuilt, bins, body = sent[2]
-    coded = residual_encode(bins, coder)
+    item, sent_coded, rebuilt, bins, body, alphas = sent[2]
+    coded = residual_encode(bins, coder, alphas)
     assert not sent_coded and len(coded) >= 64 and len(body) == 64
-    from_coded = [segment_samples(b, coder) for b in residual_decode(coded, m, channels, coder)]
+    read = residual_decode(coded, m, channels, coder)
+    assert read == (alphas, bins)
+    from_coded = [segment_samples(b, coder, adaptive=adapts(a)) for a, b in zip(*read)]
     flat = list(struct.unpack("<32h", body))
     assert [flat[:16], flat[16:]] == from_coded == rebuilt
     inputs = frames[2][0]
     assert all(abs(s - x) <= 2 for ch, xs in zip(inputs, rebuilt) for s, x in zip(ch, xs))
     assert rebuilt != inputs, "frame 2's raw samples differ from the inputs somewhere"
+    unequal = sum(s != x for ch, xs in zip(inputs, rebuilt) for s, x in zip(ch, xs))
+    assert 2 * unequal > m * channels, f"\"most of them not equal\": {unequal} of {m * channels}"
+    # The sender's rule is Σ|q|, not the length: frame 2 with the stage in both segments would
+    # code shorter (still not below 64 bytes: raw either way).
+    stage = [segment_bins(channel, coder)[0] for channel in inputs]
+    assert alphas == [0, 0] and len(coded) >= len(residual_encode(stage, coder, [1, 1])) >= 64
+
+    # Each coded frame with its α bits flipped (every segment's, or channel 0's alone): the
+    # payload decodes to something else, and the frame, its bytes changed under the same
+    # check, is not read (the check no longer holds).
+    for number in (0, 1, 3):
+        item, _, rebuilt, bins, body, alphas = sent[number]
+        samples = len(bins[0])
+        head = item[:len(item) - 2 - len(body)]
+        for flips in ([1 - a for a in alphas], [1 - alphas[0]] + alphas[1:]):
+            payload = residual_encode(bins, coder, flips)
+            assert payload != body and len(payload) < 2 * samples * channels
+            assert residual_decode(payload, samples, channels, coder) == (flips, bins)
+            assert decode_bounded_payload(payload, samples, channels, coder) != rebuilt
+            flags = 0 if number == 0 else SATURATED if number == 1 else END
+            if number == 3:
+                damaged = length_prefix(3 + len(payload)) + head[-3:] + payload + item[-2:]
+                assert read_bounded_end_frame(damaged, window, windows_per_frame, channels,
+                                              frame=number, frame_flags=flags,
+                                              **common) is None
+            else:
+                damaged = length_prefix(len(payload)) + payload + item[-2:]
+                assert read_entropy_frame(damaged, m * channels, frame=number,
+                                          frame_flags=flags, **common) is None
+
     # Frame 1 carries octave-coded bins (|symbol| ≥ 16) with ≤ 8 raw bits and with > 8.
     octaves = [abs(q).bit_length() - 1 for b in sent[1][3] for q in b if abs(q) >= OCTAVE]
     assert any(o <= 8 for o in octaves) and any(o > 8 for o in octaves), octaves
@@ -1995,7 +2718,8 @@ def main():
         print("\n".join(lines))
     for vector, report in reports.items():
         print(f"vector {vector} frames (frame: sent, coded payload bytes, len, len bytes, frame "
-              "bytes, frame_flags; an END frame's samples and windows):")
+              "bytes, frame_flags; an END frame's samples and windows; vector 5: each "
+              "channel's α):")
         for number, sent_coded, coded_len, length, size, total, flags, extra in report:
             print(f"  frame {number}: {'coded' if sent_coded else 'raw  '} "
                   f"coded={coded_len:2d} len={length:2d} ({size} byte) frame={total:2d} bytes "

@@ -5,7 +5,7 @@
 
 use crate::encoder::{EncodeError, QuantizedEncoder};
 use crate::entropy::CodeTables;
-use crate::residual::ResidualSpec;
+use crate::residual::{residual_bins, ResidualSpec};
 use crate::wire::{
     encode_frame, encode_last_frame, StreamHeader, StreamLayout, HEADER_LEN, MAX_BOUNDED_SAMPLES, MAX_FRAME_CODES,
     MAX_FRAME_LEN, MAX_FRAME_PAYLOAD, MAX_START_SAMPLE,
@@ -127,11 +127,13 @@ pub fn bounded_payload(
     let n = values.len().min(MAX_BOUNDED_SAMPLES);
     let values = &mut values[..n];
     let raw = 2 * n;
-    if let Ok(len) = residual.encode(None, values, segment, &mut out[..raw.saturating_sub(1)]) {
+    // A valid spec and at most 16 channels' segments: making the bins cannot fail.
+    let adapted = residual_bins(residual.quantizer(), None, values, segment).unwrap_or(0);
+    if let Ok(len) = residual.code_bins(values, adapted, segment, &mut out[..raw.saturating_sub(1)]) {
         return len;
     }
-    // `encode` fails only for want of room, after making the bins: rebuilding them cannot fail.
-    let _ = residual.rebuild(None, values, segment);
+    // Coding fails only for want of room: rebuilding the bins cannot fail.
+    let _ = residual.rebuild(None, values, segment, adapted);
     for (o, v) in out.chunks_exact_mut(2).zip(values.iter()) {
         o.copy_from_slice(&v.to_le_bytes());
     }

@@ -1,4 +1,4 @@
-//! Wire format, version 7: how the device sends latent codes, or bounded samples, over a byte
+//! Wire format, version 8: how the device sends latent codes, or bounded samples, over a byte
 //! link.
 //!
 //! A [`StreamHeader`] (32 bytes, CRC-32) says once per `header_interval` frames what is constant
@@ -18,7 +18,7 @@ use heapless::Deque;
 use crate::blob::MAX_CHANNELS;
 
 /// Version of the layouts; the second byte of every header.
-pub const WIRE_VERSION: u8 = 7;
+pub const WIRE_VERSION: u8 = 8;
 /// First byte of every stream header.
 pub const HEADER_MAGIC: u8 = 0xF5;
 /// Bytes of a stream header, its CRC-32 included.
@@ -1469,7 +1469,8 @@ pub(crate) mod tests {
             &[6144, -2048],
             &[16],
             &[(-1, std::vec![1, 3000, 1094, 1]), (-3, std::vec![16, 200, 800, 2064, 800, 200, 16]), (-28, wide)],
-        );
+        )
+        .adapting(3, 1);
         let residual = owned.spec(2);
         assert_eq!(residual.validate(), Ok(()));
         let layout = StreamLayout {
@@ -1482,8 +1483,9 @@ pub(crate) mod tests {
         };
         let h = StreamHeader { layout, ..coded_session(4, 0x0506, 0, 8) };
         assert!(h.is_valid());
+        // Signs the adaptive stage cannot learn: by the parity of t's 1 bits.
         let alternating: Vec<i16> =
-            (0..16).map(|t| if t % 2 == 0 { 30001 + t / 2 } else { -(30001 + t / 2) }).collect();
+            (0..16i16).map(|t| if t.count_ones() % 2 == 0 { 30001 + t / 2 } else { -(30001 + t / 2) }).collect();
         let negated: Vec<i16> = alternating.iter().map(|v| -v).collect();
         let frames: [(Vec<i16>, Vec<i16>, bool); 4] = [
             (

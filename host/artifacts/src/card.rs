@@ -71,8 +71,11 @@ pub struct BoundedCard {
     pub max_error_counts: u16,
     /// Windows per data frame of the bounded stream (at most 1024 samples over all channels).
     pub windows_per_frame: u8,
-    /// The residual coder fitted to the training part: prediction order and block classes.
+    /// The residual coder fitted to the training part: prediction order, adaptive stage
+    /// (order and step shift; order 0: none) and block classes.
     pub prediction_order: usize,
+    pub adaptive_order: u8,
+    pub adaptive_shift: u8,
     pub classes: usize,
     /// Held out: bits per sample (per channel) of the stream, headers, lengths and checks
     /// included, and the largest error measured against the recording (its units) and against
@@ -341,12 +344,15 @@ impl ModelCard {
             let _ = writeln!(
                 s,
                 "- **Bounded** (`--max-error {}`): the device sends the samples, none more than {} count(s) off, \
-                 instead of latent codes, {} window(s) per frame; residual coder of prediction order {}, {} block \
-                 class(es). Held out: {:.3} bits/sample, framing included; largest error {} ({} count(s))",
+                 instead of latent codes, {} window(s) per frame; residual coder of prediction order {}, adaptive \
+                 stage of order {} (step 2^-{}), {} block class(es). Held out: {:.3} bits/sample, framing \
+                 included; largest error {} ({} count(s))",
                 b.max_error,
                 b.max_error_counts,
                 b.windows_per_frame,
                 b.prediction_order,
+                b.adaptive_order,
+                b.adaptive_shift,
                 b.classes,
                 b.bits_per_sample,
                 b.max_abs_error,

@@ -109,6 +109,8 @@ pub fn commit_bounded(
         max_error_counts,
         windows_per_frame,
         prediction_order: spec.prediction.len(),
+        adaptive_order: spec.adaptive.order,
+        adaptive_shift: spec.adaptive.shift,
         classes: spec.classes(),
         bits_per_sample: 8.0 * encoded.bytes.len() as f64 / held_out.len() as f64,
         max_abs_error,
