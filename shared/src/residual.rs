@@ -4,9 +4,10 @@
 //! closed-loop linear prediction from the residuals already rebuilt (`x′ − base`, most recent
 //! first, Q12 coefficients), plus an **adaptive stage**: a normalized least-mean-squares
 //! predictor of what the fixed prediction leaves, which learns within each segment what the
-//! training part could not tell (a busier stretch, another sensor's noise). The sample's difference from its prediction is quantized in bins of
-//! `2E′ + 1` counts, so that the rebuilt sample is never more than `E′` counts from the input
-//! (`E′ = 0`: the input exactly, differences wrapping in i16). The bins are rANS coded with the
+//! training part could not tell (a busier stretch, another sensor's noise). The sample's
+//! difference from its prediction is quantized in bins of `2E′ + 1` counts, so that the
+//! rebuilt sample is never more than `E′` counts from the input (`E′ = 0`: the input exactly,
+//! differences wrapping in i16). The bins are rANS coded with the
 //! coder of [`crate::entropy`]: the samples go in blocks of [`BLOCK`], each block with the table
 //! of its **class** (its mean |bin|, against the spec's class bounds), the class coded ahead of
 //! the block with a table of its own, so a busy stretch does not pay a calm one's table. A bin
@@ -328,7 +329,7 @@ fn check_lengths(base: Option<&[i16]>, n: usize, segment: usize) -> Result<(), R
 /// The closed loop over one segment's samples `chunk` (from an empty history; `base` the
 /// segment's own, or none), the adaptive stage running or not: returns the sum of the bins'
 /// magnitudes and, when `write`, replaces the samples by their bins.
-// One copy on the device for its three calls per segment (see `segment_bins`).
+// Not inlined: one copy of the loop serves its three calls per segment (see `segment_bins`).
 #[inline(never)]
 fn segment_pass(
     quantizer: &Quantizer<'_>,

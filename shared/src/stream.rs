@@ -127,13 +127,15 @@ pub fn bounded_payload(
     let n = values.len().min(MAX_BOUNDED_SAMPLES);
     let values = &mut values[..n];
     let raw = 2 * n;
-    // A valid spec and at most 16 channels' segments: making the bins cannot fail.
-    let adapted = residual_bins(residual.quantizer(), None, values, segment).unwrap_or(0);
-    if let Ok(len) = residual.code_bins(values, adapted, segment, &mut out[..raw.saturating_sub(1)]) {
-        return len;
+    // Making the bins fails only for a spec or layout a validated blob cannot have: the samples
+    // then go raw as they are.
+    if let Ok(adapted) = residual_bins(residual.quantizer(), None, values, segment) {
+        if let Ok(len) = residual.code_bins(values, adapted, segment, &mut out[..raw.saturating_sub(1)]) {
+            return len;
+        }
+        // Coding fails only for want of room: rebuilding the bins cannot fail.
+        let _ = residual.rebuild(None, values, segment, adapted);
     }
-    // Coding fails only for want of room: rebuilding the bins cannot fail.
-    let _ = residual.rebuild(None, values, segment, adapted);
     for (o, v) in out.chunks_exact_mut(2).zip(values.iter()) {
         o.copy_from_slice(&v.to_le_bytes());
     }
