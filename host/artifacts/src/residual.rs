@@ -3,8 +3,8 @@
 
 use funnel_shared::blob::{I16s, U16s};
 use funnel_shared::residual::{
-    block_class, block_level, segment_bins, symbol_of, Adaptive, Quantizer, ResidualError, ResidualSpec, BLOCK,
-    MAX_CLASSES, PREDICTION_BITS,
+    block_class, block_level, residual_bins, symbol_of, Adaptive, Quantizer, ResidualError, ResidualSpec, BLOCK,
+    MAX_CLASSES, MAX_SEGMENTS, PREDICTION_BITS,
 };
 
 use crate::blob::{code_length, fit_table, OwnedCodeTables};
@@ -72,52 +72,65 @@ impl OwnedResidualSpec {
                 .collect();
             let prediction_bytes: Vec<u8> = prediction.iter().flat_map(|c| c.to_le_bytes()).collect();
             for (order, shift) in ADAPTIVE_STAGES {
-                let adaptive = Adaptive { order, shift };
                 let quantizer = Quantizer {
                     max_error,
                     prediction: I16s::new(&prediction_bytes).expect("two bytes each"),
-                    adaptive,
+                    adaptive: Adaptive { order, shift },
                 };
-                quantizer.check()?;
-                let mut bins = samples.to_vec();
-                for (s, chunk) in bins.chunks_mut(segment).enumerate() {
-                    let base = base.map(|b| &b[s * segment..s * segment + chunk.len()]);
-                    segment_bins(&quantizer, base, chunk);
-                }
-                let blocks: Vec<&[i16]> = bins.chunks(segment).flat_map(|s| s.chunks(BLOCK)).collect();
-                let bounds = class_bounds(&blocks);
-                let classes: Vec<i32> = blocks.iter().map(|b| block_class(b, bounds.iter().copied()) as i32).collect();
-                let mut tables = vec![fit_table(classes.clone())];
-                // One bit per segment says whether it runs the adaptive stage.
-                let choices = if order > 0 { samples.len().div_ceil(segment) } else { 0 };
-                let mut bits = code_length(&tables[0], &classes) + choices as f64;
-                for class in 0..=bounds.len() {
-                    let members: Vec<(i16, u32, u32)> = blocks
-                        .iter()
-                        .zip(&classes)
-                        .filter(|(_, &c)| c == class as i32)
-                        .flat_map(|(b, _)| b.iter().map(|&q| symbol_of(q)))
-                        .collect();
-                    let symbols: Vec<i32> = members.iter().map(|&(s, _, _)| i32::from(s)).collect();
-                    let table = fit_table(symbols.clone());
-                    bits +=
-                        code_length(&table, &symbols) + members.iter().map(|&(_, _, raw)| f64::from(raw)).sum::<f64>();
-                    tables.push(table);
-                }
-                let fitted = OwnedResidualSpec {
-                    max_error,
-                    prediction: prediction_bytes.clone(),
-                    adaptive,
-                    class_bounds: bounds.iter().flat_map(|b| b.to_le_bytes()).collect(),
-                    tables: OwnedCodeTables::of_tables(&tables),
-                };
-                fitted.spec().validate()?;
+                let (bits, fitted) = Self::fit_tables(quantizer, samples, base, segment)?;
                 if best.as_ref().is_none_or(|(fewest, _)| bits < *fewest) {
                     best = Some((bits, fitted));
                 }
             }
         }
         Ok(best.expect("at least one prediction order").1)
+    }
+
+    /// For one quantizer (bound, prediction, adaptive stage): the closed-loop bins of `samples`,
+    /// block classes at quantiles of the blocks' levels and a table of the bins' symbols per
+    /// class (and one for the classes); returns the bits they cost (ideal code lengths, raw bits
+    /// and the segments' adaptive-stage bits included) and the coder.
+    fn fit_tables(
+        quantizer: Quantizer<'_>,
+        samples: &[i16],
+        base: Option<&[i16]>,
+        segment: usize,
+    ) -> Result<(f64, OwnedResidualSpec), ResidualError> {
+        let mut bins = samples.to_vec();
+        // `residual_bins` takes at most MAX_SEGMENTS segments a call.
+        let span = segment.saturating_mul(MAX_SEGMENTS);
+        for (p, part) in bins.chunks_mut(span).enumerate() {
+            let base = base.map(|b| &b[p * span..p * span + part.len()]);
+            residual_bins(quantizer, base, part, segment)?;
+        }
+        let blocks: Vec<&[i16]> = bins.chunks(segment).flat_map(|s| s.chunks(BLOCK)).collect();
+        let bounds = class_bounds(&blocks);
+        let classes: Vec<i32> = blocks.iter().map(|b| block_class(b, bounds.iter().copied()) as i32).collect();
+        let mut tables = vec![fit_table(classes.clone())];
+        // One bit per segment says whether it runs the adaptive stage.
+        let choices = if quantizer.adaptive.order > 0 { samples.len().div_ceil(segment) } else { 0 };
+        let mut bits = code_length(&tables[0], &classes) + choices as f64;
+        for class in 0..=bounds.len() {
+            let members: Vec<(i16, u32, u32)> = blocks
+                .iter()
+                .zip(&classes)
+                .filter(|(_, &c)| c == class as i32)
+                .flat_map(|(b, _)| b.iter().map(|&q| symbol_of(q)))
+                .collect();
+            let symbols: Vec<i32> = members.iter().map(|&(s, _, _)| i32::from(s)).collect();
+            let table = fit_table(symbols.clone());
+            bits += code_length(&table, &symbols) + members.iter().map(|&(_, _, raw)| f64::from(raw)).sum::<f64>();
+            tables.push(table);
+        }
+        let fitted = OwnedResidualSpec {
+            max_error: quantizer.max_error,
+            prediction: quantizer.prediction.iter().flat_map(i16::to_le_bytes).collect(),
+            adaptive: quantizer.adaptive,
+            class_bounds: bounds.iter().flat_map(|b| b.to_le_bytes()).collect(),
+            tables: OwnedCodeTables::of_tables(&tables),
+        };
+        fitted.spec().validate()?;
+        Ok((bits, fitted))
     }
 }
 
