@@ -131,6 +131,7 @@ pub(crate) mod test_support {
             codes: CodeQuant { scale: 0.1, zero_point: 1, dead_zone: 0 },
             tables: None,
             residual: None,
+            decoder: None,
         };
         let (lowest, cumulative) = (leak(std::vec![0x80, 0xFF].repeat(6)), (0..6 * 256).map(|i| (i % 256) as u16 * 16));
         let highest = leak(std::vec![0x7F, 0x00].repeat(6));

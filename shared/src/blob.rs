@@ -8,7 +8,8 @@
 //! 6       4     model id: first 4 bytes of SHA-256(payload)
 //! 10      4     payload length n, u32 LE
 //! 14      n     payload: postcard-serialized `EncoderSpec` (the int8 encoder, the optional
-//!               entropy-coding tables of its codes, then the optional error-bounded coder)
+//!               entropy-coding tables of its codes, the optional error-bounded coder, then
+//!               the optional integer decoder)
 //! 14+n    4     CRC-32/ISO-HDLC of bytes 0..14+n, u32 LE
 //! ```
 //!
@@ -24,7 +25,7 @@ use crate::wire::{ModelId, CRC32, MAX_BOUNDED_SAMPLES, MAX_CODES, MODEL_ID_LEN};
 use serde::{Deserialize, Serialize};
 
 pub const BLOB_MAGIC: [u8; 4] = *b"FNQ8";
-pub const BLOB_VERSION: u16 = 8;
+pub const BLOB_VERSION: u16 = 9;
 pub const HEADER_LEN: usize = 14;
 pub const TRAILER_LEN: usize = 4;
 /// Most layers an encoder may have.
@@ -325,6 +326,30 @@ pub struct CodeQuant {
     pub dead_zone: u8,
 }
 
+/// Output stage of the integer decoder: the last layer's i16 output `q` (channels-first
+/// `[C][T]`, at its own scale, zero point 0) to device counts `[T][C]`, for channel `c`
+/// `x = clamp(MBQM(q, multipliers[c], shifts[c]) + offsets[c], i16)`: the output scale, the
+/// normalization's standard deviation and the counts per unit folded into one fixed-point
+/// multiplier, the mean in counts into the offset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutputQuant<'a> {
+    #[serde(borrow)]
+    pub offsets: I32s<'a>,
+    #[serde(borrow)]
+    pub requant: RequantParams<'a>,
+}
+
+/// The quantized decoder (see [`crate::decoder`]): the codes of a window in, the window in
+/// device counts out. Its first layer reads the i16 codes with the codes' zero point, hidden
+/// layers output int8 as the encoder's do, the last layer i16 (zero point 0).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DecoderSpec<'a> {
+    #[serde(borrow)]
+    pub layers: heapless::Vec<Layer<'a>, MAX_LAYERS>,
+    #[serde(borrow)]
+    pub output: OutputQuant<'a>,
+}
+
 /// The quantized encoder: what the blob payload holds.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EncoderSpec<'a> {
@@ -346,6 +371,10 @@ pub struct EncoderSpec<'a> {
     /// `docs/wire-format.md`); `None`: latent codes.
     #[serde(borrow)]
     pub residual: Option<ResidualSpec<'a>>,
+    /// The integer decoder, with which device and host rebuild the same counts from the codes;
+    /// `None`: only the host's float decoder rebuilds them.
+    #[serde(borrow)]
+    pub decoder: Option<DecoderSpec<'a>>,
 }
 
 /// Why a blob was refused.
@@ -518,55 +547,11 @@ impl EncoderSpec<'_> {
             return Err(Invalid("input offsets: one per channel"));
         }
         validate_requant(&self.input.requant, channels, "input requantization: one per channel")?;
-        let first = self.layers.first().ok_or(Invalid("no layers"))?;
-        let mut len = self.input_len();
-        let mut zero_point = 0;
-        // Largest |x − zero point| a layer reads: the samples', then an int8 activation's.
-        let mut input_magnitude = i64::from(INPUT_LIMIT);
-        if first.input_len() != len {
+        if self.layers.first().is_some_and(|first| first.input_len() != self.input_len()) {
             return Err(Invalid("first layer input length != window * channels"));
         }
-        for layer in &self.layers {
-            if layer.input_len() != len {
-                return Err(Invalid("layer input length != previous layer output length"));
-            }
-            let q = layer.quant();
-            if q.input_zero_point != zero_point {
-                return Err(Invalid("layer input zero point != previous output zero point"));
-            }
-            let out = layer.out_channels();
-            if out == 0 {
-                return Err(Invalid("layer with no outputs"));
-            }
-            let weights_per_out = match layer.conv_shape() {
-                None => len,
-                Some(shape) => {
-                    if shape.out_len().is_none() {
-                        return Err(Invalid("conv1d kernel/stride/padding do not fit its input"));
-                    }
-                    if shape.padding >= shape.kernel {
-                        return Err(Invalid("conv1d padding must be smaller than its kernel"));
-                    }
-                    shape.in_channels * shape.kernel
-                }
-            };
-            if q.weights.len() != out * weights_per_out {
-                return Err(Invalid("weight count does not match the layer shape"));
-            }
-            if q.bias.len() != out {
-                return Err(Invalid("bias count != output channels"));
-            }
-            validate_requant(&q.requant, out, "requantization: one multiplier and shift per output channel")?;
-            let largest_bias = q.bias.iter().map(|b| i64::from(b).abs()).max().unwrap_or(0);
-            let taps = i64::try_from(weights_per_out.min(len)).unwrap_or(i64::MAX);
-            let products = taps.saturating_mul(q.weights.max_abs()).saturating_mul(input_magnitude);
-            if largest_bias.saturating_add(products) > MAX_ACCUMULATOR {
-                return Err(Invalid("a layer's sums could overflow its 32-bit accumulator (too many inputs)"));
-            }
-            input_magnitude = 255;
-            len = layer.output_len().ok_or(Invalid("layer output length"))?;
-            zero_point = q.output_zero_point;
-        }
+        // The samples, normalized, are at most INPUT_LIMIT from their zero point 0.
+        let (len, zero_point) = validate_layers(&self.layers, self.input_len(), 0, i64::from(INPUT_LIMIT))?;
         if len > MAX_CODES {
             return Err(Invalid("more latent codes than a frame carries (64)"));
         }
@@ -592,8 +577,107 @@ impl EncoderSpec<'_> {
                 return Err(Invalid("a bounded stream's window holds at most 1024 samples over all channels"));
             }
         }
+        if let Some(decoder) = &self.decoder {
+            decoder.validate(self)?;
+        }
         Ok(())
     }
+}
+
+impl DecoderSpec<'_> {
+    /// Largest tensor a layer reads: the codes or a hidden layer's output (valid specs only).
+    pub fn max_activation_len(&self) -> usize {
+        let hidden = &self.layers[..self.layers.len().saturating_sub(1)];
+        hidden.iter().filter_map(Layer::output_len).fold(self.layers.first().map_or(0, Layer::input_len), usize::max)
+    }
+
+    /// i16 scratch the decoder needs: two buffers to ping-pong the layers between, and the last
+    /// layer's output.
+    pub fn scratch_len(&self) -> usize {
+        2 * self.max_activation_len() + self.layers.last().and_then(Layer::output_len).unwrap_or(0)
+    }
+
+    /// Multiply-accumulates per window.
+    pub fn macs(&self) -> u64 {
+        self.layers.iter().map(Layer::macs).sum()
+    }
+
+    /// Checks that the layers chain from `encoder`'s codes to its window and that the output
+    /// stage has one entry per channel.
+    fn validate(&self, encoder: &EncoderSpec<'_>) -> Result<(), BlobError> {
+        use BlobError::Invalid;
+        if self.layers.first().is_some_and(|first| first.input_len() != encoder.code_len()) {
+            return Err(Invalid("the decoder's first layer does not read the codes"));
+        }
+        // A code is any i16, read against the codes' zero point.
+        let magnitude = i64::from(i16::MAX) + 1 + i64::from(encoder.codes.zero_point).abs();
+        let (len, zero_point) = validate_layers(&self.layers, encoder.code_len(), encoder.codes.zero_point, magnitude)?;
+        if len != encoder.input_len() || zero_point != 0 {
+            return Err(Invalid("the decoder's last layer must make a window of values, zero point 0"));
+        }
+        let channels = usize::from(encoder.channels);
+        if self.output.offsets.len() != channels {
+            return Err(Invalid("decoder output offsets: one per channel"));
+        }
+        validate_requant(&self.output.requant, channels, "decoder output requantization: one per channel")
+    }
+}
+
+/// Checks that `layers` chain from an input of `len` values at `zero_point`, each at most
+/// `input_magnitude` from it (later layers read int8 activations), and that no accumulator can
+/// overflow; returns the last layer's output length and zero point.
+fn validate_layers(
+    layers: &[Layer<'_>],
+    mut len: usize,
+    mut zero_point: i8,
+    mut input_magnitude: i64,
+) -> Result<(usize, i8), BlobError> {
+    use BlobError::Invalid;
+    if layers.is_empty() {
+        return Err(Invalid("no layers"));
+    }
+    for layer in layers {
+        if layer.input_len() != len {
+            return Err(Invalid("layer input length != previous layer output length"));
+        }
+        let q = layer.quant();
+        if q.input_zero_point != zero_point {
+            return Err(Invalid("layer input zero point != previous output zero point"));
+        }
+        let out = layer.out_channels();
+        if out == 0 {
+            return Err(Invalid("layer with no outputs"));
+        }
+        let weights_per_out = match layer.conv_shape() {
+            None => len,
+            Some(shape) => {
+                if shape.out_len().is_none() {
+                    return Err(Invalid("conv1d kernel/stride/padding do not fit its input"));
+                }
+                if shape.padding >= shape.kernel {
+                    return Err(Invalid("conv1d padding must be smaller than its kernel"));
+                }
+                shape.in_channels * shape.kernel
+            }
+        };
+        if q.weights.len() != out * weights_per_out {
+            return Err(Invalid("weight count does not match the layer shape"));
+        }
+        if q.bias.len() != out {
+            return Err(Invalid("bias count != output channels"));
+        }
+        validate_requant(&q.requant, out, "requantization: one multiplier and shift per output channel")?;
+        let largest_bias = q.bias.iter().map(|b| i64::from(b).abs()).max().unwrap_or(0);
+        let taps = i64::try_from(weights_per_out.min(len)).unwrap_or(i64::MAX);
+        let products = taps.saturating_mul(q.weights.max_abs()).saturating_mul(input_magnitude);
+        if largest_bias.saturating_add(products) > MAX_ACCUMULATOR {
+            return Err(Invalid("a layer's sums could overflow its 32-bit accumulator (too many inputs)"));
+        }
+        input_magnitude = 255;
+        len = layer.output_len().ok_or(Invalid("layer output length"))?;
+        zero_point = q.output_zero_point;
+    }
+    Ok((len, zero_point))
 }
 
 fn validate_requant(r: &RequantParams<'_>, n: usize, what: &'static str) -> Result<(), BlobError> {

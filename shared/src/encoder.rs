@@ -2,6 +2,7 @@
 //! normalized to 13 bits, hidden activations int8; int8 weights, i16 where the codes are made).
 
 use crate::blob::{BlobError, EncoderSpec, Layer, ModelBlob};
+use crate::decoder::QuantizedDecoder;
 use crate::kernels::{
     conv1d, dense, multiply_by_quantized_multiplier, Requantize, CODE_RANGE, INPUT_LIMIT, INT8_RANGE,
 };
@@ -86,6 +87,11 @@ impl<'a> QuantizedEncoder<'a> {
         self.blob.spec.scratch_len()
     }
 
+    /// The model's integer decoder, if its blob has one.
+    pub fn decoder(&self) -> Option<QuantizedDecoder<'_, 'a>> {
+        QuantizedDecoder::of(&self.blob.spec)
+    }
+
     /// Encodes one window. `samples` is `[T][C]`, interleaved as sampled; `codes` receives
     /// [`Self::code_len`] codes. Never panics for any sample values: out-of-range inputs
     /// saturate and are reported.
@@ -105,33 +111,44 @@ impl<'a> QuantizedEncoder<'a> {
         // Ping-pong buffers: `a` holds the input of the layer to run, `b` receives its output
         // (the last layer writes into `codes`). A single layer needs no `b`.
         let act = spec.max_activation_len();
-        let (mut a, mut b) = scratch[..needed].split_at_mut(act.min(needed));
+        let (a, b) = scratch[..needed].split_at_mut(act.min(needed));
         let report = quantize_input(spec, samples, &mut a[..channels * window]);
-
-        let mut len = channels * window;
-        let last = spec.layers.len() - 1;
-        for (i, layer) in spec.layers.iter().enumerate() {
-            let q = layer.quant();
-            let range = if i == last { CODE_RANGE } else { INT8_RANGE };
-            let mut requant =
-                Requantize::new(q.requant.multipliers, q.requant.shifts, q.output_zero_point, q.relu, range);
-            if i == last {
-                requant = requant.with_dead_zone(spec.codes.dead_zone);
-            }
-            let out_len = layer.output_len().unwrap_or(0);
-            let output = if i == last { &mut codes[..] } else { &mut b[..out_len] };
-            let input = &a[..len];
-            match layer {
-                Layer::Dense { q, .. } => dense(q.weights, q.bias, q.input_zero_point, &requant, input, output),
-                Layer::Conv1d { q, .. } => {
-                    let shape = layer.conv_shape().expect("conv layer has a shape");
-                    conv1d(&shape, q.weights, q.bias, q.input_zero_point, &requant, input, output)
-                }
-            }
-            core::mem::swap(&mut a, &mut b);
-            len = out_len;
-        }
+        run_layers(&spec.layers, a, b, channels * window, spec.codes.dead_zone, codes);
         Ok(report)
+    }
+}
+
+/// Runs `layers` on the `len` values at the start of `a`: hidden layers' int8 outputs
+/// ping-pong between `a` and `b` (each at least as long as the largest), the last layer's i16
+/// output ([`CODE_RANGE`], rounded with `dead_zone`) goes to `output`.
+pub(crate) fn run_layers<'b>(
+    layers: &[Layer<'_>],
+    mut a: &'b mut [i16],
+    mut b: &'b mut [i16],
+    mut len: usize,
+    dead_zone: u8,
+    output: &mut [i16],
+) {
+    let end = layers.len().saturating_sub(1);
+    for (i, layer) in layers.iter().enumerate() {
+        let q = layer.quant();
+        let range = if i == end { CODE_RANGE } else { INT8_RANGE };
+        let mut requant = Requantize::new(q.requant.multipliers, q.requant.shifts, q.output_zero_point, q.relu, range);
+        if i == end {
+            requant = requant.with_dead_zone(dead_zone);
+        }
+        let out_len = layer.output_len().unwrap_or(0);
+        let out = if i == end { &mut output[..] } else { &mut b[..out_len] };
+        let input = &a[..len];
+        match layer {
+            Layer::Dense { q, .. } => dense(q.weights, q.bias, q.input_zero_point, &requant, input, out),
+            Layer::Conv1d { q, .. } => {
+                let shape = layer.conv_shape().expect("conv layer has a shape");
+                conv1d(&shape, q.weights, q.bias, q.input_zero_point, &requant, input, out)
+            }
+        }
+        core::mem::swap(&mut a, &mut b);
+        len = out_len;
     }
 }
 
@@ -166,7 +183,7 @@ pub(crate) mod tests {
     use std::vec::Vec;
 
     /// A tiny two-channel conv → dense encoder with hand-picked parameters.
-    struct TinyModel {
+    pub(crate) struct TinyModel {
         input: Params,
         offsets: Vec<u8>,
         conv: Params,
@@ -174,7 +191,7 @@ pub(crate) mod tests {
     }
 
     impl TinyModel {
-        fn new() -> Self {
+        pub(crate) fn new() -> Self {
             TinyModel {
                 // Channel 0: (x − 100) · 0.5; channel 1: (x + 20) · 0.25.
                 input: Params::new(&[], &[], &[1 << 30, 1 << 30], &[0, -1]),
@@ -195,7 +212,7 @@ pub(crate) mod tests {
             }
         }
 
-        fn spec(&self) -> EncoderSpec<'_> {
+        pub(crate) fn spec(&self) -> EncoderSpec<'_> {
             // The conv's weights are int8, the dense layer's (the codes') i16: both kernels.
             fn ql(p: &Params, zp_in: i8, zp_out: i8, relu: bool, wide: bool) -> QuantLayer<'_> {
                 QuantLayer {
@@ -240,11 +257,12 @@ pub(crate) mod tests {
                 codes: CodeQuant { scale: 0.05, zero_point: 4, dead_zone: 0 },
                 tables: None,
                 residual: None,
+                decoder: None,
             }
         }
     }
 
-    fn blob_bytes(spec: &EncoderSpec<'_>) -> Vec<u8> {
+    pub(crate) fn blob_bytes(spec: &EncoderSpec<'_>) -> Vec<u8> {
         let mut buf = std::vec![0u8; 4096];
         let n = write_blob(spec, &mut buf, |_| ModelId([1, 2, 3, 4])).unwrap();
         buf.truncate(n);
@@ -295,10 +313,10 @@ pub(crate) mod tests {
         magic[0] = b'X';
         assert_eq!(ModelBlob::parse(&magic), Err(BlobError::BadMagic));
         let mut version = bytes.clone();
-        version[4] = 9;
+        version[4..6].copy_from_slice(&(BLOB_VERSION + 1).to_le_bytes());
         assert_eq!(
             ModelBlob::parse(&version),
-            Err(BlobError::UnsupportedVersion { found: 9, supported: BLOB_VERSION })
+            Err(BlobError::UnsupportedVersion { found: BLOB_VERSION + 1, supported: BLOB_VERSION })
         );
         let mut longer = bytes.clone();
         longer.push(0);
@@ -349,6 +367,7 @@ pub(crate) mod tests {
             codes: CodeQuant { scale: 1.0, zero_point: 0, dead_zone: 0 },
             tables: None,
             residual: None,
+            decoder: None,
         }
     }
 

@@ -381,7 +381,7 @@ pub(crate) mod tests {
     }
 
     /// Exact reference in i128 arithmetic with gemmlowp's two rounding steps.
-    fn reference_mbqm(x: i32, m: i32, shift: i8) -> i32 {
+    pub(crate) fn reference_mbqm(x: i32, m: i32, shift: i8) -> i32 {
         let left = shift.max(0) as u32;
         let right = (-(shift.min(0) as i32)) as u32;
         let scaled = (i64::from(x) << left).clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i128;

@@ -6,6 +6,7 @@
 //! - [`kernels`]: int8 dense / conv1d kernels with TFLite-style fixed-point requantization;
 //! - [`entropy`]: static per-latent tables and the rANS coder of the codes;
 //! - [`encoder`]: the whole int8 encoder, `window -> codes`, over caller-provided scratch;
+//! - [`decoder`]: the integer decoder, `codes -> window` in device counts, the same on both sides;
 //! - [`stream`]: consecutive windows of a stream to headers and frames.
 //!
 //! The host simulator and the firmware call the same functions, which is what keeps the
@@ -14,6 +15,7 @@
 #![deny(unsafe_code)]
 
 pub mod blob;
+pub mod decoder;
 pub mod encoder;
 pub mod entropy;
 pub mod kernels;

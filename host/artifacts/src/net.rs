@@ -75,6 +75,12 @@ impl FloatLayer {
         }
     }
 
+    pub fn activation(&self) -> Activation {
+        match self {
+            FloatLayer::Dense { activation, .. } | FloatLayer::Conv1d { activation, .. } => *activation,
+        }
+    }
+
     /// Output length `T'` of a convolution; 0 for dense layers.
     pub fn conv_out_len(&self) -> usize {
         match self {

@@ -17,6 +17,10 @@
 //! * entropy coding: one table per latent fitted to the codes the int8 encoder itself makes of
 //!   the calibration windows (see `OwnedCodeTables::fit`), stored in the blob.
 
+mod decoder;
+
+pub use decoder::with_decoder;
+
 use anyhow::{bail, ensure, Context, Result};
 use funnel_artifacts::blob::{model_id_of, OwnedCodeTables};
 use funnel_artifacts::data::{Normalization, Windows};
@@ -162,6 +166,82 @@ fn quantize_weights(
     Ok((w_q, b_q, mult, shift))
 }
 
+/// Quantizes one layer that reads `s_in` (each input at most `input_magnitude` from its zero
+/// point) and writes `out_q`: weights of as many bits, up to `max_bits`, as keep every sum
+/// within the accumulator whatever the input (blob validation checks the same).
+fn quantize_layer(
+    layer: &FloatLayer,
+    s_in: ActivationQuant,
+    out_q: ActivationQuant,
+    input_magnitude: f64,
+    max_bits: u32,
+) -> Result<OwnedLayer> {
+    let (weight, bias, activation, taps) = match layer {
+        FloatLayer::Dense { weight, bias, activation, in_features, .. } => (weight, bias, *activation, *in_features),
+        FloatLayer::Conv1d { weight, bias, activation, in_channels, kernel, .. } => {
+            (weight, bias, *activation, in_channels * kernel)
+        }
+    };
+    let per_out = weight.len() / bias.len().max(1);
+    let mut bits = max_bits;
+    let (w_q, b_q, mult, shift) = loop {
+        let (w_q, b_q, mult, shift) = quantize_weights(weight, bias, per_out, bits, s_in.scale, out_q.scale)?;
+        let largest = w_q.iter().map(|w| f64::from(*w).abs()).fold(0.0, f64::max);
+        let largest_bias = b_q.iter().map(|b| f64::from(*b).abs()).fold(0.0, f64::max);
+        if bits == 8 || largest_bias + taps as f64 * largest * input_magnitude <= MAX_ACCUMULATOR as f64 {
+            break (w_q, b_q, mult, shift);
+        }
+        bits -= 1;
+    };
+    let wide = bits > 8;
+    let weights = match wide {
+        true => w_q.iter().flat_map(|w| (*w as i16).to_le_bytes()).collect(),
+        false => w_q.iter().map(|w| *w as i8 as u8).collect(),
+    };
+    Ok(OwnedLayer {
+        wide,
+        weights,
+        bias: le_bytes(&b_q),
+        multipliers: le_bytes(&mult),
+        shifts: shift.iter().map(|&s| s as u8).collect(),
+        input_zero_point: s_in.zero_point,
+        output_zero_point: out_q.zero_point,
+        relu: activation == Activation::Relu,
+    })
+}
+
+/// The blob's layers: `layers`' shapes with `owned`'s parameters.
+fn blob_layers<'o>(layers: &[FloatLayer], owned: &'o [OwnedLayer]) -> Result<heapless::Vec<Layer<'o>, MAX_LAYERS>> {
+    let narrow = |v: usize, what: &str| -> Result<u16> {
+        u16::try_from(v).map_err(|_| anyhow::anyhow!("{what} {v} does not fit the blob format"))
+    };
+    let small = |v: usize, what: &str| -> Result<u8> {
+        u8::try_from(v).map_err(|_| anyhow::anyhow!("conv {what} {v} does not fit the blob format"))
+    };
+    let mut out = heapless::Vec::new();
+    for (layer, o) in layers.iter().zip(owned) {
+        let q = o.quant();
+        let l = match layer {
+            FloatLayer::Dense { in_features, out_features, .. } => Layer::Dense {
+                in_features: narrow(*in_features, "dense input size")?,
+                out_features: narrow(*out_features, "dense output size")?,
+                q,
+            },
+            FloatLayer::Conv1d { in_channels, out_channels, kernel, stride, padding, in_len, .. } => Layer::Conv1d {
+                in_channels: narrow(*in_channels, "conv input channels")?,
+                out_channels: narrow(*out_channels, "conv output channels")?,
+                in_len: narrow(*in_len, "conv input length")?,
+                kernel: small(*kernel, "kernel")?,
+                stride: small(*stride, "stride")?,
+                padding: small(*padding, "padding")?,
+                q,
+            },
+        };
+        out.push(l).map_err(|_| anyhow::anyhow!("more than {MAX_LAYERS} layers"))?;
+    }
+    Ok(out)
+}
+
 /// Owned parameters of one layer; [`EncoderSpec`] borrows them.
 struct OwnedLayer {
     /// One byte per weight, or two (little-endian) when `wide`.
@@ -292,12 +372,7 @@ pub fn quantize(q: &QuantizationInput<'_>) -> Result<Blob> {
     let mut acts = Vec::with_capacity(enc.layers.len());
     let mut s_in = input_q;
     for (i, (layer, &(min, max))) in enc.layers.iter().zip(&ranges).enumerate() {
-        let (weight, bias, activation) = match layer {
-            FloatLayer::Dense { weight, bias, activation, .. }
-            | FloatLayer::Conv1d { weight, bias, activation, .. } => (weight, bias, *activation),
-        };
-        let relu = activation == Activation::Relu;
-        let min = if relu { 0.0 } else { min };
+        let min = if layer.activation() == Activation::Relu { 0.0 } else { min };
         let mut out_q = ActivationQuant::for_range(min, max);
         if i + 1 == enc.layers.len() {
             out_q = match q.trained_grid {
@@ -305,74 +380,16 @@ pub fn quantize(q: &QuantizationInput<'_>) -> Result<Blob> {
                 false => out_q.coarsened(q.code_step, min, max),
             };
         }
-        let per_out = weight.len() / bias.len();
-        let taps = match layer {
-            FloatLayer::Dense { in_features, .. } => *in_features,
-            FloatLayer::Conv1d { in_channels, kernel, .. } => in_channels * kernel,
-        };
         let input_magnitude = if i == 0 { f64::from(INPUT_LIMIT) } else { 255.0 };
-        let last = i + 1 == enc.layers.len();
-        let mut bits = if last { MAX_WEIGHT_BITS } else { 8 };
-        let (w_q, b_q, mult, shift) = loop {
-            let (w_q, b_q, mult, shift) = quantize_weights(weight, bias, per_out, bits, s_in.scale, out_q.scale)?;
-            // Every sum within the accumulator, whatever the input (blob validation checks the same).
-            let largest = w_q.iter().map(|w| f64::from(*w).abs()).fold(0.0, f64::max);
-            let largest_bias = b_q.iter().map(|b| f64::from(*b).abs()).fold(0.0, f64::max);
-            if bits == 8 || largest_bias + taps as f64 * largest * input_magnitude <= MAX_ACCUMULATOR as f64 {
-                break (w_q, b_q, mult, shift);
-            }
-            bits -= 1;
-        };
-        let wide = bits > 8;
-        let weights = match wide {
-            true => w_q.iter().flat_map(|w| (*w as i16).to_le_bytes()).collect(),
-            false => w_q.iter().map(|w| *w as i8 as u8).collect(),
-        };
-        owned.push(OwnedLayer {
-            wide,
-            weights,
-            bias: le_bytes(&b_q),
-            multipliers: le_bytes(&mult),
-            shifts: shift.iter().map(|&s| s as u8).collect(),
-            input_zero_point: s_in.zero_point,
-            output_zero_point: out_q.zero_point,
-            relu,
-        });
+        let bits = if i + 1 == enc.layers.len() { MAX_WEIGHT_BITS } else { 8 };
+        owned.push(quantize_layer(layer, s_in, out_q, input_magnitude, bits)?);
         acts.push(out_q);
         s_in = out_q;
     }
 
     let offsets = le_bytes(&offsets);
     let in_mult = le_bytes(&in_mult);
-    let mut layers = heapless::Vec::<Layer<'_>, MAX_LAYERS>::new();
-    for (layer, o) in enc.layers.iter().zip(&owned) {
-        let narrow = |v: usize, what: &str| -> Result<u16> {
-            u16::try_from(v).map_err(|_| anyhow::anyhow!("{what} {v} does not fit the blob format"))
-        };
-        let q = o.quant();
-        let l = match layer {
-            FloatLayer::Dense { in_features, out_features, .. } => Layer::Dense {
-                in_features: narrow(*in_features, "dense input size")?,
-                out_features: narrow(*out_features, "dense output size")?,
-                q,
-            },
-            FloatLayer::Conv1d { in_channels, out_channels, kernel, stride, padding, in_len, .. } => {
-                let small = |v: usize, what: &str| -> Result<u8> {
-                    u8::try_from(v).map_err(|_| anyhow::anyhow!("conv {what} {v} does not fit the blob format"))
-                };
-                Layer::Conv1d {
-                    in_channels: narrow(*in_channels, "conv input channels")?,
-                    out_channels: narrow(*out_channels, "conv output channels")?,
-                    in_len: narrow(*in_len, "conv input length")?,
-                    kernel: small(*kernel, "kernel")?,
-                    stride: small(*stride, "stride")?,
-                    padding: small(*padding, "padding")?,
-                    q,
-                }
-            }
-        };
-        layers.push(l).map_err(|_| anyhow::anyhow!("too many layers"))?;
-    }
+    let layers = blob_layers(&enc.layers, &owned)?;
     let codes = acts.last().copied().unwrap_or(input_q);
     let spec = EncoderSpec {
         window: u16::try_from(enc.window)
@@ -390,6 +407,7 @@ pub fn quantize(q: &QuantizationInput<'_>) -> Result<Blob> {
         codes: CodeQuant { scale: codes.scale as f32, zero_point: codes.zero_point, dead_zone: dead_zone_units(q)? },
         tables: None,
         residual: None,
+        decoder: None,
     };
     let write = |spec: &EncoderSpec<'_>| -> Result<Blob> {
         let tables = spec.tables.map_or(0, |t| 2 * t.lowest.len() + 2 * t.cumulative.len());

@@ -1,0 +1,243 @@
+//! The integer decoder: a window's latent codes in, the window rebuilt in device counts out,
+//! with the same int8 kernels as the encoder. The device runs it to know, to the count, what
+//! the host will rebuild from the codes it sends (what an error-bounded stream's residuals are
+//! taken against); the host runs the same code, so both rebuild the same counts.
+
+use crate::blob::{DecoderSpec, EncoderSpec};
+use crate::encoder::{run_layers, EncodeError};
+use crate::kernels::multiply_by_quantized_multiplier;
+
+/// A validated integer decoder borrowing its parameters from a model blob (see
+/// [`crate::encoder::QuantizedEncoder::decoder`]).
+#[derive(Clone, Copy, Debug)]
+pub struct QuantizedDecoder<'s, 'a> {
+    encoder: &'s EncoderSpec<'a>,
+    decoder: &'s DecoderSpec<'a>,
+}
+
+impl<'s, 'a> QuantizedDecoder<'s, 'a> {
+    /// The decoder of a validated `encoder`'s blob, if it has one.
+    pub(crate) fn of(encoder: &'s EncoderSpec<'a>) -> Option<Self> {
+        encoder.decoder.as_ref().map(|decoder| QuantizedDecoder { encoder, decoder })
+    }
+
+    /// i16 scratch [`Self::decode`] needs.
+    pub fn scratch_len(&self) -> usize {
+        self.decoder.scratch_len()
+    }
+
+    /// Multiply-accumulates per window.
+    pub fn macs(&self) -> u64 {
+        self.decoder.macs()
+    }
+
+    /// Rebuilds one window from its `codes` into `samples` (`[T][C]`, interleaved as sampled,
+    /// in device counts). Never panics for any codes: outputs beyond i16 saturate.
+    pub fn decode(&self, codes: &[i16], scratch: &mut [i16], samples: &mut [i16]) -> Result<(), EncodeError> {
+        let (channels, window) = (usize::from(self.encoder.channels), usize::from(self.encoder.window));
+        if samples.len() != channels * window {
+            return Err(EncodeError::WindowLength { expected: channels * window, found: samples.len() });
+        }
+        let needed = self.scratch_len();
+        if scratch.len() < needed {
+            return Err(EncodeError::ScratchTooSmall { needed, found: scratch.len() });
+        }
+        if codes.len() != self.encoder.code_len() {
+            return Err(EncodeError::CodesLength { expected: self.encoder.code_len(), found: codes.len() });
+        }
+        let act = self.decoder.max_activation_len();
+        let (a, rest) = scratch[..needed].split_at_mut(act);
+        let (b, values) = rest.split_at_mut(act);
+        a[..codes.len()].copy_from_slice(codes);
+        run_layers(&self.decoder.layers, a, b, codes.len(), 0, values);
+        // `values` is `[C][T]` at the last layer's scale: to counts, `[T][C]`.
+        let output = &self.decoder.output;
+        for c in 0..channels {
+            let (offset, m, s) = (output.offsets.get(c), output.requant.multipliers.get(c), output.requant.shifts.get(c));
+            for t in 0..window {
+                let x = multiply_by_quantized_multiplier(i32::from(values[c * window + t]), m, s).saturating_add(offset);
+                samples[t * channels + c] = x.clamp(i16::MIN.into(), i16::MAX.into()) as i16;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use crate::blob::*;
+    use crate::encoder::tests::{blob_bytes, TinyModel};
+    use crate::encoder::QuantizedEncoder;
+    use crate::kernels::tests::{reference_mbqm, Params};
+    use proptest::prelude::*;
+    use std::vec::Vec;
+
+    /// A decoder for [`TinyModel`] (2 codes at zero point 4, window 8, 2 channels): dense 2 → 3
+    /// with ReLU (int8, zero point −128), dense 3 → 16 (i16 weights and output), and an
+    /// output stage per channel.
+    struct TinyDecoder {
+        hidden: Params,
+        last: Params,
+        output: Params,
+        offsets: Vec<u8>,
+    }
+
+    impl TinyDecoder {
+        fn new() -> Self {
+            TinyDecoder {
+                hidden: Params::new(&[90, -40, 7, 127, -128, 33], &[-300, 25, 4000], &[1 << 30, 1_700_000_000, 2_100_000_000], &[-2, -5, -9]),
+                last: Params::new(&[0; 48], &(0..16).map(|i| i * 1000 - 7000).collect::<Vec<_>>(), &[1_300_000_000; 16], &[0; 16])
+                    .with_wide_weights(&(0..48).map(|i| ((i * 2731) % 20001 - 10000) as i16).collect::<Vec<_>>()),
+                output: Params::new(&[], &[], &[1 << 30, 2_000_000_000], &[-3, 2]),
+                offsets: [1000i32, -30000].iter().flat_map(|v| v.to_le_bytes()).collect(),
+            }
+        }
+
+        fn spec(&self) -> DecoderSpec<'_> {
+            fn layer(p: &Params, zp_in: i8, zp_out: i8, relu: bool, wide: bool) -> QuantLayer<'_> {
+                QuantLayer {
+                    weights: p.weights(wide),
+                    bias: I32s::new(&p.bias).unwrap(),
+                    requant: RequantParams {
+                        multipliers: I32s::new(&p.multipliers).unwrap(),
+                        shifts: I8s::new(&p.shifts),
+                    },
+                    input_zero_point: zp_in,
+                    output_zero_point: zp_out,
+                    relu,
+                }
+            }
+            let mut layers = heapless::Vec::new();
+            layers.push(Layer::Dense { in_features: 2, out_features: 3, q: layer(&self.hidden, 4, -128, true, false) }).unwrap();
+            layers.push(Layer::Dense { in_features: 3, out_features: 16, q: layer(&self.last, -128, 0, false, true) }).unwrap();
+            DecoderSpec {
+                layers,
+                output: OutputQuant {
+                    offsets: I32s::new(&self.offsets).unwrap(),
+                    requant: RequantParams {
+                        multipliers: I32s::new(&self.output.multipliers).unwrap(),
+                        shifts: I8s::new(&self.output.shifts),
+                    },
+                },
+            }
+        }
+
+        /// The window these parameters rebuild from `codes`, computed by hand from the
+        /// definitions (wide integers, the reference requantization).
+        fn reference(&self, codes: &[i16]) -> Vec<i16> {
+            let get = |b: &[u8], i: usize| i32::from_le_bytes(b[4 * i..4 * i + 4].try_into().unwrap());
+            let hidden: Vec<i64> = (0..3)
+                .map(|o| {
+                    let acc = i64::from(get(&self.hidden.bias, o))
+                        + (0..2).map(|i| i64::from(self.hidden.weights[o * 2 + i] as i8) * (i64::from(codes[i]) - 4)).sum::<i64>();
+                    let q = reference_mbqm(acc as i32, get(&self.hidden.multipliers, o), self.hidden.shifts[o] as i8);
+                    i64::from(q.saturating_add(-128).clamp(-128, 127))
+                })
+                .collect();
+            let values: Vec<i32> = (0..16)
+                .map(|o| {
+                    let w = |i: usize| i16::from_le_bytes([self.last.wide_weights[2 * (o * 3 + i)], self.last.wide_weights[2 * (o * 3 + i) + 1]]);
+                    let acc = i64::from(get(&self.last.bias, o)) + (0..3).map(|i| i64::from(w(i)) * (hidden[i] + 128)).sum::<i64>();
+                    reference_mbqm(acc as i32, get(&self.last.multipliers, o), self.last.shifts[o] as i8).clamp(-32768, 32767)
+                })
+                .collect();
+            (0..16)
+                .map(|i| {
+                    let (t, c) = (i / 2, i % 2);
+                    let x = reference_mbqm(values[c * 8 + t], get(&self.output.multipliers, c), self.output.shifts[c] as i8);
+                    (i64::from(x) + i64::from(get(&self.offsets, c))).clamp(-32768, 32767) as i16
+                })
+                .collect()
+        }
+    }
+
+    fn with_decoder(decoder: DecoderSpec<'_>) -> Vec<u8> {
+        blob_bytes(&EncoderSpec { decoder: Some(decoder), ..TinyModel::new().spec() })
+    }
+
+    proptest! {
+        #[test]
+        fn the_decoder_rebuilds_what_its_definition_says_for_any_codes(codes in proptest::array::uniform2(any::<i16>())) {
+            let tiny = TinyDecoder::new();
+            let bytes = with_decoder(tiny.spec());
+            let encoder = QuantizedEncoder::from_blob(&bytes).unwrap();
+            let decoder = encoder.decoder().unwrap();
+            let mut scratch = std::vec![0i16; decoder.scratch_len()];
+            let mut samples = [0i16; 16];
+            decoder.decode(&codes, &mut scratch, &mut samples).unwrap();
+            prop_assert_eq!(samples.to_vec(), tiny.reference(&codes));
+        }
+    }
+
+    #[test]
+    fn codes_at_the_ends_of_the_range_saturate_the_counts_instead_of_wrapping() {
+        let tiny = TinyDecoder::new();
+        let bytes = with_decoder(tiny.spec());
+        let encoder = QuantizedEncoder::from_blob(&bytes).unwrap();
+        let decoder = encoder.decoder().unwrap();
+        let mut scratch = std::vec![0i16; decoder.scratch_len()];
+        let mut samples = [0i16; 16];
+        let mut extremes = Vec::new();
+        for codes in [[i16::MIN, i16::MIN], [i16::MAX, i16::MIN], [i16::MIN, i16::MAX], [i16::MAX, i16::MAX]] {
+            decoder.decode(&codes, &mut scratch, &mut samples).unwrap();
+            assert_eq!(samples.to_vec(), tiny.reference(&codes));
+            extremes.extend_from_slice(&samples);
+        }
+        assert!(extremes.contains(&i16::MIN) && extremes.contains(&i16::MAX), "{extremes:?}");
+        assert_eq!(
+            decoder.decode(&[0; 3], &mut scratch, &mut samples),
+            Err(EncodeError::CodesLength { expected: 2, found: 3 })
+        );
+        assert_eq!(
+            decoder.decode(&[0; 2], &mut scratch[..4], &mut samples),
+            Err(EncodeError::ScratchTooSmall { needed: decoder.scratch_len(), found: 4 })
+        );
+        assert_eq!(
+            decoder.decode(&[0; 2], &mut scratch, &mut samples[..15]),
+            Err(EncodeError::WindowLength { expected: 16, found: 15 })
+        );
+        assert!(QuantizedEncoder::from_blob(&blob_bytes(&TinyModel::new().spec())).unwrap().decoder().is_none());
+    }
+
+    #[test]
+    fn a_decoder_that_does_not_fit_its_encoder_is_refused() {
+        let tiny = TinyDecoder::new();
+        let model = TinyModel::new();
+        let refused = |decoder: DecoderSpec<'_>| {
+            let spec = EncoderSpec { decoder: Some(decoder), ..model.spec() };
+            match spec.validate() {
+                Err(BlobError::Invalid(why)) => why,
+                other => panic!("accepted: {other:?}"),
+            }
+        };
+        // Reads 3 codes where the encoder makes 2.
+        let mut d = tiny.spec();
+        if let Layer::Dense { in_features, .. } = &mut d.layers[0] {
+            *in_features = 3;
+        }
+        assert!(refused(d).contains("codes"));
+        // Reads the codes at another zero point.
+        let mut d = tiny.spec();
+        if let Layer::Dense { q, .. } = &mut d.layers[0] {
+            q.input_zero_point = 0;
+        }
+        assert!(refused(d).contains("zero point"));
+        // Makes 15 values of a 16-value window.
+        let mut d = tiny.spec();
+        d.layers.pop();
+        assert!(refused(d).contains("window of values"));
+        // One output offset for two channels.
+        let mut d = tiny.spec();
+        d.output.offsets = I32s::new(&tiny.offsets[..4]).unwrap();
+        assert!(refused(d).contains("offsets"));
+        // Weights so large that a code at the end of the i16 range overflows the accumulator.
+        let big = Params::new(&[], &[0; 3], &[1 << 30; 3], &[0; 3]).with_wide_weights(&[i16::MAX; 6]);
+        let mut d = tiny.spec();
+        if let Layer::Dense { q, .. } = &mut d.layers[0] {
+            q.weights = big.weights(true);
+        }
+        assert!(refused(d).contains("overflow"));
+    }
+}
