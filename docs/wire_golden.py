@@ -233,7 +233,7 @@ import struct
 import sys
 import zlib
 
-MAGIC, VERSION = 0xF5, 8
+MAGIC, VERSION = 0xF5, 9
 RESTART = 0x01        # header flags, bit 0
 ENTROPY_CODED = 0x02  # header flags, bit 1
 BOUNDED = 0x04        # header flags, bit 2: a bounded session (with ENTROPY_CODED)

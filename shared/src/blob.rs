@@ -9,7 +9,8 @@
 //! 10      4     payload length n, u32 LE
 //! 14      n     payload: postcard-serialized `EncoderSpec` (the int8 encoder, the optional
 //!               entropy-coding tables of its codes, the optional error-bounded coder, then
-//!               the optional integer decoder)
+//!               the optional integer decoder as a byte string holding its own postcard
+//!               `DecoderSpec`, parsed when it is used)
 //! 14+n    4     CRC-32/ISO-HDLC of bytes 0..14+n, u32 LE
 //! ```
 //!
@@ -371,10 +372,13 @@ pub struct EncoderSpec<'a> {
     /// `docs/wire-format.md`); `None`: latent codes.
     #[serde(borrow)]
     pub residual: Option<ResidualSpec<'a>>,
-    /// The integer decoder, with which device and host rebuild the same counts from the codes;
-    /// `None`: only the host's float decoder rebuilds them.
+    /// The integer decoder, with which device and host rebuild the same counts from the codes
+    /// (`None`: only the host's float decoder rebuilds them): the postcard bytes of its
+    /// [`DecoderSpec`], validated with the blob and parsed when used ([`Self::decoder`]). Held as
+    /// bytes because a parsed spec is the size of the encoder's: the firmware moves the
+    /// encoder's spec around, and its peak stack grew by 3.9 KB with the decoder parsed in it.
     #[serde(borrow)]
-    pub decoder: Option<DecoderSpec<'a>>,
+    pub decoder: Option<U8s<'a>>,
 }
 
 /// Why a blob was refused.
@@ -577,14 +581,47 @@ impl EncoderSpec<'_> {
                 return Err(Invalid("a bounded stream's window holds at most 1024 samples over all channels"));
             }
         }
-        if let Some(decoder) = &self.decoder {
-            decoder.validate(self)?;
+        if let Some(bytes) = self.decoder {
+            self.validate_decoder(bytes)?;
+            if self.residual.is_some() && self.tables.is_none() {
+                return Err(Invalid("a bounded model with a decoder sends its codes: it needs their tables"));
+            }
         }
         Ok(())
     }
 }
 
-impl DecoderSpec<'_> {
+impl<'a> EncoderSpec<'a> {
+    /// Parses and checks the decoder's `bytes` against this encoder.
+    // Not inlined: a parsed decoder takes half a kilobyte of stack, which a model without one
+    // (the default) should not pay while its blob is checked.
+    #[inline(never)]
+    fn validate_decoder(&self, bytes: U8s<'a>) -> Result<(), BlobError> {
+        let decoder =
+            DecoderSpec::parse(bytes).ok_or(BlobError::Invalid("the decoder is not a postcard DecoderSpec"))?;
+        decoder.validate(self)
+    }
+
+    /// The integer decoder, parsed from its bytes (valid specs only: `None` when there is none).
+    pub fn decoder(&self) -> Option<DecoderSpec<'a>> {
+        self.decoder.and_then(DecoderSpec::parse)
+    }
+}
+
+impl<'a> DecoderSpec<'a> {
+    /// The decoder whose postcard bytes are `bytes`, all of them.
+    fn parse(bytes: U8s<'a>) -> Option<DecoderSpec<'a>> {
+        match postcard::take_from_bytes::<DecoderSpec<'a>>(bytes.slice(0, bytes.len())) {
+            Ok((spec, [])) => Some(spec),
+            _ => None,
+        }
+    }
+
+    /// Writes the bytes an [`EncoderSpec`] holds the decoder as into `buf`; returns their length.
+    pub fn write(&self, buf: &mut [u8]) -> Result<usize, BlobError> {
+        postcard::to_slice(self, buf).map(|b| b.len()).map_err(|_| BlobError::BufferTooSmall)
+    }
+
     /// Largest tensor a layer reads: the codes or a hidden layer's output (valid specs only).
     pub fn max_activation_len(&self) -> usize {
         let hidden = &self.layers[..self.layers.len().saturating_sub(1)];

@@ -9,16 +9,16 @@ use crate::kernels::multiply_by_quantized_multiplier;
 
 /// A validated integer decoder borrowing its parameters from a model blob (see
 /// [`crate::encoder::QuantizedEncoder::decoder`]).
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct QuantizedDecoder<'s, 'a> {
     encoder: &'s EncoderSpec<'a>,
-    decoder: &'s DecoderSpec<'a>,
+    decoder: DecoderSpec<'a>,
 }
 
 impl<'s, 'a> QuantizedDecoder<'s, 'a> {
     /// The decoder of a validated `encoder`'s blob, if it has one.
     pub(crate) fn of(encoder: &'s EncoderSpec<'a>) -> Option<Self> {
-        encoder.decoder.as_ref().map(|decoder| QuantizedDecoder { encoder, decoder })
+        encoder.decoder().map(|decoder| QuantizedDecoder { encoder, decoder })
     }
 
     /// i16 scratch [`Self::decode`] needs.
@@ -53,9 +53,11 @@ impl<'s, 'a> QuantizedDecoder<'s, 'a> {
         // `values` is `[C][T]` at the last layer's scale: to counts, `[T][C]`.
         let output = &self.decoder.output;
         for c in 0..channels {
-            let (offset, m, s) = (output.offsets.get(c), output.requant.multipliers.get(c), output.requant.shifts.get(c));
+            let (offset, m, s) =
+                (output.offsets.get(c), output.requant.multipliers.get(c), output.requant.shifts.get(c));
             for t in 0..window {
-                let x = multiply_by_quantized_multiplier(i32::from(values[c * window + t]), m, s).saturating_add(offset);
+                let x =
+                    multiply_by_quantized_multiplier(i32::from(values[c * window + t]), m, s).saturating_add(offset);
                 samples[t * channels + c] = x.clamp(i16::MIN.into(), i16::MAX.into()) as i16;
             }
         }
@@ -64,7 +66,7 @@ impl<'s, 'a> QuantizedDecoder<'s, 'a> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     extern crate std;
     use super::*;
     use crate::blob::*;
@@ -77,7 +79,7 @@ mod tests {
     /// A decoder for [`TinyModel`] (2 codes at zero point 4, window 8, 2 channels): dense 2 → 3
     /// with ReLU (int8, zero point −128), dense 3 → 16 (i16 weights and output), and an
     /// output stage per channel.
-    struct TinyDecoder {
+    pub(crate) struct TinyDecoder {
         hidden: Params,
         last: Params,
         output: Params,
@@ -85,17 +87,27 @@ mod tests {
     }
 
     impl TinyDecoder {
-        fn new() -> Self {
+        pub(crate) fn new() -> Self {
             TinyDecoder {
-                hidden: Params::new(&[90, -40, 7, 127, -128, 33], &[-300, 25, 4000], &[1 << 30, 1_700_000_000, 2_100_000_000], &[-2, -5, -9]),
-                last: Params::new(&[0; 48], &(0..16).map(|i| i * 1000 - 7000).collect::<Vec<_>>(), &[1_300_000_000; 16], &[0; 16])
-                    .with_wide_weights(&(0..48).map(|i| ((i * 2731) % 20001 - 10000) as i16).collect::<Vec<_>>()),
+                hidden: Params::new(
+                    &[90, -40, 7, 127, -128, 33],
+                    &[-300, 25, 4000],
+                    &[1 << 30, 1_700_000_000, 2_100_000_000],
+                    &[-2, -5, -9],
+                ),
+                last: Params::new(
+                    &[0; 48],
+                    &(0..16).map(|i| i * 1000 - 7000).collect::<Vec<_>>(),
+                    &[1_300_000_000; 16],
+                    &[0; 16],
+                )
+                .with_wide_weights(&(0..48).map(|i| ((i * 2731) % 20001 - 10000) as i16).collect::<Vec<_>>()),
                 output: Params::new(&[], &[], &[1 << 30, 2_000_000_000], &[-3, 2]),
                 offsets: [1000i32, -30000].iter().flat_map(|v| v.to_le_bytes()).collect(),
             }
         }
 
-        fn spec(&self) -> DecoderSpec<'_> {
+        pub(crate) fn spec(&self) -> DecoderSpec<'_> {
             fn layer(p: &Params, zp_in: i8, zp_out: i8, relu: bool, wide: bool) -> QuantLayer<'_> {
                 QuantLayer {
                     weights: p.weights(wide),
@@ -110,8 +122,12 @@ mod tests {
                 }
             }
             let mut layers = heapless::Vec::new();
-            layers.push(Layer::Dense { in_features: 2, out_features: 3, q: layer(&self.hidden, 4, -128, true, false) }).unwrap();
-            layers.push(Layer::Dense { in_features: 3, out_features: 16, q: layer(&self.last, -128, 0, false, true) }).unwrap();
+            layers
+                .push(Layer::Dense { in_features: 2, out_features: 3, q: layer(&self.hidden, 4, -128, true, false) })
+                .unwrap();
+            layers
+                .push(Layer::Dense { in_features: 3, out_features: 16, q: layer(&self.last, -128, 0, false, true) })
+                .unwrap();
             DecoderSpec {
                 layers,
                 output: OutputQuant {
@@ -131,30 +147,53 @@ mod tests {
             let hidden: Vec<i64> = (0..3)
                 .map(|o| {
                     let acc = i64::from(get(&self.hidden.bias, o))
-                        + (0..2).map(|i| i64::from(self.hidden.weights[o * 2 + i] as i8) * (i64::from(codes[i]) - 4)).sum::<i64>();
+                        + (0..2)
+                            .map(|i| i64::from(self.hidden.weights[o * 2 + i] as i8) * (i64::from(codes[i]) - 4))
+                            .sum::<i64>();
                     let q = reference_mbqm(acc as i32, get(&self.hidden.multipliers, o), self.hidden.shifts[o] as i8);
                     i64::from(q.saturating_add(-128).clamp(-128, 127))
                 })
                 .collect();
             let values: Vec<i32> = (0..16)
                 .map(|o| {
-                    let w = |i: usize| i16::from_le_bytes([self.last.wide_weights[2 * (o * 3 + i)], self.last.wide_weights[2 * (o * 3 + i) + 1]]);
-                    let acc = i64::from(get(&self.last.bias, o)) + (0..3).map(|i| i64::from(w(i)) * (hidden[i] + 128)).sum::<i64>();
-                    reference_mbqm(acc as i32, get(&self.last.multipliers, o), self.last.shifts[o] as i8).clamp(-32768, 32767)
+                    let w = |i: usize| {
+                        i16::from_le_bytes([
+                            self.last.wide_weights[2 * (o * 3 + i)],
+                            self.last.wide_weights[2 * (o * 3 + i) + 1],
+                        ])
+                    };
+                    let acc = i64::from(get(&self.last.bias, o))
+                        + (0..3).map(|i| i64::from(w(i)) * (hidden[i] + 128)).sum::<i64>();
+                    reference_mbqm(acc as i32, get(&self.last.multipliers, o), self.last.shifts[o] as i8)
+                        .clamp(-32768, 32767)
                 })
                 .collect();
             (0..16)
                 .map(|i| {
                     let (t, c) = (i / 2, i % 2);
-                    let x = reference_mbqm(values[c * 8 + t], get(&self.output.multipliers, c), self.output.shifts[c] as i8);
+                    let x = reference_mbqm(
+                        values[c * 8 + t],
+                        get(&self.output.multipliers, c),
+                        self.output.shifts[c] as i8,
+                    );
                     (i64::from(x) + i64::from(get(&self.offsets, c))).clamp(-32768, 32767) as i16
                 })
                 .collect()
         }
     }
 
+    /// The postcard bytes of `decoder`, as a blob holds them.
+    pub(crate) fn decoder_bytes(decoder: &DecoderSpec<'_>) -> Vec<u8> {
+        let mut buf = std::vec![0u8; 4096];
+        let len = decoder.write(&mut buf).unwrap();
+        buf.truncate(len);
+        buf
+    }
+
     fn with_decoder(decoder: DecoderSpec<'_>) -> Vec<u8> {
-        blob_bytes(&EncoderSpec { decoder: Some(decoder), ..TinyModel::new().spec() })
+        let (bytes, model) = (decoder_bytes(&decoder), TinyModel::new());
+        let spec = EncoderSpec { decoder: Some(U8s::new(&bytes).unwrap()), ..model.spec() };
+        blob_bytes(&spec)
     }
 
     proptest! {
@@ -206,7 +245,8 @@ mod tests {
         let tiny = TinyDecoder::new();
         let model = TinyModel::new();
         let refused = |decoder: DecoderSpec<'_>| {
-            let spec = EncoderSpec { decoder: Some(decoder), ..model.spec() };
+            let bytes = decoder_bytes(&decoder);
+            let spec = EncoderSpec { decoder: Some(U8s::new(&bytes).unwrap()), ..model.spec() };
             match spec.validate() {
                 Err(BlobError::Invalid(why)) => why,
                 other => panic!("accepted: {other:?}"),

@@ -83,8 +83,14 @@ impl<'a> QuantizedEncoder<'a> {
         self.blob.spec.code_len()
     }
 
+    /// i16 scratch a stream of this model needs: the encoder's, and in a bounded stream that
+    /// sends codes a window more and room for the integer decoder too.
     pub fn scratch_len(&self) -> usize {
-        self.blob.spec.scratch_len()
+        let spec = &self.blob.spec;
+        match (spec.residual.is_some(), self.decoder()) {
+            (true, Some(decoder)) => spec.input_len() + spec.scratch_len().max(decoder.scratch_len()),
+            _ => spec.scratch_len(),
+        }
     }
 
     /// The model's integer decoder, if its blob has one.
@@ -277,11 +283,6 @@ pub(crate) mod tests {
     /// [`tiny_blob`] with its codes entropy coded by `tables`.
     pub(crate) fn tiny_blob_coded(tables: crate::entropy::CodeTables<'_>) -> Vec<u8> {
         blob_bytes(&EncoderSpec { tables: Some(tables), ..TinyModel::new().spec() })
-    }
-
-    /// [`tiny_blob`] made bounded by `residual`: its streams carry samples, not codes.
-    pub(crate) fn tiny_blob_bounded(residual: crate::residual::ResidualSpec<'_>) -> Vec<u8> {
-        blob_bytes(&EncoderSpec { residual: Some(residual), ..TinyModel::new().spec() })
     }
 
     #[test]

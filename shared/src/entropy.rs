@@ -207,32 +207,46 @@ impl<'a> CodeTables<'a> {
     /// Entropy codes `codes` (a frame's whole windows, latent after latent) into `out`; returns
     /// the number of bytes written (always even).
     pub fn encode(&self, codes: &[i16], out: &mut [u8]) -> Result<usize, EntropyError> {
+        let mut writer = ValueWriter::new(*self, out);
+        self.put_codes(&mut writer, codes)?;
+        writer.finish()
+    }
+
+    /// Puts `codes` (whole windows) into `writer`, last to first, so that
+    /// [`CodeTables::take_codes`] takes them out first to last; `writer` may hold values of
+    /// other tables put before (they come out after the codes).
+    pub(crate) fn put_codes(&self, writer: &mut ValueWriter<'a, '_>, codes: &[i16]) -> Result<(), EntropyError> {
         let k = self.latents();
         if k == 0 || codes.len() % k != 0 {
             return Err(EntropyError::CodeCount);
         }
-        let mut writer = ValueWriter::new(*self, out);
         for (position, &code) in codes.iter().enumerate().rev() {
             let (table, from) = writer.layout.table_of(position, k);
             writer.put(table, from.map_or(code, |from| code.wrapping_sub(codes[from])))?;
         }
-        writer.finish()
+        Ok(())
     }
 
     /// Decodes `payload` (what [`CodeTables::encode`] wrote) into `codes`, whose length says
     /// how many codes it holds.
     pub fn decode(&self, payload: &[u8], codes: &mut [i16]) -> Result<(), EntropyError> {
+        let mut reader = ValueReader::new(*self, payload)?;
+        self.take_codes(&mut reader, codes)?;
+        reader.finish()
+    }
+
+    /// Takes `codes.len()` codes (whole windows) out of `reader`.
+    pub(crate) fn take_codes(&self, reader: &mut ValueReader<'a, '_>, codes: &mut [i16]) -> Result<(), EntropyError> {
         let k = self.latents();
         if k == 0 || codes.len() % k != 0 {
             return Err(EntropyError::CodeCount);
         }
-        let mut reader = ValueReader::new(*self, payload)?;
         for position in 0..codes.len() {
             let (table, from) = reader.layout.table_of(position, k);
             let value = reader.take(table)?;
             codes[position] = from.map_or(value, |from| value.wrapping_add(codes[from]));
         }
-        reader.finish()
+        Ok(())
     }
 }
 
@@ -250,6 +264,12 @@ impl<'a, 'o> ValueWriter<'a, 'o> {
     /// A coder from state 0 writing into `out` (valid tables only).
     pub(crate) fn new(tables: CodeTables<'a>, out: &'o mut [u8]) -> Self {
         ValueWriter { layout: tables.layout(), tables, state: 0, out, written: 0 }
+    }
+
+    /// The same coder, its next values put with `tables` (one rANS stream may mix tables: a
+    /// bounded frame's residual bins and its latent codes).
+    pub(crate) fn with_tables<'b>(self, tables: CodeTables<'b>) -> ValueWriter<'b, 'o> {
+        ValueWriter { layout: tables.layout(), tables, state: self.state, out: self.out, written: self.written }
     }
 
     fn push(&mut self, word: u16) -> Result<(), EntropyError> {
@@ -333,6 +353,11 @@ impl<'a, 'p> ValueReader<'a, 'p> {
             },
         };
         Ok(reader)
+    }
+
+    /// The same reader, its next values taken with `tables` (see [`ValueWriter::with_tables`]).
+    pub(crate) fn with_tables<'b>(self, tables: CodeTables<'b>) -> ValueReader<'b, 'p> {
+        ValueReader { layout: tables.layout(), tables, state: self.state, payload: self.payload, pos: self.pos }
     }
 
     fn pop(&mut self) -> Option<u32> {

@@ -449,16 +449,19 @@ impl<'a> ResidualSpec<'a> {
         out: &mut [u8],
     ) -> Result<usize, ResidualError> {
         let adapted = residual_bins(self.quantizer(), base, values, segment)?;
-        self.code_bins(values, adapted, segment, out)
+        self.code_bins(values, adapted, segment, None, out)
     }
 
     /// Codes the bins [`residual_bins`] made, and which segments ran the adaptive stage, into
-    /// `out`. Returns the bytes written.
+    /// `out`, behind a frame's latent `codes` coded with their `tables` when there are any (a
+    /// stream whose residuals are taken against the integer decoder's rebuild: one rANS stream
+    /// holds both, the codes first in reading order). Returns the bytes written.
     pub fn code_bins(
         &self,
         bins: &[i16],
         adapted: Adapted,
         segment: usize,
+        latent: Option<(CodeTables<'_>, &[i16])>,
         out: &mut [u8],
     ) -> Result<usize, ResidualError> {
         check_lengths(None, bins.len(), segment)?;
@@ -478,6 +481,9 @@ impl<'a> ResidualSpec<'a> {
                 writer.put_bits(((adapted >> s) & 1) as u32, 1)?;
             }
         }
+        let Some((tables, codes)) = latent else { return Ok(writer.finish()?) };
+        let mut writer = writer.with_tables(tables);
+        tables.put_codes(&mut writer, codes)?;
         Ok(writer.finish()?)
     }
 
@@ -491,7 +497,29 @@ impl<'a> ResidualSpec<'a> {
         out: &mut [i16],
     ) -> Result<(), ResidualError> {
         check_lengths(base, out.len(), segment)?;
-        let mut reader = ValueReader::new(self.tables, payload)?;
+        let adapted = self.read_bins(payload, None, segment, out)?;
+        self.rebuild(base, out, segment, adapted)
+    }
+
+    /// Reads what [`Self::code_bins`] wrote: the latent codes into `latent`'s buffer (its
+    /// length the number of codes) when given, the bins into `out`; returns which segments
+    /// ran the adaptive stage. [`Self::rebuild`] then makes the samples of the bins.
+    pub fn read_bins(
+        &self,
+        payload: &[u8],
+        latent: Option<(CodeTables<'_>, &mut [i16])>,
+        segment: usize,
+        out: &mut [i16],
+    ) -> Result<Adapted, ResidualError> {
+        check_lengths(None, out.len(), segment)?;
+        let mut reader = match latent {
+            Some((tables, codes)) => {
+                let mut reader = ValueReader::new(tables, payload)?;
+                tables.take_codes(&mut reader, codes)?;
+                reader.with_tables(self.tables)
+            }
+            None => ValueReader::new(self.tables, payload)?,
+        };
         let mut adapted: Adapted = 0;
         for (s, chunk) in out.chunks_mut(segment).enumerate() {
             if self.adaptive.order > 0 {
@@ -508,7 +536,7 @@ impl<'a> ResidualSpec<'a> {
             }
         }
         reader.finish()?;
-        self.rebuild(base, out, segment, adapted)
+        Ok(adapted)
     }
 
     /// Replaces `values` (bins, as [`residual_bins`] made them, with the segments it says ran

@@ -113,33 +113,110 @@ pub fn frame_payload(
     (len, false)
 }
 
+/// What a bounded frame of a model with an integer decoder sends besides its bins: the codes
+/// of its windows (window after window), with the tables that code them, and the decoder's
+/// rebuild of those codes (channel after channel, as the samples), the base its residuals are
+/// taken against.
+#[derive(Clone, Copy, Debug)]
+pub struct LatentBase<'t, 'v> {
+    pub tables: CodeTables<'t>,
+    pub codes: &'v [i16],
+    pub base: &'v [i16],
+}
+
 /// Writes the payload of a bounded frame of `values` (its samples, channel after channel, in
 /// segments of `segment` samples; replaced by what the receiver rebuilds when the coded form is
-/// not shorter) into `out`; returns its length: the samples coded with `residual`, or, when
-/// that is not shorter than their raw form, the rebuilt samples as i16 little-endian (within
-/// the bound as well).
+/// not shorter) into `out`; returns its length: the samples coded with `residual` (behind the
+/// latent codes, against their rebuild, with `latent`), or, when that is not shorter than their
+/// raw form, the rebuilt samples as i16 little-endian (within the bound as well).
 pub fn bounded_payload(
     residual: &ResidualSpec<'_>,
     values: &mut [i16],
     segment: usize,
+    latent: Option<LatentBase<'_, '_>>,
     out: &mut [u8; MAX_FRAME_PAYLOAD],
 ) -> usize {
     let n = values.len().min(MAX_BOUNDED_SAMPLES);
     let values = &mut values[..n];
     let raw = 2 * n;
+    let base = latent.map(|l| l.base);
     // Making the bins fails only for a spec or layout a validated blob cannot have: the samples
     // then go raw as they are.
-    if let Ok(adapted) = residual_bins(residual.quantizer(), None, values, segment) {
-        if let Ok(len) = residual.code_bins(values, adapted, segment, &mut out[..raw.saturating_sub(1)]) {
+    if let Ok(adapted) = residual_bins(residual.quantizer(), base, values, segment) {
+        let codes = latent.map(|l| (l.tables, l.codes));
+        if let Ok(len) = residual.code_bins(values, adapted, segment, codes, &mut out[..raw.saturating_sub(1)]) {
             return len;
         }
         // Coding fails only for want of room: rebuilding the bins cannot fail.
-        let _ = residual.rebuild(None, values, segment, adapted);
+        let _ = residual.rebuild(base, values, segment, adapted);
     }
-    for (o, v) in out.chunks_exact_mut(2).zip(values.iter()) {
+    write_raw(values, out)
+}
+
+/// Writes `values` as i16 little-endian into `out`; returns the length.
+fn write_raw(values: &[i16], out: &mut [u8]) -> usize {
+    for (o, v) in out.chunks_exact_mut(2).zip(values) {
         o.copy_from_slice(&v.to_le_bytes());
     }
-    raw
+    2 * values.len()
+}
+
+/// The codes of the windows of a bounded frame's samples (`values`, channel `c`'s `m` samples
+/// at `c × span`; a last window that `m` cuts short is completed with copies of each channel's
+/// last sample, as a stream's last window is) into `codes`, window after window; `scratch`
+/// holds a window and the encoder's scratch.
+fn frame_codes(
+    encoder: &QuantizedEncoder<'_>,
+    values: &[i16],
+    span: usize,
+    m: usize,
+    scratch: &mut [i16],
+    codes: &mut [i16],
+) -> Result<(), EncodeError> {
+    let (window, channels, k) = (encoder.window(), encoder.channels(), encoder.code_len());
+    let (samples, scratch) = scratch.split_at_mut(window * channels);
+    for (w, codes) in codes.chunks_exact_mut(k).enumerate() {
+        for (i, sample) in samples.iter_mut().enumerate() {
+            let (t, c) = (i / channels, i % channels);
+            *sample = values[c * span + (w * window + t).min(m - 1)];
+        }
+        encoder.encode(samples, scratch, codes)?;
+    }
+    Ok(())
+}
+
+/// The integer decoder's rebuild of a bounded frame's windows from their `codes` (window after
+/// window), `m` samples per channel, into `base` (`m × channels`, channel after channel, as the
+/// samples travel); `scratch` holds a window and the decoder's scratch. The sender and the
+/// receiver both call it: that is what makes their bases equal.
+pub fn latent_base(
+    encoder: &QuantizedEncoder<'_>,
+    codes: &[i16],
+    m: usize,
+    scratch: &mut [i16],
+    base: &mut [i16],
+) -> Result<(), EncodeError> {
+    let (window, channels, k) = (encoder.window(), encoder.channels(), encoder.code_len());
+    let decoder = encoder.decoder().ok_or(EncodeError::CodesLength { expected: 0, found: codes.len() })?;
+    if codes.len() != m.div_ceil(window) * k {
+        return Err(EncodeError::CodesLength { expected: m.div_ceil(window) * k, found: codes.len() });
+    }
+    if base.len() != m * channels {
+        return Err(EncodeError::WindowLength { expected: m * channels, found: base.len() });
+    }
+    let Some((rebuilt, scratch)) = scratch.split_at_mut_checked(window * channels) else {
+        return Err(EncodeError::ScratchTooSmall { needed: window * channels, found: scratch.len() });
+    };
+    for (w, codes) in codes.chunks_exact(k).enumerate() {
+        decoder.decode(codes, scratch, rebuilt)?;
+        for (i, &x) in rebuilt.iter().enumerate() {
+            let (t, c) = (w * window + i / channels, i % channels);
+            if t < m {
+                base[c * m + t] = x;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Most bytes one [`StreamEncoder::encode_window`] call writes: a header and a frame.
@@ -187,7 +264,8 @@ impl<'m, const BOUNDED: bool> StreamEncoder<'m, BOUNDED> {
         if bounded && !BOUNDED {
             return Err(StreamConfigError::Bounded);
         }
-        let codes = if bounded { 0 } else { encoder.code_len() };
+        // A bounded stream sends codes only when the model rebuilds them in integers.
+        let codes = if bounded && encoder.spec().decoder.is_none() { 0 } else { encoder.code_len() };
         // Blob validation bounds these: at most 16 channels, 64 codes, a u16 window.
         let layout = StreamLayout {
             channels: encoder.channels() as u8,
@@ -207,12 +285,13 @@ impl<'m, const BOUNDED: bool> StreamEncoder<'m, BOUNDED> {
             frame: 0,
             start_sample: config.start_sample,
         };
-        let (room, per_window) = match bounded {
-            true => (MAX_BOUNDED_SAMPLES, encoder.window() * encoder.channels()),
-            false => (MAX_FRAME_CODES, codes),
-        };
-        if config.windows_per_frame == 0 || usize::from(config.windows_per_frame) * per_window > room {
-            let max = (room / per_window.max(1)).min(u8::MAX.into());
+        let most_codes = MAX_FRAME_CODES / codes.max(1);
+        let max = match bounded {
+            true => (MAX_BOUNDED_SAMPLES / (encoder.window() * encoder.channels()).max(1)).min(most_codes),
+            false => most_codes,
+        }
+        .min(u8::MAX.into());
+        if config.windows_per_frame == 0 || usize::from(config.windows_per_frame) > max {
             return Err(StreamConfigError::WindowsPerFrame { requested: config.windows_per_frame, max });
         }
         if config.header_interval == 0 {
@@ -291,6 +370,10 @@ impl<'m, const BOUNDED: bool> StreamEncoder<'m, BOUNDED> {
             if samples.len() != expected {
                 return Err(EncodeError::WindowLength { expected, found: samples.len() });
             }
+            let needed = self.encoder.scratch_len();
+            if scratch.len() < needed {
+                return Err(EncodeError::ScratchTooSmall { needed, found: scratch.len() });
+            }
             self.put_samples(samples, self.encoder.window())
         } else {
             self.push_codes(samples, scratch)?
@@ -302,7 +385,7 @@ impl<'m, const BOUNDED: bool> StreamEncoder<'m, BOUNDED> {
         if self.pending < usize::from(self.header.layout.windows_per_frame) {
             return Ok(encoded);
         }
-        let (len, clipped) = self.send(None, out);
+        let (len, clipped) = self.send(None, scratch, out);
         Ok(Encoded { len, saturated: encoded.saturated || clipped })
     }
 
@@ -328,6 +411,10 @@ impl<'m, const BOUNDED: bool> StreamEncoder<'m, BOUNDED> {
         if !self.header.layout.entropy_coded {
             return Ok(nothing);
         }
+        let needed = self.encoder.scratch_len();
+        if self.bounded() && scratch.len() < needed {
+            return Err(EncodeError::ScratchTooSmall { needed, found: scratch.len() });
+        }
         let mut report_saturated = false;
         if samples > 0 {
             let Some(partial) = partial.get_mut(..window * channels) else {
@@ -347,7 +434,7 @@ impl<'m, const BOUNDED: bool> StreamEncoder<'m, BOUNDED> {
         }
         self.next_sample_index += samples as u64;
         // At most a frame's span, which a u24 holds (a u16 window, at most 255 windows).
-        let (len, clipped) = self.send(Some((whole + samples) as u32), out);
+        let (len, clipped) = self.send(Some((whole + samples) as u32), scratch, out);
         // Nothing follows a last frame in its session (`send` began a new one after frame 2^32 − 1).
         if !self.header.restart {
             self.next_session();
@@ -391,18 +478,65 @@ impl<'m, const BOUNDED: bool> StreamEncoder<'m, BOUNDED> {
 
     /// The payload of the frame being filled, `samples` samples per channel (its span unless it
     /// is the last), into `out`; returns its length and whether a code was clipped.
-    fn payload(&mut self, samples: usize, out: &mut [u8; MAX_FRAME_PAYLOAD]) -> (usize, bool) {
+    fn payload(&mut self, samples: usize, scratch: &mut [i16], out: &mut [u8; MAX_FRAME_PAYLOAD]) -> (usize, bool) {
         let Some(residual) = self.encoder.spec().residual.filter(|_| BOUNDED) else {
             return frame_payload(self.encoder.spec().tables, &self.values, out);
         };
+        if let (Some(tables), 1..) = (self.encoder.spec().tables, self.header.layout.codes_per_window) {
+            return (self.latent_payload(&residual, tables, samples, scratch, out), false);
+        }
+        self.gather(samples);
+        let n = samples * usize::from(self.header.layout.channels);
+        (bounded_payload(&residual, &mut self.values[..n], samples, None, out), false)
+    }
+
+    /// [`Self::payload`] of a bounded frame that carries its windows' codes: the codes, their
+    /// integer rebuild, then the payload.
+    // A function of its own, never inlined, so that its 3 KB of codes and base take stack only
+    // in a firmware whose model sends codes in bounded frames (measured with `cargo xtask
+    // bench`: inlined, the default model's peak stack grew from 12.6 to 16.5 KB).
+    #[inline(never)]
+    fn latent_payload(
+        &mut self,
+        residual: &ResidualSpec<'_>,
+        tables: CodeTables<'_>,
+        samples: usize,
+        scratch: &mut [i16],
+        out: &mut [u8; MAX_FRAME_PAYLOAD],
+    ) -> usize {
         let layout = self.header.layout;
         let span = layout.frame_span() as usize;
-        // A last frame's samples move up behind each other, channel after channel.
+        let n = samples * usize::from(layout.channels);
+        let mut codes = [0i16; MAX_FRAME_CODES];
+        let mut base = [0i16; MAX_BOUNDED_SAMPLES];
+        let windows = samples.div_ceil(usize::from(layout.window));
+        let codes = &mut codes[..windows * usize::from(layout.codes_per_window)];
+        let made = frame_codes(&self.encoder, &self.values, span, samples, scratch, codes)
+            .and_then(|()| latent_base(&self.encoder, codes, samples, scratch, &mut base[..n]));
+        if made.is_err() {
+            // Only for a scratch shorter than the encoder checked it was: send raw.
+            return self.raw_samples(samples, out);
+        }
+        self.gather(samples);
+        let latent = LatentBase { tables, codes, base: &base[..n] };
+        bounded_payload(residual, &mut self.values[..n], samples, Some(latent), out)
+    }
+
+    /// Moves a last frame's `samples` samples per channel up behind each other, channel after
+    /// channel (a whole frame's already are).
+    fn gather(&mut self, samples: usize) {
+        let layout = self.header.layout;
+        let span = layout.frame_span() as usize;
         for c in 1..usize::from(layout.channels) {
             self.values.copy_within(c * span..c * span + samples, c * samples);
         }
-        let n = samples * usize::from(layout.channels);
-        (bounded_payload(&residual, &mut self.values[..n], samples, out), false)
+    }
+
+    /// The frame's samples raw, `samples` per channel, into `out`; returns the length.
+    fn raw_samples(&mut self, samples: usize, out: &mut [u8; MAX_FRAME_PAYLOAD]) -> usize {
+        self.gather(samples);
+        let n = samples * usize::from(self.header.layout.channels);
+        write_raw(&self.values[..n], out)
     }
 
     /// Sends the codes waiting as the frame being filled (the last one, with its sample count,
@@ -412,7 +546,7 @@ impl<'m, const BOUNDED: bool> StreamEncoder<'m, BOUNDED> {
     // the caller's other locals (measured with `cargo xtask bench`: the firmware's peak stack
     // was 1 KB larger with it a function of its own, 9,524 B against 8,452 B).
     #[inline(always)]
-    fn send(&mut self, end: Option<u32>, out: &mut [u8; MAX_WINDOW_OUTPUT]) -> (usize, bool) {
+    fn send(&mut self, end: Option<u32>, scratch: &mut [i16], out: &mut [u8; MAX_WINDOW_OUTPUT]) -> (usize, bool) {
         let frame = self.header.frame;
         let mut len = 0;
         if frame % u32::from(self.header.header_interval) == 0 {
@@ -421,7 +555,7 @@ impl<'m, const BOUNDED: bool> StreamEncoder<'m, BOUNDED> {
         }
         let mut payload = [0u8; MAX_FRAME_PAYLOAD];
         let samples = end.map_or(self.header.layout.frame_span() as usize, |n| n as usize);
-        let (payload_len, clipped) = self.payload(samples, &mut payload);
+        let (payload_len, clipped) = self.payload(samples, scratch, &mut payload);
         self.saturated |= clipped;
         let payload = &payload[..payload_len];
         len += match end {
@@ -469,21 +603,40 @@ mod tests {
             max_error in proptest::prop_oneof![proptest::prelude::Just(0u16), 1u16..300],
             windows_per_frame in 1u8..=4,
             prediction in proptest::collection::vec(-6000i16..6000, 0..=2),
+            latent in proptest::prelude::any::<bool>(),
         ) {
-            use crate::encoder::tests::tiny_blob_bounded;
+            use crate::blob::EncoderSpec;
+            use crate::decoder::tests::{decoder_bytes, TinyDecoder};
+            use crate::encoder::tests::{blob_bytes, TinyModel};
+            use crate::entropy::tests::OwnedTables;
             use crate::residual::tests::Owned;
             let owned = Owned::with_tables(
                 &prediction,
                 &[8],
                 &[(-1, std::vec![100, 3000, 900, 96]), (-3, std::vec![16, 200, 800, 2064, 800, 200, 16]), (-10, std::vec![186; 21].into_iter().chain([190]).collect())],
             );
-            let blob = tiny_blob_bounded(owned.spec(max_error));
+            // With `latent`, the frames carry the codes (most of them escaped by these narrow
+            // tables) and the residuals are taken against the integer decoder's rebuild.
+            let (model, decoder) = (TinyModel::new(), TinyDecoder::new());
+            let code_tables = OwnedTables::new(&[(-2, std::vec![1000, 2096, 1000]), (3, std::vec![2000, 96, 2000])]);
+            let spec = EncoderSpec { residual: Some(owned.spec(max_error)), ..model.spec() };
+            let decoder = decoder_bytes(&decoder.spec());
+            let spec = match latent {
+                true => EncoderSpec { tables: Some(code_tables.tables()), decoder: Some(crate::blob::U8s::new(&decoder).unwrap()), ..spec },
+                false => spec,
+            };
+            let blob = blob_bytes(&spec);
             let encoder = QuantizedEncoder::from_blob(&blob).unwrap();
             let (window, channels) = (encoder.window(), encoder.channels());
             let config = StreamConfig { windows_per_frame, header_interval: 3, start_sample: 1000, ..StreamConfig::DEFAULT };
-            let mut stream = StreamEncoder::<true>::new(encoder, config).unwrap();
-            proptest::prop_assert!(stream.header().layout.bounded && stream.header().layout.codes_per_window == 0);
-            let mut scratch = [0i16; 64];
+            let mut stream = StreamEncoder::<true>::new(encoder.clone(), config).unwrap();
+            let k = if latent { 2 } else { 0 };
+            proptest::prop_assert!(stream.header().layout.bounded && stream.header().layout.codes_per_window == k);
+            let mut scratch = std::vec![0i16; encoder.scratch_len()];
+            proptest::prop_assert_eq!(
+                stream.encode_window(&[0; 16], &mut scratch[..encoder.scratch_len() - 1], &mut [0; MAX_WINDOW_OUTPUT]).unwrap_err(),
+                EncodeError::ScratchTooSmall { needed: encoder.scratch_len(), found: encoder.scratch_len() - 1 }
+            );
             let mut out = [0u8; MAX_WINDOW_OUTPUT];
             let mut bytes = std::vec::Vec::new();
             let whole = samples.len() / (window * channels) * window * channels;
@@ -504,7 +657,13 @@ mod tests {
                 let m = frame.samples() as usize;
                 proptest::prop_assert_eq!(frame.sample_index, 1000 + (rebuilt.len() / channels) as u64);
                 let mut values = std::vec![0i16; m * channels];
-                if frame.entropy_coded {
+                if frame.entropy_coded && latent {
+                    let mut codes = std::vec![0i16; m.div_ceil(window) * 2];
+                    let adapted = residual.read_bins(&frame.payload, Some((code_tables.tables(), &mut codes)), m, &mut values).unwrap();
+                    let mut base = std::vec![0i16; m * channels];
+                    latent_base(&encoder, &codes, m, &mut scratch, &mut base).unwrap();
+                    residual.rebuild(Some(&base), &mut values, m, adapted).unwrap();
+                } else if frame.entropy_coded {
                     residual.decode(&frame.payload, None, m, &mut values).unwrap();
                 } else {
                     values.iter_mut().zip(frame.payload.chunks(2)).for_each(|(v, p)| *v = i16::from_le_bytes([p[0], p[1]]));

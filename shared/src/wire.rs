@@ -18,7 +18,7 @@ use heapless::Deque;
 use crate::blob::MAX_CHANNELS;
 
 /// Version of the layouts; the second byte of every header.
-pub const WIRE_VERSION: u8 = 8;
+pub const WIRE_VERSION: u8 = 9;
 /// First byte of every stream header.
 pub const HEADER_MAGIC: u8 = 0xF5;
 /// Bytes of a stream header, its CRC-32 included.
@@ -110,7 +110,8 @@ pub struct StreamLayout {
     /// codes, one int8 byte each.
     pub entropy_coded: bool,
     /// Data frames carry samples coded within a bound ([`FLAG_BOUNDED`]); `codes_per_window`
-    /// is then 0.
+    /// is then 0, or the latent codes per window the frames carry with them (the residuals are
+    /// then taken against the integer decoder's rebuild of those codes).
     pub bounded: bool,
 }
 
@@ -229,7 +230,11 @@ impl StreamLayout {
 
     fn is_valid(&self) -> bool {
         let codes = match self.bounded {
-            true => self.codes_per_window == 0 && self.entropy_coded && self.frame_samples() <= MAX_BOUNDED_SAMPLES,
+            true => {
+                usize::from(self.codes_per_window) <= MAX_CODES
+                    && self.entropy_coded
+                    && self.frame_samples() <= MAX_BOUNDED_SAMPLES
+            }
             false => (1..=MAX_CODES).contains(&usize::from(self.codes_per_window)),
         };
         (1..=MAX_CHANNELS).contains(&usize::from(self.channels))
@@ -1507,7 +1512,7 @@ pub(crate) mod tests {
         let mut sent = Vec::new();
         for (f, (ch0, ch1, saturated)) in frames.iter().enumerate() {
             let mut values: Vec<i16> = ch0.iter().chain(ch1).copied().collect();
-            let len = crate::stream::bounded_payload(&residual, &mut values, ch0.len(), &mut payload);
+            let len = crate::stream::bounded_payload(&residual, &mut values, ch0.len(), None, &mut payload);
             assert_eq!(len == 4 * ch0.len(), f == 2, "only frame 2 is sent raw");
             let n = match f {
                 3 => encode_last_frame(&h, 3, *saturated, 5, &payload[..len], &mut buf),
@@ -1604,9 +1609,11 @@ pub(crate) mod tests {
         let widest = StreamLayout { windows_per_frame: 8, ..bounded };
         assert_eq!(widest.frame_samples(), MAX_BOUNDED_SAMPLES);
         assert_eq!(2 + END_SAMPLES_LEN + 2 * MAX_BOUNDED_SAMPLES + CHECK_LEN, MAX_FRAME_LEN);
-        // A bounded layout has no codes, is entropy coded, and holds at most 1024 samples.
+        // A bounded layout has at most 64 codes per window, is entropy coded, and holds at most
+        // 1024 samples.
+        assert!(StreamHeader { layout: StreamLayout { codes_per_window: 8, ..bounded }, ..h }.is_valid());
         for wrong in [
-            StreamLayout { codes_per_window: 1, ..bounded },
+            StreamLayout { codes_per_window: 65, ..bounded },
             StreamLayout { entropy_coded: false, ..bounded },
             StreamLayout { windows_per_frame: 9, ..bounded },
             StreamLayout { codes_per_window: 0, ..coded },

@@ -10,6 +10,7 @@ use funnel_shared::wire::{DataFrame, ModelId, MAX_CODES};
 use crate::data::channels_first_to_interleaved;
 use crate::residual::OwnedResidualSpec;
 use funnel_shared::residual::{ResidualError, ResidualSpec};
+use funnel_shared::stream::latent_base;
 use sha2::{Digest, Sha256};
 
 /// Why bytes are not a usable model blob.
@@ -356,7 +357,20 @@ impl Blob {
         let (m, channels) = (frame.samples() as usize, usize::from(frame.layout.channels));
         let mut values = vec![0i16; m * channels];
         match (frame.entropy_coded, self.residual()) {
-            (true, Some(residual)) => residual.decode(&frame.payload, None, m, &mut values)?,
+            (true, Some(residual)) if frame.layout.codes_per_window == 0 => {
+                residual.decode(&frame.payload, None, m, &mut values)?
+            }
+            (true, Some(residual)) => {
+                // The frame's codes come first; the residuals are against their rebuild.
+                let encoder = self.encoder();
+                let tables = encoder.spec().tables.ok_or(ResidualError::Length)?;
+                let mut codes = vec![0i16; m.div_ceil(self.window()) * self.latent()];
+                let adapted = residual.read_bins(&frame.payload, Some((tables, &mut codes)), m, &mut values)?;
+                let mut base = vec![0i16; values.len()];
+                let mut scratch = vec![0i16; encoder.scratch_len()];
+                latent_base(&encoder, &codes, m, &mut scratch, &mut base).map_err(|_| ResidualError::Length)?;
+                residual.rebuild(Some(&base), &mut values, m, adapted)?
+            }
             (false, _) if frame.layout.bounded && frame.payload.len() == 2 * values.len() => values
                 .iter_mut()
                 .zip(frame.payload.chunks_exact(2))

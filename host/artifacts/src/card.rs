@@ -77,6 +77,10 @@ pub struct BoundedCard {
     pub adaptive_order: u8,
     pub adaptive_shift: u8,
     pub classes: usize,
+    /// The frames carry the latent codes, and the residuals are taken against the integer
+    /// decoder's rebuild of them (else against the prediction from the samples alone).
+    #[serde(default)]
+    pub latent_codes: bool,
     /// Held out: bits per sample (per channel) of the stream, headers, lengths and checks
     /// included, and the largest error measured against the recording (its units) and against
     /// the device's counts.
@@ -344,11 +348,15 @@ impl ModelCard {
             let _ = writeln!(
                 s,
                 "- **Bounded** (`--max-error {}`): the device sends the samples, none more than {} count(s) off, \
-                 instead of latent codes, {} window(s) per frame; residual coder of prediction order {}, adaptive \
+                 {}, {} window(s) per frame; residual coder of prediction order {}, adaptive \
                  stage of order {} (step 2^-{}), {} block class(es). Held out: {:.3} bits/sample, framing \
                  included; largest error {} ({} count(s))",
                 b.max_error,
                 b.max_error_counts,
+                match b.latent_codes {
+                    true => "as residuals from the integer decoder's rebuild of the latent codes sent with them",
+                    false => "predicted from the samples alone (no latent codes)",
+                },
                 b.windows_per_frame,
                 b.prediction_order,
                 b.adaptive_order,

@@ -105,7 +105,7 @@ pub fn bounded_sweep(train: &[f64], held_out: &[f64], counts_per_unit: f32) -> R
         for (f, segment) in held_counts.chunks(SEGMENT).enumerate() {
             let m = segment.len();
             let mut values = segment.to_vec();
-            let len = bounded_payload(&spec, &mut values, m, &mut payload);
+            let len = bounded_payload(&spec, &mut values, m, None, &mut payload);
             // Raw, `values` holds what the receiver takes; coded, it decodes the payload.
             if len < 2 * m {
                 spec.decode(&payload[..len], None, m, &mut values)?;

@@ -10,7 +10,9 @@ use funnel_shared::stream::StreamConfig;
 use funnel_shared::wire::{DecodeEvent, FrameDecoder, MAX_BOUNDED_SAMPLES};
 
 use crate::codec::simulate;
-use crate::quantize::bounded_blob;
+use crate::quantize::{bounded_blob, with_decoder};
+use funnel_artifacts::net::NetLayer;
+use funnel_shared::wire::MAX_FRAME_CODES;
 
 /// The bound in device counts that keeps every sample of `samples` (the recording, in its
 /// units) within `max_error` units once converted to counts at `counts_per_unit`: a recording on
@@ -55,13 +57,18 @@ fn bounded_windows_per_frame(card: &ModelCard) -> Result<u8> {
     Ok((MAX_BOUNDED_SAMPLES / per_window).min(usize::from(u8::MAX)) as u8)
 }
 
-/// Makes the quantized model in `dir` (its card `card`, its blob `blob`, its data `dataset`)
-/// bounded by `max_error` (recording units): writes the new blob and the card with its
-/// [`BoundedCard`]. The blob's model id changes, so the card's firmware measurements go.
+/// Makes the quantized model in `dir` (its card `card`, its blob `blob`, its float decoder as
+/// tuned to the blob's codes `decoder`, its data `dataset`) bounded by `max_error` (recording
+/// units): writes the new blob and the card with its [`BoundedCard`]. Two coders are fitted on
+/// the training part, one predicting the samples alone and one sending the latent codes with
+/// the integer decoder's rebuild as the base of the prediction; the one whose stream of the
+/// training part is shorter is kept. The blob's model id changes, so the card's firmware
+/// measurements go.
 pub fn commit_bounded(
     dir: &ModelDir,
     card: &mut ModelCard,
     blob: &Blob,
+    decoder: &[NetLayer],
     dataset: &Dataset,
     max_error: f64,
 ) -> Result<(Blob, BoundedCard)> {
@@ -74,11 +81,30 @@ pub fn commit_bounded(
     let channels = recording.channels();
     let held_out = dataset.held_out_rows();
     let train_counts = &counts[..held_out.start * channels];
-    let bounded = bounded_blob(blob, train_counts, max_error_counts, windows_per_frame)?;
+    let config = StreamConfig { windows_per_frame, ..StreamConfig::DEFAULT };
+    let alone = bounded_blob(blob, train_counts, max_error_counts, windows_per_frame)?;
+    // A decoder the integer kernels cannot run (a conv model's upsamples) leaves the
+    // prediction alone.
+    let integer_decoder = !decoder.iter().any(|l| matches!(l, NetLayer::Upsample2 { .. }));
+    let with_codes = match integer_decoder {
+        true => {
+            let decoding = with_decoder(blob, decoder, &card.normalization, dataset.train_norm())?;
+            let latent_windows = windows_per_frame.min((MAX_FRAME_CODES / blob.latent().max(1)) as u8);
+            let bounded = bounded_blob(&decoding, train_counts, max_error_counts, latent_windows)?;
+            let config = StreamConfig { windows_per_frame: latent_windows, ..config };
+            Some((simulate(&bounded, train_counts, config)?.bytes.len(), bounded, config))
+        }
+        false => None,
+    };
+    let alone_bytes = simulate(&alone, train_counts, config)?.bytes.len();
+    let (bounded, config) = match with_codes {
+        Some((bytes, bounded, config)) if bytes < alone_bytes => (bounded, config),
+        _ => (alone, config),
+    };
+    let windows_per_frame = config.windows_per_frame;
 
     // The held-out part as the device sends it, received as `funnel decode` receives it.
     let held_counts = &counts[held_out.start * channels..held_out.end * channels];
-    let config = StreamConfig { windows_per_frame, ..StreamConfig::DEFAULT };
     let encoded = simulate(&bounded, held_counts, config)?;
     let mut receiver = FrameDecoder::new();
     let mut events: Vec<DecodeEvent> = receiver.feed(&encoded.bytes).collect();
@@ -112,6 +138,7 @@ pub fn commit_bounded(
         adaptive_order: spec.adaptive.order,
         adaptive_shift: spec.adaptive.shift,
         classes: spec.classes(),
+        latent_codes: bounded.encoder().decoder().is_some(),
         bits_per_sample: 8.0 * encoded.bytes.len() as f64 / held_out.len() as f64,
         max_abs_error,
         max_abs_error_counts,

@@ -8,6 +8,7 @@ use funnel_artifacts::card::{QuantizationCard, SeamFilter};
 use funnel_artifacts::data::fit_validation_counts;
 use funnel_artifacts::data::TrainingWindows;
 use funnel_artifacts::metrics::Quality;
+use funnel_artifacts::net::NetLayer;
 use funnel_artifacts::spec::{Arch, ModelSpec, Variant};
 use funnel_artifacts::training::{kept_epoch, TrainConfig};
 use funnel_artifacts::{Blob, Dataset, FloatNet, Graph, Method, Metrics, ModelCard, ModelDir, Recording, Windows};
@@ -83,6 +84,8 @@ pub struct QuantizeOutcome {
     pub seam_filter: Option<SeamFilter>,
     /// The bounded mode, when asked for (`blob` is then the bounded blob).
     pub bounded: Option<funnel_artifacts::card::BoundedCard>,
+    /// The float decoder as tuned to the codes (the bounded mode's integer decoder is made of it).
+    pub decoder: Vec<NetLayer>,
 }
 
 /// Quantizes the encoder of `model` at `rate`, tunes its decoder (parameters in `varmap`) to
@@ -214,6 +217,7 @@ fn quantize_and_measure(
         warning,
         seam_filter,
         bounded: None,
+        decoder: model.float_net()?.decoder,
     })
 }
 
@@ -451,7 +455,8 @@ fn make_bounded(
     max_error: Option<f64>,
 ) -> Result<()> {
     let Some(max_error) = max_error else { return Ok(()) };
-    let (blob, bounded) = super::bounded::commit_bounded(dir, card, &outcome.blob, dataset, max_error)?;
+    let (blob, bounded) =
+        super::bounded::commit_bounded(dir, card, &outcome.blob, &outcome.decoder, dataset, max_error)?;
     outcome.blob = blob;
     outcome.card = card.quantization.clone().context("a quantized model")?;
     outcome.bounded = Some(bounded);

@@ -10,9 +10,13 @@ use funnel_artifacts::blob::model_id_of;
 use funnel_artifacts::data::{Normalization, Windows};
 use funnel_artifacts::net::{Activation, FloatLayer, NetLayer};
 use funnel_artifacts::Blob;
-use funnel_shared::blob::{write_blob, DecoderSpec, EncoderSpec, I32s, I8s, ModelBlob, OutputQuant, RequantParams};
+use funnel_shared::blob::{
+    write_blob, DecoderSpec, EncoderSpec, I32s, I8s, ModelBlob, OutputQuant, RequantParams, U8s,
+};
 
-use super::{blob_layers, device_codes, le_bytes, quantize_layer, quantize_multiplier, ActivationQuant, MAX_WEIGHT_BITS};
+use super::{
+    blob_layers, device_codes, le_bytes, quantize_layer, quantize_multiplier, ActivationQuant, MAX_WEIGHT_BITS,
+};
 
 /// How far past the calibrated extremes the last layer's i16 output reaches before it
 /// saturates (at 2, a window's values still resolve in 14 bits).
@@ -49,7 +53,8 @@ pub fn with_decoder(
     let encoder = &parsed.spec;
     let (channels, window) = (usize::from(encoder.channels), usize::from(encoder.window));
     ensure!(
-        layers[0].input_len() == encoder.code_len() && layers.last().map(FloatLayer::output_len) == Some(channels * window),
+        layers[0].input_len() == encoder.code_len()
+            && layers.last().map(FloatLayer::output_len) == Some(channels * window),
         "the decoder does not map this blob's {} codes to its {channels} × {window} window",
         encoder.code_len()
     );
@@ -78,7 +83,10 @@ pub fn with_decoder(
         let out_q = match last {
             true => {
                 let largest = min.abs().max(max.abs()) * OUTPUT_HEADROOM;
-                ActivationQuant { scale: if largest > 0.0 { largest / f64::from(i16::MAX) } else { 1.0 }, zero_point: 0 }
+                ActivationQuant {
+                    scale: if largest > 0.0 { largest / f64::from(i16::MAX) } else { 1.0 },
+                    zero_point: 0,
+                }
             }
             false => ActivationQuant::for_range(if layer.activation() == Activation::Relu { 0.0 } else { min }, max),
         };
@@ -101,21 +109,22 @@ pub fn with_decoder(
         shifts.push(s as u8);
     }
     let (offsets, multipliers) = (le_bytes(&offsets), le_bytes(&multipliers));
-    let spec = EncoderSpec {
-        decoder: Some(DecoderSpec {
-            layers: blob_layers(&layers, &owned)?,
-            output: OutputQuant {
-                offsets: I32s::new(&offsets).expect("4 bytes per offset"),
-                requant: RequantParams {
-                    multipliers: I32s::new(&multipliers).expect("4 bytes per multiplier"),
-                    shifts: I8s::new(&shifts),
-                },
+    let decoder = DecoderSpec {
+        layers: blob_layers(&layers, &owned)?,
+        output: OutputQuant {
+            offsets: I32s::new(&offsets).expect("4 bytes per offset"),
+            requant: RequantParams {
+                multipliers: I32s::new(&multipliers).expect("4 bytes per multiplier"),
+                shifts: I8s::new(&shifts),
             },
-        }),
-        ..parsed.spec.clone()
+        },
     };
     let weights: usize = owned.iter().map(|o| o.weights.len() + 3 * o.bias.len() + 64).sum();
-    let mut buf = vec![0u8; blob.len() + weights + 16 * channels + 64];
+    let mut bytes = vec![0u8; weights + 16 * channels + 64];
+    let len = decoder.write(&mut bytes).context("cannot serialize the integer decoder")?;
+    bytes.truncate(len);
+    let spec = EncoderSpec { decoder: Some(U8s::new(&bytes).expect("bytes")), ..parsed.spec.clone() };
+    let mut buf = vec![0u8; blob.len() + bytes.len() + 64];
     let len = write_blob(&spec, &mut buf, model_id_of).context("cannot write the model blob with its decoder")?;
     buf.truncate(len);
     Ok(Blob::from_bytes(buf)?)

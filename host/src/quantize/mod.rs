@@ -32,6 +32,7 @@ use funnel_shared::blob::{
     MAX_ACCUMULATOR, MAX_LAYERS,
 };
 use funnel_shared::kernels::{DEAD_ZONE_BITS, INPUT_LIMIT};
+use funnel_shared::stream::latent_base;
 use funnel_shared::wire::MAX_CODES;
 
 /// Real range `[min, max]` of a tensor mapped onto int8 `[-128, 127]`.
@@ -428,7 +429,9 @@ pub fn quantize(q: &QuantizationInput<'_>) -> Result<Blob> {
 /// exactly), coded by a residual coder fitted to `train_counts` (the training part as device
 /// counts, `[T][C]`) as it will be sent: frames of `window × windows_per_frame` samples per
 /// channel, each channel's a segment coded from an empty history (see
-/// `funnel_shared::residual`).
+/// `funnel_shared::residual`). When `blob` has an integer decoder, its frames carry the codes
+/// too and the residuals are taken against the decoder's rebuild of them, on which the coder
+/// is fitted.
 pub fn bounded_blob(blob: &Blob, train_counts: &[i16], max_error: u16, windows_per_frame: u8) -> Result<Blob> {
     let channels = blob.channels();
     let span = blob.window() * usize::from(windows_per_frame);
@@ -437,11 +440,37 @@ pub fn bounded_blob(blob: &Blob, train_counts: &[i16], max_error: u16, windows_p
     // Whole frames, each channel's samples together; a training part shorter than a frame is
     // one segment.
     let segment = span.min(rows);
+    let frames = train_counts.chunks_exact(segment * channels);
     let mut samples = Vec::with_capacity(rows / segment * segment * channels);
-    for frame in train_counts.chunks_exact(segment * channels) {
+    for frame in frames.clone() {
         samples.extend((0..channels).flat_map(|c| frame.iter().skip(c).step_by(channels).copied()));
     }
-    let fitted = OwnedResidualSpec::fit(&samples, None, max_error, segment)
+    let encoder = blob.encoder();
+    let base = match encoder.decoder() {
+        None => None,
+        Some(decoder) => {
+            let (window, k) = (blob.window(), blob.latent());
+            // A window of counts, and the encoder's or the decoder's scratch (see `latent_base`).
+            let mut scratch = vec![0i16; window * channels + encoder.scratch_len().max(decoder.scratch_len())];
+            let mut codes = vec![0i16; segment.div_ceil(window) * k];
+            let mut base = vec![0i16; samples.len()];
+            for (frame, base) in frames.zip(base.chunks_exact_mut(segment * channels)) {
+                // A frame shorter than a window (a short training part) is padded as a stream's
+                // last window is.
+                let mut padded = frame.to_vec();
+                let last = padded[padded.len() - channels..].to_vec();
+                padded.resize(codes.len() / k * window * channels, 0);
+                padded[frame.len()..].chunks_exact_mut(channels).for_each(|p| p.copy_from_slice(&last));
+                for (w, codes) in padded.chunks_exact(window * channels).zip(codes.chunks_exact_mut(k)) {
+                    encoder.encode(w, &mut scratch, codes).context("the int8 encoder refused a training window")?;
+                }
+                latent_base(&encoder, &codes, segment, &mut scratch, base)
+                    .context("the integer decoder refused a training frame")?;
+            }
+            Some(base)
+        }
+    };
+    let fitted = OwnedResidualSpec::fit(&samples, base.as_deref(), max_error, segment)
         .with_context(|| format!("cannot fit the residual coder for a bound of {max_error} counts"))?;
     let parsed = funnel_shared::blob::ModelBlob::parse(blob.bytes()).expect("a Blob parses");
     let spec = EncoderSpec { residual: Some(fitted.spec()), ..parsed.spec };
