@@ -7,7 +7,9 @@ frame"), "The entropy coder" (with its paragraphs "What is coded" and "Escapes")
 sessions" (with its paragraphs "The residual coder", "Rebuilding" (the adaptive stage, new in
 version 8), "Adapting or not" (its bit α per segment), "Symbols" and "Blocks"), "Sending", and
 "Golden vectors"), with the Python
-standard library: `zlib.crc32` for the header's CRC-32/ISO-HDLC, a bitwise CRC-16/IBM-3740
+standard library (version 9 changed only the header's version byte for these vectors: its
+latent codes in bounded sessions, "With latent codes", need the model's integer decoder, which
+this script does not implement, and have no vector yet): `zlib.crc32` for the header's CRC-32/ISO-HDLC, a bitwise CRC-16/IBM-3740
 written from its parameters, and the rANS coder (encoder and decoder) written from the spec's
 pseudo-code and text. Codes are i16; both
 ends of every code table are escapes, and an escape is followed by the value's distance
