@@ -108,25 +108,16 @@ pub(crate) mod tests {
         }
 
         pub(crate) fn spec(&self) -> DecoderSpec<'_> {
-            fn layer(p: &Params, zp_in: i8, zp_out: i8, relu: bool, wide: bool) -> QuantLayer<'_> {
-                QuantLayer {
-                    weights: p.weights(wide),
-                    bias: I32s::new(&p.bias).unwrap(),
-                    requant: RequantParams {
-                        multipliers: I32s::new(&p.multipliers).unwrap(),
-                        shifts: I8s::new(&p.shifts),
-                    },
-                    input_zero_point: zp_in,
-                    output_zero_point: zp_out,
-                    relu,
-                }
-            }
             let mut layers = heapless::Vec::new();
             layers
-                .push(Layer::Dense { in_features: 2, out_features: 3, q: layer(&self.hidden, 4, -128, true, false) })
+                .push(Layer::Dense {
+                    in_features: 2,
+                    out_features: 3,
+                    q: self.hidden.quant_layer(4, -128, true, false),
+                })
                 .unwrap();
             layers
-                .push(Layer::Dense { in_features: 3, out_features: 16, q: layer(&self.last, -128, 0, false, true) })
+                .push(Layer::Dense { in_features: 3, out_features: 16, q: self.last.quant_layer(-128, 0, false, true) })
                 .unwrap();
             DecoderSpec {
                 layers,

@@ -220,19 +220,6 @@ pub(crate) mod tests {
 
         pub(crate) fn spec(&self) -> EncoderSpec<'_> {
             // The conv's weights are int8, the dense layer's (the codes') i16: both kernels.
-            fn ql(p: &Params, zp_in: i8, zp_out: i8, relu: bool, wide: bool) -> QuantLayer<'_> {
-                QuantLayer {
-                    weights: p.weights(wide),
-                    bias: I32s::new(&p.bias).unwrap(),
-                    requant: RequantParams {
-                        multipliers: I32s::new(&p.multipliers).unwrap(),
-                        shifts: I8s::new(&p.shifts),
-                    },
-                    input_zero_point: zp_in,
-                    output_zero_point: zp_out,
-                    relu,
-                }
-            }
             let mut layers = heapless::Vec::new();
             layers
                 .push(Layer::Conv1d {
@@ -242,11 +229,15 @@ pub(crate) mod tests {
                     kernel: 3,
                     stride: 2,
                     padding: 1,
-                    q: ql(&self.conv, 0, -128, true, false),
+                    q: self.conv.quant_layer(0, -128, true, false),
                 })
                 .unwrap();
             layers
-                .push(Layer::Dense { in_features: 12, out_features: 2, q: ql(&self.dense, -128, 4, false, true) })
+                .push(Layer::Dense {
+                    in_features: 12,
+                    out_features: 2,
+                    q: self.dense.quant_layer(-128, 4, false, true),
+                })
                 .unwrap();
             EncoderSpec {
                 window: 8,

@@ -375,6 +375,20 @@ pub(crate) mod tests {
                 true => Weights::Int16(crate::blob::I16s::new(&self.wide_weights).unwrap()),
             }
         }
+        /// A blob layer's parameters from these (the weights i16 when `wide`).
+        pub fn quant_layer(&self, zp_in: i8, zp_out: i8, relu: bool, wide: bool) -> crate::blob::QuantLayer<'_> {
+            crate::blob::QuantLayer {
+                weights: self.weights(wide),
+                bias: I32s::new(&self.bias).unwrap(),
+                requant: crate::blob::RequantParams {
+                    multipliers: I32s::new(&self.multipliers).unwrap(),
+                    shifts: I8s::new(&self.shifts),
+                },
+                input_zero_point: zp_in,
+                output_zero_point: zp_out,
+                relu,
+            }
+        }
         pub fn requant(&self, zp_out: i8, relu: bool, range: (i32, i32)) -> Requantize<'_> {
             Requantize::new(I32s::new(&self.multipliers).unwrap(), I8s::new(&self.shifts), zp_out, relu, range)
         }
