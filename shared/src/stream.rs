@@ -255,6 +255,9 @@ pub struct StreamEncoder<'m, const BOUNDED: bool = true> {
     pending: usize,
     saturated: bool,
     next_sample_index: u64,
+    /// The scratch a bounded stream's windows need ([`QuantizedEncoder::scratch_len`], which
+    /// parses the decoder: worked out once, not per window).
+    scratch_len: usize,
 }
 
 impl<'m, const BOUNDED: bool> StreamEncoder<'m, BOUNDED> {
@@ -301,6 +304,7 @@ impl<'m, const BOUNDED: bool> StreamEncoder<'m, BOUNDED> {
             return Err(StreamConfigError::StartSample);
         }
         debug_assert!(header.is_valid());
+        let scratch_len = encoder.scratch_len();
         Ok(StreamEncoder {
             encoder,
             header,
@@ -308,6 +312,7 @@ impl<'m, const BOUNDED: bool> StreamEncoder<'m, BOUNDED> {
             pending: 0,
             saturated: false,
             next_sample_index: config.start_sample,
+            scratch_len,
         })
     }
 
@@ -370,7 +375,7 @@ impl<'m, const BOUNDED: bool> StreamEncoder<'m, BOUNDED> {
             if samples.len() != expected {
                 return Err(EncodeError::WindowLength { expected, found: samples.len() });
             }
-            let needed = self.encoder.scratch_len();
+            let needed = self.scratch_len;
             if scratch.len() < needed {
                 return Err(EncodeError::ScratchTooSmall { needed, found: scratch.len() });
             }
@@ -411,7 +416,7 @@ impl<'m, const BOUNDED: bool> StreamEncoder<'m, BOUNDED> {
         if !self.header.layout.entropy_coded {
             return Ok(nothing);
         }
-        let needed = self.encoder.scratch_len();
+        let needed = self.scratch_len;
         if self.bounded() && scratch.len() < needed {
             return Err(EncodeError::ScratchTooSmall { needed, found: scratch.len() });
         }

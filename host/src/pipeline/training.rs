@@ -146,7 +146,8 @@ fn quantize_and_measure(
         best.context("internal: no dead zone to quantize with")?;
     restore_snapshot(varmap, &weights)?;
     let tuning = tuning.context("internal: the decoder was not tuned")?;
-    let onnx = export_onnx(&model.float_net()?);
+    let net = model.float_net()?;
+    let onnx = export_onnx(&net);
     let decoder = TractModel::from_proto(&onnx.decoder, Path::new(Graph::Decoder.file_name()))?;
     let seam_filter = choose_seam_filter(&blob, card, dataset, &decoder)?;
     let int8 = eval::device_metrics(&blob, &decoder, dataset, card.sensor_bits, card.windows_per_frame, seam_filter)?;
@@ -217,7 +218,7 @@ fn quantize_and_measure(
         warning,
         seam_filter,
         bounded: None,
-        decoder: model.float_net()?.decoder,
+        decoder: net.decoder,
     })
 }
 
