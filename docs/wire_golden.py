@@ -1,15 +1,18 @@
 #!/usr/bin/env python3
 """Compute the golden vectors of docs/wire-format.md, independently of the Rust code.
 
-Written only from the text of docs/wire-format.md, version 8 (sections "Stream header",
+Written only from the text of docs/wire-format.md, version 10 (sections "Stream header",
 "Data frame" with its subsections "Entropy-coded data frame" (and its paragraph "The last
-frame"), "The entropy coder" (with its paragraphs "What is coded" and "Escapes") and "Bounded
-sessions" (with its paragraphs "The residual coder", "Rebuilding" (the adaptive stage, new in
-version 8), "Adapting or not" (its bit α per segment), "Symbols" and "Blocks"), "Sending", and
-"Golden vectors"), with the Python
-standard library (version 9 changed only the header's version byte for these vectors: its
-latent codes in bounded sessions, "With latent codes", need the model's integer decoder, which
-this script does not implement, and have no vector yet): `zlib.crc32` for the header's CRC-32/ISO-HDLC, a bitwise CRC-16/IBM-3740
+frame"), "The entropy coder" (with its paragraphs "What is coded", "Window classes" (new in
+version 10) and "Escapes") and "Bounded sessions" (with its paragraphs "The residual coder",
+"Rebuilding" (the adaptive stage, new in version 8), "Adapting or not" (its bit α per
+segment), "Symbols" and "Blocks"), "Sending", and "Golden vectors"), with the Python
+standard library. For vectors 1 to 5, versions 9 and 10 changed only the header's version byte
+(and so its CRC): version 9's latent codes in bounded sessions, "With latent codes", need the
+model's integer decoder, which this script does not implement, and have no vector yet; version
+10's window classes are a model's choice (its blob's classes), which vectors 3 and 4 do not
+make (no class symbol is sent: their payloads are unchanged), and have vector 6. The script
+uses `zlib.crc32` for the header's CRC-32/ISO-HDLC, a bitwise CRC-16/IBM-3740
 written from its parameters, and the rANS coder (encoder and decoder) written from the spec's
 pseudo-code and text. Codes are i16; both
 ends of every code table are escapes, and an escape is followed by the value's distance
@@ -32,6 +35,35 @@ the frame before). The decoder reads v_j with T_j and recovers x_j = v_j + x_{j�
 to i16, for a predicted code. Escapes and distances apply to the values v_j. A frame sent raw
 carries the codes x_j themselves. The stream header does not say which latents are predicted
 nor their lags: that is the model's (its blob's).
+
+Window classes (version 10). A table set may come in K = 2 to 4 window classes (TableSet's
+classes: the frequencies cf(0 … K−1) of the class table, ClassTable, each ≥ 1 and summing to
+4096, ccum(c) the sum below c; the blob's cumulative frequencies ccum(0) = 0 < … < ccum(K−1) <
+4096); its tables are then every table once per class, class after class, class c's list like a
+table set's above (latent tables, then difference tables), and table t has the same lo and hi
+in every class. Each window w of a frame (codes x_{wk} … x_{wk+k−1}) has a class c_w: in
+reading order the symbol c_w (f = cf(c_w), c = ccum(c_w)) comes before the window's values,
+which are coded with class c_w's tables (T_j of class c_w: its latent table, or its difference
+table for a predicted code, whatever the class of the window it is predicted from); the
+encoder, putting the values in reverse, puts the class symbol after v_{wk}'s symbols. The
+decoder reads, at each j with j mod k = 0, the class c with ccum(c) ≤ q < ccum(c) + cf(c)
+(q = s & 0xFFF), then the window's values with its tables. Without classes nothing is sent for
+a window (version 9's payloads). Which class a window takes is the sender's (a receiver reads
+any); Funnel's encoder takes (cheapest_class) the class with the smallest window_cost: the sum
+of class_cost(f) over the class symbol's cf(c) and the window's value symbols t_j in class c's
+tables (an escaped value's symbol is its clamped end; distances are left out), the lowest class
+on a tie, with class_cost(f) = 192 − (16 × ⌊log2 f⌋ + F[m]) floored at 0, m the four bits
+below the leading 1 of f (zeros shifted in when f < 16: f << (4 − ⌊log2 f⌋)) and F = [1, 2, 3,
+5, 6, 7, 8, 9, 10, 11, 12, 13, 13, 14, 15, 16]. rans_encode takes the classes to force (any
+assignment) for the self-checks; rans_read returns the classes read with the codes. Read
+literally, with two points the paragraph leaves implicit: (i) "after a shift left when
+f < 16" is read as the shift that leaves four bits below the leading 1 (f << (4 − ⌊log2 f⌋));
+for f = 1 … 15 other readings (a shift by 4) give the same m, since the bits shifted in are 0.
+(ii) The decoding paragraph ("For j = 0 … n−1: …") does not mention the class symbol; the
+"Window classes" paragraph places it before each window's values in reading order, as a symbol
+(f = cf(c), c = ccum(c)), so it is read as any symbol: the c with ccum(c) ≤ q < ccum(c + 1).
+The floor at 0 of class_cost never acts on a valid table (its largest frequency is 4094, a
+class's 4095; only 4096 would go below 0).
 
 Frames. In a session without ENTROPY_CODED a data frame is fixed: each code one int8 byte
 (a code outside -128 ..= 127 is clipped to it and flags the frame SATURATED), then the check.
@@ -225,6 +257,32 @@ not below 64 bytes); every segment's α follows the sender's rule; the coded fra
 with their α bits flipped (all, or channel 0's) decode to something else, and under the same
 check are not read; frame 1 holds octave bins with ≤ 8 and > 8 raw bits; every frame reads
 back under its flags only, within E′ of its inputs.
+Window classes (vector 6's table set, three classes, lags [0, 1]; check_classes): class_cost
+equals a second, literal implementation (binary digits) for every f = 1 … 4096, lies within
+1.05 of 16 (12 − log2 f) for each, and a few values by hand (f = 1: 191, 2048: 15, 4000 and
+4095: 0, 4096 floored to 0); class tables of K = 1 or 5, a zero frequency or a sum other than
+4096 are refused, and so is a class whose table has another lo, or a list of tables missing;
+class_at at both edges of every class. 400 random-ish frames of 1 … 4 windows (values inside,
+at and beyond the tables' ends, anywhere in i16): each window's class equals a brute force over
+all K^W assignments of the whole frame (a literal class_cost, the cheapest assignment and the
+least in lexicographic order: the lowest class on a tie), the payload equals the one put by
+hand (class symbol, then the window's values with that class's tables), and it reads back,
+codes and classes; every other assignment of classes (all of them up to 3 windows), forced,
+reads back with those classes, and its payload differs exactly when the classes do; every class
+is chosen, and escapes are coded in classes 1 and 2 (class 0's ends are too rare to be chosen
+for one; forced, class 0 codes escapes too). By hand: a window whose cheapest class is 1 (costs
+158, 77, 133); ties go to the lower class: vector 6's END frame's window 2 (125 in classes 1
+and 2: class 1), mirrored tables with equal class frequencies (windows −1, −1 and 1, 1: class
+0), and two frequencies that class_cost rounds alike (4000 and 4050, both 0: class 0, though
+class 1 is exactly cheaper), each with class 1 forced reading back as class 1. The class
+symbol put after a window's values (in reading order) instead of before, or left out, does not
+read back as the frame; a predicted value takes its window's class's difference table; a
+classed window's escape followed by a distance past the i16 range is refused, an empty payload
+reads class 0 and every table's lo, a class symbol too many is refused; the same tables without
+classes code the same payload less the class symbols. Vector 6: each frame's values and
+classes as its bullets say, the classes equal to the brute force's, the payloads put by hand
+symbol by symbol equal the encoder's and read back (codes and classes), every frame coded,
+every frame reading back under its flags only (send_session).
 
     python3 docs/wire_golden.py           # print the vectors
     python3 docs/wire_golden.py --write   # also fill the blocks in docs/wire-format.md
@@ -235,7 +293,7 @@ import struct
 import sys
 import zlib
 
-MAGIC, VERSION = 0xF5, 9
+MAGIC, VERSION = 0xF5, 10
 RESTART = 0x01        # header flags, bit 0
 ENTROPY_CODED = 0x02  # header flags, bit 1
 BOUNDED = 0x04        # header flags, bit 2: a bounded session (with ENTROPY_CODED)
@@ -373,6 +431,36 @@ def wrap16(v):
     return v
 
 
+class ClassTable:
+    """The table of the window classes ("Window classes"): K = 2 to 4 classes, class c with
+    frequency cf(c) ≥ 1, the frequencies summing to 4096; ccum(c) is the sum of the frequencies
+    of the classes below c (ccum(0) = 0 < ccum(1) < … < ccum(K−1) < 4096). A class is a symbol
+    (cf(c), ccum(c)) of the coder, not a table of codes: it has no escapes (nor a lowest code)."""
+
+    def __init__(self, freqs):
+        assert 2 <= len(freqs) <= 4, "K = 2 to 4 window classes"
+        assert all(f >= 1 for f in freqs) and sum(freqs) == 1 << PRECISION
+        self.freqs = list(freqs)
+        self.cums = [sum(freqs[:c]) for c in range(len(freqs))]
+        assert self.cums[0] == 0 and all(a < b for a, b in zip(self.cums, self.cums[1:]))
+        assert self.cums[-1] < 1 << PRECISION
+
+    def __len__(self):
+        return len(self.freqs)
+
+    def sym(self, c):
+        """The symbol (cf(c), ccum(c)) of class c."""
+        assert 0 <= c < len(self.freqs)
+        return self.freqs[c], self.cums[c]
+
+    def class_at(self, q):
+        """The class c with ccum(c) ≤ q < ccum(c) + cf(c) (every q of 0 … 4095 has one)."""
+        for c, (cum, f) in enumerate(zip(self.cums, self.freqs)):
+            if cum <= q < cum + f:
+                return c
+        raise AssertionError(f"no class at {q}")
+
+
 class TableSet:
     """A model's tables as its blob stores them ("The entropy coder"): first one table per
     latent, in latent order (k = codes_per_window of them), then one difference table for each
@@ -380,18 +468,36 @@ class TableSet:
     predicted), or one byte per latent, its lag L_i (0: not predicted; L_i ≥ 1: predicted from
     the window L_i before, in the same frame).
 
+    Window classes ("Window classes", version 10): classes, the frequencies cf(0 … K−1) of
+    K = 2 to 4 window classes, or empty (one class: no class symbol is sent). With classes,
+    tables is a list of K lists, every table once per class, class after class (as the blob
+    holds them), each list as above, and every class's table t has the same lo and hi; tables[c]
+    are class c's tables. Without, tables is the one list.
+
     A plain list of k tables stands for a table set without predicted latent (table_set), and
     so does an empty lag list."""
 
-    def __init__(self, tables, lags=()):
-        self.tables = list(tables)
+    def __init__(self, tables, lags=(), classes=()):
+        self.classes = ClassTable(classes) if classes else None
+        self.by_class = [list(t) for t in tables] if classes else [list(tables)]
+        assert len(self.by_class) == len(classes or [1]), "one list of tables per class"
+        self.tables = self.by_class[0]  # class 0's (the only ones without classes)
         self.lags = list(lags)
         # k: one lag per latent when the lags are not empty; else every table is a latent's.
         self.k = len(self.lags) if self.lags else len(self.tables)
         assert 1 <= self.k <= 64, "1 to 64 codes per window"
         assert all(0 <= lag <= 0xFF for lag in self.lags), "a lag is one byte"
-        assert len(self.tables) == self.k + sum(1 for lag in self.lags if lag >= 1), \
-            "one table per latent, then one difference table per predicted latent"
+        for class_tables in self.by_class:
+            assert all(isinstance(t, Table) for t in class_tables)
+            assert len(class_tables) == self.k + sum(1 for lag in self.lags if lag >= 1), \
+                "one table per latent, then one difference table per predicted latent"
+            assert [(t.lo, t.hi) for t in class_tables] == \
+                [(t.lo, t.hi) for t in self.tables], "every class's table t has the same lo, hi"
+
+    @property
+    def class_count(self):
+        """K: the number of window classes (1 without classes)."""
+        return len(self.by_class)
 
     def lag(self, latent):
         """L_i: 0 (not predicted) when the lags are empty."""
@@ -401,17 +507,17 @@ class TableSet:
     def is_predicted(self, latent):
         return self.lag(latent) >= 1
 
-    def latent(self, latent):
-        """Latent i's own table."""
-        return self.tables[latent]
+    def latent(self, latent, c=0):
+        """Latent i's own table (of class c)."""
+        return self.by_class[c][latent]
 
-    def difference(self, latent):
-        """Latent i's difference table: after the k latent tables, the difference tables of
-        the predicted latents in latent order, so latent i's is number (predicted latents
-        below i) among them."""
+    def difference(self, latent, c=0):
+        """Latent i's difference table (of class c): after the k latent tables, the difference
+        tables of the predicted latents in latent order, so latent i's is number (predicted
+        latents below i) among them."""
         assert self.is_predicted(latent)
         below = sum(1 for other in range(latent) if self.is_predicted(other))
-        return self.tables[self.k + below]
+        return self.by_class[c][self.k + below]
 
     def predicts(self, j):
         """Whether x_j (of latent i = j mod k) is coded as a difference: latent i is predicted,
@@ -428,13 +534,14 @@ class TableSet:
         assert 0 <= before < j and before % self.k == j % self.k, "within the frame"
         return before
 
-    def table(self, j):
-        """T_j: latent (j mod k)'s difference table when x_j is predicted, else its table."""
-        return self.difference(j % self.k) if self.predicts(j) else self.latent(j % self.k)
+    def table(self, j, c=0):
+        """T_j (of class c, the class of x_j's window): latent (j mod k)'s difference table when
+        x_j is predicted, else its table."""
+        return self.difference(j % self.k, c) if self.predicts(j) else self.latent(j % self.k, c)
 
     def values(self, codes):
         """The values v_j coded for the codes x_j of one frame: x_j − x_{j−L×k} wrapped to i16
-        when x_j is predicted, else x_j."""
+        when x_j is predicted, else x_j (whatever the windows' classes)."""
         assert all(I16_MIN <= x <= I16_MAX for x in codes), "codes are i16"
         return [wrap16(x - codes[self.reference(j)]) if self.predicts(j) else x
                 for j, x in enumerate(codes)]
@@ -502,29 +609,85 @@ def finish(s, words) -> bytes:
     return struct.pack(f"<{len(words)}H", *words)
 
 
-def rans_encode(codes, tables) -> bytes:
+# class_cost's F[m]: 16 × log2 of the middle of the mantissas m stands for, rounded.
+CLASS_COST_F = [1, 2, 3, 5, 6, 7, 8, 9, 10, 11, 12, 13, 13, 14, 15, 16]
+
+
+def class_cost(f):
+    """class_cost(f) = 192 − (16 × ⌊log2 f⌋ + F[m]), floored at 0, with m the four bits below
+    the leading 1 of f (after a shift left when f < 16): the information content of a symbol
+    of frequency f (1 … 4096), in sixteenths of a bit, to within 1.05 ("Window classes")."""
+    assert 1 <= f <= 1 << PRECISION
+    e = f.bit_length() - 1  # ⌊log2 f⌋
+    m = ((f >> (e - 4)) if e >= 4 else (f << (4 - e))) & 0xF
+    return max(0, 16 * PRECISION - (16 * e + CLASS_COST_F[m]))
+
+
+def window_cost(tables, values, w, c):
+    """What window w's class symbol c and its value symbols cost with class c's tables, by
+    class_cost: cf(c), then for each of the window's values v_j its symbol t_j = min(max(v_j,
+    lo), hi) in class c's T_j (an escaped value's symbol is its clamped end; its distance is
+    left out, the same in every class)."""
+    k = tables.k
+    cost = class_cost(tables.classes.sym(c)[0])
+    for j in range(w * k, (w + 1) * k):
+        table = tables.table(j, c)
+        cost += class_cost(table.f(min(max(values[j], table.lo), table.hi)))
+    return cost
+
+
+def cheapest_class(tables, values, w):
+    """The class Funnel's encoder takes for window w: the smallest window_cost, the lowest
+    class on a tie (0 without classes)."""
+    if tables.classes is None:
+        return 0
+    return min(range(tables.class_count), key=lambda c: (window_cost(tables, values, w, c), c))
+
+
+def rans_encode(codes, tables, classes=None) -> bytes:
     """Encoding, as in "The entropy coder": the value v_j with table T_j ("What is coded":
     x_j − x_{j−L×k} wrapped to i16 with latent (j mod k)'s difference table when that latent
     is predicted, with lag L ≥ 1, and j ≥ L × k, else x_j with the latent's table) in reverse
     order j = n−1 … 0 from state 0. Each value v is sent as t = min(max(v, lo), hi); when t is
     an escape (t = lo or t = hi), the distance d = |v − t| follows as 8-bit symbols. Being a
     stack, the coder puts first the distance symbols (if any) in the reverse of their reading
-    order, then t."""
+    order, then t.
+    With window classes ("Window classes"), window w (codes x_{wk} … x_{wk+k−1}) is coded with
+    its class c_w's tables, and the symbol c_w (cf(c_w), ccum(c_w)) is put after the window's
+    values (after v_{wk}'s symbols) so that it is read before them; c_w is the cheapest class
+    (cheapest_class), or classes[w] when classes is given (a sender may choose any)."""
     tables = table_set(tables)
+    k = tables.k
+    # A frame holds whole windows; a number of codes that is not (the framing checks' raw
+    # frames) is coded as such only without classes.
+    assert tables.classes is None or len(codes) % k == 0, "whole windows"
     values = tables.values(codes)
+    windows = -(-len(codes) // k)
+    if classes is None:
+        classes = [cheapest_class(tables, values, w) for w in range(windows)]
+    assert len(classes) == windows and all(0 <= c < tables.class_count for c in classes)
     s, words = 0, []
     for j in reversed(range(len(codes))):
-        table, v = tables.table(j), values[j]
+        c = classes[j // k]
+        table, v = tables.table(j, c), values[j]
         assert I16_MIN <= v <= I16_MAX, "values are i16"
         t = min(max(v, table.lo), table.hi)
         if table.is_escape(t):
             for u in reversed(distance_symbols(abs(v - t))):
                 s = put(s, words, *dist_sym(u))
         s = put(s, words, *table.sym(t))
+        if j % k == 0 and tables.classes is not None:
+            s = put(s, words, *tables.classes.sym(c))
     return finish(s, words)
 
 
 def rans_decode(payload, n, tables):
+    """The n codes of a payload (rans_read), or None if it is not valid."""
+    read = rans_read(payload, n, tables)
+    return None if read is None else read[0]
+
+
+def rans_read(payload, n, tables):
     """Decoding, as in "The entropy coder": words read from the end of the payload; an empty
     payload starts at state 0, otherwise its length must be even and the state starts as the
     last word (not 0), then takes in one more word if any remain. Reading a symbol (f, c) from
@@ -534,9 +697,12 @@ def rans_decode(payload, n, tables):
     when u0 = 255, d = 255 + (u1 << 8) + u2; x = lo − d after lo, x = hi + d after hi, which
     must lie in the i16 range; otherwise x = t. With a table set that predicts latents, this
     reads the value v_j with table T_j, and x_j = v_j + x_{j−L×k} wrapped to i16 for a
-    predicted code ("What is coded").
-    Returns the n codes, or None if the payload is not valid (odd length, a zero last word, a
-    value outside the i16 range, a word left unread, or the state not ending at 0)."""
+    predicted code ("What is coded"). With window classes, before each window's first value
+    (j mod k = 0) the class c with ccum(c) ≤ q < ccum(c) + cf(c) is read, and the window's
+    values with class c's tables.
+    Returns (the n codes, the classes read, one per window begun; [] without classes), or None
+    if the payload is not valid (odd length, a zero last word, a value outside the i16 range, a
+    word left unread, or the state not ending at 0)."""
     tables = table_set(tables)
     if len(payload) % 2:
         return None
@@ -560,9 +726,14 @@ def rans_decode(payload, n, tables):
         u = q >> 4
         return read_symbol(s, *dist_sym(u), q), u
 
-    values = []
+    values, classes, c = [], [], 0
     for j in range(n):
-        table = tables.table(j)
+        if j % tables.k == 0 and tables.classes is not None:
+            q = s & mask
+            c = tables.classes.class_at(q)
+            s = read_symbol(s, *tables.classes.sym(c), q)
+            classes.append(c)
+        table = tables.table(j, c)
         q = s & mask
         t = table.code_at(q)
         s = read_symbol(s, *table.sym(t), q)
@@ -578,7 +749,7 @@ def rans_decode(payload, n, tables):
         else:
             v = t
         values.append(v)
-    return tables.codes(values) if not words and s == 0 else None
+    return (tables.codes(values), classes) if not words and s == 0 else None
 
 
 def put_by_hand(groups) -> bytes:
@@ -1384,6 +1555,314 @@ def golden_4(report=None):
                           common, report)
     assert len(items) == 4 and items[3][1:4] == u24(40)
     assert items[3][4:-2] == by_hand, "the END frame's body is the coded codes"
+    return items
+
+
+# Window classes ("Window classes", version 10).
+
+def class_cost_literal(f):
+    """class_cost written a second way, from the words of the definition: ⌊log2 f⌋ is the
+    position of the leading 1 of f's binary digits, m the four digits after it (zeros shifted
+    in when fewer follow, that is f < 16), F[m] looked up, 192 − (16 × ⌊log2 f⌋ + F[m])
+    floored at 0."""
+    digits = bin(f)[2:]
+    m = int((digits[1:] + "0000")[:4], 2)
+    return max(0, 192 - (16 * (len(digits) - 1) + CLASS_COST_F[m]))
+
+
+def classes_by_brute_force(tables, codes):
+    """The classes Funnel's encoder gives the windows of codes, found another way: every
+    assignment of classes to the windows (K^W of them), each costed whole (class_cost_literal
+    over every window's class symbol and value symbols, an escaped value's symbol its clamped
+    end, distances left out), the cheapest assignment taken and, among the cheapest, the least
+    in lexicographic order (the lowest class in the first window that differs). The cost of an
+    assignment is a sum over its windows, so this is the lowest cheapest class of each window."""
+    import itertools
+    k, K = tables.k, tables.class_count
+    values = tables.values(codes)
+    windows = len(codes) // k
+
+    def cost(assignment):
+        total = 0
+        for w, c in enumerate(assignment):
+            total += class_cost_literal(tables.classes.freqs[c])
+            for j in range(w * k, (w + 1) * k):
+                table = tables.table(j, c)
+                t = min(max(values[j], table.lo), table.hi)
+                total += class_cost_literal(table.freqs[t - table.lo])
+        return total
+
+    best = min(itertools.product(range(K), repeat=windows), key=lambda a: (cost(a), a))
+    return list(best)
+
+
+def class_groups(tables, codes, classes):
+    """The symbol groups of a classed frame in reading order, for put_by_hand: per window its
+    class symbol (cf(c), ccum(c)) alone, then each of its values' symbols with class c's table
+    T_j (symbols_of: t_j, then its distance symbols at an escape)."""
+    k = tables.k
+    values = tables.values(codes)
+    groups = []
+    for j, v in enumerate(values):
+        c = classes[j // k]
+        if j % k == 0:
+            groups.append([tables.classes.sym(c)])
+        groups.append(symbols_of(v, tables.table(j, c)))
+    return groups
+
+
+def check_classes(tables):
+    """The self-checks of window classes (see the module's docstring), on vector 6's table set
+    (three classes, lags [0, 1])."""
+    assert tables.class_count == 3 and tables.lags == [0, 1] and tables.k == 2
+
+    # class_cost: as written two ways, for every frequency; the information content
+    # 16 × (12 − log2 f) to within 1.05 sixteenths of a bit; floored at 0 (f = 4096 would be
+    # −1); a few by hand.
+    import math
+    for f in range(1, 4097):
+        assert class_cost(f) == class_cost_literal(f), f
+        assert abs(class_cost(f) - 16 * (PRECISION - math.log2(f))) <= 1.05, f
+    assert [class_cost(f) for f in (1, 2, 3, 15, 16, 17, 2048, 3072, 4000, 4095, 4096)] == \
+        [191, 175, 166, 129, 127, 126, 15, 6, 0, 0, 0]
+    assert 16 * PRECISION - (16 * 12 + CLASS_COST_F[0]) == -1, "4096: floored at 0"
+
+    # The class table: K = 2 to 4, each cf ≥ 1, summing to 4096; the class at q is the one
+    # with ccum(c) ≤ q < ccum(c) + cf(c), at both edges of each class.
+    for wrong in ([4096], [1024] * 4 + [0], [1024] * 5, [2048, 2047], [0, 4096], []):
+        try:
+            ClassTable(wrong)
+        except AssertionError:
+            continue
+        raise AssertionError(f"class frequencies {wrong} accepted")
+    ct = tables.classes
+    for c in range(len(ct)):
+        f, cum = ct.sym(c)
+        assert ct.class_at(cum) == c and ct.class_at(cum + f - 1) == c
+    # Every class's table t has the same lo and hi; one list of tables per class.
+    t0s = [tables.latent(0, c) for c in range(3)]
+    for wrong in ([tables.by_class[0], tables.by_class[1]],
+                  [tables.by_class[0], tables.by_class[1],
+                   [Table(-2, [4, 64, 3960, 64, 4])] + tables.by_class[2][1:]]):
+        try:
+            TableSet(wrong, lags=[0, 1], classes=tables.classes.freqs)
+        except AssertionError:
+            continue
+        raise AssertionError("a class's tables other than the others' (or one list missing)")
+    assert all(t.lo == t0s[0].lo and t.hi == t0s[0].hi for t in t0s)
+
+    # Random-ish frames of 1 … 4 windows (values inside the tables, at their ends, beyond them,
+    # anywhere in i16): the encoder's classes are the brute force's, its payload is the one put
+    # by hand with them (each class symbol read before its window's values), and it reads back,
+    # codes and classes. Forced to any other classes (every assignment up to 3 windows) the
+    # frame reads back too (a receiver reads the class it is sent), as put by hand.
+    import itertools
+    rng = lcg(6)
+    seen_classes, seen_escape_in = set(), set()
+    for trial in range(400):
+        windows = 1 + trial % 4
+        codes = []
+        for j in range(2 * windows):
+            r = next(rng) % 16
+            codes.append(0 if r < 5 else (next(rng) % 7) - 3 if r < 11 else
+                         (-3, 3, 4, -4, 40, -300)[next(rng) % 6] if r < 15 else
+                         (next(rng) % 65536) - 32768)
+        values = tables.values(codes)
+        chosen = [cheapest_class(tables, values, w) for w in range(windows)]
+        assert chosen == classes_by_brute_force(tables, codes), codes
+        payload = rans_encode(codes, tables)
+        assert payload == put_by_hand(class_groups(tables, codes, chosen)), codes
+        assert rans_read(payload, len(codes), tables) == (codes, chosen), codes
+        seen_classes.update(chosen)
+        for j, v in enumerate(values):
+            table = tables.table(j, chosen[j // 2])
+            if table.is_escape(min(max(v, table.lo), table.hi)):
+                seen_escape_in.add(chosen[j // 2])
+        for forced in (itertools.product(range(3), repeat=windows) if windows <= 3 else
+                       [[(w + trial) % 3 for w in range(windows)]]):
+            forced = list(forced)
+            other = rans_encode(codes, tables, forced)
+            assert other == put_by_hand(class_groups(tables, codes, forced))
+            assert rans_read(other, len(codes), tables) == (codes, forced), (codes, forced)
+            assert (other == payload) == (forced == chosen)
+    # (Class 0 is never the cheapest for an escaped value: its ends have frequency 2 to 4;
+    # the forced classes above code escapes in class 0 too.)
+    assert seen_classes == {0, 1, 2} and seen_escape_in == {1, 2}, \
+        "every class chosen, and escapes coded in classes 1 and 2"
+
+    # A window whose cheapest class is not 0, by hand: latent 0's 0 and latent 1's 2 (window
+    # 0: its own table t1). class_cost: class 0, cf 2048 (15) + t0's 0, 3980 (0) + t1's 2, 8
+    # (143) = 158; class 1, cf 1536 (22) + 2936 (8) + 512 (47) = 77; class 2, cf 512 (47) +
+    # 696 (41) + 600 (45) = 133: class 1.
+    assert [window_cost(tables, [0, 2], 0, c) for c in range(3)] == [158, 77, 133]
+    assert cheapest_class(tables, [0, 2], 0) == 1
+    assert rans_read(rans_encode([0, 2], tables), 2, tables) == ([0, 2], [1])
+
+    # A tie goes to the lower class: vector 6's END frame's window 2 (codes 0, 0 after 3: the
+    # difference −3, d1's escape −2 then the distance 1) costs 125 in classes 1 and 2:
+    # class 1, 22 + 8 (t0's 0, 2936) + 95 (d1's −2, 64) = 125; class 2, 47 + 41 (696) + 37
+    # (d1's −2, 800) = 125: class 1 (exactly, 7.895 bits against class 2's 7.913).
+    codes = [2, -3, -3, 3, 0, 0]
+    assert tables.values(codes)[4:] == [0, -3]
+    assert [window_cost(tables, tables.values(codes), 2, c) for c in range(3)] == [174, 125, 125]
+    assert classes_by_brute_force(tables, codes)[2] == cheapest_class(
+        tables, tables.values(codes), 2) == 1
+    exact = [-math.log2(tables.classes.freqs[c] / 4096)
+             - math.log2(tables.table(4, c).f(0) / 4096)
+             - math.log2(tables.table(5, c).f(-2) / 4096) for c in (1, 2)]
+    assert 7.89 < exact[0] < 7.90 < 7.91 < exact[1] < 7.92, exact
+    # Two more ties: mirrored tables with equal class frequencies (class 0: latent 0's table
+    # A likes −1 and 2, latent 1's Ā, A mirrored, likes 1 and −2; class 1 the other way round)
+    # tie on −1, −1 and on 1, 1 (one latent liked by each class); and class_cost's rounding
+    # ties two frequencies (4000 and 4050, both 0) that differ in exact bits (class 1 is
+    # exactly cheaper): class 0 all three times, and class 1, forced, reads back as class 1.
+    a, mirror = [16, 2032, 16, 16, 2016], [2016, 16, 16, 2032, 16]
+    mirrored = TableSet([[Table(-2, a), Table(-2, mirror)], [Table(-2, mirror), Table(-2, a)]],
+                        classes=[2048, 2048])
+    rounded = TableSet([[Table(-1, [48, 4000, 48])], [Table(-1, [23, 4050, 23])]],
+                       classes=[2048, 2048])
+    assert class_cost(4000) == class_cost(4050) == 0 and math.log2(4050) > math.log2(4000)
+    for ts, codes in ((mirrored, [-1, -1]), (mirrored, [1, 1]), (rounded, [0])):
+        values = ts.values(codes)
+        assert window_cost(ts, values, 0, 0) == window_cost(ts, values, 0, 1)
+        assert cheapest_class(ts, values, 0) == 0 == classes_by_brute_force(ts, codes)[0]
+        payload = rans_encode(codes, ts)
+        assert payload == put_by_hand(class_groups(ts, codes, [0]))
+        assert rans_read(payload, len(codes), ts) == (codes, [0])
+        forced = rans_encode(codes, ts, [1])
+        assert forced != payload and rans_read(forced, len(codes), ts) == (codes, [1])
+
+    # The class symbol comes before the window's values in reading order (after them in the
+    # encoder's): put by hand after them instead (or left out), the payload differs and does
+    # not read back as the frame.
+    codes = [0, 3, 1, 2, -2, 1, 40, 0]
+    chosen = [1, 1, 2, 2]
+    groups = class_groups(tables, codes, chosen)
+    assert rans_encode(codes, tables) == put_by_hand(groups)
+    after = []
+    for w in range(4):
+        window = groups[3 * w:3 * w + 3]
+        after += window[1:] + window[:1]
+    assert put_by_hand(after) != put_by_hand(groups)
+    assert rans_read(put_by_hand(after), 8, tables) != (codes, chosen)
+    assert rans_read(put_by_hand([g for i, g in enumerate(groups) if i % 3]), 8, tables) != \
+        (codes, chosen)
+
+    # Prediction with classes: a predicted value is coded with its own window's class's
+    # difference table, whatever the class of the window it is predicted from; window 0's
+    # latent 1 with its own table t1 of window 0's class.
+    assert [tables.table(j, c) for j, c in zip(range(8), [1, 1, 1, 1, 2, 2, 2, 2])] == \
+        [tables.latent(0, 1), tables.latent(1, 1), tables.latent(0, 1), tables.difference(1, 1),
+         tables.latent(0, 2), tables.difference(1, 2), tables.latent(0, 2),
+         tables.difference(1, 2)]
+
+    # Forged: a classed window's escape followed by a distance past the i16 range is refused;
+    # an empty payload (state 0, q = 0 throughout) reads class 0 and each table's lo (an
+    # escape, then the distance 0): values −3, −3 | −3, −2, codes −3, −3, −3, −5; a payload
+    # with one class symbol too many (a word left over or a state not at 0) is refused.
+    for c in range(3):
+        for end in (tables.latent(0, c).lo, tables.latent(0, c).hi):
+            groups = [[tables.classes.sym(c)], [tables.latent(0, c).sym(end)] +
+                      [dist_sym(u) for u in (255, 0xFF, 0xFF)], [tables.latent(1, c).sym(0)]]
+            assert rans_read(put_by_hand(groups), 2, tables) is None, (c, end)
+    assert rans_read(b"", 4, tables) == ([-3, -3, -3, -5], [0, 0])
+    payload = rans_encode([0, 0, 0, 0], tables)
+    assert rans_read(payload, 4, tables) == ([0, 0, 0, 0], [0, 0])
+    assert rans_read(put_by_hand(class_groups(tables, [0, 0, 0, 0], [0, 0]) +
+                                 [[tables.classes.sym(2)]]), 4, tables) is None
+
+    # Without classes nothing changes: no class symbol is sent (vectors 3 and 4 are
+    # unchanged); one class's tables of a classed set code as that class, less the symbols.
+    plain = TableSet(tables.by_class[1], lags=[0, 1])
+    codes = [0, 3, 1, 2, -2, 1, 40, 0]
+    assert rans_read(rans_encode(codes, plain), 8, plain) == (codes, [])
+    assert rans_encode(codes, plain) == put_by_hand(
+        [g for g in class_groups(tables, codes, [1] * 4) if g != [tables.classes.sym(1)]])
+
+
+def golden_6(report=None):
+    common = dict(stream_id=5, session=0x0708)
+    # Three window classes (cf 2048, 1536, 512), lags [0, 1] (latent 1 predicted from the
+    # window before): each class has latent 0's table -3 ..= 3, latent 1's -3 ..= 3 and latent
+    # 1's difference table -2 ..= 2. Class 0 quiet (almost all on 0), class 1 a drifting latent
+    # 1 (its differences ±1 likely), class 2 busy (spread).
+    tables = TableSet([
+        [Table(-3, [2, 8, 48, 3980, 48, 8, 2]),
+         Table(-3, [2, 8, 48, 3980, 48, 8, 2]),
+         Table(-2, [4, 64, 3960, 64, 4])],
+        [Table(-3, [4, 64, 512, 2936, 512, 64, 4]),
+         Table(-3, [256, 512, 768, 1024, 768, 512, 256]),
+         Table(-2, [64, 1536, 896, 1536, 64])],
+        [Table(-3, [400, 600, 700, 696, 700, 600, 400]),
+         Table(-3, [400, 600, 700, 696, 700, 600, 400]),
+         Table(-2, [800, 800, 896, 800, 800])],
+    ], lags=[0, 1], classes=[2048, 1536, 512])
+    check_classes(tables)
+    (q0, q1, qd), (r0, r1, rd), (b0, b1, bd) = tables.by_class
+    cs = tables.classes.sym
+    # (codes, frame_flags, the spec's bullet: coded?), and the classes the spec gives the
+    # windows.
+    frames = [
+        ([0, 0, 0, 0, 0, 1, 0, 2], 0, True),
+        ([0, 3, 1, 2, -2, 1, 40, 0], SATURATED, True),
+    ]
+    # Frame 2, the last (END): 70 samples, so m = 3 windows (the third holds 6 samples and 26
+    # of padding), 6 codes, coded.
+    last = ([2, -3, -3, 3, 0, 0], 70, 0, True)
+    classes = [[0, 0, 1, 1], [1, 1, 2, 2], [2, 2, 1]]
+
+    # Frame 0: values 0, 0 | 0, 0 | 0, 1 | 0, 1 (latent 1's differences from window 1 on);
+    # windows 0 and 1 quiet (class 0), 2 and 3 class 1 (d1's 1: 1536 against 64).
+    # Frame 1: values 0, 3 | 1, −1 | −2, −1 | 40, −1; windows 0 and 1 class 1 (latent 1's 3 is
+    # t1's escape 3, then the distance 0), 2 and 3 class 2 (latent 0's 40 is t0's escape 3,
+    # then the distance 37).
+    # Frame 2 (END): values 2, −3 | −3, 6 | 0, −3; windows 0 and 1 class 2 (latent 1's −3 is
+    # t1's escape −3 + distance 0, latent 0's −3 t0's escape −3 + distance 0, the difference
+    # 6 d1's escape 2 + distance 4); window 2 class 1, tied with class 2 (the difference −3:
+    # d1's escape −2 + distance 1).
+    by_hand = [
+        [[cs(0)], [q0.sym(0)], [q1.sym(0)], [cs(0)], [q0.sym(0)], [qd.sym(0)],
+         [cs(1)], [r0.sym(0)], [rd.sym(1)], [cs(1)], [r0.sym(0)], [rd.sym(1)]],
+        [[cs(1)], [r0.sym(0)], [r1.sym(3), dist_sym(0)], [cs(1)], [r0.sym(1)], [rd.sym(-1)],
+         [cs(2)], [b0.sym(-2)], [bd.sym(-1)], [cs(2)], [b0.sym(3), dist_sym(37)], [bd.sym(-1)]],
+        [[cs(2)], [b0.sym(2)], [b1.sym(-3), dist_sym(0)],
+         [cs(2)], [b0.sym(-3), dist_sym(0)], [bd.sym(2), dist_sym(4)],
+         [cs(1)], [r0.sym(0)], [rd.sym(-2), dist_sym(1)]],
+    ]
+    assert [tables.values(c) for c, *_ in frames + [last]] == [
+        [0, 0, 0, 0, 0, 1, 0, 1], [0, 3, 1, -1, -2, -1, 40, -1], [2, -3, -3, 6, 0, -3]]
+    for (codes, *_), want, groups in zip(frames + [last], classes, by_hand):
+        values = tables.values(codes)
+        assert [cheapest_class(tables, values, w) for w in range(len(want))] == want
+        assert classes_by_brute_force(tables, codes) == want
+        assert groups == class_groups(tables, codes, want)
+        payload = put_by_hand(groups)
+        assert rans_encode(codes, tables) == payload
+        assert rans_read(payload, len(codes), tables) == (codes, want)
+    assert set(sum(classes, [])) == {0, 1, 2}, "every class taken"
+    # The tie of frame 2's window 2: classes 1 and 2 cost the same (check_classes).
+    assert [window_cost(tables, tables.values(last[0]), 2, c) for c in range(3)] == \
+        [174, 125, 125]
+
+    window, windows_per_frame, header_interval = 32, 4, 64
+    codes, samples, flags, _ = last
+    m = windows_of(samples, window)
+    assert m == 3 and len(codes) == m * 2
+    assert samples - (m - 1) * window == 6 and m * window - samples == 26, "6 + 26 padding"
+    items = [header(flags=RESTART | ENTROPY_CODED, model_id=MODEL_ID, channels=1,
+                    codes_per_window=2, window=window, windows_per_frame=windows_per_frame,
+                    header_interval=header_interval, frame=0, start_sample=0, **common)]
+    # Frames 0 and 1, then frame 2, the END frame; no header before it.
+    start = len(report) if report is not None else 0
+    items += send_session(frames, last, tables, window, windows_per_frame, header_interval,
+                          common, report)
+    assert len(items) == 4 and items[3][1:4] == u24(70)
+    for item, groups, size in zip(items[1:], by_hand, (1, 1, 4)):
+        assert item[size:-2] == put_by_hand(groups), "every frame coded, as put by hand"
+    if report is not None:
+        for i, want in zip(range(start, len(report)), classes):
+            *head, extra = report[i]
+            report[i] = (*head, extra + f" classes={want}")
     return items
 
 
@@ -2710,18 +3189,19 @@ def write_spec(vectors):
 
 
 def main():
-    reports = {3: [], 4: [], 5: []}
+    reports = {3: [], 4: [], 5: [], 6: []}
     vectors = {"golden-1": hex_lines(golden_1()), "golden-2": hex_lines(golden_2()),
                "golden-3": hex_lines(golden_3(reports[3])),
                "golden-4": hex_lines(golden_4(reports[4])),
-               "golden-5": hex_lines(golden_5(reports[5]))}
+               "golden-5": hex_lines(golden_5(reports[5])),
+               "golden-6": hex_lines(golden_6(reports[6]))}
     for name, lines in vectors.items():
         print(name)
         print("\n".join(lines))
     for vector, report in reports.items():
         print(f"vector {vector} frames (frame: sent, coded payload bytes, len, len bytes, frame "
               "bytes, frame_flags; an END frame's samples and windows; vector 5: each "
-              "channel's α):")
+              "channel's α; vector 6: each window's class):")
         for number, sent_coded, coded_len, length, size, total, flags, extra in report:
             print(f"  frame {number}: {'coded' if sent_coded else 'raw  '} "
                   f"coded={coded_len:2d} len={length:2d} ({size} byte) frame={total:2d} bytes "

@@ -141,6 +141,7 @@ pub(crate) mod test_support {
             highest: I16s::new(highest).unwrap(),
             cumulative: U16s::new(cumulative).unwrap(),
             lags: U8s::new(&[]).unwrap(),
+            classes: U16s::new(&[]).unwrap(),
         };
         let spec = EncoderSpec { tables: coded.then_some(tables), ..spec };
         let mut buf = std::vec![0u8; 1 << 16];

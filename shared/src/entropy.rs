@@ -25,6 +25,16 @@
 //! costs what its changes cost, also when the signal's level leaves the range seen in training;
 //! a daily cycle sampled a few windows a day is predicted from the same time the day before.
 //! Prediction stays inside a frame, so every frame decodes without the frames before it.
+//!
+//! Tables may come in **window classes** (2 to [`MAX_CLASSES`]): one set of tables per class,
+//! with the same codes (lowest and highest) in every class, and a class table. Each window is
+//! sent as its class, coded with the class table, then its codes (and differences) with that
+//! class's tables. A quiet window and a busy one then each pay for what they are, not for the
+//! average of both: one set of tables per window is the discrete form of the "scale
+//! hyperprior" of learned compression, its side information a class of a bit or two. The
+//! encoder picks the class whose tables code the window in the fewest bits (by
+//! [`class_cost`], an integer estimate, so host and device pick alike); the decoder reads it,
+//! so the rule may change without changing the format.
 
 use crate::blob::{I16s, U16s, U8s};
 use crate::wire::MAX_CODES;
@@ -41,6 +51,8 @@ const REFILL_BELOW: u32 = 1 << (32 - WORD_BITS);
 pub const MIN_TABLE_CODES: usize = 3;
 /// Most codes a table has (its frequencies take 2 bytes each of the blob).
 pub const MAX_TABLE_CODES: usize = 256;
+/// Most window classes a set of tables has.
+pub const MAX_CLASSES: usize = 4;
 /// Frequency of each value of the uniform 8-bit symbols after an escape.
 const ESCAPED_FREQUENCY: u32 = TOTAL >> 8;
 /// The 8-bit distance symbol that says "255 or more; two more bytes follow".
@@ -65,6 +77,12 @@ pub struct CodeTables<'a> {
     /// in its frame, or not at all when that is 0 (see the module documentation).
     #[serde(borrow)]
     pub lags: U8s<'a>,
+    /// Empty (one class), or the cumulative frequencies of the window classes (2 to
+    /// [`MAX_CLASSES`], starting at 0 and rising strictly below [`TOTAL`]); then `cumulative`
+    /// holds one run of every table per class, class after class (see the module
+    /// documentation).
+    #[serde(borrow)]
+    pub classes: U16s<'a>,
 }
 
 /// Where each table's run starts in `cumulative`, and each predicted latent's difference table.
@@ -75,6 +93,8 @@ struct Layout {
     difference: [u8; MAX_CODES],
     /// How many codes back each latent's prediction lies (its lag × the latent count).
     back: [u16; MAX_CODES],
+    /// Entries of `cumulative` per class: every table's run once.
+    span: usize,
 }
 
 impl Layout {
@@ -135,8 +155,13 @@ impl<'a> CodeTables<'a> {
         }
     }
 
-    /// Checks that there is one table per latent and one per predicted latent, and that every
-    /// table is a valid distribution.
+    /// Number of window classes (1 when the tables have none).
+    pub fn class_count(&self) -> usize {
+        self.classes.len().max(1)
+    }
+
+    /// Checks that there is one table per latent and one per predicted latent, in every class,
+    /// and that every table and the class table are valid distributions.
     pub fn validate(&self, latents: usize) -> Result<(), &'static str> {
         if latents > MAX_CODES || !(self.lags.is_empty() || self.lags.len() == latents) {
             return Err("code tables: no lags, or one per latent");
@@ -145,8 +170,14 @@ impl<'a> CodeTables<'a> {
         if self.lowest.len() != tables || self.highest.len() != tables {
             return Err("code tables: one per latent and one more per predicted latent");
         }
+        if self.classes.len() == 1 || self.classes.len() > MAX_CLASSES {
+            return Err("code tables: no classes, or 2 to 4");
+        }
+        if !rises_from_zero(self.classes.iter()) {
+            return Err("code tables: class frequencies must start at 0 and rise strictly below 4096");
+        }
         let mut offset = 0usize;
-        for i in 0..tables {
+        for i in (0..self.class_count()).flat_map(|_| 0..tables) {
             let (lo, hi) = (i32::from(self.lowest.get(i)), i32::from(self.highest.get(i)));
             if hi - lo + 1 < MIN_TABLE_CODES as i32 || hi - lo + 1 > MAX_TABLE_CODES as i32 {
                 return Err("code tables: a table has 3 to 256 codes (two escapes and at least one more)");
@@ -155,17 +186,8 @@ impl<'a> CodeTables<'a> {
             let Some(run) = offset.checked_add(n).filter(|&end| end <= self.cumulative.len()) else {
                 return Err("code tables: fewer frequencies than codes");
             };
-            let mut previous = None;
-            for j in offset..run {
-                let c = u32::from(self.cumulative.get(j));
-                let ok = match previous {
-                    None => c == 0,
-                    Some(p) => c > p && c < TOTAL,
-                };
-                if !ok {
-                    return Err("code tables: cumulative frequencies must start at 0 and rise strictly below 4096");
-                }
-                previous = Some(c);
+            if !rises_from_zero((offset..run).map(|j| self.cumulative.get(j))) {
+                return Err("code tables: cumulative frequencies must start at 0 and rise strictly below 4096");
             }
             offset = run;
         }
@@ -178,14 +200,19 @@ impl<'a> CodeTables<'a> {
     /// Where each table's run starts and which tables are difference tables (valid tables
     /// only).
     fn layout(&self) -> Layout {
-        let mut layout =
-            Layout { offsets: [0u16; 2 * MAX_CODES + 1], difference: [0u8; MAX_CODES], back: [0u16; MAX_CODES] };
+        let mut layout = Layout {
+            offsets: [0u16; 2 * MAX_CODES + 1],
+            difference: [0u8; MAX_CODES],
+            back: [0u16; MAX_CODES],
+            span: 0,
+        };
         let k = self.latents();
         for i in 0..self.lowest.len() {
             // At most 128 tables of 256 codes: the sums fit.
             let n = (i32::from(self.highest.get(i)) - i32::from(self.lowest.get(i)) + 1) as u16;
             layout.offsets[i + 1] = layout.offsets[i] + n;
         }
+        layout.span = usize::from(layout.offsets[self.lowest.len()]);
         // Difference tables follow the latents' own, in latent order; at most 128 tables: the
         // index fits.
         // The lag is at most 255 windows of at most 64 latents: the distance fits.
@@ -199,9 +226,7 @@ impl<'a> CodeTables<'a> {
     /// Left cumulative frequency and frequency of `code` for the table whose run spans
     /// `start..end` of `cumulative`.
     fn interval(&self, start: usize, end: usize, j: usize) -> (u32, u32) {
-        let left = u32::from(self.cumulative.get(start + j));
-        let right = if start + j + 1 < end { u32::from(self.cumulative.get(start + j + 1)) } else { TOTAL };
-        (left, right - left)
+        interval_in(&self.cumulative, start, end, j)
     }
 
     /// Entropy codes `codes` (a frame's whole windows, latent after latent) into `out`; returns
@@ -214,15 +239,29 @@ impl<'a> CodeTables<'a> {
 
     /// Puts `codes` (whole windows) into `writer`, last to first, so that
     /// [`CodeTables::take_codes`] takes them out first to last; `writer` may hold values of
-    /// other tables put before (they come out after the codes).
+    /// other tables put before (they come out after the codes). Each window goes with the
+    /// class whose tables code it in the fewest bits, put after its codes so that it comes out
+    /// before them.
     pub(crate) fn put_codes(&self, writer: &mut ValueWriter<'a, '_>, codes: &[i16]) -> Result<(), EntropyError> {
         let k = self.latents();
-        if k == 0 || codes.len() % k != 0 {
+        if k == 0 || k > MAX_CODES || codes.len() % k != 0 {
             return Err(EntropyError::CodeCount);
         }
-        for (position, &code) in codes.iter().enumerate().rev() {
-            let (table, from) = writer.layout.table_of(position, k);
-            writer.put(table, from.map_or(code, |from| code.wrapping_sub(codes[from])))?;
+        let mut values = [(0usize, 0i16); MAX_CODES];
+        for start in (0..codes.len()).step_by(k).rev() {
+            for (i, slot) in values[..k].iter_mut().enumerate() {
+                let (table, from) = writer.layout.table_of(start + i, k);
+                let code = codes[start + i];
+                *slot = (table, from.map_or(code, |from| code.wrapping_sub(codes[from])));
+            }
+            let class = writer.cheapest_class(&values[..k]);
+            writer.class_base = class * writer.layout.span;
+            for &(table, value) in values[..k].iter().rev() {
+                writer.put(table, value)?;
+            }
+            if !self.classes.is_empty() {
+                writer.symbol(class_interval(&self.classes, class))?;
+            }
         }
         Ok(())
     }
@@ -235,13 +274,21 @@ impl<'a> CodeTables<'a> {
         reader.finish()
     }
 
-    /// Takes `codes.len()` codes (whole windows) out of `reader`.
+    /// Takes `codes.len()` codes (whole windows, each after its class) out of `reader`.
     pub(crate) fn take_codes(&self, reader: &mut ValueReader<'a, '_>, codes: &mut [i16]) -> Result<(), EntropyError> {
         let k = self.latents();
         if k == 0 || codes.len() % k != 0 {
             return Err(EntropyError::CodeCount);
         }
         for position in 0..codes.len() {
+            if position % k == 0 && !self.classes.is_empty() {
+                let quantile = reader.state & (TOTAL - 1);
+                // The last class whose cumulative frequency is at most `quantile` (the first is
+                // 0, so there is one).
+                let class = (1..self.classes.len()).take_while(|&c| u32::from(self.classes.get(c)) <= quantile).count();
+                reader.take_symbol(quantile, class_interval(&self.classes, class));
+                reader.class_base = class * reader.layout.span;
+            }
             let (table, from) = reader.layout.table_of(position, k);
             let value = reader.take(table)?;
             codes[position] = from.map_or(value, |from| value.wrapping_add(codes[from]));
@@ -250,11 +297,53 @@ impl<'a> CodeTables<'a> {
     }
 }
 
+/// Whether the cumulative frequencies `run` start at 0 and rise strictly below [`TOTAL`] (every
+/// frequency at least 1).
+fn rises_from_zero(mut run: impl Iterator<Item = u16>) -> bool {
+    let mut previous = match run.next() {
+        None => return true,
+        Some(first) => u32::from(first),
+    };
+    previous == 0
+        && run.all(|c| {
+            let c = u32::from(c);
+            let ok = c > previous && c < TOTAL;
+            previous = c;
+            ok
+        })
+}
+
+/// Left cumulative frequency and frequency of entry `j` of the run of cumulative frequencies
+/// that spans `start..end` of `cumulative`.
+fn interval_in(cumulative: &U16s<'_>, start: usize, end: usize, j: usize) -> (u32, u32) {
+    let left = u32::from(cumulative.get(start + j));
+    let right = if start + j + 1 < end { u32::from(cumulative.get(start + j + 1)) } else { TOTAL };
+    (left, right - left)
+}
+
+/// Left cumulative frequency and frequency of `class` in the class table `classes`.
+fn class_interval(classes: &U16s<'_>, class: usize) -> (u32, u32) {
+    interval_in(classes, 0, classes.len(), class)
+}
+
+/// What a symbol of frequency `freq` (1 to [`TOTAL`]) costs, in sixteenths of a bit:
+/// `16 · (PRECISION − log2 freq)`, the logarithm from the four bits below the leading one
+/// (within 1.05 sixteenths). Integer, so that host and device choose a window's class alike.
+pub fn class_cost(freq: u32) -> u32 {
+    /// `round(16 · log2(1 + (m + ½)/16))`: the middle of the mantissas `m` stands for.
+    const FRACTION: [u8; 16] = [1, 2, 3, 5, 6, 7, 8, 9, 10, 11, 12, 13, 13, 14, 15, 16];
+    let whole = 31 - freq.max(1).leading_zeros();
+    let mantissa = if whole >= 4 { freq >> (whole - 4) } else { freq << (4 - whole) } & 15;
+    (16 * PRECISION).saturating_sub(16 * whole + u32::from(FRACTION[mantissa as usize]))
+}
+
 /// The encoding half of the coder: values go in last to first (each with its table, escapes
 /// included), so that [`ValueReader`] takes them out first to last.
 pub(crate) struct ValueWriter<'a, 'o> {
     tables: CodeTables<'a>,
     layout: Layout,
+    /// Where the current window's class's runs start in `cumulative`.
+    class_base: usize,
     state: u32,
     out: &'o mut [u8],
     written: usize,
@@ -263,13 +352,20 @@ pub(crate) struct ValueWriter<'a, 'o> {
 impl<'a, 'o> ValueWriter<'a, 'o> {
     /// A coder from state 0 writing into `out` (valid tables only).
     pub(crate) fn new(tables: CodeTables<'a>, out: &'o mut [u8]) -> Self {
-        ValueWriter { layout: tables.layout(), tables, state: 0, out, written: 0 }
+        ValueWriter { layout: tables.layout(), tables, class_base: 0, state: 0, out, written: 0 }
     }
 
     /// The same coder, its next values put with `tables` (one rANS stream may mix tables: a
     /// bounded frame's residual bins and its latent codes).
     pub(crate) fn with_tables<'b>(self, tables: CodeTables<'b>) -> ValueWriter<'b, 'o> {
-        ValueWriter { layout: tables.layout(), tables, state: self.state, out: self.out, written: self.written }
+        ValueWriter {
+            layout: tables.layout(),
+            tables,
+            class_base: 0,
+            state: self.state,
+            out: self.out,
+            written: self.written,
+        }
     }
 
     fn push(&mut self, word: u16) -> Result<(), EntropyError> {
@@ -304,8 +400,34 @@ impl<'a, 'o> ValueWriter<'a, 'o> {
             self.symbol(uniform_byte(distance.min(LONG_DISTANCE)))?;
         }
         let j = (symbol - lo) as usize;
-        let (start, end) = (self.layout.offsets[table].into(), self.layout.offsets[table + 1].into());
+        let (start, end) = self.run(table);
         self.symbol(self.tables.interval(start, end, j))
+    }
+
+    /// Where the run of `table` of the current class lies in `cumulative`.
+    fn run(&self, table: usize) -> (usize, usize) {
+        let at = |i: usize| self.class_base + usize::from(self.layout.offsets[i]);
+        (at(table), at(table + 1))
+    }
+
+    /// The class whose tables code `values` (each with its table) and the class itself in the
+    /// fewest bits, by [`class_cost`] (the lowest such class on a tie; 0 without classes).
+    /// Escapes are left out: every class has the same ends, so they cost the same in each.
+    fn cheapest_class(&mut self, values: &[(usize, i16)]) -> usize {
+        let classes = self.tables.classes;
+        let mut best = (u32::MAX, 0);
+        for class in 0..classes.len() {
+            self.class_base = class * self.layout.span;
+            let mut cost = class_cost(class_interval(&classes, class).1);
+            for &(table, value) in values {
+                let lo = self.tables.lowest.get(table);
+                let j = (value.clamp(lo, self.tables.highest.get(table)) - lo) as usize;
+                let (start, end) = self.run(table);
+                cost += class_cost(self.tables.interval(start, end, j).1);
+            }
+            best = best.min((cost, class));
+        }
+        best.1
     }
 
     /// Puts `bits` (at most 8) raw bits of `value`, each value equally likely.
@@ -329,6 +451,8 @@ impl<'a, 'o> ValueWriter<'a, 'o> {
 pub(crate) struct ValueReader<'a, 'p> {
     tables: CodeTables<'a>,
     layout: Layout,
+    /// Where the current window's class's runs start in `cumulative`.
+    class_base: usize,
     state: u32,
     payload: &'p [u8],
     /// Words of the payload not yet read (read from the end).
@@ -341,7 +465,8 @@ impl<'a, 'p> ValueReader<'a, 'p> {
         if payload.len() % 2 != 0 {
             return Err(EntropyError::Inconsistent);
         }
-        let mut reader = ValueReader { layout: tables.layout(), tables, state: 0, payload, pos: payload.len() / 2 };
+        let mut reader =
+            ValueReader { layout: tables.layout(), tables, class_base: 0, state: 0, payload, pos: payload.len() / 2 };
         reader.state = match reader.pop() {
             None => 0,
             // The encoder drops a zero top word.
@@ -357,7 +482,14 @@ impl<'a, 'p> ValueReader<'a, 'p> {
 
     /// The same reader, its next values taken with `tables` (see [`ValueWriter::with_tables`]).
     pub(crate) fn with_tables<'b>(self, tables: CodeTables<'b>) -> ValueReader<'b, 'p> {
-        ValueReader { layout: tables.layout(), tables, state: self.state, payload: self.payload, pos: self.pos }
+        ValueReader {
+            layout: tables.layout(),
+            tables,
+            class_base: 0,
+            state: self.state,
+            payload: self.payload,
+            pos: self.pos,
+        }
     }
 
     fn pop(&mut self) -> Option<u32> {
@@ -391,7 +523,8 @@ impl<'a, 'p> ValueReader<'a, 'p> {
 
     /// Takes the next value, coded with table `table`.
     pub(crate) fn take(&mut self, table: usize) -> Result<i16, EntropyError> {
-        let (start, end) = (usize::from(self.layout.offsets[table]), usize::from(self.layout.offsets[table + 1]));
+        let at = |i: usize| self.class_base + usize::from(self.layout.offsets[i]);
+        let (start, end) = (at(table), at(table + 1));
         let quantile = self.state & (TOTAL - 1);
         // The last code of the run whose cumulative frequency is at most `quantile` (the run
         // starts at 0, so there is one).
@@ -460,24 +593,42 @@ pub(crate) mod tests {
         pub highest: Vec<u8>,
         pub cumulative: Vec<u8>,
         pub lags: Vec<u8>,
+        pub classes: Vec<u8>,
+    }
+
+    /// The cumulative frequencies of `freqs` (which must sum to TOTAL), as blob bytes.
+    fn cumulative_bytes(freqs: &[u16]) -> Vec<u8> {
+        assert_eq!(freqs.iter().map(|&f| u32::from(f)).sum::<u32>(), TOTAL);
+        freqs.iter().scan(0u16, |c, &f| Some(core::mem::replace(c, *c + f))).flat_map(u16::to_le_bytes).collect()
     }
 
     impl OwnedTables {
         /// Tables from per-latent `(lowest, frequencies)`; frequencies must sum to TOTAL.
         pub(crate) fn new(tables: &[(i16, Vec<u16>)]) -> Self {
-            let mut t =
-                OwnedTables { lowest: Vec::new(), highest: Vec::new(), cumulative: Vec::new(), lags: Vec::new() };
+            let mut t = OwnedTables {
+                lowest: Vec::new(),
+                highest: Vec::new(),
+                cumulative: Vec::new(),
+                lags: Vec::new(),
+                classes: Vec::new(),
+            };
             for (lo, freqs) in tables {
-                assert_eq!(freqs.iter().map(|&f| u32::from(f)).sum::<u32>(), TOTAL);
                 t.lowest.extend_from_slice(&lo.to_le_bytes());
                 t.highest.extend_from_slice(&(lo + freqs.len() as i16 - 1).to_le_bytes());
-                let mut c = 0u16;
-                for &f in freqs {
-                    t.cumulative.extend_from_slice(&c.to_le_bytes());
-                    c += f;
-                }
+                t.cumulative.extend(cumulative_bytes(freqs));
             }
             t
+        }
+
+        /// The same tables in window classes: `class_frequencies` of the class table, and for
+        /// each class after the first, the frequencies of every table (same lengths as
+        /// `self`'s).
+        pub(crate) fn with_classes(mut self, class_frequencies: &[u16], others: &[Vec<Vec<u16>>]) -> Self {
+            self.classes = cumulative_bytes(class_frequencies);
+            for class in others {
+                class.iter().for_each(|freqs| self.cumulative.extend(cumulative_bytes(freqs)));
+            }
+            self
         }
 
         pub(crate) fn tables(&self) -> CodeTables<'_> {
@@ -486,15 +637,45 @@ pub(crate) mod tests {
                 highest: I16s::new(&self.highest).unwrap(),
                 cumulative: U16s::new(&self.cumulative).unwrap(),
                 lags: U8s::new(&self.lags).unwrap(),
+                classes: U16s::new(&self.classes).unwrap(),
             }
         }
 
-        fn frequencies(&self, table: usize) -> Vec<u16> {
+        /// The frequencies of `table` in `class`.
+        fn frequencies(&self, class: usize, table: usize) -> Vec<u16> {
             let t = self.tables();
-            let o = t.layout().offsets;
-            (0..usize::from(o[table + 1] - o[table]))
-                .map(|j| t.interval(o[table].into(), o[table + 1].into(), j).1 as u16)
-                .collect()
+            let layout = t.layout();
+            let (start, end) = (usize::from(layout.offsets[table]), usize::from(layout.offsets[table + 1]));
+            let base = class * layout.span;
+            (0..end - start).map(|j| t.interval(base + start, base + end, j).1 as u16).collect()
+        }
+
+        /// The frequencies of the window classes (one class of frequency TOTAL without them).
+        fn class_frequencies(&self) -> Vec<u16> {
+            let t = self.tables();
+            match t.classes.len() {
+                0 => std::vec![TOTAL as u16],
+                n => (0..n).map(|c| class_interval(&t.classes, c).1 as u16).collect(),
+            }
+        }
+
+        /// The class the encoder picks for the window of `codes` starting at `start`: the
+        /// lowest of those with the fewest sixteenths of a bit by [`class_cost`], its codes
+        /// clamped to their tables (as the module documentation says, not through the
+        /// writer).
+        fn cheapest_class(&self, codes: &[i16], start: usize) -> usize {
+            let (t, k) = (self.tables(), self.tables().latents());
+            let cost = |class: usize| -> u32 {
+                let mut cost = class_cost(u32::from(self.class_frequencies()[class]));
+                for i in start..start + k {
+                    let (table, value) = self.table_and_value(codes, i);
+                    let lo = t.lowest.get(table);
+                    let j = (value.clamp(lo, t.highest.get(table)) - lo) as usize;
+                    cost += class_cost(u32::from(self.frequencies(class, table)[j]));
+                }
+                cost
+            };
+            (0..t.class_count()).min_by_key(|&c| (cost(c), c)).unwrap()
         }
 
         /// The table of the code at `position` of `codes` and the value coded with it, as the
@@ -526,12 +707,15 @@ pub(crate) mod tests {
         /// 1–4 latents, some of them predicted (lags 1–3), each with a table of 3–256 codes (and
         /// a difference table of its own when predicted), and 1–5 windows of codes: each coded
         /// value mostly inside its table, some at its ends, some just beyond them and some
-        /// anywhere in the i16 range (escaped; a difference that wraps).
+        /// anywhere in the i16 range (escaped; a difference that wraps); the tables in 1 to
+        /// [`MAX_CLASSES`] window classes, each class skewed its own way.
         fn tables_and_codes()(
             spans in prop::collection::vec((-1000i16..1000, 3usize..=256, any::<u64>()), 2..=8),
             latents in 1usize..=4,
             lags in prop::collection::vec(0u8..=3, 4),
             windows in 1usize..=5,
+            classes in 1usize..=MAX_CLASSES,
+            class_weights in prop::collection::vec(0u32..5000, MAX_CLASSES),
             seed in any::<u64>(),
         ) -> (OwnedTables, Vec<i16>) {
             let k = latents.min(spans.len());
@@ -548,7 +732,14 @@ pub(crate) mod tests {
                 let weights: Vec<u32> = (0..n).map(|j| if (s >> (j % 64)) & 1 == 1 { 1000 } else { 1 }).collect();
                 (lo, frequencies(&weights))
             }).collect();
-            let owned = OwnedTables { lags, ..OwnedTables::new(&tables) };
+            let mut owned = OwnedTables { lags, ..OwnedTables::new(&tables) };
+            if classes > 1 {
+                let others: Vec<Vec<Vec<u16>>> = (1..classes).map(|class| spans[..n_tables].iter().map(|&(_, n, s)| {
+                    let s = s.rotate_left(7 * class as u32);
+                    frequencies(&(0..n).map(|j| if (s >> (j % 64)) & 1 == 1 { 1000 } else { 1 }).collect::<Vec<u32>>())
+                }).collect()).collect();
+                owned = owned.with_classes(&frequencies(&class_weights[..classes]), &others);
+            }
             let mut codes: Vec<i16> = std::vec![0; windows * k];
             for i in 0..codes.len() {
                 let (table, _) = owned.table_and_value(&codes, i);
@@ -568,8 +759,17 @@ pub(crate) mod tests {
         }
     }
 
-    fn reference_model(t: &OwnedTables, latent: usize) -> SmallContiguousCategoricalEntropyModel {
-        SmallContiguousCategoricalEntropyModel::from_nonzero_fixed_point_probabilities(t.frequencies(latent), false)
+    fn reference_model(t: &OwnedTables, class: usize, table: usize) -> SmallContiguousCategoricalEntropyModel {
+        SmallContiguousCategoricalEntropyModel::from_nonzero_fixed_point_probabilities(
+            t.frequencies(class, table),
+            false,
+        )
+        .unwrap()
+    }
+
+    /// The window classes as a constriction model.
+    fn class_model(t: &OwnedTables) -> SmallContiguousCategoricalEntropyModel {
+        SmallContiguousCategoricalEntropyModel::from_nonzero_fixed_point_probabilities(t.class_frequencies(), false)
             .unwrap()
     }
 
@@ -608,10 +808,16 @@ pub(crate) mod tests {
             let n = t.encode(&codes, &mut out).unwrap();
             let words: Vec<u16> = out[..n].chunks_exact(2).map(|w| u16::from_le_bytes([w[0], w[1]])).collect();
             let mut reference = SmallAnsCoder::from_compressed(words).unwrap();
+            let k = t.latents();
+            let mut class = 0;
             for i in 0..codes.len() {
+                if i % k == 0 && !owned.classes.is_empty() {
+                    class = reference.decode_symbol(class_model(&owned)).unwrap();
+                    prop_assert_eq!(class, owned.cheapest_class(&codes, i), "the cheapest class");
+                }
                 let (table, value) = owned.table_and_value(&codes, i);
-                let (symbol, escaped) = reference_symbols(value, t.lowest.get(table), owned.frequencies(table).len());
-                prop_assert_eq!(reference.decode_symbol(reference_model(&owned, table)).unwrap(), symbol);
+                let (symbol, escaped) = reference_symbols(value, t.lowest.get(table), owned.frequencies(class, table).len());
+                prop_assert_eq!(reference.decode_symbol(reference_model(&owned, class, table)).unwrap(), symbol);
                 for e in escaped {
                     prop_assert_eq!(reference.decode_symbol(escaped_model()).unwrap(), e);
                 }
@@ -626,13 +832,20 @@ pub(crate) mod tests {
         fn the_device_decoder_reads_what_constriction_writes((owned, codes) in tables_and_codes()) {
             let t = owned.tables();
             let mut reference = SmallAnsCoder::new();
-            for i in (0..codes.len()).rev() {
-                let (table, value) = owned.table_and_value(&codes, i);
-                let (symbol, escaped) = reference_symbols(value, t.lowest.get(table), owned.frequencies(table).len());
-                for &e in escaped.iter().rev() {
-                    reference.encode_symbol(e, escaped_model()).unwrap();
+            let k = t.latents();
+            for window in (0..codes.len()).step_by(k).rev() {
+                let class = owned.cheapest_class(&codes, window);
+                for i in (window..window + k).rev() {
+                    let (table, value) = owned.table_and_value(&codes, i);
+                    let (symbol, escaped) = reference_symbols(value, t.lowest.get(table), owned.frequencies(class, table).len());
+                    for &e in escaped.iter().rev() {
+                        reference.encode_symbol(e, escaped_model()).unwrap();
+                    }
+                    reference.encode_symbol(symbol, reference_model(&owned, class, table)).unwrap();
                 }
-                reference.encode_symbol(symbol, reference_model(&owned, table)).unwrap();
+                if !owned.classes.is_empty() {
+                    reference.encode_symbol(class, class_model(&owned)).unwrap();
+                }
             }
             let words = reference.into_compressed().unwrap();
             let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
@@ -644,7 +857,9 @@ pub(crate) mod tests {
             prop_assert_eq!(back, codes);
         }
 
-        /// Any bytes: the decoder answers, never panics, and what it accepts re-encodes to them.
+        /// Any bytes: the decoder answers, never panics, and what it accepts re-encodes to them
+        /// (to codes that decode the same, with window classes: a payload may send a window
+        /// with a class other than the cheapest, which this encoder would not pick).
         #[test]
         fn arbitrary_payloads_decode_or_are_refused(
             (owned, codes) in tables_and_codes(),
@@ -655,8 +870,48 @@ pub(crate) mod tests {
             if t.decode(&payload, &mut back).is_ok() {
                 let mut again = [0u8; 2048];
                 let n = t.encode(&back, &mut again).unwrap();
-                prop_assert_eq!(&again[..n], &payload[..]);
+                if owned.classes.is_empty() {
+                    prop_assert_eq!(&again[..n], &payload[..]);
+                }
+                let mut twice = std::vec![0i16; codes.len()];
+                t.decode(&again[..n], &mut twice).unwrap();
+                prop_assert_eq!(twice, back);
             }
+        }
+    }
+
+    #[test]
+    fn the_class_cost_is_the_information_content_to_a_sixteenth_of_a_bit() {
+        for freq in 1..=TOTAL {
+            let exact = 16.0 * (f64::from(PRECISION) - f64::from(freq).log2());
+            assert!((f64::from(class_cost(freq)) - exact).abs() <= 1.05, "{freq}: {} vs {exact}", class_cost(freq));
+        }
+    }
+
+    /// A quiet class and a busy one (four latents with the same tables): each window goes with
+    /// the class that suits it, and the stream is shorter than with either class's tables
+    /// alone.
+    #[test]
+    fn each_window_goes_with_the_class_that_codes_it_in_fewest_bits() {
+        let quiet = std::vec![2, 2, 3, 4082, 3, 2, 2];
+        let busy = std::vec![200, 600, 800, 900, 800, 600, 196];
+        let four = |freqs: &Vec<u16>| std::vec![(-3, freqs.clone()); 4];
+        let switched = OwnedTables::new(&four(&quiet)).with_classes(&[2048, 2048], &[std::vec![busy.clone(); 4]]);
+        assert_eq!(switched.tables().validate(4), Ok(()));
+        let codes: Vec<i16> = (0..64).map(|i| if i < 32 { 0 } else { [-2, -1, 1, 2][i % 4] }).collect();
+        let length = |t: &OwnedTables| {
+            let mut out = [0u8; 256];
+            let n = t.tables().encode(&codes, &mut out).unwrap();
+            let mut back = [0i16; 64];
+            t.tables().decode(&out[..n], &mut back).unwrap();
+            assert_eq!(back.to_vec(), codes);
+            n
+        };
+        let (n, quiet_only, busy_only) =
+            (length(&switched), length(&OwnedTables::new(&four(&quiet))), length(&OwnedTables::new(&four(&busy))));
+        assert!(n < quiet_only && n < busy_only, "{n} bytes switched, {quiet_only} quiet, {busy_only} busy");
+        for window in (0..codes.len()).step_by(4) {
+            assert_eq!(switched.cheapest_class(&codes, window), usize::from(window >= 32), "window at {window}");
         }
     }
 
@@ -723,7 +978,7 @@ pub(crate) mod tests {
         for symbol in [0xFF, 0xFF, 255] {
             forged.encode_symbol(symbol as usize, escaped_model()).unwrap();
         }
-        forged.encode_symbol(2usize, reference_model(&owned, 0)).unwrap();
+        forged.encode_symbol(2usize, reference_model(&owned, 0, 0)).unwrap();
         let bytes: Vec<u8> = forged.into_compressed().unwrap().iter().flat_map(|w| w.to_le_bytes()).collect();
         let mut back = [0i16; 1];
         assert_eq!(t.decode(&bytes, &mut back), Err(EntropyError::Inconsistent));

@@ -18,7 +18,7 @@ use heapless::Deque;
 use crate::blob::MAX_CHANNELS;
 
 /// Version of the layouts; the second byte of every header.
-pub const WIRE_VERSION: u8 = 9;
+pub const WIRE_VERSION: u8 = 10;
 /// First byte of every stream header.
 pub const HEADER_MAGIC: u8 = 0xF5;
 /// Bytes of a stream header, its CRC-32 included.
@@ -1459,6 +1459,106 @@ pub(crate) mod tests {
             let mut back = std::vec![0i16; codes.len()];
             tables.decode(&frame.payload, &mut back).unwrap();
             assert_eq!(back, codes);
+        }
+    }
+
+    /// Golden vector 6: window classes (three: quiet, latent 1 drifting, busy) with a predicted
+    /// latent (lag 1), windows of every class, escapes inside classed windows, a tie between two
+    /// classes (the lower one taken) and a last frame.
+    #[test]
+    fn window_class_golden_vector_matches_the_spec() {
+        use crate::entropy::tests::OwnedTables;
+        use constriction::stream::model::SmallContiguousCategoricalEntropyModel as Model;
+        use constriction::stream::{stack::SmallAnsCoder, Decode};
+        let classes: [(Vec<u16>, Vec<u16>, Vec<u16>); 3] = [
+            (std::vec![2, 8, 48, 3980, 48, 8, 2], std::vec![2, 8, 48, 3980, 48, 8, 2], std::vec![4, 64, 3960, 64, 4]),
+            (
+                std::vec![4, 64, 512, 2936, 512, 64, 4],
+                std::vec![256, 512, 768, 1024, 768, 512, 256],
+                std::vec![64, 1536, 896, 1536, 64],
+            ),
+            (
+                std::vec![400, 600, 700, 696, 700, 600, 400],
+                std::vec![400, 600, 700, 696, 700, 600, 400],
+                std::vec![800, 800, 896, 800, 800],
+            ),
+        ];
+        let class_frequencies = [2048u16, 1536, 512];
+        let lows = [-3i16, -3, -2];
+        let tables_of = |(t0, t1, d1): &(Vec<u16>, Vec<u16>, Vec<u16>)| std::vec![t0.clone(), t1.clone(), d1.clone()];
+        let first: Vec<(i16, Vec<u16>)> = lows.iter().copied().zip(tables_of(&classes[0])).collect();
+        let owned = OwnedTables { lags: std::vec![0, 1], ..OwnedTables::new(&first) }
+            .with_classes(&class_frequencies, &[tables_of(&classes[1]), tables_of(&classes[2])]);
+        let tables = owned.tables();
+        assert_eq!((tables.validate(2), tables.class_count()), (Ok(()), 3));
+        let h = coded_session(5, 0x0708, 2, 32);
+        // (codes, SATURATED, the classes the spec gives the windows)
+        let frames: [(&[i16], bool, &[usize]); 3] = [
+            (&[0, 0, 0, 0, 0, 1, 0, 2], false, &[0, 0, 1, 1]),
+            (&[0, 3, 1, 2, -2, 1, 40, 0], true, &[1, 1, 2, 2]),
+            (&[2, -3, -3, 3, 0, 0], false, &[2, 2, 1]),
+        ];
+        let mut v6 = h.encode().to_vec();
+        let mut buf = [0u8; MAX_FRAME_LEN];
+        let mut payload = [0u8; MAX_FRAME_PAYLOAD];
+        for (f, (codes, saturated, _)) in frames.iter().enumerate() {
+            let (len, _) = crate::stream::frame_payload(Some(tables), codes, &mut payload);
+            assert!(len < 2 * codes.len(), "frame {f} is coded");
+            let n = match f {
+                2 => encode_last_frame(&h, 2, *saturated, 70, &payload[..len], &mut buf),
+                _ => encode_frame(&h, f as u32, *saturated, &payload[..len], &mut buf),
+            };
+            v6.extend_from_slice(&buf[..n.unwrap()]);
+        }
+        assert_eq!(v6, golden("golden-6"));
+
+        // The spec's reading, symbol by symbol, with constriction's coder: per window its
+        // class, then its values with that class's tables (latent 1's difference table from
+        // window 1 on), each escape followed by its distance.
+        let model = |freqs: &[u16]| Model::from_nonzero_fixed_point_probabilities(freqs.to_vec(), false).unwrap();
+        let escaped = model(&[16; 256]);
+        let read = |payload: &[u8], n: usize| -> (Vec<i16>, Vec<usize>) {
+            let words: Vec<u16> = payload.chunks_exact(2).map(|w| u16::from_le_bytes([w[0], w[1]])).collect();
+            let mut coder = SmallAnsCoder::from_compressed(words).unwrap();
+            let (mut codes, mut read_classes) = (Vec::new(), Vec::new());
+            for j in 0..n {
+                if j % 2 == 0 {
+                    read_classes.push(coder.decode_symbol(model(&class_frequencies)).unwrap());
+                }
+                let class = &tables_of(&classes[*read_classes.last().unwrap()]);
+                let table = if j % 2 == 1 && j >= 2 { 2 } else { j % 2 };
+                let freqs = &class[table];
+                let symbol = coder.decode_symbol(model(freqs)).unwrap();
+                let (lo, hi) = (lows[table], lows[table] + freqs.len() as i16 - 1);
+                let t = lo + symbol as i16;
+                let mut value = i32::from(t);
+                if t == lo || t == hi {
+                    let mut d = coder.decode_symbol(&escaped).unwrap();
+                    if d == 255 {
+                        d += (coder.decode_symbol(&escaped).unwrap() << 8) + coder.decode_symbol(&escaped).unwrap();
+                    }
+                    value += if t == lo { -(d as i32) } else { d as i32 };
+                }
+                let value = i16::try_from(value).unwrap();
+                codes.push(if table == 2 { value.wrapping_add(codes[j - 2]) } else { value });
+            }
+            assert!(coder.is_empty(), "every word read");
+            (codes, read_classes)
+        };
+
+        let got = frames_of(&decode_all(&v6, 2));
+        assert_eq!(got.len(), 3);
+        assert_eq!((got[2].end_samples, got[2].windows(), got[2].samples()), (Some(70), 3, 70));
+        for (frame, (codes, saturated, want)) in got.iter().zip(frames) {
+            assert!(frame.entropy_coded);
+            assert_eq!(frame.saturated, saturated);
+            let mut back = std::vec![0i16; codes.len()];
+            tables.decode(&frame.payload, &mut back).unwrap();
+            assert_eq!(back, codes);
+            assert_eq!(read(&frame.payload, codes.len()), (codes.to_vec(), want.to_vec()), "codes and classes");
+            // The decoded codes take the same classes again: the same payload.
+            let (len, _) = crate::stream::frame_payload(Some(tables), &back, &mut payload);
+            assert_eq!(&payload[..len], &frame.payload[..]);
         }
     }
 

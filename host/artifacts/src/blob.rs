@@ -41,6 +41,7 @@ pub struct OwnedCodeTables {
     highest: Vec<u8>,
     cumulative: Vec<u8>,
     lags: Vec<u8>,
+    classes: Vec<u8>,
 }
 
 /// Most codes a table leaves room for on each side of those seen in training, as a fraction of
@@ -58,6 +59,31 @@ pub const MAX_PREDICTION_LAG: usize = 8;
 /// changes), while PV's daily cycle (three windows a day) saved 9–24 % with lag 3 on the
 /// training part and 6–24 % held out.
 pub const LONGER_LAG_GAIN: f64 = 0.95;
+/// Window classes the tables are fitted in (the format takes up to
+/// [`MAX_CLASSES`](funnel_shared::entropy::MAX_CLASSES)). Measured
+/// during development, held out, on the ECG at 0.5, 1 and 2 bits/sample and the IMU's acc_z:
+/// four classes sent no fewer bits for the same error than two (ECG: 0.56, 0.63, 0.82 × the
+/// PCA transform coder with four, 0.56, 0.64, 0.81 with two; acc_z 1.16, 1.09, 1.02 against
+/// 1.14, 1.07, 0.94) and took twice the flash for their tables.
+pub const FITTED_CLASSES: usize = 2;
+/// Window classes are kept only where they send the training part's frames in 98 % of the
+/// bytes or fewer: their tables take flash again. (The choice is made on the frames the tables
+/// were fitted to; choosing on frames held out of the fit — the training part's last quarter
+/// — refused the classes on the IMU, whose training part is ten frames, although they sent
+/// its held-out part in fewer bits for the same error.)
+pub const CLASS_GAIN: f64 = 0.98;
+/// Fewest windows window classes are fitted to. Fitted to fewer, their tables flatter the
+/// training part: on 100 windows of the ECG (a test's 4,000 samples) the code step searched for
+/// 1.5 bits/sample on the training part sent the held-out part in 2.1. The IMU's training part
+/// (315 windows) gains held out.
+pub const MIN_CLASS_WINDOWS: usize = 256;
+/// How many windows' worth of the one-class tables each class's tables start from (measured
+/// during development, held out on the ECG, PV and four IMU channels at 0.5, 1 and 2
+/// bits/sample: 8 sent slightly fewer bits than 2 for the same error on most of them, and
+/// 32 was worse on some).
+pub const CLASS_PRIOR: f64 = 8.0;
+/// Rounds of fitting each class's tables and moving each window to its cheapest class.
+pub const CLASS_ITERATIONS: usize = 8;
 
 impl OwnedCodeTables {
     pub fn tables(&self) -> CodeTables<'_> {
@@ -66,6 +92,7 @@ impl OwnedCodeTables {
             highest: I16s::new(&self.highest).expect("two bytes per entry"),
             cumulative: U16s::new(&self.cumulative).expect("two bytes per entry"),
             lags: U8s::new(&self.lags).expect("one byte per entry"),
+            classes: U16s::new(&self.classes).expect("two bytes per entry"),
         }
     }
 
@@ -76,6 +103,7 @@ impl OwnedCodeTables {
             highest: tables.highest.iter().flat_map(i16::to_le_bytes).collect(),
             cumulative: (0..n).flat_map(|i| tables.cumulative.get(i).to_le_bytes()).collect(),
             lags: tables.lags.iter().collect(),
+            classes: (0..tables.classes.len()).flat_map(|i| tables.classes.get(i).to_le_bytes()).collect(),
         }
     }
 
@@ -88,7 +116,22 @@ impl OwnedCodeTables {
     /// after the first `lag` windows of a frame, its code is sent as its difference from the
     /// code `lag` windows before, with a table fitted the same way to those differences. A lag
     /// over 1 must code them in [`LONGER_LAG_GAIN`] of the bits of the best shorter choice.
+    /// Then the windows are sorted into [`FITTED_CLASSES`] **window classes**, each with tables
+    /// of its own, when that sends these frames in [`CLASS_GAIN`] of the bytes or fewer: they
+    /// start in classes by the bits the one-class tables code them in, then, eight times over,
+    /// each class's tables are refitted to its windows (from [`CLASS_PRIOR`] windows' worth of
+    /// the one-class tables) and each window moves to its cheapest class.
     pub fn fit(codes: &[i16], latents: usize, windows_per_frame: usize) -> OwnedCodeTables {
+        let single = OwnedCodeTables::fit_one_class(codes, latents, windows_per_frame);
+        let bytes = |t: &OwnedCodeTables| frames_length(&t.tables(), codes, latents, windows_per_frame);
+        match single.in_classes(codes, latents, windows_per_frame, FITTED_CLASSES) {
+            Some(switched) if bytes(&switched) as f64 <= CLASS_GAIN * bytes(&single) as f64 => switched,
+            _ => single,
+        }
+    }
+
+    /// The tables of one class: see [`OwnedCodeTables::fit`].
+    fn fit_one_class(codes: &[i16], latents: usize, windows_per_frame: usize) -> OwnedCodeTables {
         let mut t = OwnedCodeTables::default();
         let mut differences = Vec::new();
         let mut lags = vec![0u8; latents];
@@ -126,6 +169,91 @@ impl OwnedCodeTables {
         t
     }
 
+    /// These tables (of one class) in `count` window classes fitted to `codes` (sent
+    /// `windows_per_frame` windows to a frame), or `None` when fewer than two classes are
+    /// used. Each table keeps its codes in every class. The windows start in classes by the
+    /// bits these tables code them in (quantiles), then, a few times over, each class's tables
+    /// are fitted to its windows — their counts plus [`CLASS_PRIOR`] windows' worth of these
+    /// tables' distribution, so that codes a class has not seen stay as likely as they were —
+    /// and each window moves to the class that codes it in the fewest bits.
+    fn in_classes(&self, codes: &[i16], latents: usize, windows_per_frame: usize, count: usize) -> Option<Self> {
+        let t = self.tables();
+        let tables = t.lowest.len();
+        let lowest: Vec<i32> = (0..tables).map(|i| i32::from(t.lowest.get(i))).collect();
+        let sizes: Vec<usize> = (0..tables).map(|i| (i32::from(t.highest.get(i)) - lowest[i] + 1) as usize).collect();
+        let starts: Vec<usize> = sizes.iter().scan(0, |s, &n| Some(std::mem::replace(s, *s + n))).collect();
+        // Each window's symbols: (table, index in the table), escapes clamped to their end.
+        let windows: Vec<Vec<(usize, usize)>> = coded_values(&t, codes, latents, windows_per_frame)
+            .chunks(latents)
+            .map(|w| {
+                w.iter()
+                    .map(|&(table, v)| {
+                        (table, (i32::from(v) - lowest[table]).clamp(0, sizes[table] as i32 - 1) as usize)
+                    })
+                    .collect()
+            })
+            .collect();
+        if windows.len() < MIN_CLASS_WINDOWS {
+            return None;
+        }
+        let prior: Vec<f64> = starts
+            .iter()
+            .zip(&sizes)
+            .flat_map(|(&s, &n)| (0..n).map(move |j| (s, n, j)))
+            .map(|(s, n, j)| {
+                let next = if j + 1 < n { u32::from(t.cumulative.get(s + j + 1)) } else { TOTAL };
+                f64::from(next - u32::from(t.cumulative.get(s + j))) / f64::from(TOTAL)
+            })
+            .collect();
+        let bits =
+            |cost: &[f64], w: &[(usize, usize)]| w.iter().map(|&(table, j)| cost[starts[table] + j]).sum::<f64>();
+        let single: Vec<f64> = prior.iter().map(|p| -p.log2()).collect();
+        let mut order: Vec<(f64, usize)> = windows.iter().enumerate().map(|(i, w)| (bits(&single, w), i)).collect();
+        order.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let mut class = vec![0usize; windows.len()];
+        for (rank, &(_, i)) in order.iter().enumerate() {
+            class[i] = rank * count / windows.len();
+        }
+        let mut fitted = Vec::new();
+        for _ in 0..CLASS_ITERATIONS {
+            fitted = (0..count)
+                .map(|c| {
+                    let mut weights: Vec<f64> = prior.iter().map(|p| p * CLASS_PRIOR).collect();
+                    for (w, _) in windows.iter().zip(&class).filter(|(_, &k)| k == c) {
+                        w.iter().for_each(|&(table, j)| weights[starts[table] + j] += 1.0);
+                    }
+                    let freqs: Vec<u16> = starts
+                        .iter()
+                        .zip(&sizes)
+                        .flat_map(|(&s, &n)| quantize_frequencies(&weights[s..s + n]))
+                        .collect();
+                    freqs
+                })
+                .collect();
+            let members: Vec<f64> = (0..count).map(|c| class.iter().filter(|&&k| k == c).count() as f64).collect();
+            let total: f64 = members.iter().sum();
+            let costs: Vec<Vec<f64>> = fitted
+                .iter()
+                .map(|freqs| freqs.iter().map(|&f| f64::from(PRECISION) - f64::from(f).log2()).collect())
+                .collect();
+            for (w, k) in windows.iter().zip(class.iter_mut()) {
+                let cost = |c: usize| bits(&costs[c], w) - ((members[c] + 0.5) / (total + 0.5)).log2();
+                *k = (0..count).min_by(|&a, &b| cost(a).total_cmp(&cost(b))).unwrap_or(0);
+            }
+        }
+        let used: Vec<usize> = (0..count).filter(|&c| class.contains(&c)).collect();
+        if used.len() < 2 {
+            return None;
+        }
+        let members: Vec<f64> = used.iter().map(|&c| class.iter().filter(|&&k| k == c).count() as f64).collect();
+        let mut switched = OwnedCodeTables { cumulative: Vec::new(), classes: Vec::new(), ..self.clone() };
+        for &c in &used {
+            switched.cumulative.extend(cumulative_bytes(&fitted[c], &sizes));
+        }
+        switched.classes = cumulative_bytes(&quantize_frequencies(&members), &[members.len()]);
+        Some(switched)
+    }
+
     /// Tables `(lowest code, frequencies)`, in order, none predicted.
     pub(crate) fn of_tables(tables: &[(i32, Vec<u16>)]) -> OwnedCodeTables {
         let mut t = OwnedCodeTables::default();
@@ -143,6 +271,53 @@ impl OwnedCodeTables {
             cumulative += f;
         }
     }
+}
+
+/// The values coded for `codes` (whole windows of `latents`, sent `windows_per_frame` to a
+/// frame) with tables `t`, each with its table: a code, or its difference from the same latent
+/// `lag` windows before in its frame (see `funnel_shared::entropy`).
+fn coded_values(t: &CodeTables<'_>, codes: &[i16], latents: usize, windows_per_frame: usize) -> Vec<(usize, i16)> {
+    let lags: Vec<usize> =
+        (0..latents).map(|i| if t.lags.is_empty() { 0 } else { usize::from(t.lags.get(i)) }).collect();
+    // Difference tables follow the latents' own, in latent order.
+    let tables: Vec<usize> = lags
+        .iter()
+        .enumerate()
+        .scan(latents, |next, (i, &lag)| Some(if lag == 0 { i } else { std::mem::replace(next, *next + 1) }))
+        .collect();
+    codes
+        .iter()
+        .enumerate()
+        .map(|(position, &code)| {
+            let (window, latent) = (position / latents, position % latents);
+            let lag = lags[latent];
+            match lag != 0 && window % windows_per_frame >= lag {
+                true => (tables[latent], code.wrapping_sub(codes[position - lag * latents])),
+                false => (latent, code),
+            }
+        })
+        .collect()
+}
+
+/// Bytes that `codes` (whole windows of `latents`) take coded with `t`, `windows_per_frame`
+/// windows to a frame.
+fn frames_length(t: &CodeTables<'_>, codes: &[i16], latents: usize, windows_per_frame: usize) -> usize {
+    let frame = latents * windows_per_frame.max(1);
+    let mut out = vec![0u8; frame * 8 + 64];
+    codes.chunks(frame).map(|f| t.encode(f, &mut out).expect("room for any frame of codes")).sum()
+}
+
+/// The cumulative frequencies of tables of `sizes` codes each whose frequencies are `freqs`
+/// (one after the other), as blob bytes.
+fn cumulative_bytes(freqs: &[u16], sizes: &[usize]) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(2 * freqs.len());
+    let mut rest = freqs;
+    for &n in sizes {
+        let (table, after) = rest.split_at(n);
+        table.iter().scan(0u16, |c, &f| Some(std::mem::replace(c, *c + f))).for_each(|c| bytes.extend(c.to_le_bytes()));
+        rest = after;
+    }
+    bytes
 }
 
 /// A table `(lowest code, frequencies)` for the i16 values `seen`: the values seen (the densest
@@ -467,6 +642,39 @@ mod tests {
         let mut back = vec![0i16; 48];
         t.decode(&out[..predicted], &mut back).unwrap();
         assert_eq!(back, frame);
+    }
+
+    /// Codes of a pseudo-random draw from -spread ..= spread, for window `w`, latent `i`.
+    fn draw(w: u32, i: u32, spread: u32) -> i16 {
+        let h = (w.wrapping_mul(0x9E37_79B1) ^ i.wrapping_mul(0x85EB_CA77)).wrapping_mul(0xC2B2_AE3D);
+        ((h ^ h >> 15) % (2 * spread + 1)) as i16 - spread as i16
+    }
+
+    /// Quiet stretches and busy ones: the windows are sent in two classes, each with tables of
+    /// its own, and the frames cost less than with one set of tables; a signal that is alike
+    /// throughout keeps one class.
+    #[test]
+    fn quiet_and_busy_stretches_get_window_classes_and_an_even_signal_does_not() {
+        let (latents, windows) = (4, 2000u32);
+        let bursty: Vec<i16> = (0..windows)
+            .flat_map(|w| (0..4).map(move |i| draw(w, i, if (w / 100) % 2 == 0 { 0 } else { 20 })))
+            .collect();
+        let classed = OwnedCodeTables::fit(&bursty, latents, 8);
+        let t = classed.tables();
+        assert_eq!((t.class_count(), t.validate(latents)), (2, Ok(())));
+        let single = OwnedCodeTables::fit_one_class(&bursty, latents, 8);
+        let (with, without) =
+            (frames_length(&t, &bursty, latents, 8), frames_length(&single.tables(), &bursty, latents, 8));
+        assert!(with * 100 < without * 85, "{with} bytes in classes, {without} in one");
+        let mut out = vec![0u8; 1024];
+        let mut back = vec![0i16; 32];
+        for frame in bursty.chunks(32) {
+            let n = t.encode(frame, &mut out).unwrap();
+            t.decode(&out[..n], &mut back).unwrap();
+            assert_eq!(back, frame);
+        }
+        let even: Vec<i16> = (0..windows).flat_map(|w| (0..4).map(move |i| draw(w, i, 10))).collect();
+        assert_eq!(OwnedCodeTables::fit(&even, latents, 8).tables().class_count(), 1);
     }
 
     #[test]

@@ -57,6 +57,14 @@ pub struct QuantizationCard {
     /// `funnel_shared::entropy`).
     #[serde(default)]
     pub prediction_lags: Vec<u8>,
+    /// How many window classes the code tables come in (1 for older cards: see
+    /// `funnel_shared::entropy`).
+    #[serde(default = "one_class")]
+    pub window_classes: usize,
+}
+
+fn one_class() -> usize {
+    1
 }
 
 /// The error-bounded mode (`funnel train`/`quantize --max-error`): the blob's streams carry the
@@ -375,6 +383,13 @@ impl ModelCard {
                 "- **Predicted latents**: {}; each coded as its difference from the same latent `lag` windows \
                  before in its frame",
                 lags.join(", ")
+            );
+        }
+        if let Some(q) = self.quantization.as_ref().filter(|q| q.window_classes > 1) {
+            let _ = writeln!(
+                s,
+                "- **Window classes**: {}; each window is sent with the class whose tables code it in the fewest bits",
+                q.window_classes
             );
         }
         if let Some(f) = self.seam_filter {

@@ -181,6 +181,7 @@ fn quantize_and_measure(
         code_step,
         dead_zone,
         prediction_lags: blob.code_tables().map_or(Vec::new(), |t| t.lags.iter().collect()),
+        window_classes: blob.code_tables().map_or(1, |t| t.class_count()),
     };
     // A coarser step loses PRDN on purpose; the warning is about the finest (or a trained grid).
     let warning = ((code_step == 1.0 || trained_grid) && relative > MAX_RELATIVE_PRDN_LOSS).then(|| {
