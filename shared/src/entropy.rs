@@ -109,6 +109,15 @@ impl Layout {
             _ => (latent, None),
         }
     }
+
+    /// The table of the code at `position` of `codes` and the value it is coded as: the code,
+    /// or its difference from the code it is predicted from (wrapping in i16).
+    #[inline(always)]
+    fn value_at(&self, codes: &[i16], position: usize, k: usize) -> (usize, i16) {
+        let (table, from) = self.table_of(position, k);
+        let code = codes[position];
+        (table, from.map_or(code, |from| code.wrapping_sub(codes[from])))
+    }
 }
 
 /// Why codes could not be entropy coded or decoded.
@@ -250,9 +259,7 @@ impl<'a> CodeTables<'a> {
         let mut values = [(0usize, 0i16); MAX_CODES];
         for start in (0..codes.len()).step_by(k).rev() {
             for (i, slot) in values[..k].iter_mut().enumerate() {
-                let (table, from) = writer.layout.table_of(start + i, k);
-                let code = codes[start + i];
-                *slot = (table, from.map_or(code, |from| code.wrapping_sub(codes[from])));
+                *slot = writer.layout.value_at(codes, start + i, k);
             }
             let class = writer.cheapest_class(&values[..k]);
             writer.class_base = class * writer.layout.span;
@@ -264,6 +271,14 @@ impl<'a> CodeTables<'a> {
             }
         }
         Ok(())
+    }
+
+    /// What each of a frame's `codes` (whole windows) is coded as, with its table: the code, or
+    /// a predicted latent's difference from the code `lag` windows before (see the module
+    /// documentation). The same in every window class.
+    pub fn coded_values<'c>(&self, codes: &'c [i16]) -> impl Iterator<Item = (usize, i16)> + 'c {
+        let (layout, k) = (self.layout(), self.latents().max(1));
+        (0..codes.len()).map(move |position| layout.value_at(codes, position, k))
     }
 
     /// Decodes `payload` (what [`CodeTables::encode`] wrote) into `codes`, whose length says

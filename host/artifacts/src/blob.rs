@@ -183,7 +183,9 @@ impl OwnedCodeTables {
         let sizes: Vec<usize> = (0..tables).map(|i| (i32::from(t.highest.get(i)) - lowest[i] + 1) as usize).collect();
         let starts: Vec<usize> = sizes.iter().scan(0, |s, &n| Some(std::mem::replace(s, *s + n))).collect();
         // Each window's symbols: (table, index in the table), escapes clamped to their end.
-        let windows: Vec<Vec<(usize, usize)>> = coded_values(&t, codes, latents, windows_per_frame)
+        let values: Vec<(usize, i16)> =
+            codes.chunks(latents * windows_per_frame.max(1)).flat_map(|frame| t.coded_values(frame)).collect();
+        let windows: Vec<Vec<(usize, usize)>> = values
             .chunks(latents)
             .map(|w| {
                 w.iter()
@@ -265,38 +267,8 @@ impl OwnedCodeTables {
         let hi = lo + freqs.len() as i32 - 1;
         self.lowest.extend_from_slice(&(*lo as i16).to_le_bytes());
         self.highest.extend_from_slice(&(hi as i16).to_le_bytes());
-        let mut cumulative = 0u16;
-        for f in freqs {
-            self.cumulative.extend_from_slice(&cumulative.to_le_bytes());
-            cumulative += f;
-        }
+        self.cumulative.extend(cumulative_bytes(freqs, &[freqs.len()]));
     }
-}
-
-/// The values coded for `codes` (whole windows of `latents`, sent `windows_per_frame` to a
-/// frame) with tables `t`, each with its table: a code, or its difference from the same latent
-/// `lag` windows before in its frame (see `funnel_shared::entropy`).
-fn coded_values(t: &CodeTables<'_>, codes: &[i16], latents: usize, windows_per_frame: usize) -> Vec<(usize, i16)> {
-    let lags: Vec<usize> =
-        (0..latents).map(|i| if t.lags.is_empty() { 0 } else { usize::from(t.lags.get(i)) }).collect();
-    // Difference tables follow the latents' own, in latent order.
-    let tables: Vec<usize> = lags
-        .iter()
-        .enumerate()
-        .scan(latents, |next, (i, &lag)| Some(if lag == 0 { i } else { std::mem::replace(next, *next + 1) }))
-        .collect();
-    codes
-        .iter()
-        .enumerate()
-        .map(|(position, &code)| {
-            let (window, latent) = (position / latents, position % latents);
-            let lag = lags[latent];
-            match lag != 0 && window % windows_per_frame >= lag {
-                true => (tables[latent], code.wrapping_sub(codes[position - lag * latents])),
-                false => (latent, code),
-            }
-        })
-        .collect()
 }
 
 /// Bytes that `codes` (whole windows of `latents`) take coded with `t`, `windows_per_frame`
