@@ -216,7 +216,7 @@ impl OwnedCodeTables {
         for (rank, &(_, i)) in order.iter().enumerate() {
             class[i] = rank * count / windows.len();
         }
-        let mut fitted = Vec::new();
+        let mut fitted: Vec<Vec<u16>> = Vec::new();
         for _ in 0..CLASS_ITERATIONS {
             fitted = (0..count)
                 .map(|c| {
@@ -224,12 +224,7 @@ impl OwnedCodeTables {
                     for (w, _) in windows.iter().zip(&class).filter(|(_, &k)| k == c) {
                         w.iter().for_each(|&(table, j)| weights[starts[table] + j] += 1.0);
                     }
-                    let freqs: Vec<u16> = starts
-                        .iter()
-                        .zip(&sizes)
-                        .flat_map(|(&s, &n)| quantize_frequencies(&weights[s..s + n]))
-                        .collect();
-                    freqs
+                    starts.iter().zip(&sizes).flat_map(|(&s, &n)| quantize_frequencies(&weights[s..s + n])).collect()
                 })
                 .collect();
             let members: Vec<f64> = (0..count).map(|c| class.iter().filter(|&&k| k == c).count() as f64).collect();
