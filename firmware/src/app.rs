@@ -62,11 +62,13 @@ pub enum AppError<S, W> {
     Encode(EncodeError),
 }
 
-impl<S: fmt::Debug, W: fmt::Debug> fmt::Display for AppError<S, W> {
+// Display, not Debug, of the source's and sink's errors: derived `Debug` formatting costs a
+// Cortex-M0 image kilobytes of flash.
+impl<S: fmt::Display, W: fmt::Display> fmt::Display for AppError<S, W> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            AppError::Source(e) => write!(f, "sample source failed: {e:?}"),
-            AppError::Sink(e) => write!(f, "writing a frame failed: {e:?}"),
+            AppError::Source(e) => write!(f, "sample source failed: {e}"),
+            AppError::Sink(e) => write!(f, "writing a frame failed: {e}"),
             AppError::Encode(e) => write!(f, "encoding failed: {e}"),
         }
     }

@@ -10,6 +10,12 @@ pub struct NbSerial<T>(pub T);
 #[derive(Debug)]
 pub struct SerialError<E>(pub E);
 
+impl<E: core::fmt::Display> core::fmt::Display for SerialError<E> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "serial port: {}", self.0)
+    }
+}
+
 impl<E: serial::Error> embedded_io::Error for SerialError<E> {
     fn kind(&self) -> embedded_io::ErrorKind {
         embedded_io::ErrorKind::Other

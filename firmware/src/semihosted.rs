@@ -22,6 +22,12 @@ pub const EXIT_BAD_BLOB: i32 = 3;
 pub const EXIT_NO_SAMPLES: i32 = 4;
 pub const EXIT_RUN_FAILED: i32 = 5;
 
+/// A file name to print: `CStr`'s `Debug` (escaping, Unicode tables) costs the Cortex-M0
+/// image a kilobyte of flash; the names here are ASCII.
+pub fn file_name(path: &CStr) -> &str {
+    path.to_str().unwrap_or("(a non-UTF-8 name)")
+}
+
 /// i16 LE samples from a host file, read in chunks.
 pub struct FileSource {
     file: fs::File,
@@ -73,6 +79,12 @@ pub struct FileSink(pub fs::File);
 
 #[derive(Debug)]
 pub struct FileSinkError(pub semihosting::io::Error);
+
+impl core::fmt::Display for FileSinkError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "host file: {}", self.0)
+    }
+}
 
 impl embedded_io::Error for FileSinkError {
     fn kind(&self) -> embedded_io::ErrorKind {
@@ -149,12 +161,12 @@ impl embedded_hal_nb::serial::Write<u8> for CmsdkUart {
 
 /// The whole QEMU application: paint the stack, validate the model, stream `samples.i16`
 /// through [`App`] into `sink`, report and exit QEMU. A bad blob halts here with the reason.
-pub fn run<W: embedded_io::Write>(sink: impl FnOnce() -> W) -> ! {
+pub fn run<W: embedded_io::Write<Error: core::fmt::Display>>(sink: impl FnOnce() -> W) -> ! {
     stack::paint();
     let source = match FileSource::open(SAMPLES_FILE) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("funnel-firmware: cannot open {SAMPLES_FILE:?} over semihosting: {e:?}");
+            eprintln!("funnel-firmware: cannot open {} over semihosting: {e}", file_name(SAMPLES_FILE));
             process::exit(EXIT_NO_SAMPLES)
         }
     };

@@ -13,7 +13,7 @@ fn main() -> ! {
     semihosted::run(|| match fs::File::create(FRAMES_FILE) {
         Ok(f) => FileSink(f),
         Err(e) => {
-            eprintln!("funnel-firmware: cannot create {FRAMES_FILE:?}: {e:?}");
+            eprintln!("funnel-firmware: cannot create {}: {e}", semihosted::file_name(FRAMES_FILE));
             process::exit(semihosted::EXIT_NO_SAMPLES)
         }
     })
