@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, ensure, Context, Result};
+use funnel_artifacts::blob::{frames_length, OwnedCodeTables};
 use funnel_artifacts::card::{QuantizationCard, SeamFilter};
 use funnel_artifacts::data::fit_validation_counts;
 use funnel_artifacts::data::TrainingWindows;
@@ -258,11 +259,10 @@ fn quantize_for_rate(
         }
         CodeRate::Step(step) => (with_step(step)?, step),
         CodeRate::BitsPerSample(target) => {
-            let (blob, step, reached) =
-                step_for_rate(with_step, dataset.train(), card.windows_per_frame, finest, target)?;
+            let (blob, step, reached) = step_for_rate(with_step, dataset, card.windows_per_frame, finest, target)?;
             if (reached - target).abs() > RATE_TOLERANCE * target {
                 missed = Some(format!(
-                    "asked for {target} bits/sample, the {} code step sends {reached:.3} on the training part{}",
+                    "asked for {target} bits/sample, the {} code step sends {reached:.3} (estimated on the training part){}",
                     if step == finest { "finest" } else { "coarsest" },
                     if step == finest {
                         ": train with more codes per window for a higher rate"
@@ -386,19 +386,20 @@ fn tune_decoder_to_codes(
     )
 }
 
-/// The blob whose code step makes the device send `target` bits per sample for `train`
-/// (original units), found by bisection on the logarithm of the step (the rate falls as the
-/// step grows), that step, and the rate reached. When no step reaches the target, the nearest
-/// end: the finest step (a model cannot send more) or the coarsest (the framing alone costs more).
+/// The blob whose code step makes the device send `target` bits per sample of data like the
+/// training part ([`unseen_rate`]), found by bisection on the logarithm of the step (the rate
+/// falls as the step grows), that step, and the rate reached. When no step reaches the target,
+/// the nearest end: the finest step (a model cannot send more) or the coarsest (the framing
+/// alone costs more).
 fn step_for_rate(
     with_step: &dyn Fn(f64) -> Result<Blob>,
-    train: &Windows,
+    dataset: &Dataset,
     windows_per_frame: u8,
     finest_step: f64,
     target: f64,
 ) -> Result<(Blob, f64, f64)> {
     ensure!(target.is_finite() && target > 0.0, "--bits-per-sample must be a positive number (got {target})");
-    let rate = |blob: &Blob| device_rate(blob, train, windows_per_frame);
+    let rate = |blob: &Blob| unseen_rate(blob, dataset, windows_per_frame);
     let finest = with_step(finest_step)?;
     let finest_rate = rate(&finest)?;
     if finest_rate <= target {
@@ -426,6 +427,21 @@ fn step_for_rate(
         }
     }
     Ok(best)
+}
+
+/// Bits per sample the device sends of the training part, its code tables' share counted as
+/// they code frames they were not fitted to ([`OwnedCodeTables::cross_fitted_length`]): the
+/// rate a step is chosen by, since the tables fitted to the training part code it in fewer
+/// bits than they will code the data the model is sent.
+fn unseen_rate(blob: &Blob, dataset: &Dataset, windows_per_frame: u8) -> Result<f64> {
+    let fitted = device_rate(blob, dataset.train(), windows_per_frame)?;
+    let Some(tables) = blob.code_tables() else { return Ok(fitted) };
+    let (latents, per_frame) = (blob.latent(), usize::from(windows_per_frame));
+    let codes = device_codes(blob, dataset.normalization(), dataset.train_norm())?;
+    let Some(unseen) = OwnedCodeTables::cross_fitted_length(&codes, latents, per_frame) else { return Ok(fitted) };
+    let coded = frames_length(&tables, &codes, latents, per_frame);
+    let samples = (dataset.train().len() * blob.window()) as f64;
+    Ok(fitted + 8.0 * (unseen as f64 - coded as f64) / samples)
 }
 
 /// Writes the blob and records it in the card (clearing firmware measurements of another blob).
