@@ -706,6 +706,13 @@ fn a_bounded_model_rebuilds_every_sample_within_its_bound() {
         assert_eq!((b.max_error, b.max_error_counts), (bound, (bound * 200.0).round() as u16));
         // The recording is read as f32: its values are a few 1e-8 mV off the grid.
         assert!(b.max_abs_error <= bound + 1e-6 && b.windows_per_frame == 16 && b.bits_per_sample > 0.0, "{b:?}");
+        // No rate was given: the samples alone and the latent codes at lower and lower rates
+        // were tried on the training part, and the stream that took the fewest bits was kept.
+        let rates: Vec<f64> = b.trials.iter().filter_map(|t| t.latent_bits_per_sample).collect();
+        assert!(b.trials[0].latent_bits_per_sample.is_none() && rates.len() >= 2, "{b:?}");
+        assert!(rates.windows(2).all(|r| r[1] < r[0]), "{b:?}");
+        let fewest = b.trials.iter().min_by(|x, y| x.training_bits_per_sample.total_cmp(&y.training_bits_per_sample));
+        assert_eq!(fewest.unwrap().latent_bits_per_sample.is_some(), b.latent_codes, "{b:?}");
         let codes = tmp.path().join("codes.bin");
         let recon = tmp.path().join("recon.csv");
         let (codes_s, recon_s) = (codes.to_str().unwrap(), recon.to_str().unwrap());

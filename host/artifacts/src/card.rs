@@ -95,6 +95,20 @@ pub struct BoundedCard {
     pub bits_per_sample: f64,
     pub max_abs_error: f64,
     pub max_abs_error_counts: u16,
+    /// The ways of sending the bounded stream that were fitted to the training part and
+    /// compared by the bits of its stream; the fewest was kept.
+    #[serde(default)]
+    pub trials: Vec<BoundedTrial>,
+}
+
+/// One way of sending a bounded stream, fitted to the training part.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BoundedTrial {
+    /// The latent codes' own rate on the training part (bits per sample, framing included) when
+    /// the frames carry them; `None`: the samples alone.
+    pub latent_bits_per_sample: Option<f64>,
+    /// Bits per sample of the training part's bounded stream, framing included.
+    pub training_bits_per_sample: f64,
 }
 
 fn finest_code_step() -> f64 {
@@ -374,6 +388,21 @@ impl ModelCard {
                 b.max_abs_error,
                 b.max_abs_error_counts
             );
+            if !b.trials.is_empty() {
+                let trials: Vec<String> = b
+                    .trials
+                    .iter()
+                    .map(|t| match t.latent_bits_per_sample {
+                        None => format!("the samples alone {:.3}", t.training_bits_per_sample),
+                        Some(codes) => format!("codes at {codes:.3} → {:.3}", t.training_bits_per_sample),
+                    })
+                    .collect();
+                let _ = writeln!(
+                    s,
+                    "- **Bounded stream, tried on the training part** (bits/sample, the fewest kept): {}",
+                    trials.join("; ")
+                );
+            }
         }
         if let Some(q) = self.quantization.as_ref().filter(|q| !q.prediction_lags.is_empty()) {
             let lags = q.prediction_lags.iter().enumerate().filter(|(_, &lag)| lag != 0);

@@ -182,9 +182,11 @@ struct TrainArgs {
     #[arg(long, default_value_t = DeviceBudget::default().max_macs)]
     max_macs: u64,
     /// Make the model bounded: the device sends the samples, none rebuilt more than E from its
-    /// input (in the recording's units; 0: lossless in device counts), coded against a
-    /// prediction fitted to the training part, instead of latent codes. `funnel decode` marks
-    /// each row with its bound.
+    /// input (in the recording's units; 0: lossless in device counts), as residuals from a
+    /// prediction fitted to the training part: from the samples alone, or from the decoder's
+    /// rebuild of latent codes sent with them, whichever sends the training part in fewer bits.
+    /// Without --bits-per-sample the bound also chooses the latent codes' rate (lower rates are
+    /// tried in turn). `funnel decode` marks each row with its bound.
     #[arg(long, value_name = "E")]
     max_error: Option<f64>,
     /// Output model directory.
@@ -269,7 +271,8 @@ struct QuantizeArgs {
     #[arg(long)]
     dead_zone: Option<f64>,
     /// Make the model bounded (see `funnel train --max-error`): no sample rebuilt more than E
-    /// from the device's input, in the recording's units.
+    /// from the device's input, in the recording's units. Without --code-step or
+    /// --bits-per-sample the bound chooses the latent codes' rate.
     #[arg(long, value_name = "E")]
     max_error: Option<f64>,
 }

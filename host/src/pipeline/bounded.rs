@@ -3,7 +3,7 @@
 //! measured by sending the held-out part through the device simulator and the receiver.
 
 use anyhow::{bail, ensure, Context, Result};
-use funnel_artifacts::card::BoundedCard;
+use funnel_artifacts::card::{BoundedCard, BoundedTrial};
 use funnel_artifacts::{Blob, Dataset, ModelCard, ModelDir};
 use funnel_shared::residual::MAX_BOUND;
 use funnel_shared::stream::StreamConfig;
@@ -57,54 +57,99 @@ fn bounded_windows_per_frame(card: &ModelCard) -> Result<u8> {
     Ok((MAX_BOUNDED_SAMPLES / per_window).min(usize::from(u8::MAX)) as u8)
 }
 
-/// Makes the quantized model in `dir` (its card `card`, its blob `blob`, its float decoder as
-/// tuned to the blob's codes `decoder`, its data `dataset`) bounded by `max_error` (recording
-/// units): writes the new blob and the card with its [`BoundedCard`]. Two coders are fitted on
-/// the training part, one predicting the samples alone and one sending the latent codes with
-/// the integer decoder's rebuild as the base of the prediction; the one whose stream of the
-/// training part is shorter is kept. The blob's model id changes, so the card's firmware
-/// measurements go.
+/// What a bounded model is fitted to: the bound, in the recording's units and in counts, and
+/// the recording as device counts with its training part.
+pub struct BoundTarget {
+    max_error: f64,
+    max_error_counts: u16,
+    windows_per_frame: u8,
+    channels: usize,
+    /// `[T][C]`, the whole recording.
+    counts: Vec<i16>,
+    /// Rows of the training part.
+    train_rows: usize,
+}
+
+/// One way to send a bounded stream, fitted to the training part: the blob, how its frames are
+/// cut, and the bytes of the training part's stream.
+pub struct BoundedCandidate {
+    pub blob: Blob,
+    pub config: StreamConfig,
+    pub training_bytes: usize,
+}
+
+impl BoundTarget {
+    /// The bound `max_error` (recording units) of a model (its card `card`, its blob's
+    /// `counts_per_unit`) on `dataset`.
+    pub fn new(card: &ModelCard, dataset: &Dataset, counts_per_unit: f32, max_error: f64) -> Result<BoundTarget> {
+        let recording = dataset.recording();
+        let all: Vec<f32> = (0..recording.channels()).flat_map(|c| recording.samples[c].iter().copied()).collect();
+        Ok(BoundTarget {
+            max_error,
+            max_error_counts: bound_in_counts(max_error, counts_per_unit, &all)?,
+            windows_per_frame: bounded_windows_per_frame(card)?,
+            channels: recording.channels(),
+            counts: recording.device_counts(counts_per_unit),
+            train_rows: dataset.held_out_rows().start,
+        })
+    }
+
+    fn train_counts(&self) -> &[i16] {
+        &self.counts[..self.train_rows * self.channels]
+    }
+
+    /// The bits per sample (per channel) of `candidate`'s stream of the training part.
+    pub fn training_rate(&self, candidate: &BoundedCandidate) -> f64 {
+        8.0 * candidate.training_bytes as f64 / self.train_rows as f64
+    }
+
+    fn candidate(&self, blob: Blob, config: StreamConfig) -> Result<BoundedCandidate> {
+        let training_bytes = simulate(&blob, self.train_counts(), config)?.bytes.len();
+        Ok(BoundedCandidate { blob, config, training_bytes })
+    }
+
+    /// `blob` made bounded with a residual coder predicting the samples alone.
+    pub fn alone(&self, blob: &Blob) -> Result<BoundedCandidate> {
+        let config = StreamConfig { windows_per_frame: self.windows_per_frame, ..StreamConfig::DEFAULT };
+        self.candidate(bounded_blob(blob, self.train_counts(), self.max_error_counts, self.windows_per_frame)?, config)
+    }
+
+    /// `blob` made bounded with the latent codes in its frames, the residuals taken against the
+    /// integer rebuild of `decoder` (the float decoder tuned to the blob's codes); `None` for a
+    /// decoder the integer kernels cannot run (a conv model's upsamples).
+    pub fn with_codes(&self, blob: &Blob, decoder: &[NetLayer], dataset: &Dataset) -> Result<Option<BoundedCandidate>> {
+        if decoder.iter().any(|l| matches!(l, NetLayer::Upsample2 { .. })) {
+            return Ok(None);
+        }
+        let decoding = with_decoder(blob, decoder, dataset.normalization(), dataset.train_norm())?;
+        let windows = self.windows_per_frame.min((MAX_FRAME_CODES / blob.latent().max(1)) as u8);
+        let bounded = bounded_blob(&decoding, self.train_counts(), self.max_error_counts, windows)?;
+        let config = StreamConfig { windows_per_frame: windows, ..StreamConfig::DEFAULT };
+        self.candidate(bounded, config).map(Some)
+    }
+}
+
+/// Makes the quantized model in `dir` (its card `card`, its data `dataset`) bounded with
+/// `chosen`, fitted for `target` (see [`BoundTarget`]: the samples alone, or the latent codes
+/// and residuals from their rebuild): measures its stream of the held-out part, writes the blob
+/// and the card with its [`BoundedCard`] (`trials`: the candidates compared). The blob's model
+/// id changes, so the card's firmware measurements go.
 pub fn commit_bounded(
     dir: &ModelDir,
     card: &mut ModelCard,
-    blob: &Blob,
-    decoder: &[NetLayer],
     dataset: &Dataset,
-    max_error: f64,
+    target: &BoundTarget,
+    chosen: BoundedCandidate,
+    trials: Vec<BoundedTrial>,
 ) -> Result<(Blob, BoundedCard)> {
     let recording = dataset.recording();
-    let cpu = blob.counts_per_unit();
-    let all: Vec<f32> = (0..recording.channels()).flat_map(|c| recording.samples[c].iter().copied()).collect();
-    let max_error_counts = bound_in_counts(max_error, cpu, &all)?;
-    let windows_per_frame = bounded_windows_per_frame(card)?;
-    let counts = recording.device_counts(cpu);
-    let channels = recording.channels();
+    let (channels, cpu, max_error_counts) = (target.channels, chosen.blob.counts_per_unit(), target.max_error_counts);
     let held_out = dataset.held_out_rows();
-    let train_counts = &counts[..held_out.start * channels];
-    let config = StreamConfig { windows_per_frame, ..StreamConfig::DEFAULT };
-    let alone = bounded_blob(blob, train_counts, max_error_counts, windows_per_frame)?;
-    // A decoder the integer kernels cannot run (a conv model's upsamples) leaves the
-    // prediction alone.
-    let integer_decoder = !decoder.iter().any(|l| matches!(l, NetLayer::Upsample2 { .. }));
-    let with_codes = match integer_decoder {
-        true => {
-            let decoding = with_decoder(blob, decoder, &card.normalization, dataset.train_norm())?;
-            let latent_windows = windows_per_frame.min((MAX_FRAME_CODES / blob.latent().max(1)) as u8);
-            let bounded = bounded_blob(&decoding, train_counts, max_error_counts, latent_windows)?;
-            let config = StreamConfig { windows_per_frame: latent_windows, ..config };
-            Some((simulate(&bounded, train_counts, config)?.bytes.len(), bounded, config))
-        }
-        false => None,
-    };
-    let alone_bytes = simulate(&alone, train_counts, config)?.bytes.len();
-    let (bounded, config) = match with_codes {
-        Some((bytes, bounded, config)) if bytes < alone_bytes => (bounded, config),
-        _ => (alone, config),
-    };
+    let BoundedCandidate { blob: bounded, config, .. } = chosen;
     let windows_per_frame = config.windows_per_frame;
 
     // The held-out part as the device sends it, received as `funnel decode` receives it.
-    let held_counts = &counts[held_out.start * channels..held_out.end * channels];
+    let held_counts = &target.counts[held_out.start * channels..held_out.end * channels];
     let encoded = simulate(&bounded, held_counts, config)?;
     let mut receiver = FrameDecoder::new();
     let mut events: Vec<DecodeEvent> = receiver.feed(&encoded.bytes).collect();
@@ -131,7 +176,7 @@ pub fn commit_bounded(
     );
     let spec = bounded.residual().context("a bounded blob has a residual coder")?;
     let bounded_card = BoundedCard {
-        max_error,
+        max_error: target.max_error,
         max_error_counts,
         windows_per_frame,
         prediction_order: spec.prediction.len(),
@@ -142,6 +187,7 @@ pub fn commit_bounded(
         bits_per_sample: 8.0 * encoded.bytes.len() as f64 / held_out.len() as f64,
         max_abs_error,
         max_abs_error_counts,
+        trials,
     };
     if let Some(q) = card.quantization.as_mut() {
         q.model_id = bounded.model_id().to_string();
