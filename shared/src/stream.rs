@@ -219,6 +219,23 @@ pub fn latent_base(
     Ok(())
 }
 
+/// The layout of the streams `encoder`'s model sends, `windows_per_frame` windows to a frame:
+/// what its stream headers declare, and what a receiver holding the model expects of them.
+pub fn stream_layout(encoder: &QuantizedEncoder<'_>, windows_per_frame: u8) -> StreamLayout {
+    let bounded = encoder.spec().residual.is_some();
+    // A bounded stream sends codes only when the model rebuilds them in integers.
+    let codes = if bounded && encoder.spec().decoder.is_none() { 0 } else { encoder.code_len() };
+    // Blob validation bounds these: at most 16 channels, 64 codes, a u16 window.
+    StreamLayout {
+        channels: encoder.channels() as u8,
+        codes_per_window: codes as u8,
+        window: encoder.window() as u16,
+        windows_per_frame,
+        entropy_coded: bounded || encoder.spec().tables.is_some(),
+        bounded,
+    }
+}
+
 /// Most bytes one [`StreamEncoder::encode_window`] call writes: a header and a frame.
 pub const MAX_WINDOW_OUTPUT: usize = HEADER_LEN + MAX_FRAME_LEN;
 
@@ -267,17 +284,8 @@ impl<'m, const BOUNDED: bool> StreamEncoder<'m, BOUNDED> {
         if bounded && !BOUNDED {
             return Err(StreamConfigError::Bounded);
         }
-        // A bounded stream sends codes only when the model rebuilds them in integers.
-        let codes = if bounded && encoder.spec().decoder.is_none() { 0 } else { encoder.code_len() };
-        // Blob validation bounds these: at most 16 channels, 64 codes, a u16 window.
-        let layout = StreamLayout {
-            channels: encoder.channels() as u8,
-            codes_per_window: codes as u8,
-            window: encoder.window() as u16,
-            windows_per_frame: config.windows_per_frame,
-            entropy_coded: bounded || encoder.spec().tables.is_some(),
-            bounded,
-        };
+        let layout = stream_layout(&encoder, config.windows_per_frame);
+        let codes = usize::from(layout.codes_per_window);
         let header = StreamHeader {
             stream_id: config.stream_id,
             restart: true,

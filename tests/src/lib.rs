@@ -20,6 +20,12 @@ pub fn ecg_lossless_model() -> PathBuf {
     root().join("models/ecg-lossless")
 }
 
+/// The shipped error-bounded ECG model: `--max-error 0.07` (14 counts at 200 counts/mV), its
+/// frames carrying latent codes and the residuals from the integer decoder's rebuild of them.
+pub fn ecg_bounded_model() -> PathBuf {
+    root().join("models/ecg-bounded")
+}
+
 /// The shipped ECG recording and its column.
 pub fn ecg_data() -> (PathBuf, Vec<String>) {
     (root().join("data/mitbih208_ecg.csv"), vec!["ecg_mlii_mV".to_string()])

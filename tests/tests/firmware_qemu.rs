@@ -12,7 +12,7 @@ use funnel::codec::DecodeReport;
 use funnel::pipeline::{decode_stream, encode_recording, DecodeRequest, EncodeRequest, Source, StreamRequest};
 use funnel::runtime::Backend;
 use funnel_artifacts::{Method, ModelDir, Recording};
-use funnel_e2e::{ecg_data, ecg_lossless_model, ecg_model, held_out_prdn};
+use funnel_e2e::{ecg_bounded_model, ecg_data, ecg_lossless_model, ecg_model, held_out_prdn};
 use funnel_shared::stream::StreamConfig;
 use xtask::{Board, QemuOptions};
 
@@ -124,6 +124,41 @@ fn bounded_firmware_sends_what_funnel_encode_writes_and_every_count_comes_back()
         let fields: Vec<&str> = line.split(',').collect();
         // MIT-BIH's samples are whole counts of 1/200 mV: lossless means equal.
         assert_eq!((fields[1].parse::<f32>().unwrap(), fields[3]), (x, "0"), "{line}");
+        rows += 1;
+    }
+    assert_eq!(rows, recording.samples[0].len());
+}
+
+/// The error-bounded model with latent codes (`--max-error 0.07` mV, 14 counts) on the
+/// Cortex-M4F QEMU image: the device runs the encoder, codes the latent codes, runs the integer
+/// decoder on them and sends the residuals; the bytes are `funnel encode`'s, and `funnel
+/// decode` of them rebuilds every sample of the recording within the bound, each row marked
+/// with it. The Cortex-M0 image (16 KiB of RAM, less than this path's stack) is refused at
+/// build time.
+#[test]
+fn latent_bounded_firmware_sends_what_funnel_encode_writes_and_every_sample_is_within_its_bound() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = ecg_bounded_model();
+    let card = ModelDir::new(&model).load_card().unwrap();
+    let bounded = card.bounded.expect("a bounded model");
+    assert!(bounded.latent_codes && bounded.max_error_counts == 14, "{bounded:?}");
+    let frames = device_frames_match_funnel_encode(Board::Qemu, &model, tmp.path());
+    let m0 =
+        xtask::BuildOptions { board: Board::QemuM0, model: model.canonicalize().unwrap(), portable_kernels: false };
+    assert!(xtask::build_firmware(&m0).is_err(), "the Cortex-M0 image of a latent bounded model was built");
+    let (csv, _) = decode_device_frames(&model, &frames, tmp.path());
+    let (data, columns) = ecg_data();
+    let recording = Recording::from_csv(&data, &columns).unwrap();
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("sample_index,ecg_mlii_mV,status,max_error"));
+    let mut rows = 0;
+    for (line, &x) in lines.zip(&recording.samples[0]) {
+        let fields: Vec<&str> = line.split(',').collect();
+        let value: f32 = fields[1].parse().unwrap();
+        // MIT-BIH's samples are whole counts of 1/200 mV: 14 counts are 0.07 mV.
+        assert!(((value - x) * 200.0).abs().round() <= 14.0, "{line}: the recording has {x}");
+        assert_eq!((fields[2], fields[3]), ("ok", "0.07"), "{line}");
         rows += 1;
     }
     assert_eq!(rows, recording.samples[0].len());

@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use funnel_artifacts::data::{channels_first_to_interleaved, Normalization};
 use funnel_artifacts::Blob;
+use funnel_shared::stream::stream_layout;
 use funnel_shared::wire::{
     CorruptKind, DataFrame, DecodeEvent, FrameDecoder, LockChange, ModelId, StreamHeader, WIRE_VERSION,
 };
@@ -457,17 +458,10 @@ impl<'d, R: Runtime + ?Sized> StreamDecoder<'d, R> {
             });
         }
         let l = &header.layout;
-        let bounded = self.blob.residual().is_some();
-        let (codes, entropy_coded) = match bounded {
-            true => (0, true),
-            false => (self.blob.latent(), self.blob.code_tables().is_some()),
-        };
-        if usize::from(l.window) != self.blob.window()
-            || usize::from(l.channels) != self.blob.channels()
-            || usize::from(l.codes_per_window) != codes
-            || l.entropy_coded != entropy_coded
-            || l.bounded != bounded
-        {
+        // What the model sends, at the frames' length the header declares.
+        let sent = stream_layout(&self.blob.encoder(), l.windows_per_frame);
+        let (codes, entropy_coded, bounded) = (usize::from(sent.codes_per_window), sent.entropy_coded, sent.bounded);
+        if *l != sent {
             return Err(DecodeError::Layout {
                 model_id: header.model_id,
                 window: l.window,
