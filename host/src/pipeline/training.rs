@@ -60,7 +60,8 @@ pub enum CodeRate {
     /// This step over the finest (≥ 1).
     Step(f64),
     /// The step whose stream has this many bits per sample on the training part (framing
-    /// included), or the finest when the model cannot reach it.
+    /// included), the code tables counted as they code frames they were not fitted to; or the
+    /// finest when the model cannot reach it.
     BitsPerSample(f64),
 }
 
