@@ -113,20 +113,26 @@ fn bounded_firmware_sends_what_funnel_encode_writes_and_every_count_comes_back()
     let model = ecg_lossless_model();
     let frames = device_frames_match_funnel_encode(Board::Qemu, &model, tmp.path());
     assert_eq!(device_frames_match_funnel_encode(Board::QemuM0, &model, tmp.path()), frames);
-    let (csv, _) = decode_device_frames(&model, &frames, tmp.path());
+    for (line, x) in bounded_rows(&model, &frames, tmp.path()) {
+        let fields: Vec<&str> = line.split(',').collect();
+        // MIT-BIH's samples are whole counts of 1/200 mV: lossless means equal.
+        assert_eq!((fields[1].parse::<f32>().unwrap(), fields[3]), (x, "0"), "{line}");
+    }
+}
+
+/// `funnel decode` of a bounded model's device bytes: each row of its CSV (after the header,
+/// which names the bound's columns) with the recording's sample it rebuilds, one row for
+/// every sample.
+fn bounded_rows(model: &Path, frames: &[u8], tmp: &Path) -> Vec<(String, f32)> {
+    let (csv, _) = decode_device_frames(model, frames, tmp);
     let (data, columns) = ecg_data();
     let recording = Recording::from_csv(&data, &columns).unwrap();
     let text = std::fs::read_to_string(&csv).unwrap();
     let mut lines = text.lines();
     assert_eq!(lines.next(), Some("sample_index,ecg_mlii_mV,status,max_error"));
-    let mut rows = 0;
-    for (line, &x) in lines.zip(&recording.samples[0]) {
-        let fields: Vec<&str> = line.split(',').collect();
-        // MIT-BIH's samples are whole counts of 1/200 mV: lossless means equal.
-        assert_eq!((fields[1].parse::<f32>().unwrap(), fields[3]), (x, "0"), "{line}");
-        rows += 1;
-    }
-    assert_eq!(rows, recording.samples[0].len());
+    let rows: Vec<(String, f32)> = lines.map(str::to_owned).zip(recording.samples[0].iter().copied()).collect();
+    assert_eq!(rows.len(), recording.samples[0].len());
+    rows
 }
 
 /// The error-bounded model with latent codes (`--max-error 0.07` mV, 14 counts) on the
@@ -146,22 +152,13 @@ fn latent_bounded_firmware_sends_what_funnel_encode_writes_and_every_sample_is_w
     let m0 =
         xtask::BuildOptions { board: Board::QemuM0, model: model.canonicalize().unwrap(), portable_kernels: false };
     assert!(xtask::build_firmware(&m0).is_err(), "the Cortex-M0 image of a latent bounded model was built");
-    let (csv, _) = decode_device_frames(&model, &frames, tmp.path());
-    let (data, columns) = ecg_data();
-    let recording = Recording::from_csv(&data, &columns).unwrap();
-    let text = std::fs::read_to_string(&csv).unwrap();
-    let mut lines = text.lines();
-    assert_eq!(lines.next(), Some("sample_index,ecg_mlii_mV,status,max_error"));
-    let mut rows = 0;
-    for (line, &x) in lines.zip(&recording.samples[0]) {
+    for (line, x) in bounded_rows(&model, &frames, tmp.path()) {
         let fields: Vec<&str> = line.split(',').collect();
         let value: f32 = fields[1].parse().unwrap();
         // MIT-BIH's samples are whole counts of 1/200 mV: 14 counts are 0.07 mV.
         assert!(((value - x) * 200.0).abs().round() <= 14.0, "{line}: the recording has {x}");
         assert_eq!((fields[2], fields[3]), ("ok", "0.07"), "{line}");
-        rows += 1;
     }
-    assert_eq!(rows, recording.samples[0].len());
 }
 
 #[test]
