@@ -731,7 +731,56 @@ fn a_bounded_model_rebuilds_every_sample_within_its_bound() {
             assert!((value - x).abs() <= bound + 1e-6, "sample {t}: {x} rebuilt as {value}, bound {bound}");
             assert_eq!((row[2], row[3].parse::<f64>().unwrap()), ("ok", bound));
         }
+        // `funnel bench rd` places the model in the bounded table at its bound, its stream of the
+        // held-out part measured as for the card, against SZ3 at the same bound (and zstd and
+        // FLAC, lossless); it has no point on the unbounded curve, as it sends no such stream.
+        let rd = tmp.path().join("rd");
+        let run = funnel(&[
+            "bench",
+            "rd",
+            "--data",
+            data_s,
+            "--column",
+            COLUMN,
+            "--model",
+            model_s,
+            "--out",
+            rd.to_str().unwrap(),
+        ]);
+        assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+        assert!(
+            String::from_utf8_lossy(&run.stdout).contains("(bounded, "),
+            "{}",
+            String::from_utf8_lossy(&run.stdout)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(rd.join("rd.json")).unwrap()).unwrap();
+        let placed = &v["bounded"]["models"][0];
+        assert_eq!(
+            (placed["bound_counts"].as_u64(), placed["latent_codes"].as_bool()),
+            (Some(u64::from(b.max_error_counts)), Some(b.latent_codes))
+        );
+        assert!((placed["stream"]["bits_per_sample"].as_f64().unwrap() - b.bits_per_sample).abs() < 1e-9, "{placed}");
+        assert!(placed["sz3_bits_per_sample"].as_f64().is_some_and(|x| x > 0.0), "{placed}");
+        assert_eq!(placed["flac_bits_per_sample"].as_f64().is_some(), bound == 0.0, "{placed}");
+        assert_eq!(v["funnel"].as_array().map(Vec::len), Some(0), "{}", v["funnel"]);
     }
+    // A window no bounded frame holds is refused before anything is trained or written.
+    let wide = tmp.path().join("wide");
+    let e = stderr_of(&[
+        "train",
+        "--data",
+        data_s,
+        "--column",
+        COLUMN,
+        "--window",
+        "2048",
+        "--max-error",
+        "0.02",
+        "--out",
+        wide.to_str().unwrap(),
+    ]);
+    assert!(e.contains("at most 1024 samples") && e.contains("--window"), "{e}");
+    assert!(!wide.exists());
     // A negative bound is refused, naming the flag.
     let bad = funnel(&["quantize", "--model", model_s, "--max-error=-1"]);
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--max-error"), "{}", String::from_utf8_lossy(&bad.stderr));

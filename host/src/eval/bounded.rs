@@ -2,13 +2,14 @@
 //! swept over its bound, against SZ3 at the same absolute bounds and, lossless, against zstd
 //! and FLAC of the same device counts: `funnel bench rd`'s bounded table (feature `peers`).
 //!
-//! What is measured is the coder **without a network**: each sample is predicted from the
-//! samples already rebuilt only (the integer decoder that would give it the latent codes'
-//! reconstruction as a base is not built yet, `docs/bounded-mode.md`). The bytes are those of
-//! a bounded stream (`docs/wire-format.md`): frames of [`SEGMENT`] samples with their
-//! payloads exactly as the device makes them (`stream::bounded_payload`, raw when coding is not
+//! The sweep measures the coder **without a network**: each sample is predicted from the samples
+//! already rebuilt only, fitted to the training part at each bound. Its bytes are those of a
+//! bounded stream (`docs/wire-format.md`): frames of [`SEGMENT`] samples with their payloads
+//! exactly as the device makes them (`stream::bounded_payload`, raw when coding is not
 //! shorter), each with its length and check, a last frame with its sample count, and a stream
-//! header every 64 frames.
+//! header every 64 frames. Bounded models (`funnel train --max-error`, with latent codes or
+//! without) are placed beside it by [`BoundedModelPoint`], their streams measured as `funnel
+//! encode` sends them.
 
 use std::fmt::Write as _;
 
@@ -22,6 +23,7 @@ use funnel_shared::wire::{
 use serde::Serialize;
 
 use super::peers::{sz3_at, zstd_bytes};
+use super::BoundedMetrics;
 
 /// Samples coded as one segment (from an empty prediction history): a 1,024-sample frame's
 /// worth, as a frame would carry them.
@@ -74,6 +76,8 @@ pub struct BoundedReport {
     /// held-out device counts (i16): the lossless references.
     pub zstd_bits_per_sample: f64,
     pub flac_bits_per_sample: f64,
+    /// The bounded models given to `funnel bench rd`, each on its own held-out part.
+    pub models: Vec<BoundedModelPoint>,
 }
 
 /// Fits the coder to the training part's device counts at each bound and codes the held-out
@@ -93,7 +97,6 @@ pub fn bounded_sweep(train: &[f64], held_out: &[f64], counts_per_unit: f32) -> R
         )
         .collect();
     bounds.dedup();
-    let data: Vec<f32> = held_out.iter().map(|&v| v as f32).collect();
     let mut points = Vec::new();
     for bound_counts in bounds {
         let fitted = OwnedResidualSpec::fit(&train_counts, None, bound_counts, SEGMENT)
@@ -125,23 +128,103 @@ pub fn bounded_sweep(train: &[f64], held_out: &[f64], counts_per_unit: f32) -> R
             max_error_counts <= bound_counts,
             "internal: a sample is {max_error_counts} counts off, over the bound"
         );
-        let bound = f64::from(bound_counts) / f64::from(counts_per_unit);
-        let sz3_bound = if bound_counts == 0 { 0.5 / f64::from(counts_per_unit) } else { bound };
-        let (sz3_bytes, sz3_rebuilt) = sz3_at(&data, sz3_bound, false)?;
-        let sz3_max_abs_error = held_out.iter().zip(&sz3_rebuilt).map(|(x, r)| (x - r).abs()).fold(0.0, f64::max);
+        let sz3 = Sz3AtBound::measure(held_out, bound_counts, counts_per_unit)?;
         points.push(BoundedPoint {
             bound_counts,
-            bound,
+            bound: sz3.bound,
             bits_per_sample: 8.0 * bytes as f64 / n as f64,
             max_error_counts,
-            sz3_bits_per_sample: 8.0 * sz3_bytes as f64 / n as f64,
-            sz3_max_abs_error,
+            sz3_bits_per_sample: sz3.bits_per_sample,
+            sz3_max_abs_error: sz3.max_abs_error,
         });
     }
-    let raw: Vec<u8> = held_counts.iter().flat_map(|c| c.to_le_bytes()).collect();
-    let zstd_bits_per_sample = 8.0 * zstd_bytes(&raw)? as f64 / n as f64;
-    let flac_bits_per_sample = 8.0 * flac_bytes(&held_counts)? as f64 / n as f64;
-    Ok(BoundedReport { counts_per_unit, points, zstd_bits_per_sample, flac_bits_per_sample })
+    let (zstd_bits_per_sample, flac_bits_per_sample) = lossless_references(&held_counts)?;
+    Ok(BoundedReport { counts_per_unit, points, zstd_bits_per_sample, flac_bits_per_sample, models: Vec::new() })
+}
+
+/// SZ3 (its better predictor) on `samples` (a recording's units) at the absolute bound of
+/// `bound_counts` device counts (for 0: half a count, which rounds back to the same counts).
+struct Sz3AtBound {
+    /// The bound in the recording's units.
+    bound: f64,
+    bits_per_sample: f64,
+    max_abs_error: f64,
+}
+
+impl Sz3AtBound {
+    fn measure(samples: &[f64], bound_counts: u16, counts_per_unit: f32) -> Result<Sz3AtBound> {
+        let bound = f64::from(bound_counts) / f64::from(counts_per_unit);
+        let sz3_bound = if bound_counts == 0 { 0.5 / f64::from(counts_per_unit) } else { bound };
+        let data: Vec<f32> = samples.iter().map(|&v| v as f32).collect();
+        let (bytes, rebuilt) = sz3_at(&data, sz3_bound, false)?;
+        let max_abs_error = samples.iter().zip(&rebuilt).map(|(x, r)| (x - r).abs()).fold(0.0, f64::max);
+        Ok(Sz3AtBound { bound, bits_per_sample: 8.0 * bytes as f64 / samples.len() as f64, max_abs_error })
+    }
+}
+
+/// zstd-19 and FLAC of `counts` (device counts, i16), in bits per sample.
+fn lossless_references(counts: &[i16]) -> Result<(f64, f64)> {
+    let n = counts.len() as f64;
+    let raw: Vec<u8> = counts.iter().flat_map(|c| c.to_le_bytes()).collect();
+    Ok((8.0 * zstd_bytes(&raw)? as f64 / n, 8.0 * flac_bytes(counts)? as f64 / n))
+}
+
+/// A bounded model (`funnel train --max-error`) placed in the bounded table: its stream of its
+/// own held-out part (the split of its window), against SZ3 at its bound on the same samples
+/// and, lossless, zstd-19 and FLAC of the same counts.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct BoundedModelPoint {
+    pub model: String,
+    pub model_id: String,
+    /// The frames carry latent codes (else the samples alone).
+    pub latent_codes: bool,
+    pub held_out_samples: usize,
+    /// The blob's bound, in device counts and in the recording's units.
+    pub bound_counts: u16,
+    pub bound: f64,
+    pub stream: BoundedMetrics,
+    pub sz3_bits_per_sample: f64,
+    pub sz3_max_abs_error: f64,
+    /// zstd-19 and FLAC of the held-out counts, for a lossless model (bound 0).
+    pub zstd_bits_per_sample: Option<f64>,
+    pub flac_bits_per_sample: Option<f64>,
+}
+
+impl BoundedModelPoint {
+    /// `stream`, a model's bounded stream of `held_out` (one channel, its units; at
+    /// `counts_per_unit` with a bound of `bound_counts`), against the peers.
+    pub fn against_peers(
+        model: String,
+        model_id: String,
+        latent_codes: bool,
+        held_out: &[f64],
+        counts_per_unit: f32,
+        bound_counts: u16,
+        stream: BoundedMetrics,
+    ) -> Result<BoundedModelPoint> {
+        let sz3 = Sz3AtBound::measure(held_out, bound_counts, counts_per_unit)?;
+        let (zstd, flac) = match bound_counts {
+            0 => {
+                let counts: Vec<i16> = held_out.iter().map(|&v| to_counts(v as f32, counts_per_unit)).collect();
+                let (zstd, flac) = lossless_references(&counts)?;
+                (Some(zstd), Some(flac))
+            }
+            _ => (None, None),
+        };
+        Ok(BoundedModelPoint {
+            model,
+            model_id,
+            latent_codes,
+            held_out_samples: held_out.len(),
+            bound_counts,
+            bound: sz3.bound,
+            stream,
+            sz3_bits_per_sample: sz3.bits_per_sample,
+            sz3_max_abs_error: sz3.max_abs_error,
+            zstd_bits_per_sample: zstd,
+            flac_bits_per_sample: flac,
+        })
+    }
 }
 
 /// The bytes of a FLAC stream of `counts` (one 16-bit channel), headers included.
@@ -164,8 +247,8 @@ fn flac_bytes(counts: &[i16]) -> Result<usize> {
 impl BoundedReport {
     pub fn table(&self) -> String {
         let mut s = format!(
-            "error-bounded coding of the device counts ({} per unit), prediction only (no network yet), \
-             the bounded stream's bytes (frames of {SEGMENT} samples, lengths, checks and headers included):\n",
+            "error-bounded coding of the device counts ({} per unit), the residual coder without a network \
+             fitted at each bound, the bounded stream's bytes (frames of {SEGMENT} samples, lengths, checks and headers included):\n",
             self.counts_per_unit
         );
         let _ = writeln!(
@@ -190,6 +273,27 @@ impl BoundedReport {
             "lossless references, the device counts: zstd-19 {:.3} bits/sample, FLAC {:.3}",
             self.zstd_bits_per_sample, self.flac_bits_per_sample
         );
+        for m in &self.models {
+            let _ = write!(
+                s,
+                "{} (bounded, {}): {:.3} bits/sample at E = {} counts ({}) on its held-out part of {} samples, \
+                 largest error {} counts; SZ3 at the same bound {:.3}: ratio {:.2}{}",
+                m.model,
+                if m.latent_codes { "latent codes and residuals" } else { "the samples alone" },
+                m.stream.bits_per_sample,
+                m.bound_counts,
+                m.bound,
+                m.held_out_samples,
+                m.stream.max_abs_error_counts,
+                m.sz3_bits_per_sample,
+                m.stream.bits_per_sample / m.sz3_bits_per_sample,
+                if m.stream.bits_per_sample < m.sz3_bits_per_sample { " — Funnel wins" } else { " — SZ3 wins" }
+            );
+            let _ = match (m.zstd_bits_per_sample, m.flac_bits_per_sample) {
+                (Some(zstd), Some(flac)) => writeln!(s, "; zstd-19 {zstd:.3}, FLAC {flac:.3}"),
+                _ => writeln!(s),
+            };
+        }
         s
     }
 }

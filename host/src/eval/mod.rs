@@ -10,7 +10,7 @@ pub mod peers;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use anyhow::{ensure, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 use funnel_artifacts::card::SeamFilter;
 use funnel_artifacts::metrics::{self, Method, Metrics};
 use funnel_artifacts::{Blob, Dataset, Windows};
@@ -19,8 +19,9 @@ use serde::Serialize;
 pub use pca::Pca;
 
 use funnel_shared::stream::StreamConfig;
+use funnel_shared::wire::{DecodeEvent, FrameDecoder};
 
-use crate::codec::{device_round_trip_with, sent_windows};
+use crate::codec::{device_round_trip_with, sent_windows, simulate};
 use crate::runtime::{Backend, Runtime};
 
 /// Held-out metrics per method.
@@ -155,4 +156,55 @@ pub fn device_metrics(
     let config = StreamConfig { windows_per_frame, ..StreamConfig::DEFAULT };
     let trip = device_round_trip_with(blob, ds.normalization(), decoder, &held_out, config, seam_filter)?;
     Ok(metrics::compute(&held_out, &trip.reconstruction, ds.channels(), 8 * trip.bytes as u64, sensor_bits))
+}
+
+/// Held-out figures of a bounded stream (see [`bounded_metrics`]).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct BoundedMetrics {
+    /// Bits per sample (per channel) of the stream, headers, lengths and checks included.
+    pub bits_per_sample: f64,
+    /// The largest error against the recording (its units, as `funnel decode` writes the
+    /// samples) and against the device's counts.
+    pub max_abs_error: f64,
+    pub max_abs_error_counts: u16,
+}
+
+/// The held-out part of `ds` as a device with the bounded `blob` sends it (frames cut by
+/// `config`), received as `funnel decode` receives it. Errs when a sample comes back further
+/// than the blob's bound from the device's count, or the stream does not decode cleanly.
+pub fn bounded_metrics(blob: &Blob, ds: &Dataset, config: StreamConfig) -> Result<BoundedMetrics> {
+    let spec = blob.residual().context("the model is not bounded (its blob has no residual coder)")?;
+    let (recording, held_out, cpu) = (ds.recording(), ds.held_out_rows(), blob.counts_per_unit());
+    let channels = recording.channels();
+    let counts = recording.device_counts(cpu);
+    let held_counts = &counts[held_out.start * channels..held_out.end * channels];
+    let encoded = simulate(blob, held_counts, config)?;
+    let mut receiver = FrameDecoder::new();
+    let mut events: Vec<DecodeEvent> = receiver.feed(&encoded.bytes).collect();
+    events.extend(receiver.finish());
+    let mut rebuilt = Vec::with_capacity(held_counts.len());
+    for event in events {
+        match event {
+            DecodeEvent::Frame(frame) => rebuilt.extend(blob.frame_samples(&frame)?),
+            DecodeEvent::Header { .. } => {}
+            other => bail!("internal: the device simulation's stream did not decode cleanly: {other:?}"),
+        }
+    }
+    ensure!(rebuilt.len() == held_counts.len(), "internal: the bounded stream lost samples");
+    let max_abs_error_counts = held_counts.iter().zip(&rebuilt).map(|(x, r)| x.abs_diff(*r)).max().unwrap_or(0);
+    ensure!(
+        max_abs_error_counts <= spec.max_error,
+        "internal: a held-out sample is {max_abs_error_counts} counts off, over the bound of {}",
+        spec.max_error
+    );
+    let max_abs_error = (held_out.start..held_out.end)
+        .flat_map(|t| (0..channels).map(move |c| (t, c)))
+        .zip(&rebuilt)
+        .map(|((t, c), &r)| f64::from((recording.samples[c][t] - f32::from(r) / cpu).abs()))
+        .fold(0.0, f64::max);
+    Ok(BoundedMetrics {
+        bits_per_sample: 8.0 * encoded.bytes.len() as f64 / held_out.len() as f64,
+        max_abs_error,
+        max_abs_error_counts,
+    })
 }

@@ -5,12 +5,13 @@
 use std::path::PathBuf;
 
 use super::{dataset_for_model, onnx_runtime};
-use crate::eval::bounded::bounded_sweep;
-use crate::eval::device_metrics;
+use crate::eval::bounded::{bounded_sweep, BoundedModelPoint, BoundedReport};
 use crate::eval::peers::{all_peers, FunnelPoint, PeerInput, RdPoint, RdReport};
+use crate::eval::{bounded_metrics, device_metrics};
 use crate::runtime::Backend;
 use anyhow::{ensure, Context, Result};
 use funnel_artifacts::{Dataset, Graph, ModelDir, Recording};
+use funnel_shared::stream::StreamConfig;
 
 /// Window of the peers' split when no model is given.
 pub const DEFAULT_RD_WINDOW: usize = 256;
@@ -20,7 +21,8 @@ pub const DEFAULT_RD_WINDOW: usize = 256;
 pub struct RdRequest {
     pub data: PathBuf,
     pub column: String,
-    /// Funnel models to place among the peers (their int8 device path).
+    /// Funnel models to place among the peers (their int8 device path; a bounded model's
+    /// bounded stream in the bounded table).
     pub models: Vec<PathBuf>,
     /// Window of the split and of the per-window peers (default: the first model's, else 256).
     pub window: Option<usize>,
@@ -66,10 +68,29 @@ pub fn bench_rd(request: &RdRequest) -> Result<RdReport> {
         .context("classic peers")?;
 
     let mut funnel = Vec::new();
+    let mut bounded_models = Vec::new();
     for (dir, card) in models.iter().zip(&cards) {
         // Each model on its own split (its window), through the device path.
         let dataset = dataset_for_model(dir, card, &request.data, &columns)?;
         let blob = dir.load_blob_of(card)?;
+        if let Some(bounded) = &card.bounded {
+            // What `funnel encode` sends for a bounded model: its bounded stream.
+            let config = StreamConfig { windows_per_frame: card.stream_windows_per_frame(), ..StreamConfig::DEFAULT };
+            let stream = bounded_metrics(&blob, &dataset, config)
+                .with_context(|| format!("the bounded stream of {}", dir.path().display()))?;
+            let rows = dataset.held_out_rows();
+            let held_out: Vec<f64> = dataset.recording().samples[0][rows].iter().map(|&v| f64::from(v)).collect();
+            bounded_models.push(BoundedModelPoint::against_peers(
+                dir.path().display().to_string(),
+                blob.model_id().to_string(),
+                bounded.latent_codes,
+                &held_out,
+                blob.counts_per_unit(),
+                bounded.max_error_counts,
+                stream,
+            )?);
+            continue;
+        }
         let decoder = onnx_runtime(dir, card, Graph::Decoder, Backend::Tract)?;
         let windows_per_frame = request.windows_per_frame.unwrap_or(card.windows_per_frame).max(1);
         // The held-out windows the device sends, through the model's receiver, as `funnel eval`
@@ -108,7 +129,10 @@ pub fn bench_rd(request: &RdRequest) -> Result<RdReport> {
         held_out_samples: held_out.len(),
         points,
         funnel,
-        bounded: bounded_sweep(&train, &held_out, counts_per_unit).context("the bounded sweep")?,
+        bounded: BoundedReport {
+            models: bounded_models,
+            ..bounded_sweep(&train, &held_out, counts_per_unit).context("the bounded sweep")?
+        },
     };
     std::fs::create_dir_all(&request.out).with_context(|| format!("cannot create {}", request.out.display()))?;
     let json = request.out.join("rd.json");

@@ -7,9 +7,10 @@ use funnel_artifacts::card::{BoundedCard, BoundedTrial};
 use funnel_artifacts::{Blob, Dataset, ModelCard, ModelDir};
 use funnel_shared::residual::MAX_BOUND;
 use funnel_shared::stream::StreamConfig;
-use funnel_shared::wire::{DecodeEvent, FrameDecoder, MAX_BOUNDED_SAMPLES};
+use funnel_shared::wire::MAX_BOUNDED_SAMPLES;
 
 use crate::codec::simulate;
+use crate::eval::bounded_metrics;
 use crate::quantize::{bounded_blob, with_decoder};
 use funnel_artifacts::net::NetLayer;
 use funnel_shared::wire::MAX_FRAME_CODES;
@@ -48,13 +49,20 @@ pub fn bound_in_counts(max_error: f64, counts_per_unit: f32, samples: &[f32]) ->
 /// (a frame of 1,024 samples is 2.8 s of the ECG; `funnel encode --windows-per-frame` sends
 /// shorter ones).
 fn bounded_windows_per_frame(card: &ModelCard) -> Result<u8> {
-    let per_window = card.window() * card.columns.len();
+    check_bounded_window(card.window(), card.columns.len())?;
+    Ok((MAX_BOUNDED_SAMPLES / (card.window() * card.columns.len())).min(usize::from(u8::MAX)) as u8)
+}
+
+/// Errs unless a window of `window` samples of `channels` channels fits a bounded frame
+/// (`funnel train --max-error` checks it before training).
+pub fn check_bounded_window(window: usize, channels: usize) -> Result<()> {
+    let per_window = window * channels;
     ensure!(
         per_window <= MAX_BOUNDED_SAMPLES,
         "a bounded stream's frame holds at most {MAX_BOUNDED_SAMPLES} samples over all channels, and one window of \
-         this model has {per_window}: train with a shorter --window"
+         {window} samples of {channels} channel(s) has {per_window}: train with a shorter --window"
     );
-    Ok((MAX_BOUNDED_SAMPLES / per_window).min(usize::from(u8::MAX)) as u8)
+    Ok(())
 }
 
 /// What a bounded model is fitted to: the bound, in the recording's units and in counts, and
@@ -142,51 +150,21 @@ pub fn commit_bounded(
     chosen: BoundedCandidate,
     trials: Vec<BoundedTrial>,
 ) -> Result<(Blob, BoundedCard)> {
-    let recording = dataset.recording();
-    let (channels, cpu, max_error_counts) = (target.channels, chosen.blob.counts_per_unit(), target.max_error_counts);
-    let held_out = dataset.held_out_rows();
     let BoundedCandidate { blob: bounded, config, .. } = chosen;
-    let windows_per_frame = config.windows_per_frame;
-
-    // The held-out part as the device sends it, received as `funnel decode` receives it.
-    let held_counts = &target.counts[held_out.start * channels..held_out.end * channels];
-    let encoded = simulate(&bounded, held_counts, config)?;
-    let mut receiver = FrameDecoder::new();
-    let mut events: Vec<DecodeEvent> = receiver.feed(&encoded.bytes).collect();
-    events.extend(receiver.finish());
-    let mut rebuilt = Vec::with_capacity(held_counts.len());
-    for event in events {
-        match event {
-            DecodeEvent::Frame(frame) => rebuilt.extend(bounded.frame_samples(&frame)?),
-            DecodeEvent::Header { .. } => {}
-            other => bail!("internal: the device simulation's stream did not decode cleanly: {other:?}"),
-        }
-    }
-    ensure!(rebuilt.len() == held_counts.len(), "internal: the bounded stream lost samples");
-    let max_abs_error_counts = held_counts.iter().zip(&rebuilt).map(|(x, r)| x.abs_diff(*r)).max().unwrap_or(0);
-    let max_abs_error = (held_out.start..held_out.end)
-        .flat_map(|t| (0..channels).map(move |c| (t, c)))
-        .zip(&rebuilt)
-        // As `funnel decode` writes it.
-        .map(|((t, c), &r)| f64::from((recording.samples[c][t] - f32::from(r) / cpu).abs()))
-        .fold(0.0, f64::max);
-    ensure!(
-        max_abs_error_counts <= max_error_counts,
-        "internal: a held-out sample is {max_abs_error_counts} counts off, over the bound of {max_error_counts}"
-    );
+    let measured = bounded_metrics(&bounded, dataset, config)?;
     let spec = bounded.residual().context("a bounded blob has a residual coder")?;
     let bounded_card = BoundedCard {
         max_error: target.max_error,
-        max_error_counts,
-        windows_per_frame,
+        max_error_counts: target.max_error_counts,
+        windows_per_frame: config.windows_per_frame,
         prediction_order: spec.prediction.len(),
         adaptive_order: spec.adaptive.order,
         adaptive_shift: spec.adaptive.shift,
         classes: spec.classes(),
         latent_codes: bounded.encoder().decoder().is_some(),
-        bits_per_sample: 8.0 * encoded.bytes.len() as f64 / held_out.len() as f64,
-        max_abs_error,
-        max_abs_error_counts,
+        bits_per_sample: measured.bits_per_sample,
+        max_abs_error: measured.max_abs_error,
+        max_abs_error_counts: measured.max_abs_error_counts,
         trials,
     };
     if let Some(q) = card.quantization.as_mut() {

@@ -13,6 +13,7 @@ use funnel_shared::stream::MAX_WINDOW_OUTPUT;
 use funnel_shared::wire::{MAX_CODES, MAX_FRAME_CODES, MAX_FRAME_PAYLOAD};
 use std::time::Instant;
 
+use super::bounded::check_bounded_window;
 use super::training::{train_point, CodeRate, Shape, TrainRequest};
 
 /// What a searched shape may cost the device (`--max-flash`, `--max-ram`, `--max-macs`).
@@ -62,6 +63,12 @@ pub(super) fn candidates(request: &TrainRequest, channels: usize, rate: CodeRate
     let mut shapes = Vec::new();
     let mut refused = Vec::new();
     for window in windows {
+        if request.max_error.is_some() {
+            if let Err(e) = check_bounded_window(window, channels) {
+                refused.push(format!("window {window}: {e:#}"));
+                continue;
+            }
+        }
         let values = channels * window;
         let mut latents: Vec<usize> = match request.latent {
             Some(latent) => vec![latent],

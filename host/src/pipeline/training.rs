@@ -14,7 +14,7 @@ use funnel_artifacts::spec::{Arch, ModelSpec, Variant};
 use funnel_artifacts::training::{kept_epoch, TrainConfig};
 use funnel_artifacts::{Blob, Dataset, FloatNet, Graph, Method, Metrics, ModelCard, ModelDir, Recording, Windows};
 
-use super::bounded::{commit_bounded, BoundTarget, BoundedCandidate};
+use super::bounded::{check_bounded_window, commit_bounded, BoundTarget, BoundedCandidate};
 use super::decode::{decode_to_csv, Decoding};
 use super::search::{self, DeviceBudget};
 use super::{checkpoint, dataset_for_model, model_dataset};
@@ -709,6 +709,9 @@ pub fn train_model(request: &TrainRequest) -> Result<TrainOutcome> {
         (true, Some(_)) => vec![CodeRate::AsBefore],
         (true, None) => vec![CodeRate::BitsPerSample(DEFAULT_BITS_PER_SAMPLE)],
     };
+    if let (Some(window), Some(_)) = (request.window, request.max_error) {
+        check_bounded_window(window, recording.channels())?;
+    }
     let shapes: Vec<Shapes> = match &fixed {
         Some(spec) => {
             let windows_per_frame = request.windows_per_frame.unwrap_or(1);
