@@ -8,8 +8,8 @@ version 10) and "Escapes") and "Bounded sessions" (with its paragraphs "The resi
 "Rebuilding" (the adaptive stage, new in version 8), "Adapting or not" (its bit α per
 segment), "Symbols" and "Blocks"), "Sending", and "Golden vectors"), with the Python
 standard library. For vectors 1 to 5, versions 9 and 10 changed only the header's version byte
-(and so its CRC): version 9's latent codes in bounded sessions, "With latent codes", need the
-model's integer decoder, which this script does not implement, and have no vector yet; version
+(and so its CRC): version 9's latent codes in bounded sessions ("With latent codes", with its
+paragraph "The integer decoder", implemented here as IntegerDecoder) have vector 7; version
 10's window classes are a model's choice (its blob's classes), which vectors 3 and 4 do not
 make (no class symbol is sent: their payloads are unchanged), and have vector 6. The script
 uses `zlib.crc32` for the header's CRC-32/ISO-HDLC, a bitwise CRC-16/IBM-3740
@@ -328,9 +328,10 @@ def header(stream_id, flags, model_id, session, channels, codes_per_window, wind
     assert flags & ~(RESTART | ENTROPY_CODED | BOUNDED) == 0, "other bits are 0"
     assert 1 <= channels <= 16 and window >= 1 and windows_per_frame >= 1
     if flags & BOUNDED:
-        # codes_per_window 0 in a BOUNDED session (with ENTROPY_CODED), and only there;
+        # codes_per_window 0 to 64 in a BOUNDED session (with ENTROPY_CODED), 0 only there;
         # windows_per_frame × window × channels ≤ 1024.
-        assert flags & ENTROPY_CODED and codes_per_window == 0
+        assert flags & ENTROPY_CODED and 0 <= codes_per_window <= 64
+        assert windows_per_frame * codes_per_window <= 512
         assert windows_per_frame * window * channels <= 1024
     else:
         assert 1 <= codes_per_window <= 64 and windows_per_frame * codes_per_window <= 512
@@ -1977,28 +1978,34 @@ class Segment:
     def _note(self, *values):
         self.widest = max([self.widest] + [abs(v).bit_length() for v in values])
 
-    def predict(self):
-        """p = clamp(f + g): f = (P + 2048) >> 12 the fixed prediction, g = (A + 8192) >> 14
-        the adaptive one, A = w_1·g_1 + … + w_n·g_n (0 when n = 0)."""
+    def predict(self, b=0):
+        """p = clamp(b + f + g): f = (P + 2048) >> 12 the fixed prediction, g = (A + 8192) >> 14
+        the adaptive one, A = w_1·g_1 + … + w_n·g_n (0 when n = 0); b the sample's base (the
+        integer decoder's rebuild, "With latent codes"; 0 without latent codes)."""
         assert self.f is None, "one predict() per push()"
         big_p = sum(a * h for a, h in zip(self.coder.coefficients, self.h))
         self.f = (big_p + (1 << (FIXED_FRAC - 1))) >> FIXED_FRAC
         assert self.f == self.coder.fixed(self.h)
         big_a = sum(w * g for w, g in zip(self.w, self.gs))
         self.g = (big_a + (1 << (ADAPTIVE_FRAC - 1))) >> ADAPTIVE_FRAC
-        p = clamp16(self.f + self.g)
-        self.hits["p"] += p != self.f + self.g
+        p = clamp16(b + self.f + self.g)
+        self.hits["p"] += p != b + self.f + self.g
         self._note(big_p, self.f, big_a, self.g, self.f + self.g)
         return p
 
-    def push(self, x):
+    def push(self, x, b=0):
+        """push_residual(x − b): the state holds residuals from the base b ("With latent
+        codes": h_1 = x − b, g_1 = clamp(x − b − f), u = clamp(x − b − f − g))."""
+        assert I16_MIN <= x <= I16_MAX, "a rebuilt sample is i16"
+        self.push_residual(x - b)
+
+    def push_residual(self, x):
         """The sample x rebuilt under the last prediction enters the state. If the stage runs
         (n ≥ 1 and α = 1): S = 1 + g_1² + … + g_n², k = ⌊log2 S⌋, z = 14 − k − μ,
         u = clamp(x − f − g); every w_j = clamp(w_j + ((u·g_j) << z), ±262 144) with the g_j
         the prediction used; then g_n = g_{n−1}; …; g_1 = clamp(x − f) (f and g unclamped).
         Then h_4 = h_3; …; h_1 = x."""
         assert self.f is not None, "push() follows predict()"
-        assert I16_MIN <= x <= I16_MAX, "a rebuilt sample is i16"
         f, g = self.f, self.g
         if self.order >= 1:
             big_s = 1 + sum(gj * gj for gj in self.gs)
@@ -2024,35 +2031,40 @@ class Segment:
         self.f = self.g = None
 
 
-def segment_bins(samples, coder, state=None, adaptive=True):
+def segment_bins(samples, coder, state=None, adaptive=True, base=None):
     """The sender's closed loop over one segment (one channel's m samples, from an empty
     state): for each sample, p from the state of *rebuilt* samples (the same p a receiver
     computes), its bin q, and the sample x a receiver rebuilds, which enters the state (the
     fixed history and the adaptive stage's). adaptive: α (False: as if n = 0). Returns (bins,
-    rebuilt). state: a fresh Segment to use (to inspect it afterwards)."""
+    rebuilt). state: a fresh Segment to use (to inspect it afterwards). base: the segment's
+    bases b_t ("With latent codes"; None: all 0)."""
     state = Segment(coder, adaptive) if state is None else state
     assert state.order == (coder.order if adaptive else 0) and not state.widest
+    base = [0] * len(samples) if base is None else base
+    assert len(base) == len(samples)
     bins, rebuilt = [], []
-    for s in samples:
-        p = state.predict()
+    for s, b in zip(samples, base):
+        p = state.predict(b)
         q = coder.bin(s, p)
         x = coder.sample(p, q)
         bins.append(q)
         rebuilt.append(x)
-        state.push(x)
+        state.push(x, b)
     return bins, rebuilt
 
 
-def segment_samples(bins, coder, state=None, adaptive=True):
+def segment_samples(bins, coder, state=None, adaptive=True, base=None):
     """The receiver's rebuilding of one segment from its bins ("Rebuilding"), from an empty
-    state; adaptive: the segment's α (False: as if n = 0)."""
+    state; adaptive: the segment's α (False: as if n = 0); base: its bases (None: all 0)."""
     state = Segment(coder, adaptive) if state is None else state
     assert state.order == (coder.order if adaptive else 0) and not state.widest
+    base = [0] * len(bins) if base is None else base
+    assert len(base) == len(bins)
     rebuilt = []
-    for q in bins:
-        x = coder.sample(state.predict(), q)
+    for q, b in zip(bins, base):
+        x = coder.sample(state.predict(b), q)
         rebuilt.append(x)
-        state.push(x)
+        state.push(x, b)
     return rebuilt
 
 
@@ -2063,15 +2075,15 @@ def adapts(alpha):
     return alpha != 0
 
 
-def choose_alpha(samples, coder):
+def choose_alpha(samples, coder, base=None):
     """The sender's bit α of one segment ("Adapting or not"): none when n = 0; otherwise the
     segment coded both ways, each from the empty state (α = 1 with the adaptive stage, α = 0 as
     if n = 0), and α = 1 only when the sum of |q| over its bins is then strictly smaller (a tie
     is α = 0). Returns (α, bins, rebuilt) of the way chosen."""
     if coder.order == 0:
-        return (None,) + segment_bins(samples, coder)
-    with_stage = segment_bins(samples, coder, adaptive=True)
-    without = segment_bins(samples, coder, adaptive=False)
+        return (None,) + segment_bins(samples, coder, base=base)
+    with_stage = segment_bins(samples, coder, adaptive=True, base=base)
+    without = segment_bins(samples, coder, adaptive=False, base=base)
     if sum(abs(q) for q in with_stage[0]) < sum(abs(q) for q in without[0]):
         return (1,) + with_stage
     return (0,) + without
@@ -2204,6 +2216,12 @@ def residual_decode(payload, m, channels, coder, why=None):
     reader = WordReader(payload)
     if not reader.valid:
         return refuse("length")
+    return read_residuals(reader, m, channels, coder, refuse)
+
+
+def read_residuals(reader, m, channels, coder, refuse):
+    """residual_decode's reading from a WordReader at the residual values (the payload's
+    start, or after the latent codes): (alphas, segments), or refuse(reason)."""
     alphas, segments = [], []
     for _ in range(channels):
         alphas.append(reader.raw(1) if coder.order >= 1 else None)
@@ -3170,6 +3188,262 @@ def golden_5(report=None):
     return items
 
 
+# Latent codes in bounded sessions ("With latent codes", version 9; "The integer decoder").
+
+I32_MIN, I32_MAX = -(1 << 31), (1 << 31) - 1
+INT8_RANGE = (-128, 127)       # a hidden layer's outputs
+CODE_RANGE = (I16_MIN, I16_MAX)  # the last layer's outputs
+
+
+def sat32(v):
+    return min(max(v, I32_MIN), I32_MAX)
+
+
+def doubling_high_mul(a, b):
+    """a · b / 2^31 rounded to the nearest, a half up: (a·b + nudge) / 2^31 truncated toward
+    zero, nudge = 2^30 when a·b ≥ 0 else 1 − 2^30; a = b = −2^31 gives 2^31 − 1."""
+    if a == b == I32_MIN:
+        return I32_MAX
+    ab = a * b
+    v = ab + ((1 << 30) if ab >= 0 else 1 - (1 << 30))
+    q = abs(v) >> 31
+    return q if v >= 0 else -q
+
+
+def divide_by_pot(x, e):
+    """x / 2^e rounded half away from zero: (x >> e) + 1 when the remainder x & (2^e − 1)
+    exceeds (2^e − 1) >> 1, plus 1 more when x < 0."""
+    mask = (1 << e) - 1
+    return (x >> e) + ((x & mask) > (mask >> 1) + (x < 0))
+
+
+def requantize(x, multiplier, shift):
+    """x · M · 2^shift / 2^31 as the spec computes it: x · 2^max(shift, 0) saturated to i32,
+    doubling_high_mul by M, then divide_by_pot by max(−shift, 0)."""
+    assert I32_MIN <= x <= I32_MAX and 1 << 30 <= multiplier <= I32_MAX and -31 <= shift <= 31
+    return divide_by_pot(doubling_high_mul(sat32(x << max(shift, 0)), multiplier), max(-shift, 0))
+
+
+class DenseLayer:
+    """One dense layer of an integer decoder: weights[o][i] (int8, or i16 when wide), bias[o]
+    (i32), input zero point, output zero point, ReLU or not, and per output M[o] and
+    shift[o]."""
+
+    def __init__(self, weights, bias, zp_in, zp_out, relu, multipliers, shifts):
+        self.weights, self.bias, self.zp_in, self.zp_out = weights, bias, zp_in, zp_out
+        self.relu, self.multipliers, self.shifts = relu, multipliers, shifts
+
+    def run(self, x, last):
+        """acc = bias[o] + Σ_i w[o][i] · (x_i − zp_in) (it fits i32: checked), then
+        clamp(requantize(acc) + zp_out) to the layer's range: i16 for the last layer, int8
+        otherwise, and from zp_out up with ReLU."""
+        lo, hi = CODE_RANGE if last else INT8_RANGE
+        if self.relu:
+            lo = max(lo, self.zp_out)
+        out = []
+        for row, b, m, sh in zip(self.weights, self.bias, self.multipliers, self.shifts):
+            assert len(row) == len(x)
+            acc = b + sum(w * (v - self.zp_in) for w, v in zip(row, x))
+            assert I32_MIN <= acc <= I32_MAX, "the accumulator fits i32"
+            out.append(min(max(sat32(requantize(acc, m, sh) + self.zp_out), lo), hi))
+        return out
+
+
+class IntegerDecoder:
+    """A model's integer decoder ("The integer decoder"): dense layers, then an output stage
+    per channel c (offset[c], M[c], shift[c]) to device counts."""
+
+    def __init__(self, layers, window, channels, offsets, multipliers, shifts):
+        self.layers, self.window, self.channels = layers, window, channels
+        self.offsets, self.multipliers, self.shifts = offsets, multipliers, shifts
+
+    def decode(self, codes):
+        """A window's samples per channel ([c][t]) from its codes: the layers in turn (the
+        codes the first one's input), the last one's W × C values channel after channel,
+        each to clamp(requantize(v, M[c], shift[c]) + offset[c]) (the sum saturated to i32)."""
+        x = list(codes)
+        for i, layer in enumerate(self.layers):
+            x = layer.run(x, last=i == len(self.layers) - 1)
+        w = self.window
+        assert len(x) == w * self.channels
+        return [[clamp16(sat32(requantize(v, self.multipliers[c], self.shifts[c])
+                               + self.offsets[c])) for v in x[c * w:(c + 1) * w]]
+                for c in range(self.channels)]
+
+    def bases(self, codes, k, m):
+        """The bases b_t of a frame's m samples per channel ([c][t]) from the codes of its
+        ⌈m / window⌉ windows (k per window): window w's rebuild gives samples w·window … of
+        each channel, a last window's beyond m left out."""
+        windows = -(-m // self.window)
+        assert len(codes) == windows * k
+        out = [[] for _ in range(self.channels)]
+        for w in range(windows):
+            for c, samples in enumerate(self.decode(codes[w * k:(w + 1) * k])):
+                out[c] += samples
+        return [b[:m] for b in out]
+
+
+def check_integer_arithmetic():
+    """The requantization by hand: rounding half away from zero at each step."""
+    assert doubling_high_mul(1 << 30, 1 << 30) == 1 << 29
+    # ±1.5 and ±0.5: halves go up (the nudge of a negative product is 1 − 2^30, not −2^30).
+    assert doubling_high_mul(3, 1 << 30) == 2 and doubling_high_mul(-3, 1 << 30) == -1
+    assert doubling_high_mul(1, 1 << 30) == 1 and doubling_high_mul(-1, 1 << 30) == 0
+    assert doubling_high_mul(I32_MIN, I32_MIN) == I32_MAX
+    assert [divide_by_pot(x, 2) for x in (5, 6, 7, -5, -6, -7)] == [1, 2, 2, -1, -2, -2]
+    assert divide_by_pot(123, 0) == 123
+    assert requantize(1000, 1 << 30, 0) == 500 and requantize(1000, 1 << 30, -2) == 125
+    # Two roundings: 1001 · ½ = 500.5 → 501, / 2 = 250.5 → 251; −500.5 → −500, / 2 → −250.
+    assert requantize(1001, 1 << 30, -1) == 251 and requantize(-1001, 1 << 30, -1) == -250
+    # 2^30 · 4 saturates to 2^31 − 1 first; half of it, 2^30 − ½, goes up.
+    assert requantize(1 << 30, 1 << 30, 2) == 1 << 30
+
+
+def code_groups(codes, tables):
+    """The symbols of a frame's codes in reading order, one group per code, as an entropy-coded
+    frame's payload sends them (the class symbol, if any, ahead of each window's first code):
+    put_by_hand(code_groups(codes, tables)) is rans_encode(codes, tables)."""
+    tables = table_set(tables)
+    k = tables.k
+    values = tables.values(codes)
+    groups = []
+    for j, v in enumerate(values):
+        c = cheapest_class(tables, values, j // k)
+        group = [tables.classes.sym(c)] if j % k == 0 and tables.classes is not None else []
+        groups.append(group + symbols_of(v, tables.table(j, c)))
+    assert put_by_hand(groups) == rans_encode(codes, tables)
+    return groups
+
+
+def latent_bounded_payload(channels, codes, tables, decoder, coder):
+    """The sender's payload of a bounded frame with latent codes: its samples (one list per
+    channel, m each) and its windows' codes. The bases from the codes, each segment coded
+    against them as its α chooses, and the codes' symbols then the residual values in one
+    rANS stream; raw samples (as a receiver of the coded form rebuilds them) when that is not
+    shorter than 2N. Returns (payload, sent coded?, coded length, rebuilt, bins, alphas,
+    bases)."""
+    m, count = len(channels[0]), len(channels)
+    bases = decoder.bases(codes, table_set(tables).k, m)
+    loops = [choose_alpha(channel, coder, base) for channel, base in zip(channels, bases)]
+    alphas, bins, rebuilt = ([loop[i] for loop in loops] for i in range(3))
+    for channel, xs in zip(channels, rebuilt):
+        assert all(abs(s - x) <= coder.bound for s, x in zip(channel, xs)), "within E′"
+    coded = put_by_hand(code_groups(codes, tables) + residual_groups(bins, coder, alphas))
+    sent_coded = len(coded) < 2 * m * count
+    payload = coded if sent_coded else i16_samples(rebuilt)
+    back = decode_latent_bounded_payload(payload, m, count, tables, decoder, coder)
+    assert back == rebuilt, "a receiver rebuilds the sender's rebuilt samples"
+    return payload, sent_coded, len(coded), rebuilt, bins, alphas, bases
+
+
+def decode_latent_bounded_payload(payload, m, channels, tables, decoder, coder):
+    """What a receiver holding the model rebuilds from a bounded payload with latent codes: 2N
+    bytes, the samples raw; fewer, the codes of the ⌈m / window⌉ windows read first (as an
+    entropy-coded frame's: class symbols, escapes, predicted latents), their bases, then the
+    residual values and the samples rebuilt on the bases; None if not valid."""
+    n = m * channels
+    if len(payload) >= 2 * n:
+        return decode_bounded_payload(payload, m, channels, coder)
+    tables = table_set(tables)
+    reader = WordReader(payload)
+    if not reader.valid:
+        return None
+    values, c = [], 0
+    for j in range(-(-m // decoder.window) * tables.k):
+        if j % tables.k == 0 and tables.classes is not None:
+            c = reader.value(tables.classes)
+            if c is None or not 0 <= c < tables.class_count:
+                return None
+        v = reader.value(tables.table(j, c))
+        if v is None:
+            return None
+        values.append(v)
+    codes = tables.codes(values)
+    read = read_residuals(reader, m, channels, coder, lambda reason: None)
+    if read is None:
+        return None
+    bases = decoder.bases(codes, tables.k, m)
+    return [segment_samples(b, coder, adaptive=adapts(a), base=base)
+            for a, b, base in zip(*read, bases)]
+
+
+def deviation(t, c):
+    """Vector 7's samples: the base plus ((5t + 3c) mod 15) − 7, t the sample's index in its
+    frame, c its channel."""
+    return (5 * t + 3 * c) % 15 - 7
+
+
+def golden_7(report=None):
+    check_integer_arithmetic()
+    common = dict(stream_id=6, session=0x090A)
+    window, windows_per_frame, header_interval, channels, k = 8, 2, 64, 2, 2
+    # Vector 5's residual coder.
+    coder = ResidualCoder(bound=2, coefficients=[6144, -2048], order=3, step=1,
+                          class_bounds=[16], tables=[
+                              Table(-1, [1, 3000, 1094, 1]),
+                              Table(-3, [16, 200, 800, 2064, 800, 200, 16]),
+                              Table(-28, [512 if c == 0 else 64 for c in range(-28, 29)])])
+    # The codes' tables: latent 0 `0 ..= 8`, latent 1 `-3 ..= 3`; no prediction, no classes.
+    tables = [Table(0, [16, 64, 256, 800, 1824, 800, 256, 64, 16]),
+              Table(-3, [32, 256, 1024, 1472, 1024, 256, 32])]
+    # The integer decoder: 2 codes (zero point 4) → 3 (int8, ReLU, zero point −128) → 16 values
+    # (i16 weights), channel 0's 8 then channel 1's, then the output stage.
+    hidden = DenseLayer(weights=[[90, -40], [7, 127], [-128, 33]], bias=[-300, 25, 4000],
+                        zp_in=4, zp_out=-128, relu=True,
+                        multipliers=[1 << 30, 1_700_000_000, 2_100_000_000], shifts=[-2, -5, -9])
+    wide = [(i * 2731) % 20001 - 10000 for i in range(48)]
+    last = DenseLayer(weights=[wide[3 * o:3 * o + 3] for o in range(16)],
+                      bias=[i * 1000 - 7000 for i in range(16)], zp_in=-128, zp_out=0,
+                      relu=False, multipliers=[1_300_000_000] * 16, shifts=[0] * 16)
+    decoder = IntegerDecoder([hidden, last], window, channels, offsets=[1000, -30000],
+                             multipliers=[1 << 30, 2_000_000_000], shifts=[-3, 2])
+    # (codes, samples per channel) of frame 0 (2 whole windows) and of frame 1, the last (END):
+    # 11 samples per channel, so 2 windows, the second cut to 3 samples.
+    frames = [([4, 1, 6, -2], 16), ([2, 0, 8, 3], 11)]
+    items = [header(flags=RESTART | ENTROPY_CODED | BOUNDED, model_id=MODEL_ID,
+                    channels=channels, codes_per_window=k, window=window,
+                    windows_per_frame=windows_per_frame, header_interval=header_interval,
+                    frame=0, start_sample=0, **common)]
+    assert items[0][3] == 0x07 and items[0][11] == k
+    m_whole = windows_per_frame * window
+    for number, (codes, m) in enumerate(frames):
+        is_last = number == len(frames) - 1
+        bases = decoder.bases(codes, k, m)
+        samples = [[clamp16(b + deviation(t, c)) for t, b in enumerate(base)]
+                   for c, base in enumerate(bases)]
+        flags = SATURATED if saturated(samples) else 0
+        payload, sent_coded, coded_len, rebuilt, bins, alphas, _ = latent_bounded_payload(
+            samples, codes, tables, decoder, coder)
+        assert sent_coded, "both frames coded"
+        if is_last:
+            item = entropy_frame_bytes(u24(m) + payload, frame=number, frame_flags=flags | END,
+                                       **common)
+            read = read_bounded_end_frame(item, window, windows_per_frame, channels,
+                                          frame=number, frame_flags=flags | END, **common)
+            assert read == (m, payload, len(item))
+            length, size = read_length(item, m_whole * channels, last=True)
+        else:
+            item = entropy_frame_bytes(payload, frame=number, frame_flags=flags, **common)
+            read = read_entropy_frame(item, m * channels, frame=number, frame_flags=flags,
+                                      **common)
+            assert read == (payload, len(item))
+            length, size = read_length(item, m * channels)
+        back = decode_latent_bounded_payload(read[1] if is_last else read[0], m, channels,
+                                             tables, decoder, coder)
+        assert back == rebuilt
+        assert all(abs(s - x) <= 2 for ch, xs in zip(samples, back) for s, x in zip(ch, xs))
+        # The codes are what the payload begins with: without them (the residuals alone, from
+        # bases of 0) the samples come back otherwise.
+        assert decode_bounded_payload(payload, m, channels, coder) != rebuilt
+        if report is not None:
+            report.append((number, sent_coded, coded_len, length, size, len(item),
+                           flags | (END if is_last else 0),
+                           (f" samples={m}" if is_last else "") + f" α={alphas}"
+                           + f" bases={bases}"))
+        items.append(item)
+    return items
+
+
 def hex_lines(items):
     return [" ".join(f"{b:02x}" for b in item) for item in items]
 
@@ -3189,12 +3463,13 @@ def write_spec(vectors):
 
 
 def main():
-    reports = {3: [], 4: [], 5: [], 6: []}
+    reports = {3: [], 4: [], 5: [], 6: [], 7: []}
     vectors = {"golden-1": hex_lines(golden_1()), "golden-2": hex_lines(golden_2()),
                "golden-3": hex_lines(golden_3(reports[3])),
                "golden-4": hex_lines(golden_4(reports[4])),
                "golden-5": hex_lines(golden_5(reports[5])),
-               "golden-6": hex_lines(golden_6(reports[6]))}
+               "golden-6": hex_lines(golden_6(reports[6])),
+               "golden-7": hex_lines(golden_7(reports[7]))}
     for name, lines in vectors.items():
         print(name)
         print("\n".join(lines))

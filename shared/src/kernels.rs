@@ -12,8 +12,8 @@
 
 use crate::blob::{I32s, I8s, WeightRow, Weights};
 
-/// `(a · b · 2) >> 32` rounded half away from zero, saturating the single overflow case
-/// `i32::MIN · i32::MIN`.
+/// `a · b / 2^31` rounded to the nearest, halves up (gemmlowp's nudge: `2^30`, or `1 − 2^30`
+/// for a negative product), saturating the single overflow case `i32::MIN · i32::MIN`.
 #[inline(always)]
 pub fn saturating_rounding_doubling_high_mul(a: i32, b: i32) -> i32 {
     if a == i32::MIN && b == i32::MIN {

@@ -1639,6 +1639,92 @@ pub(crate) mod tests {
         }
     }
 
+    /// Golden vector 7: a bounded session with latent codes: each frame's codes, rANS-coded
+    /// ahead of the residuals in one stream, and the residuals taken against the integer
+    /// decoder's rebuild of the codes (vector 5's residual coder; the decoder's bases reach both
+    /// ends of the i16 range), a whole frame and a last frame whose second window is cut short.
+    #[test]
+    fn latent_bounded_golden_vector_matches_the_spec() {
+        use crate::blob::{EncoderSpec, U8s};
+        use crate::decoder::tests::{decoder_bytes, TinyDecoder};
+        use crate::encoder::tests::{blob_bytes, TinyModel};
+        use crate::encoder::QuantizedEncoder;
+        use crate::entropy::tests::OwnedTables;
+        use crate::residual::tests::Owned;
+        use crate::stream::{bounded_payload, latent_base, LatentBase};
+        let mut wide = std::vec![64u16; 57];
+        wide[28] = 512;
+        let owned = Owned::with_tables(
+            &[6144, -2048],
+            &[16],
+            &[(-1, std::vec![1, 3000, 1094, 1]), (-3, std::vec![16, 200, 800, 2064, 800, 200, 16]), (-28, wide)],
+        )
+        .adapting(3, 1);
+        let residual = owned.spec(2);
+        let owned_tables = OwnedTables::new(&[
+            (0, std::vec![16, 64, 256, 800, 1824, 800, 256, 64, 16]),
+            (-3, std::vec![32, 256, 1024, 1472, 1024, 256, 32]),
+        ]);
+        let tables = owned_tables.tables();
+        // TinyModel's window (8 samples of 2 channels, 2 codes at zero point 4) and TinyDecoder.
+        let (decoder, model) = (decoder_bytes(&TinyDecoder::new().spec()), TinyModel::new());
+        let blob = blob_bytes(&EncoderSpec { decoder: Some(U8s::new(&decoder).unwrap()), ..model.spec() });
+        let encoder = QuantizedEncoder::from_blob(&blob).unwrap();
+        let layout = StreamLayout {
+            channels: 2,
+            codes_per_window: 2,
+            window: 8,
+            windows_per_frame: 2,
+            entropy_coded: true,
+            bounded: true,
+        };
+        let h = StreamHeader { layout, ..coded_session(6, 0x090A, 2, 8) };
+        assert!(h.is_valid());
+        // (codes, samples per channel): a whole frame, then the last, of 11 samples.
+        let frames: [(Vec<i16>, usize); 2] = [(std::vec![4, 1, 6, -2], 16), (std::vec![2, 0, 8, 3], 11)];
+        let mut scratch = std::vec![0i16; 4096];
+        let mut v7 = h.encode().to_vec();
+        let (mut buf, mut payload) = ([0u8; MAX_FRAME_LEN], [0u8; MAX_FRAME_PAYLOAD]);
+        let mut sent = Vec::new();
+        for (f, (codes, m)) in frames.iter().enumerate() {
+            let mut base = std::vec![0i16; 2 * m];
+            latent_base(&encoder, codes, *m, &mut scratch, &mut base).unwrap();
+            // The base plus ((5t + 3c) mod 15) − 7, channel after channel.
+            let input: Vec<i16> = (0..2 * m)
+                .map(|i| {
+                    let (c, t) = (i / m, i % m);
+                    (i32::from(base[i]) + ((5 * t + 3 * c) % 15) as i32 - 7).clamp(-32768, 32767) as i16
+                })
+                .collect();
+            let saturated = input.iter().any(|&x| x == i16::MIN || x == i16::MAX);
+            let mut values = input.clone();
+            let latent = LatentBase { tables, codes, base: &base };
+            let len = bounded_payload(&residual, &mut values, *m, Some(latent), &mut payload);
+            assert!(len < 4 * m, "coded");
+            let n = match f {
+                1 => encode_last_frame(&h, 1, saturated, *m as u32, &payload[..len], &mut buf),
+                _ => encode_frame(&h, 0, saturated, &payload[..len], &mut buf),
+            };
+            v7.extend_from_slice(&buf[..n.unwrap()]);
+            sent.push((input, saturated));
+        }
+        assert_eq!(v7, golden("golden-7"));
+        // A receiver holding the model reads the codes, rebuilds them, then the samples.
+        let got = frames_of(&decode_all(&v7, 5));
+        assert_eq!(got.len(), 2);
+        assert_eq!((got[1].end_samples, got[1].samples()), (Some(11), 11));
+        for (frame, ((codes, m), (input, saturated))) in got.iter().zip(frames.iter().zip(&sent)) {
+            assert!(frame.entropy_coded && frame.saturated == *saturated);
+            let (mut read_codes, mut back) = (std::vec![0i16; codes.len()], std::vec![0i16; 2 * m]);
+            let adapted = residual.read_bins(&frame.payload, Some((tables, &mut read_codes)), *m, &mut back).unwrap();
+            assert_eq!(&read_codes, codes);
+            let mut base = std::vec![0i16; 2 * m];
+            latent_base(&encoder, codes, *m, &mut scratch, &mut base).unwrap();
+            residual.rebuild(Some(&base), &mut back, *m, adapted).unwrap();
+            assert!(input.iter().zip(&back).all(|(x, r)| x.abs_diff(*r) <= 2), "{input:?} rebuilt as {back:?}");
+        }
+    }
+
     #[test]
     fn a_session_decodes_whole_when_split_anywhere() {
         let h = header(0);
