@@ -580,6 +580,14 @@ fn bench_rd_places_a_model_among_the_peers() {
         }
     }
     assert!(funnel_point["ratio_to_pca_transform_coder"].as_f64().is_some(), "{funnel_point}");
+    // The 13 held-out windows went in 13 frames behind one 32-byte header; a long stream sends
+    // one every 64 frames.
+    let headers = &funnel_point["headers"];
+    let header_bits = headers["header_bits_per_sample"].as_f64().unwrap();
+    assert!((header_bits - 256.0 / (13.0 * 64.0)).abs() < 1e-12, "{headers}");
+    let long = headers["long_stream_bits_per_sample"].as_f64().unwrap();
+    assert!((long - (int8.bits_per_sample - header_bits + 256.0 / (64.0 * 64.0))).abs() < 1e-12, "{headers}");
+    assert!(table.contains("of which stream headers"), "{table}");
     // The error-bounded sweep: every bound kept, from lossless (a bound of 0) up.
     let bounded = v["bounded"]["points"].as_array().unwrap();
     assert!(bounded.len() >= 3 && bounded[0]["bound_counts"] == 0, "{}", v["bounded"]);

@@ -353,6 +353,23 @@ pub struct FunnelPoint {
     pub ratio_to_best_classic: Option<f64>,
     /// Funnel's ratio to the PCA transform coder at this rate (issue 11's goal: at most 0.9).
     pub ratio_to_pca_transform_coder: Option<f64>,
+    /// What the stream headers cost this point (see [`HeaderShare`]), when measured.
+    pub headers: Option<HeaderShare>,
+}
+
+/// The stream headers' part of a Funnel point's bits. A stream sends a 32-byte header before
+/// its first frame and then one every `header_interval` frames: a held-out part of a few frames
+/// (the IMU's 2,560 samples are three) pays a whole header, which a long stream spreads over
+/// 64 frames. The point's own rate counts what `funnel encode` sends for the part; this is the
+/// same frames with the headers at their share of a long stream, and the ratios there.
+#[derive(Clone, Debug, Serialize)]
+pub struct HeaderShare {
+    /// Bits per sample of the point that are stream headers.
+    pub header_bits_per_sample: f64,
+    /// The point's bits per sample with the headers at their long-stream share.
+    pub long_stream_bits_per_sample: f64,
+    pub long_stream_ratio_to_best_classic: Option<f64>,
+    pub long_stream_ratio_to_pca_transform_coder: Option<f64>,
 }
 
 /// The classic codecs, as opposed to the PCA baselines and the lossless reference.
@@ -407,6 +424,29 @@ impl FunnelPoint {
             best_classic_peer: classic.map(|(m, _)| m),
             ratio_to_pca_transform_coder: pca.map(|(_, b)| point.prdn / b),
             point,
+            headers: None,
+        }
+    }
+
+    /// The point with its headers' share: `header_bits_per_sample` of its rate are stream
+    /// headers, which a long stream sends `long_stream_header_bits_per_sample` of.
+    pub fn with_headers(
+        self,
+        header_bits_per_sample: f64,
+        long_stream_header_bits_per_sample: f64,
+        peers: &[RdPoint],
+    ) -> FunnelPoint {
+        let bits = self.point.bits_per_sample - header_bits_per_sample + long_stream_header_bits_per_sample;
+        let long = RdPoint { bits_per_sample: bits, ..self.point.clone() };
+        let there = FunnelPoint::against(String::new(), String::new(), long, peers);
+        FunnelPoint {
+            headers: Some(HeaderShare {
+                header_bits_per_sample,
+                long_stream_bits_per_sample: bits,
+                long_stream_ratio_to_best_classic: there.ratio_to_best_classic,
+                long_stream_ratio_to_pca_transform_coder: there.ratio_to_pca_transform_coder,
+            }),
+            ..self
         }
     }
 }
@@ -452,6 +492,18 @@ impl RdReport {
                     f.model, f.point.bits_per_sample
                 ),
             };
+            if let Some(h) = &f.headers {
+                let ratio = |r: Option<f64>| r.map_or("–".into(), |r| format!("{r:.2}"));
+                let _ = writeln!(
+                    s,
+                    "  of which stream headers {:.3} bits/sample; with a long stream's share of headers {:.3} bits/sample: \
+                     to the best classic codec {}, to the PCA transform coder {}",
+                    h.header_bits_per_sample,
+                    h.long_stream_bits_per_sample,
+                    ratio(h.long_stream_ratio_to_best_classic),
+                    ratio(h.long_stream_ratio_to_pca_transform_coder),
+                );
+            }
         }
         s.push_str(&self.bounded.table());
         s

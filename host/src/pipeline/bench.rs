@@ -12,6 +12,7 @@ use crate::runtime::Backend;
 use anyhow::{ensure, Context, Result};
 use funnel_artifacts::{Dataset, Graph, ModelDir, Recording};
 use funnel_shared::stream::StreamConfig;
+use funnel_shared::wire::{stream_len, HEADER_LEN};
 
 /// Window of the peers' split when no model is given.
 pub const DEFAULT_RD_WINDOW: usize = 256;
@@ -115,12 +116,18 @@ pub fn bench_rd(request: &RdRequest) -> Result<RdReport> {
             snr_db: m.snr_db,
             max_abs_error: m.max_abs_error,
         };
-        funnel.push(FunnelPoint::against(
-            dir.path().display().to_string(),
-            blob.model_id().to_string(),
-            point,
-            &points,
-        ));
+        // The headers of the frames that carried the held-out windows (all of them: the last
+        // frame carries the rest), against a long stream's one every `header_interval` frames.
+        let interval = StreamConfig::DEFAULT.header_interval;
+        let frames = (m.windows as u64).div_ceil(u64::from(windows_per_frame));
+        let samples = (m.windows * card.window()) as f64;
+        let header_bits = 8.0 * stream_len(frames, 0, interval) as f64 / samples;
+        let long_stream_header_bits =
+            8.0 * HEADER_LEN as f64 / (f64::from(interval) * f64::from(windows_per_frame) * card.window() as f64);
+        funnel.push(
+            FunnelPoint::against(dir.path().display().to_string(), blob.model_id().to_string(), point, &points)
+                .with_headers(header_bits, long_stream_header_bits, &points),
+        );
     }
     let report = RdReport {
         data: request.data.display().to_string(),
