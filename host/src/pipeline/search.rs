@@ -14,7 +14,7 @@ use funnel_shared::wire::{MAX_CODES, MAX_FRAME_CODES, MAX_FRAME_PAYLOAD};
 use std::time::Instant;
 
 use super::bounded::check_bounded_window;
-use super::training::{train_point, CodeRate, Shape, TrainRequest};
+use super::training::{capped_hop, train_point, CodeRate, Shape, TrainRequest};
 
 /// What a searched shape may cost the device (`--max-flash`, `--max-ram`, `--max-macs`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,10 +44,6 @@ pub const SEARCH_WINDOWS: [usize; 3] = [32, 64, 128];
 const CODES_PER_VALUE: [(usize, usize); 3] = [(1, 4), (1, 2), (1, 1)];
 /// Fitted windows start every window / this many samples (training on shifted copies).
 const HOPS_PER_WINDOW: usize = 8;
-/// Most fitted windows a candidate trains on: a long recording is fitted at a longer hop
-/// during the search (the chosen shape is trained at its own hop afterwards), which keeps the
-/// search of a million-sample recording within a few minutes.
-const MAX_SEARCH_FIT_WINDOWS: usize = 32_768;
 
 /// Windows per frame of a searched shape: as many as fill [`MAX_FRAME_SAMPLES`] and fit a frame.
 pub fn default_windows_per_frame(window: usize, latent: usize) -> u8 {
@@ -139,8 +135,10 @@ pub(super) fn search(
         let dataset = Dataset::new(training_part.clone(), spec.window, None)
             .with_context(|| format!("the training part is too short for a window of {}", spec.window))?;
         let name = ModelDir::new(request.out.join(format!("search-{}-{}", spec.window, spec.latent)));
-        let hop =
-            shape.hop.max((dataset.train().len() * spec.window).div_ceil(MAX_SEARCH_FIT_WINDOWS)).min(spec.window);
+        // A long recording is fitted at a longer hop during the search (the chosen shape is
+        // trained at its own hop afterwards), which keeps the search of a million samples
+        // within a few minutes.
+        let hop = capped_hop(&dataset, spec.window, shape.hop);
         let point = train_point(&quiet, &Shape { hop, ..shape.clone() }, &dataset, rate, &name)?;
         let (blob, int8) = (&point.quantization.blob, &point.quantization.int8);
         // A window of i16 samples, the kernels' scratch, a frame of i16 codes, the frame's
