@@ -1562,20 +1562,25 @@ pub(crate) mod tests {
         }
     }
 
+    /// The residual coder of golden vectors 5 and 7 (`E′ = 2` given to `spec`): prediction
+    /// `[6144, −2048]`, an adaptive stage of order 3 with step 1, two classes.
+    fn vector_5_coder() -> crate::residual::tests::Owned {
+        let mut wide = std::vec![64u16; 57];
+        wide[28] = 512;
+        crate::residual::tests::Owned::with_tables(
+            &[6144, -2048],
+            &[16],
+            &[(-1, std::vec![1, 3000, 1094, 1]), (-3, std::vec![16, 200, 800, 2064, 800, 200, 16]), (-28, wide)],
+        )
+        .adapting(3, 1)
+    }
+
     /// Golden vector 5: a bounded session of two channels: coded frames (octave-coded bins and
     /// samples at both ends of the i16 range among them), a frame sent raw as the receiver would
     /// rebuild it, and a last frame.
     #[test]
     fn bounded_golden_vector_matches_the_spec() {
-        use crate::residual::tests::Owned;
-        let mut wide = std::vec![64u16; 57];
-        wide[28] = 512;
-        let owned = Owned::with_tables(
-            &[6144, -2048],
-            &[16],
-            &[(-1, std::vec![1, 3000, 1094, 1]), (-3, std::vec![16, 200, 800, 2064, 800, 200, 16]), (-28, wide)],
-        )
-        .adapting(3, 1);
+        let owned = vector_5_coder();
         let residual = owned.spec(2);
         assert_eq!(residual.validate(), Ok(()));
         let layout = StreamLayout {
@@ -1650,16 +1655,8 @@ pub(crate) mod tests {
         use crate::encoder::tests::{blob_bytes, TinyModel};
         use crate::encoder::QuantizedEncoder;
         use crate::entropy::tests::OwnedTables;
-        use crate::residual::tests::Owned;
         use crate::stream::{bounded_payload, latent_base, LatentBase};
-        let mut wide = std::vec![64u16; 57];
-        wide[28] = 512;
-        let owned = Owned::with_tables(
-            &[6144, -2048],
-            &[16],
-            &[(-1, std::vec![1, 3000, 1094, 1]), (-3, std::vec![16, 200, 800, 2064, 800, 200, 16]), (-28, wide)],
-        )
-        .adapting(3, 1);
+        let owned = vector_5_coder();
         let residual = owned.spec(2);
         let owned_tables = OwnedTables::new(&[
             (0, std::vec![16, 64, 256, 800, 1824, 800, 256, 64, 16]),
