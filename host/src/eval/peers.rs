@@ -397,23 +397,10 @@ pub struct RdReport {
 impl FunnelPoint {
     /// `point` of a model against the best of `peers` at its bits per sample.
     pub fn against(model: String, model_id: String, point: RdPoint, peers: &[RdPoint]) -> FunnelPoint {
-        let best_of = |keep: &dyn Fn(&str) -> bool| {
-            let mut best: Option<(String, f64)> = None;
-            let mut methods: Vec<&str> = peers.iter().map(|p| p.method.as_str()).filter(|m| keep(m)).collect();
-            methods.dedup();
-            for method in methods {
-                let curve: Vec<&RdPoint> = peers.iter().filter(|p| p.method == method).collect();
-                if let Some(prdn) = prdn_at(&curve, point.bits_per_sample) {
-                    if best.as_ref().is_none_or(|(_, b)| prdn < *b) {
-                        best = Some((method.to_string(), prdn));
-                    }
-                }
-            }
-            best
-        };
-        let best = best_of(&|_| true);
-        let classic = best_of(&|m| CLASSIC_PEERS.contains(&m));
-        let pca = best_of(&|m| m == PCA_TRANSFORM_CODER);
+        let bits = point.bits_per_sample;
+        let best = best_peer_at(peers, bits, &|_| true);
+        let classic = best_peer_at(peers, bits, &|m| CLASSIC_PEERS.contains(&m));
+        let pca = best_peer_at(peers, bits, &|m| m == PCA_TRANSFORM_CODER);
         FunnelPoint {
             model,
             model_id,
@@ -437,18 +424,32 @@ impl FunnelPoint {
         peers: &[RdPoint],
     ) -> FunnelPoint {
         let bits = self.point.bits_per_sample - header_bits_per_sample + long_stream_header_bits_per_sample;
-        let long = RdPoint { bits_per_sample: bits, ..self.point.clone() };
-        let there = FunnelPoint::against(String::new(), String::new(), long, peers);
-        FunnelPoint {
-            headers: Some(HeaderShare {
-                header_bits_per_sample,
-                long_stream_bits_per_sample: bits,
-                long_stream_ratio_to_best_classic: there.ratio_to_best_classic,
-                long_stream_ratio_to_pca_transform_coder: there.ratio_to_pca_transform_coder,
-            }),
-            ..self
+        let ratio = |keep: &dyn Fn(&str) -> bool| best_peer_at(peers, bits, keep).map(|(_, b)| self.point.prdn / b);
+        let headers = HeaderShare {
+            header_bits_per_sample,
+            long_stream_bits_per_sample: bits,
+            long_stream_ratio_to_best_classic: ratio(&|m| CLASSIC_PEERS.contains(&m)),
+            long_stream_ratio_to_pca_transform_coder: ratio(&|m| m == PCA_TRANSFORM_CODER),
+        };
+        FunnelPoint { headers: Some(headers), ..self }
+    }
+}
+
+/// The method among `peers` (those `keep` takes) with the lowest PRDN at `bits_per_sample`
+/// (interpolated along its sweep), and that PRDN; `None` when no sweep reaches the rate.
+fn best_peer_at(peers: &[RdPoint], bits_per_sample: f64, keep: &dyn Fn(&str) -> bool) -> Option<(String, f64)> {
+    let mut best: Option<(String, f64)> = None;
+    let mut methods: Vec<&str> = peers.iter().map(|p| p.method.as_str()).filter(|m| keep(m)).collect();
+    methods.dedup();
+    for method in methods {
+        let curve: Vec<&RdPoint> = peers.iter().filter(|p| p.method == method).collect();
+        if let Some(prdn) = prdn_at(&curve, bits_per_sample) {
+            if best.as_ref().is_none_or(|(_, b)| prdn < *b) {
+                best = Some((method.to_string(), prdn));
+            }
         }
     }
+    best
 }
 
 impl RdReport {
