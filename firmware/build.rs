@@ -78,19 +78,6 @@ fn main() {
     writeln!(code, "pub const SAMPLE_RATE_HZ: u32 = {sample_rate};").unwrap();
     std::fs::write(out.join("model.rs"), code).unwrap();
 
-    // A bounded model whose frames carry latent codes runs the encoder, the integer decoder and
-    // the residual coder on each frame: measured on the Cortex-M4F QEMU image with
-    // models/ecg-bounded, a peak stack of 19.6 KB, over the micro:bit's 16 KiB of RAM (the
-    // Cortex-M0 image overflowed it and locked up under QEMU). Refused here, with the reason.
-    if env::var_os("CARGO_FEATURE_BOARD_MICROBIT").is_some() && spec.residual.is_some() && spec.decoder.is_some() {
-        fail(&format!(
-            "the model {} is bounded with latent codes (an integer decoder in its blob): its frames need about \
-             20 KB of stack (19,560 B measured on the Cortex-M4F image with models/ecg-bounded), and the micro:bit \
-             has 16 KiB of RAM: build it for a board with more RAM (the Cortex-M4F images)",
-            model_dir.display()
-        ))
-    }
-
     // Memory layout of the board being built (bins only; the lib is host-testable).
     let boards =
         [("BOARD_QEMU", "mps2-an386.x"), ("BOARD_MICROBIT", "microbit.x"), ("BOARD_NUCLEO_F411RE", "nucleo-f411re.x")];

@@ -4,7 +4,7 @@
 use core::fmt;
 
 use embedded_io::Write;
-use funnel_shared::blob::{BlobError, MAX_CHANNELS};
+use funnel_shared::blob::MAX_CHANNELS;
 use funnel_shared::encoder::{EncodeError, QuantizedEncoder};
 use funnel_shared::stream::{StreamConfig, StreamConfigError, StreamEncoder, MAX_WINDOW_OUTPUT};
 
@@ -29,8 +29,6 @@ impl<T: SampleSource + ?Sized> SampleSource for &mut T {
 /// Why the application refused to start.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StartError {
-    /// The embedded model blob failed validation.
-    Blob(BlobError),
     /// The window buffer cannot hold one window (`needed` samples over all channels).
     BufferTooSmall { needed: usize, capacity: usize },
     /// The scratch buffer is smaller than the encoder needs.
@@ -42,7 +40,6 @@ pub enum StartError {
 impl fmt::Display for StartError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            StartError::Blob(e) => write!(f, "bad model blob: {e}"),
             StartError::BufferTooSmall { needed, capacity } => {
                 write!(f, "window buffer holds {capacity} samples, a window of this model needs {needed}")
             }
@@ -120,15 +117,22 @@ pub struct App<'m, S, W, const BUF: usize, const SCRATCH: usize, const BOUNDED: 
 impl<'m, S: SampleSource, W: Write, const BUF: usize, const SCRATCH: usize, const BOUNDED: bool>
     App<'m, S, W, BUF, SCRATCH, BOUNDED>
 {
-    /// Validates `blob`, `config` and the buffer sizes; the session starts at frame 0.
-    pub fn new(blob: &'m [u8], config: StreamConfig, source: S, sink: W) -> Result<Self, StartError> {
-        let encoder = QuantizedEncoder::from_blob(blob).map_err(StartError::Blob)?;
+    /// Checks `config` and the buffer sizes against `encoder` (the model blob, validated by
+    /// [`QuantizedEncoder::from_blob`]); the session starts at frame 0.
+    ///
+    /// The caller parses the blob, not `new`: parsing takes kilobytes of stack, and under
+    /// `new`'s frame it made the peak of a device's stack (measured with `cargo xtask bench`
+    /// and a bounded model, 15.6 KB; never inlined, so that what `new` builds its app from is
+    /// not in its caller's frame either).
+    #[inline(never)]
+    pub fn new(encoder: QuantizedEncoder<'m>, config: StreamConfig, source: S, sink: W) -> Result<Self, StartError> {
         let window_samples = encoder.window() * encoder.channels();
         if window_samples > BUF {
             return Err(StartError::BufferTooSmall { needed: window_samples, capacity: BUF });
         }
-        if encoder.scratch_len() > SCRATCH {
-            return Err(StartError::ScratchTooSmall { needed: encoder.scratch_len(), capacity: SCRATCH });
+        let scratch = encoder.scratch_len();
+        if scratch > SCRATCH {
+            return Err(StartError::ScratchTooSmall { needed: scratch, capacity: SCRATCH });
         }
         let channels = encoder.channels();
         Ok(App {
@@ -230,7 +234,7 @@ mod tests {
         let samples: Vec<i16> = (0..16 * 2 * 5 + 2 * 7).map(|i| ((i * 7919) % 4001) as i16 - 2000).collect();
         let mut sink = Vec::new();
         let mut app: App<'_, _, _, 64, 256> =
-            App::new(&blob, StreamConfig::DEFAULT, VecSource::new(&samples, 2), &mut sink).unwrap();
+            App::new(encoder(&blob), StreamConfig::DEFAULT, VecSource::new(&samples, 2), &mut sink).unwrap();
         let summary = app.run().unwrap();
         assert_eq!(
             summary,
@@ -246,7 +250,8 @@ mod tests {
         let config =
             StreamConfig { stream_id: 2, session: 99, windows_per_frame: 3, header_interval: 2, start_sample: 5 };
         let mut sink = Vec::new();
-        let mut app: App<'_, _, _, 16, 256> = App::new(&blob, config, VecSource::new(&samples, 1), &mut sink).unwrap();
+        let mut app: App<'_, _, _, 16, 256> =
+            App::new(encoder(&blob), config, VecSource::new(&samples, 1), &mut sink).unwrap();
         let summary = app.run().unwrap();
         // 11 windows: 3 frames of 3, two windows and 3 samples left over.
         assert_eq!((summary.windows, summary.frames, summary.dropped_tail), (11, 3, 2 * 16 + 3));
@@ -261,7 +266,8 @@ mod tests {
         let samples: Vec<i16> = (0..(16 * 7 + 5) * 2).map(|i| ((i * 7919) % 4001) as i16 - 2000).collect();
         let config = StreamConfig { windows_per_frame: 3, ..StreamConfig::DEFAULT };
         let mut sink = Vec::new();
-        let mut app: App<'_, _, _, 64, 256> = App::new(&blob, config, VecSource::new(&samples, 2), &mut sink).unwrap();
+        let mut app: App<'_, _, _, 64, 256> =
+            App::new(encoder(&blob), config, VecSource::new(&samples, 2), &mut sink).unwrap();
         let summary = app.run().unwrap();
         assert_eq!((summary.windows, summary.frames, summary.dropped_tail), (8, 3, 0));
         // A source that is asked again after its end sends nothing more.
@@ -286,7 +292,7 @@ mod tests {
         let samples: Vec<i16> = (0..16 * 9).map(|i| (i * 37 % 300) as i16).collect();
         let mut sink = Vec::new();
         let mut app: App<'_, _, _, 48, 256> =
-            App::new(&blob, StreamConfig::DEFAULT, VecSource::new(&samples, 1), &mut sink).unwrap();
+            App::new(encoder(&blob), StreamConfig::DEFAULT, VecSource::new(&samples, 1), &mut sink).unwrap();
         app.run().unwrap();
         assert_eq!(sink, host_frames(&blob, StreamConfig::DEFAULT, &samples));
     }
@@ -297,7 +303,7 @@ mod tests {
         let samples: Vec<i16> = (0..16 * 4).map(|i| if i % 2 == 0 { i16::MAX } else { i16::MIN }).collect();
         let mut sink = Vec::new();
         let mut app: App<'_, _, _, 16, 256> =
-            App::new(&blob, StreamConfig::DEFAULT, VecSource::new(&samples, 1), &mut sink).unwrap();
+            App::new(encoder(&blob), StreamConfig::DEFAULT, VecSource::new(&samples, 1), &mut sink).unwrap();
         assert_eq!(app.run().unwrap().frames, 4);
         let mut dec = funnel_shared::wire::FrameDecoder::new();
         let mut events: Vec<_> = dec.feed(&sink).collect();
@@ -312,32 +318,21 @@ mod tests {
     }
 
     #[test]
-    fn bad_blobs_and_small_buffers_refuse_to_start() {
-        let mut blob = tiny_blob(16, 1);
+    fn small_buffers_and_bad_stream_configurations_refuse_to_start() {
+        let blob = tiny_blob(16, 1);
         let sink: Vec<u8> = Vec::new();
         assert!(matches!(
-            App::<_, _, 8, 256>::new(&blob, StreamConfig::DEFAULT, VecSource::new(&[], 1), sink.clone()),
+            App::<_, _, 8, 256>::new(encoder(&blob), StreamConfig::DEFAULT, VecSource::new(&[], 1), sink.clone()),
             Err(StartError::BufferTooSmall { needed: 16, capacity: 8 })
         ));
         assert!(matches!(
-            App::<_, _, 16, 4>::new(&blob, StreamConfig::DEFAULT, VecSource::new(&[], 1), sink.clone()),
+            App::<_, _, 16, 4>::new(encoder(&blob), StreamConfig::DEFAULT, VecSource::new(&[], 1), sink.clone()),
             Err(StartError::ScratchTooSmall { capacity: 4, .. })
         ));
-        blob[20] ^= 0x40;
-        let err = App::<_, _, 16, 256>::new(&blob, StreamConfig::DEFAULT, VecSource::new(&[], 1), sink.clone())
-            .err()
-            .unwrap();
-        assert!(matches!(err, StartError::Blob(BlobError::ChecksumMismatch { .. })));
-        assert!(std::format!("{err}").starts_with("bad model blob: model blob corrupted"));
-        let err = App::<_, _, 16, 256>::new(
-            b"not a Funnel blob, just text",
-            StreamConfig::DEFAULT,
-            VecSource::new(&[], 1),
-            sink,
-        )
-        .err()
-        .unwrap();
-        assert_eq!(err, StartError::Blob(BlobError::BadMagic));
+        let config = StreamConfig { windows_per_frame: 0, ..StreamConfig::DEFAULT };
+        let err = App::<_, _, 16, 256>::new(encoder(&blob), config, VecSource::new(&[], 1), sink).err().unwrap();
+        assert!(matches!(err, StartError::Stream(StreamConfigError::WindowsPerFrame { requested: 0, .. })));
+        assert!(std::format!("{err}").starts_with("bad stream configuration: "));
     }
 
     #[test]
@@ -345,7 +340,7 @@ mod tests {
         let blob = tiny_blob(16, 1);
         let samples = [0i16; 16];
         let mut app: App<'_, _, _, 16, 256> =
-            App::new(&blob, StreamConfig::DEFAULT, VecSource::new(&samples, 1), FailingSink).unwrap();
+            App::new(encoder(&blob), StreamConfig::DEFAULT, VecSource::new(&samples, 1), FailingSink).unwrap();
         assert!(matches!(app.run(), Err(AppError::Sink(_))));
     }
 }

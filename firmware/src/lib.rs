@@ -150,6 +150,11 @@ pub(crate) mod test_support {
         buf
     }
 
+    /// The encoder of a blob the tests made.
+    pub fn encoder(blob: &[u8]) -> funnel_shared::encoder::QuantizedEncoder<'_> {
+        funnel_shared::encoder::QuantizedEncoder::from_blob(blob).unwrap()
+    }
+
     /// What `funnel encode` does: every full window through `StreamEncoder`, then the end of
     /// the stream (a last frame, for a blob with code tables).
     pub fn host_frames(blob: &[u8], config: StreamConfig, samples: &[i16]) -> Vec<u8> {

@@ -12,6 +12,7 @@ use semihosting::io::{Read, Write as _};
 use semihosting::{eprintln, fs, process};
 
 use crate::{model, stack, App, SampleSource};
+use funnel_shared::encoder::QuantizedEncoder;
 use funnel_shared::stream::StreamConfig;
 
 pub const SAMPLES_FILE: &CStr = c"samples.i16";
@@ -170,21 +171,30 @@ pub fn run<W: embedded_io::Write<Error: core::fmt::Display>>(sink: impl FnOnce()
             process::exit(EXIT_NO_SAMPLES)
         }
     };
-    let mut app =
-        // Session 0 and the model's windows per frame, as `funnel encode` without flags: the
-        // QEMU tests compare the two byte for byte.
-        match App::<_, _, { model::WINDOW_SAMPLES }, { model::SCRATCH_LEN }, { model::BOUNDED }>::new(
-            model::MODEL_BLOB,
-            StreamConfig { windows_per_frame: model::WINDOWS_PER_FRAME, ..StreamConfig::DEFAULT },
-            source,
-            sink(),
-        ) {
-            Ok(app) => app,
-            Err(e) => {
-                eprintln!("funnel-firmware: {e}; halting");
-                process::exit(EXIT_BAD_BLOB)
-            }
-        };
+    let encoder = match QuantizedEncoder::from_blob(model::MODEL_BLOB) {
+        Ok(encoder) => encoder,
+        Err(e) => {
+            eprintln!("funnel-firmware: bad model blob: {e}; halting");
+            process::exit(EXIT_BAD_BLOB)
+        }
+    };
+    // Session 0 and the model's windows per frame, as `funnel encode` without flags: the QEMU
+    // tests compare the two byte for byte.
+    let mut started = App::<_, _, { model::WINDOW_SAMPLES }, { model::SCRATCH_LEN }, { model::BOUNDED }>::new(
+        encoder,
+        StreamConfig { windows_per_frame: model::WINDOWS_PER_FRAME, ..StreamConfig::DEFAULT },
+        source,
+        sink(),
+    );
+    // The app is used where `new` left it: moved out of the `Result`, it took its size (5.8 KB
+    // with a bounded model) twice on the stack.
+    let app = match &mut started {
+        Ok(app) => app,
+        Err(e) => {
+            eprintln!("funnel-firmware: {e}; halting");
+            process::exit(EXIT_BAD_BLOB)
+        }
+    };
     let enc = app.encoder();
     eprintln!(
         "funnel-firmware: model {} window {}x{} codes {} scratch {} B",

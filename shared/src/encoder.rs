@@ -58,6 +58,9 @@ pub struct QuantizedEncoder<'a> {
 
 impl<'a> QuantizedEncoder<'a> {
     /// Validates `blob` (see [`ModelBlob::parse`]).
+    // Never inlined: parsing takes kilobytes of stack, which would otherwise stay in the frame
+    // of the caller (a device's start-up) beside what it builds from the encoder.
+    #[inline(never)]
     pub fn from_blob(blob: &'a [u8]) -> Result<Self, BlobError> {
         ModelBlob::parse(blob).map(|blob| QuantizedEncoder { blob })
     }

@@ -7,8 +7,8 @@ use crate::encoder::{EncodeError, QuantizedEncoder};
 use crate::entropy::CodeTables;
 use crate::residual::{residual_bins, ResidualSpec};
 use crate::wire::{
-    encode_frame, encode_last_frame, StreamHeader, StreamLayout, HEADER_LEN, MAX_BOUNDED_SAMPLES, MAX_FRAME_CODES,
-    MAX_FRAME_LEN, MAX_FRAME_PAYLOAD, MAX_START_SAMPLE,
+    encode_frame_in_place, StreamHeader, StreamLayout, HEADER_LEN, MAX_BOUNDED_SAMPLES, MAX_FRAME_BODY,
+    MAX_FRAME_CODES, MAX_FRAME_LEN, MAX_START_SAMPLE, PAYLOAD_IN_PLACE_AT,
 };
 
 /// Converts a physical value (e.g. mV) to device counts, the way the device's ADC scaling is
@@ -87,11 +87,7 @@ impl core::error::Error for StreamConfigError {}
 /// codes as i16 little-endian: every code travels as it is, one beyond its table escaped. A
 /// session without tables sends the raw codes one int8 byte each: a code outside the int8
 /// range is clipped to it, and the caller flags the frame saturated.
-pub fn frame_payload(
-    tables: Option<CodeTables<'_>>,
-    codes: &[i16],
-    out: &mut [u8; MAX_FRAME_PAYLOAD],
-) -> (usize, bool) {
+pub fn frame_payload(tables: Option<CodeTables<'_>>, codes: &[i16], out: &mut [u8; MAX_FRAME_BODY]) -> (usize, bool) {
     let n = codes.len().min(MAX_FRAME_CODES);
     let Some(tables) = tables else {
         let mut clipped = false;
@@ -134,7 +130,7 @@ pub fn bounded_payload(
     values: &mut [i16],
     segment: usize,
     latent: Option<LatentBase<'_, '_>>,
-    out: &mut [u8; MAX_FRAME_PAYLOAD],
+    out: &mut [u8; MAX_FRAME_BODY],
 ) -> usize {
     let n = values.len().min(MAX_BOUNDED_SAMPLES);
     let values = &mut values[..n];
@@ -238,6 +234,8 @@ pub fn stream_layout(encoder: &QuantizedEncoder<'_>, windows_per_frame: u8) -> S
 
 /// Most bytes one [`StreamEncoder::encode_window`] call writes: a header and a frame.
 pub const MAX_WINDOW_OUTPUT: usize = HEADER_LEN + MAX_FRAME_LEN;
+// `send` makes the payload in the output, behind a header, where the frame will move it from.
+const _: () = assert!(HEADER_LEN + PAYLOAD_IN_PLACE_AT + MAX_FRAME_BODY <= MAX_WINDOW_OUTPUT);
 
 /// What one [`StreamEncoder::encode_window`] call did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -491,7 +489,7 @@ impl<'m, const BOUNDED: bool> StreamEncoder<'m, BOUNDED> {
 
     /// The payload of the frame being filled, `samples` samples per channel (its span unless it
     /// is the last), into `out`; returns its length and whether a code was clipped.
-    fn payload(&mut self, samples: usize, scratch: &mut [i16], out: &mut [u8; MAX_FRAME_PAYLOAD]) -> (usize, bool) {
+    fn payload(&mut self, samples: usize, scratch: &mut [i16], out: &mut [u8; MAX_FRAME_BODY]) -> (usize, bool) {
         let Some(residual) = self.encoder.spec().residual.filter(|_| BOUNDED) else {
             return frame_payload(self.encoder.spec().tables, &self.values, out);
         };
@@ -515,7 +513,7 @@ impl<'m, const BOUNDED: bool> StreamEncoder<'m, BOUNDED> {
         tables: CodeTables<'_>,
         samples: usize,
         scratch: &mut [i16],
-        out: &mut [u8; MAX_FRAME_PAYLOAD],
+        out: &mut [u8; MAX_FRAME_BODY],
     ) -> usize {
         let layout = self.header.layout;
         let span = layout.frame_span() as usize;
@@ -546,7 +544,7 @@ impl<'m, const BOUNDED: bool> StreamEncoder<'m, BOUNDED> {
     }
 
     /// The frame's samples raw, `samples` per channel, into `out`; returns the length.
-    fn raw_samples(&mut self, samples: usize, out: &mut [u8; MAX_FRAME_PAYLOAD]) -> usize {
+    fn raw_samples(&mut self, samples: usize, out: &mut [u8; MAX_FRAME_BODY]) -> usize {
         self.gather(samples);
         let n = samples * usize::from(self.header.layout.channels);
         write_raw(&self.values[..n], out)
@@ -554,11 +552,8 @@ impl<'m, const BOUNDED: bool> StreamEncoder<'m, BOUNDED> {
 
     /// Sends the codes waiting as the frame being filled (the last one, with its sample count,
     /// when `end` has it) behind a header when one is due; returns the bytes written and whether
-    /// a code was clipped.
-    // Inlined into each caller, so that the compiler can overlap its kilobyte of payload with
-    // the caller's other locals (measured with `cargo xtask bench`: the firmware's peak stack
-    // was 1 KB larger with it a function of its own, 9,524 B against 8,452 B).
-    #[inline(always)]
+    /// a code was clipped. The payload is made in `out`, where the frame goes (a buffer of its
+    /// own was 2 KB of a device's stack).
     fn send(&mut self, end: Option<u32>, scratch: &mut [i16], out: &mut [u8; MAX_WINDOW_OUTPUT]) -> (usize, bool) {
         let frame = self.header.frame;
         let mut len = 0;
@@ -566,16 +561,14 @@ impl<'m, const BOUNDED: bool> StreamEncoder<'m, BOUNDED> {
             out[..HEADER_LEN].copy_from_slice(&self.header.encode());
             len = HEADER_LEN;
         }
-        let mut payload = [0u8; MAX_FRAME_PAYLOAD];
         let samples = end.map_or(self.header.layout.frame_span() as usize, |n| n as usize);
-        let (payload_len, clipped) = self.payload(samples, scratch, &mut payload);
+        let payload = out[len + PAYLOAD_IN_PLACE_AT..]
+            .first_chunk_mut()
+            .expect("MAX_WINDOW_OUTPUT holds a header and a payload at PAYLOAD_IN_PLACE_AT");
+        let (payload_len, clipped) = self.payload(samples, scratch, payload);
         self.saturated |= clipped;
-        let payload = &payload[..payload_len];
-        len += match end {
-            None => encode_frame(&self.header, frame, self.saturated, payload, &mut out[len..]),
-            Some(samples) => encode_last_frame(&self.header, frame, self.saturated, samples, payload, &mut out[len..]),
-        }
-        .expect("a frame fits MAX_WINDOW_OUTPUT behind a header");
+        len += encode_frame_in_place(&self.header, frame, self.saturated, end, payload_len, &mut out[len..])
+            .expect("a frame fits MAX_WINDOW_OUTPUT behind a header");
         self.values.clear();
         self.pending = 0;
         self.saturated = false;
@@ -905,7 +898,7 @@ mod tests {
     #[test]
     fn raw_frames_clip_to_int8_only_without_tables() {
         use crate::entropy::tests::OwnedTables;
-        let mut out = [0u8; MAX_FRAME_PAYLOAD];
+        let mut out = [0u8; MAX_FRAME_BODY];
         assert_eq!(frame_payload(None, &[300, -5, -129], &mut out), (3, true));
         assert_eq!(out[..3], [127, (-5i8) as u8, (-128i8) as u8]);
         assert_eq!(frame_payload(None, &[127, -128], &mut out), (2, false));

@@ -36,9 +36,11 @@ pub const MAX_FRAME_CODES: usize = 512;
 pub const MAX_BOUNDED_SAMPLES: usize = 1024;
 /// Bytes of a last frame's sample count, before its codes.
 pub const END_SAMPLES_LEN: usize = 3;
-/// Largest payload of a data frame: the raw samples of a bounded session (or the raw codes of
-/// an entropy-coded one), two bytes each, behind a last frame's sample count.
-pub const MAX_FRAME_PAYLOAD: usize = END_SAMPLES_LEN + 2 * max(MAX_FRAME_CODES, MAX_BOUNDED_SAMPLES);
+/// Largest body of a data frame (its payload but a last frame's sample count): the raw samples
+/// of a bounded session, or the raw codes of an entropy-coded one, two bytes each.
+pub const MAX_FRAME_BODY: usize = 2 * max(MAX_FRAME_CODES, MAX_BOUNDED_SAMPLES);
+/// Largest payload of a data frame: the largest body behind a last frame's sample count.
+pub const MAX_FRAME_PAYLOAD: usize = END_SAMPLES_LEN + MAX_FRAME_BODY;
 /// Largest data frame (raw codes behind a two-byte length), and so the largest item on the link.
 pub const MAX_FRAME_LEN: usize = 2 + MAX_FRAME_PAYLOAD + CHECK_LEN;
 pub(crate) const fn max(a: usize, b: usize) -> usize {
@@ -397,13 +399,10 @@ pub fn encode_frame(
     payload: &[u8],
     out: &mut [u8],
 ) -> Result<usize, EncodeFrameError> {
-    let layout = &header.layout;
-    let max = layout.max_payload_len();
-    let fits = if layout.entropy_coded { payload.len() <= max } else { payload.len() == max };
-    if !fits {
-        return Err(EncodeFrameError::CodeCount { expected: max, found: payload.len() });
-    }
-    write_frame(header, frame, saturated, None, payload, out)
+    check_payload(&header.layout, None, payload.len())?;
+    write_frame(header, frame, saturated, None, payload.len(), out, |out, at| {
+        out[at..at + payload.len()].copy_from_slice(payload)
+    })
 }
 
 /// Writes the last data frame `frame` of `header`'s entropy-coded session into `out` and returns
@@ -417,41 +416,86 @@ pub fn encode_last_frame(
     body: &[u8],
     out: &mut [u8],
 ) -> Result<usize, EncodeFrameError> {
-    let layout = &header.layout;
+    check_payload(&header.layout, Some(samples), body.len())?;
+    write_frame(header, frame, saturated, Some(samples), body.len(), out, |out, at| {
+        out[at..at + body.len()].copy_from_slice(body)
+    })
+}
+
+/// Where [`encode_frame_in_place`] finds the payload in its buffer: behind room for the longest
+/// length prefix and a last frame's sample count.
+pub const PAYLOAD_IN_PLACE_AT: usize = 2 + END_SAMPLES_LEN;
+
+/// [`encode_frame`] (or, with `end`'s sample count, [`encode_last_frame`]) of the `payload_len`
+/// bytes the sender has already written into `out` at [`PAYLOAD_IN_PLACE_AT`]; they are moved to
+/// their place in the frame. A sender builds its payload where the frame goes instead of in a
+/// buffer of its own: [`MAX_FRAME_BODY`] bytes less stack on a device.
+pub fn encode_frame_in_place(
+    header: &StreamHeader,
+    frame: u32,
+    saturated: bool,
+    end: Option<u32>,
+    payload_len: usize,
+    out: &mut [u8],
+) -> Result<usize, EncodeFrameError> {
+    check_payload(&header.layout, end, payload_len)?;
+    if out.len() < PAYLOAD_IN_PLACE_AT + payload_len {
+        return Err(EncodeFrameError::BufferTooSmall);
+    }
+    write_frame(header, frame, saturated, end, payload_len, out, |out, at| {
+        out.copy_within(PAYLOAD_IN_PLACE_AT..PAYLOAD_IN_PLACE_AT + payload_len, at)
+    })
+}
+
+/// Whether a payload of `len` bytes fits a data frame of `layout` (a last frame, when `end` has
+/// its sample count).
+fn check_payload(layout: &StreamLayout, end: Option<u32>, len: usize) -> Result<(), EncodeFrameError> {
+    let Some(samples) = end else {
+        let max = layout.max_payload_len();
+        let fits = if layout.entropy_coded { len <= max } else { len == max };
+        return match fits {
+            true => Ok(()),
+            false => Err(EncodeFrameError::CodeCount { expected: max, found: len }),
+        };
+    };
     if !layout.entropy_coded || !(1..=layout.frame_span()).contains(&u64::from(samples)) {
         let max = if layout.entropy_coded { layout.frame_span() } else { 0 };
         return Err(EncodeFrameError::EndSamples { samples, max });
     }
     let raw = layout.last_frame_raw_len(samples);
-    if body.len() > raw {
-        return Err(EncodeFrameError::CodeCount { expected: raw, found: body.len() });
+    if len > raw {
+        return Err(EncodeFrameError::CodeCount { expected: raw, found: len });
     }
-    write_frame(header, frame, saturated, Some(samples), body, out)
+    Ok(())
 }
 
-/// Writes a frame whose checks were made: a last frame's sample count, when `end` has one, goes
-/// before the codes.
+/// Writes a frame of a `codes_len`-byte payload whose checks were made: a last frame's sample
+/// count, when `end` has one, goes before the codes, which `place(out, at)` puts at `at` (the
+/// bytes before [`PAYLOAD_IN_PLACE_AT`] are written first).
 fn write_frame(
     header: &StreamHeader,
     frame: u32,
     saturated: bool,
     end: Option<u32>,
-    codes: &[u8],
+    codes_len: usize,
     out: &mut [u8],
+    place: impl FnOnce(&mut [u8], usize),
 ) -> Result<usize, EncodeFrameError> {
     let layout = &header.layout;
-    let payload = codes.len() + end.map_or(0, |_| END_SAMPLES_LEN);
+    let payload = codes_len + end.map_or(0, |_| END_SAMPLES_LEN);
     let len = layout.frame_len(payload);
-    let out = out.get_mut(..len).ok_or(EncodeFrameError::BufferTooSmall)?;
+    if out.len() < len {
+        return Err(EncodeFrameError::BufferTooSmall);
+    }
     let mut at = if layout.entropy_coded { write_length_prefix(payload, out) } else { 0 };
     if let Some(samples) = end {
         out[at..at + END_SAMPLES_LEN].copy_from_slice(&samples.to_le_bytes()[..END_SAMPLES_LEN]);
         at += END_SAMPLES_LEN;
     }
-    out[at..len - CHECK_LEN].copy_from_slice(codes);
+    place(out, at);
     let flags = if saturated { FRAME_SATURATED } else { 0 } | if end.is_some() { FRAME_END } else { 0 };
     let check = frame_check(header, &out[..len - CHECK_LEN], frame, flags);
-    out[len - CHECK_LEN..].copy_from_slice(&check.to_le_bytes());
+    out[len - CHECK_LEN..len].copy_from_slice(&check.to_le_bytes());
     Ok(len)
 }
 
@@ -1388,7 +1432,7 @@ pub(crate) mod tests {
         ];
         let mut v3 = h.encode().to_vec();
         let mut buf = [0u8; MAX_FRAME_LEN];
-        let mut payload = [0u8; MAX_FRAME_PAYLOAD];
+        let mut payload = [0u8; MAX_FRAME_BODY];
         for (f, (codes, saturated)) in frames.iter().enumerate() {
             let (len, clipped) = crate::stream::frame_payload(Some(tables), codes, &mut payload);
             assert!(!clipped, "an entropy-coded session carries every code");
@@ -1441,7 +1485,7 @@ pub(crate) mod tests {
             [&[100, 0, 101, 0, 101, 0, 99, 0], &[32767, 0, -32768, 0, -32767, 1, 32767, -1], &[5, 0, 6, 0, 6, 0]];
         let mut v4 = h.encode().to_vec();
         let mut buf = [0u8; MAX_FRAME_LEN];
-        let mut payload = [0u8; MAX_FRAME_PAYLOAD];
+        let mut payload = [0u8; MAX_FRAME_BODY];
         for (f, codes) in frames.iter().enumerate() {
             let (len, _) = crate::stream::frame_payload(Some(tables), codes, &mut payload);
             assert!(len < 2 * codes.len(), "frame {f} is coded");
@@ -1500,7 +1544,7 @@ pub(crate) mod tests {
         ];
         let mut v6 = h.encode().to_vec();
         let mut buf = [0u8; MAX_FRAME_LEN];
-        let mut payload = [0u8; MAX_FRAME_PAYLOAD];
+        let mut payload = [0u8; MAX_FRAME_BODY];
         for (f, (codes, saturated, _)) in frames.iter().enumerate() {
             let (len, _) = crate::stream::frame_payload(Some(tables), codes, &mut payload);
             assert!(len < 2 * codes.len(), "frame {f} is coded");
@@ -1613,7 +1657,7 @@ pub(crate) mod tests {
         ];
         let mut v5 = h.encode().to_vec();
         let mut buf = [0u8; MAX_FRAME_LEN];
-        let mut payload = [0u8; MAX_FRAME_PAYLOAD];
+        let mut payload = [0u8; MAX_FRAME_BODY];
         let mut sent = Vec::new();
         for (f, (ch0, ch1, saturated)) in frames.iter().enumerate() {
             let mut values: Vec<i16> = ch0.iter().chain(ch1).copied().collect();
@@ -1681,7 +1725,7 @@ pub(crate) mod tests {
         let frames: [(Vec<i16>, usize); 2] = [(std::vec![4, 1, 6, -2], 16), (std::vec![2, 0, 8, 3], 11)];
         let mut scratch = std::vec![0i16; 4096];
         let mut v7 = h.encode().to_vec();
-        let (mut buf, mut payload) = ([0u8; MAX_FRAME_LEN], [0u8; MAX_FRAME_PAYLOAD]);
+        let (mut buf, mut payload) = ([0u8; MAX_FRAME_LEN], [0u8; MAX_FRAME_BODY]);
         let mut sent = Vec::new();
         for (f, (codes, m)) in frames.iter().enumerate() {
             let mut base = std::vec![0i16; 2 * m];
@@ -1974,6 +2018,47 @@ pub(crate) mod tests {
                 (CorruptKind::Malformed, HEADER_LEN),
                 (CorruptKind::Malformed, HEADER_LEN)
             ]
+        );
+    }
+
+    #[test]
+    fn a_frame_made_in_place_is_the_frame_made_from_its_payload() {
+        let coded = header_of(0, true);
+        let coded = StreamHeader { layout: StreamLayout { windows_per_frame: 20, ..coded.layout }, ..coded };
+        let plain = header(0);
+        let body: std::vec::Vec<u8> = (0..200u8).map(|i| i.wrapping_mul(37)).collect();
+        // Whole frames of either kind (one-byte and two-byte length prefixes), and last frames.
+        let cases: [(&StreamHeader, Option<u32>, usize); 5] = [
+            (&plain, None, plain.layout.max_payload_len()),
+            (&coded, None, 4),
+            (&coded, None, 200),
+            (&coded, Some(130), 20),
+            (&coded, Some(3 * 128), 6),
+        ];
+        for (h, end, len) in cases {
+            let mut want = [0u8; MAX_FRAME_LEN];
+            let n = match end {
+                None => encode_frame(h, 9, true, &body[..len], &mut want),
+                Some(samples) => encode_last_frame(h, 9, true, samples, &body[..len], &mut want),
+            }
+            .unwrap();
+            let mut out = [0xEEu8; MAX_FRAME_LEN];
+            out[PAYLOAD_IN_PLACE_AT..PAYLOAD_IN_PLACE_AT + len].copy_from_slice(&body[..len]);
+            assert_eq!(encode_frame_in_place(h, 9, true, end, len, &mut out), Ok(n), "{end:?} {len}");
+            assert_eq!(out[..n], want[..n], "{end:?} {len}");
+        }
+        // The same refusals as the frame made from its payload, and a buffer too short for it.
+        assert_eq!(
+            encode_frame_in_place(&plain, 0, false, None, 3, &mut [0; MAX_FRAME_LEN]),
+            Err(EncodeFrameError::CodeCount { expected: plain.layout.max_payload_len(), found: 3 })
+        );
+        assert_eq!(
+            encode_frame_in_place(&plain, 0, false, Some(1), 0, &mut [0; MAX_FRAME_LEN]),
+            Err(EncodeFrameError::EndSamples { samples: 1, max: 0 })
+        );
+        assert_eq!(
+            encode_frame_in_place(&coded, 0, false, None, 4, &mut [0; PAYLOAD_IN_PLACE_AT + 3]),
+            Err(EncodeFrameError::BufferTooSmall)
         );
     }
 

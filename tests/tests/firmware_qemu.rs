@@ -135,12 +135,11 @@ fn bounded_rows(model: &Path, frames: &[u8], tmp: &Path) -> Vec<(String, f32)> {
     rows
 }
 
-/// The error-bounded model with latent codes (`--max-error 0.07` mV, 14 counts) on the
-/// Cortex-M4F QEMU image: the device runs the encoder, codes the latent codes, runs the integer
-/// decoder on them and sends the residuals; the bytes are `funnel encode`'s, and `funnel
-/// decode` of them rebuilds every sample of the recording within the bound, each row marked
-/// with it. The Cortex-M0 image (16 KiB of RAM, less than this path's stack) is refused at
-/// build time.
+/// The error-bounded model with latent codes (`--max-error 0.07` mV, 14 counts) on both QEMU
+/// images (the Cortex-M0's 16 KiB of RAM hold this path's stack): the device runs the encoder,
+/// codes the latent codes, runs the integer decoder on them and sends the residuals; the bytes
+/// are `funnel encode`'s, and `funnel decode` of them rebuilds every sample of the recording
+/// within the bound, each row marked with it.
 #[test]
 fn latent_bounded_firmware_sends_what_funnel_encode_writes_and_every_sample_is_within_its_bound() {
     let tmp = tempfile::tempdir().unwrap();
@@ -149,9 +148,7 @@ fn latent_bounded_firmware_sends_what_funnel_encode_writes_and_every_sample_is_w
     let bounded = card.bounded.expect("a bounded model");
     assert!(bounded.latent_codes && bounded.max_error_counts == 14, "{bounded:?}");
     let frames = device_frames_match_funnel_encode(Board::Qemu, &model, tmp.path());
-    let m0 =
-        xtask::BuildOptions { board: Board::QemuM0, model: model.canonicalize().unwrap(), portable_kernels: false };
-    assert!(xtask::build_firmware(&m0).is_err(), "the Cortex-M0 image of a latent bounded model was built");
+    assert_eq!(device_frames_match_funnel_encode(Board::QemuM0, &model, tmp.path()), frames);
     for (line, x) in bounded_rows(&model, &frames, tmp.path()) {
         let fields: Vec<&str> = line.split(',').collect();
         let value: f32 = fields[1].parse().unwrap();

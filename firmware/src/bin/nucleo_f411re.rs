@@ -66,7 +66,7 @@ fn main() -> ! {
     // Validate the embedded model before anything is sent; a bad blob, or a model for more
     // channels than this board samples, halts with the reason on the serial port (as text,
     // which `funnel decode` reports as a corrupt chunk).
-    match funnel_shared::encoder::QuantizedEncoder::from_blob(model::MODEL_BLOB) {
+    let encoder = match funnel_shared::encoder::QuantizedEncoder::from_blob(model::MODEL_BLOB) {
         Err(e) => {
             let _ = writeln!(tx, "\r\nfunnel-firmware: bad model blob: {e}; halting\r");
             halt();
@@ -79,17 +79,14 @@ fn main() -> ! {
             );
             halt();
         }
-        Ok(_) => {}
-    }
-    let mut app = match App::<_, _, { model::WINDOW_SAMPLES }, { model::SCRATCH_LEN }, { model::BOUNDED }>::new(
-        model::MODEL_BLOB,
-        config,
-        source,
-        tx,
-    ) {
-        Ok(app) => app,
-        Err(_) => halt(),
+        Ok(encoder) => encoder,
     };
+    // Used where `new` left it: moved out of the `Result`, the app took its size twice on the
+    // stack.
+    let mut started = App::<_, _, { model::WINDOW_SAMPLES }, { model::SCRATCH_LEN }, { model::BOUNDED }>::new(
+        encoder, config, source, tx,
+    );
+    let Ok(app) = &mut started else { halt() };
     loop {
         // Serial errors (overrun etc.) drop at most the frame being sent; the decoder
         // resynchronises on the next frame or header and reports the gap.

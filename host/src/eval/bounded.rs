@@ -18,7 +18,7 @@ use funnel_artifacts::residual::OwnedResidualSpec;
 use funnel_shared::residual::MAX_BOUND;
 use funnel_shared::stream::{bounded_payload, to_counts, StreamConfig};
 use funnel_shared::wire::{
-    encode_frame, encode_last_frame, stream_len, ModelId, StreamHeader, StreamLayout, MAX_FRAME_LEN, MAX_FRAME_PAYLOAD,
+    encode_frame, encode_last_frame, stream_len, ModelId, StreamHeader, StreamLayout, MAX_FRAME_BODY, MAX_FRAME_LEN,
 };
 use serde::Serialize;
 
@@ -103,7 +103,7 @@ pub fn bounded_sweep(train: &[f64], held_out: &[f64], counts_per_unit: f32) -> R
             .with_context(|| format!("fitting the residual coder for a bound of {bound_counts} counts"))?;
         let spec = fitted.spec();
         let (mut bytes, mut max_error_counts) = (0u64, 0u16);
-        let (mut payload, mut frame) = ([0u8; MAX_FRAME_PAYLOAD], [0u8; MAX_FRAME_LEN]);
+        let (mut payload, mut frame) = ([0u8; MAX_FRAME_BODY], [0u8; MAX_FRAME_LEN]);
         let frames = held_counts.len().div_ceil(SEGMENT);
         for (f, segment) in held_counts.chunks(SEGMENT).enumerate() {
             let m = segment.len();

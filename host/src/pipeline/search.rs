@@ -10,7 +10,7 @@ use funnel_artifacts::data::train_window_count;
 use funnel_artifacts::spec::Arch;
 use funnel_artifacts::{Dataset, ModelDir, ModelSpec, Recording};
 use funnel_shared::stream::MAX_WINDOW_OUTPUT;
-use funnel_shared::wire::{MAX_CODES, MAX_FRAME_CODES, MAX_FRAME_PAYLOAD};
+use funnel_shared::wire::{MAX_CODES, MAX_FRAME_CODES};
 use std::time::Instant;
 
 use super::bounded::check_bounded_window;
@@ -141,12 +141,11 @@ pub(super) fn search(
         let hop = capped_hop(&dataset, spec.window, shape.hop);
         let point = train_point(&quiet, &Shape { hop, ..shape.clone() }, &dataset, rate, &name)?;
         let (blob, int8) = (&point.quantization.blob, &point.quantization.int8);
-        // A window of i16 samples, the kernels' scratch, a frame of i16 codes, the frame's
-        // payload while it is written and the output of one window.
+        // A window of i16 samples, the kernels' scratch, a frame of i16 codes and the output of
+        // one window (the frame's payload is written there).
         let ram_bytes = 2 * spec.input_len()
             + blob.scratch_bytes()
             + 2 * usize::from(shape.windows_per_frame) * spec.latent
-            + MAX_FRAME_PAYLOAD
             + MAX_WINDOW_OUTPUT;
         let budget = request.budget;
         let candidate = ShapeCandidate {
