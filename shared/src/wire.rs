@@ -577,6 +577,27 @@ impl DataFrame {
         self.layout.frame_len(end + self.payload.len())
     }
 
+    /// Writes the frame into `out` as it was on the link (what a gateway forwards of what it
+    /// received); returns its length, [`DataFrame::wire_len`].
+    pub fn encode(&self, out: &mut [u8]) -> Result<usize, EncodeFrameError> {
+        // The frame's check covers its stream, session and number; the other fields of the
+        // header do not enter a frame's bytes.
+        let header = StreamHeader {
+            stream_id: self.stream_id,
+            restart: false,
+            model_id: self.model_id,
+            session: self.session,
+            layout: self.layout,
+            header_interval: 1,
+            frame: self.frame,
+            start_sample: 0,
+        };
+        match self.end_samples {
+            None => encode_frame(&header, self.frame, self.saturated, &self.payload, out),
+            Some(samples) => encode_last_frame(&header, self.frame, self.saturated, samples, &self.payload, out),
+        }
+    }
+
     /// Windows whose codes the frame carries: `windows_per_frame`, or fewer in a last frame.
     pub fn windows(&self) -> usize {
         self.end_samples.map_or(usize::from(self.layout.windows_per_frame), |n| self.layout.last_frame_windows(n))
@@ -2019,6 +2040,29 @@ pub(crate) mod tests {
                 (CorruptKind::Malformed, HEADER_LEN)
             ]
         );
+    }
+
+    #[test]
+    fn a_received_frame_encodes_back_to_its_bytes() {
+        let coded = header_of(0, true);
+        let h = StreamHeader { layout: StreamLayout { windows_per_frame: 3, ..coded.layout }, ..coded };
+        let mut stream = h.encode().to_vec();
+        let mut sent = std::vec::Vec::new();
+        let mut buf = [0u8; MAX_FRAME_LEN];
+        for (f, len) in [(0u32, 4usize), (1, 30), (2, 0)] {
+            let n = encode_frame(&h, f, f == 1, &[f as u8 + 1; 30][..len], &mut buf).unwrap();
+            sent.push(buf[..n].to_vec());
+        }
+        let n = encode_last_frame(&h, 3, true, 130, &[9; 20], &mut buf).unwrap();
+        sent.push(buf[..n].to_vec());
+        sent.iter().for_each(|f| stream.extend_from_slice(f));
+        let frames = frames_of(&decode_all(&stream, 5));
+        assert_eq!(frames.len(), sent.len());
+        for (frame, bytes) in frames.iter().zip(&sent) {
+            let n = frame.encode(&mut buf).unwrap();
+            assert_eq!(&buf[..n], &bytes[..], "frame {}", frame.frame);
+            assert_eq!(n, frame.wire_len());
+        }
     }
 
     #[test]
