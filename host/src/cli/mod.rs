@@ -11,8 +11,8 @@ use funnel_artifacts::spec::{Arch, Variant};
 use funnel_shared::stream::StreamConfig;
 
 use crate::pipeline::{
-    self, CodeRate, DecodeRequest, DeviceBudget, EncodeRequest, EvalRequest, PlotRequest, QuantizeRequest, RdRequest,
-    Source, StreamRequest, TrainRequest,
+    self, CodeRate, DecodeRequest, DeviceBudget, EncodeRequest, EvalRequest, GatewayRequest, MqttDecodeRequest,
+    PlotRequest, QuantizeRequest, RdRequest, Source, StreamRequest, TrainRequest,
 };
 use crate::runtime::Backend;
 
@@ -38,8 +38,12 @@ enum Command {
     Quantize(QuantizeArgs),
     /// Run the device's int8 encoder over a recording; write the exact frame bytes it sends.
     Encode(EncodeArgs),
-    /// Rebuild the signal from received frames (file, stdin or a serial port) into a CSV.
+    /// Rebuild the signal from received frames (file, stdin or a serial port) into a CSV, or
+    /// every device's stream on an MQTT broker into a CSV each.
     Decode(DecodeArgs),
+    /// Forward a link's frames (serial port, file or stdin) to an MQTT broker, a message per
+    /// stream header and data frame, for `funnel decode --mqtt`.
+    Gateway(GatewayArgs),
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -328,17 +332,28 @@ struct DecodeArgs {
     #[arg(long)]
     model: PathBuf,
     /// Frame stream file, or `-` for stdin.
-    #[arg(long, conflicts_with = "serial", required_unless_present = "serial")]
+    #[arg(long, conflicts_with_all = ["serial", "mqtt"], required_unless_present_any = ["serial", "mqtt"])]
     input: Option<String>,
     /// Read a live device on this serial port instead (e.g. /dev/ttyACM0).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "mqtt")]
     serial: Option<String>,
     #[arg(long, default_value_t = 115_200, requires = "serial")]
     baud: u32,
-    /// Stop reading the serial port after this many seconds (default: until interrupted).
-    #[arg(long, requires = "serial")]
+    /// Subscribe to this MQTT broker instead (`mqtt://host[:port]`) and decode every stream on
+    /// --topic, each into `<out>/<topic>.csv` (its levels joined by dots), as frames arrive.
+    #[arg(long)]
+    mqtt: Option<String>,
+    /// With --mqtt: the topic filter (wildcards + and # allowed); each topic is one stream.
+    #[arg(long, requires = "mqtt", default_value = pipeline::DEFAULT_DECODE_TOPIC)]
+    topic: String,
+    /// Stop reading the serial port or the broker after this many seconds (default: until
+    /// interrupted).
+    #[arg(long)]
     seconds: Option<f64>,
-    /// Output CSV: `sample_index,<columns>,status`.
+    /// With --mqtt: stop once nothing has arrived for this many seconds.
+    #[arg(long, requires = "mqtt")]
+    idle: Option<f64>,
+    /// Output CSV: `sample_index,<columns>,status`; with --mqtt, the directory of the CSVs.
     #[arg(long)]
     out: PathBuf,
     /// What runs the decoder: `decoder.onnx` with tract or ONNX Runtime (`ort`), or the
@@ -354,22 +369,89 @@ struct DecodeArgs {
     stream: Option<u8>,
 }
 
+/// What `funnel decode` was asked for.
+enum DecodeJob {
+    Stream(DecodeRequest),
+    Mqtt(MqttDecodeRequest),
+}
+
 impl DecodeArgs {
-    fn request(self) -> DecodeRequest {
+    fn request(self) -> Result<DecodeJob> {
+        if let Some(url) = self.mqtt {
+            anyhow::ensure!(
+                self.plot.is_none() && self.stream.is_none(),
+                "--plot and --stream decode one stream: not with --mqtt"
+            );
+            return Ok(DecodeJob::Mqtt(MqttDecodeRequest {
+                model: self.model,
+                broker: url.parse()?,
+                topic: self.topic,
+                out: self.out,
+                backend: self.backend,
+                seconds: self.seconds,
+                idle: self.idle,
+            }));
+        }
         let source = match (self.input, self.serial) {
+            (Some(_), _) if self.seconds.is_some() => {
+                anyhow::bail!("--seconds stops a live source: --serial or --mqtt")
+            }
             (Some(path), _) if path == "-" => Source::Stdin,
             (Some(path), _) => Source::File(path.into()),
-            // clap requires one of the two.
+            // clap requires one of the three.
             (None, port) => Source::Serial { port: port.unwrap_or_default(), baud: self.baud, seconds: self.seconds },
         };
-        DecodeRequest {
+        Ok(DecodeJob::Stream(DecodeRequest {
             model: self.model,
             source,
             out: self.out,
             backend: self.backend,
             plot: self.plot,
             stream: self.stream,
-        }
+        }))
+    }
+}
+
+#[derive(clap::Args, Clone, Debug)]
+struct GatewayArgs {
+    /// The device's serial port (e.g. /dev/ttyACM0).
+    #[arg(long, conflicts_with = "input", required_unless_present = "input")]
+    serial: Option<String>,
+    #[arg(long, default_value_t = 115_200, requires = "serial")]
+    baud: u32,
+    /// Or a captured frame stream (a file, or `-` for stdin).
+    #[arg(long)]
+    input: Option<String>,
+    /// The broker: `mqtt://host[:port]` (port 1883 by default).
+    #[arg(long)]
+    mqtt: String,
+    /// Topic of each message; `{device}` is replaced by --device, `{stream}` by the stream id.
+    #[arg(long, default_value = pipeline::DEFAULT_GATEWAY_TOPIC)]
+    topic: String,
+    /// The device's name in topics (default: the serial port's or the file's name).
+    #[arg(long)]
+    device: Option<String>,
+    /// Stop forwarding the serial port after this many seconds (default: until interrupted).
+    #[arg(long, requires = "serial")]
+    seconds: Option<f64>,
+}
+
+impl GatewayArgs {
+    fn request(self) -> Result<GatewayRequest> {
+        let source = match (self.input, self.serial) {
+            (Some(path), _) if path == "-" => Source::Stdin,
+            (Some(path), _) => Source::File(path.into()),
+            (None, port) => Source::Serial { port: port.unwrap_or_default(), baud: self.baud, seconds: self.seconds },
+        };
+        let device = match (self.device, &source) {
+            (Some(name), _) => name,
+            (None, Source::Stdin) => "stdin".to_string(),
+            (None, Source::File(path)) => path.file_stem().map_or("file".into(), |s| s.to_string_lossy().into_owned()),
+            (None, Source::Serial { port, .. }) => {
+                std::path::Path::new(port).file_name().map_or(port.clone(), |s| s.to_string_lossy().into_owned())
+            }
+        };
+        Ok(GatewayRequest { source, broker: self.mqtt.parse()?, topic: self.topic, device })
     }
 }
 
@@ -500,27 +582,58 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             print!("{}", report.table());
             eprintln!("wrote {} and {}", request.out.join("rd.json").display(), request.out.join("rd.png").display());
         }
-        Command::Decode(args) => {
-            let request = args.request();
-            let outputs = pipeline::decode_stream(&request)?;
-            let mut interrupted = false;
-            for o in &outputs {
-                if outputs.len() > 1 {
-                    eprintln!("stream {}:", o.stream_id.map_or("-".to_string(), |id| id.to_string()));
-                }
-                match &o.report {
-                    Ok(report) => {
-                        eprint!("{}", report.summary());
-                        eprintln!("wrote {}", o.out.display());
-                        interrupted |= report.interrupted;
-                    }
-                    Err(e) => eprintln!("not decoded: {e}"),
-                }
-            }
-            if interrupted {
-                return Ok(ExitCode::from(130));
-            }
+        Command::Gateway(args) => {
+            let request = args.request()?;
+            eprintln!("forwarding to {} on {}", request.broker, request.topic.replace("{device}", &request.device));
+            let report = pipeline::run_gateway(&request)?;
+            eprintln!("{}", report.summary());
         }
+        Command::Decode(args) => match args.request()? {
+            DecodeJob::Mqtt(request) => {
+                let outcome = pipeline::decode_mqtt(&request)?;
+                for t in &outcome.topics {
+                    eprintln!("{}:", t.topic);
+                    eprint!("{}", t.report.summary());
+                    eprintln!("wrote {}", t.out.display());
+                }
+                if outcome.topics.is_empty() {
+                    eprintln!("no message arrived on {} at {}", request.topic, request.broker);
+                }
+                if outcome.dropped_messages > 0 {
+                    eprintln!(
+                        "{} message(s) on topics beyond the first {} not decoded",
+                        outcome.dropped_messages,
+                        pipeline::MAX_TOPICS
+                    );
+                }
+                if outcome.disconnections > 0 {
+                    eprintln!(
+                        "the broker was lost {} time(s): what it dropped meanwhile is reported as gaps",
+                        outcome.disconnections
+                    );
+                }
+            }
+            DecodeJob::Stream(request) => {
+                let outputs = pipeline::decode_stream(&request)?;
+                let mut interrupted = false;
+                for o in &outputs {
+                    if outputs.len() > 1 {
+                        eprintln!("stream {}:", o.stream_id.map_or("-".to_string(), |id| id.to_string()));
+                    }
+                    match &o.report {
+                        Ok(report) => {
+                            eprint!("{}", report.summary());
+                            eprintln!("wrote {}", o.out.display());
+                            interrupted |= report.interrupted;
+                        }
+                        Err(e) => eprintln!("not decoded: {e}"),
+                    }
+                }
+                if interrupted {
+                    return Ok(ExitCode::from(130));
+                }
+            }
+        },
     }
     Ok(ExitCode::SUCCESS)
 }

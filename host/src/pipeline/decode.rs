@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use funnel_artifacts::card::SeamFilter;
 use funnel_artifacts::data::Normalization;
-use funnel_artifacts::{Blob, Graph, ModelDir};
+use funnel_artifacts::{Blob, Graph, ModelCard, ModelDir};
 
 use super::load_runtime;
 use crate::codec::{
@@ -29,6 +29,24 @@ pub enum Source {
         baud: u32,
         seconds: Option<f64>,
     },
+}
+
+impl Source {
+    /// Its bytes; a serial port's reads time out every 200 ms (a live decode flushes then).
+    pub(super) fn open(&self) -> Result<Box<dyn Read>> {
+        Ok(match self {
+            Source::Stdin => Box::new(std::io::stdin().lock()),
+            Source::File(path) => {
+                Box::new(std::fs::File::open(path).with_context(|| format!("cannot open --input {}", path.display()))?)
+            }
+            Source::Serial { port, baud, .. } => Box::new(
+                serialport::new(port, *baud)
+                    .timeout(Duration::from_millis(200))
+                    .open()
+                    .with_context(|| format!("cannot open serial port {port} at {baud} baud"))?,
+            ),
+        })
+    }
 }
 
 /// `funnel decode`.
@@ -60,9 +78,9 @@ pub struct StreamOutput {
 
 /// Set by Ctrl-C (SIGINT) once a decode has started: reading stops, everything received is
 /// decoded and written, and the output ends with an `interrupted` row.
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+pub(super) static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
-fn watch_for_interrupt() {
+pub(super) fn watch_for_interrupt() {
     static INSTALL: Once = Once::new();
     INSTALL.call_once(|| {
         // Without a handler (another one is installed) Ctrl-C keeps its default effect.
@@ -75,10 +93,7 @@ fn watch_for_interrupt() {
 /// link into `<out stem>.stream<N>.<ext>` beside it (each read from the file again). The first
 /// output's failure is this function's error; the others' are in their [`StreamOutput`].
 pub fn decode_stream(request: &DecodeRequest) -> Result<Vec<StreamOutput>> {
-    let dir = ModelDir::new(&request.model);
-    let card = dir.load_card()?;
-    let blob = dir.load_blob_of(&card)?;
-    let decoder = load_runtime(&dir, &card, Graph::Decoder, request.backend)?;
+    let model = DecodingModel::load(&request.model, request.backend)?;
     if let Source::File(input) = &request.source {
         let same = |a: &Path, b: &Path| matches!((a.canonicalize(), b.canonicalize()), (Ok(a), Ok(b)) if a == b);
         anyhow::ensure!(
@@ -87,32 +102,12 @@ pub fn decode_stream(request: &DecodeRequest) -> Result<Vec<StreamOutput>> {
             request.out.display()
         );
     }
-    let mut reader: Box<dyn Read> = match &request.source {
-        Source::Stdin => Box::new(std::io::stdin().lock()),
-        Source::File(path) => {
-            Box::new(std::fs::File::open(path).with_context(|| format!("cannot open --input {}", path.display()))?)
-        }
-        Source::Serial { port, baud, .. } => Box::new(
-            serialport::new(port, *baud)
-                .timeout(Duration::from_millis(200))
-                .open()
-                .with_context(|| format!("cannot open serial port {port} at {baud} baud"))?,
-        ),
-    };
+    let mut reader = request.source.open()?;
     let (live, seconds) = match request.source {
         Source::Serial { seconds, .. } => (true, seconds),
         _ => (false, None),
     };
-    let decoding = Decoding {
-        blob: &blob,
-        normalization: &card.normalization,
-        decoder: decoder.as_ref(),
-        model_name: &request.model.display().to_string(),
-        columns: &card.columns,
-        seam_filter: card.seam_filter,
-        live,
-        seconds,
-    };
+    let decoding = Decoding { live, seconds, ..model.decoding() };
     watch_for_interrupt();
     let first = decode_to_csv(&mut reader, &decoding, request.stream, &request.out, request.plot.as_deref())?;
     let others: Vec<u8> = first.other_streams.keys().copied().collect();
@@ -139,6 +134,38 @@ fn stream_output(out: &Path, id: u8) -> PathBuf {
     out.with_file_name(name)
 }
 
+/// A model loaded for decoding: its card, blob and decoder.
+pub(super) struct DecodingModel {
+    name: String,
+    card: ModelCard,
+    blob: Blob,
+    decoder: Box<dyn Runtime>,
+}
+
+impl DecodingModel {
+    pub fn load(model: &Path, backend: Backend) -> Result<Self> {
+        let dir = ModelDir::new(model);
+        let card = dir.load_card()?;
+        let blob = dir.load_blob_of(&card)?;
+        let decoder = load_runtime(&dir, &card, Graph::Decoder, backend)?;
+        Ok(DecodingModel { name: model.display().to_string(), card, blob, decoder })
+    }
+
+    /// Its decoding set-up for a file (not live, read to its end).
+    pub fn decoding(&self) -> Decoding<'_> {
+        Decoding {
+            blob: &self.blob,
+            normalization: &self.card.normalization,
+            decoder: self.decoder.as_ref(),
+            model_name: &self.name,
+            columns: &self.card.columns,
+            seam_filter: self.card.seam_filter,
+            live: false,
+            seconds: None,
+        }
+    }
+}
+
 /// One model's decoding set-up.
 pub(super) struct Decoding<'a> {
     pub blob: &'a Blob,
@@ -152,6 +179,22 @@ pub(super) struct Decoding<'a> {
     pub live: bool,
     /// Stop reading after this long.
     pub seconds: Option<f64>,
+}
+
+impl<'a> Decoding<'a> {
+    /// Rows of this model into `file`: its columns, and for a bounded model the bound each row
+    /// keeps.
+    pub fn csv_sink<W: std::io::Write>(&self, out: W) -> std::io::Result<CsvSink<W>> {
+        let bound = self.blob.residual().map(|r| f32::from(r.max_error) / self.blob.counts_per_unit());
+        CsvSink::new(out, self.columns, bound)
+    }
+
+    /// A decoder of one stream of a link (a window at a time when live).
+    pub fn stream_decoder(&self) -> Result<StreamDecoder<'a, dyn Runtime + 'a>> {
+        Ok(StreamDecoder::new(self.blob, self.normalization, self.decoder, self.model_name)?
+            .with_batch(if self.live { 1 } else { DEFAULT_BATCH })
+            .with_seam_filter(self.seam_filter))
+    }
 }
 
 /// Reads `reader` to its end (or time-out), writing rows to `out` and, with `plot`, a picture.
@@ -201,14 +244,11 @@ fn decode_into(
     plot: Option<&Path>,
 ) -> Result<DecodeReport> {
     let file = std::fs::File::create(target).with_context(|| format!("cannot create {}", target.display()))?;
-    let bound = d.blob.residual().map(|r| f32::from(r.max_error) / d.blob.counts_per_unit());
-    let mut csv = CsvSink::new(std::io::BufWriter::new(file), d.columns, bound)?;
+    let mut csv = d.csv_sink(std::io::BufWriter::new(file))?;
     let mut collect = CollectSink { channels: d.columns.len(), limit: Some(PLOT_SAMPLES), ..Default::default() };
     let report = {
         let mut sink = Tee { a: &mut csv, b: plot.map(|_| &mut collect as &mut dyn ReconstructionSink) };
-        let mut decoder = StreamDecoder::new(d.blob, d.normalization, d.decoder, d.model_name)?
-            .with_batch(if d.live { 1 } else { DEFAULT_BATCH })
-            .with_seam_filter(d.seam_filter);
+        let mut decoder = d.stream_decoder()?;
         if let Some(id) = stream {
             decoder = decoder.with_stream(id);
         }

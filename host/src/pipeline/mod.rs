@@ -9,6 +9,7 @@ mod bench;
 #[cfg(feature = "train")]
 mod bounded;
 mod decode;
+mod mqtt;
 #[cfg(feature = "train")]
 mod search;
 #[cfg(feature = "train")]
@@ -22,6 +23,11 @@ use funnel_artifacts::{Blob, Dataset, Graph, ModelCard, ModelDir, Recording};
 #[cfg(all(feature = "peers", feature = "plot"))]
 pub use bench::{bench_rd, RdRequest, DEFAULT_RD_WINDOW};
 pub use decode::{decode_stream, DecodeRequest, Source, StreamOutput};
+pub use mqtt::{
+    decode_mqtt, gateway_topic, run_gateway, topic_file_name, BrokerAddress, GatewayReport, GatewayRequest, LinkItem,
+    LinkSplitter, MqttDecodeOutcome, MqttDecodeRequest, TopicOutput, DEFAULT_DECODE_TOPIC, DEFAULT_GATEWAY_TOPIC,
+    MAX_TOPICS,
+};
 #[cfg(feature = "train")]
 pub use search::{default_windows_per_frame, DeviceBudget, MAX_FRAME_SAMPLES, SEARCH_WINDOWS};
 #[cfg(all(feature = "train", feature = "plot"))]
