@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use funnel::codec::simulate;
 use funnel::pipeline::{
     decode_mqtt, recording_counts, run_gateway, BrokerAddress, GatewayRequest, LinkItem, LinkSplitter,
-    MqttDecodeOutcome, MqttDecodeRequest, Source,
+    MqttDecodeOutcome, MqttDecodeRequest, OutputFormat, Source,
 };
 use funnel::runtime::Backend;
 use funnel_artifacts::ModelDir;
@@ -136,6 +136,7 @@ fn start_receiver(broker: &BrokerAddress, out: &Path, idle: f64) -> JoinHandle<a
         broker: broker.clone(),
         topic: "funnel/#".into(),
         out: out.to_path_buf(),
+        format: OutputFormat::Csv,
         backend: Backend::Tract,
         seconds: Some(120.0),
         idle: Some(idle),

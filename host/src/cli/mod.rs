@@ -12,7 +12,7 @@ use funnel_shared::stream::StreamConfig;
 
 use crate::pipeline::{
     self, CodeRate, DecodeRequest, DeviceBudget, EncodeRequest, EvalRequest, GatewayRequest, MqttDecodeRequest,
-    PlotRequest, QuantizeRequest, RdRequest, Source, StreamRequest, TrainRequest,
+    OutputFormat, PlotRequest, QuantizeRequest, RdRequest, Source, StreamRequest, TrainRequest,
 };
 use crate::runtime::Backend;
 
@@ -353,9 +353,13 @@ struct DecodeArgs {
     /// With --mqtt: stop once nothing has arrived for this many seconds.
     #[arg(long, requires = "mqtt")]
     idle: Option<f64>,
-    /// Output CSV: `sample_index,<columns>,status`; with --mqtt, the directory of the CSVs.
+    /// Output: `sample_index,<columns>,status` rows, as CSV, or as Parquet for a name ending in
+    /// `.parquet`; with --mqtt, the directory of one file per topic.
     #[arg(long)]
     out: PathBuf,
+    /// With --mqtt: the topics' files as `csv` or `parquet`.
+    #[arg(long, requires = "mqtt", default_value = "csv", value_parser = ["csv", "parquet"])]
+    format: String,
     /// What runs the decoder: `decoder.onnx` with tract or ONNX Runtime (`ort`), or the
     /// checkpoint with candle.
     #[arg(long, default_value = "tract", value_parser = one_of::<Backend>(&["tract", "ort", "candle"]))]
@@ -387,6 +391,7 @@ impl DecodeArgs {
                 broker: url.parse()?,
                 topic: self.topic,
                 out: self.out,
+                format: if self.format == "parquet" { OutputFormat::Parquet } else { OutputFormat::Csv },
                 backend: self.backend,
                 seconds: self.seconds,
                 idle: self.idle,

@@ -1,6 +1,7 @@
 //! The codec stage: the device's encoder simulated bit-exactly ([`simulate`]) and the receiving
 //! side ([`StreamDecoder`]) that turns bytes back into samples.
 
+mod columnar;
 mod decoder;
 mod seams;
 mod simulate;
@@ -12,6 +13,7 @@ use funnel_artifacts::data::Normalization;
 use funnel_artifacts::{Blob, Windows};
 use funnel_shared::stream::StreamConfig;
 
+pub use columnar::{ParquetMetadata, ParquetSink, ROW_GROUP_ROWS};
 pub use decoder::{DecodeError, DecodeReport, Gap, StreamDecoder, DEFAULT_BATCH, MAX_FILLED_GAP};
 pub use seams::smooth_seams;
 pub use simulate::{simulate, EncodedStream, SimulateError};

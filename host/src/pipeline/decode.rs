@@ -1,7 +1,8 @@
 //! `funnel decode`: bytes from a file, stdin or a serial port, through [`StreamDecoder`], into a
 //! CSV (and optionally a plot).
 
-use std::io::Read;
+use std::fs::File;
+use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Once;
@@ -14,7 +15,8 @@ use funnel_artifacts::{Blob, Graph, ModelCard, ModelDir};
 
 use super::load_runtime;
 use crate::codec::{
-    CollectSink, CsvSink, DecodeReport, ReconstructionSink, SampleStatus, StreamDecoder, Tee, DEFAULT_BATCH,
+    CollectSink, CsvSink, DecodeReport, ParquetMetadata, ParquetSink, ReconstructionSink, SampleStatus, StreamDecoder,
+    Tee, DEFAULT_BATCH,
 };
 use crate::runtime::{Backend, Runtime};
 
@@ -109,7 +111,7 @@ pub fn decode_stream(request: &DecodeRequest) -> Result<Vec<StreamOutput>> {
     };
     let decoding = Decoding { live, seconds, ..model.decoding() };
     watch_for_interrupt();
-    let first = decode_to_csv(&mut reader, &decoding, request.stream, &request.out, request.plot.as_deref())?;
+    let first = decode_to_file(&mut reader, &decoding, request.stream, &request.out, request.plot.as_deref())?;
     let others: Vec<u8> = first.other_streams.keys().copied().collect();
     let interrupted = first.interrupted;
     let mut outputs = vec![StreamOutput { stream_id: first.stream_id, out: request.out.clone(), report: Ok(first) }];
@@ -118,7 +120,7 @@ pub fn decode_stream(request: &DecodeRequest) -> Result<Vec<StreamOutput>> {
         let out = stream_output(&request.out, id);
         let report = std::fs::File::open(input)
             .with_context(|| format!("cannot open --input {}", input.display()))
-            .and_then(|mut file| decode_to_csv(&mut file, &decoding, Some(id), &out, None));
+            .and_then(|mut file| decode_to_file(&mut file, &decoding, Some(id), &out, None));
         outputs.push(StreamOutput { stream_id: Some(id), out, report });
     }
     Ok(outputs)
@@ -182,11 +184,26 @@ pub(super) struct Decoding<'a> {
 }
 
 impl<'a> Decoding<'a> {
-    /// Rows of this model into `file`: its columns, and for a bounded model the bound each row
-    /// keeps.
-    pub fn csv_sink<W: std::io::Write>(&self, out: W) -> std::io::Result<CsvSink<W>> {
+    /// Rows of this model into `file`, as `format`: its columns, and for a bounded model the
+    /// bound each row keeps.
+    pub fn rows_sink(&self, file: File, format: OutputFormat) -> Result<RowsSink> {
         let bound = self.blob.residual().map(|r| f32::from(r.max_error) / self.blob.counts_per_unit());
-        CsvSink::new(out, self.columns, bound)
+        let out = BufWriter::new(file);
+        Ok(match format {
+            OutputFormat::Csv => RowsSink::Csv(CsvSink::new(out, self.columns, bound)?),
+            OutputFormat::Parquet => {
+                let mut entries = vec![
+                    ("funnel.model_id".to_string(), self.blob.model_id().to_string()),
+                    ("funnel.model".to_string(), self.model_name.to_string()),
+                    ("funnel.columns".to_string(), serde_json::to_string(self.columns)?),
+                    ("funnel.counts_per_unit".to_string(), self.blob.counts_per_unit().to_string()),
+                ];
+                if let Some(bound) = bound {
+                    entries.push(("funnel.max_error".to_string(), bound.to_string()));
+                }
+                RowsSink::Parquet(Box::new(ParquetSink::new(out, self.columns, bound, &ParquetMetadata { entries })?))
+            }
+        })
     }
 
     /// A decoder of one stream of a link (a window at a time when live).
@@ -197,12 +214,77 @@ impl<'a> Decoding<'a> {
     }
 }
 
+/// The file format of a decode's rows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutputFormat {
+    Csv,
+    /// Written a row group at a time, readable once the decode has ended.
+    Parquet,
+}
+
+impl OutputFormat {
+    /// The file name extension of this format.
+    pub fn extension(self) -> &'static str {
+        match self {
+            OutputFormat::Csv => "csv",
+            OutputFormat::Parquet => "parquet",
+        }
+    }
+
+    /// Parquet for a name ending in `.parquet`, else CSV.
+    pub fn of(path: &Path) -> Self {
+        match path.extension().and_then(|e| e.to_str()) {
+            Some(ext) if ext.eq_ignore_ascii_case("parquet") => OutputFormat::Parquet,
+            _ => OutputFormat::Csv,
+        }
+    }
+}
+
+/// Where a decode's rows go.
+pub(super) enum RowsSink {
+    Csv(CsvSink<BufWriter<File>>),
+    Parquet(Box<ParquetSink<BufWriter<File>>>),
+}
+
+impl RowsSink {
+    /// Writes what is held (a Parquet file's last row group and footer) and flushes.
+    pub fn finish(self) -> std::io::Result<()> {
+        match self {
+            RowsSink::Csv(mut csv) => csv.flush(),
+            RowsSink::Parquet(parquet) => parquet.finish()?.flush(),
+        }
+    }
+}
+
+impl ReconstructionSink for RowsSink {
+    fn window(
+        &mut self,
+        sample_index: u64,
+        len: usize,
+        values: Option<&[f32]>,
+        status: SampleStatus,
+    ) -> std::io::Result<()> {
+        match self {
+            RowsSink::Csv(csv) => csv.window(sample_index, len, values, status),
+            RowsSink::Parquet(parquet) => parquet.window(sample_index, len, values, status),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            RowsSink::Csv(csv) => csv.flush(),
+            // Rows go out a row group at a time.
+            RowsSink::Parquet(_) => Ok(()),
+        }
+    }
+}
+
 /// Reads `reader` to its end (or time-out), writing rows to `out` and, with `plot`, a picture.
 ///
 /// A file or stdin is decoded into a temporary file beside `out` that replaces it only once
 /// decoding has succeeded, so a failed decode never destroys an earlier reconstruction; a live
 /// port writes `out` as rows arrive (that output is the point of watching a device).
-pub(super) fn decode_to_csv(
+pub(super) fn decode_to_file(
     reader: &mut dyn Read,
     d: &Decoding<'_>,
     stream: Option<u8>,
@@ -220,7 +302,7 @@ pub(super) fn decode_to_csv(
         }
         _ => out.to_path_buf(),
     };
-    let decoded = decode_into(reader, d, stream, &target, plot);
+    let decoded = decode_into(reader, d, stream, &target, OutputFormat::of(out), plot);
     match (&decoded, target == out) {
         (Ok(_), false) => std::fs::rename(&target, out)
             .with_context(|| format!("cannot write {}", out.display()))
@@ -235,19 +317,20 @@ pub(super) fn decode_to_csv(
     decoded
 }
 
-/// [`decode_to_csv`] into `target`.
+/// [`decode_to_file`] into `target`.
 fn decode_into(
     reader: &mut dyn Read,
     d: &Decoding<'_>,
     stream: Option<u8>,
     target: &Path,
+    format: OutputFormat,
     plot: Option<&Path>,
 ) -> Result<DecodeReport> {
-    let file = std::fs::File::create(target).with_context(|| format!("cannot create {}", target.display()))?;
-    let mut csv = d.csv_sink(std::io::BufWriter::new(file))?;
+    let file = File::create(target).with_context(|| format!("cannot create {}", target.display()))?;
+    let mut rows = d.rows_sink(file, format)?;
     let mut collect = CollectSink { channels: d.columns.len(), limit: Some(PLOT_SAMPLES), ..Default::default() };
     let report = {
-        let mut sink = Tee { a: &mut csv, b: plot.map(|_| &mut collect as &mut dyn ReconstructionSink) };
+        let mut sink = Tee { a: &mut rows, b: plot.map(|_| &mut collect as &mut dyn ReconstructionSink) };
         let mut decoder = d.stream_decoder()?;
         if let Some(id) = stream {
             decoder = decoder.with_stream(id);
@@ -279,6 +362,7 @@ fn decode_into(
         }
         report
     };
+    rows.finish().with_context(|| format!("cannot write {}", target.display()))?;
     if let Some(png) = plot {
         plot_stream(png, d.columns, &collect)?;
     }

@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::fs::File;
-use std::io::{BufWriter, Read};
+use std::io::Read;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,8 +23,8 @@ use anyhow::{bail, Context, Result};
 use funnel_shared::wire::{DecodeEvent, FrameDecoder, LockChange, MAX_FRAME_LEN};
 use rumqttc::{Client, Connection, Event, MqttOptions, Packet, QoS, RecvTimeoutError};
 
-use super::decode::{watch_for_interrupt, DecodingModel, Source, INTERRUPTED};
-use crate::codec::{CsvSink, DecodeReport, ReconstructionSink, StreamDecoder};
+use super::decode::{watch_for_interrupt, DecodingModel, OutputFormat, RowsSink, Source, INTERRUPTED};
+use crate::codec::{DecodeReport, StreamDecoder};
 use crate::runtime::{Backend, Runtime};
 
 /// The port of `mqtt://host` without one.
@@ -309,8 +309,9 @@ pub struct MqttDecodeRequest {
     pub broker: BrokerAddress,
     /// Topic filter (MQTT wildcards allowed): every topic it matches is one stream.
     pub topic: String,
-    /// Directory of the CSVs, one per topic ([`topic_file_name`]).
+    /// Directory of the outputs, one per topic ([`topic_file_name`]).
     pub out: PathBuf,
+    pub format: OutputFormat,
     pub backend: Backend,
     /// Stop after this long, or once nothing has arrived for `idle` (default: until Ctrl-C).
     pub seconds: Option<f64>,
@@ -336,20 +337,21 @@ pub struct MqttDecodeOutcome {
     pub disconnections: u64,
 }
 
-/// The CSV name of `topic`: its levels joined by `.`, characters other than letters, digits,
-/// `-` and `_` replaced by `_` (`funnel/ward-3/0` → `funnel.ward-3.0.csv`).
-pub fn topic_file_name(topic: &str) -> String {
+/// The file name of `topic`'s rows: its levels joined by `.`, characters other than letters,
+/// digits, `-` and `_` replaced by `_` (`funnel/ward-3/0` → `funnel.ward-3.0.csv`, or
+/// `.parquet`).
+pub fn topic_file_name(topic: &str, format: OutputFormat) -> String {
     let levels: Vec<String> = topic
         .split('/')
         .map(|l| l.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect())
         .collect();
-    format!("{}.csv", levels.join("."))
+    format!("{}.{}", levels.join("."), format.extension())
 }
 
 struct TopicDecoder<'d> {
     out: PathBuf,
     decoder: StreamDecoder<'d, dyn Runtime + 'd>,
-    sink: CsvSink<BufWriter<File>>,
+    sink: RowsSink,
 }
 
 /// Subscribes to the request's topic filter and decodes every topic's stream as it arrives,
@@ -396,20 +398,21 @@ pub fn decode_mqtt(request: &MqttDecodeRequest) -> Result<MqttDecodeOutcome> {
                     }
                     // Two topics whose names differ only in characters a file name cannot hold
                     // get files of their own.
-                    let name = topic_file_name(&message.topic);
+                    let name = topic_file_name(&message.topic, request.format);
                     let taken = |p: &PathBuf| topics.values().any(|t| &t.out == p);
                     let mut out = request.out.join(&name);
                     for n in 2.. {
                         if !taken(&out) {
                             break;
                         }
-                        out = request.out.join(format!("{}.{n}.csv", name.trim_end_matches(".csv")));
+                        let stem = name.trim_end_matches(request.format.extension()).trim_end_matches('.');
+                        out = request.out.join(format!("{stem}.{n}.{}", request.format.extension()));
                     }
                     let file = File::create(&out).with_context(|| format!("cannot create {}", out.display()))?;
                     let topic = TopicDecoder {
                         out,
                         decoder: decoding.stream_decoder()?,
-                        sink: decoding.csv_sink(BufWriter::new(file))?,
+                        sink: decoding.rows_sink(file, request.format)?,
                     };
                     topics.insert(message.topic.clone(), topic);
                 }
@@ -435,7 +438,7 @@ pub fn decode_mqtt(request: &MqttDecodeRequest) -> Result<MqttDecodeOutcome> {
     let _ = client.disconnect();
     for (topic, mut t) in topics {
         let report = t.decoder.finish(&mut t.sink)?;
-        t.sink.flush()?;
+        t.sink.finish().with_context(|| format!("cannot write {}", t.out.display()))?;
         outcome.topics.push(TopicOutput { topic, out: t.out, report });
     }
     Ok(outcome)
@@ -460,8 +463,8 @@ mod tests {
     #[test]
     fn topics_and_their_files() {
         assert_eq!(gateway_topic(DEFAULT_GATEWAY_TOPIC, "ward-3", 2), "funnel/ward-3/2");
-        assert_eq!(topic_file_name("funnel/ward-3/2"), "funnel.ward-3.2.csv");
-        assert_eq!(topic_file_name("a/../b c"), "a.__.b_c.csv");
+        assert_eq!(topic_file_name("funnel/ward-3/2", OutputFormat::Csv), "funnel.ward-3.2.csv");
+        assert_eq!(topic_file_name("a/../b c", OutputFormat::Parquet), "a.__.b_c.parquet");
         assert!(check_topic_part("the device name", "a+b").is_err());
         assert!(check_topic_part("the device name", "").is_err());
     }

@@ -15,7 +15,7 @@ use funnel_artifacts::training::{kept_epoch, TrainConfig};
 use funnel_artifacts::{Blob, Dataset, FloatNet, Graph, Method, Metrics, ModelCard, ModelDir, Recording, Windows};
 
 use super::bounded::{check_bounded_window, commit_bounded, BoundTarget, BoundedCandidate};
-use super::decode::{decode_to_csv, Decoding};
+use super::decode::{decode_to_file, Decoding};
 use super::search::{self, DeviceBudget};
 use super::{checkpoint, dataset_for_model, model_dataset};
 use crate::codec::{
@@ -1094,7 +1094,7 @@ pub fn run_pipeline(request: &TrainRequest) -> Result<PipelineOutcome> {
     std::fs::write(&codes, &encoded.bytes).with_context(|| format!("cannot write {}", codes.display()))?;
     let decoder = TractModel::from_proto(&trained.onnx.decoder, &trained.dir.onnx_path(Graph::Decoder))?;
     let reconstruction = trained.dir.path().join(RECONSTRUCTION_FILE);
-    let decoded = decode_to_csv(
+    let decoded = decode_to_file(
         &mut encoded.bytes.as_slice(),
         &Decoding {
             blob,
