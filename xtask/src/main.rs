@@ -59,8 +59,12 @@ enum Cmd {
     /// warnings denied, the decode-only build (`funnel` without default features), `cargo test`
     /// (host, shared, firmware under QEMU, end to end) with the ONNX Runtime backend compiled in
     /// (`funnel/ort`, library found through `ORT_DYLIB_PATH` or the Python `onnxruntime`
-    /// package), the firmware's app logic on the host, and each fuzz target for 45 seconds.
+    /// package), the Python package's tests (pytest, in `target/python-env`), the firmware's app
+    /// logic on the host, and each fuzz target for 45 seconds.
     Test,
+    /// The Python package alone: the test build (which links its extension module), then its
+    /// tests with pytest (in `target/python-env`).
+    Python,
     /// Coverage-guided fuzzing (`cargo fuzz`, installed from crates.io when missing) of the wire
     /// receiver (`frame_decoder`) and the host decode loop (`host_decode`), each for `seconds`.
     Fuzz {
@@ -126,6 +130,63 @@ fn cargo(args: &[&str], env: &[(&str, &Path)]) -> Result<()> {
     Ok(())
 }
 
+/// The build of the tests, every target with the tests' features: it links the Python
+/// package's extension module too (a cdylib `cargo test` leaves out), so nothing is built twice.
+/// Returns the environment the tests run with.
+fn test_build(ort: &Path) -> Result<[(&'static str, &Path); 2]> {
+    let env = [("ORT_DYLIB_PATH", ort), ("PYO3_BUILD_EXTENSION_MODULE", Path::new("1"))];
+    cargo(&["build", "--all-targets", "--features", "funnel/ort"], &env)?;
+    Ok(env)
+}
+
+/// The Python package (`python/`): the extension module of the test build
+/// (`lib_funnel.so`, Python's stable ABI) installed with the package's modules into a virtual
+/// environment of its own (`target/python-env`, with numpy, numcodecs and pytest from PyPI),
+/// then its tests, with pytest, against the `funnel` binary of the same build.
+fn python_tests() -> Result<()> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask sits in the workspace");
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+    let venv = target.join("python-env");
+    let python = venv.join("bin").join("python");
+    let run = |cmd: &mut std::process::Command| -> Result<String> {
+        let out = cmd.output().with_context(|| format!("cannot run {cmd:?}"))?;
+        if !out.status.success() {
+            bail!("{cmd:?} failed:\n{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    };
+    if !python.exists() {
+        let system = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+        run(std::process::Command::new(system).args(["-m", "venv"]).arg(&venv))?;
+    }
+    run(std::process::Command::new(&python).args(["-m", "pip", "install", "-q", "numpy", "numcodecs", "pytest"]))?;
+    let site =
+        run(std::process::Command::new(&python)
+            .args(["-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]))?;
+    let package = Path::new(&site).join("funnel");
+    if package.exists() {
+        std::fs::remove_dir_all(&package)?;
+    }
+    std::fs::create_dir_all(&package)?;
+    for entry in std::fs::read_dir(root.join("python/python/funnel"))? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "py") {
+            std::fs::copy(&path, package.join(path.file_name().expect("a file")))?;
+        }
+    }
+    let module = target.join("debug").join("lib_funnel.so");
+    std::fs::copy(&module, package.join("_funnel.abi3.so"))
+        .with_context(|| format!("the extension module {} (built by `cargo build --all-targets`)", module.display()))?;
+    let status = std::process::Command::new(&python)
+        .args(["-m", "pytest", "-q"])
+        .arg(root.join("python/tests"))
+        .env("FUNNEL_BIN", target.join("debug").join("funnel"))
+        .status()
+        .context("cannot run pytest")?;
+    ensure!(status.success(), "the Python package's tests failed");
+    Ok(())
+}
+
 /// Runs every target of `fuzz/` for `seconds` each. No sanitizer: the stable toolchain builds
 /// it, and Rust's own checks (bounds, and overflow: fuzz builds keep debug assertions) catch
 /// what the targets do not assert.
@@ -158,10 +219,16 @@ fn main() -> Result<()> {
             // rest runs as without it, and clippy above checks the build without it).
             let ort = onnxruntime_library()?;
             eprintln!("ONNX Runtime backend: {}", ort.display());
-            cargo(&["test", "--features", "funnel/ort"], &[("ORT_DYLIB_PATH", &ort)])?;
+            let env = test_build(&ort)?;
+            cargo(&["test", "--features", "funnel/ort"], &env)?;
+            python_tests()?;
             // The firmware's app logic, on the host (the crate is not a default member).
             cargo(&["test", "-p", "funnel-firmware", "--lib"], &[])?;
             fuzz(45)?;
+        }
+        Cmd::Python => {
+            test_build(&onnxruntime_library()?)?;
+            python_tests()?;
         }
         Cmd::Fuzz { seconds } => fuzz(seconds)?,
         Cmd::Build { board, model, portable_kernels } => {

@@ -14,11 +14,13 @@ use funnel_artifacts::data::Normalization;
 use funnel_artifacts::{Blob, Graph, ModelCard, ModelDir};
 
 use super::load_runtime;
+use crate::codec::{simulate, EncodedStream};
 use crate::codec::{
     CollectSink, CsvSink, DecodeReport, ParquetMetadata, ParquetSink, ReconstructionSink, SampleStatus, StreamDecoder,
     Tee, DEFAULT_BATCH,
 };
 use crate::runtime::{Backend, Runtime};
+use funnel_shared::stream::StreamConfig;
 
 /// Where frame bytes come from.
 #[derive(Clone, Debug, PartialEq)]
@@ -136,8 +138,9 @@ fn stream_output(out: &Path, id: u8) -> PathBuf {
     out.with_file_name(name)
 }
 
-/// A model loaded for decoding: its card, blob and decoder.
-pub(super) struct DecodingModel {
+/// A model loaded for decoding (its card, blob and decoder), and for encoding as its device
+/// does: what `funnel decode` and the Python package work with.
+pub struct DecodingModel {
     name: String,
     card: ModelCard,
     blob: Blob,
@@ -145,6 +148,8 @@ pub(super) struct DecodingModel {
 }
 
 impl DecodingModel {
+    /// The model in directory `model` (card and blob checked against each other), its decoder
+    /// run by `backend`.
     pub fn load(model: &Path, backend: Backend) -> Result<Self> {
         let dir = ModelDir::new(model);
         let card = dir.load_card()?;
@@ -153,8 +158,50 @@ impl DecodingModel {
         Ok(DecodingModel { name: model.display().to_string(), card, blob, decoder })
     }
 
+    pub fn card(&self) -> &ModelCard {
+        &self.card
+    }
+
+    pub fn blob(&self) -> &Blob {
+        &self.blob
+    }
+
+    /// Decodes `bytes` (a link's frames, as `funnel decode --input` reads them; its first
+    /// stream) in memory: every sample from the first sent, `NaN` where missing.
+    pub fn decode_bytes(&self, bytes: &[u8]) -> Result<(CollectSink, DecodeReport)> {
+        let mut decoder = self.decoding().stream_decoder()?;
+        let mut sink = CollectSink { channels: self.card.columns.len(), ..Default::default() };
+        decoder.feed(bytes, &mut sink)?;
+        let report = decoder.finish(&mut sink)?;
+        Ok((sink, report))
+    }
+
+    /// The bytes the model's device sends for `values` (`[T][C]`, in the recording's units), as
+    /// `funnel encode` writes them: the card's windows per frame, session 0, the end of the
+    /// values in a last frame.
+    pub fn encode_values(&self, values: &[f64]) -> Result<EncodedStream> {
+        let channels = self.blob.channels();
+        anyhow::ensure!(
+            values.len().is_multiple_of(channels),
+            "{} values are not whole time steps of the model's {channels} channels",
+            values.len()
+        );
+        if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+            anyhow::bail!(
+                "value {i} (time step {}, channel {}) is {}: a device sends numbers",
+                i / channels,
+                i % channels,
+                values[i]
+            );
+        }
+        let counts: Vec<i16> =
+            values.iter().map(|&v| funnel_shared::stream::to_counts(v as f32, self.blob.counts_per_unit())).collect();
+        let config = StreamConfig { windows_per_frame: self.card.stream_windows_per_frame(), ..StreamConfig::DEFAULT };
+        Ok(simulate(&self.blob, &counts, config)?)
+    }
+
     /// Its decoding set-up for a file (not live, read to its end).
-    pub fn decoding(&self) -> Decoding<'_> {
+    pub(super) fn decoding(&self) -> Decoding<'_> {
         Decoding {
             blob: &self.blob,
             normalization: &self.card.normalization,

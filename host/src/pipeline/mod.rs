@@ -22,7 +22,7 @@ use funnel_artifacts::{Blob, Dataset, Graph, ModelCard, ModelDir, Recording};
 
 #[cfg(all(feature = "peers", feature = "plot"))]
 pub use bench::{bench_rd, RdRequest, DEFAULT_RD_WINDOW};
-pub use decode::{decode_stream, DecodeRequest, OutputFormat, Source, StreamOutput};
+pub use decode::{decode_stream, DecodeRequest, DecodingModel, OutputFormat, Source, StreamOutput};
 pub use mqtt::{
     decode_mqtt, gateway_topic, run_gateway, topic_file_name, BrokerAddress, GatewayReport, GatewayRequest, LinkItem,
     LinkSplitter, MqttDecodeOutcome, MqttDecodeRequest, TopicOutput, DEFAULT_DECODE_TOPIC, DEFAULT_GATEWAY_TOPIC,
