@@ -1,5 +1,6 @@
 //! `funnel decode`: bytes from a file, stdin or a serial port, through [`StreamDecoder`], into a
-//! CSV (and optionally a plot).
+//! CSV or a Parquet file (and optionally a plot); and [`DecodingModel`], a model loaded to decode
+//! and encode in memory.
 
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
@@ -14,10 +15,9 @@ use funnel_artifacts::data::Normalization;
 use funnel_artifacts::{Blob, Graph, ModelCard, ModelDir};
 
 use super::load_runtime;
-use crate::codec::{simulate, EncodedStream};
 use crate::codec::{
-    CollectSink, CsvSink, DecodeReport, ParquetMetadata, ParquetSink, ReconstructionSink, SampleStatus, StreamDecoder,
-    Tee, DEFAULT_BATCH,
+    simulate, CollectSink, CsvSink, DecodeReport, EncodedStream, ParquetMetadata, ParquetSink, ReconstructionSink,
+    SampleStatus, StreamDecoder, Tee, DEFAULT_BATCH,
 };
 use crate::runtime::{Backend, Runtime};
 use funnel_shared::stream::StreamConfig;
