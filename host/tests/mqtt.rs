@@ -292,3 +292,26 @@ fn a_broker_restart_mid_stream_decodes_nothing_twice() {
     assert_eq!(t.report.frames + t.report.frames_lost, frames, "{}", t.report.summary());
     assert!(rows.iter().enumerate().all(|(i, (index, _))| *index == i as u64));
 }
+
+/// A broker that cannot be reached is an error naming it, for the gateway and the receiver,
+/// not a silent wait.
+#[test]
+fn an_unreachable_broker_is_reported() {
+    let tmp = tempfile::tempdir().unwrap();
+    // A port nothing listens on.
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let broker = BrokerAddress { host: "127.0.0.1".into(), port };
+    let capture = tmp.path().join("d.bin");
+    std::fs::write(&capture, device_stream(0)).unwrap();
+    let gateway = run_gateway(&GatewayRequest {
+        source: Source::File(capture),
+        broker: broker.clone(),
+        topic: "funnel/{device}/{stream}".into(),
+        device: "d".into(),
+    });
+    let e = format!("{:#}", gateway.unwrap_err());
+    assert!(e.contains(&format!("cannot reach the MQTT broker mqtt://127.0.0.1:{port}")), "{e}");
+    let receiver = start_receiver(&broker, &tmp.path().join("out"), 30.0).join().unwrap();
+    let e = format!("{:#}", receiver.unwrap_err());
+    assert!(e.contains("cannot reach the MQTT broker"), "{e}");
+}

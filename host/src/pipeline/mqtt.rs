@@ -41,6 +41,9 @@ pub const MAX_TOPICS: usize = 256;
 const ACK_WAIT: Duration = Duration::from_secs(10);
 /// Pause between connection attempts while the broker is unreachable.
 const RECONNECT_PAUSE: Duration = Duration::from_millis(250);
+/// How long a gateway or a receiver tries to reach its broker the first time before it gives
+/// up with the reason (once connected, it tries again for as long as it runs).
+const FIRST_CONNECTION: Duration = Duration::from_secs(5);
 
 /// `mqtt://host[:port]`: a broker reached over plain TCP.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -226,24 +229,30 @@ pub fn run_gateway(request: &GatewayRequest) -> Result<GatewayReport> {
     let disconnections = Arc::new(AtomicU64::new(0));
     let events = {
         let (acked, disconnections) = (acked.clone(), disconnections.clone());
+        let broker = request.broker.clone();
         std::thread::Builder::new()
             .name("mqtt connection".into())
-            .spawn(move || drive_publisher(connection, &acked, &disconnections))
+            .spawn(move || drive_publisher(connection, &broker, &acked, &disconnections))
             .context("cannot start the MQTT connection's thread")?
     };
     watch_for_interrupt();
     let started = Instant::now();
     let mut splitter = LinkSplitter::new();
     let mut published = 0u64;
-    let mut publish = |items: Vec<LinkItem>| -> Result<()> {
+    // A publish fails only once the connection's thread has ended: it says why.
+    let stopped = |events: std::thread::JoinHandle<Result<()>>| match events.join() {
+        Ok(Err(e)) => e,
+        _ => anyhow::anyhow!("the MQTT connection stopped"),
+    };
+    let mut publish = |items: Vec<LinkItem>| -> bool {
         for item in items {
             let topic = gateway_topic(&request.topic, &request.device, item.stream_id);
-            client
-                .publish(topic, QoS::AtLeastOnce, item.header, item.bytes)
-                .context("the MQTT client stopped (its connection thread ended)")?;
+            if client.publish(topic, QoS::AtLeastOnce, item.header, item.bytes).is_err() {
+                return false;
+            }
             published += 1;
         }
-        Ok(())
+        true
     };
     let mut buf = vec![0u8; 1 << 14];
     loop {
@@ -252,13 +261,19 @@ pub fn run_gateway(request: &GatewayRequest) -> Result<GatewayReport> {
         }
         match reader.read(&mut buf) {
             Ok(0) => break,
-            Ok(n) => publish(splitter.feed(&buf[..n])?)?,
+            Ok(n) => {
+                if !publish(splitter.feed(&buf[..n])?) {
+                    return Err(stopped(events));
+                }
+            }
             Err(e) if matches!(e.kind(), std::io::ErrorKind::TimedOut | std::io::ErrorKind::Interrupted) => {}
             Err(e) => return Err(e).context("reading the link"),
         }
     }
     let (rest, mut report) = splitter.finish()?;
-    publish(rest)?;
+    if !publish(rest) {
+        return Err(stopped(events));
+    }
     // Wait for the acknowledgements, as long as they keep coming.
     let mut last = (acked.load(Ordering::SeqCst), Instant::now());
     while last.0 < published && last.1.elapsed() < ACK_WAIT {
@@ -271,29 +286,40 @@ pub fn run_gateway(request: &GatewayRequest) -> Result<GatewayReport> {
     // The connection thread ends once the client is gone.
     let _ = client.disconnect();
     drop(client);
-    let _ = events.join();
+    if let Ok(Err(e)) = events.join() {
+        return Err(e);
+    }
     report.unacknowledged = published.saturating_sub(acked.load(Ordering::SeqCst));
     report.disconnections = disconnections.load(Ordering::SeqCst);
     Ok(report)
 }
 
 /// Runs a publisher's connection until its client is gone, counting acknowledgements and lost
-/// connections (it reconnects by going on).
-fn drive_publisher(mut connection: Connection, acked: &AtomicU64, disconnections: &AtomicU64) {
+/// connections (it reconnects by going on); an error when the broker cannot be reached at all
+/// (see [`FIRST_CONNECTION`]).
+fn drive_publisher(
+    mut connection: Connection,
+    broker: &BrokerAddress,
+    acked: &AtomicU64,
+    disconnections: &AtomicU64,
+) -> Result<()> {
+    let (started, mut ever_connected) = (Instant::now(), false);
     let mut connected = false;
     loop {
         match connection.recv() {
-            Err(_) => return,
-            Ok(Ok(Event::Incoming(Packet::ConnAck(_)))) => connected = true,
+            Err(_) => return Ok(()),
+            Ok(Ok(Event::Incoming(Packet::ConnAck(_)))) => (connected, ever_connected) = (true, true),
             Ok(Ok(Event::Incoming(Packet::PubAck(_)))) => {
                 acked.fetch_add(1, Ordering::SeqCst);
             }
-            Ok(Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect))) => return,
+            Ok(Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect))) => return Ok(()),
             Ok(Ok(_)) => {}
             Ok(Err(e)) => {
                 if connected {
                     disconnections.fetch_add(1, Ordering::SeqCst);
                     eprintln!("funnel gateway: lost the broker ({e}); reconnecting");
+                } else if !ever_connected && started.elapsed() > FIRST_CONNECTION {
+                    bail!("cannot reach the MQTT broker {broker}: {e}");
                 }
                 connected = false;
                 std::thread::sleep(RECONNECT_PAUSE);
@@ -426,8 +452,7 @@ pub fn decode_mqtt(request: &MqttDecodeRequest) -> Result<MqttDecodeOutcome> {
                 if connected {
                     outcome.disconnections += 1;
                     eprintln!("funnel decode: lost the broker {} ({e}); reconnecting", request.broker);
-                } else if started.elapsed() > Duration::from_secs(5) && outcome.disconnections == 0 && topics.is_empty()
-                {
+                } else if started.elapsed() > FIRST_CONNECTION && outcome.disconnections == 0 && topics.is_empty() {
                     bail!("cannot reach the MQTT broker {}: {e}", request.broker);
                 }
                 connected = false;
