@@ -373,6 +373,15 @@ struct DecodeArgs {
     stream: Option<u8>,
 }
 
+/// The link `--input` (a file, `-` for stdin) or else `--serial` names (clap requires one).
+fn link_source(input: Option<String>, serial: Option<String>, baud: u32, seconds: Option<f64>) -> Source {
+    match (input, serial) {
+        (Some(path), _) if path == "-" => Source::Stdin,
+        (Some(path), _) => Source::File(path.into()),
+        (None, port) => Source::Serial { port: port.unwrap_or_default(), baud, seconds },
+    }
+}
+
 /// What `funnel decode` was asked for.
 enum DecodeJob {
     Stream(DecodeRequest),
@@ -397,15 +406,11 @@ impl DecodeArgs {
                 idle: self.idle,
             }));
         }
-        let source = match (self.input, self.serial) {
-            (Some(_), _) if self.seconds.is_some() => {
-                anyhow::bail!("--seconds stops a live source: --serial or --mqtt")
-            }
-            (Some(path), _) if path == "-" => Source::Stdin,
-            (Some(path), _) => Source::File(path.into()),
-            // clap requires one of the three.
-            (None, port) => Source::Serial { port: port.unwrap_or_default(), baud: self.baud, seconds: self.seconds },
-        };
+        if self.input.is_some() && self.seconds.is_some() {
+            anyhow::bail!("--seconds stops a live source: --serial or --mqtt");
+        }
+        // clap requires one of the three.
+        let source = link_source(self.input, self.serial, self.baud, self.seconds);
         Ok(DecodeJob::Stream(DecodeRequest {
             model: self.model,
             source,
@@ -443,11 +448,7 @@ struct GatewayArgs {
 
 impl GatewayArgs {
     fn request(self) -> Result<GatewayRequest> {
-        let source = match (self.input, self.serial) {
-            (Some(path), _) if path == "-" => Source::Stdin,
-            (Some(path), _) => Source::File(path.into()),
-            (None, port) => Source::Serial { port: port.unwrap_or_default(), baud: self.baud, seconds: self.seconds },
-        };
+        let source = link_source(self.input, self.serial, self.baud, self.seconds);
         let device = match (self.device, &source) {
             (Some(name), _) => name,
             (None, Source::Stdin) => "stdin".to_string(),
