@@ -1,12 +1,13 @@
 //! `funnel._funnel`, the extension module under the `funnel` Python package: the Rust decoder,
-//! encoder and model cards, with plain bytes at the boundary (the package turns them into numpy
-//! arrays, `python/python/funnel/__init__.py`). Nothing here is reimplemented: it calls the
-//! `funnel` library's `DecodingModel`, the same code as `funnel decode` and `funnel encode`.
+//! encoder, link splitter and model cards, with plain bytes at the boundary (the package turns
+//! them into numpy arrays, `python/python/funnel/__init__.py`). Nothing here is reimplemented: it
+//! calls the `funnel` library's `DecodingModel` and `LinkSplitter`, the same code as `funnel
+//! decode`, `funnel encode` and `funnel gateway`.
 
 use std::path::PathBuf;
 
 use funnel::codec::{DecodeReport, SampleStatus};
-use funnel::pipeline::DecodingModel;
+use funnel::pipeline::{DecodingModel, LinkSplitter};
 use funnel::runtime::Backend;
 use funnel_artifacts::ModelDir;
 use pyo3::exceptions::PyValueError;
@@ -117,6 +118,24 @@ fn report_dict<'py>(py: Python<'py>, r: &DecodeReport) -> PyResult<Bound<'py, Py
     Ok(d)
 }
 
+/// `(stream_id, is_header, bytes)` of each item of a link, and what the link lost.
+type LinkItems<'py> = (Vec<(u8, bool, Bound<'py, PyBytes>)>, Bound<'py, PyDict>);
+
+/// `(stream_id, is_header, bytes)` of each checked stream header and frame of a link's `bytes`,
+/// in order, as `funnel gateway` publishes them (damage left out), and what the link lost.
+#[pyfunction]
+fn split_link<'py>(py: Python<'py>, bytes: &[u8]) -> PyResult<LinkItems<'py>> {
+    let mut splitter = LinkSplitter::new();
+    let mut items = splitter.feed(bytes).map_err(value_error)?;
+    let (rest, report) = splitter.finish().map_err(value_error)?;
+    items.extend(rest);
+    let items = items.into_iter().map(|i| (i.stream_id, i.header, PyBytes::new(py, &i.bytes))).collect();
+    let d = PyDict::new(py);
+    d.set_item("frames_lost", report.frames_lost)?;
+    d.set_item("dropped_bytes", report.dropped_bytes)?;
+    Ok((items, d))
+}
+
 /// The model card (`model.json`) of the model directory `path`, as JSON text.
 #[pyfunction]
 fn read_card(path: PathBuf) -> PyResult<String> {
@@ -128,5 +147,6 @@ fn read_card(path: PathBuf) -> PyResult<String> {
 fn _funnel(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Model>()?;
     m.add_function(wrap_pyfunction!(read_card, m)?)?;
+    m.add_function(wrap_pyfunction!(split_link, m)?)?;
     Ok(())
 }

@@ -89,6 +89,19 @@ def test_a_damaged_frame_is_masked_not_invented(model, stream):
     assert samples == span and decoded.missing[first : first + samples].all()
 
 
+def test_a_link_splits_into_the_messages_funnel_gateway_publishes(model, stream):
+    _, frames = stream
+    items, report = funnel.split_link(frames)
+    assert b"".join(i.data for i in items) == frames  # nothing left out, nothing changed
+    assert [i.header for i in items] == [True] + [False] * (len(items) - 1)
+    assert {i.stream_id for i in items} == {0} and report == {"frames_lost": 0, "dropped_bytes": 0}
+    damaged = bytearray(frames)
+    damaged[len(frames) // 2] ^= 0x5A
+    kept, report = funnel.split_link(bytes(damaged))
+    assert len(kept) == len(items) - 1 and report["frames_lost"] == 1 and report["dropped_bytes"] > 0
+    assert all(i.data in frames for i in kept)
+
+
 def test_cards_are_read(model):
     card = funnel.read_card(ROOT / "models" / "ecg")
     assert card["columns"] == [COLUMN] == model.columns

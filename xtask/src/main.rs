@@ -159,7 +159,21 @@ fn python_tests() -> Result<()> {
         let system = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
         run(std::process::Command::new(system).args(["-m", "venv"]).arg(&venv))?;
     }
-    run(std::process::Command::new(&python).args(["-m", "pip", "install", "-q", "numpy", "numcodecs", "pytest"]))?;
+    // The package's test dependencies, and the Spark job's (`funnel.spark`): PySpark runs on the
+    // machine's Java; its Arrow tasks need pyarrow and pandas (below 3, which PySpark 4.3 does not
+    // support yet).
+    run(std::process::Command::new(&python).args([
+        "-m",
+        "pip",
+        "install",
+        "-q",
+        "numpy",
+        "numcodecs",
+        "pytest",
+        "pyspark==4.3.0",
+        "pyarrow",
+        "pandas>=2.2,<3",
+    ]))?;
     let site =
         run(std::process::Command::new(&python)
             .args(["-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]))?;

@@ -21,7 +21,7 @@ import numpy as np
 
 from . import _funnel
 
-__all__ = ["Model", "Decoded", "read_card", "STATUS", "OK", "SATURATED", "MISSING"]
+__all__ = ["Model", "Decoded", "LinkItem", "read_card", "split_link", "STATUS", "OK", "SATURATED", "MISSING"]
 
 # Status codes of decoded time steps.
 OK, SATURATED, MISSING, INTERRUPTED = 0, 1, 2, 3
@@ -31,6 +31,23 @@ STATUS = {OK: "ok", SATURATED: "saturated", MISSING: "missing", INTERRUPTED: "in
 def read_card(path: Union[str, PathLike]) -> dict:
     """The model card (``model.json``) of a model directory, checked by the Rust library."""
     return json.loads(_funnel.read_card(str(path)))
+
+
+@dataclass(frozen=True)
+class LinkItem:
+    """One checked message of a link: a stream header or a data frame, as sent."""
+
+    stream_id: int
+    header: bool
+    data: bytes
+
+
+def split_link(data: bytes) -> "tuple[list[LinkItem], dict]":
+    """The stream headers and frames of a link's bytes, in order, as ``funnel gateway`` publishes
+    them (one MQTT message each; damaged bytes left out), and what the link lost
+    (``frames_lost``, ``dropped_bytes``)."""
+    items, report = _funnel.split_link(bytes(data))
+    return [LinkItem(stream_id, header, item) for stream_id, header, item in items], report
 
 
 @dataclass
