@@ -89,6 +89,9 @@ pub struct QuantizeOutcome {
     pub bounded: Option<funnel_artifacts::card::BoundedCard>,
     /// The float decoder as tuned to the codes (the bounded mode's integer decoder is made of it).
     pub decoder: Vec<NetLayer>,
+    /// The rate the code step was chosen by (`unseen_rate` of the training part), when it was
+    /// chosen for a rate.
+    pub unseen_rate: Option<f64>,
 }
 
 /// Quantizes the encoder of `model` at `rate`, tunes its decoder (parameters in `varmap`) to
@@ -145,7 +148,7 @@ fn quantize_and_measure(
             best = Some((score, q, snapshot(varmap)?));
         }
     }
-    let (_, Quantized { blob, code_step, missed, tuning, dead_zone }, weights) =
+    let (_, Quantized { blob, code_step, missed, tuning, dead_zone, unseen_rate }, weights) =
         best.context("internal: no dead zone to quantize with")?;
     restore_snapshot(varmap, &weights)?;
     let tuning = tuning.context("internal: the decoder was not tuned")?;
@@ -223,6 +226,7 @@ fn quantize_and_measure(
         seam_filter,
         bounded: None,
         decoder: net.decoder,
+        unseen_rate,
     })
 }
 
@@ -242,6 +246,8 @@ struct Quantized {
     /// Why the target rate was not met, if it was not.
     missed: Option<String>,
     tuning: Option<DecoderTuning>,
+    /// The rate the step was chosen by, when it was chosen for one.
+    unseen_rate: Option<f64>,
 }
 
 /// The blob at `rate` (with `dead_zone`), quantized by `with_step`.
@@ -254,12 +260,12 @@ fn quantize_for_rate(
     dead_zone: f64,
 ) -> Result<Quantized> {
     let mut missed = None;
-    let (blob, code_step) = match rate {
+    let (blob, code_step, unseen_rate) = match rate {
         CodeRate::AsBefore => {
             let step = card.quantization.as_ref().map_or(1.0, |q| q.code_step);
-            (with_step(step)?, step)
+            (with_step(step)?, step, None)
         }
-        CodeRate::Step(step) => (with_step(step)?, step),
+        CodeRate::Step(step) => (with_step(step)?, step, None),
         CodeRate::BitsPerSample(target) => {
             let (blob, step, reached) = step_for_rate(with_step, dataset, card.windows_per_frame, finest, target)?;
             if (reached - target).abs() > RATE_TOLERANCE * target {
@@ -273,10 +279,10 @@ fn quantize_for_rate(
                     }
                 ));
             }
-            (blob, step)
+            (blob, step, Some(reached))
         }
     };
-    Ok(Quantized { blob, code_step, dead_zone, missed, tuning: None })
+    Ok(Quantized { blob, code_step, dead_zone, missed, tuning: None, unseen_rate })
 }
 
 /// PRDN of the device path (`blob`, the decoder of `model` as tuned) on the validation slice of
@@ -456,6 +462,11 @@ fn unseen_rate(blob: &Blob, dataset: &Dataset, windows_per_frame: u8) -> Result<
     Ok(fitted + 8.0 * (unseen as f64 - coded as f64) / samples)
 }
 
+/// [`unseen_rate`] of a quantization's blob: the one its step was chosen by, if it was.
+fn outcome_rate(q: &QuantizeOutcome, dataset: &Dataset, windows_per_frame: u8) -> Result<f64> {
+    q.unseen_rate.map_or_else(|| unseen_rate(&q.blob, dataset, windows_per_frame), Ok)
+}
+
 /// Writes the blob and records it in the card (clearing firmware measurements of another blob).
 fn commit_quantization(dir: &ModelDir, card: &mut ModelCard, q: &QuantizeOutcome) -> Result<()> {
     if card.quantization.as_ref().is_none_or(|old| old.model_id != q.card.model_id) {
@@ -515,7 +526,7 @@ fn make_bounded(
     let mut trials = vec![trial(None, &best)];
     let mut requantized = None;
     if let Some(with_codes) = target.with_codes(&outcome.blob, &outcome.decoder, dataset)? {
-        let rate = unseen_rate(&outcome.blob, dataset, card.windows_per_frame)?;
+        let rate = outcome_rate(outcome, dataset, card.windows_per_frame)?;
         trials.push(trial(Some(rate), &with_codes));
         let (mut before, mut last_rate) = (with_codes.training_bytes, rate);
         if with_codes.training_bytes < best.training_bytes {
@@ -528,7 +539,7 @@ fn make_bounded(
                 let rate = CodeRate::BitsPerSample(fraction * rate);
                 let dead_zone = Some(outcome.card.dead_zone);
                 let q = quantize_and_measure(r.model, r.varmap, card, dataset, r.calibration, rate, dead_zone, false)?;
-                let reached = unseen_rate(&q.blob, dataset, card.windows_per_frame)?;
+                let reached = outcome_rate(&q, dataset, card.windows_per_frame)?;
                 if reached >= last_rate {
                     // The coarsest step: the codes go no lower.
                     break;
