@@ -7,13 +7,13 @@
 use std::io::Write;
 use std::sync::Arc;
 
-use parquet::basic::{Compression, ConvertedType, Repetition, Type as PhysicalType};
+use parquet::basic::{Compression, ConvertedType, Encoding, Repetition, Type as PhysicalType};
 use parquet::data_type::{ByteArray, ByteArrayType, FloatType, Int64Type};
 use parquet::errors::ParquetError;
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 use parquet::file::writer::SerializedFileWriter;
-use parquet::schema::types::Type;
+use parquet::schema::types::{ColumnPath, Type};
 
 use super::sink::{ReconstructionSink, SampleStatus};
 
@@ -64,7 +64,26 @@ impl<W: Write + Send> ParquetSink<W> {
         let fields = fields.into_iter().collect::<Result<Vec<_>, _>>().map_err(io_error)?;
         let schema = Type::group_type_builder("funnel").with_fields(fields).build().map_err(io_error)?;
         let entries = metadata.entries.iter().map(|(k, v)| KeyValue::new(k.clone(), v.clone())).collect();
-        let properties = WriterProperties::builder()
+        // Each column in the encoding that suits it: the sample index as deltas, the status as a
+        // dictionary, a lossy model's values with their bytes split by stream (they seldom
+        // repeat), a bounded model's as a dictionary (they are on the count grid). The whole ECG's
+        // rows took 1,266,681 bytes with the writer's defaults (a dictionary tried on every
+        // column) and take 363,756 with models/ecg, 151,974 with models/ecg-lossless.
+        let column_path = |name: &str| ColumnPath::new(vec![name.to_string()]);
+        let mut properties = WriterProperties::builder()
+            .set_dictionary_enabled(false)
+            .set_column_encoding(column_path("sample_index"), Encoding::DELTA_BINARY_PACKED)
+            .set_column_dictionary_enabled(column_path("status"), true);
+        for name in columns {
+            properties = match bound {
+                Some(_) => properties.set_column_dictionary_enabled(column_path(name), true),
+                None => properties.set_column_encoding(column_path(name), Encoding::BYTE_STREAM_SPLIT),
+            };
+        }
+        if bound.is_some() {
+            properties = properties.set_column_dictionary_enabled(column_path("max_error"), true);
+        }
+        let properties = properties
             .set_compression(Compression::SNAPPY)
             .set_key_value_metadata(Some(entries))
             .set_created_by(format!("funnel {}", env!("CARGO_PKG_VERSION")))
