@@ -159,9 +159,10 @@ fn python_tests() -> Result<()> {
         let system = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
         run(std::process::Command::new(system).args(["-m", "venv"]).arg(&venv))?;
     }
-    // The package's test dependencies, and the Spark job's (`funnel.spark`): PySpark runs on the
-    // machine's Java; its Arrow tasks need pyarrow and pandas (below 3, which PySpark 4.3 does not
-    // support yet).
+    // The `test` extra of python/pyproject.toml, named here because installing the extra would
+    // build the package a second time (maturin): the codec's numcodecs, pytest, and the Spark
+    // job's (`funnel.spark`) PySpark, which runs on the machine's Java, with the pyarrow and
+    // pandas its Arrow tasks need (pandas below 3, which PySpark 4.3 does not support yet).
     run(std::process::Command::new(&python).args([
         "-m",
         "pip",
