@@ -86,6 +86,17 @@ impl Model {
         Ok((collected.first_sample, PyBytes::new(py, &values), PyBytes::new(py, &status), report_dict(py, &report)?))
     }
 
+    /// Decodes a link's bytes into the Parquet file `funnel decode --out F.parquet` writes of
+    /// them: `(file bytes, report)`.
+    fn decode_to_parquet<'py>(
+        &self,
+        py: Python<'py>,
+        frames: &[u8],
+    ) -> PyResult<(Bound<'py, PyBytes>, Bound<'py, PyDict>)> {
+        let (file, report) = self.inner.decode_to_parquet(frames).map_err(value_error)?;
+        Ok((PyBytes::new(py, &file), report_dict(py, &report)?))
+    }
+
     /// The bytes the model's device sends for `values` (`[T][C]` little-endian f64 bytes, in the
     /// recording's units), as `funnel encode` writes them.
     fn encode<'py>(&self, py: Python<'py>, values: &[u8]) -> PyResult<Bound<'py, PyBytes>> {

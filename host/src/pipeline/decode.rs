@@ -176,6 +176,17 @@ impl DecodingModel {
         Ok((sink, report))
     }
 
+    /// Decodes `bytes` as [`DecodingModel::decode_bytes`] does into the Parquet file
+    /// `funnel decode --out F.parquet` writes of them, in memory.
+    pub fn decode_to_parquet(&self, bytes: &[u8]) -> Result<(Vec<u8>, DecodeReport)> {
+        let decoding = self.decoding();
+        let mut decoder = decoding.stream_decoder()?;
+        let mut sink = decoding.parquet_sink(Vec::new())?;
+        decoder.feed(bytes, &mut sink)?;
+        let report = decoder.finish(&mut sink)?;
+        Ok((sink.finish()?, report))
+    }
+
     /// The bytes the model's device sends for `values` (`[T][C]`, in the recording's units), as
     /// `funnel encode` writes them: the card's windows per frame, session 0, the end of the
     /// values in a last frame.
@@ -234,23 +245,31 @@ impl<'a> Decoding<'a> {
     /// Rows of this model into `file`, as `format`: its columns, and for a bounded model the
     /// bound each row keeps.
     pub fn rows_sink(&self, file: File, format: OutputFormat) -> Result<RowsSink> {
-        let bound = self.blob.residual().map(|r| f32::from(r.max_error) / self.blob.counts_per_unit());
         let out = BufWriter::new(file);
         Ok(match format {
-            OutputFormat::Csv => RowsSink::Csv(CsvSink::new(out, self.columns, bound)?),
-            OutputFormat::Parquet => {
-                let mut entries = vec![
-                    ("funnel.model_id".to_string(), self.blob.model_id().to_string()),
-                    ("funnel.model".to_string(), self.model_name.to_string()),
-                    ("funnel.columns".to_string(), serde_json::to_string(self.columns)?),
-                    ("funnel.counts_per_unit".to_string(), self.blob.counts_per_unit().to_string()),
-                ];
-                if let Some(bound) = bound {
-                    entries.push(("funnel.max_error".to_string(), bound.to_string()));
-                }
-                RowsSink::Parquet(Box::new(ParquetSink::new(out, self.columns, bound, &ParquetMetadata { entries })?))
-            }
+            OutputFormat::Csv => RowsSink::Csv(CsvSink::new(out, self.columns, self.bound())?),
+            OutputFormat::Parquet => RowsSink::Parquet(Box::new(self.parquet_sink(out)?)),
         })
+    }
+
+    /// The bound every value of a bounded model keeps, in the recording's units.
+    fn bound(&self) -> Option<f32> {
+        self.blob.residual().map(|r| f32::from(r.max_error) / self.blob.counts_per_unit())
+    }
+
+    /// Rows of this model as Parquet into `out`, the model named in the file's metadata.
+    pub fn parquet_sink<W: Write + Send>(&self, out: W) -> Result<ParquetSink<W>> {
+        let bound = self.bound();
+        let mut entries = vec![
+            ("funnel.model_id".to_string(), self.blob.model_id().to_string()),
+            ("funnel.model".to_string(), self.model_name.to_string()),
+            ("funnel.columns".to_string(), serde_json::to_string(self.columns)?),
+            ("funnel.counts_per_unit".to_string(), self.blob.counts_per_unit().to_string()),
+        ];
+        if let Some(bound) = bound {
+            entries.push(("funnel.max_error".to_string(), bound.to_string()));
+        }
+        Ok(ParquetSink::new(out, self.columns, bound, &ParquetMetadata { entries })?)
     }
 
     /// A decoder of one stream of a link (a window at a time when live).

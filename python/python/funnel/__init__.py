@@ -114,6 +114,12 @@ class Model:
             report=report,
         )
 
+    def decode_to_parquet(self, frames: bytes) -> "tuple[bytes, dict]":
+        """Decodes a link's bytes into the Parquet file ``funnel decode --out F.parquet`` writes
+        of them (``sample_index``, a column per channel, ``status``, and ``max_error`` for a
+        bounded model), and the decoder's report."""
+        return self._model.decode_to_parquet(bytes(frames))
+
     def encode(self, values) -> bytes:
         """The bytes the model's device sends for ``values`` (``[T]`` or ``[T, C]``, in the
         recording's units), as ``funnel encode`` writes them."""

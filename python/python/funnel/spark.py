@@ -11,8 +11,9 @@ link the same way), in the order they arrived. The job decodes each stream's fil
 (hour, file name) order with one stream decoder, so a frame that arrives a few places late, even
 in the next hour's file, is put back, and every gap is counted once. Streams are decoded in
 parallel, a group of streams per Spark task, and each task writes its streams' files itself
-with pyarrow (a first version that handed the rows to Spark's Parquet writer took 61 s for 256
-devices where this one takes 15 s, both on local[2]):
+with the package's Rust writer, the one behind ``funnel decode --out F.parquet`` (a first version
+that handed the rows to Spark's Parquet writer took 61 s for 256 devices where one writing from
+the task took 15 s, both on local[2]):
 
     OUT/samples/device=<name>/stream=<id>/part-0.parquet   sample_index, one FLOAT column per
                                                            channel (null where missing), status,
@@ -25,7 +26,8 @@ devices where this one takes 15 s, both on local[2]):
 columns). A stream's files are replaced whole, by an atomic rename: a retried task or a second
 run leaves one file per stream, and running the job again on some devices (``--device``) after
 late files landed replaces their rows and leaves the others alone. OUT must be a file system
-every executor writes to (local mode, or a shared mount). ``docs/scale.md`` says how this job grows to 100,000 devices.
+every executor writes to (local mode, or a shared mount). ``docs/scale.md`` says how this job
+grows to 100,000 devices.
 
     python -m funnel.spark decode --model models/ecg --archive A --out O --master 'local[2]'
     python -m funnel.spark archive --model models/ecg --data data/mitbih208_ecg.csv \\
@@ -45,7 +47,7 @@ from typing import Iterable, Iterator, Optional, Sequence
 
 import numpy as np
 
-from . import STATUS, LinkItem, Model, split_link
+from . import LinkItem, Model, split_link
 
 # The report's counters, as the reports table's columns (see `Model.decode`).
 REPORT_COUNTS = (
@@ -60,24 +62,6 @@ REPORT_COUNTS = (
     "saturated_windows",
     "undecodable_frames",
 )
-_STATUS_NAMES = [STATUS[code] for code in sorted(STATUS)]
-
-
-def samples_encoding(model: Model) -> dict:
-    """How a samples file is written: as ``funnel decode --out F.parquet`` writes (see
-    ``host/src/codec/columnar.rs``), the sample index as deltas, the status as a dictionary, a
-    lossy model's values with their bytes split by stream, a bounded model's as a dictionary.
-    Measured on a device's 108,000 ECG samples with models/ecg: 368 KB written in 6.6 ms, against
-    pyarrow's defaults (a dictionary tried on every column) 1,275 KB in 24 ms."""
-    if model.max_error is None:
-        return {
-            "use_dictionary": ["status"],
-            "column_encoding": {"sample_index": "DELTA_BINARY_PACKED", **{c: "BYTE_STREAM_SPLIT" for c in model.columns}},
-        }
-    return {
-        "use_dictionary": ["status", "max_error", *model.columns],
-        "column_encoding": {"sample_index": "DELTA_BINARY_PACKED"},
-    }
 
 
 # --- the archive ------------------------------------------------------------------------------
@@ -183,50 +167,30 @@ def _ddl(schema) -> str:
     return ", ".join(f"{name} {types[f.type]}" for name, f in zip(quoted, schema))
 
 
-def _write_replacing(table, path: Path, **options) -> None:
-    """Writes ``table`` to ``path`` in one step for readers: a hidden file beside it, then an
+def _write_replacing(data: bytes, path: Path) -> None:
+    """Writes ``data`` to ``path`` in one step for readers: a hidden file beside it, then an
     atomic rename over the old one (a retried or repeated task leaves exactly one file)."""
-    import pyarrow.parquet as pq
-
     path.parent.mkdir(parents=True, exist_ok=True)
     hidden = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    pq.write_table(table, hidden, **options)
+    hidden.write_bytes(data)
     os.replace(hidden, path)
 
 
-def samples_table(model: Model, decoded):
-    """One row per decoded time step: ``sample_index``, a FLOAT column per channel (null where
-    missing), ``status`` and, for a bounded model, ``max_error`` (null where missing), the model's
-    id in the metadata: the columns of ``funnel decode --out F.parquet``."""
+def _report_file(model: Model, report: Optional[dict], error: Optional[str]) -> bytes:
+    """A stream's reports file: one row, the decoder's report or the error that stopped it."""
     import pyarrow as pa
+    import pyarrow.parquet as pq
 
-    status = decoded.status
-    absent = ~decoded.ok
-    # The types are given: pyarrow inferring them took 17 ms per 100,000 samples, twice the decode.
-    index = decoded.first_sample + np.arange(len(status), dtype=np.int64)
-    columns = {"sample_index": pa.array(index, type=pa.int64())}
-    for c, name in enumerate(model.columns):
-        columns[name] = pa.array(np.ascontiguousarray(decoded.values[:, c]), type=pa.float32(), mask=absent)
-    codes = pa.array(status.astype(np.int8), type=pa.int8())
-    columns["status"] = pa.DictionaryArray.from_arrays(codes, pa.array(_STATUS_NAMES, type=pa.string()))
-    if model.max_error is not None:
-        bound = np.full(len(status), model.max_error, dtype=np.float32)
-        columns["max_error"] = pa.array(bound, type=pa.float32(), mask=absent)
-    return pa.table(columns).replace_schema_metadata({"funnel.model_id": model.model_id})
-
-
-def _report_table(model: Model, decoded, error: Optional[str]):
-    import pyarrow as pa
-
+    report = report or {}
     row = {"model_id": [model.model_id], "error": [error]}
-    report = decoded.report if decoded is not None else {}
-    row["first_sample"] = [decoded.first_sample if decoded is not None else None]
     for name in REPORT_COUNTS:
         row[name] = [report.get(name)]
     row["gaps"] = [len(report["gaps"]) if report else None]
     row["summary"] = [report.get("summary")]
     types = {"model_id": pa.string(), "error": pa.string(), "summary": pa.string()}
-    return pa.table({k: pa.array(v, types.get(k, pa.int64())) for k, v in row.items()})
+    out = pa.BufferOutputStream()
+    pq.write_table(pa.table({k: pa.array(v, types.get(k, pa.int64())) for k, v in row.items()}), out)
+    return out.getvalue().to_pybytes()
 
 
 def _decode_streams(model_name: str, out: str):
@@ -242,16 +206,15 @@ def _decode_streams(model_name: str, out: str):
             device, stream = key
             part = Path(f"device={device}") / f"stream={stream}" / "part-0.parquet"
             try:
-                decoded, error = model.decode(b"".join(chunks)), None
+                (samples, report), error = model.decode_to_parquet(b"".join(chunks)), None
             except ValueError as e:  # a stream this model cannot decode: say so, keep going
-                decoded, error = None, str(e)
-            samples = Path(out) / "samples" / part
-            if decoded is None:  # no rows rather than the rows of an earlier run
-                samples.unlink(missing_ok=True)
+                samples, report, error = None, None, str(e)
+            if samples is None:  # no rows rather than the rows of an earlier run
+                (Path(out) / "samples" / part).unlink(missing_ok=True)
             else:
-                _write_replacing(samples_table(model, decoded), samples, **samples_encoding(model))
-            _write_replacing(_report_table(model, decoded, error), Path(out) / "reports" / part)
-            frames, rows = (0, 0) if decoded is None else (decoded.report["frames"], len(decoded.status))
+                _write_replacing(samples, Path(out) / "samples" / part)
+            _write_replacing(_report_file(model, report, error), Path(out) / "reports" / part)
+            frames, rows = (0, 0) if report is None else (report["frames"], report["samples_written"])
             summary = {"device": [device], "stream": [stream], "frames": [frames], "samples": [rows]}
             return pa.RecordBatch.from_pydict(summary, schema=_report_schema())
 
