@@ -80,8 +80,9 @@ struct RdArgs {
     #[arg(long, value_parser = clap::value_parser!(u8).range(1..))]
     windows_per_frame: Option<u8>,
     /// Device counts per unit of the recording, for the lossless reference and the error-bounded
-    /// sweep (default: the first model's, else fitted to the training part). A recording's own
-    /// ADC scale (200 for MIT-BIH's ECG) makes a bound of 0 lossless against the recording.
+    /// sweep (default: the first model's, else the training part's own grid, as `funnel train`
+    /// chooses it). A recording's own ADC scale (200 for MIT-BIH's ECG) makes a bound of 0
+    /// lossless against the recording.
     #[arg(long)]
     counts_per_unit: Option<f32>,
 }
@@ -150,8 +151,9 @@ struct TrainArgs {
     #[arg(long, default_value_t = 8)]
     patience: usize,
     /// Device ADC counts per unit of the recording (e.g. 200 for a front end giving 200 counts
-    /// per mV). Default: the largest power of two that keeps the training data within half of
-    /// the i16 range.
+    /// per mV). Default: the training part's own grid when its values lie on one (an ADC's:
+    /// 200 per mV for MIT-BIH's ECG, 2048 per g for the IMU) that keeps them within half of the
+    /// i16 range, else the largest power of two that does.
     #[arg(long)]
     counts_per_unit: Option<f32>,
     /// Resolution of the sensor in bits; the card reports the compression ratio against it.

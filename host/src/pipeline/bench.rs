@@ -34,7 +34,7 @@ pub struct RdRequest {
     /// is sent (the stream's last frame carries those that fill no frame).
     pub windows_per_frame: Option<u8>,
     /// Device counts per unit for the lossless reference and the error-bounded sweep (`None`:
-    /// the first model's, else fitted to the training part).
+    /// the first model's, else [`Dataset::default_counts_per_unit`]).
     pub counts_per_unit: Option<f32>,
 }
 

@@ -632,7 +632,8 @@ pub struct TrainRequest {
     pub train_hop: Option<usize>,
     /// Epochs without a better validation loss before training stops.
     pub patience: usize,
-    /// Device ADC counts per unit of the recording (default: fitted to the training part).
+    /// Device ADC counts per unit of the recording (default:
+    /// [`Dataset::default_counts_per_unit`]).
     pub counts_per_unit: Option<f32>,
     /// Resolution of the sensor in bits (the card reports the compression ratio against it).
     pub sensor_bits: u32,

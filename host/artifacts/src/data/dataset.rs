@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::{counts_per_unit, DataError, Normalization, Recording, Windows};
+use super::{counts_per_unit, grid_counts_per_unit, DataError, Normalization, Recording, Windows};
 
 /// Fraction of the windows (time-ordered) used for training; the rest is held out.
 pub const TRAIN_FRACTION: f64 = 0.8;
@@ -167,9 +167,12 @@ impl Dataset {
         start..start + self.held_out.len() * self.window
     }
 
-    /// The device scale fitted to the training part (see [`counts_per_unit`]).
+    /// The device scale of the training part: its own grid if it lies on one that fits the
+    /// device ([`grid_counts_per_unit`]), else the power of two fitted to its range
+    /// ([`counts_per_unit`]).
     pub fn default_counts_per_unit(&self) -> f32 {
-        counts_per_unit(self.train.data.iter().fold(0.0f32, |m, v| m.max(v.abs())))
+        let data = &self.train.data;
+        grid_counts_per_unit(data).unwrap_or_else(|| counts_per_unit(data.iter().fold(0.0f32, |m, v| m.max(v.abs()))))
     }
 
     /// The training part as the trainer sees it: fitted windows start every `hop` samples

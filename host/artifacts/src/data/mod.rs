@@ -14,6 +14,6 @@ mod test_support;
 mod windows;
 
 pub use dataset::{fit_validation_counts, train_window_count, Dataset, SplitInfo, TrainingWindows, TRAIN_FRACTION};
-pub use normalization::{counts_per_unit, Normalization};
+pub use normalization::{counts_per_unit, grid_counts_per_unit, Normalization};
 pub use recording::{DataError, Recording};
 pub use windows::{channels_first_to_interleaved, interleaved_to_channels_first, Windows};
