@@ -12,6 +12,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use funnel_shared::encoder::QuantizedEncoder;
+use funnel_shared::stream::{stream_layout, stream_scratch_len};
 
 fn main() {
     let manifest = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").unwrap());
@@ -65,8 +66,8 @@ fn main() {
     writeln!(code, "pub const CHANNELS: usize = {};", encoder.channels()).unwrap();
     writeln!(code, "/// i16 samples in one window, all channels (the window buffer's capacity).").unwrap();
     writeln!(code, "pub const WINDOW_SAMPLES: usize = {};", encoder.window() * encoder.channels()).unwrap();
-    writeln!(code, "/// i16 scratch the encoder needs (entries).").unwrap();
-    writeln!(code, "pub const SCRATCH_LEN: usize = {};", encoder.scratch_len()).unwrap();
+    writeln!(code, "/// i16 scratch the stream needs (entries; none for a bounded model's samples alone).").unwrap();
+    writeln!(code, "pub const SCRATCH_LEN: usize = {};", stream_scratch_len(&encoder)).unwrap();
     writeln!(code, "pub const CODE_LEN: usize = {};", encoder.code_len()).unwrap();
     writeln!(code, "pub const MACS_PER_WINDOW: u64 = {};", spec.macs()).unwrap();
     writeln!(code, "/// Windows per data frame (the model card's: its bounded stream's, if it has one).").unwrap();
@@ -74,6 +75,10 @@ fn main() {
     writeln!(code, "/// The model is bounded: its stream carries samples within a bound (the firmware links").unwrap();
     writeln!(code, "/// the bounded path only then).").unwrap();
     writeln!(code, "pub const BOUNDED: bool = {};", spec.residual.is_some()).unwrap();
+    writeln!(code, "/// The model's stream carries codes: the firmware links the network and the codes' coder")
+        .unwrap();
+    writeln!(code, "/// only then (a bounded model may send its samples alone).").unwrap();
+    writeln!(code, "pub const CODES: bool = {};", stream_layout(&encoder, 1).codes_per_window > 0).unwrap();
     writeln!(code, "/// Sampling rate real boards pace their sensor at (FUNNEL_SAMPLE_RATE_HZ).").unwrap();
     writeln!(code, "pub const SAMPLE_RATE_HZ: u32 = {sample_rate};").unwrap();
     std::fs::write(out.join("model.rs"), code).unwrap();

@@ -98,13 +98,15 @@ pub struct Summary {
 }
 
 /// The application: `BUF` is the window buffer's capacity in i16 samples (at least one window
-/// of all channels), `SCRATCH` the encoder's i16 scratch, `BOUNDED` whether it can send a
-/// bounded model's stream (without, the bounded path is not linked: see [`StreamEncoder`]).
+/// of all channels), `SCRATCH` the stream's i16 scratch, `BOUNDED` whether it can send a
+/// bounded model's stream (without, the bounded path is not linked: see [`StreamEncoder`]),
+/// `CODES` whether it can send codes (without, for a bounded model that sends its samples
+/// alone, the network and the codes' coder are not linked).
 /// Everything lives inside the struct: no heap, no statics.
-pub struct App<'m, S, W, const BUF: usize, const SCRATCH: usize, const BOUNDED: bool = true> {
+pub struct App<'m, S, W, const BUF: usize, const SCRATCH: usize, const BOUNDED: bool = true, const CODES: bool = true> {
     source: S,
     sink: W,
-    stream: StreamEncoder<'m, BOUNDED>,
+    stream: StreamEncoder<'m, BOUNDED, CODES>,
     /// The window being filled: sent and emptied as soon as it is whole.
     buffer: heapless::Vec<i16, BUF>,
     scratch: [i16; SCRATCH],
@@ -114,8 +116,8 @@ pub struct App<'m, S, W, const BUF: usize, const SCRATCH: usize, const BOUNDED: 
     summary: Summary,
 }
 
-impl<'m, S: SampleSource, W: Write, const BUF: usize, const SCRATCH: usize, const BOUNDED: bool>
-    App<'m, S, W, BUF, SCRATCH, BOUNDED>
+impl<'m, S: SampleSource, W: Write, const BUF: usize, const SCRATCH: usize, const BOUNDED: bool, const CODES: bool>
+    App<'m, S, W, BUF, SCRATCH, BOUNDED, CODES>
 {
     /// Checks `config` and the buffer sizes against `encoder` (the model blob, validated by
     /// [`QuantizedEncoder::from_blob`]); the session starts at frame 0.
@@ -130,15 +132,16 @@ impl<'m, S: SampleSource, W: Write, const BUF: usize, const SCRATCH: usize, cons
         if window_samples > BUF {
             return Err(StartError::BufferTooSmall { needed: window_samples, capacity: BUF });
         }
-        let scratch = encoder.scratch_len();
+        let channels = encoder.channels();
+        let stream = StreamEncoder::new(encoder, config).map_err(StartError::Stream)?;
+        let scratch = stream.scratch_len();
         if scratch > SCRATCH {
             return Err(StartError::ScratchTooSmall { needed: scratch, capacity: SCRATCH });
         }
-        let channels = encoder.channels();
         Ok(App {
             source,
             sink,
-            stream: StreamEncoder::new(encoder, config).map_err(StartError::Stream)?,
+            stream,
             buffer: heapless::Vec::new(),
             scratch: [0; SCRATCH],
             out: [0; MAX_WINDOW_OUTPUT],
@@ -150,6 +153,11 @@ impl<'m, S: SampleSource, W: Write, const BUF: usize, const SCRATCH: usize, cons
 
     pub fn encoder(&self) -> &QuantizedEncoder<'m> {
         self.stream.encoder()
+    }
+
+    /// The scratch the model needs, of the `SCRATCH` the app has.
+    pub fn scratch_len(&self) -> usize {
+        self.stream.scratch_len()
     }
 
     pub fn summary(&self) -> Summary {

@@ -161,8 +161,8 @@ pub(crate) mod test_support {
         use funnel_shared::{encoder::QuantizedEncoder, stream::StreamEncoder, stream::MAX_WINDOW_OUTPUT};
         let enc = QuantizedEncoder::from_blob(blob).unwrap();
         let (n, channels) = (enc.window() * enc.channels(), enc.channels());
-        let mut scratch = std::vec![0i16; enc.scratch_len()];
         let mut stream = StreamEncoder::<true>::new(enc, config).unwrap();
+        let mut scratch = std::vec![0i16; stream.scratch_len()];
         let mut out = Vec::new();
         let mut buf = [0u8; MAX_WINDOW_OUTPUT];
         let mut windows = samples.chunks_exact(n);

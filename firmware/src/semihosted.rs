@@ -180,12 +180,13 @@ pub fn run<W: embedded_io::Write<Error: core::fmt::Display>>(sink: impl FnOnce()
     };
     // Session 0 and the model's windows per frame, as `funnel encode` without flags: the QEMU
     // tests compare the two byte for byte.
-    let mut started = App::<_, _, { model::WINDOW_SAMPLES }, { model::SCRATCH_LEN }, { model::BOUNDED }>::new(
-        encoder,
-        StreamConfig { windows_per_frame: model::WINDOWS_PER_FRAME, ..StreamConfig::DEFAULT },
-        source,
-        sink(),
-    );
+    let mut started =
+        App::<_, _, { model::WINDOW_SAMPLES }, { model::SCRATCH_LEN }, { model::BOUNDED }, { model::CODES }>::new(
+            encoder,
+            StreamConfig { windows_per_frame: model::WINDOWS_PER_FRAME, ..StreamConfig::DEFAULT },
+            source,
+            sink(),
+        );
     // The app is used where `new` left it: moved out of the `Result`, it took its size (5.8 KB
     // with a bounded model) twice on the stack.
     let app = match &mut started {
@@ -202,7 +203,7 @@ pub fn run<W: embedded_io::Write<Error: core::fmt::Display>>(sink: impl FnOnce()
         enc.window(),
         enc.channels(),
         enc.code_len(),
-        enc.scratch_len() * core::mem::size_of::<i16>()
+        app.scratch_len() * core::mem::size_of::<i16>()
     );
     match app.run() {
         Ok(s) => {

@@ -143,8 +143,8 @@ pub struct ResidualSpec<'a> {
 pub enum ResidualError {
     /// The spec breaks a rule (the message says which).
     Invalid(&'static str),
-    /// The base and the samples differ in length, the segment is empty, or there are more
-    /// than [`MAX_SEGMENTS`] segments.
+    /// The base and the samples differ in length, the segment is empty, there are more
+    /// than [`MAX_SEGMENTS`] segments, or the spare room for a segment's bins is short.
     Length,
     /// The coder's output does not fit, or a payload is not what the encoder writes.
     Entropy(EntropyError),
@@ -155,7 +155,7 @@ impl core::fmt::Display for ResidualError {
         match self {
             ResidualError::Invalid(why) => write!(f, "residual spec: {why}"),
             ResidualError::Length => f.write_str(
-                "the base and the samples differ in length, the segment is empty, or there are over 64 segments",
+                "the base and the samples differ in length, the segment is empty, there are over 64 segments, or the room for a segment's bins is short",
             ),
             ResidualError::Entropy(e) => write!(f, "residuals: {e}"),
         }
@@ -328,16 +328,18 @@ fn check_lengths(base: Option<&[i16]>, n: usize, segment: usize) -> Result<(), R
 
 /// The closed loop over one segment's samples `chunk` (from an empty history; `base` the
 /// segment's own, or none), the adaptive stage running or not: returns the sum of the bins'
-/// magnitudes and, when `write`, replaces the samples by their bins.
-// Not inlined: one copy of the loop serves its three calls per segment (see `segment_bins`).
+/// magnitudes, and writes the bins to `bins` (2 bytes each, little-endian) when it has room
+/// for them, else over the samples.
+// Not inlined: one copy of the loop serves both calls per segment (see `segment_bins`).
 #[inline(never)]
 fn segment_pass(
     quantizer: &Quantizer<'_>,
     base: Option<&[i16]>,
     chunk: &mut [i16],
     adapting: bool,
-    write: bool,
+    bins: &mut [u8],
 ) -> u64 {
+    let aside = bins.len() >= 2 * chunk.len();
     let mut predictor = Predictor::new(quantizer, adapting);
     let mut magnitude = 0u64;
     for (i, v) in chunk.iter_mut().enumerate() {
@@ -346,7 +348,9 @@ fn segment_pass(
         let q = quantizer.bin(*v, p);
         magnitude += u64::from(q.unsigned_abs());
         predictor.push(b, quantizer.rebuild(q, p));
-        if write {
+        if aside {
+            bins[2 * i..2 * i + 2].copy_from_slice(&q.to_le_bytes());
+        } else {
             *v = q;
         }
     }
@@ -357,22 +361,43 @@ fn segment_pass(
 /// none), from an empty history. With an adaptive stage, the segment runs it only if that
 /// makes its bins smaller in sum (a stretch it does not suit, or a bound that leaves it
 /// little to learn from, then costs what it would without one): returns whether it does.
-pub fn segment_bins(quantizer: &Quantizer<'_>, base: Option<&[i16]>, chunk: &mut [i16]) -> bool {
-    let adapting = quantizer.adaptive.order > 0
-        && segment_pass(quantizer, base, chunk, true, false) < segment_pass(quantizer, base, chunk, false, false);
-    segment_pass(quantizer, base, chunk, adapting, true);
-    adapting
+///
+/// `spare` (2 bytes per sample; a frame's output buffer before its payload is coded into it)
+/// holds the adaptive stage's bins while the samples are binned without it, so each way runs
+/// once (running the chosen one a third time to write its bins was a third of a lossless
+/// frame's instructions on the device: see the README).
+pub fn segment_bins(
+    quantizer: &Quantizer<'_>,
+    base: Option<&[i16]>,
+    chunk: &mut [i16],
+    spare: &mut [u8],
+) -> Result<bool, ResidualError> {
+    if quantizer.adaptive.order == 0 {
+        segment_pass(quantizer, base, chunk, false, &mut []);
+        return Ok(false);
+    }
+    let spare = spare.get_mut(..2 * chunk.len()).ok_or(ResidualError::Length)?;
+    let with = segment_pass(quantizer, base, chunk, true, spare);
+    let without = segment_pass(quantizer, base, chunk, false, &mut []);
+    let adapting = with < without;
+    if adapting {
+        for (v, q) in chunk.iter_mut().zip(spare.chunks_exact(2)) {
+            *v = i16::from_le_bytes([q[0], q[1]]);
+        }
+    }
+    Ok(adapting)
 }
 
 /// Replaces `values` (samples) by their bins against `base` (none: 0), in segments of
 /// `segment` samples (the last may be shorter; at most [`MAX_SEGMENTS`]), each from an empty
-/// history ([`segment_bins`]): what [`ResidualSpec::encode`] codes. Returns which segments run
-/// the adaptive stage.
+/// history ([`segment_bins`], `spare` as there: 2 bytes per sample of a segment): what
+/// [`ResidualSpec::encode`] codes. Returns which segments run the adaptive stage.
 pub fn residual_bins(
     quantizer: Quantizer<'_>,
     base: Option<&[i16]>,
     values: &mut [i16],
     segment: usize,
+    spare: &mut [u8],
 ) -> Result<Adapted, ResidualError> {
     quantizer.check()?;
     check_lengths(base, values.len(), segment)?;
@@ -380,7 +405,7 @@ pub fn residual_bins(
     for (s, chunk) in values.chunks_mut(segment).enumerate() {
         let start = s * segment;
         let base = base.map(|b| &b[start..start + chunk.len()]);
-        adapted |= Adapted::from(segment_bins(&quantizer, base, chunk)) << s;
+        adapted |= Adapted::from(segment_bins(&quantizer, base, chunk, spare)?) << s;
     }
     Ok(adapted)
 }
@@ -439,8 +464,9 @@ impl<'a> ResidualSpec<'a> {
 
     /// Codes `values` (samples, replaced by their bins) against `base` (none: 0), in segments
     /// of `segment` samples each from an empty history (the last may be shorter), into `out`
-    /// (valid spec only: see [`Self::validate`]): [`residual_bins`], then [`Self::code_bins`].
-    /// Returns the bytes written.
+    /// (valid spec only: see [`Self::validate`]): [`residual_bins`], with `out` as its spare
+    /// room (so at least 2 bytes per sample of a segment), then [`Self::code_bins`]. Returns
+    /// the bytes written.
     pub fn encode(
         &self,
         base: Option<&[i16]>,
@@ -448,7 +474,7 @@ impl<'a> ResidualSpec<'a> {
         segment: usize,
         out: &mut [u8],
     ) -> Result<usize, ResidualError> {
-        let adapted = residual_bins(self.quantizer(), base, values, segment)?;
+        let adapted = residual_bins(self.quantizer(), base, values, segment, out)?;
         self.code_bins(values, adapted, segment, None, out)
     }
 
@@ -692,7 +718,8 @@ pub(crate) mod tests {
             let adapting = Owned::new(&prediction, &[], &[(-28, 57)]).adapting(order, shift);
             let sum = |owned: &Owned| {
                 let mut bins = samples.clone();
-                let adapted = segment_bins(&owned.spec(max_error).quantizer(), None, &mut bins);
+                let mut spare = std::vec![0u8; 2 * bins.len()];
+                let adapted = segment_bins(&owned.spec(max_error).quantizer(), None, &mut bins, &mut spare).unwrap();
                 (adapted, bins.iter().map(|q| u64::from(q.unsigned_abs())).sum::<u64>())
             };
             let ((never, without), (adapted, with)) = (sum(&fixed), sum(&adapting));
@@ -796,5 +823,11 @@ pub(crate) mod tests {
         let e = spec.spec(0).encode(Some(&[0]), &mut [1, 2], 2, &mut out);
         assert_eq!(e, Err(ResidualError::Length));
         assert_eq!(spec.spec(0).encode(None, &mut [1, 2], 0, &mut out), Err(ResidualError::Length));
+        // With an adaptive stage, a segment's bins need 2 bytes each of room aside.
+        let adapting = Owned::new(&[], &[], &[(-2, 5)]).adapting(2, 4);
+        let quantizer = adapting.spec(0).quantizer();
+        let mut samples = [1i16, 2, 3, 4];
+        assert_eq!(residual_bins(quantizer, None, &mut samples, 4, &mut out[..7]), Err(ResidualError::Length));
+        assert_eq!(residual_bins(quantizer, None, &mut samples, 2, &mut out[..4]).map(|_| ()), Ok(()));
     }
 }

@@ -61,6 +61,8 @@ pub enum StreamConfigError {
     StartSample,
     /// The model is bounded and the encoder was built without the bounded path.
     Bounded,
+    /// The model's stream carries codes and the encoder was built without the network.
+    Codes,
 }
 
 impl core::fmt::Display for StreamConfigError {
@@ -74,6 +76,9 @@ impl core::fmt::Display for StreamConfigError {
             StreamConfigError::Bounded => {
                 f.write_str("the model is bounded, and this encoder was built without bounded streams")
             }
+            StreamConfigError::Codes => f.write_str(
+                "the model's stream carries codes, and this encoder was built for bounded streams of samples alone",
+            ),
         }
     }
 }
@@ -138,7 +143,8 @@ pub fn bounded_payload(
     let base = latent.map(|l| l.base);
     // Making the bins fails only for a spec or layout a validated blob cannot have: the samples
     // then go raw as they are.
-    if let Ok(adapted) = residual_bins(residual.quantizer(), base, values, segment) {
+    // `out` holds the adaptive stage's bins while they are chosen: the payload comes after.
+    if let Ok(adapted) = residual_bins(residual.quantizer(), base, values, segment, &mut out[..]) {
         let codes = latent.map(|l| (l.tables, l.codes));
         if let Ok(len) = residual.code_bins(values, adapted, segment, codes, &mut out[..raw.saturating_sub(1)]) {
             return len;
@@ -257,9 +263,12 @@ const FRAME_VALUES: usize = crate::wire::max(MAX_FRAME_CODES, MAX_BOUNDED_SAMPLE
 ///
 /// `BOUNDED = false` builds an encoder without the bounded path, which then costs no flash (a
 /// firmware whose model has no residual coder needs none: 3 KB on a Cortex-M); it refuses a
-/// bounded model ([`StreamConfigError::Bounded`]).
+/// bounded model ([`StreamConfigError::Bounded`]). `CODES = false` builds one without the
+/// network and the codes' coder, for a bounded model that sends its samples alone
+/// ([`stream_layout`] gives it no codes per window), which is then all it accepts
+/// ([`StreamConfigError::Codes`]).
 #[derive(Clone, Debug)]
-pub struct StreamEncoder<'m, const BOUNDED: bool = true> {
+pub struct StreamEncoder<'m, const BOUNDED: bool = true, const CODES: bool = true> {
     encoder: QuantizedEncoder<'m>,
     /// The session's header; `frame` is the number of the frame being filled.
     header: StreamHeader,
@@ -270,12 +279,22 @@ pub struct StreamEncoder<'m, const BOUNDED: bool = true> {
     pending: usize,
     saturated: bool,
     next_sample_index: u64,
-    /// The scratch a bounded stream's windows need ([`QuantizedEncoder::scratch_len`], which
-    /// parses the decoder: worked out once, not per window).
+    /// The scratch the stream's windows need ([`stream_scratch_len`]: worked out once, not
+    /// per window).
     scratch_len: usize,
 }
 
-impl<'m, const BOUNDED: bool> StreamEncoder<'m, BOUNDED> {
+/// The i16 scratch a stream of `encoder`'s model needs: the encoder's
+/// ([`QuantizedEncoder::scratch_len`], which parses the decoder of a bounded model that sends
+/// codes), or none for a bounded stream of samples alone, which runs no network.
+pub fn stream_scratch_len(encoder: &QuantizedEncoder<'_>) -> usize {
+    match stream_layout(encoder, 1).codes_per_window {
+        0 => 0,
+        _ => encoder.scratch_len(),
+    }
+}
+
+impl<'m, const BOUNDED: bool, const CODES: bool> StreamEncoder<'m, BOUNDED, CODES> {
     /// A session starting at frame 0 (its first header flagged `RESTART`).
     pub fn new(encoder: QuantizedEncoder<'m>, config: StreamConfig) -> Result<Self, StreamConfigError> {
         let bounded = encoder.spec().residual.is_some();
@@ -284,6 +303,9 @@ impl<'m, const BOUNDED: bool> StreamEncoder<'m, BOUNDED> {
         }
         let layout = stream_layout(&encoder, config.windows_per_frame);
         let codes = usize::from(layout.codes_per_window);
+        if codes > 0 && !CODES {
+            return Err(StreamConfigError::Codes);
+        }
         let header = StreamHeader {
             stream_id: config.stream_id,
             restart: true,
@@ -310,7 +332,7 @@ impl<'m, const BOUNDED: bool> StreamEncoder<'m, BOUNDED> {
             return Err(StreamConfigError::StartSample);
         }
         debug_assert!(header.is_valid());
-        let scratch_len = encoder.scratch_len();
+        let scratch_len = stream_scratch_len(&encoder);
         Ok(StreamEncoder {
             encoder,
             header,
@@ -324,6 +346,13 @@ impl<'m, const BOUNDED: bool> StreamEncoder<'m, BOUNDED> {
 
     pub fn encoder(&self) -> &QuantizedEncoder<'m> {
         &self.encoder
+    }
+
+    /// The i16 scratch [`Self::encode_window`] and [`Self::finish`] need
+    /// ([`QuantizedEncoder::scratch_len`], worked out when the stream was made: in a bounded
+    /// stream with codes it parses the decoder, so a device sizes its scratch with this).
+    pub fn scratch_len(&self) -> usize {
+        self.scratch_len
     }
 
     /// The current session's header (its `frame`: the frame being filled).
@@ -342,9 +371,10 @@ impl<'m, const BOUNDED: bool> StreamEncoder<'m, BOUNDED> {
     }
 
     /// Whether this stream sends samples within a bound (known false at compile time without
-    /// `BOUNDED`, so that the bounded path is not linked).
+    /// `BOUNDED`, so that the bounded path is not linked, and true without `CODES`, so that
+    /// the network is not: `new` accepts only a bounded model then).
     fn bounded(&self) -> bool {
-        BOUNDED && self.header.layout.bounded
+        !CODES || (BOUNDED && self.header.layout.bounded)
     }
 
     /// Puts the first `samples` samples of `window` (`[T][C]` counts) at the place of the
@@ -490,10 +520,15 @@ impl<'m, const BOUNDED: bool> StreamEncoder<'m, BOUNDED> {
     /// The payload of the frame being filled, `samples` samples per channel (its span unless it
     /// is the last), into `out`; returns its length and whether a code was clipped.
     fn payload(&mut self, samples: usize, scratch: &mut [i16], out: &mut [u8; MAX_FRAME_BODY]) -> (usize, bool) {
-        let Some(residual) = self.encoder.spec().residual.filter(|_| BOUNDED) else {
-            return frame_payload(self.encoder.spec().tables, &self.values, out);
+        let spec = self.encoder.spec();
+        let residual = match spec.residual.filter(|_| BOUNDED) {
+            Some(residual) => residual,
+            None if CODES => return frame_payload(spec.tables, &self.values, out),
+            // Never: without `CODES`, `new` accepted a bounded model only (and so that the
+            // codes' coder is not linked, its frames are not made as codes here).
+            None => return (self.raw_samples(samples, out), false),
         };
-        if let (Some(tables), 1..) = (self.encoder.spec().tables, self.header.layout.codes_per_window) {
+        if let (Some(tables), 1.., true) = (self.encoder.spec().tables, self.header.layout.codes_per_window, CODES) {
             return (self.latent_payload(&residual, tables, samples, scratch, out), false);
         }
         self.gather(samples);
@@ -638,24 +673,45 @@ mod tests {
             let mut stream = StreamEncoder::<true>::new(encoder.clone(), config).unwrap();
             let k = if latent { 2 } else { 0 };
             proptest::prop_assert!(stream.header().layout.bounded && stream.header().layout.codes_per_window == k);
-            let mut scratch = std::vec![0i16; encoder.scratch_len()];
-            proptest::prop_assert_eq!(
-                stream.encode_window(&[0; 16], &mut scratch[..encoder.scratch_len() - 1], &mut [0; MAX_WINDOW_OUTPUT]).unwrap_err(),
-                EncodeError::ScratchTooSmall { needed: encoder.scratch_len(), found: encoder.scratch_len() - 1 }
-            );
+            // Samples alone, the stream runs no network and needs no scratch.
+            let needed = stream.scratch_len();
+            proptest::prop_assert_eq!(needed, if latent { encoder.scratch_len() } else { 0 });
+            let mut scratch = std::vec![0i16; needed];
+            if latent {
+                proptest::prop_assert_eq!(
+                    stream.encode_window(&[0; 16], &mut scratch[..needed - 1], &mut [0; MAX_WINDOW_OUTPUT]).unwrap_err(),
+                    EncodeError::ScratchTooSmall { needed, found: needed - 1 }
+                );
+            }
+            // An encoder built without the network (`CODES = false`, what a firmware of a
+            // model that sends its samples alone links) sends the same bytes, and refuses a
+            // model whose stream carries codes.
+            let without_codes = StreamEncoder::<true, false>::new(encoder.clone(), config);
+            proptest::prop_assert_eq!(without_codes.as_ref().err(), latent.then_some(&StreamConfigError::Codes));
+            let mut without_codes = without_codes.ok();
             let mut out = [0u8; MAX_WINDOW_OUTPUT];
+            let mut other_out = [0u8; MAX_WINDOW_OUTPUT];
             let mut bytes = std::vec::Vec::new();
             let whole = samples.len() / (window * channels) * window * channels;
             for w in samples[..whole].chunks(window * channels) {
                 let encoded = stream.encode_window(w, &mut scratch, &mut out).unwrap();
                 proptest::prop_assert_eq!(encoded.saturated, w.iter().any(|&v| v == i16::MIN || v == i16::MAX));
                 bytes.extend_from_slice(&out[..encoded.len]);
+                if let Some(s) = without_codes.as_mut() {
+                    let other = s.encode_window(w, &mut [], &mut other_out).unwrap();
+                    proptest::prop_assert_eq!((other, &other_out[..other.len]), (encoded, &out[..encoded.len]));
+                }
             }
             let rest = (samples.len() - whole) / channels;
             let mut partial = std::vec![0i16; window * channels];
             partial[..rest * channels].copy_from_slice(&samples[whole..whole + rest * channels]);
+            let mut other_partial = partial.clone();
             let encoded = stream.finish(&mut partial, rest, &mut scratch, &mut out).unwrap();
             bytes.extend_from_slice(&out[..encoded.len]);
+            if let Some(s) = without_codes.as_mut() {
+                let other = s.finish(&mut other_partial, rest, &mut [], &mut other_out).unwrap();
+                proptest::prop_assert_eq!((other, &other_out[..other.len]), (encoded, &out[..encoded.len]));
+            }
             let sent = &samples[..whole + rest * channels];
             let mut rebuilt = std::vec::Vec::new();
             let residual = owned.spec(max_error);

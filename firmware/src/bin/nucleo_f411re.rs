@@ -83,9 +83,10 @@ fn main() -> ! {
     };
     // Used where `new` left it: moved out of the `Result`, the app took its size twice on the
     // stack.
-    let mut started = App::<_, _, { model::WINDOW_SAMPLES }, { model::SCRATCH_LEN }, { model::BOUNDED }>::new(
-        encoder, config, source, tx,
-    );
+    let mut started =
+        App::<_, _, { model::WINDOW_SAMPLES }, { model::SCRATCH_LEN }, { model::BOUNDED }, { model::CODES }>::new(
+            encoder, config, source, tx,
+        );
     let Ok(app) = &mut started else { halt() };
     loop {
         // Serial errors (overrun etc.) drop at most the frame being sent; the decoder

@@ -97,11 +97,12 @@ impl OwnedResidualSpec {
         segment: usize,
     ) -> Result<(f64, OwnedResidualSpec), ResidualError> {
         let mut bins = samples.to_vec();
+        let mut spare = vec![0u8; 2 * segment.min(samples.len())];
         // `residual_bins` takes at most MAX_SEGMENTS segments a call.
         let span = segment.saturating_mul(MAX_SEGMENTS);
         for (p, part) in bins.chunks_mut(span).enumerate() {
             let base = base.map(|b| &b[p * span..p * span + part.len()]);
-            residual_bins(quantizer, base, part, segment)?;
+            residual_bins(quantizer, base, part, segment, &mut spare)?;
         }
         let blocks: Vec<&[i16]> = bins.chunks(segment).flat_map(|s| s.chunks(BLOCK)).collect();
         let bounds = class_bounds(&blocks);

@@ -37,8 +37,8 @@ pub struct EncodedStream {
 pub fn simulate(blob: &Blob, counts: &[i16], config: StreamConfig) -> Result<EncodedStream, SimulateError> {
     let encoder = blob.encoder();
     let step = encoder.window() * encoder.channels();
-    let mut scratch = vec![0i16; encoder.scratch_len()];
     let mut stream = StreamEncoder::<true>::new(encoder, config)?;
+    let mut scratch = vec![0i16; stream.scratch_len()];
     let mut out = EncodedStream::default();
     let mut buf = [0u8; MAX_WINDOW_OUTPUT];
     let mut windows = counts.chunks_exact(step);
