@@ -328,8 +328,8 @@ fn check_lengths(base: Option<&[i16]>, n: usize, segment: usize) -> Result<(), R
 
 /// The closed loop over one segment's samples `chunk` (from an empty history; `base` the
 /// segment's own, or none), the adaptive stage running or not: returns the sum of the bins'
-/// magnitudes, and writes the bins to `bins` (2 bytes each, little-endian) when it has room
-/// for them, else over the samples.
+/// magnitudes, and writes the bins to `aside` (2 bytes each, little-endian, at least as many
+/// as the samples) when given, else over the samples.
 // Not inlined: one copy of the loop serves both calls per segment (see `segment_bins`).
 #[inline(never)]
 fn segment_pass(
@@ -337,9 +337,8 @@ fn segment_pass(
     base: Option<&[i16]>,
     chunk: &mut [i16],
     adapting: bool,
-    bins: &mut [u8],
+    mut aside: Option<&mut [u8]>,
 ) -> u64 {
-    let aside = bins.len() >= 2 * chunk.len();
     let mut predictor = Predictor::new(quantizer, adapting);
     let mut magnitude = 0u64;
     for (i, v) in chunk.iter_mut().enumerate() {
@@ -348,10 +347,9 @@ fn segment_pass(
         let q = quantizer.bin(*v, p);
         magnitude += u64::from(q.unsigned_abs());
         predictor.push(b, quantizer.rebuild(q, p));
-        if aside {
-            bins[2 * i..2 * i + 2].copy_from_slice(&q.to_le_bytes());
-        } else {
-            *v = q;
+        match aside.as_deref_mut() {
+            Some(bins) => bins[2 * i..2 * i + 2].copy_from_slice(&q.to_le_bytes()),
+            None => *v = q,
         }
     }
     magnitude
@@ -373,12 +371,12 @@ pub fn segment_bins(
     spare: &mut [u8],
 ) -> Result<bool, ResidualError> {
     if quantizer.adaptive.order == 0 {
-        segment_pass(quantizer, base, chunk, false, &mut []);
+        segment_pass(quantizer, base, chunk, false, None);
         return Ok(false);
     }
     let spare = spare.get_mut(..2 * chunk.len()).ok_or(ResidualError::Length)?;
-    let with = segment_pass(quantizer, base, chunk, true, spare);
-    let without = segment_pass(quantizer, base, chunk, false, &mut []);
+    let with = segment_pass(quantizer, base, chunk, true, Some(&mut *spare));
+    let without = segment_pass(quantizer, base, chunk, false, None);
     let adapting = with < without;
     if adapting {
         for (v, q) in chunk.iter_mut().zip(spare.chunks_exact(2)) {

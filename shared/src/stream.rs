@@ -348,9 +348,9 @@ impl<'m, const BOUNDED: bool, const CODES: bool> StreamEncoder<'m, BOUNDED, CODE
         &self.encoder
     }
 
-    /// The i16 scratch [`Self::encode_window`] and [`Self::finish`] need
-    /// ([`QuantizedEncoder::scratch_len`], worked out when the stream was made: in a bounded
-    /// stream with codes it parses the decoder, so a device sizes its scratch with this).
+    /// The i16 scratch [`Self::encode_window`] and [`Self::finish`] need ([`stream_scratch_len`],
+    /// worked out when the stream was made: in a bounded stream with codes it parses the
+    /// decoder, so a device sizes its scratch with this).
     pub fn scratch_len(&self) -> usize {
         self.scratch_len
     }
