@@ -68,7 +68,7 @@ impl<W: Write + Send> ParquetSink<W> {
         // dictionary, a lossy model's values with their bytes split by stream (they seldom
         // repeat), a bounded model's as a dictionary (they are on the count grid). The whole ECG's
         // rows took 1,266,681 bytes with the writer's defaults (a dictionary tried on every
-        // column) and take 363,756 with models/ecg, 151,974 with models/ecg-lossless.
+        // column) and take 363,640 with models/ecg, 151,974 with models/ecg-lossless.
         let column_path = |name: &str| ColumnPath::new(vec![name.to_string()]);
         let mut properties = WriterProperties::builder()
             .set_dictionary_enabled(false)
