@@ -1944,13 +1944,29 @@ class ResidualCoder:
         sign = (d > 0) - (d < 0)
         return sign * ((abs(d) + self.bound) // (2 * self.bound + 1))
 
-    def block_class(self, bins):
-        """A block's class: the number of class bounds below its level ⌊16 · Σ|q| / n⌋; also
-        checked against the spec's other wording, the first c with level ≤ b_c, or K − 1."""
+    def level_class(self, bins):
+        """The class the blocks' level ⌊16 · Σ|q| / n⌋ puts a block in (where the coder's fit
+        started its classes: the number of class bounds below the level; also checked against
+        the other wording, the first c with level ≤ b_c, or K − 1). Not the sender's rule."""
         level = (16 * sum(abs(q) for q in bins)) // len(bins)
         c = sum(1 for b in self.class_bounds if b < level)
         assert c == next((i for i, b in enumerate(self.class_bounds) if level <= b), self.K - 1)
         return c
+
+    def block_cost(self, bins, c):
+        """What a block's class symbol c (table 0) and its bins' symbols (table 1 + c) cost by
+        class_cost, each escaped symbol's distance 8 bits (128 sixteenths) per distance symbol;
+        the raw bits are left out (the same in every class)."""
+        def cost(v, table):
+            t = min(max(v, table.lo), table.hi)
+            escaped = len(distance_symbols(abs(v - t))) if table.is_escape(t) else 0
+            return class_cost(table.f(t)) + 128 * escaped
+        return cost(c, self.class_table()) + sum(cost(bin_symbol(q)[0], self.bin_table(c)) for q in bins)
+
+    def block_class(self, bins):
+        """The class Funnel's sender takes for a block ("Blocks"): the smallest block_cost,
+        the lowest class on a tie."""
+        return min(range(self.K), key=lambda c: (self.block_cost(bins, c), c))
 
 
 class Segment:
@@ -2473,8 +2489,14 @@ def check_bounded(coder):
     # first, each segment cut on its own.
     block = [5] + [0] * 30 + [16]
     assert coder.block_class(block) == 0 and coder.block_class([0]) == 0
-    assert coder.block_class([1] * 32) == 0 and coder.block_class([1] * 31 + [2]) == 0
-    assert coder.block_class([1] * 30 + [2, 2]) == 1, "level ⌊16 · 34 / 32⌋ = 17 > 16"
+    assert coder.level_class([1] * 32) == 0 and coder.level_class([1] * 31 + [2]) == 0
+    # The sender's class is the cheapest, not the level's: [1] * 30 + [2, 2] is of level
+    # ⌊16 · 34 / 32⌋ = 17 > 16 (class 1 by the bounds), but costs 7 + 30 · 37 + 2 · 69 = 1255
+    # sixteenths in class 0 (f = 3000, 800, 200) against 30 + 32 · 95 = 3070 in class 1
+    # (f = 1094, then 64 for every symbol of table 2 but 0).
+    assert coder.level_class([1] * 30 + [2, 2]) == 1, "level ⌊16 · 34 / 32⌋ = 17 > 16"
+    assert [coder.block_cost([1] * 30 + [2, 2], c) for c in (0, 1)] == [1255, 3070]
+    assert coder.block_class([1] * 30 + [2, 2]) == 0
     groups = [[t0.sym(0)], [t1.sym(3), dist_sym(2)]] + [[t1.sym(0)]] * 30 + \
         [[t1.sym(3), dist_sym(13), raw_sym(4, 0)]] + [[t0.sym(0)], [t1.sym(-1)]]
     assert residual_encode([block + [-1]], fixed_only) == put_by_hand(groups)

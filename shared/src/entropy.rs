@@ -435,14 +435,24 @@ impl<'a, 'o> ValueWriter<'a, 'o> {
             self.class_base = class * self.layout.span;
             let mut cost = class_cost(class_interval(&classes, class).1);
             for &(table, value) in values {
-                let lo = self.tables.lowest.get(table);
-                let j = (value.clamp(lo, self.tables.highest.get(table)) - lo) as usize;
-                let (start, end) = self.run(table);
-                cost += class_cost(self.tables.interval(start, end, j).1);
+                cost += self.symbol_cost(table, value);
             }
             best = best.min((cost, class));
         }
         best.1
+    }
+
+    /// What the symbol of `value` costs with `table` (of the current class), by [`class_cost`];
+    /// an escape's distance left out.
+    fn symbol_cost(&self, table: usize, value: i16) -> u32 {
+        self.pricing(table).symbol_cost(value)
+    }
+
+    /// `table` (of the current class), to price values with.
+    pub(crate) fn pricing(&self, table: usize) -> Pricing<'_, 'a> {
+        let (start, end) = self.run(table);
+        let (lo, hi) = (self.tables.lowest.get(table), self.tables.highest.get(table));
+        Pricing { cumulative: &self.tables.cumulative, lo, hi, start, end }
     }
 
     /// Puts `bits` (at most 8) raw bits of `value`, each value equally likely.
@@ -459,6 +469,35 @@ impl<'a, 'o> ValueWriter<'a, 'o> {
             self.push(self.state as u16)?;
         }
         Ok(self.written)
+    }
+}
+
+/// One table, to price many values with ([`ValueWriter::pricing`]): its bounds looked up once.
+pub(crate) struct Pricing<'t, 'a> {
+    cumulative: &'t U16s<'a>,
+    lo: i16,
+    hi: i16,
+    start: usize,
+    end: usize,
+}
+
+impl Pricing<'_, '_> {
+    /// What the symbol of `value` costs, by [`class_cost`]; an escape's distance left out.
+    pub(crate) fn symbol_cost(&self, value: i16) -> u32 {
+        let j = (value.clamp(self.lo, self.hi) - self.lo) as usize;
+        class_cost(interval_in(self.cumulative, self.start, self.end, j).1)
+    }
+
+    /// What `value` costs, in sixteenths of a bit: its symbol's [`class_cost`], and 8 bits for
+    /// each byte of its distance beyond an escape.
+    pub(crate) fn cost(&self, value: i16) -> u32 {
+        let distance = value.abs_diff(value.clamp(self.lo, self.hi));
+        let escaped = match (value <= self.lo || value >= self.hi, u32::from(distance) >= LONG_DISTANCE) {
+            (false, _) => 0,
+            (true, false) => 16 * 8,
+            (true, true) => 16 * 24,
+        };
+        escaped + self.symbol_cost(value)
     }
 }
 

@@ -9,8 +9,10 @@
 //! rebuilt sample is never more than `E′` counts from the input (`E′ = 0`: the input exactly,
 //! differences wrapping in i16). The bins are rANS coded with the
 //! coder of [`crate::entropy`]: the samples go in blocks of [`BLOCK`], each block with the table
-//! of its **class** (its mean |bin|, against the spec's class bounds), the class coded ahead of
-//! the block with a table of its own, so a busy stretch does not pay a calm one's table. A bin
+//! of its **class**, the class coded ahead of the block with a table of its own, so a busy
+//! stretch does not pay a calm one's table. The sender takes the class that codes the block
+//! in the fewest bits (by [`crate::entropy::class_cost`], so host and device choose alike); the
+//! receiver reads it. A bin
 //! of magnitude [`DIRECT`] or more is coded as the symbol of its octave followed by the bits
 //! below its leading one ([`symbol_of`]): 55 symbols cover every bin, however wide the
 //! residuals spread.
@@ -21,6 +23,7 @@
 
 use crate::blob::{I16s, U16s};
 use crate::entropy::{CodeTables, EntropyError, ValueReader, ValueWriter};
+use crate::wire::MAX_BOUNDED_SAMPLES;
 use serde::{Deserialize, Serialize};
 
 /// Most prediction coefficients.
@@ -126,9 +129,9 @@ pub struct ResidualSpec<'a> {
     pub prediction: I16s<'a>,
     /// The adaptive stage after the fixed prediction.
     pub adaptive: Adaptive,
-    /// Ascending: a block whose level ([`LEVEL_SCALE`] × mean |bin|, rounded down) is at most
-    /// `class_bounds[c]`, and above the bounds before it, is of class `c`; above them all, of
-    /// the last class. There are `class_bounds.len() + 1` classes.
+    /// Ascending: there are `class_bounds.len() + 1` classes. The fit starts each block in the
+    /// class of its level ([`block_class`]); the sender takes the cheapest class, so a stream
+    /// depends only on their number.
     #[serde(borrow)]
     pub class_bounds: U16s<'a>,
     /// Table 0 codes the blocks' classes, table `1 + c` the bins' symbols ([`symbol_of`]) in
@@ -408,6 +411,18 @@ pub fn residual_bins(
     Ok(adapted)
 }
 
+/// Symbols a bin may be ([`symbol_of`]): −27 to 27.
+const SYMBOLS: usize = 2 * (DIRECT as usize + 15 - FIRST_OCTAVE as usize) + 1;
+
+/// Most blocks [`ResidualSpec::code_bins`] codes in a call: a frame of at most
+/// [`MAX_BOUNDED_SAMPLES`] samples in at most [`MAX_SEGMENTS`] segments, each cut on its own.
+pub const MAX_BLOCKS: usize = MAX_BOUNDED_SAMPLES / BLOCK + MAX_SEGMENTS;
+
+/// The blocks of `bins` coded in segments of `segment`, in order.
+fn blocks(bins: &[i16], segment: usize) -> impl DoubleEndedIterator<Item = &[i16]> {
+    bins.chunks(segment).flat_map(|s| s.chunks(BLOCK))
+}
+
 /// A block's level: [`LEVEL_SCALE`] × its mean |bin|, rounded down.
 pub fn block_level(bins: &[i16]) -> u32 {
     // At most BLOCK bins of at most 32,768: the sum fits.
@@ -415,9 +430,9 @@ pub fn block_level(bins: &[i16]) -> u32 {
     sum * LEVEL_SCALE / bins.len().max(1) as u32
 }
 
-/// The class of a block of bins under ascending `class_bounds` (see
+/// The class a block's level puts it in under ascending `class_bounds` (see
 /// [`ResidualSpec::class_bounds`]): the first bound its level does not exceed, or one past the
-/// last.
+/// last. Where a fit starts each block; the sender takes the cheapest class instead.
 pub fn block_class(bins: &[i16], class_bounds: impl IntoIterator<Item = u16>) -> usize {
     let level = block_level(bins);
     let mut class = 0;
@@ -455,11 +470,6 @@ impl<'a> ResidualSpec<'a> {
         self.tables.validate(self.classes() + 1).map_err(ResidualError::Invalid)
     }
 
-    /// The class of a block of bins.
-    pub fn class_of(&self, bins: &[i16]) -> usize {
-        block_class(bins, self.class_bounds.iter())
-    }
-
     /// Codes `values` (samples, replaced by their bins) against `base` (none: 0), in segments
     /// of `segment` samples each from an empty history (the last may be shorter), into `out`
     /// (valid spec only: see [`Self::validate`]): [`residual_bins`], with `out` as its spare
@@ -479,7 +489,8 @@ impl<'a> ResidualSpec<'a> {
     /// Codes the bins [`residual_bins`] made, and which segments ran the adaptive stage, into
     /// `out`, behind a frame's latent `codes` coded with their `tables` when there are any (a
     /// stream whose residuals are taken against the integer decoder's rebuild: one rANS stream
-    /// holds both, the codes first in reading order). Returns the bytes written.
+    /// holds both, the codes first in reading order). Returns the bytes written; at most
+    /// [`MAX_BLOCKS`] blocks ([`ResidualError::Length`] for more).
     pub fn code_bins(
         &self,
         bins: &[i16],
@@ -490,11 +501,14 @@ impl<'a> ResidualSpec<'a> {
     ) -> Result<usize, ResidualError> {
         check_lengths(None, bins.len(), segment)?;
         let mut writer = ValueWriter::new(self.tables, out);
+        let classes = self.block_classes(&writer, bins, segment)?;
+        let mut b = blocks(bins, segment).count();
         // Last to first, so that the decoder reads each segment's choice, then each block's
         // class, then its bins. Blocks do not cross segments.
         for (s, chunk) in bins.chunks(segment).enumerate().rev() {
             for block in chunk.chunks(BLOCK).rev() {
-                let class = self.class_of(block);
+                b -= 1;
+                let class = usize::from(classes[b]);
                 for &q in block.iter().rev() {
                     put_bin(&mut writer, 1 + class, q)?;
                 }
@@ -509,6 +523,43 @@ impl<'a> ResidualSpec<'a> {
         let mut writer = writer.with_tables(tables);
         tables.put_codes(&mut writer, codes)?;
         Ok(writer.finish()?)
+    }
+
+    /// Each block's class (in [`blocks`] order): the one whose table codes its bins' symbols
+    /// (their raw bits cost the same in every class) and the class itself in the fewest bits,
+    /// by [`crate::entropy::class_cost`] (an escaped symbol 8 bits more per byte of its
+    /// distance), the lowest on a tie. Class by class, each class's prices of the bins'
+    /// symbols looked up once: pricing every bin in every class from the tables made a
+    /// lossless frame 2.4 times dearer on the device, and a table of every class's prices
+    /// took 3 KB more stack.
+    #[inline(never)]
+    fn block_classes(
+        &self,
+        writer: &ValueWriter<'_, '_>,
+        bins: &[i16],
+        segment: usize,
+    ) -> Result<[u8; MAX_BLOCKS], ResidualError> {
+        let (mut classes, mut costs) = ([0u8; MAX_BLOCKS], [u16::MAX; MAX_BLOCKS]);
+        for class in 0..self.classes() {
+            let table = writer.pricing(1 + class);
+            let mut prices = [0u16; SYMBOLS];
+            for (i, price) in prices.iter_mut().enumerate() {
+                // At most 192 + 16 · 24 sixteenths: within u16.
+                *price = table.cost(i as i16 - SYMBOLS as i16 / 2) as u16;
+            }
+            let class_price = writer.pricing(0).cost(class as i16);
+            for (b, block) in blocks(bins, segment).enumerate() {
+                let cost = costs.get_mut(b).ok_or(ResidualError::Length)?;
+                // Symbols lie within ±27: an index below SYMBOLS; at most 33 prices: within u16.
+                let sum = block.iter().fold(class_price, |sum, &q| {
+                    sum + u32::from(prices[(symbol_of(q).0 + SYMBOLS as i16 / 2) as usize])
+                });
+                if sum < u32::from(*cost) {
+                    (*cost, classes[b]) = (sum as u16, class as u8);
+                }
+            }
+        }
+        Ok(classes)
     }
 
     /// Rebuilds `out.len()` samples from `payload` (what [`Self::encode`] wrote with the same
@@ -735,22 +786,27 @@ pub(crate) mod tests {
         }
     }
 
-    /// A calm stretch costs little: its bins fall in the narrow class's table, the busy one's in
-    /// the wide table.
+    /// Each block takes the class whose table codes it in the fewest bits: a calm stretch the
+    /// narrow table (which makes ±1 likely), a busy one the wide table, whatever their levels.
     #[test]
-    fn blocks_take_the_table_of_their_class() {
-        let owned = Owned::new(&[4096], &[8], &[(-2, 5), (-100, 201)]);
-        let spec = owned.spec(4);
-        let calm: Vec<i16> = (0..64).map(|i| (i % 5) as i16).collect();
+    fn blocks_take_their_cheapest_class() {
+        let narrow = (-2, std::vec![16, 2000, 64, 2000, 16]);
+        let owned = Owned::with_tables(&[4096], &[0], &[peaked(-1, 4), narrow, peaked(-100, 201)]);
+        let spec = owned.spec(0);
+        let calm: Vec<i16> = (0..64).map(|i| (i % 2) as i16).collect();
         let busy: Vec<i16> = (0..64).map(|i| ((i * 7919) % 2001) as i16 - 1000).collect();
-        let mut out = [0u8; 512];
+        let (mut out, mut scratch) = ([0u8; 512], [0u8; 4]);
+        let mut class_of =
+            |bins: &[i16]| spec.block_classes(&ValueWriter::new(spec.tables, &mut scratch), bins, 32).unwrap()[0];
         let mut bins = calm.clone();
         let calm_bytes = spec.encode(None, &mut bins, 64, &mut out).unwrap();
-        assert_eq!(spec.class_of(&bins[..32]), 0);
+        // Level ⌊16 · 31 / 32⌋ = 15, above the bound 0: the level's class would be 1.
+        assert_eq!(block_level(&bins[..32]), 15);
+        assert_eq!(class_of(&bins[..32]), 0);
         let mut bins = busy.clone();
         let busy_bytes = spec.encode(None, &mut bins, 64, &mut out).unwrap();
-        assert_eq!(spec.class_of(&bins[..32]), 1);
-        assert!(calm_bytes * 8 < 64 && busy_bytes > 4 * calm_bytes, "{calm_bytes} and {busy_bytes} bytes");
+        assert_eq!(class_of(&bins[..32]), 1);
+        assert!(calm_bytes * 8 < 2 * 64 && busy_bytes > 4 * calm_bytes, "{calm_bytes} and {busy_bytes} bytes");
     }
 
     /// Every bin travels, the ends of the i16 range and both sides of each octave included.
