@@ -17,7 +17,7 @@ use funnel_shared::stream::StreamConfig;
 use xtask::{Board, QemuOptions};
 
 fn options() -> QemuOptions {
-    QemuOptions { count_instructions: false, timeout: Some(Duration::from_secs(300)) }
+    QemuOptions { count_instructions: false, profile: false, timeout: Some(Duration::from_secs(300)) }
 }
 
 /// Where two frame streams first differ, for a readable failure.

@@ -155,6 +155,8 @@ pub struct QemuRun {
     pub mark_deltas: Vec<u64>,
     /// Instructions executed in total (when the plugin was loaded).
     pub total_insns: Option<u64>,
+    /// Instructions executed at each address, `(address, count)` (with [`QemuOptions::profile`]).
+    pub profile: Vec<(u64, u64)>,
     pub wall: Duration,
 }
 
@@ -171,6 +173,8 @@ impl QemuRun {
 pub struct QemuOptions {
     /// Count instructions with the insncount plugin, marking at `bench_mark`.
     pub count_instructions: bool,
+    /// With `count_instructions`, also count the instructions at each address.
+    pub profile: bool,
     pub timeout: Option<Duration>,
 }
 
@@ -199,7 +203,9 @@ pub fn run_qemu(board: Board, elf: &Path, samples: &[i16], opts: &QemuOptions) -
     if opts.count_instructions {
         let plugin = insncount_plugin()?;
         let mark = symbol_address(elf, "bench_mark")?;
-        cmd.arg("-plugin").arg(format!("{},mark={mark:#x}", plugin.display())).args(["-d", "plugin"]);
+        let profile =
+            if opts.profile { format!(",profile={}", work.join("profile.txt").display()) } else { String::new() };
+        cmd.arg("-plugin").arg(format!("{},mark={mark:#x}{profile}", plugin.display())).args(["-d", "plugin"]);
     }
     cmd.arg("-kernel").arg(elf);
     let console_path = work.join("console.txt");
@@ -239,9 +245,69 @@ pub fn run_qemu(board: Board, elf: &Path, samples: &[i16], opts: &QemuOptions) -
             run.peak_stack = field(line, "peak_stack=");
         }
     }
+    if opts.count_instructions && opts.profile {
+        let profile =
+            std::fs::read_to_string(work.join("profile.txt")).context("the insncount plugin wrote no profile")?;
+        for line in profile.lines() {
+            let parsed = line
+                .split_once(' ')
+                .and_then(|(addr, count)| Some((u64::from_str_radix(addr, 16).ok()?, count.parse().ok()?)));
+            // "outside COUNT": addresses beyond the profiled span, left out.
+            run.profile.extend(parsed);
+        }
+    }
     run.console = console;
     let _ = std::fs::remove_dir_all(&work);
     Ok(run)
+}
+
+/// A legacy-mangled Rust name as `llvm-nm --demangle` leaves it, without its hash and escapes
+/// (`StreamEncoder$LT$_$C$_$GT$::send::h5b61…` → `StreamEncoder<_,_>::send`).
+fn readable(name: &str) -> String {
+    let name = match name.rsplit_once("::h") {
+        Some((path, hash)) if hash.len() == 16 && hash.chars().all(|c| c.is_ascii_hexdigit()) => path,
+        _ => name,
+    };
+    [("$LT$", "<"), ("$GT$", ">"), ("$C$", ","), ("$u20$", " "), ("$RF$", "&"), ("..", "::")]
+        .iter()
+        .fold(name.to_string(), |n, (escape, c)| n.replace(escape, c))
+}
+
+/// `profile`'s counts summed per function of `elf` (its text symbols, `llvm-nm -S`), most first;
+/// addresses in no symbol are summed as "(no symbol)".
+pub fn function_profile(elf: &Path, profile: &[(u64, u64)]) -> Result<Vec<(String, u64)>> {
+    let out = Command::new(llvm_tool("nm"))
+        .args(["-S", "--defined-only", "--demangle"])
+        .arg(elf)
+        .output()
+        .context("cannot run llvm-nm (Debian package `llvm`)")?;
+    ensure!(out.status.success(), "llvm-nm failed on {}", elf.display());
+    // `address size type name`, the name possibly with spaces; Thumb addresses without bit 0.
+    let mut functions: Vec<(u64, u64, String)> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let mut it = l.splitn(4, ' ');
+            let (addr, size, kind, name) = (it.next()?, it.next()?, it.next()?, it.next()?);
+            let text = matches!(kind, "t" | "T" | "w" | "W");
+            text.then(|| {
+                Some((u64::from_str_radix(addr, 16).ok()? & !1, u64::from_str_radix(size, 16).ok()?, readable(name)))
+            })?
+        })
+        .filter(|f| f.1 > 0)
+        .collect();
+    functions.sort();
+    let mut sums: std::collections::HashMap<&str, u64> = std::collections::HashMap::new();
+    for &(addr, count) in profile {
+        let at = functions.partition_point(|f| f.0 <= addr);
+        let name = match at.checked_sub(1).map(|i| &functions[i]) {
+            Some((start, size, name)) if addr < start + size => name.as_str(),
+            _ => "(no symbol)",
+        };
+        *sums.entry(name).or_default() += count;
+    }
+    let mut sums: Vec<(String, u64)> = sums.into_iter().map(|(n, c)| (n.to_string(), c)).collect();
+    sums.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    Ok(sums)
 }
 
 fn field(line: &str, key: &str) -> Option<usize> {

@@ -94,6 +94,10 @@ enum Cmd {
         /// The signal's sample rate: adds the encoding instructions per second of signal.
         #[arg(long)]
         sample_rate_hz: Option<f64>,
+        /// Also list the N functions of the first image (Cortex-M4F, DSP) that run the most
+        /// instructions over the whole run (start-up and sampling included).
+        #[arg(long, value_name = "N")]
+        profile: Option<usize>,
     },
 }
 
@@ -278,7 +282,7 @@ fn main() -> Result<()> {
                 run.wall.as_secs_f64()
             );
         }
-        Cmd::Bench { model, data, columns, samples, windows, no_nucleo, record, sample_rate_hz } => {
+        Cmd::Bench { model, data, columns, samples, windows, no_nucleo, record, sample_rate_hz, profile } => {
             if let Some(hz) = sample_rate_hz {
                 ensure!(hz.is_finite() && hz > 0.0, "--sample-rate-hz must be a positive number (got {hz})");
             }
@@ -308,8 +312,13 @@ fn main() -> Result<()> {
             println!("|---|---|---|---:|---:|---:|---:|---:|---:|---:|");
             // A window lasts `window / hz` seconds.
             let per_second = |per_window: f64| sample_rate_hz.map(|hz| per_window * hz / enc.window() as f64);
-            let opts = QemuOptions { count_instructions: true, timeout: Some(Duration::from_secs(300)) };
+            let mut opts = QemuOptions {
+                count_instructions: true,
+                profile: profile.is_some(),
+                timeout: Some(Duration::from_secs(300)),
+            };
             let mut reference: Option<Vec<u8>> = None;
+            let mut functions = Vec::new();
             for (board, portable, core, kernels) in [
                 (Board::Qemu, false, "Cortex-M4F (mps2-an386)", "DSP (SXTB16/SMLAD)"),
                 (Board::Qemu, true, "Cortex-M4F (mps2-an386)", "portable"),
@@ -319,6 +328,10 @@ fn main() -> Result<()> {
                     xtask::build_firmware(&BuildOptions { board, model: model.clone(), portable_kernels: portable })?;
                 let s = xtask::elf_sizes(&elf)?;
                 let run = xtask::run_qemu(board, &elf, &counts, &opts)?;
+                if opts.profile {
+                    functions = xtask::function_profile(&elf, &run.profile)?;
+                    opts.profile = false;
+                }
                 match &reference {
                     None => reference = Some(run.frames.clone()),
                     Some(r) if *r != run.frames => {
@@ -391,6 +404,14 @@ fn main() -> Result<()> {
                 eprintln!("recorded in {}", dir.card_path().display());
             }
             println!("\nAll QEMU images sent identical frames. Instructions counted by xtask/plugins/insncount.c (QEMU TCG plugin) between `bench_mark` calls; sampling includes the semihosting file reads.");
+            if let Some(n) = profile {
+                let total: u64 = functions.iter().map(|f| f.1).sum();
+                println!("\nWhere the first image's instructions went (the whole run: start-up, sampling and every window; functions as linked, callees inlined into them):\n");
+                println!("| function | instructions | share |\n|---|---:|---:|");
+                for (name, count) in functions.iter().take(n) {
+                    println!("| `{name}` | {count} | {:.1} % |", 100.0 * *count as f64 / total.max(1) as f64);
+                }
+            }
         }
     }
     Ok(())
