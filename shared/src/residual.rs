@@ -234,8 +234,13 @@ struct Predictor<'q, 'a> {
     history: [i32; MAX_PREDICTION_ORDER],
     /// The adaptive stage's weights, Q14.
     weights: [i32; MAX_ADAPTIVE_ORDER],
-    /// The fixed prediction's rebuilt errors (within i16), most recent first.
-    errors: [i32; MAX_ADAPTIVE_ORDER],
+    /// The fixed prediction's rebuilt errors (within i16), twice over: the adaptive stage's
+    /// `n` of them, most recent first, are `errors[at..at + n]` (each error is written at `at`
+    /// and `at + n`, so the window moves by one index instead of shifting `n` values: the
+    /// shift was a `memmove` call per sample, a tenth of a lossless frame's instructions).
+    errors: [i32; 2 * MAX_ADAPTIVE_ORDER],
+    /// Where the errors' window starts.
+    at: usize,
     /// `1 + Σ g²` over the errors the adaptive stage uses.
     power: u64,
     /// The last prediction's two parts, fixed and adaptive, for the update.
@@ -251,7 +256,8 @@ impl<'q, 'a> Predictor<'q, 'a> {
             quantizer,
             history: [0; MAX_PREDICTION_ORDER],
             weights: [0; MAX_ADAPTIVE_ORDER],
-            errors: [0; MAX_ADAPTIVE_ORDER],
+            errors: [0; 2 * MAX_ADAPTIVE_ORDER],
+            at: 0,
             power: 1,
             fixed: 0,
             adapted: 0,
@@ -274,8 +280,11 @@ impl<'q, 'a> Predictor<'q, 'a> {
         // |acc| < 4 · 2^15 · 2^17 and |adaptive| < 16 · 2^18 · 2^15: both fit i64 with room.
         self.fixed = (acc + (1 << (PREDICTION_BITS - 1))) >> PREDICTION_BITS;
         let n = self.order();
-        let adaptive: i64 =
-            self.weights[..n].iter().zip(&self.errors[..n]).map(|(&w, &g)| i64::from(w) * i64::from(g)).sum();
+        let adaptive: i64 = self.weights[..n]
+            .iter()
+            .zip(&self.errors[self.at..self.at + n])
+            .map(|(&w, &g)| i64::from(w) * i64::from(g))
+            .sum();
         self.adapted = (adaptive + (1 << (ADAPTIVE_BITS - 1))) >> ADAPTIVE_BITS;
         (i64::from(base) + self.fixed + self.adapted).clamp(i16::MIN.into(), i16::MAX.into()) as i16
     }
@@ -286,7 +295,7 @@ impl<'q, 'a> Predictor<'q, 'a> {
         let residual = i32::from(x) - i32::from(base);
         let n = self.order();
         if n > 0 {
-            let errors = &self.errors[..n];
+            let errors = &self.errors[self.at..self.at + n];
             // k = ⌊log2 S⌋ of the power S = 1 + Σ g² (at most 16 · 2^30 + 1).
             let k = 63 - self.power.leading_zeros() as i32;
             let scale = ADAPTIVE_BITS as i32 - k - i32::from(self.quantizer.adaptive.shift);
@@ -307,8 +316,8 @@ impl<'q, 'a> Predictor<'q, 'a> {
             }
             let (leaving, entering) = (errors[n - 1], clamp16(error));
             self.power = self.power - (leaving * leaving) as u64 + (entering * entering) as u64;
-            self.errors.copy_within(0..n - 1, 1);
-            self.errors[0] = entering;
+            self.at = if self.at == 0 { n } else { self.at } - 1;
+            (self.errors[self.at], self.errors[self.at + n]) = (entering, entering);
         }
         self.history.copy_within(0..MAX_PREDICTION_ORDER - 1, 1);
         self.history[0] = residual;
