@@ -818,6 +818,18 @@ pub(crate) mod tests {
         assert!(calm_bytes * 8 < 2 * 64 && busy_bytes > 4 * calm_bytes, "{calm_bytes} and {busy_bytes} bytes");
     }
 
+    /// A call of more blocks than a frame holds is refused, not cut short.
+    #[test]
+    fn more_blocks_than_a_frame_holds_are_refused() {
+        let owned = Owned::new(&[], &[], &[(-28, 57)]);
+        let spec = owned.spec(0);
+        // 64 segments of 33 samples: 128 blocks.
+        let bins = std::vec![1i16; 64 * 33];
+        let mut out = std::vec![0u8; 8 * bins.len()];
+        assert_eq!(spec.code_bins(&bins, 0, 33, None, &mut out), Err(ResidualError::Length));
+        assert!(spec.code_bins(&bins[..MAX_BOUNDED_SAMPLES], 0, 16, None, &mut out).is_ok());
+    }
+
     /// Every bin travels, the ends of the i16 range and both sides of each octave included.
     #[test]
     fn bins_of_every_size_round_trip() {

@@ -17,9 +17,10 @@ pub const PREDICTION_ORDERS: [usize; 4] = [0, 1, 2, 4];
 pub const ADAPTIVE_STAGES: [(u8, u8); 6] = [(0, 0), (4, 4), (8, 4), (8, 5), (16, 5), (16, 6)];
 /// Block classes [`OwnedResidualSpec::fit`] aims at (fewer when the blocks' levels repeat).
 pub const FITTED_CLASSES: usize = 8;
-/// Most times [`OwnedResidualSpec::fit`] refits the classes' tables to the blocks that chose
-/// them. Once gained 1.6 % on average over 9 bounds on 8 held-out channels (bounded, 0.9 %
-/// lossless); four times gained more on average (2.0 %) but lost up to 2.3 % on some.
+/// Most times [`OwnedResidualSpec::fit`] refits the chosen coder's class tables to the blocks
+/// that chose them. Once gained 1.6 % bounded and 1.0 % lossless on average (every bound of
+/// `funnel bench rd`'s sweep, 8 held-out channels) and lost nowhere; four times gained more on
+/// average (2.0 % bounded) but lost up to 2.3 % on mag_z.
 pub const CLASS_MOVES: usize = 1;
 
 /// A [`ResidualSpec`] as owned arrays.
@@ -90,8 +91,8 @@ impl OwnedResidualSpec {
         }
         let chosen = best.expect("at least one prediction order").1;
         // The refits are for the chosen pair alone: they gain more on the part they are fitted
-        // to for some pairs than for others, and chose among them, a pair without the adaptive
-        // stage on acc_z (8.231 bits/sample held out against 8.161).
+        // to for some pairs than for others, and choosing after them took, on acc_z, a pair
+        // without the adaptive stage (8.231 bits/sample held out, against 8.155).
         Ok(Self::fit_tables(chosen.spec().quantizer(), samples, base, segment, CLASS_MOVES)?.1)
     }
 
