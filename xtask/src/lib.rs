@@ -276,14 +276,9 @@ fn readable(name: &str) -> String {
 /// `profile`'s counts summed per function of `elf` (its text symbols, `llvm-nm -S`), most first;
 /// addresses in no symbol are summed as "(no symbol)".
 pub fn function_profile(elf: &Path, profile: &[(u64, u64)]) -> Result<Vec<(String, u64)>> {
-    let out = Command::new(llvm_tool("nm"))
-        .args(["-S", "--defined-only", "--demangle"])
-        .arg(elf)
-        .output()
-        .context("cannot run llvm-nm (Debian package `llvm`)")?;
-    ensure!(out.status.success(), "llvm-nm failed on {}", elf.display());
+    let symbols = llvm_nm(elf, &["-S", "--defined-only", "--demangle"])?;
     // `address size type name`, the name possibly with spaces; Thumb addresses without bit 0.
-    let mut functions: Vec<(u64, u64, String)> = String::from_utf8_lossy(&out.stdout)
+    let mut functions: Vec<(u64, u64, String)> = symbols
         .lines()
         .filter_map(|l| {
             let mut it = l.splitn(4, ' ');
@@ -350,11 +345,20 @@ pub fn insncount_plugin() -> Result<PathBuf> {
     Ok(out)
 }
 
+/// The symbol table of an ELF, `llvm-nm` with `options`.
+fn llvm_nm(elf: &Path, options: &[&str]) -> Result<String> {
+    let out = Command::new(llvm_tool("nm"))
+        .args(options)
+        .arg(elf)
+        .output()
+        .context("cannot run llvm-nm (Debian package `llvm`)")?;
+    ensure!(out.status.success(), "llvm-nm failed on {}", elf.display());
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 /// Address of a symbol in an ELF (`llvm-nm`).
 pub fn symbol_address(elf: &Path, name: &str) -> Result<u64> {
-    let out = Command::new(llvm_tool("nm")).arg(elf).output().context("cannot run llvm-nm (Debian package `llvm`)")?;
-    ensure!(out.status.success(), "llvm-nm failed on {}", elf.display());
-    String::from_utf8_lossy(&out.stdout)
+    llvm_nm(elf, &[])?
         .lines()
         .find_map(|l| {
             let mut it = l.split_whitespace();
