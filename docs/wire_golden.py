@@ -3255,24 +3255,64 @@ class DenseLayer:
         self.weights, self.bias, self.zp_in, self.zp_out = weights, bias, zp_in, zp_out
         self.relu, self.multipliers, self.shifts = relu, multipliers, shifts
 
-    def run(self, x, last):
-        """acc = bias[o] + Σ_i w[o][i] · (x_i − zp_in) (it fits i32: checked), then
-        clamp(requantize(acc) + zp_out) to the layer's range: i16 for the last layer, int8
-        otherwise, and from zp_out up with ReLU."""
+    def output(self, acc, o, last):
+        """Output o of its accumulator acc (it fits i32: checked): clamp(requantize(acc) +
+        zp_out) to the layer's range: i16 for the last layer, int8 otherwise, and from zp_out
+        up with ReLU."""
+        assert I32_MIN <= acc <= I32_MAX, "the accumulator fits i32"
         lo, hi = CODE_RANGE if last else INT8_RANGE
         if self.relu:
             lo = max(lo, self.zp_out)
+        y = sat32(requantize(acc, self.multipliers[o], self.shifts[o]) + self.zp_out)
+        return min(max(y, lo), hi)
+
+    def run(self, x, last):
+        """acc = bias[o] + Σ_i w[o][i] · (x_i − zp_in), then its output."""
         out = []
-        for row, b, m, sh in zip(self.weights, self.bias, self.multipliers, self.shifts):
+        for o, (row, b) in enumerate(zip(self.weights, self.bias)):
             assert len(row) == len(x)
-            acc = b + sum(w * (v - self.zp_in) for w, v in zip(row, x))
-            assert I32_MIN <= acc <= I32_MAX, "the accumulator fits i32"
-            out.append(min(max(sat32(requantize(acc, m, sh) + self.zp_out), lo), hi))
+            out.append(self.output(b + sum(w * (v - self.zp_in) for w, v in zip(row, x)), o, last))
+        return out
+
+
+class ConvLayer(DenseLayer):
+    """One convolution of an integer decoder over channels-first values (in_channels channels
+    of T each, channel after channel): weights[o][c][j] (K taps), a stride, zero padding P, and
+    the rest as a dense layer's. Upsampled, its input is first u[c][t] = x[c][t // 2], 2T
+    values per channel."""
+
+    def __init__(self, in_channels, stride, padding, upsampled, **dense):
+        super().__init__(**dense)
+        self.in_channels, self.stride, self.padding = in_channels, stride, padding
+        self.upsampled = upsampled
+
+    def run(self, x, last):
+        """Output o at t, for t < (T + 2P − K) / stride + 1, channel after channel:
+        acc = bias[o] + Σ_c Σ_j w[o][c][j] · (x[c][t·stride + j − P] − zp_in) over the taps
+        inside 0 ≤ t·stride + j − P < T (the padding adds nothing), then its output."""
+        c_in = self.in_channels
+        t_len = len(x) // c_in
+        assert t_len * c_in == len(x)
+        xs = [x[c * t_len:(c + 1) * t_len] for c in range(c_in)]
+        if self.upsampled:
+            xs = [[v for v in channel for _ in range(2)] for channel in xs]
+            t_len *= 2
+        taps = len(self.weights[0][0])
+        out_len = (t_len + 2 * self.padding - taps) // self.stride + 1
+        out = []
+        for o, (w, b) in enumerate(zip(self.weights, self.bias)):
+            assert len(w) == c_in and all(len(row) == taps for row in w)
+            for t in range(out_len):
+                at = [(c, j, t * self.stride + j - self.padding) for c in range(c_in)
+                      for j in range(taps)]
+                acc = b + sum(w[c][j] * (xs[c][i] - self.zp_in) for c, j, i in at
+                              if 0 <= i < t_len)
+                out.append(self.output(acc, o, last))
         return out
 
 
 class IntegerDecoder:
-    """A model's integer decoder ("The integer decoder"): dense layers, then an output stage
+    """A model's integer decoder ("The integer decoder"): dense and conv layers, then an output stage
     per channel c (offset[c], M[c], shift[c]) to device counts."""
 
     def __init__(self, layers, window, channels, offsets, multipliers, shifts):
@@ -3395,9 +3435,54 @@ def deviation(t, c):
     return (5 * t + 3 * c) % 15 - 7
 
 
+def dense_decoder(window, channels):
+    """Vector 7's integer decoder: 2 codes (zero point 4) → 3 (int8, ReLU, zero point −128) →
+    16 values (i16 weights), channel 0's 8 then channel 1's, then the output stage."""
+    hidden = DenseLayer(weights=[[90, -40], [7, 127], [-128, 33]], bias=[-300, 25, 4000],
+                        zp_in=4, zp_out=-128, relu=True,
+                        multipliers=[1 << 30, 1_700_000_000, 2_100_000_000], shifts=[-2, -5, -9])
+    wide = [(i * 2731) % 20001 - 10000 for i in range(48)]
+    last = DenseLayer(weights=[wide[3 * o:3 * o + 3] for o in range(16)],
+                      bias=[i * 1000 - 7000 for i in range(16)], zp_in=-128, zp_out=0,
+                      relu=False, multipliers=[1_300_000_000] * 16, shifts=[0] * 16)
+    return IntegerDecoder([hidden, last], window, channels, offsets=[1000, -30000],
+                          multipliers=[1 << 30, 2_000_000_000], shifts=[-3, 2])
+
+
+def conv_decoder(window, channels):
+    """Vector 8's integer decoder, as a conv model's: 2 codes (zero point 4) → 8 (int8, ReLU,
+    zero point −100) read as 2 channels of 4, upsampled to 2 of 8 and convolved (kernel 3,
+    stride 1, padding 1, i16 weights) to 2 channels of 8, then vector 7's output stage."""
+    hidden = DenseLayer(weights=[[90, -40], [7, 127], [-128, 33], [64, 64], [-5, 100],
+                                 [120, -120], [1, 2], [-77, 50]],
+                        bias=[-300, 25, 4000, 0, 900, -2500, 60, 7], zp_in=4, zp_out=-100,
+                        relu=True,
+                        multipliers=[1 << 30, 1_700_000_000, 2_100_000_000, 1 << 30,
+                                     1_500_000_000, 1 << 30, 2_000_000_000, 1 << 30],
+                        shifts=[-2, -5, -9, -1, -3, -4, -6, 0])
+    wide = [(i * 2731) % 20001 - 10000 for i in range(12)]
+    last = ConvLayer(in_channels=2, stride=1, padding=1, upsampled=True,
+                     weights=[[wide[(2 * o + c) * 3:(2 * o + c) * 3 + 3] for c in range(2)]
+                              for o in range(2)],
+                     bias=[-7000, 3000], zp_in=-100, zp_out=0, relu=False,
+                     multipliers=[1_300_000_000, 1_900_000_000], shifts=[-10, -11])
+    return IntegerDecoder([hidden, last], window, channels, offsets=[1000, -30000],
+                          multipliers=[1 << 30, 2_000_000_000], shifts=[-3, 2])
+
+
 def golden_7(report=None):
+    return latent_bounded_vector(dense_decoder, 6, report)
+
+
+def golden_8(report=None):
+    return latent_bounded_vector(conv_decoder, 7, report)
+
+
+def latent_bounded_vector(make_decoder, stream_id, report):
+    """Vectors 7 and 8: a bounded session with latent codes, the residuals against the bases
+    the decoder make_decoder(window, channels) rebuilds from them."""
     check_integer_arithmetic()
-    common = dict(stream_id=6, session=0x090A)
+    common = dict(stream_id=stream_id, session=0x090A)
     window, windows_per_frame, header_interval, channels, k = 8, 2, 64, 2, 2
     # Vector 5's residual coder.
     coder = ResidualCoder(bound=2, coefficients=[6144, -2048], order=3, step=1,
@@ -3408,17 +3493,7 @@ def golden_7(report=None):
     # The codes' tables: latent 0 `0 ..= 8`, latent 1 `-3 ..= 3`; no prediction, no classes.
     tables = [Table(0, [16, 64, 256, 800, 1824, 800, 256, 64, 16]),
               Table(-3, [32, 256, 1024, 1472, 1024, 256, 32])]
-    # The integer decoder: 2 codes (zero point 4) → 3 (int8, ReLU, zero point −128) → 16 values
-    # (i16 weights), channel 0's 8 then channel 1's, then the output stage.
-    hidden = DenseLayer(weights=[[90, -40], [7, 127], [-128, 33]], bias=[-300, 25, 4000],
-                        zp_in=4, zp_out=-128, relu=True,
-                        multipliers=[1 << 30, 1_700_000_000, 2_100_000_000], shifts=[-2, -5, -9])
-    wide = [(i * 2731) % 20001 - 10000 for i in range(48)]
-    last = DenseLayer(weights=[wide[3 * o:3 * o + 3] for o in range(16)],
-                      bias=[i * 1000 - 7000 for i in range(16)], zp_in=-128, zp_out=0,
-                      relu=False, multipliers=[1_300_000_000] * 16, shifts=[0] * 16)
-    decoder = IntegerDecoder([hidden, last], window, channels, offsets=[1000, -30000],
-                             multipliers=[1 << 30, 2_000_000_000], shifts=[-3, 2])
+    decoder = make_decoder(window, channels)
     # (codes, samples per channel) of frame 0 (2 whole windows) and of frame 1, the last (END):
     # 11 samples per channel, so 2 windows, the second cut to 3 samples.
     frames = [([4, 1, 6, -2], 16), ([2, 0, 8, 3], 11)]
@@ -3485,13 +3560,14 @@ def write_spec(vectors):
 
 
 def main():
-    reports = {3: [], 4: [], 5: [], 6: [], 7: []}
+    reports = {3: [], 4: [], 5: [], 6: [], 7: [], 8: []}
     vectors = {"golden-1": hex_lines(golden_1()), "golden-2": hex_lines(golden_2()),
                "golden-3": hex_lines(golden_3(reports[3])),
                "golden-4": hex_lines(golden_4(reports[4])),
                "golden-5": hex_lines(golden_5(reports[5])),
                "golden-6": hex_lines(golden_6(reports[6])),
-               "golden-7": hex_lines(golden_7(reports[7]))}
+               "golden-7": hex_lines(golden_7(reports[7])),
+               "golden-8": hex_lines(golden_8(reports[8]))}
     for name, lines in vectors.items():
         print(name)
         print("\n".join(lines))

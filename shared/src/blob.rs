@@ -4,7 +4,8 @@
 //! ```text
 //! offset  size  field
 //! 0       4     magic "FNQ8"
-//! 4       2     format version, u16 LE (BLOB_VERSION)
+//! 4       2     format version, u16 LE: 10, or 11 (BLOB_VERSION) when a layer is an
+//!               upsampled convolution (see EncoderSpec::format_version)
 //! 6       4     model id: first 4 bytes of SHA-256(payload)
 //! 10      4     payload length n, u32 LE
 //! 14      n     payload: postcard-serialized `EncoderSpec` (the int8 encoder, the optional
@@ -26,7 +27,12 @@ use crate::wire::{ModelId, CRC32, MAX_BOUNDED_SAMPLES, MAX_CODES, MODEL_ID_LEN};
 use serde::{Deserialize, Serialize};
 
 pub const BLOB_MAGIC: [u8; 4] = *b"FNQ8";
-pub const BLOB_VERSION: u16 = 10;
+/// The newest format version this build reads and writes. Version 11 added
+/// [`Layer::UpsampledConv1d`] and nothing else, so a blob without one is written as version
+/// 10 ([`OLDEST_BLOB_VERSION`]), which builds before it read too.
+pub const BLOB_VERSION: u16 = 11;
+/// The oldest format version this build reads.
+pub const OLDEST_BLOB_VERSION: u16 = 10;
 pub const HEADER_LEN: usize = 14;
 pub const TRAILER_LEN: usize = 4;
 /// Most layers an encoder may have.
@@ -195,42 +201,72 @@ pub enum Layer<'a> {
         #[serde(borrow)]
         q: QuantLayer<'a>,
     },
+    /// Nearest-neighbour ×2 upsampling of its `[C][in_len]` input (`u[c][t] = x[c][t / 2]`),
+    /// then a [`Layer::Conv1d`] over `[C][2·in_len]`: a conv decoder's upsampling and the
+    /// convolution after it, one layer because upsampling keeps the quantization (blob
+    /// version 11).
+    UpsampledConv1d {
+        in_channels: u16,
+        out_channels: u16,
+        in_len: u16,
+        kernel: u8,
+        stride: u8,
+        padding: u8,
+        #[serde(borrow)]
+        q: QuantLayer<'a>,
+    },
 }
 
 impl<'a> Layer<'a> {
     pub fn quant(&self) -> &QuantLayer<'a> {
         match self {
-            Layer::Dense { q, .. } | Layer::Conv1d { q, .. } => q,
+            Layer::Dense { q, .. } | Layer::Conv1d { q, .. } | Layer::UpsampledConv1d { q, .. } => q,
         }
     }
 
+    /// The convolution's geometry, over the upsampled input for [`Layer::UpsampledConv1d`].
     pub fn conv_shape(&self) -> Option<Conv1dShape> {
         match *self {
             Layer::Dense { .. } => None,
-            Layer::Conv1d { in_channels, out_channels, in_len, kernel, stride, padding, .. } => Some(Conv1dShape {
-                in_channels: in_channels.into(),
-                out_channels: out_channels.into(),
-                in_len: in_len.into(),
-                kernel: kernel.into(),
-                stride: stride.into(),
-                padding: padding.into(),
-            }),
+            Layer::Conv1d { in_channels, out_channels, in_len, kernel, stride, padding, .. }
+            | Layer::UpsampledConv1d { in_channels, out_channels, in_len, kernel, stride, padding, .. } => {
+                Some(Conv1dShape {
+                    in_channels: in_channels.into(),
+                    out_channels: out_channels.into(),
+                    in_len: usize::from(in_len) * if self.upsamples() { 2 } else { 1 },
+                    kernel: kernel.into(),
+                    stride: stride.into(),
+                    padding: padding.into(),
+                })
+            }
         }
+    }
+
+    /// Whether the layer upsamples its input before its kernel runs.
+    pub fn upsamples(&self) -> bool {
+        matches!(self, Layer::UpsampledConv1d { .. })
     }
 
     /// Number of output channels (= biases, = requantization entries).
     pub fn out_channels(&self) -> usize {
         match *self {
             Layer::Dense { out_features, .. } => out_features.into(),
-            Layer::Conv1d { out_channels, .. } => out_channels.into(),
+            Layer::Conv1d { out_channels, .. } | Layer::UpsampledConv1d { out_channels, .. } => out_channels.into(),
         }
     }
 
     pub fn input_len(&self) -> usize {
         match *self {
             Layer::Dense { in_features, .. } => in_features.into(),
-            Layer::Conv1d { in_channels, in_len, .. } => usize::from(in_channels) * usize::from(in_len),
+            Layer::Conv1d { in_channels, in_len, .. } | Layer::UpsampledConv1d { in_channels, in_len, .. } => {
+                usize::from(in_channels) * usize::from(in_len)
+            }
         }
+    }
+
+    /// Values the layer's kernel reads: its input, upsampled for [`Layer::UpsampledConv1d`].
+    pub fn read_len(&self) -> usize {
+        self.input_len() * if self.upsamples() { 2 } else { 1 }
     }
 
     /// Output length, `None` for an impossible convolution geometry.
@@ -391,9 +427,11 @@ pub enum BlobError {
         found: usize,
     },
     BadMagic,
+    /// A version outside `oldest..=newest`, the versions this build reads.
     UnsupportedVersion {
         found: u16,
-        supported: u16,
+        oldest: u16,
+        newest: u16,
     },
     ChecksumMismatch {
         stored: u32,
@@ -416,8 +454,8 @@ impl core::fmt::Display for BlobError {
                 write!(f, "model blob truncated: {found} bytes, header needs {needed}")
             }
             BlobError::BadMagic => write!(f, "not a Funnel model blob (magic is not \"FNQ8\")"),
-            BlobError::UnsupportedVersion { found, supported } => {
-                write!(f, "model blob format version {found} is not supported (this build reads {supported})")
+            BlobError::UnsupportedVersion { found, oldest, newest } => {
+                write!(f, "model blob format version {found} is not supported (this build reads {oldest} to {newest})")
             }
             BlobError::ChecksumMismatch { stored, computed } => {
                 write!(f, "model blob corrupted: CRC {stored:08x} stored, {computed:08x} computed")
@@ -449,8 +487,12 @@ impl<'a> ModelBlob<'a> {
             return Err(BlobError::BadMagic);
         }
         let version = u16::from_le_bytes([bytes[4], bytes[5]]);
-        if version != BLOB_VERSION {
-            return Err(BlobError::UnsupportedVersion { found: version, supported: BLOB_VERSION });
+        if !(OLDEST_BLOB_VERSION..=BLOB_VERSION).contains(&version) {
+            return Err(BlobError::UnsupportedVersion {
+                found: version,
+                oldest: OLDEST_BLOB_VERSION,
+                newest: BLOB_VERSION,
+            });
         }
         let mut model_id = [0u8; MODEL_ID_LEN];
         model_id.copy_from_slice(&bytes[6..10]);
@@ -494,7 +536,7 @@ pub fn write_blob(
         postcard::to_slice(spec, &mut buf[HEADER_LEN..room]).map_err(|_| BlobError::BufferTooSmall)?.len();
     let id = model_id_of(&buf[HEADER_LEN..HEADER_LEN + payload_len]);
     buf[0..4].copy_from_slice(&BLOB_MAGIC);
-    buf[4..6].copy_from_slice(&BLOB_VERSION.to_le_bytes());
+    buf[4..6].copy_from_slice(&spec.format_version().to_le_bytes());
     buf[6..10].copy_from_slice(&id.0);
     buf[10..14].copy_from_slice(&(payload_len as u32).to_le_bytes());
     let body_end = HEADER_LEN + payload_len;
@@ -504,6 +546,16 @@ pub fn write_blob(
 }
 
 impl EncoderSpec<'_> {
+    /// The oldest format version that holds this (valid) spec: [`BLOB_VERSION`] when a layer
+    /// of its encoder or decoder upsamples, else [`OLDEST_BLOB_VERSION`].
+    pub fn format_version(&self) -> u16 {
+        let decoder_upsamples = self.decoder().is_some_and(|d| d.layers.iter().any(Layer::upsamples));
+        match decoder_upsamples || self.layers.iter().any(Layer::upsamples) {
+            true => BLOB_VERSION,
+            false => OLDEST_BLOB_VERSION,
+        }
+    }
+
     /// Samples per window over all channels.
     pub fn input_len(&self) -> usize {
         usize::from(self.window) * usize::from(self.channels)
@@ -514,18 +566,18 @@ impl EncoderSpec<'_> {
         self.layers.last().and_then(Layer::output_len).unwrap_or(0)
     }
 
-    /// Largest tensor a layer reads: the input or a hidden layer's output (valid specs only).
+    /// Largest tensor a layer reads: the input, a hidden layer's output or an upsampled input
+    /// (valid specs only).
     pub fn max_activation_len(&self) -> usize {
-        let hidden = &self.layers[..self.layers.len().saturating_sub(1)];
-        hidden.iter().filter_map(Layer::output_len).fold(self.input_len(), usize::max)
+        largest_activation(&self.layers, self.input_len())
     }
 
-    /// i16 scratch the encoder needs: the input, and with hidden layers a second buffer to
-    /// ping-pong with (the last layer writes straight into the codes).
+    /// i16 scratch the encoder needs: the input, and with hidden layers or upsampling a second
+    /// buffer to ping-pong with (the last layer writes straight into the codes).
     pub fn scratch_len(&self) -> usize {
-        match self.layers.len() {
-            0 | 1 => self.input_len(),
-            _ => 2 * self.max_activation_len(),
+        match self.layers.len() > 1 || self.layers.iter().any(Layer::upsamples) {
+            false => self.input_len(),
+            true => 2 * self.max_activation_len(),
         }
     }
 
@@ -622,10 +674,10 @@ impl<'a> DecoderSpec<'a> {
         postcard::to_slice(self, buf).map(|b| b.len()).map_err(|_| BlobError::BufferTooSmall)
     }
 
-    /// Largest tensor a layer reads: the codes or a hidden layer's output (valid specs only).
+    /// Largest tensor a layer reads: the codes, a hidden layer's output or an upsampled input
+    /// (valid specs only).
     pub fn max_activation_len(&self) -> usize {
-        let hidden = &self.layers[..self.layers.len().saturating_sub(1)];
-        hidden.iter().filter_map(Layer::output_len).fold(self.layers.first().map_or(0, Layer::input_len), usize::max)
+        largest_activation(&self.layers, self.layers.first().map_or(0, Layer::input_len))
     }
 
     /// i16 scratch the decoder needs: two buffers to ping-pong the layers between, and the last
@@ -658,6 +710,14 @@ impl<'a> DecoderSpec<'a> {
         }
         validate_requant(&self.output.requant, channels, "decoder output requantization: one per channel")
     }
+}
+
+/// The longest of `input_len`, the hidden layers' outputs and every layer's upsampled input:
+/// what each of the two buffers the layers ping-pong between must hold.
+fn largest_activation(layers: &[Layer<'_>], input_len: usize) -> usize {
+    let hidden = &layers[..layers.len().saturating_sub(1)];
+    let outputs = hidden.iter().filter_map(Layer::output_len);
+    outputs.chain(layers.iter().map(Layer::read_len)).fold(input_len, usize::max)
 }
 
 /// Checks that `layers` chain from an input of `len` values at `zero_point`, each at most
@@ -705,7 +765,7 @@ fn validate_layers(
         }
         validate_requant(&q.requant, out, "requantization: one multiplier and shift per output channel")?;
         let largest_bias = q.bias.iter().map(|b| i64::from(b).abs()).max().unwrap_or(0);
-        let taps = i64::try_from(weights_per_out.min(len)).unwrap_or(i64::MAX);
+        let taps = i64::try_from(weights_per_out.min(layer.read_len())).unwrap_or(i64::MAX);
         let products = taps.saturating_mul(q.weights.max_abs()).saturating_mul(input_magnitude);
         if largest_bias.saturating_add(products) > MAX_ACCUMULATOR {
             return Err(Invalid("a layer's sums could overflow its 32-bit accumulator (too many inputs)"));

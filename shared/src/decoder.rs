@@ -134,7 +134,6 @@ pub(crate) mod tests {
         /// The window these parameters rebuild from `codes`, computed by hand from the
         /// definitions (wide integers, the reference requantization).
         fn reference(&self, codes: &[i16]) -> Vec<i16> {
-            let get = |b: &[u8], i: usize| i32::from_le_bytes(b[4 * i..4 * i + 4].try_into().unwrap());
             let hidden: Vec<i64> = (0..3)
                 .map(|o| {
                     let acc = i64::from(get(&self.hidden.bias, o))
@@ -159,17 +158,99 @@ pub(crate) mod tests {
                         .clamp(-32768, 32767)
                 })
                 .collect();
-            (0..16)
-                .map(|i| {
-                    let (t, c) = (i / 2, i % 2);
-                    let x = reference_mbqm(
-                        values[c * 8 + t],
-                        get(&self.output.multipliers, c),
-                        self.output.shifts[c] as i8,
-                    );
-                    (i64::from(x) + i64::from(get(&self.offsets, c))).clamp(-32768, 32767) as i16
+            reference_counts(&values, &self.output, &self.offsets)
+        }
+    }
+
+    /// The little-endian i32 `i` of `b`.
+    fn get(b: &[u8], i: usize) -> i32 {
+        i32::from_le_bytes(b[4 * i..4 * i + 4].try_into().unwrap())
+    }
+
+    /// The 8 × 2 window in counts that the last layer's `values` (`[2][8]`) make through an
+    /// output stage (`output`'s multipliers and shifts, `offsets`), by the definition.
+    fn reference_counts(values: &[i32], output: &Params, offsets: &[u8]) -> Vec<i16> {
+        (0..16)
+            .map(|i| {
+                let (t, c) = (i / 2, i % 2);
+                let x = reference_mbqm(values[c * 8 + t], get(&output.multipliers, c), output.shifts[c] as i8);
+                (i64::from(x) + i64::from(get(offsets, c))).clamp(-32768, 32767) as i16
+            })
+            .collect()
+    }
+
+    /// A conv decoder for [`TinyModel`], as `funnel quantize` makes of a conv model's: dense
+    /// 2 → 8 with ReLU (int8 `[2][4]`, zero point −100), then an upsampled convolution: the
+    /// `[2][4]` upsampled to `[2][8]`, kernel 3, padding 1, to `[2][8]` (i16 weights and
+    /// output), and [`TinyDecoder`]'s output stage.
+    pub(crate) struct TinyConvDecoder {
+        hidden: Params,
+        last: Params,
+        stage: TinyDecoder,
+    }
+
+    impl TinyConvDecoder {
+        pub(crate) fn new() -> Self {
+            TinyConvDecoder {
+                hidden: Params::new(
+                    &[90, -40, 7, 127, -128, 33, 64, 64, -5, 100, 120, -120, 1, 2, -77, 50],
+                    &[-300, 25, 4000, 0, 900, -2500, 60, 7],
+                    &[1 << 30, 1_700_000_000, 2_100_000_000, 1 << 30, 1_500_000_000, 1 << 30, 2_000_000_000, 1 << 30],
+                    &[-2, -5, -9, -1, -3, -4, -6, 0],
+                ),
+                last: Params::new(&[0; 12], &[-7000, 3000], &[1_300_000_000, 1_900_000_000], &[-10, -11])
+                    .with_wide_weights(&(0..12).map(|i| ((i * 2731) % 20001 - 10000) as i16).collect::<Vec<_>>()),
+                stage: TinyDecoder::new(),
+            }
+        }
+
+        pub(crate) fn spec(&self) -> DecoderSpec<'_> {
+            let mut layers = heapless::Vec::new();
+            let hidden =
+                Layer::Dense { in_features: 2, out_features: 8, q: self.hidden.quant_layer(4, -100, true, false) };
+            layers.push(hidden).unwrap();
+            let last = Layer::UpsampledConv1d {
+                in_channels: 2,
+                out_channels: 2,
+                in_len: 4,
+                kernel: 3,
+                stride: 1,
+                padding: 1,
+                q: self.last.quant_layer(-100, 0, false, true),
+            };
+            layers.push(last).unwrap();
+            DecoderSpec { layers, ..self.stage.spec() }
+        }
+
+        /// The window these parameters rebuild from `codes`, by the definitions.
+        fn reference(&self, codes: &[i16]) -> Vec<i16> {
+            let hidden: Vec<i64> = (0..8)
+                .map(|o| {
+                    let acc = i64::from(get(&self.hidden.bias, o))
+                        + (0..2)
+                            .map(|i| i64::from(self.hidden.weights[o * 2 + i] as i8) * (i64::from(codes[i]) - 4))
+                            .sum::<i64>();
+                    let q = reference_mbqm(acc as i32, get(&self.hidden.multipliers, o), self.hidden.shifts[o] as i8);
+                    i64::from(q.saturating_add(-100).clamp(-100, 127))
                 })
-                .collect()
+                .collect();
+            let upsampled = |c: usize, t: usize| hidden[c * 4 + t / 2];
+            let w = |o: usize, c: usize, k: usize| {
+                let i = 2 * ((o * 2 + c) * 3 + k);
+                i64::from(i16::from_le_bytes([self.last.wide_weights[i], self.last.wide_weights[i + 1]]))
+            };
+            let values: Vec<i32> = (0..16)
+                .map(|i| {
+                    let (o, t) = (i / 8, i % 8);
+                    let taps = (0..2).flat_map(|c| (0..3).map(move |k| (c, k)));
+                    let in_range = taps.filter(|&(_, k)| (1..=8).contains(&(t + k)));
+                    let acc = i64::from(get(&self.last.bias, o))
+                        + in_range.map(|(c, k)| w(o, c, k) * (upsampled(c, t + k - 1) + 100)).sum::<i64>();
+                    reference_mbqm(acc as i32, get(&self.last.multipliers, o), self.last.shifts[o] as i8)
+                        .clamp(-32768, 32767)
+                })
+                .collect();
+            reference_counts(&values, &self.stage.output, &self.stage.offsets)
         }
     }
 
@@ -194,6 +275,21 @@ pub(crate) mod tests {
             let bytes = with_decoder(tiny.spec());
             let encoder = QuantizedEncoder::from_blob(&bytes).unwrap();
             let decoder = encoder.decoder().unwrap();
+            let mut scratch = std::vec![0i16; decoder.scratch_len()];
+            let mut samples = [0i16; 16];
+            decoder.decode(&codes, &mut scratch, &mut samples).unwrap();
+            prop_assert_eq!(samples.to_vec(), tiny.reference(&codes));
+        }
+
+        #[test]
+        fn an_upsampling_conv_decoder_rebuilds_what_its_definition_says(codes in proptest::array::uniform2(any::<i16>())) {
+            let tiny = TinyConvDecoder::new();
+            let bytes = with_decoder(tiny.spec());
+            prop_assert_eq!(u16::from_le_bytes([bytes[4], bytes[5]]), BLOB_VERSION);
+            let encoder = QuantizedEncoder::from_blob(&bytes).unwrap();
+            let decoder = encoder.decoder().unwrap();
+            // Two buffers of the upsampled `[2][8]`, and the output.
+            prop_assert_eq!(decoder.scratch_len(), 2 * 16 + 16);
             let mut scratch = std::vec![0i16; decoder.scratch_len()];
             let mut samples = [0i16; 16];
             decoder.decode(&codes, &mut scratch, &mut samples).unwrap();

@@ -146,18 +146,32 @@ pub(crate) fn run_layers<'b>(
         if i == end {
             requant = requant.with_dead_zone(dead_zone);
         }
+        if layer.upsamples() {
+            upsample2(&a[..len], &mut b[..2 * len]);
+            core::mem::swap(&mut a, &mut b);
+            len *= 2;
+        }
         let out_len = layer.output_len().unwrap_or(0);
         let out = if i == end { &mut output[..] } else { &mut b[..out_len] };
         let input = &a[..len];
         match layer {
             Layer::Dense { q, .. } => dense(q.weights, q.bias, q.input_zero_point, &requant, input, out),
-            Layer::Conv1d { q, .. } => {
+            Layer::Conv1d { q, .. } | Layer::UpsampledConv1d { q, .. } => {
                 let shape = layer.conv_shape().expect("conv layer has a shape");
                 conv1d(&shape, q.weights, q.bias, q.input_zero_point, &requant, input, out)
             }
         }
         core::mem::swap(&mut a, &mut b);
         len = out_len;
+    }
+}
+
+/// Nearest-neighbour ×2 upsampling of `[C][T]` `input` into `[C][2T]` `output`: channel-major,
+/// that is each value twice in turn. Exact on quantized values, which keep their scale and
+/// zero point.
+fn upsample2(input: &[i16], output: &mut [i16]) {
+    for (x, u) in input.iter().zip(output.chunks_exact_mut(2)) {
+        u.fill(*x);
     }
 }
 
@@ -307,12 +321,14 @@ pub(crate) mod tests {
         let mut magic = bytes.clone();
         magic[0] = b'X';
         assert_eq!(ModelBlob::parse(&magic), Err(BlobError::BadMagic));
-        let mut version = bytes.clone();
-        version[4..6].copy_from_slice(&(BLOB_VERSION + 1).to_le_bytes());
-        assert_eq!(
-            ModelBlob::parse(&version),
-            Err(BlobError::UnsupportedVersion { found: BLOB_VERSION + 1, supported: BLOB_VERSION })
-        );
+        for found in [OLDEST_BLOB_VERSION - 1, BLOB_VERSION + 1] {
+            let mut version = bytes.clone();
+            version[4..6].copy_from_slice(&found.to_le_bytes());
+            assert_eq!(
+                ModelBlob::parse(&version),
+                Err(BlobError::UnsupportedVersion { found, oldest: OLDEST_BLOB_VERSION, newest: BLOB_VERSION })
+            );
+        }
         let mut longer = bytes.clone();
         longer.push(0);
         assert_eq!(ModelBlob::parse(&longer), Err(BlobError::TrailingBytes));

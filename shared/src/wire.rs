@@ -1715,8 +1715,21 @@ pub(crate) mod tests {
     /// ends of the i16 range), a whole frame and a last frame whose second window is cut short.
     #[test]
     fn latent_bounded_golden_vector_matches_the_spec() {
+        latent_bounded_vector(&crate::decoder::tests::TinyDecoder::new().spec(), 6, "golden-7");
+    }
+
+    /// Golden vector 8: vector 7 with a conv model's integer decoder, which upsamples before
+    /// its convolution.
+    #[test]
+    fn conv_decoder_golden_vector_matches_the_spec() {
+        latent_bounded_vector(&crate::decoder::tests::TinyConvDecoder::new().spec(), 7, "golden-8");
+    }
+
+    /// Checks the golden vector `name`: stream `stream_id` of vector 7's session and frames,
+    /// the model [`crate::encoder::tests::TinyModel`] with the integer decoder `decoder`.
+    fn latent_bounded_vector(decoder: &crate::blob::DecoderSpec<'_>, stream_id: u8, name: &str) {
         use crate::blob::{EncoderSpec, U8s};
-        use crate::decoder::tests::{decoder_bytes, TinyDecoder};
+        use crate::decoder::tests::decoder_bytes;
         use crate::encoder::tests::{blob_bytes, TinyModel};
         use crate::encoder::QuantizedEncoder;
         use crate::entropy::tests::OwnedTables;
@@ -1728,8 +1741,8 @@ pub(crate) mod tests {
             (-3, std::vec![32, 256, 1024, 1472, 1024, 256, 32]),
         ]);
         let tables = owned_tables.tables();
-        // TinyModel's window (8 samples of 2 channels, 2 codes at zero point 4) and TinyDecoder.
-        let (decoder, model) = (decoder_bytes(&TinyDecoder::new().spec()), TinyModel::new());
+        // TinyModel's window (8 samples of 2 channels, 2 codes at zero point 4).
+        let (decoder, model) = (decoder_bytes(decoder), TinyModel::new());
         let blob = blob_bytes(&EncoderSpec { decoder: Some(U8s::new(&decoder).unwrap()), ..model.spec() });
         let encoder = QuantizedEncoder::from_blob(&blob).unwrap();
         let layout = StreamLayout {
@@ -1740,12 +1753,12 @@ pub(crate) mod tests {
             entropy_coded: true,
             bounded: true,
         };
-        let h = StreamHeader { layout, ..coded_session(6, 0x090A, 2, 8) };
+        let h = StreamHeader { layout, ..coded_session(stream_id, 0x090A, 2, 8) };
         assert!(h.is_valid());
         // (codes, samples per channel): a whole frame, then the last, of 11 samples.
         let frames: [(Vec<i16>, usize); 2] = [(std::vec![4, 1, 6, -2], 16), (std::vec![2, 0, 8, 3], 11)];
         let mut scratch = std::vec![0i16; 4096];
-        let mut v7 = h.encode().to_vec();
+        let mut vector = h.encode().to_vec();
         let (mut buf, mut payload) = ([0u8; MAX_FRAME_LEN], [0u8; MAX_FRAME_BODY]);
         let mut sent = Vec::new();
         for (f, (codes, m)) in frames.iter().enumerate() {
@@ -1767,12 +1780,12 @@ pub(crate) mod tests {
                 1 => encode_last_frame(&h, 1, saturated, *m as u32, &payload[..len], &mut buf),
                 _ => encode_frame(&h, 0, saturated, &payload[..len], &mut buf),
             };
-            v7.extend_from_slice(&buf[..n.unwrap()]);
+            vector.extend_from_slice(&buf[..n.unwrap()]);
             sent.push((input, saturated));
         }
-        assert_eq!(v7, golden("golden-7"));
+        assert_eq!(vector, golden(name));
         // A receiver holding the model reads the codes, rebuilds them, then the samples.
-        let got = frames_of(&decode_all(&v7, 5));
+        let got = frames_of(&decode_all(&vector, 5));
         assert_eq!(got.len(), 2);
         assert_eq!((got[1].end_samples, got[1].samples()), (Some(11), 11));
         for (frame, ((codes, m), (input, saturated))) in got.iter().zip(frames.iter().zip(&sent)) {
