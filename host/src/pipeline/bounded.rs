@@ -123,17 +123,13 @@ impl BoundTarget {
     }
 
     /// `blob` made bounded with the latent codes in its frames, the residuals taken against the
-    /// integer rebuild of `decoder` (the float decoder tuned to the blob's codes); `None` for a
-    /// decoder the integer kernels cannot run (a conv model's upsamples).
-    pub fn with_codes(&self, blob: &Blob, decoder: &[NetLayer], dataset: &Dataset) -> Result<Option<BoundedCandidate>> {
-        if decoder.iter().any(|l| matches!(l, NetLayer::Upsample2 { .. })) {
-            return Ok(None);
-        }
+    /// integer rebuild of `decoder` (the float decoder tuned to the blob's codes).
+    pub fn with_codes(&self, blob: &Blob, decoder: &[NetLayer], dataset: &Dataset) -> Result<BoundedCandidate> {
         let decoding = with_decoder(blob, decoder, dataset.normalization(), dataset.train_norm())?;
         let windows = self.windows_per_frame.min((MAX_FRAME_CODES / blob.latent().max(1)) as u8);
         let bounded = bounded_blob(&decoding, self.train_counts(), self.max_error_counts, windows)?;
         let config = StreamConfig { windows_per_frame: windows, ..StreamConfig::DEFAULT };
-        self.candidate(bounded, config).map(Some)
+        self.candidate(bounded, config)
     }
 }
 

@@ -525,40 +525,39 @@ fn make_bounded(
     let mut best = target.alone(&outcome.blob)?;
     let mut trials = vec![trial(None, &best)];
     let mut requantized = None;
-    if let Some(with_codes) = target.with_codes(&outcome.blob, &outcome.decoder, dataset)? {
-        let rate = outcome_rate(outcome, dataset, card.windows_per_frame)?;
-        trials.push(trial(Some(rate), &with_codes));
-        let (mut before, mut last_rate) = (with_codes.training_bytes, rate);
-        if with_codes.training_bytes < best.training_bytes {
-            best = with_codes;
-        }
-        if let Some(r) = requantize {
-            let start = snapshot(r.varmap)?;
-            for fraction in BOUNDED_LATENT_RATES {
-                restore_snapshot(r.varmap, &start)?;
-                let rate = CodeRate::BitsPerSample(fraction * rate);
-                let dead_zone = Some(outcome.card.dead_zone);
-                let q = quantize_and_measure(r.model, r.varmap, card, dataset, r.calibration, rate, dead_zone, false)?;
-                let reached = outcome_rate(&q, dataset, card.windows_per_frame)?;
-                if reached >= last_rate {
-                    // The coarsest step: the codes go no lower.
-                    break;
-                }
-                last_rate = reached;
-                let Some(c) = target.with_codes(&q.blob, &q.decoder, dataset)? else { break };
-                trials.push(trial(Some(reached), &c));
-                let more = c.training_bytes >= before;
-                before = c.training_bytes;
-                if c.training_bytes < best.training_bytes {
-                    best = c;
-                    requantized = Some((q, snapshot(r.varmap)?));
-                }
-                if more {
-                    break;
-                }
+    let with_codes = target.with_codes(&outcome.blob, &outcome.decoder, dataset)?;
+    let rate = outcome_rate(outcome, dataset, card.windows_per_frame)?;
+    trials.push(trial(Some(rate), &with_codes));
+    let (mut before, mut last_rate) = (with_codes.training_bytes, rate);
+    if with_codes.training_bytes < best.training_bytes {
+        best = with_codes;
+    }
+    if let Some(r) = requantize {
+        let start = snapshot(r.varmap)?;
+        for fraction in BOUNDED_LATENT_RATES {
+            restore_snapshot(r.varmap, &start)?;
+            let rate = CodeRate::BitsPerSample(fraction * rate);
+            let dead_zone = Some(outcome.card.dead_zone);
+            let q = quantize_and_measure(r.model, r.varmap, card, dataset, r.calibration, rate, dead_zone, false)?;
+            let reached = outcome_rate(&q, dataset, card.windows_per_frame)?;
+            if reached >= last_rate {
+                // The coarsest step: the codes go no lower.
+                break;
             }
-            restore_snapshot(r.varmap, requantized.as_ref().map_or(&start, |(_, weights)| weights))?;
+            last_rate = reached;
+            let c = target.with_codes(&q.blob, &q.decoder, dataset)?;
+            trials.push(trial(Some(reached), &c));
+            let more = c.training_bytes >= before;
+            before = c.training_bytes;
+            if c.training_bytes < best.training_bytes {
+                best = c;
+                requantized = Some((q, snapshot(r.varmap)?));
+            }
+            if more {
+                break;
+            }
         }
+        restore_snapshot(r.varmap, requantized.as_ref().map_or(&start, |(_, weights)| weights))?;
     }
     if let Some((q, _)) = requantized {
         commit_quantization(dir, card, &q)?;

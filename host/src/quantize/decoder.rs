@@ -3,9 +3,11 @@
 //! int8 hidden activations calibrated on the training windows), its input the device's own
 //! codes of those windows, its last layer i16 with as many weight bits as the accumulator
 //! allows, and an output stage per channel that folds the normalization and the counts per
-//! unit into one fixed-point multiplier and an offset.
+//! unit into one fixed-point multiplier and an offset. A conv decoder's nearest-neighbour
+//! upsamplings go into the convolutions after them (`UpsampledConv1d`): upsampling keeps the
+//! quantization.
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
 use funnel_artifacts::blob::model_id_of;
 use funnel_artifacts::data::{Normalization, Windows};
 use funnel_artifacts::net::{Activation, FloatLayer, NetLayer};
@@ -22,21 +24,48 @@ use super::{
 /// saturates (at 2, a window's values still resolve in 14 bits).
 const OUTPUT_HEADROOM: f64 = 2.0;
 
-/// The weighted layers of `decoder`; shape steps that keep the layout vanish. Upsampling has
-/// no integer kernel yet: a `conv` model's decoder is refused.
-fn weighted_layers(decoder: &[NetLayer]) -> Result<Vec<FloatLayer>> {
-    let mut layers = Vec::new();
+/// A weighted layer of a float decoder, and whether an upsampling comes before it (the
+/// blob's `UpsampledConv1d`).
+struct DecoderStep {
+    layer: FloatLayer,
+    upsampled: bool,
+}
+
+impl DecoderStep {
+    /// The float step on one window's values `x`.
+    fn forward(&self, x: Vec<f32>) -> Vec<f32> {
+        match self.upsampled {
+            true => self.layer.forward(&x.iter().flat_map(|&v| [v, v]).collect::<Vec<_>>()),
+            false => self.layer.forward(&x),
+        }
+    }
+}
+
+/// The weighted layers of `decoder`, each with the upsampling before it; shape steps that keep
+/// the layout vanish.
+fn decoder_steps(decoder: &[NetLayer]) -> Result<Vec<DecoderStep>> {
+    let mut steps = Vec::new();
+    let mut upsampled = false;
     for layer in decoder {
         match layer {
-            NetLayer::Weighted(l) => layers.push(l.clone()),
+            NetLayer::Weighted(l) => {
+                ensure!(
+                    !upsampled || matches!(l, FloatLayer::Conv1d { .. }),
+                    "the integer decoder upsamples before convolutions only; this decoder upsamples before a dense layer"
+                );
+                steps.push(DecoderStep { layer: l.clone(), upsampled });
+                upsampled = false;
+            }
             NetLayer::Reshape { .. } | NetLayer::Flatten => {}
             NetLayer::Upsample2 { .. } => {
-                bail!("the integer decoder runs dense decoders (the transform and mlp architectures); this decoder upsamples")
+                ensure!(!upsampled, "the integer decoder upsamples once before a convolution; this decoder twice");
+                upsampled = true;
             }
         }
     }
-    ensure!(!layers.is_empty(), "the decoder has no layers");
-    Ok(layers)
+    ensure!(!upsampled, "the decoder ends with an upsampling, which the integer decoder has no layer for");
+    ensure!(!steps.is_empty(), "the decoder has no layers");
+    Ok(steps)
 }
 
 /// `blob` with the integer decoder of `decoder` (the float decoder tuned to `blob`'s codes),
@@ -48,13 +77,13 @@ pub fn with_decoder(
     normalization: &Normalization,
     calibration: &Windows,
 ) -> Result<Blob> {
-    let layers = weighted_layers(decoder)?;
+    let steps = decoder_steps(decoder)?;
     let parsed = ModelBlob::parse(blob.bytes()).expect("a Blob parses");
     let encoder = &parsed.spec;
     let (channels, window) = (usize::from(encoder.channels), usize::from(encoder.window));
     ensure!(
-        layers[0].input_len() == encoder.code_len()
-            && layers.last().map(FloatLayer::output_len) == Some(channels * window),
+        steps[0].layer.input_len() == encoder.code_len()
+            && steps.last().map(|s| s.layer.output_len()) == Some(channels * window),
         "the decoder does not map this blob's {} codes to its {channels} × {window} window",
         encoder.code_len()
     );
@@ -62,11 +91,11 @@ pub fn with_decoder(
 
     // Calibration: every layer's output range over the decoded codes of the training windows.
     let codes = device_codes(blob, normalization, calibration)?;
-    let mut ranges = vec![(f64::INFINITY, f64::NEG_INFINITY); layers.len()];
+    let mut ranges = vec![(f64::INFINITY, f64::NEG_INFINITY); steps.len()];
     for window_codes in codes.chunks_exact(encoder.code_len()) {
         let mut x: Vec<f32> = window_codes.iter().map(|&c| blob.dequantize(c)).collect();
-        for (layer, range) in layers.iter().zip(&mut ranges) {
-            x = layer.forward(&x);
+        for (step, range) in steps.iter().zip(&mut ranges) {
+            x = step.forward(x);
             for &v in &x {
                 *range = (range.0.min(f64::from(v)), range.1.max(f64::from(v)));
             }
@@ -74,12 +103,12 @@ pub fn with_decoder(
     }
     ensure!(ranges.iter().all(|r| r.0.is_finite() && r.1.is_finite()), "no finite decoder outputs to calibrate on");
 
-    let mut owned = Vec::with_capacity(layers.len());
+    let mut owned = Vec::with_capacity(steps.len());
     let mut s_in = codes_q;
     // A code may be any i16.
     let mut input_magnitude = f64::from(i16::MAX) + 1.0 + f64::from(codes_q.zero_point).abs();
-    for (i, (layer, &(min, max))) in layers.iter().zip(&ranges).enumerate() {
-        let last = i + 1 == layers.len();
+    for (i, (step, &(min, max))) in steps.iter().zip(&ranges).enumerate() {
+        let (layer, last) = (&step.layer, i + 1 == steps.len());
         let out_q = match last {
             true => {
                 let largest = min.abs().max(max.abs()) * OUTPUT_HEADROOM;
@@ -110,7 +139,7 @@ pub fn with_decoder(
     }
     let (offsets, multipliers) = (le_bytes(&offsets), le_bytes(&multipliers));
     let decoder = DecoderSpec {
-        layers: blob_layers(&layers, &owned)?,
+        layers: blob_layers(steps.iter().map(|s| (&s.layer, s.upsampled)), &owned)?,
         output: OutputQuant {
             offsets: I32s::new(&offsets).expect("4 bytes per offset"),
             requant: RequantParams {
@@ -137,9 +166,9 @@ mod tests {
     use crate::quantize::{quantize, QuantizationInput};
     use funnel_artifacts::spec::{Arch, ModelSpec};
 
-    /// The integer decoder of a random transform and MLP network rebuilds, in counts, what the
-    /// float decoder rebuilds from the same device codes, within a small fraction of the
-    /// signal's range; a conv decoder is refused by name.
+    /// The integer decoder of a random transform, MLP and conv network (its upsamplings in
+    /// the blob's upsampled convolutions) rebuilds, in counts, what the float decoder rebuilds
+    /// from the same device codes, within a small fraction of the signal's range.
     #[test]
     fn the_integer_decoder_tracks_the_float_decoder() {
         let (channels, window, cpu) = (2, 16, 200.0f32);
@@ -159,7 +188,7 @@ mod tests {
             .collect();
         let raw = Windows::new(channels * window, raw);
         let calibration = normalization.normalize(&raw);
-        for arch in [Arch::Transform, Arch::Mlp] {
+        for arch in [Arch::Transform, Arch::Mlp, Arch::Conv] {
             let spec = ModelSpec::new(arch, channels, window, 8).unwrap();
             let net = random_net(&spec, 7);
             let blob = quantize(&QuantizationInput {
@@ -197,8 +226,5 @@ mod tests {
             assert!(worst < 0.02 * f64::from(cpu), "{arch}: {worst} counts per std off the float decoder");
             assert!(spread.1 - spread.0 > 100.0, "{arch}: the float decoder's output barely varies: {spread:?}");
         }
-        let conv = random_net(&ModelSpec::new(Arch::Conv, 1, 32, 8).unwrap(), 1);
-        let e = weighted_layers(&conv.decoder).unwrap_err().to_string();
-        assert!(e.contains("upsamples"), "{e}");
     }
 }

@@ -211,8 +211,13 @@ fn quantize_layer(
     })
 }
 
-/// The blob's layers: `layers`' shapes with `owned`'s parameters.
-fn blob_layers<'o>(layers: &[FloatLayer], owned: &'o [OwnedLayer]) -> Result<heapless::Vec<Layer<'o>, MAX_LAYERS>> {
+/// The blob's layers: `layers`' shapes with `owned`'s parameters, each `(layer, upsampled)`:
+/// `upsampled` for a convolution an upsampling comes before (its `in_len` the upsampled
+/// length), which becomes a [`Layer::UpsampledConv1d`].
+fn blob_layers<'f, 'o>(
+    layers: impl IntoIterator<Item = (&'f FloatLayer, bool)>,
+    owned: &'o [OwnedLayer],
+) -> Result<heapless::Vec<Layer<'o>, MAX_LAYERS>> {
     let narrow = |v: usize, what: &str| -> Result<u16> {
         u16::try_from(v).map_err(|_| anyhow::anyhow!("{what} {v} does not fit the blob format"))
     };
@@ -220,23 +225,38 @@ fn blob_layers<'o>(layers: &[FloatLayer], owned: &'o [OwnedLayer]) -> Result<hea
         u8::try_from(v).map_err(|_| anyhow::anyhow!("conv {what} {v} does not fit the blob format"))
     };
     let mut out = heapless::Vec::new();
-    for (layer, o) in layers.iter().zip(owned) {
+    for ((layer, upsampled), o) in layers.into_iter().zip(owned) {
         let q = o.quant();
-        let l = match layer {
-            FloatLayer::Dense { in_features, out_features, .. } => Layer::Dense {
+        let l = match (layer, upsampled) {
+            (FloatLayer::Dense { in_features, out_features, .. }, false) => Layer::Dense {
                 in_features: narrow(*in_features, "dense input size")?,
                 out_features: narrow(*out_features, "dense output size")?,
                 q,
             },
-            FloatLayer::Conv1d { in_channels, out_channels, kernel, stride, padding, in_len, .. } => Layer::Conv1d {
-                in_channels: narrow(*in_channels, "conv input channels")?,
-                out_channels: narrow(*out_channels, "conv output channels")?,
-                in_len: narrow(*in_len, "conv input length")?,
-                kernel: small(*kernel, "kernel")?,
-                stride: small(*stride, "stride")?,
-                padding: small(*padding, "padding")?,
-                q,
-            },
+            (FloatLayer::Dense { .. }, true) => bail!("an upsampling before a dense layer has no integer kernel"),
+            (FloatLayer::Conv1d { in_channels, out_channels, kernel, stride, padding, in_len, .. }, false) => {
+                Layer::Conv1d {
+                    in_channels: narrow(*in_channels, "conv input channels")?,
+                    out_channels: narrow(*out_channels, "conv output channels")?,
+                    in_len: narrow(*in_len, "conv input length")?,
+                    kernel: small(*kernel, "kernel")?,
+                    stride: small(*stride, "stride")?,
+                    padding: small(*padding, "padding")?,
+                    q,
+                }
+            }
+            (FloatLayer::Conv1d { in_channels, out_channels, kernel, stride, padding, in_len, .. }, true) => {
+                ensure!(in_len % 2 == 0, "an upsampled convolution's input length {in_len} is odd");
+                Layer::UpsampledConv1d {
+                    in_channels: narrow(*in_channels, "conv input channels")?,
+                    out_channels: narrow(*out_channels, "conv output channels")?,
+                    in_len: narrow(in_len / 2, "conv input length")?,
+                    kernel: small(*kernel, "kernel")?,
+                    stride: small(*stride, "stride")?,
+                    padding: small(*padding, "padding")?,
+                    q,
+                }
+            }
         };
         out.push(l).map_err(|_| anyhow::anyhow!("more than {MAX_LAYERS} layers"))?;
     }
@@ -390,7 +410,7 @@ pub fn quantize(q: &QuantizationInput<'_>) -> Result<Blob> {
 
     let offsets = le_bytes(&offsets);
     let in_mult = le_bytes(&in_mult);
-    let layers = blob_layers(&enc.layers, &owned)?;
+    let layers = blob_layers(enc.layers.iter().map(|l| (l, false)), &owned)?;
     let codes = acts.last().copied().unwrap_or(input_q);
     let spec = EncoderSpec {
         window: u16::try_from(enc.window)
