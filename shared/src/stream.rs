@@ -634,7 +634,7 @@ mod tests {
         /// A bounded stream, from windows through the link to the receiver's samples: every
         /// sample sent comes back within the bound (E′ = 0: exactly), the end of the stream
         /// included, at its sample index; frames with a sample at an end of the i16 range are
-        /// flagged; nothing is sent as latent codes.
+        /// flagged; with the samples alone or with latent codes and a dense or a conv decoder.
         #[test]
         fn a_bounded_stream_rebuilds_every_sample_within_its_bound(
             samples in proptest::collection::vec(
@@ -644,10 +644,11 @@ mod tests {
             max_error in proptest::prop_oneof![proptest::prelude::Just(0u16), 1u16..300],
             windows_per_frame in 1u8..=4,
             prediction in proptest::collection::vec(-6000i16..6000, 0..=2),
-            latent in proptest::prelude::any::<bool>(),
+            // 0: the samples alone; 1: codes and a dense decoder; 2: codes and a conv decoder.
+            decoding in 0u8..3,
         ) {
             use crate::blob::EncoderSpec;
-            use crate::decoder::tests::{decoder_bytes, TinyDecoder};
+            use crate::decoder::tests::{decoder_bytes, TinyConvDecoder, TinyDecoder};
             use crate::encoder::tests::{blob_bytes, TinyModel};
             use crate::entropy::tests::OwnedTables;
             use crate::residual::tests::Owned;
@@ -658,10 +659,11 @@ mod tests {
             );
             // With `latent`, the frames carry the codes (most of them escaped by these narrow
             // tables) and the residuals are taken against the integer decoder's rebuild.
-            let (model, decoder) = (TinyModel::new(), TinyDecoder::new());
+            let (model, latent) = (TinyModel::new(), decoding > 0);
             let code_tables = OwnedTables::new(&[(-2, std::vec![1000, 2096, 1000]), (3, std::vec![2000, 96, 2000])]);
             let spec = EncoderSpec { residual: Some(owned.spec(max_error)), ..model.spec() };
-            let decoder = decoder_bytes(&decoder.spec());
+            let (dense, conv) = (TinyDecoder::new(), TinyConvDecoder::new());
+            let decoder = decoder_bytes(&if decoding == 2 { conv.spec() } else { dense.spec() });
             let spec = match latent {
                 true => EncoderSpec { tables: Some(code_tables.tables()), decoder: Some(crate::blob::U8s::new(&decoder).unwrap()), ..spec },
                 false => spec,
