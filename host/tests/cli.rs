@@ -670,6 +670,67 @@ fn concurrent_decodes_into_one_output_never_interleave() {
     assert_eq!(std::fs::read_to_string(&shared).unwrap(), std::fs::read_to_string(&single).unwrap());
 }
 
+/// `funnel encode` of `data` (one column, [`COLUMN`]) with the bounded model in `model`, then
+/// `funnel decode` (files in `dir`): every sample comes back within `bound`, each row saying so.
+fn encode_and_decode_within(dir: &Path, model: &Path, data: &Path, bound: f64) {
+    let recording: Vec<f64> =
+        std::fs::read_to_string(data).unwrap().lines().skip(1).map(|l| l.parse().unwrap()).collect();
+    let (codes, recon) = (dir.join("codes.bin"), dir.join("recon.csv"));
+    let (model_s, data_s) = (model.to_str().unwrap(), data.to_str().unwrap());
+    let (codes_s, recon_s) = (codes.to_str().unwrap(), recon.to_str().unwrap());
+    let enc = funnel(&["encode", "--model", model_s, "--data", data_s, "--column", COLUMN, "--out", codes_s]);
+    assert!(enc.status.success(), "{}", String::from_utf8_lossy(&enc.stderr));
+    let dec = funnel(&["decode", "--model", model_s, "--input", codes_s, "--out", recon_s]);
+    assert!(dec.status.success(), "{}", String::from_utf8_lossy(&dec.stderr));
+    let text = std::fs::read_to_string(&recon).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some(format!("sample_index,{COLUMN},status,max_error").as_str()));
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows.len(), recording.len(), "every sample, the end of the stream included");
+    for (t, (row, &x)) in rows.iter().zip(&recording).enumerate() {
+        assert_eq!(row[0].parse::<usize>().unwrap(), t);
+        let value: f64 = row[1].parse().unwrap();
+        assert!((value - x).abs() <= bound + 1e-6, "sample {t}: {x} rebuilt as {value}, bound {bound}");
+        assert_eq!((row[2], row[3].parse::<f64>().unwrap()), ("ok", bound));
+    }
+}
+
+/// A conv model trained with `--max-error`: its latent codes are tried through its integer
+/// decoder (upsampled convolutions) as a dense model's are, and `funnel encode` and `funnel
+/// decode` rebuild every sample within the bound.
+#[test]
+fn a_bounded_conv_model_tries_its_codes_and_keeps_the_bound() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = ecg_slice(tmp.path(), 3000);
+    let model = tmp.path().join("m");
+    let trained = funnel(&[
+        "train",
+        "--data",
+        data.to_str().unwrap(),
+        "--column",
+        COLUMN,
+        "--window",
+        "32",
+        "--latent",
+        "4",
+        "--arch",
+        "conv",
+        "--epochs",
+        "2",
+        "--counts-per-unit",
+        "200",
+        "--max-error",
+        "0.02",
+        "--out",
+        model.to_str().unwrap(),
+    ]);
+    assert!(trained.status.success(), "{}", String::from_utf8_lossy(&trained.stderr));
+    let b = funnel_artifacts::ModelDir::new(&model).load_card().unwrap().bounded.expect("a bounded card");
+    assert!(b.trials.iter().any(|t| t.latent_bits_per_sample.is_some()), "the codes were tried: {b:?}");
+    assert!(b.max_abs_error <= 0.02 + 1e-6, "{b:?}");
+    encode_and_decode_within(tmp.path(), &model, &data, 0.02);
+}
+
 /// `--max-error`: `funnel train`, then `funnel encode` and `funnel decode`, rebuild every sample
 /// of the recording within the bound (in its units), each row saying so; `funnel quantize
 /// --max-error 0` makes the same model lossless in device counts (the ECG is on MIT-BIH's grid
@@ -702,8 +763,6 @@ fn a_bounded_model_rebuilds_every_sample_within_its_bound() {
         model_s,
     ]);
     assert!(trained.status.success(), "{}", String::from_utf8_lossy(&trained.stderr));
-    let recording: Vec<f64> =
-        std::fs::read_to_string(&data).unwrap().lines().skip(1).map(|l| l.parse().unwrap()).collect();
     for (bound, quantize) in [(0.02f64, None), (0.0, Some("0"))] {
         if let Some(e) = quantize {
             let q = funnel(&["quantize", "--model", model_s, "--max-error", e]);
@@ -721,24 +780,7 @@ fn a_bounded_model_rebuilds_every_sample_within_its_bound() {
         assert!(rates.windows(2).all(|r| r[1] < r[0]), "{b:?}");
         let fewest = b.trials.iter().min_by(|x, y| x.training_bits_per_sample.total_cmp(&y.training_bits_per_sample));
         assert_eq!(fewest.unwrap().latent_bits_per_sample.is_some(), b.latent_codes, "{b:?}");
-        let codes = tmp.path().join("codes.bin");
-        let recon = tmp.path().join("recon.csv");
-        let (codes_s, recon_s) = (codes.to_str().unwrap(), recon.to_str().unwrap());
-        let enc = funnel(&["encode", "--model", model_s, "--data", data_s, "--column", COLUMN, "--out", codes_s]);
-        assert!(enc.status.success(), "{}", String::from_utf8_lossy(&enc.stderr));
-        let dec = funnel(&["decode", "--model", model_s, "--input", codes_s, "--out", recon_s]);
-        assert!(dec.status.success(), "{}", String::from_utf8_lossy(&dec.stderr));
-        let text = std::fs::read_to_string(&recon).unwrap();
-        let mut lines = text.lines();
-        assert_eq!(lines.next(), Some(format!("sample_index,{COLUMN},status,max_error").as_str()));
-        let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
-        assert_eq!(rows.len(), recording.len(), "every sample, the end of the stream included");
-        for (t, (row, &x)) in rows.iter().zip(&recording).enumerate() {
-            assert_eq!(row[0].parse::<usize>().unwrap(), t);
-            let value: f64 = row[1].parse().unwrap();
-            assert!((value - x).abs() <= bound + 1e-6, "sample {t}: {x} rebuilt as {value}, bound {bound}");
-            assert_eq!((row[2], row[3].parse::<f64>().unwrap()), ("ok", bound));
-        }
+        encode_and_decode_within(tmp.path(), &model, &data, bound);
         // `funnel bench rd` places the model in the bounded table at its bound, its stream of the
         // held-out part measured as for the card, against SZ3 at the same bound (and zstd and
         // FLAC, lossless); it has no point on the unbounded curve, as it sends no such stream.
