@@ -1869,7 +1869,7 @@ def golden_6(report=None):
 
 # Bounded sessions ("Bounded sessions", version 7; the adaptive stage, version 8).
 
-BLOCK = 32                 # a segment is cut into blocks of 32 bins (its last may be shorter)
+MIN_BLOCK, MAX_BLOCK = 16, 64   # a segment is cut into blocks of B bins, 16 ≤ B ≤ 64
 OCTAVE = 16                # a bin q with |q| < 16 is its own symbol; from 16 on, octave-coded
 MAX_SYMBOL = 16 + 15 - 4   # 27: the symbol of o = 15, the largest magnitude a payload may hold
 RAW_SPLIT = 8              # raw bits are symbols of at most 8 bits
@@ -1894,17 +1894,19 @@ def shift(v, z):
 class ResidualCoder:
     """A model's residual coder ("The residual coder"): the bound E′ (0 … 32 767 counts),
     prediction coefficients a_1 … a_p (p ≤ 4, i16, 12 fractional bits), the adaptive stage's
-    order n (0 … 16; 0: no adaptive stage) and step μ (0 … 15), class bounds b_0 < … < b_{K−2}
-    (u16, K ≤ 16 classes) and K + 1 tables: table 0 codes block classes, table 1 + c the
-    symbols of the bins of class c."""
+    order n (0 … 16; 0: no adaptive stage) and step μ (0 … 15), the block length B (16 … 64),
+    class bounds b_0 < … < b_{K−2} (u16, K ≤ 16 classes) and K + 1 tables: table 0 codes
+    block classes, table 1 + c the symbols of the bins of class c."""
 
-    def __init__(self, bound, coefficients, order, step, class_bounds, tables):
+    def __init__(self, bound, coefficients, order, step, class_bounds, tables, block=32):
         assert 0 <= bound <= I16_MAX, "E′ is 0 to 32 767 counts"
         assert len(coefficients) <= 4, "p ≤ 4"
         assert all(I16_MIN <= a <= I16_MAX for a in coefficients), "coefficients are i16"
         assert isinstance(order, int) and 0 <= order <= MAX_ORDER, "n is 0 to 16"
         assert isinstance(step, int) and 0 <= step <= MAX_STEP, "μ is 0 to 15"
         self.order, self.step = order, step
+        assert isinstance(block, int) and MIN_BLOCK <= block <= MAX_BLOCK, "B is 16 to 64"
+        self.block = block
         assert all(0 <= b <= 0xFFFF for b in class_bounds), "class bounds are u16"
         assert all(a < b for a, b in zip(class_bounds, class_bounds[1:])), "b_0 < b_1 < …"
         self.bound, self.coefficients = bound, list(coefficients)
@@ -2129,9 +2131,9 @@ def raw_sym(k, v):
     return f, v * f
 
 
-def blocks(n):
-    """The (start, length) of the blocks of a segment of n bins: 32 each, the last shorter."""
-    return [(start, min(BLOCK, n - start)) for start in range(0, n, BLOCK)]
+def blocks(n, size):
+    """The (start, length) of the blocks of a segment of n bins: size each, the last shorter."""
+    return [(start, min(size, n - start)) for start in range(0, n, size)]
 
 
 def residual_groups(segments, coder, alphas=None):
@@ -2149,7 +2151,7 @@ def residual_groups(segments, coder, alphas=None):
     for bins, alpha in zip(segments, alphas):
         if coder.order >= 1:
             groups.append([raw_sym(1, alpha)])
-        for start, n in blocks(len(bins)):
+        for start, n in blocks(len(bins), coder.block):
             block = bins[start:start + n]
             c = coder.block_class(block)
             groups.append(symbols_of(c, coder.class_table()))
@@ -2242,7 +2244,7 @@ def read_residuals(reader, m, channels, coder, refuse):
     for _ in range(channels):
         alphas.append(reader.raw(1) if coder.order >= 1 else None)
         bins = []
-        for _, n in blocks(m):
+        for _, n in blocks(m, coder.block):
             c = reader.value(coder.class_table())
             if c is None:
                 return refuse("value")
@@ -2423,8 +2425,8 @@ def check_bounded(coder):
         assert bin_symbol(q) == want, (q, bin_symbol(q))
     assert raw_sym(1, 1) == (2048, 2048) and raw_sym(4, 15) == (256, 3840)
     assert raw_sym(8, 232) == (16, 3712) and raw_sym(7, 127) == (32, 4064)
-    assert blocks(1) == [(0, 1)] and blocks(32) == [(0, 32)] and blocks(65) == \
-        [(0, 32), (32, 32), (64, 1)]
+    assert blocks(1, 32) == [(0, 1)] and blocks(32, 32) == [(0, 32)] and blocks(65, 32) == \
+        [(0, 32), (32, 32), (64, 1)] and blocks(40, 16) == [(0, 16), (16, 16), (32, 8)]
 
     # Prediction and bins, by hand: 1.5 × 100 = 150; −1.5 × 100 = −150 (−149.5 rounded down
     # by the arithmetic shift; a division truncating toward 0 would give −149); clamped at
@@ -3069,16 +3071,21 @@ def check_adaptive(coder):
     return widest, hits, cases
 
 
+def golden_5_coder():
+    """Vector 5's residual coder: E′ = 2, prediction [6144, −2048] (1.5 and −0.5), an
+    adaptive stage of order n = 3 with step μ = 1, blocks of 32, class bounds [16] (two
+    classes); table 0 (classes) -1 ..= 2, table 1 (class 0) -3 ..= 3, table 2 (class 1)
+    -28 ..= 28."""
+    return ResidualCoder(bound=2, coefficients=[6144, -2048], order=3, step=1,
+                         class_bounds=[16], tables=[
+                             Table(-1, [1, 3000, 1094, 1]),
+                             Table(-3, [16, 200, 800, 2064, 800, 200, 16]),
+                             Table(-28, [512 if c == 0 else 64 for c in range(-28, 29)])])
+
+
 def golden_5(report=None):
     common = dict(stream_id=4, session=0x0506)
-    # E′ = 2, prediction [6144, −2048] (1.5 and −0.5), an adaptive stage of order n = 3 with
-    # step μ = 1, class bounds [16] (two classes); table 0 (classes) -1 ..= 2, table 1 (class
-    # 0) -3 ..= 3, table 2 (class 1) -28 ..= 28.
-    coder = ResidualCoder(bound=2, coefficients=[6144, -2048], order=3, step=1,
-                          class_bounds=[16], tables=[
-                              Table(-1, [1, 3000, 1094, 1]),
-                              Table(-3, [16, 200, 800, 2064, 800, 200, 16]),
-                              Table(-28, [512 if c == 0 else 64 for c in range(-28, 29)])])
+    coder = golden_5_coder()
     check_bounded(coder)
     check_adaptive(coder)
     t0, t1, t2 = coder.tables
@@ -3484,12 +3491,7 @@ def latent_bounded_vector(make_decoder, stream_id, report):
     check_integer_arithmetic()
     common = dict(stream_id=stream_id, session=0x090A)
     window, windows_per_frame, header_interval, channels, k = 8, 2, 64, 2, 2
-    # Vector 5's residual coder.
-    coder = ResidualCoder(bound=2, coefficients=[6144, -2048], order=3, step=1,
-                          class_bounds=[16], tables=[
-                              Table(-1, [1, 3000, 1094, 1]),
-                              Table(-3, [16, 200, 800, 2064, 800, 200, 16]),
-                              Table(-28, [512 if c == 0 else 64 for c in range(-28, 29)])])
+    coder = golden_5_coder()
     # The codes' tables: latent 0 `0 ..= 8`, latent 1 `-3 ..= 3`; no prediction, no classes.
     tables = [Table(0, [16, 64, 256, 800, 1824, 800, 256, 64, 16]),
               Table(-3, [32, 256, 1024, 1472, 1024, 256, 32])]
@@ -3541,6 +3543,50 @@ def latent_bounded_vector(make_decoder, stream_id, report):
     return items
 
 
+def golden_9(report=None):
+    """A bounded session in blocks of B = 16: vector 5's coder, one channel, frames of 40
+    samples (window 8, 5 windows per frame), each segment three blocks (16, 16 and 8), a calm
+    stretch and a busy one in one frame, then a last frame of 21 samples."""
+    common = dict(stream_id=8, session=0x0B0C)
+    five = golden_5_coder()
+    coder = ResidualCoder(bound=2, coefficients=five.coefficients, order=five.order,
+                          step=five.step, class_bounds=five.class_bounds, tables=five.tables,
+                          block=16)
+    window, windows_per_frame, header_interval, channels = 8, 5, 64, 1
+    # 40 samples: 20 of a slow ramp, 20 of ±(90 + 37t mod 61), then 21 of a step.
+    calm_busy = [100 + 2 * t for t in range(20)] + \
+        [(-1) ** t * (90 + (37 * t) % 61) for t in range(20)]
+    step = [0] * 10 + [500] * 11
+    items = [header(flags=RESTART | ENTROPY_CODED | BOUNDED, model_id=MODEL_ID,
+                    channels=channels, codes_per_window=0, window=window,
+                    windows_per_frame=windows_per_frame, header_interval=header_interval,
+                    frame=0, start_sample=0, **common)]
+    item, sent_coded, coded_len, rebuilt, bins, alphas = bounded_frame(
+        [calm_busy], coder, frame=0, frame_flags=0, **common)
+    assert sent_coded
+    classes = [coder.block_class(bins[0][s:s + n]) for s, n in blocks(40, 16)]
+    assert classes[0] != classes[2], "the calm and the busy blocks take different classes"
+    body, _ = read_entropy_frame(item, 40, frame=0, frame_flags=0, **common)
+    assert decode_bounded_payload(body, 40, channels, coder) == rebuilt
+    # In blocks of 32 the same frame is other bytes.
+    assert bounded_frame([calm_busy], five, frame=0, frame_flags=0, **common)[0] != item
+    items.append(item)
+    last, last_coded, last_len, last_rebuilt, _, last_alphas = bounded_end_frame(
+        [step], coder, window, windows_per_frame, frame=1, frame_flags=0, **common)
+    assert last_coded
+    read = read_bounded_end_frame(last, window, windows_per_frame, channels, frame=1,
+                                  frame_flags=END, **common)
+    assert read[0] == 21 and decode_bounded_payload(read[1], 21, channels, coder) == last_rebuilt
+    items.append(last)
+    for xs, ys in ((calm_busy, rebuilt[0]), (step, last_rebuilt[0])):
+        assert all(abs(x - y) <= 2 for x, y in zip(xs, ys))
+    if report is not None:
+        report.append((0, sent_coded, coded_len, 0, 0, len(item), 0,
+                       f" α={alphas} classes={classes}"))
+        report.append((1, last_coded, last_len, 0, 0, len(last), END, f" samples=21 α={last_alphas}"))
+    return items
+
+
 def hex_lines(items):
     return [" ".join(f"{b:02x}" for b in item) for item in items]
 
@@ -3560,14 +3606,15 @@ def write_spec(vectors):
 
 
 def main():
-    reports = {3: [], 4: [], 5: [], 6: [], 7: [], 8: []}
+    reports = {3: [], 4: [], 5: [], 6: [], 7: [], 8: [], 9: []}
     vectors = {"golden-1": hex_lines(golden_1()), "golden-2": hex_lines(golden_2()),
                "golden-3": hex_lines(golden_3(reports[3])),
                "golden-4": hex_lines(golden_4(reports[4])),
                "golden-5": hex_lines(golden_5(reports[5])),
                "golden-6": hex_lines(golden_6(reports[6])),
                "golden-7": hex_lines(golden_7(reports[7])),
-               "golden-8": hex_lines(golden_8(reports[8]))}
+               "golden-8": hex_lines(golden_8(reports[8])),
+               "golden-9": hex_lines(golden_9(reports[9]))}
     for name, lines in vectors.items():
         print(name)
         print("\n".join(lines))

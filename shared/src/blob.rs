@@ -4,8 +4,7 @@
 //! ```text
 //! offset  size  field
 //! 0       4     magic "FNQ8"
-//! 4       2     format version, u16 LE: 10, or 11 (BLOB_VERSION) when a layer is an
-//!               upsampled convolution (see EncoderSpec::format_version)
+//! 4       2     format version, u16 LE (BLOB_VERSION)
 //! 6       4     model id: first 4 bytes of SHA-256(payload)
 //! 10      4     payload length n, u32 LE
 //! 14      n     payload: postcard-serialized `EncoderSpec` (the int8 encoder, the optional
@@ -27,12 +26,9 @@ use crate::wire::{ModelId, CRC32, MAX_BOUNDED_SAMPLES, MAX_CODES, MODEL_ID_LEN};
 use serde::{Deserialize, Serialize};
 
 pub const BLOB_MAGIC: [u8; 4] = *b"FNQ8";
-/// The newest format version this build reads and writes. Version 11 added
-/// [`Layer::UpsampledConv1d`] and nothing else, so a blob without one is written as version
-/// 10 ([`OLDEST_BLOB_VERSION`]), which builds before it read too.
+/// Version 11 added [`Layer::UpsampledConv1d`] and the residual coder's block length
+/// ([`ResidualSpec::block`]); a version-10 blob is refused (`funnel quantize` makes it again).
 pub const BLOB_VERSION: u16 = 11;
-/// The oldest format version this build reads.
-pub const OLDEST_BLOB_VERSION: u16 = 10;
 pub const HEADER_LEN: usize = 14;
 pub const TRAILER_LEN: usize = 4;
 /// Most layers an encoder may have.
@@ -203,8 +199,7 @@ pub enum Layer<'a> {
     },
     /// Nearest-neighbour ×2 upsampling of its `[C][in_len]` input (`u[c][t] = x[c][t / 2]`),
     /// then a [`Layer::Conv1d`] over `[C][2·in_len]`: a conv decoder's upsampling and the
-    /// convolution after it, one layer because upsampling keeps the quantization (blob
-    /// version 11).
+    /// convolution after it, one layer because upsampling keeps the quantization.
     UpsampledConv1d {
         in_channels: u16,
         out_channels: u16,
@@ -427,11 +422,9 @@ pub enum BlobError {
         found: usize,
     },
     BadMagic,
-    /// A version outside `oldest..=newest`, the versions this build reads.
     UnsupportedVersion {
         found: u16,
-        oldest: u16,
-        newest: u16,
+        supported: u16,
     },
     ChecksumMismatch {
         stored: u32,
@@ -454,8 +447,8 @@ impl core::fmt::Display for BlobError {
                 write!(f, "model blob truncated: {found} bytes, header needs {needed}")
             }
             BlobError::BadMagic => write!(f, "not a Funnel model blob (magic is not \"FNQ8\")"),
-            BlobError::UnsupportedVersion { found, oldest, newest } => {
-                write!(f, "model blob format version {found} is not supported (this build reads {oldest} to {newest})")
+            BlobError::UnsupportedVersion { found, supported } => {
+                write!(f, "model blob format version {found} is not supported (this build reads {supported})")
             }
             BlobError::ChecksumMismatch { stored, computed } => {
                 write!(f, "model blob corrupted: CRC {stored:08x} stored, {computed:08x} computed")
@@ -487,12 +480,8 @@ impl<'a> ModelBlob<'a> {
             return Err(BlobError::BadMagic);
         }
         let version = u16::from_le_bytes([bytes[4], bytes[5]]);
-        if !(OLDEST_BLOB_VERSION..=BLOB_VERSION).contains(&version) {
-            return Err(BlobError::UnsupportedVersion {
-                found: version,
-                oldest: OLDEST_BLOB_VERSION,
-                newest: BLOB_VERSION,
-            });
+        if version != BLOB_VERSION {
+            return Err(BlobError::UnsupportedVersion { found: version, supported: BLOB_VERSION });
         }
         let mut model_id = [0u8; MODEL_ID_LEN];
         model_id.copy_from_slice(&bytes[6..10]);
@@ -536,7 +525,7 @@ pub fn write_blob(
         postcard::to_slice(spec, &mut buf[HEADER_LEN..room]).map_err(|_| BlobError::BufferTooSmall)?.len();
     let id = model_id_of(&buf[HEADER_LEN..HEADER_LEN + payload_len]);
     buf[0..4].copy_from_slice(&BLOB_MAGIC);
-    buf[4..6].copy_from_slice(&spec.format_version().to_le_bytes());
+    buf[4..6].copy_from_slice(&BLOB_VERSION.to_le_bytes());
     buf[6..10].copy_from_slice(&id.0);
     buf[10..14].copy_from_slice(&(payload_len as u32).to_le_bytes());
     let body_end = HEADER_LEN + payload_len;
@@ -546,16 +535,6 @@ pub fn write_blob(
 }
 
 impl EncoderSpec<'_> {
-    /// The oldest format version that holds this (valid) spec: [`BLOB_VERSION`] when a layer
-    /// of its encoder or decoder upsamples, else [`OLDEST_BLOB_VERSION`].
-    pub fn format_version(&self) -> u16 {
-        let decoder_upsamples = self.decoder().is_some_and(|d| d.layers.iter().any(Layer::upsamples));
-        match decoder_upsamples || self.layers.iter().any(Layer::upsamples) {
-            true => BLOB_VERSION,
-            false => OLDEST_BLOB_VERSION,
-        }
-    }
-
     /// Samples per window over all channels.
     pub fn input_len(&self) -> usize {
         usize::from(self.window) * usize::from(self.channels)

@@ -321,12 +321,12 @@ pub(crate) mod tests {
         let mut magic = bytes.clone();
         magic[0] = b'X';
         assert_eq!(ModelBlob::parse(&magic), Err(BlobError::BadMagic));
-        for found in [OLDEST_BLOB_VERSION - 1, BLOB_VERSION + 1] {
+        for found in [BLOB_VERSION - 1, BLOB_VERSION + 1] {
             let mut version = bytes.clone();
             version[4..6].copy_from_slice(&found.to_le_bytes());
             assert_eq!(
                 ModelBlob::parse(&version),
-                Err(BlobError::UnsupportedVersion { found, oldest: OLDEST_BLOB_VERSION, newest: BLOB_VERSION })
+                Err(BlobError::UnsupportedVersion { found, supported: BLOB_VERSION })
             );
         }
         let mut longer = bytes.clone();

@@ -8,7 +8,8 @@
 //! difference from its prediction is quantized in bins of `2E′ + 1` counts, so that the
 //! rebuilt sample is never more than `E′` counts from the input (`E′ = 0`: the input exactly,
 //! differences wrapping in i16). The bins are rANS coded with the
-//! coder of [`crate::entropy`]: the samples go in blocks of [`BLOCK`], each block with the table
+//! coder of [`crate::entropy`]: the samples go in blocks (of the coder's [`ResidualSpec::block`]
+//! samples), each block with the table
 //! of its **class**, the class coded ahead of the block with a table of its own, so a busy
 //! stretch does not pay a calm one's table. The sender takes the class that codes the block
 //! in the fewest bits (by [`crate::entropy::class_cost`], so host and device choose alike); the
@@ -43,8 +44,10 @@ pub const MAX_SEGMENTS: usize = 64;
 
 /// Which segments of a call run the adaptive stage: bit `s` for segment `s`.
 pub type Adapted = u64;
-/// Samples per block; each block's class is chosen by the encoder and sent ahead of it.
-pub const BLOCK: usize = 32;
+/// Fewest samples per block (see [`ResidualSpec::block`]).
+pub const MIN_BLOCK: u8 = 16;
+/// Most samples per block.
+pub const MAX_BLOCK: u8 = 64;
 /// Most block classes.
 pub const MAX_CLASSES: usize = 16;
 /// Largest `E′`: bins of up to 65,535 counts.
@@ -129,6 +132,11 @@ pub struct ResidualSpec<'a> {
     pub prediction: I16s<'a>,
     /// The adaptive stage after the fixed prediction.
     pub adaptive: Adaptive,
+    /// Samples per block ([`MIN_BLOCK`] to [`MAX_BLOCK`]): each segment is cut into blocks
+    /// of this many (its last may be shorter), each coded in its own class, the class sent
+    /// ahead of it. Shorter blocks follow the residuals' level closely and pay more class
+    /// symbols: the fit chooses.
+    pub block: u8,
     /// Ascending: there are `class_bounds.len() + 1` classes. The fit starts each block in the
     /// class of its level ([`block_class`]); the sender takes the cheapest class, so a stream
     /// depends only on their number.
@@ -425,16 +433,16 @@ const SYMBOLS: usize = 2 * (DIRECT as usize + 15 - FIRST_OCTAVE as usize) + 1;
 
 /// Most blocks [`ResidualSpec::code_bins`] codes in a call: a frame of at most
 /// [`MAX_BOUNDED_SAMPLES`] samples in at most [`MAX_SEGMENTS`] segments, each cut on its own.
-pub const MAX_BLOCKS: usize = MAX_BOUNDED_SAMPLES / BLOCK + MAX_SEGMENTS;
+pub const MAX_BLOCKS: usize = MAX_BOUNDED_SAMPLES / MIN_BLOCK as usize + MAX_SEGMENTS;
 
-/// The blocks of `bins` coded in segments of `segment`, in order.
-fn blocks(bins: &[i16], segment: usize) -> impl DoubleEndedIterator<Item = &[i16]> {
-    bins.chunks(segment).flat_map(|s| s.chunks(BLOCK))
+/// The blocks of `block` samples of `bins` coded in segments of `segment`, in order.
+fn blocks(bins: &[i16], segment: usize, block: usize) -> impl DoubleEndedIterator<Item = &[i16]> {
+    bins.chunks(segment).flat_map(move |s| s.chunks(block))
 }
 
 /// A block's level: [`LEVEL_SCALE`] × its mean |bin|, rounded down.
 pub fn block_level(bins: &[i16]) -> u32 {
-    // At most BLOCK bins of at most 32,768: the sum fits.
+    // At most MAX_BLOCK bins of at most 32,768: the sum fits.
     let sum: u32 = bins.iter().map(|q| u32::from(q.unsigned_abs())).sum();
     sum * LEVEL_SCALE / bins.len().max(1) as u32
 }
@@ -466,6 +474,9 @@ impl<'a> ResidualSpec<'a> {
     /// Checks every rule of the fields' documentation.
     pub fn validate(&self) -> Result<(), ResidualError> {
         self.quantizer().check()?;
+        if !(MIN_BLOCK..=MAX_BLOCK).contains(&self.block) {
+            return Err(ResidualError::Invalid("a block holds 16 to 64 samples"));
+        }
         if self.classes() > MAX_CLASSES {
             return Err(ResidualError::Invalid("at most 16 block classes"));
         }
@@ -511,11 +522,12 @@ impl<'a> ResidualSpec<'a> {
         check_lengths(None, bins.len(), segment)?;
         let mut writer = ValueWriter::new(self.tables, out);
         let classes = self.block_classes(&writer, bins, segment)?;
-        let mut b = blocks(bins, segment).count();
+        let block_len = usize::from(self.block);
+        let mut b = blocks(bins, segment, block_len).count();
         // Last to first, so that the decoder reads each segment's choice, then each block's
         // class, then its bins. Blocks do not cross segments.
         for (s, chunk) in bins.chunks(segment).enumerate().rev() {
-            for block in chunk.chunks(BLOCK).rev() {
+            for block in chunk.chunks(block_len).rev() {
                 b -= 1;
                 let class = usize::from(classes[b]);
                 for &q in block.iter().rev() {
@@ -557,9 +569,9 @@ impl<'a> ResidualSpec<'a> {
                 *price = table.cost(i as i16 - SYMBOLS as i16 / 2) as u16;
             }
             let class_price = writer.pricing(0).cost(class as i16);
-            for (b, block) in blocks(bins, segment).enumerate() {
+            for (b, block) in blocks(bins, segment, usize::from(self.block)).enumerate() {
                 let cost = costs.get_mut(b).ok_or(ResidualError::Length)?;
-                // Symbols lie within ±27: an index below SYMBOLS; at most 33 prices: within u16.
+                // Symbols lie within ±27: an index below SYMBOLS; at most 65 prices: within u16.
                 let sum = block.iter().fold(class_price, |sum, &q| {
                     sum + u32::from(prices[(symbol_of(q).0 + SYMBOLS as i16 / 2) as usize])
                 });
@@ -609,7 +621,7 @@ impl<'a> ResidualSpec<'a> {
             if self.adaptive.order > 0 {
                 adapted |= Adapted::from(reader.take_bits(1)) << s;
             }
-            for block in chunk.chunks_mut(BLOCK) {
+            for block in chunk.chunks_mut(usize::from(self.block)) {
                 let class = usize::try_from(reader.take(0)?)
                     .ok()
                     .filter(|&c| c < self.classes())
@@ -668,6 +680,7 @@ pub(crate) mod tests {
     pub(crate) struct Owned {
         prediction: Vec<u8>,
         adaptive: Adaptive,
+        block: u8,
         bounds: Vec<u8>,
         tables: OwnedTables,
     }
@@ -685,6 +698,7 @@ pub(crate) mod tests {
             Owned {
                 prediction: prediction.iter().flat_map(|c| c.to_le_bytes()).collect(),
                 adaptive: Adaptive::default(),
+                block: 32,
                 bounds: bounds.iter().flat_map(|c| c.to_le_bytes()).collect(),
                 tables: OwnedTables::new(tables),
             }
@@ -696,11 +710,18 @@ pub(crate) mod tests {
             self
         }
 
+        /// The same with blocks of `block` samples.
+        pub(crate) fn in_blocks_of(mut self, block: u8) -> Owned {
+            self.block = block;
+            self
+        }
+
         pub(crate) fn spec(&self, max_error: u16) -> ResidualSpec<'_> {
             ResidualSpec {
                 max_error,
                 prediction: I16s::new(&self.prediction).unwrap(),
                 adaptive: self.adaptive,
+                block: self.block,
                 class_bounds: U16s::new(&self.bounds).unwrap(),
                 tables: self.tables.tables(),
             }
@@ -738,6 +759,7 @@ pub(crate) mod tests {
             bounds in prop::collection::btree_set(0u16..400, 0..4),
             spans in prop::collection::vec((-40i16..10, 3usize..60), 1..4),
             segment in prop_oneof![Just(usize::MAX), 1usize..100],
+            block in prop_oneof![Just(MIN_BLOCK), Just(32), Just(MAX_BLOCK), MIN_BLOCK..=MAX_BLOCK],
         ) {
             let n = samples.len();
             let segment = segment.max(n.div_ceil(MAX_SEGMENTS));
@@ -747,7 +769,7 @@ pub(crate) mod tests {
                 _ => samples.iter().rev().copied().collect(),
             };
             let bounds: Vec<u16> = bounds.into_iter().collect();
-            let owned = Owned::new(&prediction, &bounds, &spans).adapting(adaptive.0, adaptive.1);
+            let owned = Owned::new(&prediction, &bounds, &spans).adapting(adaptive.0, adaptive.1).in_blocks_of(block);
             let spec = owned.spec(max_error);
             prop_assert_eq!(spec.validate(), Ok(()));
             let mut bins = samples.clone();
@@ -821,13 +843,14 @@ pub(crate) mod tests {
     /// A call of more blocks than a frame holds is refused, not cut short.
     #[test]
     fn more_blocks_than_a_frame_holds_are_refused() {
-        let owned = Owned::new(&[], &[], &[(-28, 57)]);
+        let owned = Owned::new(&[], &[], &[(-28, 57)]).in_blocks_of(MIN_BLOCK);
         let spec = owned.spec(0);
-        // 64 segments of 33 samples: 128 blocks.
+        // 64 segments of 17 samples: 128 blocks of at most 16, as many as a frame holds; of
+        // 33: 192.
         let bins = std::vec![1i16; 64 * 33];
         let mut out = std::vec![0u8; 8 * bins.len()];
+        assert!(spec.code_bins(&bins[..64 * 17], 0, 17, None, &mut out).is_ok());
         assert_eq!(spec.code_bins(&bins, 0, 33, None, &mut out), Err(ResidualError::Length));
-        assert!(spec.code_bins(&bins[..MAX_BOUNDED_SAMPLES], 0, 16, None, &mut out).is_ok());
     }
 
     /// Every bin travels, the ends of the i16 range and both sides of each octave included.
@@ -885,6 +908,10 @@ pub(crate) mod tests {
         assert_eq!(owned.spec(1).validate(), Err(ResidualError::Invalid("the adaptive step shift is at most 15")));
         let owned = Owned::new(&[], &[9, 3], &[(-2, 5)]);
         assert_eq!(owned.spec(1).validate(), Err(ResidualError::Invalid("class bounds must rise")));
+        for block in [0, MIN_BLOCK - 1, MAX_BLOCK + 1] {
+            let owned = Owned::new(&[], &[], &[(-2, 5)]).in_blocks_of(block);
+            assert_eq!(owned.spec(1).validate(), Err(ResidualError::Invalid("a block holds 16 to 64 samples")));
+        }
         let owned = Owned::new(&[], &[], &[(-2, 5)]);
         assert_eq!(
             owned.spec(MAX_BOUND + 1).validate(),

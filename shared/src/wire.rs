@@ -1709,6 +1709,50 @@ pub(crate) mod tests {
         }
     }
 
+    /// Golden vector 9: vector 5's residual coder in blocks of 16: one channel, a frame of 40
+    /// samples (three blocks, a calm one and two busy ones), then a last frame of 21.
+    #[test]
+    fn short_block_golden_vector_matches_the_spec() {
+        let owned = vector_5_coder().in_blocks_of(16);
+        let residual = owned.spec(2);
+        assert_eq!(residual.validate(), Ok(()));
+        let layout = StreamLayout {
+            channels: 1,
+            codes_per_window: 0,
+            window: 8,
+            windows_per_frame: 5,
+            entropy_coded: true,
+            bounded: true,
+        };
+        let h = StreamHeader { layout, ..coded_session(8, 0x0B0C, 0, 8) };
+        assert!(h.is_valid());
+        let calm_busy: Vec<i16> = (0..20i16)
+            .map(|t| 100 + 2 * t)
+            .chain((0..20i16).map(|t| (if t % 2 == 0 { 1 } else { -1 }) * (90 + (37 * t) % 61)))
+            .collect();
+        let step: Vec<i16> = [0; 10].into_iter().chain([500; 11]).collect();
+        let mut vector = h.encode().to_vec();
+        let (mut buf, mut payload) = ([0u8; MAX_FRAME_LEN], [0u8; MAX_FRAME_BODY]);
+        for (f, samples) in [&calm_busy, &step].into_iter().enumerate() {
+            let mut values = samples.clone();
+            let len = crate::stream::bounded_payload(&residual, &mut values, samples.len(), None, &mut payload);
+            assert!(len < 2 * samples.len(), "coded");
+            let n = match f {
+                1 => encode_last_frame(&h, 1, false, 21, &payload[..len], &mut buf),
+                _ => encode_frame(&h, 0, false, &payload[..len], &mut buf),
+            };
+            vector.extend_from_slice(&buf[..n.unwrap()]);
+        }
+        assert_eq!(vector, golden("golden-9"));
+        let got = frames_of(&decode_all(&vector, 7));
+        assert_eq!(got.len(), 2);
+        for (frame, samples) in got.iter().zip([&calm_busy, &step]) {
+            let mut back = std::vec![0i16; samples.len()];
+            residual.decode(&frame.payload, None, samples.len(), &mut back).unwrap();
+            assert!(samples.iter().zip(&back).all(|(x, r)| x.abs_diff(*r) <= 2), "{samples:?} rebuilt as {back:?}");
+        }
+    }
+
     /// Golden vector 7: a bounded session with latent codes: each frame's codes, rANS-coded
     /// ahead of the residuals in one stream, and the residuals taken against the integer
     /// decoder's rebuild of the codes (vector 5's residual coder; the decoder's bases reach both

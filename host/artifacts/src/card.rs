@@ -80,10 +80,13 @@ pub struct BoundedCard {
     /// Windows per data frame of the bounded stream (at most 1024 samples over all channels).
     pub windows_per_frame: u8,
     /// The residual coder fitted to the training part: prediction order, adaptive stage
-    /// (order and step shift; order 0: none) and block classes.
+    /// (order and step shift; order 0: none), samples per block and block classes.
     pub prediction_order: usize,
     pub adaptive_order: u8,
     pub adaptive_shift: u8,
+    /// Cards before blob version 11 have none: their blocks held 32.
+    #[serde(default = "block_before_version_11")]
+    pub block: u8,
     pub classes: usize,
     /// The frames carry the latent codes, and the residuals are taken against the integer
     /// decoder's rebuild of them (else against the prediction from the samples alone).
@@ -109,6 +112,10 @@ pub struct BoundedTrial {
     pub latent_bits_per_sample: Option<f64>,
     /// Bits per sample of the training part's bounded stream, framing included.
     pub training_bits_per_sample: f64,
+}
+
+fn block_before_version_11() -> u8 {
+    32
 }
 
 fn finest_code_step() -> f64 {
@@ -371,7 +378,7 @@ impl ModelCard {
                 s,
                 "- **Bounded** (`--max-error {}`): the device sends the samples, none more than {} count(s) off, \
                  {}, {} window(s) per frame; residual coder of prediction order {}, adaptive \
-                 stage of order {} (step 2^-{}), {} block class(es). Held out: {:.3} bits/sample, framing \
+                 stage of order {} (step 2^-{}), blocks of {} samples in {} class(es). Held out: {:.3} bits/sample, framing \
                  included; largest error {} ({} count(s))",
                 b.max_error,
                 b.max_error_counts,
@@ -383,6 +390,7 @@ impl ModelCard {
                 b.prediction_order,
                 b.adaptive_order,
                 b.adaptive_shift,
+                b.block,
                 b.classes,
                 b.bits_per_sample,
                 b.max_abs_error,

@@ -156,6 +156,7 @@ pub fn commit_bounded(
         prediction_order: spec.prediction.len(),
         adaptive_order: spec.adaptive.order,
         adaptive_shift: spec.adaptive.shift,
+        block: spec.block,
         classes: spec.classes(),
         latent_codes: bounded.encoder().decoder().is_some(),
         bits_per_sample: measured.bits_per_sample,
