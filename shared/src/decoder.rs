@@ -134,16 +134,7 @@ pub(crate) mod tests {
         /// The window these parameters rebuild from `codes`, computed by hand from the
         /// definitions (wide integers, the reference requantization).
         fn reference(&self, codes: &[i16]) -> Vec<i16> {
-            let hidden: Vec<i64> = (0..3)
-                .map(|o| {
-                    let acc = i64::from(get(&self.hidden.bias, o))
-                        + (0..2)
-                            .map(|i| i64::from(self.hidden.weights[o * 2 + i] as i8) * (i64::from(codes[i]) - 4))
-                            .sum::<i64>();
-                    let q = reference_mbqm(acc as i32, get(&self.hidden.multipliers, o), self.hidden.shifts[o] as i8);
-                    i64::from(q.saturating_add(-128).clamp(-128, 127))
-                })
-                .collect();
+            let hidden = reference_hidden(&self.hidden, codes, 3, -128);
             let values: Vec<i32> = (0..16)
                 .map(|o| {
                     let w = |i: usize| {
@@ -160,6 +151,21 @@ pub(crate) mod tests {
                 .collect();
             reference_counts(&values, &self.output, &self.offsets)
         }
+    }
+
+    /// The `outputs` int8 values of a hidden dense layer with `params` and ReLU (output zero
+    /// point `zero_point`) on [`TinyModel`]'s 2 `codes` (zero point 4), by the definition.
+    fn reference_hidden(params: &Params, codes: &[i16], outputs: usize, zero_point: i32) -> Vec<i64> {
+        (0..outputs)
+            .map(|o| {
+                let acc = i64::from(get(&params.bias, o))
+                    + (0..2)
+                        .map(|i| i64::from(params.weights[o * 2 + i] as i8) * (i64::from(codes[i]) - 4))
+                        .sum::<i64>();
+                let q = reference_mbqm(acc as i32, get(&params.multipliers, o), params.shifts[o] as i8);
+                i64::from(q.saturating_add(zero_point).clamp(zero_point, 127))
+            })
+            .collect()
     }
 
     /// The little-endian i32 `i` of `b`.
@@ -224,16 +230,7 @@ pub(crate) mod tests {
 
         /// The window these parameters rebuild from `codes`, by the definitions.
         fn reference(&self, codes: &[i16]) -> Vec<i16> {
-            let hidden: Vec<i64> = (0..8)
-                .map(|o| {
-                    let acc = i64::from(get(&self.hidden.bias, o))
-                        + (0..2)
-                            .map(|i| i64::from(self.hidden.weights[o * 2 + i] as i8) * (i64::from(codes[i]) - 4))
-                            .sum::<i64>();
-                    let q = reference_mbqm(acc as i32, get(&self.hidden.multipliers, o), self.hidden.shifts[o] as i8);
-                    i64::from(q.saturating_add(-100).clamp(-100, 127))
-                })
-                .collect();
+            let hidden = reference_hidden(&self.hidden, codes, 8, -100);
             let upsampled = |c: usize, t: usize| hidden[c * 4 + t / 2];
             let w = |o: usize, c: usize, k: usize| {
                 let i = 2 * ((o * 2 + c) * 3 + k);
