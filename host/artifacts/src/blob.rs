@@ -12,6 +12,7 @@ use crate::residual::OwnedResidualSpec;
 use funnel_shared::residual::{ResidualError, ResidualSpec};
 use funnel_shared::stream::latent_base;
 use sha2::{Digest, Sha256};
+use std::ops::Range;
 
 /// Why bytes are not a usable model blob.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -134,32 +135,44 @@ impl OwnedCodeTables {
     }
 
     /// Bytes the frames of `codes` take when each of [`RATE_FOLDS`] consecutive stretches of
-    /// them is coded with tables fitted ([`OwnedCodeTables::fit`]) to the others: what tables
+    /// them is coded with tables fitted ([`OwnedCodeTables::fit`]) to the codes `fitting`
+    /// gives for the windows outside it (`fitting(unseen)`, `unseen` the stretch's windows:
+    /// the other windows' codes, or those and more cut from the same samples): what tables
     /// fitted to all of them will send of frames they have not seen, which their own frames
     /// understate. Measured held out on the IMU (a training part of ten frames, coded in two
     /// window classes): the code step chosen by the tables' own frames sent 1.23 bits/sample
     /// of acc_z and 1.21 of gyro_y for a target of 1, the one chosen by this length 0.93 and
     /// 0.95; the ECG, PV and the IMU at 0.5 and 2 bits/sample land within 1 % over and 15 %
     /// under their targets. `None` with fewer than two frames to a stretch.
-    pub fn cross_fitted_length(codes: &[i16], latents: usize, windows_per_frame: usize) -> Option<usize> {
-        let frame = latents * windows_per_frame.max(1);
+    pub fn cross_fitted_length<E>(
+        codes: &[i16],
+        latents: usize,
+        windows_per_frame: usize,
+        fitting: impl Fn(Range<usize>) -> Result<Vec<i16>, E>,
+    ) -> Result<Option<usize>, E> {
+        let per_frame = windows_per_frame.max(1);
+        let frame = latents * per_frame;
         let frames = codes.len() / frame.max(1);
         if frame == 0 || frames < 2 * RATE_FOLDS {
-            return None;
+            return Ok(None);
         }
-        // Whole frames to each stretch; the last one takes a partial frame at the end too.
-        let mut bounds: Vec<usize> = (0..=RATE_FOLDS).map(|k| k * frames / RATE_FOLDS * frame).collect();
-        bounds[RATE_FOLDS] = codes.len();
-        let length = bounds
-            .windows(2)
-            .map(|fold| {
-                let (before, rest) = codes.split_at(fold[0]);
-                let (unseen, after) = rest.split_at(fold[1] - fold[0]);
-                let tables = OwnedCodeTables::fit(&[before, after].concat(), latents, windows_per_frame);
-                frames_length(&tables.tables(), unseen, latents, windows_per_frame)
-            })
-            .sum();
-        Some(length)
+        // Whole frames to each stretch (in windows); the last one takes a partial frame too.
+        let mut bounds: Vec<usize> = (0..=RATE_FOLDS).map(|k| k * frames / RATE_FOLDS * per_frame).collect();
+        bounds[RATE_FOLDS] = codes.len() / latents;
+        let mut length = 0;
+        for fold in bounds.windows(2) {
+            let tables = OwnedCodeTables::fit(&fitting(fold[0]..fold[1])?, latents, windows_per_frame);
+            let unseen = &codes[fold[0] * latents..fold[1] * latents];
+            length += frames_length(&tables.tables(), unseen, latents, windows_per_frame);
+        }
+        Ok(Some(length))
+    }
+
+    /// `codes` (whole windows of `latents`) without the windows `unseen`: what
+    /// [`OwnedCodeTables::cross_fitted_length`] fits to when no more codes are cut from the
+    /// samples.
+    pub fn others(codes: &[i16], latents: usize, unseen: Range<usize>) -> Vec<i16> {
+        [&codes[..unseen.start * latents], &codes[unseen.end * latents..]].concat()
     }
 
     /// The tables of one class: see [`OwnedCodeTables::fit`].
@@ -176,15 +189,17 @@ impl OwnedCodeTables {
             for lag in 1..windows_per_frame.min(MAX_PREDICTION_LAG + 1) {
                 // The first `lag` windows of each frame are coded alone; the others as
                 // differences, wrapping in i16 as the coder does.
-                let (firsts, later): (Vec<usize>, Vec<usize>) =
-                    (0..series.len()).partition(|w| w % windows_per_frame < lag);
-                let changes: Vec<i32> =
-                    later.iter().map(|&w| i32::from(series[w].wrapping_sub(series[w - lag]))).collect();
+                let (mut firsts, mut changes) = (Vec::new(), Vec::with_capacity(series.len()));
+                for (w, &code) in series.iter().enumerate() {
+                    match w % windows_per_frame < lag {
+                        true => firsts.push(i32::from(code)),
+                        false => changes.push(i32::from(code.wrapping_sub(series[w - lag]))),
+                    }
+                }
                 if changes.is_empty() {
                     break;
                 }
                 let table = fit_table(changes.clone());
-                let firsts: Vec<i32> = firsts.iter().map(|&w| all[w]).collect();
                 let bits = code_length(&alone, &firsts) + code_length(&table, &changes);
                 let needed = if lag == 1 { fewest } else { fewest * LONGER_LAG_GAIN };
                 if bits < needed {
@@ -217,16 +232,14 @@ impl OwnedCodeTables {
         // Each window's symbols: (table, index in the table), escapes clamped to their end.
         let values: Vec<(usize, i16)> =
             codes.chunks(latents * windows_per_frame.max(1)).flat_map(|frame| t.coded_values(frame)).collect();
-        let windows: Vec<Vec<(usize, usize)>> = values
-            .chunks(latents)
-            .map(|w| {
-                w.iter()
-                    .map(|&(table, v)| {
-                        (table, (i32::from(v) - lowest[table]).clamp(0, sizes[table] as i32 - 1) as usize)
-                    })
-                    .collect()
+        // Each symbol as its entry among all the tables' entries, one window after another.
+        let symbols: Vec<u32> = values
+            .iter()
+            .map(|&(table, v)| {
+                (starts[table] as i32 + (i32::from(v) - lowest[table]).clamp(0, sizes[table] as i32 - 1)) as u32
             })
             .collect();
+        let windows: Vec<&[u32]> = symbols.chunks(latents).collect();
         if windows.len() < MIN_CLASS_WINDOWS {
             return None;
         }
@@ -239,8 +252,7 @@ impl OwnedCodeTables {
                 f64::from(next - u32::from(t.cumulative.get(s + j))) / f64::from(TOTAL)
             })
             .collect();
-        let bits =
-            |cost: &[f64], w: &[(usize, usize)]| w.iter().map(|&(table, j)| cost[starts[table] + j]).sum::<f64>();
+        let bits = |cost: &[f64], w: &[u32]| w.iter().map(|&entry| cost[entry as usize]).sum::<f64>();
         let single: Vec<f64> = prior.iter().map(|p| -p.log2()).collect();
         let mut order: Vec<(f64, usize)> = windows.iter().enumerate().map(|(i, w)| (bits(&single, w), i)).collect();
         order.sort_by(|a, b| a.0.total_cmp(&b.0));
@@ -254,7 +266,7 @@ impl OwnedCodeTables {
                 .map(|c| {
                     let mut weights: Vec<f64> = prior.iter().map(|p| p * CLASS_PRIOR).collect();
                     for (w, _) in windows.iter().zip(&class).filter(|(_, &k)| k == c) {
-                        w.iter().for_each(|&(table, j)| weights[starts[table] + j] += 1.0);
+                        w.iter().for_each(|&entry| weights[entry as usize] += 1.0);
                     }
                     starts.iter().zip(&sizes).flat_map(|(&s, &n)| quantize_frequencies(&weights[s..s + n])).collect()
                 })
@@ -323,9 +335,9 @@ fn cumulative_bytes(freqs: &[u16], sizes: &[usize]) -> Vec<u8> {
 /// [`MAX_TABLE_CODES`] of them when they spread wider) widened by a margin, each with a
 /// frequency proportional to its count plus one half (so that unseen codes stay codable),
 /// rounded to [`TOTAL`] with every frequency at least 1.
-pub(crate) fn fit_table(mut seen: Vec<i32>) -> (i32, Vec<u16>) {
-    seen.sort_unstable();
-    let (lo, hi) = densest_span(&seen, MAX_TABLE_CODES as i32);
+pub(crate) fn fit_table(seen: Vec<i32>) -> (i32, Vec<u16>) {
+    let counted = counted_values(seen);
+    let (lo, hi) = densest_span(&counted, MAX_TABLE_CODES as i32);
     let room = MAX_TABLE_CODES as i32 - (hi - lo + 1);
     let margin = ((f64::from(hi - lo) * TABLE_MARGIN).ceil() as i32).max(MIN_TABLE_MARGIN).min(room / 2);
     // At least three codes (two escapes and one more): a margin under MIN_TABLE_MARGIN
@@ -333,17 +345,39 @@ pub(crate) fn fit_table(mut seen: Vec<i32>) -> (i32, Vec<u16>) {
     // cuts a margin of 4 or more on one side only.
     let (lo, hi) = ((lo - margin).max(i16::MIN.into()), (hi + margin).min(i16::MAX.into()));
     let mut counts = vec![0.5f64; (hi - lo + 1) as usize];
-    for &c in seen.iter().filter(|&&c| (lo..=hi).contains(&c)) {
-        counts[(c - lo) as usize] += 1.0;
+    for &(c, n) in counted.iter().filter(|(c, _)| (lo..=hi).contains(c)) {
+        counts[(c - lo) as usize] += n as f64;
     }
     (lo, quantize_frequencies(&counts))
+}
+
+/// The distinct values of `seen`, in order, with how often each occurs. (Counted rather than
+/// sorted: the tables are fitted hundreds of times to tens of thousands of codes that take a
+/// few hundred values.)
+fn counted_values(mut seen: Vec<i32>) -> Vec<(i32, usize)> {
+    let (Some(&min), Some(&max)) = (seen.iter().min(), seen.iter().max()) else { return Vec::new() };
+    let span = i64::from(max) - i64::from(min) + 1;
+    if span > 4 * seen.len() as i64 {
+        seen.sort_unstable();
+        let mut counted: Vec<(i32, usize)> = Vec::new();
+        for v in seen {
+            match counted.last_mut() {
+                Some((last, n)) if *last == v => *n += 1,
+                _ => counted.push((v, 1)),
+            }
+        }
+        return counted;
+    }
+    let mut counts = vec![0usize; span as usize];
+    seen.iter().for_each(|&v| counts[(v - min) as usize] += 1);
+    counts.iter().enumerate().filter(|(_, &n)| n > 0).map(|(i, &n)| (min + i as i32, n)).collect()
 }
 
 /// Bits that `values` take with `table` (the information content: what the coder spends, less
 /// its last word), escapes and their distances included.
 pub(crate) fn code_length((lo, freqs): &(i32, Vec<u16>), values: &[i32]) -> f64 {
     let hi = lo + freqs.len() as i32 - 1;
-    let bits = |f: u16| f64::from(PRECISION) - f64::from(f).log2();
+    let bits: Vec<f64> = freqs.iter().map(|&f| f64::from(PRECISION) - f64::from(f).log2()).collect();
     values
         .iter()
         .map(|&v| {
@@ -353,26 +387,30 @@ pub(crate) fn code_length((lo, freqs): &(i32, Vec<u16>), values: &[i32]) -> f64 
                 (true, d) if d < 255 => 8.0,
                 (true, _) => 24.0,
             };
-            bits(freqs[(symbol - lo) as usize]) + escaped
+            bits[(symbol - lo) as usize] + escaped
         })
         .sum()
 }
 
-/// The `[lo, hi]` of at most `width` codes that holds the most of the sorted `seen` (all of
-/// them when they span no more); `(0, 0)` when nothing was seen.
-fn densest_span(seen: &[i32], width: i32) -> (i32, i32) {
-    let (Some(&first), Some(&last)) = (seen.first(), seen.last()) else { return (0, 0) };
+/// The `[lo, hi]` of at most `width` codes that holds the most of the `counted` values (in
+/// order, with their counts; all of them when they span no more); `(0, 0)` when nothing was
+/// seen.
+fn densest_span(counted: &[(i32, usize)], width: i32) -> (i32, i32) {
+    let (Some(&(first, _)), Some(&(last, _))) = (counted.first(), counted.last()) else { return (0, 0) };
     if last - first < width {
         return (first, last);
     }
-    let (mut best, mut best_count, mut end) = ((first, first), 0, 0);
-    for (start, &lo) in seen.iter().enumerate() {
-        while end < seen.len() && seen[end] < lo + width {
+    let (mut best, mut best_count, mut end, mut inside) = ((first, first), 0, 0, 0);
+    for (start, &(lo, n)) in counted.iter().enumerate() {
+        while end < counted.len() && counted[end].0 < lo + width {
+            inside += counted[end].1;
             end += 1;
         }
-        if end - start > best_count {
-            (best, best_count) = ((lo, seen[end - 1]), end - start);
+        if inside > best_count {
+            (best, best_count) = ((lo, counted[end - 1].0), inside);
         }
+        inside -= n;
+        debug_assert!(end > start);
     }
     best
 }
@@ -577,6 +615,7 @@ impl Blob {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::convert::Infallible;
 
     #[test]
     fn garbage_is_refused_by_the_format_check() {
@@ -688,10 +727,13 @@ mod tests {
         let fitted = OwnedCodeTables::fit(&seen, latents, per_frame);
         let own = frames_length(&fitted.tables(), &seen, latents, per_frame) as f64;
         let unseen = frames_length(&fitted.tables(), &next, latents, per_frame) as f64;
-        let cross = OwnedCodeTables::cross_fitted_length(&seen, latents, per_frame).unwrap() as f64;
+        let others = |unseen| Ok::<_, Infallible>(OwnedCodeTables::others(&seen, latents, unseen));
+        let cross = OwnedCodeTables::cross_fitted_length(&seen, latents, per_frame, others).unwrap().unwrap() as f64;
         assert!(own < 0.97 * unseen, "{own} bytes of the windows fitted to, {unseen} of the next");
         assert!((cross / unseen - 1.0).abs() < 0.03, "cross-fitted {cross} bytes, {unseen} sent of the next");
-        assert_eq!(OwnedCodeTables::cross_fitted_length(&seen[..7 * per_frame * latents], latents, per_frame), None);
+        let few = &seen[..7 * per_frame * latents];
+        let others = |unseen| Ok::<_, Infallible>(OwnedCodeTables::others(few, latents, unseen));
+        assert_eq!(OwnedCodeTables::cross_fitted_length(few, latents, per_frame, others), Ok(None));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The jobs that train or need the float weights (feature `train`): `funnel train`,
 //! `quantize`, `pipeline` and `plot`.
 
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, ensure, Context, Result};
@@ -24,7 +25,9 @@ use crate::codec::{
 use crate::eval::Pca;
 use crate::eval::{self, Evaluation, Report};
 use crate::export::{export_onnx, OnnxFiles};
-use crate::quantize::{device_codes, quantize, QuantizationInput, MAX_CODE_STEP, MAX_DEAD_ZONE, MIN_TRAINED_GRID_STEP};
+use crate::quantize::{
+    device_codes, fitting_codes, quantize, QuantizationInput, MAX_CODE_STEP, MAX_DEAD_ZONE, MIN_TRAINED_GRID_STEP,
+};
 use crate::runtime::{Backend, Runtime, TractModel};
 use crate::train::{
     checkpoint_bytes, fine_tune_decoder, restore_snapshot, snapshot, train, Autoencoder, CandleRuntime, DecoderTuning,
@@ -455,8 +458,16 @@ fn unseen_rate(blob: &Blob, dataset: &Dataset, windows_per_frame: u8) -> Result<
     let fitted = device_rate(blob, dataset.train(), windows_per_frame)?;
     let Some(tables) = blob.code_tables() else { return Ok(fitted) };
     let (latents, per_frame) = (blob.latent(), usize::from(windows_per_frame));
-    let codes = device_codes(blob, dataset.normalization(), dataset.train_norm())?;
-    let Some(unseen) = OwnedCodeTables::cross_fitted_length(&codes, latents, per_frame) else { return Ok(fitted) };
+    let (normalization, train) = (dataset.normalization(), dataset.train_norm());
+    let codes = device_codes(blob, normalization, train)?;
+    let fitting = |unseen: Range<usize>| -> Result<Vec<i16>> {
+        let mut codes = fitting_codes(blob, normalization, &train.slice(0..unseen.start), per_frame)?;
+        codes.extend(fitting_codes(blob, normalization, &train.slice(unseen.end..train.len()), per_frame)?);
+        Ok(codes)
+    };
+    let Some(unseen) = OwnedCodeTables::cross_fitted_length(&codes, latents, per_frame, fitting)? else {
+        return Ok(fitted);
+    };
     let coded = frames_length(&tables, &codes, latents, per_frame);
     let samples = (dataset.train().len() * blob.window()) as f64;
     Ok(fitted + 8.0 * (unseen as f64 - coded as f64) / samples)

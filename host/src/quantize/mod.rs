@@ -439,7 +439,7 @@ pub fn quantize(q: &QuantizationInput<'_>) -> Result<Blob> {
         // Parse it back exactly as the device will.
         Ok(Blob::from_bytes(buf)?)
     };
-    let codes = device_codes(&write(&spec)?, q.normalization, q.calibration)?;
+    let codes = fitting_codes(&write(&spec)?, q.normalization, q.calibration, q.windows_per_frame)?;
     let tables = OwnedCodeTables::fit(&codes, enc.latent(), q.windows_per_frame);
     let blob = write(&EncoderSpec { tables: Some(tables.tables()), ..spec });
     blob
@@ -498,6 +498,39 @@ pub fn bounded_blob(blob: &Blob, train_counts: &[i16], max_error: u16, windows_p
     let len = write_blob(&spec, &mut buf, model_id_of).context("cannot write the bounded model blob")?;
     buf.truncate(len);
     Ok(Blob::from_bytes(buf)?)
+}
+
+/// Copies of the training windows the code tables are fitted to: the windows themselves and
+/// the same samples cut again 1/8, 2/8, … of a window later. The device meets every offset of
+/// a stream, and eight times the windows estimate the tables better: measured held out on the
+/// IMU's acc_z (training part 316 windows of 32 samples), the same models' codes at 0.5, 1 and
+/// 2 bits/sample took 4–6 % fewer bits than with tables fitted to the windows alone.
+pub const TABLE_PHASES: usize = 8;
+/// Most windows the code tables are fitted to: a long training part gets fewer shifted copies
+/// (none past this many windows of its own).
+pub const MAX_TABLE_WINDOWS: usize = 24_576;
+
+/// The codes the code tables are fitted to ([`OwnedCodeTables::fit`]): the device's codes of
+/// `windows` (consecutive normalized `[C][T]` windows) and of up to [`TABLE_PHASES`] − 1
+/// copies of them shifted by a fraction of a window ([`Windows::shifted`]), each copy cut to
+/// whole frames of `windows_per_frame` and the unshifted windows last, so that no frame
+/// straddles two copies and a latent's prediction from the windows before stays within one.
+pub fn fitting_codes(
+    blob: &Blob,
+    normalization: &Normalization,
+    windows: &Windows,
+    windows_per_frame: usize,
+) -> Result<Vec<i16>> {
+    let (window, per_frame) = (blob.window(), windows_per_frame.max(1));
+    let phases = TABLE_PHASES.min(window).min((MAX_TABLE_WINDOWS / windows.len().max(1)).max(1));
+    let mut codes = Vec::new();
+    for phase in 1..phases {
+        let shifted = windows.shifted(blob.channels(), phase * window / phases);
+        let whole = shifted.len() / per_frame * per_frame;
+        codes.extend(device_codes(blob, normalization, &shifted.slice(0..whole))?);
+    }
+    codes.extend(device_codes(blob, normalization, windows)?);
+    Ok(codes)
 }
 
 /// The codes the device's int8 encoder makes of `windows` (normalized `[C][T]`), window after
