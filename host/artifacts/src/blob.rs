@@ -168,13 +168,6 @@ impl OwnedCodeTables {
         Ok(Some(length))
     }
 
-    /// `codes` (whole windows of `latents`) without the windows `unseen`: what
-    /// [`OwnedCodeTables::cross_fitted_length`] fits to when no more codes are cut from the
-    /// samples.
-    pub fn others(codes: &[i16], latents: usize, unseen: Range<usize>) -> Vec<i16> {
-        [&codes[..unseen.start * latents], &codes[unseen.end * latents..]].concat()
-    }
-
     /// The tables of one class: see [`OwnedCodeTables::fit`].
     fn fit_one_class(codes: &[i16], latents: usize, windows_per_frame: usize) -> OwnedCodeTables {
         let mut t = OwnedCodeTables::default();
@@ -401,7 +394,7 @@ fn densest_span(counted: &[(i32, usize)], width: i32) -> (i32, i32) {
         return (first, last);
     }
     let (mut best, mut best_count, mut end, mut inside) = ((first, first), 0, 0, 0);
-    for (start, &(lo, n)) in counted.iter().enumerate() {
+    for &(lo, n) in counted {
         while end < counted.len() && counted[end].0 < lo + width {
             inside += counted[end].1;
             end += 1;
@@ -410,7 +403,6 @@ fn densest_span(counted: &[(i32, usize)], width: i32) -> (i32, i32) {
             (best, best_count) = ((lo, counted[end - 1].0), inside);
         }
         inside -= n;
-        debug_assert!(end > start);
     }
     best
 }
@@ -715,6 +707,11 @@ mod tests {
         assert_eq!(OwnedCodeTables::fit(&even, latents, 8).tables().class_count(), 1);
     }
 
+    /// `codes` (whole windows of `latents`) without the windows `unseen`.
+    fn others(codes: &[i16], latents: usize, unseen: Range<usize>) -> Vec<i16> {
+        [&codes[..unseen.start * latents], &codes[unseen.end * latents..]].concat()
+    }
+
     /// Tables fitted to few windows code those windows in fewer bytes than they code the next
     /// ones; the cross-fitted length tells what they will send of the next ones.
     #[test]
@@ -727,13 +724,13 @@ mod tests {
         let fitted = OwnedCodeTables::fit(&seen, latents, per_frame);
         let own = frames_length(&fitted.tables(), &seen, latents, per_frame) as f64;
         let unseen = frames_length(&fitted.tables(), &next, latents, per_frame) as f64;
-        let others = |unseen| Ok::<_, Infallible>(OwnedCodeTables::others(&seen, latents, unseen));
-        let cross = OwnedCodeTables::cross_fitted_length(&seen, latents, per_frame, others).unwrap().unwrap() as f64;
+        let fitting = |unseen| Ok::<_, Infallible>(others(&seen, latents, unseen));
+        let cross = OwnedCodeTables::cross_fitted_length(&seen, latents, per_frame, fitting).unwrap().unwrap() as f64;
         assert!(own < 0.97 * unseen, "{own} bytes of the windows fitted to, {unseen} of the next");
         assert!((cross / unseen - 1.0).abs() < 0.03, "cross-fitted {cross} bytes, {unseen} sent of the next");
         let few = &seen[..7 * per_frame * latents];
-        let others = |unseen| Ok::<_, Infallible>(OwnedCodeTables::others(few, latents, unseen));
-        assert_eq!(OwnedCodeTables::cross_fitted_length(few, latents, per_frame, others), Ok(None));
+        let fitting = |unseen| Ok::<_, Infallible>(others(few, latents, unseen));
+        assert_eq!(OwnedCodeTables::cross_fitted_length(few, latents, per_frame, fitting), Ok(None));
     }
 
     #[test]

@@ -614,6 +614,31 @@ mod tests {
     use funnel_shared::kernels::multiply_by_quantized_multiplier;
     use funnel_shared::stream::to_counts;
 
+    /// The codes the tables are fitted to: each shifted copy of the windows in whole frames,
+    /// then the windows themselves; a long training part gets fewer copies.
+    #[test]
+    fn the_tables_are_fitted_to_shifted_copies_in_whole_frames_then_the_windows() {
+        let (blob, normalization) = dense_blob(16, 4);
+        let (latent, per_frame) = (blob.latent(), 4);
+        let series: Vec<f32> = (0..16 * 41).map(|i| ((i as f32) * 0.21).sin() * 1.5).collect();
+        let windows = Windows::new(16, series.clone());
+        let codes = fitting_codes(&blob, &normalization, &windows, per_frame).unwrap();
+        // 7 copies of 40 windows (10 frames each), then the 41 windows.
+        assert_eq!(codes.len(), (7 * 40 + 41) * latent);
+        let own = device_codes(&blob, &normalization, &windows).unwrap();
+        assert_eq!(&codes[7 * 40 * latent..], &own[..]);
+        // The third copy starts 3/8 of a window (6 samples) later.
+        let third = Windows::new(16, series[6..6 + 40 * 16].to_vec());
+        let third = device_codes(&blob, &normalization, &third).unwrap();
+        assert_eq!(&codes[2 * 40 * latent..3 * 40 * latent], &third[..]);
+        // MAX_TABLE_WINDOWS / 2 windows: one shifted copy; one window more: none.
+        let many = MAX_TABLE_WINDOWS / 2;
+        let windows = Windows::new(16, (0..16 * (many + 1)).map(|i| ((i as f32) * 0.21).sin()).collect());
+        let codes = fitting_codes(&blob, &normalization, &windows.slice(0..many), 1).unwrap();
+        assert_eq!(codes.len(), (2 * many - 1) * latent);
+        assert_eq!(fitting_codes(&blob, &normalization, &windows, 1).unwrap().len(), (many + 1) * latent);
+    }
+
     #[test]
     fn multipliers_round_trip() {
         for m in [1e-9, 0.000123, 0.25, 0.5, 0.75, 0.999_999_999_9, 1.0, 3.7, 1000.0] {
