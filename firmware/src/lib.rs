@@ -128,7 +128,7 @@ pub(crate) mod test_support {
                 requant: RequantParams { multipliers: I32s::new(leak(in_m)).unwrap(), shifts: I8s::new(leak(in_s)) },
             },
             layers,
-            codes: CodeQuant { scale: 0.1, zero_point: 1, dead_zone: 0 },
+            codes: CodeQuant { scale: 0.1, zero_point: 1, dead_zones: U8s::EMPTY },
             tables: None,
             residual: None,
             decoder: None,

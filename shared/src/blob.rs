@@ -26,9 +26,10 @@ use crate::wire::{ModelId, CRC32, MAX_BOUNDED_SAMPLES, MAX_CODES, MODEL_ID_LEN};
 use serde::{Deserialize, Serialize};
 
 pub const BLOB_MAGIC: [u8; 4] = *b"FNQ8";
-/// Version 11 added [`Layer::UpsampledConv1d`] and the residual coder's block length
-/// ([`ResidualSpec::block`]); a version-10 blob is refused (`funnel quantize` makes it again).
-pub const BLOB_VERSION: u16 = 11;
+/// Version 12 gives each code its own dead zone ([`CodeQuant::dead_zones`]); version 11 added
+/// [`Layer::UpsampledConv1d`] and the residual coder's block length ([`ResidualSpec::block`]).
+/// An older blob is refused (`funnel quantize` makes it again).
+pub const BLOB_VERSION: u16 = 12;
 pub const HEADER_LEN: usize = 14;
 pub const TRAILER_LEN: usize = 4;
 /// Most layers an encoder may have.
@@ -77,6 +78,8 @@ macro_rules! borrowed_le_array {
 
         impl<'a> $t<'a> {
             const SIZE: usize = core::mem::size_of::<$int>();
+            /// The array of no elements.
+            pub const EMPTY: Self = $t(&[]);
 
             /// `None` when the byte length is not a multiple of the element size.
             #[allow(clippy::modulo_one, reason = "for U8s every length is whole elements")]
@@ -350,12 +353,14 @@ pub struct InputQuant<'a> {
 /// How i16 codes map back to real latent values: `z = scale · (code − zero_point)`, and how
 /// the last layer rounds to them.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-pub struct CodeQuant {
+pub struct CodeQuant<'a> {
     pub scale: f32,
     pub zero_point: i8,
-    /// The codes' dead zone in 1/256 of a step, below 128 (0: round half away from zero; see
-    /// [`crate::kernels::Requantize::with_dead_zone`]).
-    pub dead_zone: u8,
+    /// Empty (every code rounded half away from zero), or one dead zone per output channel of
+    /// the last layer (per code of a dense one), each in 1/256 of a step and below 128 (see
+    /// [`crate::kernels::Requantize::with_dead_zones`]).
+    #[serde(borrow)]
+    pub dead_zones: U8s<'a>,
 }
 
 /// Output stage of the integer decoder: the last layer's i16 output `q` (channels-first
@@ -394,7 +399,8 @@ pub struct EncoderSpec<'a> {
     pub input: InputQuant<'a>,
     #[serde(borrow)]
     pub layers: heapless::Vec<Layer<'a>, MAX_LAYERS>,
-    pub codes: CodeQuant,
+    #[serde(borrow)]
+    pub codes: CodeQuant<'a>,
     /// How the codes are entropy coded on the link; `None`: sent as raw int8.
     #[serde(borrow)]
     pub tables: Option<CodeTables<'a>>,
@@ -593,11 +599,16 @@ impl EncoderSpec<'_> {
         if self.codes.zero_point != zero_point {
             return Err(Invalid("code zero point != last layer output zero point"));
         }
-        if self.codes.dead_zone > 0 {
+        let zones = self.codes.dead_zones;
+        if !zones.is_empty() {
             let last = self.layers.last().map(|l| l.quant().requant.shifts);
+            if last.is_none_or(|s| s.len() != zones.len()) {
+                return Err(Invalid("code dead zones: none, or one per output channel of the last layer"));
+            }
             let room = 30 - DEAD_ZONE_BITS as i8;
-            if self.codes.dead_zone >= 1 << (DEAD_ZONE_BITS - 1) || last.is_some_and(|s| s.iter().any(|s| s > room)) {
-                return Err(Invalid("code dead zone must be below half a step, with room in its layer's shifts"));
+            if zones.iter().any(|z| z >= 1 << (DEAD_ZONE_BITS - 1)) || last.is_some_and(|s| s.iter().any(|s| s > room))
+            {
+                return Err(Invalid("code dead zones must be below half a step, with room in their layer's shifts"));
             }
         }
         if let Some(tables) = &self.tables {

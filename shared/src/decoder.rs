@@ -3,7 +3,7 @@
 //! the host will rebuild from the codes it sends (what an error-bounded stream's residuals are
 //! taken against); the host runs the same code, so both rebuild the same counts.
 
-use crate::blob::{DecoderSpec, EncoderSpec};
+use crate::blob::{DecoderSpec, EncoderSpec, U8s};
 use crate::encoder::{run_layers, EncodeError};
 use crate::kernels::multiply_by_quantized_multiplier;
 
@@ -49,7 +49,7 @@ impl<'s, 'a> QuantizedDecoder<'s, 'a> {
         let (a, rest) = scratch[..needed].split_at_mut(act);
         let (b, values) = rest.split_at_mut(act);
         a[..codes.len()].copy_from_slice(codes);
-        run_layers(&self.decoder.layers, a, b, codes.len(), 0, values);
+        run_layers(&self.decoder.layers, a, b, codes.len(), U8s::EMPTY, values);
         // `values` is `[C][T]` at the last layer's scale: to counts, `[T][C]`.
         let output = &self.decoder.output;
         for c in 0..channels {

@@ -1,7 +1,7 @@
 //! The whole quantized encoder: one window of i16 samples in, i16 latent codes out (the input
 //! normalized to 13 bits, hidden activations int8; int8 weights, i16 where the codes are made).
 
-use crate::blob::{BlobError, EncoderSpec, Layer, ModelBlob};
+use crate::blob::{BlobError, EncoderSpec, Layer, ModelBlob, U8s};
 use crate::decoder::QuantizedDecoder;
 use crate::kernels::{
     conv1d, dense, multiply_by_quantized_multiplier, Requantize, CODE_RANGE, INPUT_LIMIT, INT8_RANGE,
@@ -122,20 +122,21 @@ impl<'a> QuantizedEncoder<'a> {
         let act = spec.max_activation_len();
         let (a, b) = scratch[..needed].split_at_mut(act.min(needed));
         let report = quantize_input(spec, samples, &mut a[..channels * window]);
-        run_layers(&spec.layers, a, b, channels * window, spec.codes.dead_zone, codes);
+        run_layers(&spec.layers, a, b, channels * window, spec.codes.dead_zones, codes);
         Ok(report)
     }
 }
 
 /// Runs `layers` on the `len` values at the start of `a`: hidden layers' int8 outputs
 /// ping-pong between `a` and `b` (each at least as long as the largest), the last layer's i16
-/// output ([`CODE_RANGE`], rounded with `dead_zone`) goes to `output`.
+/// output ([`CODE_RANGE`], rounded with `dead_zones`, empty or one per output channel) goes to
+/// `output`.
 pub(crate) fn run_layers<'b>(
     layers: &[Layer<'_>],
     mut a: &'b mut [i16],
     mut b: &'b mut [i16],
     mut len: usize,
-    dead_zone: u8,
+    dead_zones: U8s<'_>,
     output: &mut [i16],
 ) {
     let end = layers.len().saturating_sub(1);
@@ -144,7 +145,7 @@ pub(crate) fn run_layers<'b>(
         let range = if i == end { CODE_RANGE } else { INT8_RANGE };
         let mut requant = Requantize::new(q.requant.multipliers, q.requant.shifts, q.output_zero_point, q.relu, range);
         if i == end {
-            requant = requant.with_dead_zone(dead_zone);
+            requant = requant.with_dead_zones(dead_zones);
         }
         if layer.upsamples() {
             upsample2(&a[..len], &mut b[..2 * len]);
@@ -268,7 +269,7 @@ pub(crate) mod tests {
                     },
                 },
                 layers,
-                codes: CodeQuant { scale: 0.05, zero_point: 4, dead_zone: 0 },
+                codes: CodeQuant { scale: 0.05, zero_point: 4, dead_zones: U8s::EMPTY },
                 tables: None,
                 residual: None,
                 decoder: None,
@@ -375,7 +376,7 @@ pub(crate) mod tests {
             counts_per_unit: 1.0,
             input: InputQuant { offsets: I32s::new(&OFFSET).unwrap(), requant: input },
             layers,
-            codes: CodeQuant { scale: 1.0, zero_point: 0, dead_zone: 0 },
+            codes: CodeQuant { scale: 1.0, zero_point: 0, dead_zones: U8s::EMPTY },
             tables: None,
             residual: None,
             decoder: None,

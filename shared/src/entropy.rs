@@ -156,7 +156,7 @@ impl<'a> CodeTables<'a> {
     }
 
     /// The lag of `latent`: 0 when it is not predicted.
-    fn lag(&self, latent: usize) -> u8 {
+    pub fn lag(&self, latent: usize) -> u8 {
         if self.lags.is_empty() {
             0
         } else {
@@ -236,6 +236,27 @@ impl<'a> CodeTables<'a> {
     /// `start..end` of `cumulative`.
     fn interval(&self, start: usize, end: usize, j: usize) -> (u32, u32) {
         interval_in(&self.cumulative, start, end, j)
+    }
+
+    /// How often table `table` of window class `class` expects `value`, out of [`TOTAL`], and
+    /// whether `value` is escaped (its distance beyond the table's end follows: 8 more bits, or
+    /// 24). Valid tables, `class` below [`Self::class_count`] and `table` below the table count
+    /// only (a caller bug panics).
+    pub fn frequency(&self, class: usize, table: usize, value: i16) -> (u32, bool) {
+        let layout = self.layout();
+        let start = class * layout.span + usize::from(layout.offsets[table]);
+        let end = class * layout.span + usize::from(layout.offsets[table + 1]);
+        let (lo, hi) = (self.lowest.get(table), self.highest.get(table));
+        let symbol = value.clamp(lo, hi);
+        (self.interval(start, end, (symbol - lo) as usize).1, symbol == lo || symbol == hi)
+    }
+
+    /// How often `class` occurs, out of [`TOTAL`] (all of it without classes).
+    pub fn class_frequency(&self, class: usize) -> u32 {
+        match self.classes.is_empty() {
+            true => TOTAL,
+            false => class_interval(&self.classes, class).1,
+        }
     }
 
     /// Entropy codes `codes` (a frame's whole windows, latent after latent) into `out`; returns
@@ -1021,6 +1042,31 @@ pub(crate) mod tests {
             predicted.tables().decode(&out[..n], &mut back).unwrap();
             assert_eq!(back.to_vec(), codes);
         }
+    }
+
+    #[test]
+    fn a_value_has_its_class_s_frequency_and_values_at_or_past_the_ends_are_escaped() {
+        let one_class = OwnedTables::new(&[(-2, std::vec![100, 1000, 2896, 50, 50]), (0, std::vec![4000, 90, 6])]);
+        let owned = one_class
+            .clone()
+            .with_classes(&[3000, 1096], &[std::vec![std::vec![50, 50, 3896, 50, 50], std::vec![96, 3990, 10]]]);
+        let t = owned.tables();
+        assert_eq!(t.frequency(0, 0, 0), (2896, false));
+        assert_eq!(t.frequency(0, 0, -1), (1000, false));
+        assert_eq!(t.frequency(0, 0, -2), (100, true));
+        assert_eq!(t.frequency(0, 0, -700), (100, true));
+        assert_eq!(t.frequency(0, 0, 2), (50, true));
+        assert_eq!(t.frequency(1, 0, 0), (3896, false));
+        assert_eq!(t.frequency(1, 1, 1), (3990, false));
+        assert_eq!(t.frequency(1, 1, 9), (10, true));
+        for (class, table) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
+            let lowest = t.lowest.get(table);
+            for (j, &f) in owned.frequencies(class, table).iter().enumerate() {
+                assert_eq!(t.frequency(class, table, lowest + j as i16).0, u32::from(f));
+            }
+        }
+        assert_eq!([t.class_frequency(0), t.class_frequency(1)], [3000, 1096]);
+        assert_eq!(one_class.tables().class_frequency(0), TOTAL);
     }
 
     #[test]

@@ -10,7 +10,7 @@
 //! `shift` (positive = left). The arithmetic is exactly gemmlowp's
 //! `MultiplyByQuantizedMultiplier`, so results are identical on every target.
 
-use crate::blob::{I32s, I8s, WeightRow, Weights};
+use crate::blob::{I32s, I8s, U8s, WeightRow, Weights};
 
 /// `a · b / 2^31` rounded to the nearest, halves up (gemmlowp's nudge: `2^30`, or `1 − 2^30`
 /// for a negative product), saturating the single overflow case `i32::MIN · i32::MIN`.
@@ -53,9 +53,9 @@ pub struct Requantize<'a> {
     /// the layer's range ([`INT8_RANGE`] or [`CODE_RANGE`]).
     pub activation_min: i32,
     pub activation_max: i32,
-    /// Rounding with a dead zone, in 1/2^[`DEAD_ZONE_BITS`] of an output step (0: half away
-    /// from zero): see [`Requantize::with_dead_zone`].
-    pub dead_zone: i32,
+    /// Empty, or each output channel's dead zone in 1/2^[`DEAD_ZONE_BITS`] of an output step
+    /// (0: round half away from zero): see [`Requantize::with_dead_zones`].
+    pub dead_zones: U8s<'a>,
 }
 
 /// Fraction bits of a dead zone: the output is computed this much finer before it is rounded.
@@ -76,29 +76,42 @@ impl<'a> Requantize<'a> {
     pub fn new(multipliers: I32s<'a>, shifts: I8s<'a>, output_zero_point: i8, relu: bool, range: (i32, i32)) -> Self {
         let output_zero_point = i32::from(output_zero_point);
         let activation_min = if relu { output_zero_point.max(range.0) } else { range.0 };
-        Requantize { multipliers, shifts, output_zero_point, activation_min, activation_max: range.1, dead_zone: 0 }
+        let dead_zones = U8s::EMPTY;
+        Requantize { multipliers, shifts, output_zero_point, activation_min, activation_max: range.1, dead_zones }
     }
 
-    /// Rounds `v` (the output in steps from the zero point) to `sign(v)·⌊|v| + ½ − d⌋`, with
-    /// `d = dead_zone / 2^DEAD_ZONE_BITS` (below ½): every rounding threshold moves `d` away
-    /// from zero, so values near zero, the commonest codes, become cheaper to entropy code,
-    /// for a little more error (the decoder, tuned to such codes, learns where each code's
-    /// values lie). The layer's shifts must leave room for [`DEAD_ZONE_BITS`] more (blob
-    /// validation checks it).
-    pub fn with_dead_zone(self, dead_zone: u8) -> Self {
-        Requantize { dead_zone: i32::from(dead_zone), ..self }
+    /// Rounds channel `c`'s output `v` (in steps from the zero point) to
+    /// `sign(v)·⌊|v| + ½ − d⌋`, with `d = dead_zones[c] / 2^DEAD_ZONE_BITS` (below ½): every
+    /// rounding threshold moves `d` away from zero, so values near zero, the commonest codes,
+    /// become cheaper to entropy code, for a little more error (the decoder, tuned to such
+    /// codes, learns where each code's values lie). A channel whose nonzero codes cost many
+    /// bits more than a zero gets a wider one. `dead_zones` is empty or has one per channel;
+    /// the layer's shifts must leave room for [`DEAD_ZONE_BITS`] more (blob validation checks
+    /// both).
+    pub fn with_dead_zones(self, dead_zones: U8s<'a>) -> Self {
+        Requantize { dead_zones, ..self }
+    }
+
+    /// The dead zone of `channel` (0 when there are none).
+    #[inline(always)]
+    pub fn dead_zone(&self, channel: usize) -> u8 {
+        if self.dead_zones.is_empty() {
+            0
+        } else {
+            self.dead_zones.get(channel)
+        }
     }
 
     #[inline(always)]
     pub fn apply(&self, channel: usize, acc: i32) -> i16 {
-        self.apply_with(self.multipliers.get(channel), self.shifts.get(channel), acc)
+        self.apply_with(self.multipliers.get(channel), self.shifts.get(channel), self.dead_zone(channel), acc)
     }
 
-    /// [`Self::apply`] with the channel's multiplier and shift already looked up (kernels
-    /// hoist them out of their loops over positions).
+    /// [`Self::apply`] with the channel's multiplier, shift and dead zone already looked up
+    /// (kernels hoist them out of their loops over positions).
     #[inline(always)]
-    pub fn apply_with(&self, multiplier: i32, shift: i8, acc: i32) -> i16 {
-        let scaled = match self.dead_zone {
+    pub fn apply_with(&self, multiplier: i32, shift: i8, dead_zone: u8, acc: i32) -> i16 {
+        let scaled = match dead_zone {
             0 => multiply_by_quantized_multiplier(acc, multiplier, shift),
             dead_zone => {
                 // The output in 1/256 steps (rounded), then floored past the moved threshold.
@@ -316,7 +329,7 @@ pub fn conv1d(
     for o in 0..shape.out_channels {
         // Weights of this output channel, `[in][kernel]`, and its requantization.
         let w_o = weights.row(o * per_out, per_out);
-        let (b, m, sh) = (bias.get(o), requant.multipliers.get(o), requant.shifts.get(o));
+        let (b, m, sh, dz) = (bias.get(o), requant.multipliers.get(o), requant.shifts.get(o), requant.dead_zone(o));
         let out_o = &mut output[o * out_len..(o + 1) * out_len];
         for (t, out) in out_o.iter_mut().enumerate() {
             // Taps k with 0 <= t·stride + k − padding < in_len.
@@ -332,7 +345,7 @@ pub fn conv1d(
                     acc = dot_row(w_o.slice(c * kernel + k_lo, taps), &x_c[x0..x0 + taps], zp, acc);
                 }
             }
-            *out = requant.apply_with(m, sh, acc);
+            *out = requant.apply_with(m, sh, dz, acc);
         }
     }
 }
@@ -420,7 +433,6 @@ pub(crate) mod tests {
         let (m, shift) = ([0u8; 0], [0u8; 0]);
         let plain = Requantize::new(I32s::new(&m).unwrap(), I8s::new(&shift), 3, false, CODE_RANGE);
         for dead_zone in [0u8, 1, 51, 100, 127] {
-            let requant = plain.with_dead_zone(dead_zone);
             for acc in -4000..=4000 {
                 let v = f64::from(acc) / 32.0;
                 let d = f64::from(dead_zone) / 256.0;
@@ -431,16 +443,34 @@ pub(crate) mod tests {
                     _ => (v.abs() + 0.5 - d).floor() * v.signum(),
                 };
                 assert_eq!(
-                    f64::from(requant.apply_with(1 << 30, -4, acc)),
+                    f64::from(plain.apply_with(1 << 30, -4, dead_zone, acc)),
                     want + 3.0,
                     "acc {acc}, dead zone {dead_zone}"
                 );
             }
         }
         // Saturated, not wrapped, at the ends of the range.
-        let wide = plain.with_dead_zone(51);
-        assert_eq!(wide.apply_with(i32::MAX, 10, i32::MAX), i16::MAX);
-        assert_eq!(wide.apply_with(i32::MAX, 10, i32::MIN), i16::MIN);
+        assert_eq!(plain.apply_with(i32::MAX, 10, 51, i32::MAX), i16::MAX);
+        assert_eq!(plain.apply_with(i32::MAX, 10, 51, i32::MIN), i16::MIN);
+    }
+
+    #[test]
+    fn each_channel_rounds_with_its_own_dead_zone() {
+        // Three channels of M = 0.5 · 2^-4 (acc / 32), dead zones 0, ¼ and 100/256 of a step.
+        let m: Vec<u8> = [1i32 << 30; 3].iter().flat_map(|m| m.to_le_bytes()).collect();
+        let shift = [(-4i8) as u8; 3];
+        let zones = [0u8, 64, 100];
+        let requant = Requantize::new(I32s::new(&m).unwrap(), I8s::new(&shift), 0, false, CODE_RANGE)
+            .with_dead_zones(U8s::new(&zones).unwrap());
+        // 0.6875 of a step: 1 without a dead zone, 0 below the thresholds moved to 0.75 and 0.89.
+        let acc = 22;
+        assert_eq!([0, 1, 2].map(|c| requant.apply(c, acc)), [1, 0, 0]);
+        let acc = 26; // 0.8125: past ¾, short of 0.5 + 100/256 = 0.89
+        assert_eq!([0, 1, 2].map(|c| requant.apply(c, acc)), [1, 1, 0]);
+        assert_eq!([0, 1, 2].map(|c| requant.apply(c, -acc)), [-1, -1, 0]);
+        // Without dead zones every channel rounds half away from zero.
+        let plain = Requantize::new(I32s::new(&m).unwrap(), I8s::new(&shift), 0, false, CODE_RANGE);
+        assert_eq!([0, 1, 2].map(|c| plain.apply(c, 22)), [1, 1, 1]);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! `encoder.fq8`, the device's model blob, as a validated value: parsed once, its model id
 //! checked against the hash of its payload, its facts at hand without parsing again.
 
-use funnel_shared::blob::{BlobError, CodeQuant, I16s, ModelBlob, U16s, U8s, HEADER_LEN, TRAILER_LEN};
+use funnel_shared::blob::{BlobError, I16s, ModelBlob, U16s, U8s, HEADER_LEN, TRAILER_LEN};
 use funnel_shared::encoder::QuantizedEncoder;
 use funnel_shared::entropy::{CodeTables, EntropyError, MAX_TABLE_CODES, PRECISION, TOTAL};
 use funnel_shared::stream::to_counts;
@@ -144,11 +144,12 @@ impl OwnedCodeTables {
     /// of acc_z and 1.21 of gyro_y for a target of 1, the one chosen by this length 0.93 and
     /// 0.95; the ECG, PV and the IMU at 0.5 and 2 bits/sample land within 1 % over and 15 %
     /// under their targets. `None` with fewer than two frames to a stretch.
-    pub fn cross_fitted_length<E>(
+    /// The stretches are fitted and coded in parallel threads.
+    pub fn cross_fitted_length<E: Send>(
         codes: &[i16],
         latents: usize,
         windows_per_frame: usize,
-        fitting: impl Fn(Range<usize>) -> Result<Vec<i16>, E>,
+        fitting: impl Fn(Range<usize>) -> Result<Vec<i16>, E> + Sync,
     ) -> Result<Option<usize>, E> {
         let per_frame = windows_per_frame.max(1);
         let frame = latents * per_frame;
@@ -159,13 +160,16 @@ impl OwnedCodeTables {
         // Whole frames to each stretch (in windows); the last one takes a partial frame too.
         let mut bounds: Vec<usize> = (0..=RATE_FOLDS).map(|k| k * frames / RATE_FOLDS * per_frame).collect();
         bounds[RATE_FOLDS] = codes.len() / latents;
-        let mut length = 0;
-        for fold in bounds.windows(2) {
+        let fold_length = |fold: &[usize]| -> Result<usize, E> {
             let tables = OwnedCodeTables::fit(&fitting(fold[0]..fold[1])?, latents, windows_per_frame);
             let unseen = &codes[fold[0] * latents..fold[1] * latents];
-            length += frames_length(&tables.tables(), unseen, latents, windows_per_frame);
-        }
-        Ok(Some(length))
+            Ok(frames_length(&tables.tables(), unseen, latents, windows_per_frame))
+        };
+        let lengths: Vec<Result<usize, E>> = std::thread::scope(|scope| {
+            let folds: Vec<_> = bounds.windows(2).map(|fold| scope.spawn(move || fold_length(fold))).collect();
+            folds.into_iter().map(|f| f.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).collect()
+        });
+        lengths.into_iter().sum::<Result<usize, E>>().map(Some)
     }
 
     /// The tables of one class: see [`OwnedCodeTables::fit`].
@@ -442,7 +446,9 @@ pub struct Blob {
     channels: usize,
     latent: usize,
     counts_per_unit: f32,
-    codes: CodeQuant,
+    /// The codes' scale and zero point (see `funnel_shared::blob::CodeQuant`).
+    code_scale: f32,
+    code_zero_point: i8,
     macs_per_window: u64,
     scratch_bytes: usize,
     tables: Option<OwnedCodeTables>,
@@ -467,7 +473,8 @@ impl Blob {
                 channels: usize::from(spec.channels),
                 latent: spec.code_len(),
                 counts_per_unit: spec.counts_per_unit,
-                codes: spec.codes,
+                code_scale: spec.codes.scale,
+                code_zero_point: spec.codes.zero_point,
                 macs_per_window: spec.macs(),
                 scratch_bytes: spec.scratch_len() * core::mem::size_of::<i16>(),
                 tables: spec.tables.as_ref().map(OwnedCodeTables::of),
@@ -520,7 +527,7 @@ impl Blob {
 
     /// The latent value of one code.
     pub fn dequantize(&self, code: i16) -> f32 {
-        self.codes.scale * (f32::from(code) - f32::from(self.codes.zero_point))
+        self.code_scale * (f32::from(code) - f32::from(self.code_zero_point))
     }
 
     /// The entropy-coding tables of the codes, if the model has them.

@@ -52,6 +52,10 @@ pub struct QuantizationCard {
     /// The codes' dead zone, in steps (0 for older cards): see `funnel::quantize`.
     #[serde(default)]
     pub dead_zone: f64,
+    /// What a code's bit is worth in squared steps, which gave each code a dead zone of its own
+    /// in the blob (0: none, and for older cards): see `funnel::quantize`.
+    #[serde(default)]
+    pub rate_weight: f64,
     /// How many windows back in its frame each latent is predicted from: empty when none is
     /// (and for older cards), else one lag per latent, 0 for a latent coded alone (see
     /// `funnel_shared::entropy`).
@@ -366,10 +370,14 @@ impl ModelCard {
                 "- **Rate**: trained for {rate:.3} bits/sample of codes (rate–distortion training; the framing \
                  of {} window(s) per frame comes on top), code step {}",
                 self.windows_per_frame,
-                self.quantization.as_ref().map_or("–".to_string(), |q| format!(
-                    "{:.3}, dead zone {:.2} of a step",
-                    q.code_step, q.dead_zone
-                ))
+                self.quantization.as_ref().map_or("–".to_string(), |q| match q.rate_weight {
+                    0.0 => format!("{:.3}, dead zone {:.2} of a step", q.code_step, q.dead_zone),
+                    weight => format!(
+                        "{:.3}, each code's own dead zone from what its bits cost (a bit worth {weight} squared \
+                         steps; `encoder.fq8` holds them)",
+                        q.code_step
+                    ),
+                })
             );
         }
         let _ = writeln!(s, "- **Stream**: {} window(s) per data frame", self.windows_per_frame);

@@ -171,10 +171,11 @@ struct TrainArgs {
     /// Default: 1 for a given shape; as many as fill 1024 samples for a searched one.
     #[arg(long, value_parser = clap::value_parser!(u8).range(1..))]
     windows_per_frame: Option<u8>,
-    /// The codes' dead zone, in steps (0 to below 0.5): the device rounds a code's value v to
-    /// sign(v)·⌊|v| + ½ − D⌋, so small values cost fewer bits for a little more error. Default:
-    /// for a target rate, 0 or 0.25, whichever rebuilds the validation slice of the training
-    /// part better at that rate (each with its own code step and tuned decoder).
+    /// One dead zone for every code, in steps (0 to below 0.5): the device rounds a code's value
+    /// v to sign(v)·⌊|v| + ½ − D⌋, so small values cost fewer bits for a little more error.
+    /// Default: for a target rate, 0 or each code's own D from what its nonzero values cost in
+    /// its table, whichever rebuilds the validation slice of the training part better at that
+    /// rate (each with its own code step and tuned decoder).
     #[arg(long)]
     dead_zone: Option<f64>,
     /// Most bytes of model blob (flash) a searched shape may take.
@@ -270,10 +271,11 @@ struct QuantizeArgs {
     /// included (a model cannot go above its finest step's rate).
     #[arg(long)]
     bits_per_sample: Option<f64>,
-    /// The codes' dead zone, in steps (0 to below 0.5): the device rounds a code's value v to
-    /// sign(v)·⌊|v| + ½ − D⌋, so small values cost fewer bits for a little more error. Default:
-    /// the card's; for a target rate, 0 or 0.25, whichever rebuilds the validation slice of the training
-    /// part better at that rate (each with its own code step and tuned decoder).
+    /// One dead zone for every code, in steps (0 to below 0.5): the device rounds a code's value
+    /// v to sign(v)·⌊|v| + ½ − D⌋, so small values cost fewer bits for a little more error.
+    /// Default: the card's rounding; for a target rate, 0 or each code's own D from what its
+    /// nonzero values cost in its table, whichever rebuilds the validation slice of the
+    /// training part better at that rate (each with its own code step and tuned decoder).
     #[arg(long)]
     dead_zone: Option<f64>,
     /// Make the model bounded (see `funnel train --max-error`): no sample rebuilt more than E

@@ -26,7 +26,8 @@ use crate::eval::Pca;
 use crate::eval::{self, Evaluation, Report};
 use crate::export::{export_onnx, OnnxFiles};
 use crate::quantize::{
-    device_codes, fitting_codes, quantize, QuantizationInput, MAX_CODE_STEP, MAX_DEAD_ZONE, MIN_TRAINED_GRID_STEP,
+    code_dead_zones, device_codes, quantize, shifted_codes, QuantizationInput, MAX_CODE_STEP, MAX_DEAD_ZONE,
+    MIN_TRAINED_GRID_STEP,
 };
 use crate::runtime::{Backend, Runtime, TractModel};
 use crate::train::{
@@ -47,8 +48,9 @@ pub struct QuantizeRequest {
     /// instead of the training part of the model's own data.
     pub calibration: Option<(PathBuf, Vec<String>)>,
     pub rate: CodeRate,
-    /// The codes' dead zone in steps; `None`: chosen between 0 and 0.25 for a target rate of a
-    /// model trained for a rate, else the card's (or 0).
+    /// One dead zone for every code, in steps; `None`: for a target rate of a model trained for
+    /// a rate, the nearest step or each code's own dead zone (see `ROUNDINGS`), whichever
+    /// rebuilds the validation slice better, else the card's rounding (or the nearest step).
     pub dead_zone: Option<f64>,
     /// Make the model bounded: its streams carry the samples, none more than this far (the
     /// recording's units; 0: lossless in device counts) from the device's input.
@@ -108,14 +110,14 @@ fn quantize_and_measure(
     dataset: &Dataset,
     calibration: &Windows,
     rate: CodeRate,
-    dead_zone: Option<f64>,
+    rounding: Option<Rounding>,
     progress: bool,
 ) -> Result<QuantizeOutcome> {
     let encoder = model.float_net()?.float_encoder();
     // A network trained for a rate has its codes' grid: steps finer than it are in reach too.
     let trained_grid = card.train_config.code_rate.is_some();
     let finest = if trained_grid { MIN_TRAINED_GRID_STEP } else { 1.0 };
-    let quantized_at = |code_step: f64, dead_zone: f64| {
+    let quantized_at = |code_step: f64, rounding: Rounding| {
         quantize(&QuantizationInput {
             encoder: &encoder,
             normalization: &card.normalization,
@@ -123,27 +125,41 @@ fn quantize_and_measure(
             calibration,
             code_step,
             trained_grid,
-            dead_zone,
+            dead_zone: rounding.dead_zone,
+            rate_weight: rounding.rate_weight,
             windows_per_frame: usize::from(card.windows_per_frame),
         })
     };
-    let dead_zones = match (dead_zone, rate) {
-        (Some(d), _) => vec![d],
-        (None, CodeRate::BitsPerSample(_)) if trained_grid => DEAD_ZONES.to_vec(),
-        (None, CodeRate::AsBefore) => vec![card.quantization.as_ref().map_or(0.0, |q| q.dead_zone)],
-        (None, _) => vec![0.0],
+    let roundings = match (rounding, rate) {
+        (Some(r), _) => vec![r],
+        (None, CodeRate::BitsPerSample(_)) if trained_grid => ROUNDINGS.to_vec(),
+        (None, CodeRate::AsBefore) => vec![card.quantization.as_ref().map_or(Rounding::NEAREST, Rounding::of)],
+        (None, _) => vec![Rounding::NEAREST],
     };
-    // Each dead zone: the step that meets the rate, the decoder tuned to those codes from the
-    // same start, scored on the validation slice; the best one's weights are kept.
+    // Each rounding: the step that meets the rate (searched for every rounding at once, in
+    // parallel threads), the decoder tuned to those codes from the same start, scored on the
+    // validation slice; the best one's weights are kept.
+    let searched: Vec<Result<Quantized>> = std::thread::scope(|scope| {
+        let searches: Vec<_> = roundings
+            .iter()
+            .map(|&rounding| {
+                let quantized_at = &quantized_at;
+                scope.spawn(move || {
+                    let with_step = |code_step: f64| quantized_at(code_step, rounding);
+                    quantize_for_rate(&with_step, card, dataset, rate, finest, rounding)
+                })
+            })
+            .collect();
+        searches.into_iter().map(|s| s.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).collect()
+    });
     let start = snapshot(varmap)?;
     let mut best: Option<(f64, Quantized, Vec<candle_core::Tensor>)> = None;
-    for &dead_zone in &dead_zones {
+    for q in searched {
+        let q = q?;
         restore_snapshot(varmap, &start)?;
-        let with_step = |code_step: f64| quantized_at(code_step, dead_zone);
-        let q = quantize_for_rate(&with_step, card, dataset, rate, finest, dead_zone)?;
         let tuning = tune_decoder_to_codes(&q.blob, card, dataset, model, varmap, progress)?;
         let q = Quantized { tuning: Some(tuning), ..q };
-        let score = match (dead_zones.len(), rate) {
+        let score = match (roundings.len(), rate) {
             (2.., CodeRate::BitsPerSample(target)) => validation_prdn_at(&q.blob, card, dataset, model, target)?,
             _ => 0.0,
         };
@@ -151,8 +167,8 @@ fn quantize_and_measure(
             best = Some((score, q, snapshot(varmap)?));
         }
     }
-    let (_, Quantized { blob, code_step, missed, tuning, dead_zone, unseen_rate }, weights) =
-        best.context("internal: no dead zone to quantize with")?;
+    let (_, Quantized { blob, code_step, missed, tuning, rounding, unseen_rate }, weights) =
+        best.context("internal: no rounding to quantize with")?;
     restore_snapshot(varmap, &weights)?;
     let tuning = tuning.context("internal: the decoder was not tuned")?;
     let net = model.float_net()?;
@@ -170,8 +186,9 @@ fn quantize_and_measure(
         true => {
             let sent = 0..int8.windows;
             let x = dataset.held_out_norm().slice(sent.clone());
+            let dead_zones = code_dead_zones(&blob);
             let rounded =
-                Windows::new(x.dim, RoundedCodes { model, step: code_step, dead_zone }.run(&x.data, x.len())?);
+                Windows::new(x.dim, RoundedCodes { model, step: code_step, dead_zones }.run(&x.data, x.len())?);
             let rebuilt =
                 smooth_seams(&dataset.normalization().denormalize(&rounded), dataset.channels(), seam_filter)?;
             Quality::of(&dataset.held_out().slice(sent), &rebuilt, dataset.channels()).prdn
@@ -188,7 +205,8 @@ fn quantize_and_measure(
         int8_prdn: int8.prdn,
         relative_prdn_loss: relative,
         code_step,
-        dead_zone,
+        dead_zone: rounding.dead_zone,
+        rate_weight: rounding.rate_weight,
         prediction_lags: blob.code_tables().map_or(Vec::new(), |t| t.lags.iter().collect()),
         window_classes: blob.code_tables().map_or(1, |t| t.class_count()),
     };
@@ -233,19 +251,46 @@ fn quantize_and_measure(
     })
 }
 
-/// The dead zones a model trained for a rate is quantized with when none is asked for, in
-/// steps; the one whose device path rebuilds the validation slice best at the target rate is
-/// kept. Measured (`funnel bench rd`, the three shipped recordings at 0.5, 1 and 2
-/// bits/sample, against the PCA transform coder): a dead zone of 0.2–0.3 for every model
-/// lowered the PRDN at equal bits by up to 5 % at 0.5 and 1 bits/sample and raised it by up to
-/// 10 % at 2, so neither is a default for all.
-const DEAD_ZONES: [f64; 2] = [0.0, 0.25];
+/// How the device rounds its codes (see `QuantizationInput`): a dead zone in steps, and what a
+/// code's bit is worth in squared steps, which gives each code a dead zone of its own.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Rounding {
+    pub dead_zone: f64,
+    pub rate_weight: f64,
+}
+
+impl Rounding {
+    /// Every code to the nearest step.
+    pub const NEAREST: Rounding = Rounding { dead_zone: 0.0, rate_weight: 0.0 };
+
+    /// One dead zone for every code.
+    pub fn dead_zone(dead_zone: f64) -> Rounding {
+        Rounding { dead_zone, rate_weight: 0.0 }
+    }
+
+    /// The rounding a model was quantized with.
+    fn of(card: &QuantizationCard) -> Rounding {
+        Rounding { dead_zone: card.dead_zone, rate_weight: card.rate_weight }
+    }
+}
+
+/// The roundings a model trained for a rate is quantized with when none is asked for; the one
+/// whose device path rebuilds the validation slice best at the target rate is kept. Measured
+/// (`funnel bench rd`, held out, against the PCA transform coder): one dead zone of 0.2–0.3 for
+/// every model lowered the PRDN at equal bits by up to 5 % at 0.5 and 1 bits/sample and raised
+/// it by up to 10 % at 2, so none is a default for all; each code's own dead zone in place of
+/// one of 0.25 took acc_z at 1 bit/sample from 1.13× to 1.00×, gyro_y at 0.5 from 1.20× to
+/// 1.11×, and was chosen by 14 of 18 models (six channels of the ECG, IMU and PV, each at 0.5,
+/// 1 and 2 bits/sample).
+const ROUNDINGS: [Rounding; 2] = [Rounding::NEAREST, Rounding { dead_zone: 0.0, rate_weight: RATE_WEIGHT }];
+/// What a code's bit is worth in squared steps where the codes' rounding weighs their bits.
+const RATE_WEIGHT: f64 = 0.075;
 
 /// One quantization of the encoder.
 struct Quantized {
     blob: Blob,
     code_step: f64,
-    dead_zone: f64,
+    rounding: Rounding,
     /// Why the target rate was not met, if it was not.
     missed: Option<String>,
     tuning: Option<DecoderTuning>,
@@ -253,14 +298,14 @@ struct Quantized {
     unseen_rate: Option<f64>,
 }
 
-/// The blob at `rate` (with `dead_zone`), quantized by `with_step`.
+/// The blob at `rate` (with `rounding`), quantized by `with_step`.
 fn quantize_for_rate(
     with_step: &dyn Fn(f64) -> Result<Blob>,
     card: &ModelCard,
     dataset: &Dataset,
     rate: CodeRate,
     finest: f64,
-    dead_zone: f64,
+    rounding: Rounding,
 ) -> Result<Quantized> {
     let mut missed = None;
     let (blob, code_step, unseen_rate) = match rate {
@@ -285,7 +330,7 @@ fn quantize_for_rate(
             (blob, step, Some(reached))
         }
     };
-    Ok(Quantized { blob, code_step, dead_zone, missed, tuning: None, unseen_rate })
+    Ok(Quantized { blob, code_step, rounding, missed, tuning: None, unseen_rate })
 }
 
 /// PRDN of the device path (`blob`, the decoder of `model` as tuned) on the validation slice of
@@ -460,10 +505,15 @@ fn unseen_rate(blob: &Blob, dataset: &Dataset, windows_per_frame: u8) -> Result<
     let (latents, per_frame) = (blob.latent(), usize::from(windows_per_frame));
     let (normalization, train) = (dataset.normalization(), dataset.train_norm());
     let codes = device_codes(blob, normalization, train)?;
+    // What `fitting_codes` gives for the windows outside a fold, their own codes taken from
+    // `codes` rather than encoded again (the device encodes each window alike).
     let fitting = |unseen: Range<usize>| -> Result<Vec<i16>> {
-        let mut codes = fitting_codes(blob, normalization, &train.slice(0..unseen.start), per_frame)?;
-        codes.extend(fitting_codes(blob, normalization, &train.slice(unseen.end..train.len()), per_frame)?);
-        Ok(codes)
+        let mut fitting = Vec::new();
+        for windows in [0..unseen.start, unseen.end..train.len()] {
+            fitting.extend(shifted_codes(blob, normalization, &train.slice(windows.clone()), per_frame)?);
+            fitting.extend_from_slice(&codes[windows.start * latents..windows.end * latents]);
+        }
+        Ok(fitting)
     };
     let Some(unseen) = OwnedCodeTables::cross_fitted_length(&codes, latents, per_frame, fitting)? else {
         return Ok(fitted);
@@ -548,8 +598,8 @@ fn make_bounded(
         for fraction in BOUNDED_LATENT_RATES {
             restore_snapshot(r.varmap, &start)?;
             let rate = CodeRate::BitsPerSample(fraction * rate);
-            let dead_zone = Some(outcome.card.dead_zone);
-            let q = quantize_and_measure(r.model, r.varmap, card, dataset, r.calibration, rate, dead_zone, false)?;
+            let rounding = Some(Rounding::of(&outcome.card));
+            let q = quantize_and_measure(r.model, r.varmap, card, dataset, r.calibration, rate, rounding, false)?;
             let reached = outcome_rate(&q, dataset, card.windows_per_frame)?;
             if reached >= last_rate {
                 // The coarsest step: the codes go no lower.
@@ -610,8 +660,9 @@ pub fn quantize_model(request: &QuantizeRequest) -> Result<QuantizeOutcome> {
             card.normalization.normalize(&windows)
         }
     };
+    let rounding = request.dead_zone.map(Rounding::dead_zone);
     let mut outcome =
-        quantize_and_measure(&model, &varmap, &card, &dataset, &calibration, request.rate, request.dead_zone, false)?;
+        quantize_and_measure(&model, &varmap, &card, &dataset, &calibration, request.rate, rounding, false)?;
     commit_quantization(&dir, &mut card, &outcome)?;
     let requantize = (request.rate == CodeRate::AsBefore).then_some(Requantize {
         model: &model,
@@ -936,7 +987,7 @@ pub(super) fn train_point(
         dataset,
         dataset.train_norm(),
         rate,
-        request.dead_zone,
+        request.dead_zone.map(Rounding::dead_zone),
         request.progress,
     )?;
     report.sections.insert(Method::FloatAutoencoder, quantization.float.clone());

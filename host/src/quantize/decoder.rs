@@ -199,6 +199,7 @@ mod tests {
                 code_step: 1.0,
                 trained_grid: false,
                 dead_zone: 0.0,
+                rate_weight: 0.0,
                 windows_per_frame: 4,
             })
             .unwrap();

@@ -150,8 +150,9 @@ impl<M: Borrow<Autoencoder>> Runtime for CandleRuntime<M> {
 pub struct RoundedCodes<'a> {
     pub model: &'a Autoencoder,
     pub step: f64,
-    /// The device's dead zone, in steps (see `QuantizationInput::dead_zone`).
-    pub dead_zone: f64,
+    /// Each code's dead zone on the device, in steps (see `QuantizationInput::dead_zone`);
+    /// empty: none.
+    pub dead_zones: Vec<f64>,
 }
 
 impl Runtime for RoundedCodes<'_> {
@@ -166,9 +167,10 @@ impl Runtime for RoundedCodes<'_> {
     fn run(&self, input: &[f32], batch: usize) -> Result<Vec<f32>> {
         ensure!(input.len() == batch * self.input_len(), "rounded codes: {} values for batch {batch}", input.len());
         let codes = self.model.encode_windows(&Windows::new(self.input_len(), input.to_vec()))?;
-        let (step, dead_zone) = (self.step as f32, self.dead_zone as f32);
-        let round = |z: f32| (z.abs() / step + 0.5 - dead_zone).floor() * step * z.signum();
-        let rounded = Windows::new(codes.dim, codes.data.iter().map(|&z| round(z)).collect());
+        let step = self.step as f32;
+        let zone = |i: usize| self.dead_zones.get(i % codes.dim).map_or(0.0, |&d| d as f32);
+        let round = |i: usize, z: f32| (z.abs() / step + 0.5 - zone(i)).floor() * step * z.signum();
+        let rounded = Windows::new(codes.dim, codes.data.iter().enumerate().map(|(i, &z)| round(i, z)).collect());
         Ok(self.model.decode_latents(&rounded)?.data)
     }
 }
