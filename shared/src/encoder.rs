@@ -337,12 +337,21 @@ pub(crate) mod tests {
 
     #[test]
     fn inconsistent_specs_are_refused() {
+        let (zones, too_wide) = ([40u8, 127, 3], [40u8, 128]);
         let model = TinyModel::new();
         let mut spec = model.spec();
         spec.window = 9;
         assert!(matches!(spec.validate(), Err(BlobError::Invalid(_))));
         let mut spec = model.spec();
         spec.codes.zero_point = 0;
+        assert!(matches!(spec.validate(), Err(BlobError::Invalid(_))));
+        // Dead zones: none, or one per code of the last layer (2 here), each below half a step.
+        let mut spec = model.spec();
+        for (n, valid) in [(2, true), (1, false), (3, false)] {
+            spec.codes.dead_zones = U8s::new(&zones[..n]).unwrap();
+            assert_eq!(spec.validate().is_ok(), valid, "{n} dead zones");
+        }
+        spec.codes.dead_zones = U8s::new(&too_wide).unwrap();
         assert!(matches!(spec.validate(), Err(BlobError::Invalid(_))));
         let mut spec = model.spec();
         if let Layer::Dense { in_features, .. } = &mut spec.layers[1] {
