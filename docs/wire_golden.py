@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Compute the golden vectors of docs/wire-format.md, independently of the Rust code.
 
-Written only from the text of docs/wire-format.md, version 10 (sections "Stream header",
+Written only from the text of docs/wire-format.md, version 11 (sections "Stream header",
 "Data frame" with its subsections "Entropy-coded data frame" (and its paragraph "The last
 frame"), "The entropy coder" (with its paragraphs "What is coded", "Window classes" (new in
 version 10) and "Escapes") and "Bounded sessions" (with its paragraphs "The residual coder",
@@ -11,7 +11,9 @@ standard library. For vectors 1 to 5, versions 9 and 10 changed only the header'
 (and so its CRC): version 9's latent codes in bounded sessions ("With latent codes", with its
 paragraph "The integer decoder", implemented here as IntegerDecoder) have vector 7; version
 10's window classes are a model's choice (its blob's classes), which vectors 3 and 4 do not
-make (no class symbol is sent: their payloads are unchanged), and have vector 6. The script
+make (no class symbol is sent: their payloads are unchanged), and have vector 6. Version 11
+changed only the stream header (its length in the flags byte, the frame number and the start
+sample as varints: `varint` here), so every vector's headers and nothing else. The script
 uses `zlib.crc32` for the header's CRC-32/ISO-HDLC, a bitwise CRC-16/IBM-3740
 written from its parameters, and the rANS coder (encoder and decoder) written from the spec's
 pseudo-code and text. Codes are i16; both
@@ -293,7 +295,7 @@ import struct
 import sys
 import zlib
 
-MAGIC, VERSION = 0xF5, 10
+MAGIC, VERSION = 0xF5, 11
 RESTART = 0x01        # header flags, bit 0
 ENTROPY_CODED = 0x02  # header flags, bit 1
 BOUNDED = 0x04        # header flags, bit 2: a bounded session (with ENTROPY_CODED)
@@ -321,11 +323,24 @@ assert crc16_ibm_3740(b"123456789") == 0x29B1, "CRC-16/IBM-3740 check value"
 assert zlib.crc32(b"123456789") == 0xCBF43926, "CRC-32/ISO-HDLC check value"
 
 
+def varint(value) -> bytes:
+    """An unsigned integer as LEB128: 7 bits a byte, low bits first, the top bit set on every
+    byte but the last; as few bytes as the value needs."""
+    out = bytearray()
+    while True:
+        low, value = value & 0x7F, value >> 7
+        out.append(low | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
 def header(stream_id, flags, model_id, session, channels, codes_per_window, window,
            windows_per_frame, header_interval, frame, start_sample) -> bytes:
-    """The 32-byte stream header: 28 bytes of fields, then their CRC-32 (LE)."""
+    """The stream header: 16 bytes of fields (the flags byte's bits 3 to 7 are the header's
+    length less 16), the frame number and the start sample as varints, then the CRC-32 (LE)
+    of everything before it."""
     assert len(model_id) == 4
-    assert flags & ~(RESTART | ENTROPY_CODED | BOUNDED) == 0, "other bits are 0"
+    assert flags & ~(RESTART | ENTROPY_CODED | BOUNDED) == 0, "bits 0 to 2 only"
     assert 1 <= channels <= 16 and window >= 1 and windows_per_frame >= 1
     if flags & BOUNDED:
         # codes_per_window 0 to 64 in a BOUNDED session (with ENTROPY_CODED), 0 only there;
@@ -335,10 +350,14 @@ def header(stream_id, flags, model_id, session, channels, codes_per_window, wind
         assert windows_per_frame * window * channels <= 1024
     else:
         assert 1 <= codes_per_window <= 64 and windows_per_frame * codes_per_window <= 512
-    fields = struct.pack("<BBBB4sHBBHBBIQ", MAGIC, VERSION, stream_id, flags, model_id,
-                         session, channels, codes_per_window, window, windows_per_frame,
-                         header_interval, frame, start_sample)
-    assert len(fields) == 28
+    assert 0 <= frame < 2**32 and 0 <= start_sample <= 2**64 - 2**56
+    numbers = varint(frame) + varint(start_sample)
+    length = 16 + len(numbers) + 4
+    assert 22 <= length <= 35
+    fields = struct.pack("<BBBB4sHBBHBB", MAGIC, VERSION, stream_id, flags | (length - 16) << 3,
+                         model_id, session, channels, codes_per_window, window,
+                         windows_per_frame, header_interval) + numbers
+    assert len(fields) == length - 4
     return fields + struct.pack("<I", zlib.crc32(fields))
 
 
@@ -3111,7 +3130,7 @@ def golden_5(report=None):
                     channels=channels, codes_per_window=0, window=window,
                     windows_per_frame=windows_per_frame, header_interval=header_interval,
                     frame=0, start_sample=0, **common)]
-    assert items[0][3] == 0x07 and items[0][11] == 0
+    assert items[0][3] & 0x07 == 0x07 and items[0][11] == 0
     problems, sent = [], []
     for number, (samples, flags, want_coded) in enumerate(frames + [last]):
         is_last = number == len(frames)
@@ -3503,7 +3522,7 @@ def latent_bounded_vector(make_decoder, stream_id, report):
                     channels=channels, codes_per_window=k, window=window,
                     windows_per_frame=windows_per_frame, header_interval=header_interval,
                     frame=0, start_sample=0, **common)]
-    assert items[0][3] == 0x07 and items[0][11] == k
+    assert items[0][3] & 0x07 == 0x07 and items[0][11] == k
     m_whole = windows_per_frame * window
     for number, (codes, m) in enumerate(frames):
         is_last = number == len(frames) - 1

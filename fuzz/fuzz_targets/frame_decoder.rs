@@ -5,7 +5,7 @@
 
 mod link;
 
-use funnel_shared::wire::{DecodeEvent, FrameDecoder, ModelId, StreamLayout, HEADER_LEN};
+use funnel_shared::wire::{DecodeEvent, FrameDecoder, ModelId, StreamLayout};
 use libfuzzer_sys::fuzz_target;
 use link::{received, Script};
 
@@ -54,7 +54,7 @@ fuzz_target!(|script: Script| {
     let mut accounted = 0;
     let mut last: [Option<(u16, u32)>; 256] = [None; 256];
     let mut check = |event: DecodeEvent| match event {
-        DecodeEvent::Header { .. } => accounted += HEADER_LEN,
+        DecodeEvent::Header { header, .. } => accounted += header.encoded_len(),
         DecodeEvent::Frame(f) => {
             accounted += f.wire_len();
             let id = usize::from(f.stream_id);

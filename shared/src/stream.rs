@@ -7,8 +7,8 @@ use crate::encoder::{EncodeError, QuantizedEncoder};
 use crate::entropy::CodeTables;
 use crate::residual::{residual_bins, ResidualSpec};
 use crate::wire::{
-    encode_frame_in_place, StreamHeader, StreamLayout, HEADER_LEN, MAX_BOUNDED_SAMPLES, MAX_FRAME_BODY,
-    MAX_FRAME_CODES, MAX_FRAME_LEN, MAX_START_SAMPLE, PAYLOAD_IN_PLACE_AT,
+    encode_frame_in_place, StreamHeader, StreamLayout, MAX_BOUNDED_SAMPLES, MAX_FRAME_BODY, MAX_FRAME_CODES,
+    MAX_FRAME_LEN, MAX_HEADER_LEN, MAX_START_SAMPLE, PAYLOAD_IN_PLACE_AT,
 };
 
 /// Converts a physical value (e.g. mV) to device counts, the way the device's ADC scaling is
@@ -239,9 +239,9 @@ pub fn stream_layout(encoder: &QuantizedEncoder<'_>, windows_per_frame: u8) -> S
 }
 
 /// Most bytes one [`StreamEncoder::encode_window`] call writes: a header and a frame.
-pub const MAX_WINDOW_OUTPUT: usize = HEADER_LEN + MAX_FRAME_LEN;
+pub const MAX_WINDOW_OUTPUT: usize = MAX_HEADER_LEN + MAX_FRAME_LEN;
 // `send` makes the payload in the output, behind a header, where the frame will move it from.
-const _: () = assert!(HEADER_LEN + PAYLOAD_IN_PLACE_AT + MAX_FRAME_BODY <= MAX_WINDOW_OUTPUT);
+const _: () = assert!(MAX_HEADER_LEN + PAYLOAD_IN_PLACE_AT + MAX_FRAME_BODY <= MAX_WINDOW_OUTPUT);
 
 /// What one [`StreamEncoder::encode_window`] call did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -593,8 +593,9 @@ impl<'m, const BOUNDED: bool, const CODES: bool> StreamEncoder<'m, BOUNDED, CODE
         let frame = self.header.frame;
         let mut len = 0;
         if frame % u32::from(self.header.header_interval) == 0 {
-            out[..HEADER_LEN].copy_from_slice(&self.header.encode());
-            len = HEADER_LEN;
+            let header = self.header.encode();
+            out[..header.len()].copy_from_slice(&header);
+            len = header.len();
         }
         let samples = end.map_or(self.header.layout.frame_span() as usize, |n| n as usize);
         let payload = out[len + PAYLOAD_IN_PLACE_AT..]
@@ -787,8 +788,10 @@ mod tests {
             lens.push(e.len);
         }
         let frame_len = 2 * encoder.code_len() + 2;
-        // Frames 0..4 complete at windows 1, 3, 5, 7; headers before frames 0 and 2.
-        assert_eq!(lens, [0, HEADER_LEN + frame_len, 0, frame_len, 0, HEADER_LEN + frame_len, 0, frame_len, 0]);
+        // Frames 0..4 complete at windows 1, 3, 5, 7; headers before frames 0 and 2, of 16
+        // bytes, the frame number in one varint byte, the start sample (1000) in two, the CRC.
+        let header = 16 + 1 + 2 + 4;
+        assert_eq!(lens, [0, header + frame_len, 0, frame_len, 0, header + frame_len, 0, frame_len, 0]);
         assert_eq!(stream.pending_windows(), 1);
         assert_eq!(stream.next_sample_index(), 1000 + 9 * window as u64);
         let frames = received(&bytes);

@@ -1,28 +1,41 @@
-//! Wire format, version 8: how the device sends latent codes, or bounded samples, over a byte
+//! Wire format, version 11: how the device sends latent codes, or bounded samples, over a byte
 //! link.
 //!
-//! A [`StreamHeader`] (32 bytes, CRC-32) says once per `header_interval` frames what is constant
-//! for a stream: model, session, layout, where the session started. Between headers, data frames
-//! carry only codes and a 2-byte check (CRC-16) in which the frame number and a saturation flag
-//! are implied rather than sent. A session whose model entropy codes its codes sends
-//! variable-length frames: a length byte, then the coded codes (see [`crate::entropy`]), and
-//! may end with a short last frame ([`FRAME_END`]) that carries the end of the stream. A
-//! *bounded* session ([`FLAG_BOUNDED`]) sends, in the same variable-length frames, its samples
-//! coded within a bound (see [`crate::residual`]) instead of latent codes. There
-//! are no delimiters: [`FrameDecoder`] recognises items by their checks. The specification with golden vectors is `docs/wire-format.md`; the tests in this
-//! module check those vectors.
+//! A [`StreamHeader`] (22 to 35 bytes, CRC-32) says once per `header_interval` frames what is
+//! constant for a stream: model, session, layout, where the session started; its frame number
+//! and start sample are varints, so that a short stream does not pay for 2^64 samples. Between
+//! headers, data frames carry only codes and a 2-byte check (CRC-16) in which the frame number
+//! and a saturation flag are implied rather than sent. A session whose model entropy codes its
+//! codes sends variable-length frames: a length byte, then the coded codes (see
+//! [`crate::entropy`]), and may end with a short last frame ([`FRAME_END`]) that carries the end
+//! of the stream. A *bounded* session ([`FLAG_BOUNDED`]) sends, in the same variable-length
+//! frames, its samples coded within a bound (see [`crate::residual`]) instead of latent codes.
+//! There are no delimiters: [`FrameDecoder`] recognises items by their checks. The
+//! specification with golden vectors is `docs/wire-format.md`; the tests in this module check
+//! those vectors.
 
 use crc::{Crc, CRC_16_IBM_3740, CRC_32_ISO_HDLC};
-use heapless::Deque;
+use heapless::{Deque, Vec};
 
 use crate::blob::MAX_CHANNELS;
 
 /// Version of the layouts; the second byte of every header.
-pub const WIRE_VERSION: u8 = 10;
+pub const WIRE_VERSION: u8 = 11;
 /// First byte of every stream header.
 pub const HEADER_MAGIC: u8 = 0xF5;
-/// Bytes of a stream header, its CRC-32 included.
-pub const HEADER_LEN: usize = 32;
+/// Bytes of a stream header before its two numbers: magic, version, stream id, flags and
+/// length, model id, session, layout, header interval.
+pub const HEADER_FIXED_LEN: usize = 16;
+/// Bytes of a stream header's CRC-32, its last.
+const HEADER_CRC_LEN: usize = 4;
+/// Bytes of the shortest stream header: a frame number and a start sample below 128.
+pub const MIN_HEADER_LEN: usize = HEADER_FIXED_LEN + 2 + HEADER_CRC_LEN;
+/// Bytes of the longest stream header: a frame number of 5 varint bytes, a start sample of 10.
+pub const MAX_HEADER_LEN: usize = HEADER_FIXED_LEN + 5 + 10 + HEADER_CRC_LEN;
+/// The header's length less [`HEADER_FIXED_LEN`] sits in the flags byte's bits from this one
+/// up, so that a receiver finds the CRC of a header of any version.
+const HEADER_LEN_SHIFT: u32 = 3;
+const _: () = assert!(MAX_HEADER_LEN - HEADER_FIXED_LEN < 1 << (8 - HEADER_LEN_SHIFT));
 /// Bytes of the check that ends a data frame.
 pub const CHECK_LEN: usize = 2;
 /// Most latent codes one window has.
@@ -149,6 +162,18 @@ fn read_length_prefix(bytes: &[u8]) -> Option<(usize, usize)> {
     }
     let second = *bytes.get(1)?;
     (second != 0 && second < 0x80).then_some((usize::from(first & 0x7F) | usize::from(second) << 7, 2))
+}
+
+/// Bytes of `value` as a varint (LEB128, postcard's encoding of integers): 7 bits a byte.
+fn varint_len(value: u64) -> usize {
+    (64 - value.leading_zeros()).div_ceil(7).max(1) as usize
+}
+
+/// Bytes of a stream header whose flags byte is `flags`, of any wire version: `None` when no
+/// header is that long (the caller then checks the magic byte and the CRC).
+fn header_len(flags: u8) -> Option<usize> {
+    let len = HEADER_FIXED_LEN + usize::from(flags >> HEADER_LEN_SHIFT);
+    (len > HEADER_FIXED_LEN + HEADER_CRC_LEN).then_some(len)
 }
 
 impl StreamLayout {
@@ -280,15 +305,21 @@ impl StreamHeader {
         self.start_sample + u64::from(frame) * self.layout.frame_span()
     }
 
-    /// The 32 bytes of the header, CRC included.
-    pub fn encode(&self) -> [u8; HEADER_LEN] {
-        let mut b = [0u8; HEADER_LEN];
+    /// The header's bytes, CRC included: [`MIN_HEADER_LEN`] for a session's first header that
+    /// starts below sample 128, up to [`MAX_HEADER_LEN`].
+    pub fn encode(&self) -> Vec<u8, MAX_HEADER_LEN> {
+        let mut b = [0u8; MAX_HEADER_LEN];
+        let numbers = postcard::to_slice(&(self.frame, self.start_sample), &mut b[HEADER_FIXED_LEN..])
+            .expect("a u32 and a u64 take at most 15 varint bytes")
+            .len();
+        let len = HEADER_FIXED_LEN + numbers + HEADER_CRC_LEN;
         b[0] = HEADER_MAGIC;
         b[1] = WIRE_VERSION;
         b[2] = self.stream_id;
         b[3] = if self.restart { FLAG_RESTART } else { 0 }
             | if self.layout.entropy_coded { FLAG_ENTROPY_CODED } else { 0 }
-            | if self.layout.bounded { FLAG_BOUNDED } else { 0 };
+            | if self.layout.bounded { FLAG_BOUNDED } else { 0 }
+            | ((len - HEADER_FIXED_LEN) as u8) << HEADER_LEN_SHIFT;
         b[4..8].copy_from_slice(&self.model_id.0);
         b[8..10].copy_from_slice(&self.session.to_le_bytes());
         b[10] = self.layout.channels;
@@ -296,23 +327,26 @@ impl StreamHeader {
         b[12..14].copy_from_slice(&self.layout.window.to_le_bytes());
         b[14] = self.layout.windows_per_frame;
         b[15] = self.header_interval;
-        b[16..20].copy_from_slice(&self.frame.to_le_bytes());
-        b[20..28].copy_from_slice(&self.start_sample.to_le_bytes());
-        let crc = CRC32.checksum(&b[..28]);
-        b[28..].copy_from_slice(&crc.to_le_bytes());
-        b
+        let crc = CRC32.checksum(&b[..len - HEADER_CRC_LEN]);
+        b[len - HEADER_CRC_LEN..len].copy_from_slice(&crc.to_le_bytes());
+        Vec::from_slice(&b[..len]).expect("len <= MAX_HEADER_LEN")
     }
 
-    /// Reads a header whose magic and CRC the caller has checked.
-    fn decode(b: &[u8; HEADER_LEN]) -> Result<Self, CorruptKind> {
+    /// Bytes of [`encode`](Self::encode)'s output.
+    pub fn encoded_len(&self) -> usize {
+        HEADER_FIXED_LEN + varint_len(self.frame.into()) + varint_len(self.start_sample) + HEADER_CRC_LEN
+    }
+
+    /// Reads a header whose magic, length and CRC the caller has checked (see [`header_len`]).
+    fn decode(b: &[u8]) -> Result<Self, CorruptKind> {
         if b[1] != WIRE_VERSION {
             return Err(CorruptKind::UnsupportedVersion(b[1]));
         }
+        let numbers = &b[HEADER_FIXED_LEN..b.len() - HEADER_CRC_LEN];
+        let Ok(((frame, start_sample), [])) = postcard::take_from_bytes::<(u32, u64)>(numbers) else {
+            return Err(CorruptKind::Malformed);
+        };
         let u16_at = |i: usize| u16::from_le_bytes([b[i], b[i + 1]]);
-        let mut frame = [0u8; 4];
-        frame.copy_from_slice(&b[16..20]);
-        let mut start = [0u8; 8];
-        start.copy_from_slice(&b[20..28]);
         let header = StreamHeader {
             stream_id: b[2],
             restart: b[3] & FLAG_RESTART != 0,
@@ -327,10 +361,11 @@ impl StreamHeader {
                 bounded: b[3] & FLAG_BOUNDED != 0,
             },
             header_interval: b[15],
-            frame: u32::from_le_bytes(frame),
-            start_sample: u64::from_le_bytes(start),
+            frame,
+            start_sample,
         };
-        if b[3] & !(FLAG_RESTART | FLAG_ENTROPY_CODED | FLAG_BOUNDED) != 0 || !header.is_valid() {
+        // One header, one way to write it: a length that over-long varints fill is malformed.
+        if !header.is_valid() || header.encoded_len() != b.len() {
             return Err(CorruptKind::Malformed);
         }
         Ok(header)
@@ -500,10 +535,14 @@ fn write_frame(
 }
 
 /// Bytes a sender puts on the link for `frames` data frames of `frame_len` bytes from the start
-/// of a session, headers included.
-pub fn stream_len(frames: u64, frame_len: usize, header_interval: u8) -> u64 {
-    let headers = frames.div_ceil(u64::from(header_interval.max(1)));
-    frames * frame_len as u64 + headers * HEADER_LEN as u64
+/// of a session that starts at `start_sample`, headers included.
+pub fn stream_len(frames: u64, frame_len: usize, header_interval: u8, start_sample: u64) -> u64 {
+    let interval = u64::from(header_interval.max(1));
+    // Header k comes before frame k × interval; its frame number takes a byte for each 7 bits.
+    let headers = frames.div_ceil(interval);
+    let shortest = HEADER_FIXED_LEN + 1 + varint_len(start_sample) + HEADER_CRC_LEN;
+    let longer: u64 = (1..5).map(|bytes| headers.saturating_sub((1u64 << (7 * bytes)).div_ceil(interval))).sum();
+    frames * frame_len as u64 + headers * shortest as u64 + longer
 }
 
 /// What kind of bytes a receiver could not use. Ordered so that receivers can count damage by
@@ -748,9 +787,15 @@ fn match_frame(h: &StreamHeader, bytes: &[u8], next: u64, late: &[u32]) -> Optio
 /// An item recognised at the start of the buffer.
 #[derive(Clone, Copy, Debug)]
 enum Item {
-    Header(StreamHeader),
+    Header {
+        header: StreamHeader,
+        len: usize,
+    },
     /// A header with a valid CRC this receiver cannot use.
-    BadHeader(CorruptKind),
+    BadHeader {
+        kind: CorruptKind,
+        len: usize,
+    },
     /// A frame of the stream in `slot`, under its pending header's numbering when `alt`.
     Frame {
         slot: usize,
@@ -768,7 +813,7 @@ enum Item {
 impl Item {
     fn len(&self) -> usize {
         match *self {
-            Item::Header(_) | Item::BadHeader(_) => HEADER_LEN,
+            Item::Header { len, .. } | Item::BadHeader { len, .. } => len,
             Item::Frame { len, .. } | Item::Repeated { len } => len,
         }
     }
@@ -894,17 +939,20 @@ impl FrameDecoder {
     ) -> Recognised {
         let mut need_more = false;
         if bytes.first() == Some(&HEADER_MAGIC) {
-            match bytes.get(..HEADER_LEN) {
-                Some(b) => {
-                    let b: &[u8; HEADER_LEN] = b.try_into().expect("HEADER_LEN bytes");
-                    let stored = u32::from_le_bytes([b[28], b[29], b[30], b[31]]);
-                    if CRC32.checksum(&b[..28]) == stored {
-                        return Recognised::Item(match StreamHeader::decode(b) {
-                            Ok(h) => Item::Header(h),
-                            Err(kind) => Item::BadHeader(kind),
-                        });
+            match bytes.get(3).map(|&flags| header_len(flags)) {
+                Some(Some(len)) => match bytes.get(..len) {
+                    Some(b) => {
+                        let (body, crc) = b.split_at(len - HEADER_CRC_LEN);
+                        if CRC32.checksum(body).to_le_bytes() == crc {
+                            return Recognised::Item(match StreamHeader::decode(b) {
+                                Ok(header) => Item::Header { header, len },
+                                Err(kind) => Item::BadHeader { kind, len },
+                            });
+                        }
                     }
-                }
+                    None => need_more = !end,
+                },
+                Some(None) => {}
                 None => need_more = !end,
             }
         }
@@ -1023,14 +1071,14 @@ impl FrameDecoder {
             return;
         }
         // Whole damaged items: a header, or up to SEARCH_DEPTH - 1 frames of one stream.
-        let item_sized = bytes == HEADER_LEN
+        let item_sized = (MIN_HEADER_LEN..=MAX_HEADER_LEN).contains(&bytes)
             || coded_end
             || self.locks.iter().flatten().any(|l| {
                 let len = l.header.layout.max_frame_len();
                 !l.header.layout.entropy_coded && bytes % len == 0 && bytes / len < SEARCH_DEPTH as usize
             });
         let longest =
-            self.locks.iter().flatten().map(|l| l.header.layout.max_frame_len()).max().unwrap_or(0).max(HEADER_LEN);
+            self.locks.iter().flatten().map(|l| l.header.layout.max_frame_len()).max().unwrap_or(0).max(MAX_HEADER_LEN);
         let kind = if !self.run_locked {
             CorruptKind::Unsynced
         } else if at_end && self.run_in_sync && bytes < longest {
@@ -1052,9 +1100,9 @@ impl FrameDecoder {
     fn accept(&mut self, item: Item) {
         self.clock += 1;
         match item {
-            Item::BadHeader(kind) => self.push(DecodeEvent::Corrupt { kind, bytes: HEADER_LEN }),
+            Item::BadHeader { kind, len } => self.push(DecodeEvent::Corrupt { kind, bytes: len }),
             Item::Repeated { len } => self.push(DecodeEvent::Corrupt { kind: CorruptKind::Repeated, bytes: len }),
-            Item::Header(header) => self.accept_header(header),
+            Item::Header { header, .. } => self.accept_header(header),
             Item::Frame { slot, alt, frame, flags, len } => {
                 let Some(mut lock) = self.locks[slot] else { return };
                 if let Some((header, change)) = lock.pending.take() {
@@ -1251,6 +1299,14 @@ pub(crate) mod tests {
 
     pub(crate) fn header(frame: u32) -> StreamHeader {
         header_of(frame, false)
+    }
+
+    /// Whether a test item is a header (a frame is one only by a CRC-32 collision).
+    pub(crate) fn is_header(item: &[u8]) -> bool {
+        let body = item.len().saturating_sub(HEADER_CRC_LEN);
+        item.first() == Some(&HEADER_MAGIC)
+            && item.get(3).and_then(|&flags| header_len(flags)) == Some(item.len())
+            && CRC32.checksum(&item[..body]).to_le_bytes() == item[body..]
     }
 
     /// The test session's header, its frames entropy coded or not.
@@ -1878,7 +1934,7 @@ pub(crate) mod tests {
         };
         assert_eq!(h.layout.max_frame_len(), MAX_FRAME_CODES + CHECK_LEN);
         let stream = session_items(&h, 9).concat();
-        assert_eq!(stream.len() as u64, stream_len(9, MAX_FRAME_CODES + CHECK_LEN, h.header_interval));
+        assert_eq!(stream.len() as u64, stream_len(9, MAX_FRAME_CODES + CHECK_LEN, h.header_interval, h.start_sample));
         let frames = frames_of(&decode_all(&stream, 100));
         assert_eq!(frames.len(), 9);
         assert_eq!(frames[8].sample_index, MAX_START_SAMPLE + 8 * 8 * u64::from(u16::MAX));
@@ -2078,25 +2134,75 @@ pub(crate) mod tests {
 
     #[test]
     fn headers_it_cannot_use_are_reported_by_kind() {
-        let mut bad = header(0).encode();
-        bad[1] = 3; // the previous version
-        let crc = CRC32.checksum(&bad[..28]);
-        bad[28..].copy_from_slice(&crc.to_le_bytes());
-        let mut malformed = header(0).encode();
-        malformed[11] = 0; // no codes
-        let crc = CRC32.checksum(&malformed[..28]);
-        malformed[28..].copy_from_slice(&crc.to_le_bytes());
+        // The bytes of `header(0)` changed by `change`, the CRC made to hold again.
+        let resealed = |change: &dyn Fn(&mut Vec<u8>)| {
+            let mut b = header(0).encode().to_vec();
+            change(&mut b);
+            let body = b.len() - HEADER_CRC_LEN;
+            let crc = CRC32.checksum(&b[..body]);
+            b[body..].copy_from_slice(&crc.to_le_bytes());
+            b
+        };
+        let bad = resealed(&|b| b[1] = 3); // an earlier version
+                                           // A later version whose header is longer (its length in the flags byte, as in this one).
+        let longer = resealed(&|b| {
+            b[1] = 12;
+            b.splice(HEADER_FIXED_LEN..HEADER_FIXED_LEN, [0; 20]);
+            b[3] += 20 << HEADER_LEN_SHIFT;
+        });
+        let malformed = resealed(&|b| b[11] = 0); // no codes
+                                                  // The frame number 0 written in two varint bytes (0x80 0x00), the length to match.
+        let over_long = resealed(&|b| {
+            b.splice(HEADER_FIXED_LEN..HEADER_FIXED_LEN + 1, [0x80, 0x00]);
+            b[3] += 1 << HEADER_LEN_SHIFT;
+        });
+        // A length field that disagrees with the varints (a byte of the CRC read as a number).
+        let misread = resealed(&|b| {
+            b.push(0);
+            b[3] += 1 << HEADER_LEN_SHIFT;
+        });
         // A session so close to 2^64 that its sample indices would wrap.
-        let wrapping = StreamHeader { start_sample: MAX_START_SAMPLE + 1, ..header(0) }.encode();
-        let events = decode_all(&[bad, malformed, wrapping].concat(), 8);
-        assert_eq!(
-            corrupt_of(&events),
-            std::vec![
-                (CorruptKind::UnsupportedVersion(3), HEADER_LEN),
-                (CorruptKind::Malformed, HEADER_LEN),
-                (CorruptKind::Malformed, HEADER_LEN)
-            ]
-        );
+        let wrapping = StreamHeader { start_sample: MAX_START_SAMPLE + 1, ..header(0) }.encode().to_vec();
+        let items = [bad, longer, malformed, over_long, misread, wrapping];
+        let events = decode_all(&items.concat(), 8);
+        let kinds = [
+            CorruptKind::UnsupportedVersion(3),
+            CorruptKind::UnsupportedVersion(12),
+            CorruptKind::Malformed,
+            CorruptKind::Malformed,
+            CorruptKind::Malformed,
+            CorruptKind::Malformed,
+        ];
+        assert_eq!(corrupt_of(&events), kinds.into_iter().zip(items.iter().map(Vec::len)).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn headers_take_the_bytes_their_numbers_need() {
+        let h = header(0);
+        assert_eq!(h.encode().len(), MIN_HEADER_LEN);
+        for (frame, start_sample, len) in [
+            (127, 127, 22),
+            (128, 0, 23),
+            (0, 128, 23),
+            (16_383, 16_384, 25),
+            (u32::MAX, 0, 26),
+            (u32::MAX, MAX_START_SAMPLE, MAX_HEADER_LEN),
+        ] {
+            let h = StreamHeader { frame, start_sample, restart: frame == 0, ..h };
+            let b = h.encode();
+            assert_eq!((b.len(), h.encoded_len()), (len, len), "frame {frame}, start {start_sample}");
+            assert_eq!(header_len(b[3]), Some(len));
+            assert_eq!(StreamHeader::decode(&b), Ok(h));
+        }
+        // `stream_len` counts each header's bytes: frames 0, 100, …, 20_000 of a header every
+        // 100, start sample 300 (two bytes).
+        let sent: usize = (0..201)
+            .map(|k| StreamHeader { frame: k * 100, start_sample: 300, restart: k == 0, header_interval: 100, ..h })
+            .map(|h| h.encoded_len())
+            .sum();
+        assert_eq!(stream_len(20_001, 0, 100, 300), sent as u64);
+        assert_eq!(stream_len(20_001, 5, 100, 300), sent as u64 + 5 * 20_001);
+        assert_eq!(stream_len(0, 5, 100, 300), 0);
     }
 
     #[test]
@@ -2196,15 +2302,16 @@ pub(crate) mod tests {
         assert_eq!((last.end_samples, last.windows(), last.codes(), last.entropy_coded), (Some(130), 2, 10, false));
         assert_eq!((last.wire_len(), &last.payload[..]), (n, &[9; 20][..]));
         // A flipped bit in its sample count costs exactly that frame, as in any frame.
+        let header_len = h.encoded_len();
         let mut damaged = stream.clone();
-        damaged[HEADER_LEN + 7 + 2] ^= 0x01;
+        damaged[header_len + 7 + 2] ^= 0x01;
         let events = decode_all(&damaged, 3);
         assert_eq!(frames_of(&events).len(), 1);
         // (at the end of the input, a damaged item is reported cut off)
         assert_eq!(corrupt_of(&events), [(CorruptKind::Truncated, n)]);
         // A check that holds over a sample count out of range is no frame: the same bytes, the
         // count made 0 and the check recomputed for it.
-        let mut forged = stream[..HEADER_LEN + 7].to_vec();
+        let mut forged = stream[..header_len + 7].to_vec();
         let mut bad = buf[..n].to_vec();
         bad[1..4].copy_from_slice(&[0, 0, 0]);
         let check = frame_check(&h, &bad[..n - CHECK_LEN], 1, FRAME_END);
@@ -2219,7 +2326,7 @@ pub(crate) mod tests {
         long[0] = 31;
         let check = frame_check(&h, &long[..1 + 31], 1, 0);
         long[1 + 31..].copy_from_slice(&check.to_le_bytes());
-        let forged = [&stream[..HEADER_LEN + 7], &long[..]].concat();
+        let forged = [&stream[..header_len + 7], &long[..]].concat();
         assert_eq!(frames_of(&decode_all(&forged, 4)).len(), 1);
     }
 
@@ -2249,7 +2356,7 @@ mod fuzz {
     //! Property tests: random and damaged byte streams never panic the decoder, every byte is
     //! accounted for, nothing is invented, and frames are recovered as the spec promises.
     extern crate std;
-    use super::tests::{data_frame, header, header_of, session_items};
+    use super::tests::{data_frame, header, header_of, is_header, session_items};
     use super::*;
     use proptest::prelude::*;
     use proptest::test_runner::RngSeed;
@@ -2306,7 +2413,7 @@ mod fuzz {
                 accounted += f.wire_len();
                 frames.push(f);
             }
-            DecodeEvent::Header { .. } => accounted += HEADER_LEN,
+            DecodeEvent::Header { header, .. } => accounted += header.encoded_len(),
             DecodeEvent::Corrupt { bytes, .. } => accounted += bytes,
             DecodeEvent::Gap(_) => {}
         };
@@ -2393,8 +2500,8 @@ mod fuzz {
                 .iter()
                 .enumerate()
                 .skip(last_damaged.map_or(0, |i| i + 1))
-                .find(|(_, b)| b.len() == HEADER_LEN)
-                .map(|(i, _)| items[..i].iter().filter(|b| b.len() != HEADER_LEN).count() as u32);
+                .find(|(_, b)| is_header(b))
+                .map(|(i, _)| items[..i].iter().filter(|b| !is_header(b)).count() as u32);
             if let Some(first) = recovered_from {
                 for f in first..damages.len() as u32 {
                     prop_assert!(numbers.contains(&f), "frame {} lost; got {:?}", f, numbers);
@@ -2418,7 +2525,7 @@ mod fuzz {
             let mut f = 0;
             for item in session_items(&h, n) {
                 let mut bytes = item.clone();
-                if bytes.len() != HEADER_LEN {
+                if !is_header(&bytes) {
                     let (flip, at, mask) = flips[f as usize];
                     if flip && run_len + 1 < SEARCH_DEPTH {
                         // A variable-length frame's length byte is left alone: one that lies

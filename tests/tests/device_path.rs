@@ -15,7 +15,7 @@ use funnel_artifacts::data::Normalization;
 use funnel_artifacts::{Graph, Method, ModelCard, ModelDir, ModelSpec};
 use funnel_e2e::{ecg_data, ecg_model, held_out_prdn, read_rows, root};
 use funnel_shared::stream::StreamConfig;
-use funnel_shared::wire::{CorruptKind, CHECK_LEN, FLAG_ENTROPY_CODED, HEADER_LEN};
+use funnel_shared::wire::{CorruptKind, CHECK_LEN, FLAG_ENTROPY_CODED, MIN_HEADER_LEN};
 
 /// Items (the stream header and frames) of the golden vector, one hex line each.
 const GOLDEN_ITEMS: usize = 8;
@@ -44,7 +44,8 @@ fn items(bytes: &[u8], n: usize) -> Vec<Vec<u8>> {
             break;
         }
         if frame % 64 == 0 {
-            let (item, tail) = rest.split_at(HEADER_LEN.min(rest.len()));
+            // The header's length less 16 is in its flags byte's bits 3 to 7.
+            let (item, tail) = rest.split_at((16 + usize::from(rest[3] >> 3)).min(rest.len()));
             out.push(item.to_vec());
             rest = tail;
         }
@@ -140,17 +141,24 @@ fn framing_costs_three_bytes_per_frame_and_a_header_per_64_and_entropy_coding_pa
     let bytes = std::fs::read(&codes).unwrap();
     let all = items(&bytes, usize::MAX);
     assert_eq!(all.iter().map(Vec::len).sum::<usize>(), bytes.len());
-    let frames: Vec<&Vec<u8>> = all.iter().filter(|i| i[0] != 0xF5 || i.len() != HEADER_LEN).collect();
+    // A header starts with its magic byte and is as long as its flags byte says (a frame that
+    // started with 0xF5 would be one of 128 bytes or more).
+    let (headers, frames): (Vec<&Vec<u8>>, Vec<&Vec<u8>>) =
+        all.iter().partition(|i| i[0] == 0xF5 && i.len() == 16 + usize::from(i[3] >> 3));
     assert_eq!(frames.len(), encoded.frames);
+    // 22 bytes up to frame 127 (its number in one varint byte, the start sample 0 in one), 23
+    // from frame 128 on.
+    let header_lens: Vec<usize> = (0..encoded.frames).step_by(64).map(|f| if f < 128 { 22 } else { 23 }).collect();
+    assert_eq!(headers.iter().map(|h| h.len()).collect::<Vec<_>>(), header_lens);
     let payload: usize = frames.iter().map(|f| f.len() - 1 - CHECK_LEN).sum();
     let windows = encoded.windows as f64;
     // Exactly: a header before every 64th frame, a length byte and a 2-byte check per frame.
     let framing = bytes.len() - payload;
-    assert_eq!(framing, HEADER_LEN * encoded.frames.div_ceil(64) + (1 + CHECK_LEN) * encoded.frames);
+    assert_eq!(framing, header_lens.iter().sum::<usize>() + (1 + CHECK_LEN) * encoded.frames);
     assert!(framing as f64 / windows <= 3.6, "{} bytes of framing per window", framing as f64 / windows);
     // The coded codes save more than the length byte costs: fewer bytes than raw codes plus
     // the framing of raw frames (a check, and headers).
-    let raw = shipped_latent() as f64 + 2.0 + 32.0 / 64.0;
+    let raw = shipped_latent() as f64 + 2.0 + MIN_HEADER_LEN as f64 / 64.0;
     assert!((bytes.len() as f64 / windows) < raw - 1.0, "{} bytes per window", bytes.len() as f64 / windows);
 }
 

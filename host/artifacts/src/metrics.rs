@@ -188,15 +188,15 @@ pub fn compute(original: &Windows, reconstruction: &Windows, channels: usize, bi
 }
 
 /// Bits a device sends for `n_windows` consecutive windows of `latent` raw (not entropy coded)
-/// codes each from the start of a stream, with [`StreamConfig::DEFAULT`] (one window per
-/// frame, a 2-byte check each, a 32-byte stream header every 64 frames). Raw frame sizes do not
-/// depend on the code values, so this is exact for any codes.
+/// codes each from the start of a stream at sample 0, with [`StreamConfig::DEFAULT`] (one
+/// window per frame, a 2-byte check each, a stream header every 64 frames: 22 bytes up to frame
+/// 127). Raw frame sizes do not depend on the code values, so this is exact for any codes.
 pub fn bits_sent(n_windows: usize, latent: usize) -> u64 {
     assert!(latent <= MAX_CODES, "a window has at most {MAX_CODES} codes");
     let config = StreamConfig::DEFAULT;
     let per_frame = usize::from(config.windows_per_frame);
     let frames = (n_windows / per_frame) as u64;
-    8 * stream_len(frames, per_frame * latent + CHECK_LEN, config.header_interval)
+    8 * stream_len(frames, per_frame * latent + CHECK_LEN, config.header_interval, 0)
 }
 
 #[cfg(test)]
@@ -249,10 +249,12 @@ mod tests {
 
     #[test]
     fn sizes_are_frames_and_one_header_per_64_frames() {
-        // 8 codes + a 2-byte check per window; a 32-byte header before frames 0, 64, 128, …
-        assert_eq!(bits_sent(1, 8), 8 * (32 + 10));
-        assert_eq!(bits_sent(64, 8), 8 * (32 + 64 * 10));
-        assert_eq!(bits_sent(65, 8), 8 * (2 * 32 + 65 * 10));
+        // 8 codes + a 2-byte check per window; a header before frames 0, 64, 128, …: 22 bytes
+        // while the frame number takes one varint byte, 23 from frame 128 on.
+        assert_eq!(bits_sent(1, 8), 8 * (22 + 10));
+        assert_eq!(bits_sent(64, 8), 8 * (22 + 64 * 10));
+        assert_eq!(bits_sent(65, 8), 8 * (2 * 22 + 65 * 10));
+        assert_eq!(bits_sent(129, 8), 8 * (2 * 22 + 23 + 129 * 10));
         assert_eq!(bits_sent(0, 8), 0);
     }
 

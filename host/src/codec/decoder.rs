@@ -512,7 +512,7 @@ mod tests {
     use crate::quantize::dense_blob;
     use crate::runtime::RepeatLatents;
     use funnel_shared::stream::StreamConfig;
-    use funnel_shared::wire::{encode_frame, StreamLayout, CHECK_LEN, HEADER_LEN, MAX_FRAME_LEN};
+    use funnel_shared::wire::{encode_frame, StreamLayout, CHECK_LEN, MAX_FRAME_LEN};
 
     const WINDOW: usize = 16;
     const LATENT: usize = 4;
@@ -542,8 +542,10 @@ mod tests {
         let mut out = Vec::new();
         for f in 0..n / usize::from(config.windows_per_frame) {
             if f % usize::from(config.header_interval) == 0 {
-                out.push(rest[..HEADER_LEN].to_vec());
-                rest = &rest[HEADER_LEN..];
+                // The header's length less 16 is in its flags byte's bits 3 to 7.
+                let len = 16 + usize::from(rest[3] >> 3);
+                out.push(rest[..len].to_vec());
+                rest = &rest[len..];
             }
             let len = frame_len(rest);
             out.push(rest[..len].to_vec());

@@ -12,6 +12,7 @@ use funnel_artifacts::card::SeamFilter;
 use funnel_artifacts::data::Normalization;
 use funnel_artifacts::{Blob, Windows};
 use funnel_shared::stream::StreamConfig;
+use funnel_shared::wire::stream_len;
 
 pub use columnar::{ParquetMetadata, ParquetSink, ROW_GROUP_ROWS};
 pub use decoder::{DecodeError, DecodeReport, Gap, StreamDecoder, DEFAULT_BATCH, MAX_FILLED_GAP};
@@ -33,6 +34,14 @@ pub struct RoundTrip {
 /// `windows` (`[C][T]`, original units) as the device's counts, `[T][C]`, one after another.
 fn device_counts(blob: &Blob, windows: &Windows) -> Vec<i16> {
     windows.iter().flat_map(|w| blob.window_counts(w)).collect()
+}
+
+/// Bytes of stream header a long session (from sample 0, a header every `header_interval`
+/// frames) sends per data frame: over its first 2^20 frames, whose headers are 22 to 24 bytes
+/// (the frame number a varint).
+pub fn long_stream_header_bytes_per_frame(header_interval: u8) -> f64 {
+    const FRAMES: u64 = 1 << 20;
+    stream_len(FRAMES, 0, header_interval, 0) as f64 / FRAMES as f64
 }
 
 /// How many of `windows` windows the device sends in frames of `windows_per_frame`: all of them

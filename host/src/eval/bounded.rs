@@ -123,7 +123,7 @@ pub fn bounded_sweep(train: &[f64], held_out: &[f64], counts_per_unit: f32) -> R
             bytes += written.context("internal: a bounded frame")? as u64;
         }
         // The headers: `stream_len` of frames of no bytes.
-        bytes += stream_len(frames as u64, 0, BOUNDED_HEADER.header_interval);
+        bytes += stream_len(frames as u64, 0, BOUNDED_HEADER.header_interval, BOUNDED_HEADER.start_sample);
         ensure!(
             max_error_counts <= bound_counts,
             "internal: a sample is {max_error_counts} counts off, over the bound"

@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 
 use super::{dataset_for_model, onnx_runtime};
+use crate::codec::long_stream_header_bytes_per_frame;
 use crate::eval::bounded::{bounded_sweep, BoundedModelPoint, BoundedReport};
 use crate::eval::peers::{all_peers, FunnelPoint, PeerInput, RdPoint, RdReport};
 use crate::eval::{bounded_metrics, device_metrics};
@@ -12,7 +13,7 @@ use crate::runtime::Backend;
 use anyhow::{ensure, Context, Result};
 use funnel_artifacts::{Dataset, Graph, ModelDir, Recording};
 use funnel_shared::stream::StreamConfig;
-use funnel_shared::wire::{stream_len, HEADER_LEN};
+use funnel_shared::wire::stream_len;
 
 /// Window of the peers' split when no model is given.
 pub const DEFAULT_RD_WINDOW: usize = 256;
@@ -121,9 +122,9 @@ pub fn bench_rd(request: &RdRequest) -> Result<RdReport> {
         let interval = StreamConfig::DEFAULT.header_interval;
         let frames = (m.windows as u64).div_ceil(u64::from(windows_per_frame));
         let samples = (m.windows * card.window()) as f64;
-        let header_bits = 8.0 * stream_len(frames, 0, interval) as f64 / samples;
+        let header_bits = 8.0 * stream_len(frames, 0, interval, 0) as f64 / samples;
         let long_stream_header_bits =
-            8.0 * HEADER_LEN as f64 / (f64::from(interval) * f64::from(windows_per_frame) * card.window() as f64);
+            8.0 * long_stream_header_bytes_per_frame(interval) / (f64::from(windows_per_frame) * card.window() as f64);
         funnel.push(
             FunnelPoint::against(dir.path().display().to_string(), blob.model_id().to_string(), point, &points)
                 .with_headers(header_bits, long_stream_header_bits, &points),

@@ -20,7 +20,8 @@ use super::decode::{decode_to_file, Decoding};
 use super::search::{self, DeviceBudget};
 use super::{checkpoint, dataset_for_model, model_dataset};
 use crate::codec::{
-    device_rate, device_round_trip_with, sent_windows, simulate, smooth_seams, DecodeReport, EncodedStream,
+    device_rate, device_round_trip_with, long_stream_header_bytes_per_frame, sent_windows, simulate, smooth_seams,
+    DecodeReport, EncodedStream,
 };
 use crate::eval::Pca;
 use crate::eval::{self, Evaluation, Report};
@@ -1061,8 +1062,9 @@ const TRANSFORM_LEARNING_RATE: f64 = 5e-4;
 /// coder's flush (half of a 16-bit word) and a share of the stream header sent before every
 /// [`StreamConfig::DEFAULT`]`.header_interval`-th frame.
 fn framing_bits_per_frame() -> f64 {
-    use funnel_shared::wire::{CHECK_LEN, HEADER_LEN};
-    8.0 * (1 + CHECK_LEN) as f64 + 8.0 + 8.0 * HEADER_LEN as f64 / f64::from(StreamConfig::DEFAULT.header_interval)
+    use funnel_shared::wire::CHECK_LEN;
+    let header = long_stream_header_bytes_per_frame(StreamConfig::DEFAULT.header_interval);
+    8.0 * (1 + CHECK_LEN) as f64 + 8.0 + 8.0 * header
 }
 
 /// The rate the codes of one value of a window may have (bits per sample with the framing left
