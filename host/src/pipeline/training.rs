@@ -360,19 +360,8 @@ fn validation_prdn_at(
 }
 
 /// The seam filters [`choose_seam_filter`] tries: samples on each side, strength.
-const SEAM_FILTERS: [(usize, f32); 11] = [
-    (1, 0.5),
-    (1, 0.75),
-    (1, 1.0),
-    (2, 0.5),
-    (2, 0.75),
-    (2, 1.0),
-    (3, 0.5),
-    (3, 0.75),
-    (3, 1.0),
-    (4, 0.75),
-    (6, 0.75),
-];
+const SEAM_FILTERS: [(usize, f32); 11] =
+    [(1, 0.5), (1, 0.75), (1, 1.0), (2, 0.5), (2, 0.75), (2, 1.0), (3, 0.5), (3, 0.75), (3, 1.0), (4, 0.75), (6, 0.75)];
 /// Most a reconstruction's error may step where two windows meet, over its steps inside them
 /// (`seam_ratio`): beyond 1.5 a reader sees the windows' edges; a filter is chosen for at most
 /// this on the training part, a margin for data that differ from it.
