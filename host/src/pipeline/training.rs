@@ -374,7 +374,7 @@ const MAX_SEAM_WINDOWS: usize = 4096;
 /// among those that keep its seams within [`MAX_SEAM_RATIO`]; when none does, the one with the
 /// smallest seams. A fixed smoother helps some signals and harms others (measured: the ECG's
 /// PRDN fell 2.6 %, the IMU's rose at 1 bit/sample), so each model gets the one its own data
-/// favours. Choosing by PRDN alone on the validation slice left the held-out seams of 8 of 30
+/// favours. Choosing by PRDN alone on the validation slice left the held-out seams of 8 of 33
 /// models (11 channels of the ECG, IMU and PV at 0.5, 1 and 2 bits/sample) above the limit,
 /// gyro_x's at 0.5 bits/sample at 2.47; the slice's 32 windows also measured seams too
 /// roughly to choose by them. The filter has two settings to choose, so the training part
