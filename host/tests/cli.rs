@@ -544,6 +544,19 @@ fn the_shape_is_searched_when_not_given() {
     let e = searched(DeviceBudget { max_macs: 10, ..DeviceBudget::default() }, &none).err().unwrap().to_string();
     assert!(e.contains("--max-macs 10"), "{e}");
     assert!(!none.exists());
+    // A signal that does not vary: no PRDN to rank shapes by, and an error that says so.
+    let flat = tmp.path().join("flat.csv");
+    std::fs::write(
+        &flat,
+        std::iter::once("x\n".to_string()).chain((0..6000).map(|_| "5\n".into())).collect::<String>(),
+    )
+    .unwrap();
+    let request = TrainRequest { columns: vec!["x".into()], ..args(&flat, &none, Arch::Transform, 0, 0) };
+    let e = train_model(&TrainRequest { window: None, latent: None, arch: None, epochs: 2, ..request })
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("x does not vary") && e.contains("PRDN"), "{e}");
 }
 
 /// `funnel bench rd`: every peer's sweep and the model's point against the best peer, as JSON,

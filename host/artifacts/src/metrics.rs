@@ -55,6 +55,8 @@ impl std::fmt::Display for Method {
 pub struct Metrics {
     pub prd: f64,
     pub prdn: f64,
+    /// +∞ for a perfect reconstruction: JSON has no infinity, so it is written as `null`.
+    #[serde(deserialize_with = "null_as_infinity")]
     pub snr_db: f64,
     pub rmse: f64,
     pub max_abs_error: f64,
@@ -90,10 +92,17 @@ impl Metrics {
 pub struct Quality {
     pub prd: f64,
     pub prdn: f64,
+    /// +∞ for a perfect reconstruction, written as `null` (see [`Metrics::snr_db`]).
+    #[serde(deserialize_with = "null_as_infinity")]
     pub snr_db: f64,
     pub rmse: f64,
     pub max_abs_error: f64,
     pub seam_ratio: Option<f64>,
+}
+
+/// serde_json writes a non-finite number as `null`; an SNR is only ever +∞ (no error at all).
+fn null_as_infinity<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(deserializer)?.unwrap_or(f64::INFINITY))
 }
 
 impl Quality {
@@ -241,6 +250,10 @@ mod tests {
         assert_eq!(m.prd, 0.0);
         assert_eq!(m.prdn, 0.0);
         assert!(m.snr_db.is_infinite());
+        // A card holding it must read back (JSON has no infinity).
+        let json = serde_json::to_string(&m).unwrap();
+        assert!(json.contains("\"snr_db\":null"), "{json}");
+        assert_eq!(serde_json::from_str::<Metrics>(&json).unwrap(), m);
         let r = Windows::new(4, vec![101.0, 101.0, 0.0, 0.0]); // reconstruct the channel means
         let m = compute(&x, &r, 2, bits_sent(1, 1), 16);
         assert!((m.prdn - 100.0).abs() < 1e-9, "{}", m.prdn);

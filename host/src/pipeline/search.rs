@@ -4,7 +4,7 @@
 //! entropy-coded frames, tuned decoder) on the rest of it; the one with the lowest PRDN at the
 //! target rate is then trained on the whole training part. The held-out part is never seen.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 use funnel_artifacts::card::ShapeCandidate;
 use funnel_artifacts::data::train_window_count;
 use funnel_artifacts::spec::Arch;
@@ -189,6 +189,14 @@ pub(super) fn search(
         .min_by(|(_, a), (_, b)| a.prdn_at_target.total_cmp(&b.prdn_at_target))
         .map(|(i, _)| i);
     let Some(best) = best else {
+        // PRDN is the error relative to the signal's variation: undefined where it has none.
+        ensure!(
+            tried.iter().all(|c| c.over_budget),
+            "the searched shapes' PRDN is not a number: {} does not vary in the part of the training part the \
+             search measures shapes on (its last fifth), so there is nothing there for a lossy model to learn or \
+             be measured on",
+            recording.columns.join(", ")
+        );
         bail!(
             "every searched shape is over the device budget (--max-flash {}, --max-ram {}, --max-macs {}): {}",
             request.budget.max_flash,
