@@ -225,6 +225,43 @@ pub struct FloatNet {
     pub spec: ModelSpec,
     pub encoder: Vec<NetLayer>,
     pub decoder: Vec<NetLayer>,
+    /// How the receiver's decoder (`decoder.onnx`) rebuilds codes beyond the training part's;
+    /// `None`: with the decoder network alone.
+    pub beyond_range: Option<LinearInverse>,
+}
+
+/// The linear inverse of a linear encoder, for codes beyond every value the training part gave
+/// them. A decoder tuned to codes at a fixed step learns to shrink what it rebuilds by the
+/// training part's signal-to-noise ratio; on a signal much louder than anything in training
+/// (an earthquake on a seismometer that recorded a quiet day) the shrinkage grows with the
+/// signal, while the codes, on the same grid, carry the loud signal more precisely than ever.
+/// A window with any code beyond its latent's training range is rebuilt by the encoder's
+/// pseudo-inverse instead: the codes, linearly undone.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LinearInverse {
+    /// Per latent: the largest magnitude its (dequantized) codes reached on the training part.
+    pub code_limit: Vec<f32>,
+    /// `[values][latent]`, row-major: the encoder weight's pseudo-inverse.
+    pub weight: Vec<f32>,
+    /// `[values]`: what the pseudo-inverse makes of the encoder's bias, negated.
+    pub bias: Vec<f32>,
+}
+
+impl LinearInverse {
+    /// Some code of `latent` lies beyond its limit.
+    pub fn is_beyond(&self, latent: &[f32]) -> bool {
+        latent.iter().zip(&self.code_limit).any(|(c, limit)| c.abs() > *limit)
+    }
+
+    /// The window the encoder maps to `latent`, as near as a linear map can tell.
+    pub fn rebuild(&self, latent: &[f32]) -> Vec<f32> {
+        let k = latent.len().max(1);
+        self.weight
+            .chunks(k)
+            .zip(&self.bias)
+            .map(|(row, b)| b + row.iter().zip(latent).map(|(w, c)| w * c).sum::<f32>())
+            .collect()
+    }
 }
 
 impl FloatNet {
@@ -241,9 +278,10 @@ impl FloatNet {
         FloatEncoder { channels: self.spec.channels, window: self.spec.window, layers }
     }
 
-    /// Reference reconstruction of one normalized window (what the ONNX graphs must compute).
+    /// Reference reconstruction of one normalized window (what `autoencoder.onnx` must
+    /// compute: the two networks, the float codes never beyond range).
     pub fn reconstruct(&self, normalized_window: &[f32]) -> Vec<f32> {
-        self.decode(&self.encode(normalized_window))
+        self.decode_network(&self.encode(normalized_window))
     }
 
     /// Reference encoder pass of one normalized window.
@@ -251,8 +289,17 @@ impl FloatNet {
         self.encoder.iter().fold(normalized_window.to_vec(), |x, l| l.forward(&x))
     }
 
-    /// Reference decoder pass of one latent vector.
+    /// Reference receiver's decoder of one latent vector (what `decoder.onnx` must compute):
+    /// the decoder network, or [`LinearInverse`] for codes beyond range.
     pub fn decode(&self, latent: &[f32]) -> Vec<f32> {
+        match &self.beyond_range {
+            Some(inverse) if inverse.is_beyond(latent) => inverse.rebuild(latent),
+            _ => self.decode_network(latent),
+        }
+    }
+
+    /// The decoder network alone.
+    pub fn decode_network(&self, latent: &[f32]) -> Vec<f32> {
         self.decoder.iter().fold(latent.to_vec(), |x, l| l.forward(&x))
     }
 }

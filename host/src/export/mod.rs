@@ -2,7 +2,9 @@
 //!
 //! Tensor convention, the same for every architecture:
 //! * `encoder.onnx`:      input `"window"` `[N, C*T]` → output `"latent"` `[N, K]`
-//! * `decoder.onnx`:      input `"latent"` `[N, K]` → output `"reconstruction"` `[N, C*T]`
+//! * `decoder.onnx`:      input `"latent"` `[N, K]` → output `"reconstruction"` `[N, C*T]`;
+//!   with a [`LinearInverse`], windows whose codes are beyond the training part's are rebuilt
+//!   by it (so `autoencoder.onnx` is the two networks, not always encoder then decoder)
 //! * `autoencoder.onnx`:  input `"window"` `[N, C*T]` → output `"reconstruction"` `[N, C*T]`
 //!
 //! All values are `float32`, normalized (see the model card's normalization). A window is
@@ -10,7 +12,7 @@
 //! `[N, C, T]` internally. `N` is a dynamic batch dimension. Opset 13, IR version 7.
 
 use funnel_artifacts::model_dir::ArtifactError;
-use funnel_artifacts::net::{Activation, FloatLayer, NetLayer};
+use funnel_artifacts::net::{Activation, FloatLayer, LinearInverse, NetLayer};
 use funnel_artifacts::{FloatNet, Graph, ModelDir};
 use prost::Message;
 use tract_onnx::pb;
@@ -200,6 +202,35 @@ impl GraphBuilder {
         }
     }
 
+    /// Rebuilds the windows whose codes (`latent`, `[N, K]`) are beyond `inverse`'s limits with
+    /// `inverse`, the others with the network's output (`network`, `[N, values]`), into `output`:
+    /// a window is beyond when `Σ relu(|c| − limit) > 0` (ONNX has no "any" of opset 13 that
+    /// tract and ONNX Runtime both run as simply).
+    fn beyond_range(&mut self, inverse: &LinearInverse, latent: &str, network: &str, output: &str) {
+        let p = "decoder/beyond_range";
+        let (k, values) = (inverse.code_limit.len(), inverse.bias.len());
+        let limit = self.init_f32(format!("{p}.code_limit"), &[k], &inverse.code_limit);
+        let weight = self.init_f32(format!("{p}.weight"), &[values, k], &inverse.weight);
+        let bias = self.init_f32(format!("{p}.bias"), &[values], &inverse.bias);
+        let ones = self.init_f32(format!("{p}.ones"), &[1, k], &vec![1.0; k]);
+        let zero = self.init_f32(format!("{p}.zero"), &[1], &[0.0]);
+        let transposed = || vec![attr_int("transB", 1)];
+        let linear = format!("{p}/linear");
+        self.node("Gemm", format!("{p}/Gemm"), vec![latent.into(), weight, bias], linear.clone(), transposed());
+        self.node("Abs", format!("{p}/Abs"), vec![latent.into()], format!("{p}/abs"), vec![]);
+        self.node("Sub", format!("{p}/Sub"), vec![format!("{p}/abs"), limit], format!("{p}/over"), vec![]);
+        self.node("Relu", format!("{p}/Relu"), vec![format!("{p}/over")], format!("{p}/excess"), vec![]);
+        self.node("Gemm", format!("{p}/Total"), vec![format!("{p}/excess"), ones], format!("{p}/total"), transposed());
+        self.node("Greater", format!("{p}/Greater"), vec![format!("{p}/total"), zero], format!("{p}/beyond"), vec![]);
+        self.node(
+            "Where",
+            format!("{p}/Where"),
+            vec![format!("{p}/beyond"), linear, network.into()],
+            output.into(),
+            vec![],
+        );
+    }
+
     fn finish(self, name: &str, input: (&str, usize), output: (&str, usize), doc: &str) -> pb::ModelProto {
         pb::ModelProto {
             ir_version: IR_VERSION,
@@ -271,7 +302,16 @@ pub fn export_onnx(net: &FloatNet) -> OnnxFiles {
             (OUTPUT_NAME, input),
         ),
         encoder: graph("funnel_encoder", &[encoder_half], (INPUT_NAME, input), (LATENT_NAME, latent)),
-        decoder: graph("funnel_decoder", &[decoder_half], (LATENT_NAME, latent), (OUTPUT_NAME, input)),
+        decoder: match &net.beyond_range {
+            None => graph("funnel_decoder", &[decoder_half], (LATENT_NAME, latent), (OUTPUT_NAME, input)),
+            Some(inverse) => {
+                let mut g = GraphBuilder::default();
+                let network = "decoder/network";
+                g.layers("decoder", &net.decoder, LATENT_NAME, network);
+                g.beyond_range(inverse, LATENT_NAME, network, OUTPUT_NAME);
+                g.finish("funnel_decoder", (LATENT_NAME, latent), (OUTPUT_NAME, input), DOC)
+            }
+        },
     }
 }
 
@@ -301,7 +341,21 @@ pub(crate) mod tests {
             spec: spec.clone(),
             encoder: encoder.iter().map(&mut layer).collect(),
             decoder: decoder.iter().map(&mut layer).collect(),
+            beyond_range: None,
         }
+    }
+
+    /// A transform net whose decoder rebuilds codes beyond those of [`windows`]' first three
+    /// with a (pseudo-random) linear inverse.
+    fn net_with_linear_inverse(seed: u64) -> FloatNet {
+        let net = random_net(&ModelSpec::new(Arch::Transform, 1, 32, 6).unwrap(), seed);
+        let (dim, k) = (net.spec.input_len(), net.spec.latent);
+        let z: Vec<f32> = windows(3, dim).chunks(dim).flat_map(|w| net.encode(w)).collect();
+        let code_limit = (0..k).map(|j| z.iter().skip(j).step_by(k).fold(0f32, |m, c| m.max(c.abs()))).collect();
+        let wave = |i: usize| ((i as f32) * 0.71).sin();
+        let inverse =
+            LinearInverse { code_limit, weight: (0..dim * k).map(wave).collect(), bias: (0..dim).map(wave).collect() };
+        FloatNet { beyond_range: Some(inverse), ..net }
     }
 
     fn windows(n: usize, dim: usize) -> Vec<f32> {
@@ -349,6 +403,21 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn the_decoder_rebuilds_codes_beyond_range_with_the_linear_inverse() {
+        let net = net_with_linear_inverse(5);
+        let (dim, n) = (net.spec.input_len(), 7);
+        let z: Vec<f32> = windows(n, dim).chunks(dim).flat_map(|w| net.encode(w)).collect();
+        let inverse = net.beyond_range.as_ref().unwrap();
+        let beyond: Vec<bool> = z.chunks(net.spec.latent).map(|l| inverse.is_beyond(l)).collect();
+        assert!(!beyond[..3].contains(&true) && beyond[3..].contains(&true), "{beyond:?}: both kinds of window");
+        for (l, &b) in z.chunks(net.spec.latent).zip(&beyond) {
+            let (linear, network) = (inverse.rebuild(l), net.decode_network(l));
+            assert_eq!(net.decode(l), if b { linear } else { network });
+        }
+        assert_graphs_match_reference(&net, Backend::Tract);
+    }
+
+    #[test]
     fn decoder_signature_is_read_from_the_file() {
         let net = random_net(&ModelSpec::new(Arch::Mlp, 2, 32, 5).unwrap(), 3);
         let dir = tempfile::tempdir().unwrap();
@@ -384,5 +453,6 @@ pub(crate) mod tests {
         for arch in [Arch::Mlp, Arch::Conv] {
             assert_graphs_match_reference(&random_net(&ModelSpec::new(arch, 2, 32, 4).unwrap(), 2), Backend::Ort);
         }
+        assert_graphs_match_reference(&net_with_linear_inverse(6), Backend::Ort);
     }
 }

@@ -7,13 +7,14 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, ensure, Context, Result};
 use funnel_artifacts::blob::{frames_length, OwnedCodeTables};
 use funnel_artifacts::card::{BoundedTrial, QuantizationCard, SeamFilter};
-use funnel_artifacts::data::fit_validation_counts;
 use funnel_artifacts::data::TrainingWindows;
+use funnel_artifacts::data::{fit_validation_counts, Normalization};
 use funnel_artifacts::metrics::Quality;
-use funnel_artifacts::net::NetLayer;
+use funnel_artifacts::net::{Activation, FloatLayer, LinearInverse, NetLayer};
 use funnel_artifacts::spec::{Arch, ModelSpec, Variant};
 use funnel_artifacts::training::{kept_epoch, TrainConfig};
 use funnel_artifacts::{Blob, Dataset, FloatNet, Graph, Method, Metrics, ModelCard, ModelDir, Recording, Windows};
+use nalgebra::{DMatrix, DVector};
 
 use super::bounded::{check_bounded_window, commit_bounded, BoundTarget, BoundedCandidate};
 use super::decode::{decode_to_file, Decoding};
@@ -173,6 +174,7 @@ fn quantize_and_measure(
     restore_snapshot(varmap, &weights)?;
     let tuning = tuning.context("internal: the decoder was not tuned")?;
     let net = model.float_net()?;
+    let net = FloatNet { beyond_range: linear_inverse(&net, &blob, &card.normalization, dataset.train_norm())?, ..net };
     let onnx = export_onnx(&net);
     let decoder = TractModel::from_proto(&onnx.decoder, Path::new(Graph::Decoder.file_name()))?;
     let seam_filter = choose_seam_filter(&blob, card, dataset, &decoder)?;
@@ -250,6 +252,49 @@ fn quantize_and_measure(
         decoder: net.decoder,
         unseen_rate,
     })
+}
+
+/// For a linear encoder (one dense layer: `transform`), what its decoder graph rebuilds codes
+/// beyond the training part's with (see [`LinearInverse`]): each latent's largest code
+/// magnitude over the device's codes of the training windows `train` (normalized), and the
+/// pseudo-inverse of the encoder. Measured held out (`funnel bench rd`), PRDN of models trained
+/// for 0.5, 1 and 2 bits/sample: a seismometer's quiet day, then an earthquake 60 times louder
+/// than anything in the training part (ObsPy's KARC LHZ test record, 1 sample/s): 10.1, 9.5,
+/// 6.2 % → 3.8, 4.1, 2.8 %; the IMU's acc_z at 0.5: 15.3 → 14.4 %; the ECG and PV as before.
+fn linear_inverse(
+    net: &FloatNet,
+    blob: &Blob,
+    normalization: &Normalization,
+    train: &Windows,
+) -> Result<Option<LinearInverse>> {
+    let [NetLayer::Weighted(FloatLayer::Dense { in_features, out_features, weight, bias, activation })] =
+        net.encoder.as_slice()
+    else {
+        return Ok(None);
+    };
+    if *activation != Activation::Identity {
+        return Ok(None);
+    }
+    let (values, k) = (*in_features, *out_features);
+    let mut code_limit = vec![0f32; k];
+    for codes in device_codes(blob, normalization, train)?.chunks_exact(k) {
+        for (limit, &q) in code_limit.iter_mut().zip(codes) {
+            *limit = limit.max(blob.dequantize(q).abs());
+        }
+    }
+    let encoder = DMatrix::from_row_slice(k, values, &weight.iter().map(|&w| f64::from(w)).collect::<Vec<_>>());
+    let pseudo_inverse =
+        encoder.pseudo_inverse(1e-9).map_err(|e| anyhow::anyhow!("the encoder's pseudo-inverse: {e}"))?;
+    let bias = DVector::from_iterator(k, bias.iter().map(|&b| f64::from(b)));
+    let offset = -(&pseudo_inverse * bias);
+    Ok(Some(LinearInverse {
+        code_limit,
+        weight: (0..values)
+            .flat_map(|i| (0..k).map(move |j| (i, j)))
+            .map(|(i, j)| pseudo_inverse[(i, j)] as f32)
+            .collect(),
+        bias: offset.iter().map(|&b| b as f32).collect(),
+    }))
 }
 
 /// How the device rounds its codes (see `QuantizationInput`): a dead zone in steps, and what a

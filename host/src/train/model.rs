@@ -199,6 +199,7 @@ impl Autoencoder {
             spec: self.spec.clone(),
             encoder: Self::net(&self.encoder, &encoder)?,
             decoder: Self::net(&self.decoder, &decoder)?,
+            beyond_range: None,
         })
     }
 
