@@ -204,8 +204,9 @@ impl GraphBuilder {
 
     /// Rebuilds the windows whose codes (`latent`, `[N, K]`) are beyond `inverse`'s limits with
     /// `inverse`, the others with the network's output (`network`, `[N, values]`), into `output`:
-    /// a window is beyond when `Σ relu(|c| − limit) > 0` (ONNX has no "any" of opset 13 that
-    /// tract and ONNX Runtime both run as simply).
+    /// a window is beyond when `Σ relu(|c| − limit) > 0`, which is "any code beyond its limit"
+    /// (a sum of terms that are each 0 or positive) with the operators the graphs already use
+    /// and `Abs`, `Sub`, `Greater` and `Where`.
     fn beyond_range(&mut self, inverse: &LinearInverse, latent: &str, network: &str, output: &str) {
         let p = "decoder/beyond_range";
         let (k, values) = (inverse.code_limit.len(), inverse.bias.len());
