@@ -282,19 +282,18 @@ fn linear_inverse(
             *limit = limit.max(blob.dequantize(q).abs());
         }
     }
+    let (weight, bias) = pseudo_inverse(weight, bias, k, values)?;
+    Ok(Some(LinearInverse { code_limit, weight, bias }))
+}
+
+/// The pseudo-inverse of the affine map `c = W·x + b` (`weight`: `[k][values]`, row-major) as
+/// `x = W⁺·c − W⁺·b`: `W⁺` (`[values][k]`, row-major) and `−W⁺·b`.
+fn pseudo_inverse(weight: &[f32], bias: &[f32], k: usize, values: usize) -> Result<(Vec<f32>, Vec<f32>)> {
     let encoder = DMatrix::from_row_slice(k, values, &weight.iter().map(|&w| f64::from(w)).collect::<Vec<_>>());
-    let pseudo_inverse =
-        encoder.pseudo_inverse(1e-9).map_err(|e| anyhow::anyhow!("the encoder's pseudo-inverse: {e}"))?;
-    let bias = DVector::from_iterator(k, bias.iter().map(|&b| f64::from(b)));
-    let offset = -(&pseudo_inverse * bias);
-    Ok(Some(LinearInverse {
-        code_limit,
-        weight: (0..values)
-            .flat_map(|i| (0..k).map(move |j| (i, j)))
-            .map(|(i, j)| pseudo_inverse[(i, j)] as f32)
-            .collect(),
-        bias: offset.iter().map(|&b| b as f32).collect(),
-    }))
+    let inverse = encoder.pseudo_inverse(1e-9).map_err(|e| anyhow::anyhow!("the encoder's pseudo-inverse: {e}"))?;
+    let offset = -(&inverse * DVector::from_iterator(k, bias.iter().map(|&b| f64::from(b))));
+    let weight = (0..values).flat_map(|i| (0..k).map(move |j| (i, j))).map(|(i, j)| inverse[(i, j)] as f32).collect();
+    Ok((weight, offset.iter().map(|&b| b as f32).collect()))
 }
 
 /// How the device rounds its codes (see `QuantizationInput`): a dead zone in steps, and what a
@@ -1283,6 +1282,30 @@ pub fn plot_model(request: &PlotRequest) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_pseudo_inverse_undoes_a_linear_encoder() {
+        // c = W·x + b with W of 3 × 4 (full row rank): the inverse gives back every code vector
+        // (W·W⁺ = I), and an x in W's row space itself.
+        let (k, values) = (3, 4);
+        let weight = [1.0, 2.0, 0.0, -1.0, 0.5, -1.0, 3.0, 0.0, 0.0, 1.0, 1.0, 2.0];
+        let bias = [0.25, -2.0, 1.0];
+        let (inverse, offset) = pseudo_inverse(&weight, &bias, k, values).unwrap();
+        let encode = |x: &[f32]| -> Vec<f32> {
+            weight
+                .chunks(values)
+                .zip(&bias)
+                .map(|(row, b)| b + row.iter().zip(x).map(|(w, v)| w * v).sum::<f32>())
+                .collect()
+        };
+        let rebuild = LinearInverse { code_limit: vec![0.0; k], weight: inverse, bias: offset };
+        let codes = [1.5, -0.5, 2.0];
+        let again = encode(&rebuild.rebuild(&codes));
+        assert!(again.iter().zip(codes).all(|(a, c)| (a - c).abs() < 1e-4), "{again:?}");
+        let x: Vec<f32> = (0..values).map(|i| weight[i] - 0.5 * weight[values + i]).collect();
+        let back = rebuild.rebuild(&encode(&x));
+        assert!(back.iter().zip(&x).all(|(a, v)| (a - v).abs() < 1e-4), "{back:?} {x:?}");
+    }
 
     #[test]
     fn the_seam_filter_is_the_best_within_the_seam_limit_or_else_the_smoothest() {
