@@ -548,15 +548,24 @@ fn the_shape_is_searched_when_not_given() {
     let flat = tmp.path().join("flat.csv");
     std::fs::write(
         &flat,
-        std::iter::once("x\n".to_string()).chain((0..6000).map(|_| "5\n".into())).collect::<String>(),
+        std::iter::once(format!("{COLUMN}\n")).chain((0..6000).map(|_| "5\n".into())).collect::<String>(),
     )
     .unwrap();
-    let request = TrainRequest { columns: vec!["x".into()], ..args(&flat, &none, Arch::Transform, 0, 0) };
-    let e = train_model(&TrainRequest { window: None, latent: None, arch: None, epochs: 2, ..request })
-        .err()
-        .unwrap()
-        .to_string();
-    assert!(e.contains("x does not vary") && e.contains("PRDN"), "{e}");
+    let request = TrainRequest {
+        columns: vec![COLUMN.into()],
+        window: None,
+        latent: None,
+        arch: None,
+        epochs: 2,
+        ..args(&flat, &none, Arch::Transform, 0, 0)
+    };
+    let e = train_model(&request.clone()).err().unwrap().to_string();
+    assert!(e.contains(&format!("{COLUMN} does not vary")) && e.contains("PRDN"), "{e}");
+    // A lossless model codes it all the same (its card's PRDN is NaN, `null`, and reads back).
+    let lossless = tmp.path().join("lossless");
+    let bounded = TrainRequest { max_error: Some(0.0), counts_per_unit: Some(1.0), out: lossless.clone(), ..request };
+    train_model(&bounded).unwrap();
+    encode_and_decode_within(tmp.path(), &lossless, &flat, 0.0);
 }
 
 /// `funnel bench rd`: every peer's sweep and the model's point against the best peer, as JSON,

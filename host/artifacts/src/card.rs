@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::data::{Normalization, SplitInfo};
-use crate::metrics::{Method, Metrics};
+use crate::metrics::{null_as_nan, Method, Metrics};
 use crate::spec::{Arch, ModelSpec};
 use crate::training::{kept_epoch, EpochRecord, InitReport, TrainConfig};
 
@@ -41,10 +41,13 @@ pub struct QuantizationCard {
     pub model_id: String,
     /// Held-out PRDN of the float network the int8 path is measured against: the autoencoder,
     /// or for a network trained for a rate the autoencoder with its codes rounded as the
-    /// device rounds them.
+    /// device rounds them. NaN (`null`) for a signal that does not vary, as all three are.
+    #[serde(deserialize_with = "null_as_nan")]
     pub float_prdn: f64,
+    #[serde(deserialize_with = "null_as_nan")]
     pub int8_prdn: f64,
     /// `(int8_prdn − float_prdn) / float_prdn`.
+    #[serde(deserialize_with = "null_as_nan")]
     pub relative_prdn_loss: f64,
     /// The codes' quantization step over the finest (the rate knob; 1 for older cards).
     #[serde(default = "finest_code_step")]
@@ -239,9 +242,12 @@ pub struct ShapeCandidate {
     pub windows_per_frame: u8,
     /// The device path on the validation slice.
     pub bits_per_sample: f64,
+    /// NaN (`null`) on a slice that does not vary, as is `prdn_at_target`.
+    #[serde(deserialize_with = "null_as_nan")]
     pub prdn: f64,
     /// PRDN brought to the target rate (PRDN ∝ 2^−R, the 6 dB-per-bit rule): what the search
     /// ranks by.
+    #[serde(deserialize_with = "null_as_nan")]
     pub prdn_at_target: f64,
     pub blob_bytes: usize,
     pub macs_per_window: u64,

@@ -53,7 +53,10 @@ impl std::fmt::Display for Method {
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Metrics {
+    /// NaN where the signal has no energy (PRD) or no variation (PRDN): written as `null`.
+    #[serde(deserialize_with = "null_as_nan")]
     pub prd: f64,
+    #[serde(deserialize_with = "null_as_nan")]
     pub prdn: f64,
     /// +∞ for a perfect reconstruction: JSON has no infinity, so it is written as `null`.
     #[serde(deserialize_with = "null_as_infinity")]
@@ -90,7 +93,10 @@ impl Metrics {
 /// Reconstruction quality alone, in original units (see the module docs for definitions).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Quality {
+    /// NaN as in [`Metrics::prd`] and [`Metrics::prdn`].
+    #[serde(deserialize_with = "null_as_nan")]
     pub prd: f64,
+    #[serde(deserialize_with = "null_as_nan")]
     pub prdn: f64,
     /// +∞ for a perfect reconstruction, written as `null` (see [`Metrics::snr_db`]).
     #[serde(deserialize_with = "null_as_infinity")]
@@ -103,6 +109,12 @@ pub struct Quality {
 /// serde_json writes a non-finite number as `null`; an SNR is only ever +∞ (no error at all).
 fn null_as_infinity<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<f64, D::Error> {
     Ok(Option::<f64>::deserialize(deserializer)?.unwrap_or(f64::INFINITY))
+}
+
+/// serde_json writes a non-finite number as `null`; a ratio to a signal that does not vary is
+/// NaN (0/0), the only non-finite value such a figure takes.
+pub(crate) fn null_as_nan<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(deserializer)?.unwrap_or(f64::NAN))
 }
 
 impl Quality {
@@ -258,6 +270,12 @@ mod tests {
         let m = compute(&x, &r, 2, bits_sent(1, 1), 16);
         assert!((m.prdn - 100.0).abs() < 1e-9, "{}", m.prdn);
         assert!(m.snr_db.abs() < 1e-9);
+        // A signal that does not vary has no PRDN (0/0): NaN, written as null, read back.
+        let flat = Windows::new(2, vec![5.0, 5.0, 5.0, 5.0]);
+        let m = compute(&flat, &flat, 1, bits_sent(2, 1), 16);
+        assert!(m.prdn.is_nan());
+        let back = serde_json::from_str::<Metrics>(&serde_json::to_string(&m).unwrap()).unwrap();
+        assert!(back.prdn.is_nan() && back.prd == m.prd);
     }
 
     #[test]

@@ -187,7 +187,19 @@ pub(super) fn search(
         .enumerate()
         .filter(|(_, c)| !c.over_budget && c.prdn_at_target.is_finite())
         .min_by(|(_, a), (_, b)| a.prdn_at_target.total_cmp(&b.prdn_at_target))
-        .map(|(i, _)| i);
+        .map(|(i, _)| i)
+        .or_else(|| {
+            // A bounded model's residual coder carries what the model misses, so on a slice that
+            // does not vary (PRDN undefined) any shape codes it: the one that sends the fewest bits.
+            request.max_error.and(
+                tried
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, c)| !c.over_budget && c.bits_per_sample.is_finite())
+                    .min_by(|(_, a), (_, b)| a.bits_per_sample.total_cmp(&b.bits_per_sample))
+                    .map(|(i, _)| i),
+            )
+        });
     let Some(best) = best else {
         // PRDN is the error relative to the signal's variation: undefined where it has none.
         ensure!(
