@@ -31,6 +31,11 @@ pub struct TrainConfig {
     /// calibrated afterwards by the quantizer.
     #[serde(default)]
     pub code_rate: Option<f64>,
+    /// A `transform` model started from principal components taken in a metric that weighs
+    /// each window's first and last samples more (see `funnel::pipeline`): chosen when the
+    /// plain components leave visible steps where windows meet.
+    #[serde(default)]
+    pub edge_emphasis: bool,
 }
 
 impl Default for TrainConfig {
@@ -48,6 +53,7 @@ impl Default for TrainConfig {
             noise_std: 0.1,
             train_hop: 0,
             code_rate: None,
+            edge_emphasis: false,
         }
     }
 }

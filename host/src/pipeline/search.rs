@@ -139,7 +139,7 @@ pub(super) fn search(
         // trained at its own hop afterwards), which keeps the search of a million samples
         // within a few minutes.
         let hop = capped_hop(&dataset, spec.window, shape.hop);
-        let point = train_point(&quiet, &Shape { hop, ..shape.clone() }, &dataset, rate, &name)?;
+        let point = train_point(&quiet, &Shape { hop, ..shape.clone() }, &dataset, rate, &name, false)?;
         let (blob, int8) = (&point.quantization.blob, &point.quantization.int8);
         // A window of i16 samples, the kernels' scratch, a frame of i16 codes and the output of
         // one window (the frame's payload is written there).

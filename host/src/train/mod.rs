@@ -39,15 +39,19 @@ pub struct TrainPlan {
     pub transform: Option<TransformInit>,
 }
 
-/// A linear transform to start a `transform` model from: codes `c = basis·(x − mean)/step`
-/// and the inverse `x = mean + basisᵀ·c·step` (the basis rows orthonormal, e.g. principal
-/// components of the training windows).
+/// A linear transform to start a `transform` model from: codes `c = analysis·(x − mean)/step`
+/// and the inverse `x = mean + synthesisᵀ·c·step` (e.g. principal components of the training
+/// windows, both the same orthonormal rows; or taken in a weighted metric, see
+/// `funnel::pipeline`'s edge emphasis).
 #[derive(Clone, Debug)]
 pub struct TransformInit {
     /// `[D]`, the mean window.
     pub mean: Vec<f32>,
-    /// `[K, D]`, row-major.
-    pub basis: Vec<f32>,
+    /// `[K, D]`, row-major: the encoder's rows (codes are `analysis·(x − mean)/step`).
+    pub analysis: Vec<f32>,
+    /// `[K, D]`, row-major: what each code adds to the rebuilt window, per step (the analysis
+    /// itself for orthonormal components).
+    pub synthesis: Vec<f32>,
     /// The codes' grid step in the transform's units.
     pub step: f32,
 }
@@ -359,23 +363,26 @@ pub fn fine_tune_decoder(
 }
 
 /// Sets the weights of a `transform` model so that it computes `init` exactly: the encoder
-/// `c = basis·(x − mean)/step`; the decoder's hidden units `k` and `K + k` carry
+/// `c = analysis·(x − mean)/step`; the decoder's hidden units `k` and `K + k` carry
 /// `relu(step·c_k)` and `relu(−step·c_k)`, whose difference the output layer maps back through
-/// `basisᵀ`; the remaining hidden units keep their random input
+/// `synthesisᵀ`; the remaining hidden units keep their random input
 /// weights and start with no say in the output, so training grows them from zero.
 fn set_transform(varmap: &VarMap, spec: &ModelSpec, init: &TransformInit) -> Result<()> {
     let (k, d, h) = (spec.latent, spec.input_len(), spec.hidden[0]);
     ensure!(
-        init.mean.len() == d && init.basis.len() == k * d && init.step.is_finite() && init.step > 0.0,
+        init.mean.len() == d && init.analysis.len() == k * d && init.step.is_finite() && init.step > 0.0,
         "internal: a transform of {} × {} values for a {k} × {d} model",
-        init.basis.len() / d.max(1),
+        init.analysis.len() / d.max(1),
         init.mean.len()
     );
     let step = init.step;
     let dev = Device::Cpu;
-    let encoder_weight: Vec<f32> = init.basis.iter().map(|b| b / step).collect();
-    let encoder_bias: Vec<f32> =
-        init.basis.chunks(d).map(|row| -row.iter().zip(&init.mean).map(|(b, m)| b * m).sum::<f32>() / step).collect();
+    let encoder_weight: Vec<f32> = init.analysis.iter().map(|b| b / step).collect();
+    let encoder_bias: Vec<f32> = init
+        .analysis
+        .chunks(d)
+        .map(|row| -row.iter().zip(&init.mean).map(|(b, m)| b * m).sum::<f32>() / step)
+        .collect();
     let data = varmap.data().lock().map_err(|_| anyhow::anyhow!("varmap lock poisoned"))?;
     let var = |name: &str| data.get(name).with_context(|| format!("internal: no {name}"));
     var("encoder.l0.weight")?.set(&Tensor::from_vec(encoder_weight, (k, d), &dev)?)?;
@@ -388,7 +395,7 @@ fn set_transform(varmap: &VarMap, spec: &ModelSpec, init: &TransformInit) -> Res
     }
     var("decoder.l0.weight")?.set(&Tensor::from_vec(hidden_weight, (h, k), &dev)?)?;
     let mut output_weight = vec![0f32; d * h];
-    for (j, row) in init.basis.chunks(d).enumerate() {
+    for (j, row) in init.synthesis.chunks(d).enumerate() {
         for (i, &b) in row.iter().enumerate() {
             output_weight[i * h + j] = b;
             output_weight[i * h + k + j] = -b;
@@ -750,7 +757,17 @@ pub(crate) mod tests {
     fn a_transform_model_starts_as_exactly_its_linear_transform() {
         let (k, d) = (6, 16);
         let spec = ModelSpec::new(Arch::Transform, 1, d, k).unwrap();
-        let init = TransformInit { mean: (0..d).map(|t| t as f32 * 0.1).collect(), basis: basis(k, d), step: 0.25 };
+        // Components in a weighted metric: the analysis and synthesis rows differ.
+        let scale = |t: usize| 1.0 + 0.5 * (t % 3) as f32;
+        let weighted = |f: &dyn Fn(f32, f32) -> f32| -> Vec<f32> {
+            basis(k, d).iter().enumerate().map(|(i, &b)| f(b, scale(i % d))).collect()
+        };
+        let init = TransformInit {
+            mean: (0..d).map(|t| t as f32 * 0.1).collect(),
+            analysis: weighted(&|b, s| b * s),
+            synthesis: weighted(&|b, s| b / s),
+            step: 0.25,
+        };
         let varmap = VarMap::new();
         let model = Autoencoder::new(&spec, &varmap, 1).unwrap();
         set_transform(&varmap, &spec, &init).unwrap();
@@ -760,21 +777,21 @@ pub(crate) mod tests {
         for i in 0..w.len() {
             let x = w.get(i);
             let c: Vec<f32> = init
-                .basis
+                .analysis
                 .chunks(d)
                 .map(|row| row.iter().zip(x).zip(&init.mean).map(|((b, x), m)| b * (x - m)).sum::<f32>() / init.step)
                 .collect();
             for (a, b) in codes.get(i).iter().zip(&c) {
                 assert!((a - b).abs() < 1e-4, "code {a} vs {b}");
             }
-            // The projection onto the basis, back in the window's units.
+            // The codes back in the window's units, through the synthesis rows.
             for (t, r) in rebuilt.get(i).iter().enumerate() {
-                let p = init.mean[t] + (0..k).map(|j| init.basis[j * d + t] * c[j] * init.step).sum::<f32>();
+                let p = init.mean[t] + (0..k).map(|j| init.synthesis[j * d + t] * c[j] * init.step).sum::<f32>();
                 assert!((r - p).abs() < 1e-4, "sample {t}: {r} vs {p}");
             }
         }
         // The wrong shape is an error, not a panic.
-        let bad = TransformInit { basis: basis(k - 1, d), ..init };
+        let bad = TransformInit { analysis: basis(k - 1, d), ..init };
         assert!(set_transform(&varmap, &spec, &bad).is_err());
     }
 
@@ -785,7 +802,7 @@ pub(crate) mod tests {
         let windows = TrainingWindows::split(&sine_windows(400, 1, d, 6));
         let rate_of = |target: f64| {
             let config = TrainConfig { code_rate: Some(target), epochs: 12, patience: 12, ..quick_cfg(Variant::Plain) };
-            let init = TransformInit { mean: vec![0.0; d], basis: basis(k, d), step: 0.5 };
+            let init = TransformInit { mean: vec![0.0; d], analysis: basis(k, d), synthesis: basis(k, d), step: 0.5 };
             let plan = TrainPlan { transform: Some(init), ..plan(&spec, config) };
             let t = train(&plan, &windows).unwrap();
             let last = t.history.last().unwrap();
