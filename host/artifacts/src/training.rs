@@ -32,8 +32,8 @@ pub struct TrainConfig {
     #[serde(default)]
     pub code_rate: Option<f64>,
     /// A `transform` model started from principal components taken in a metric that weighs
-    /// each window's first and last samples more (see `funnel::pipeline`): chosen when the
-    /// plain components leave visible steps where windows meet.
+    /// each window's first and last samples more (see `funnel::pipeline`): tried when the
+    /// plain components leave steps where windows meet, and kept when it steps less.
     #[serde(default)]
     pub edge_emphasis: bool,
 }

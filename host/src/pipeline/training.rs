@@ -898,9 +898,8 @@ pub fn train_model(request: &TrainRequest) -> Result<TrainOutcome> {
         };
         let dataset = Dataset::new(recording.clone(), shape.spec.window, None)?;
         let plain = train_point(request, &shape, &dataset, rate, &dir, false)?;
-        let point = with_fewest_seams(plain, request.progress, |emphasis| {
-            train_point(request, &shape, &dataset, rate, &dir, emphasis)
-        })?;
+        let point =
+            with_fewest_seams(plain, request.progress, || train_point(request, &shape, &dataset, rate, &dir, true))?;
         let Point { trained, mut card, report, quantization } = point;
         card.shape_search = search;
         let mut quantization = quantization;
@@ -989,11 +988,11 @@ const EDGE_EMPHASIS_MAX_COST: f64 = 0.02;
 
 /// `plain`, or — when it is a `transform` model started from principal components whose
 /// training part's reconstruction steps where windows meet by more than [`MAX_SEAM_RATIO`]
-/// whatever the receiver's smoother — the same model trained again by `retrain` with edge
-/// emphasis ([`EDGE_WEIGHT`]) if that steps less, and either costs at most
+/// whatever the receiver's smoother — the same model trained again with edge emphasis by
+/// `retrain` ([`EDGE_WEIGHT`]) if that steps less, and either costs at most
 /// [`EDGE_EMPHASIS_MAX_COST`] of the training part's PRDN or the plain seams are visible. Done
 /// for the chosen shape only: the search ranks shapes by PRDN, which emphasis does not improve.
-fn with_fewest_seams(plain: Point, progress: bool, retrain: impl Fn(bool) -> Result<Point>) -> Result<Point> {
+fn with_fewest_seams(plain: Point, progress: bool, retrain: impl FnOnce() -> Result<Point>) -> Result<Point> {
     let seams = |p: &Point| p.quantization.training_seam_ratio.unwrap_or(0.0);
     let prdn = |p: &Point| p.quantization.training_prdn;
     let from_components = plain.card.spec.arch == Arch::Transform && plain.card.init.is_none();
@@ -1007,7 +1006,7 @@ fn with_fewest_seams(plain: Point, progress: bool, retrain: impl Fn(bool) -> Res
             seams(&plain)
         );
     }
-    let emphasized = retrain(true)?;
+    let emphasized = retrain()?;
     let better = emphasis_pays((prdn(&plain), seams(&plain)), (prdn(&emphasized), seams(&emphasized)));
     if progress {
         eprintln!(
