@@ -1276,7 +1276,9 @@ fn principal_transform(
 /// (`funnel bench rd`) on 33 models, the ECG and the IMU's 9 channels and PV at 0.5, 1 and 2
 /// bits/sample, always emphasized: every seam ratio within 1.26 (PV at 2: 1.08), PRDN better
 /// by up to 5 % at 2 bits/sample but worse by up to 21 % at 0.5 and 1, where plain components
-/// had no visible seams; a weight of 2 falling over 8 samples left PV at 2 at 1.38. So
+/// had no visible seams (measured before [`pseudo_inverse`] took the weighted metric, so
+/// windows beyond range may account for part of it); a weight of 2 falling over 8 samples
+/// left PV at 2 at 1.38. So
 /// [`with_fewest_seams`] emphasizes only where plain components leave seams: of the 33, PV at
 /// 1 and 2 bits/sample (held out, seams 1.07 → 0.91 and 1.87 → 1.08, PRDN 7.32 → 7.03 and
 /// 2.75 → 2.77 %); the others are unchanged.
