@@ -370,7 +370,11 @@ pub fn fine_tune_decoder(
 fn set_transform(varmap: &VarMap, spec: &ModelSpec, init: &TransformInit) -> Result<()> {
     let (k, d, h) = (spec.latent, spec.input_len(), spec.hidden[0]);
     ensure!(
-        init.mean.len() == d && init.analysis.len() == k * d && init.step.is_finite() && init.step > 0.0,
+        init.mean.len() == d
+            && init.analysis.len() == k * d
+            && init.synthesis.len() == k * d
+            && init.step.is_finite()
+            && init.step > 0.0,
         "internal: a transform of {} × {} values for a {k} × {d} model",
         init.analysis.len() / d.max(1),
         init.mean.len()
