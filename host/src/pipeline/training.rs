@@ -196,8 +196,8 @@ fn quantize_and_measure(
             let sent = 0..int8.windows;
             let x = dataset.held_out_norm().slice(sent.clone());
             let dead_zones = code_dead_zones(&blob);
-            let rounded =
-                Windows::new(x.dim, RoundedCodes { model, step: code_step, dead_zones }.run(&x.data, x.len())?);
+            let reference = RoundedCodes { model, step: code_step, dead_zones, receiver: &decoder };
+            let rounded = Windows::new(x.dim, reference.run(&x.data, x.len())?);
             let rebuilt =
                 smooth_seams(&dataset.normalization().denormalize(&rounded), dataset.channels(), seam_filter)?;
             Quality::of(&dataset.held_out().slice(sent), &rebuilt, dataset.channels()).prdn

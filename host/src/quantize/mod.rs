@@ -11,7 +11,9 @@
 //! * requantization: `s_in · s_w[o] / s_out` as a Q31 multiplier and a power-of-two shift;
 //! * input: the device's i16 counts, normalized and quantized in one fixed-point step per
 //!   channel, `q = (x − round(mean·cpu)) · 1/(cpu · std · s_in)`, symmetric within
-//!   ±`INPUT_LIMIT` (13 bits: int8 input cost up to 9 % in PRDN at 2 bits/sample);
+//!   ±`INPUT_LIMIT` (13 bits: int8 input cost up to 9 % in PRDN at 2 bits/sample); where that
+//!   multiplier is 1 or more, the largest power of two below it instead, the rest of it in the
+//!   first layer's weights, so that every count reaches the network exactly;
 //! * codes: the last layer's i16 output, `z = scale · (code − zero_point)` (int8 clipped the
 //!   rare large code of a fine rate, and a window with one came back wrong);
 //! * entropy coding: one table per latent fitted to the codes the int8 encoder itself makes of
@@ -112,6 +114,39 @@ pub const MIN_TRAINED_GRID_STEP: f64 = 0.5;
 /// range four times as wide still resolves the calibrated one in 11 — never past what the
 /// device's i16 counts can reach.
 pub const INPUT_HEADROOM: f64 = 4.0;
+
+/// The input multiplier (device counts to input steps) used for `multiplier`: the largest power
+/// of two not above it when it is 1 or more, so that distinct counts stay distinct and every
+/// count reaches the network exactly, with more headroom than [`INPUT_HEADROOM`] rather than
+/// less; `multiplier` itself below 1, where counts must share input steps anyway. With the
+/// multiplier itself, each count was rounded to the input's grid, an error of up to half an
+/// input step that no decoder can undo: the IMU's magnetometer (2,048 counts/gauss,
+/// multiplier about 1.6) at 2 bits/sample lost 9 % PRDN to the device path, held out.
+fn exact_input_multiplier(multiplier: f64) -> f64 {
+    match multiplier >= 1.0 {
+        true => 2f64.powi(multiplier.log2().floor() as i32).min(multiplier),
+        false => multiplier,
+    }
+}
+
+/// `layer` (an encoder's first) with its weights on input channel `c` multiplied by
+/// `factors[c]`: the part of a channel's input scaling that [`exact_input_multiplier`] leaves
+/// to the network.
+fn scaled_input_channels(layer: &FloatLayer, factors: &[f64]) -> FloatLayer {
+    let mut scaled = layer.clone();
+    let (weight, per_channel, channels) = match &mut scaled {
+        FloatLayer::Dense { weight, in_features, .. } => {
+            let per_channel = *in_features / factors.len().max(1);
+            (weight, per_channel, *in_features / per_channel.max(1))
+        }
+        FloatLayer::Conv1d { weight, in_channels, kernel, .. } => (weight, *kernel, *in_channels),
+    };
+    for (i, w) in weight.iter_mut().enumerate() {
+        let channel = i / per_channel.max(1) % channels.max(1);
+        *w = (f64::from(*w) * factors.get(channel).copied().unwrap_or(1.0)) as f32;
+    }
+    scaled
+}
 
 /// What the quantizer needs besides the float encoder: how device samples relate to its input.
 #[derive(Clone, Debug)]
@@ -445,23 +480,33 @@ pub fn quantize(q: &QuantizationInput<'_>) -> Result<Blob> {
     let input_q =
         ActivationQuant { scale: if largest > 0.0 { largest / f64::from(INPUT_LIMIT) } else { 1.0 }, zero_point: 0 };
 
-    // Input: x counts → u = (x/cpu − mean)/std → q = u/s.
+    // Input: x counts → u = (x/cpu − mean)/std → q = u/s, or q = (x − offset) · 2^k where
+    // that keeps the headroom (see [`exact_input_multiplier`]), the first layer's weights on
+    // the channel then scaled by what 2^k leaves out.
     let mut offsets = Vec::with_capacity(channels);
-    let (mut in_mult, mut in_shift) = (Vec::new(), Vec::new());
+    let (mut in_mult, mut in_shift, mut leftover) = (Vec::new(), Vec::new(), Vec::new());
     for c in 0..channels {
         let (mean, std) = (f64::from(q.normalization.mean[c]), f64::from(q.normalization.std[c]));
         let offset = (mean * cpu).round();
         ensure!(offset.abs() < f64::from(i32::MAX), "channel {c}: mean {mean} is out of the device's range");
         offsets.push(offset as i32);
-        let (m, s) = quantize_multiplier(1.0 / (cpu * std * input_q.scale))?;
+        let multiplier = 1.0 / (cpu * std * input_q.scale);
+        let exact = exact_input_multiplier(multiplier);
+        let (m, s) = quantize_multiplier(exact)?;
         in_mult.push(m);
         in_shift.push(s as u8);
+        leftover.push(multiplier / exact);
     }
+    let first = enc.layers.first().map(|layer| scaled_input_channels(layer, &leftover));
 
     let mut owned = Vec::with_capacity(enc.layers.len());
     let mut acts = Vec::with_capacity(enc.layers.len());
     let mut s_in = input_q;
     for (i, (layer, &(min, max))) in enc.layers.iter().zip(&ranges).enumerate() {
+        let layer = match (i, &first) {
+            (0, Some(first)) => first,
+            _ => layer,
+        };
         let min = if layer.activation() == Activation::Relu { 0.0 } else { min };
         let mut out_q = ActivationQuant::for_range(min, max);
         if i + 1 == enc.layers.len() {
@@ -846,6 +891,80 @@ mod tests {
         }
         let step = (range.1 - range.0) / 255.0;
         assert!(worst < 4.0 * step, "int8 codes deviate by {worst}, code step {step}");
+    }
+
+    /// Counts reach the network exactly where the input has room: a channel whose counts are
+    /// finer than the input's steps (multiplier 1 or more) is scaled by a power of two, the rest
+    /// of its scaling moved into the first layer's weights on that channel; a coarser one keeps
+    /// its multiplier. The device's codes still follow the float encoder's.
+    #[test]
+    fn counts_reach_the_network_exactly_where_the_input_has_room() {
+        assert_eq!(exact_input_multiplier(1.0), 1.0);
+        assert_eq!(exact_input_multiplier(1.7), 1.0);
+        assert_eq!(exact_input_multiplier(51.2), 32.0);
+        assert_eq!(exact_input_multiplier(0.3), 0.3);
+        let window = 4;
+        // Output o reads sample o of channel 0 and of channel 1, both weighted 1.
+        let encoder = FloatEncoder {
+            channels: 2,
+            window,
+            layers: vec![FloatLayer::Dense {
+                in_features: 2 * window,
+                out_features: window,
+                weight: (0..window * 2 * window)
+                    .map(|i| f32::from(i % (2 * window) % window == i / (2 * window)))
+                    .collect(),
+                bias: vec![0.0; window],
+                activation: Activation::Identity,
+            }],
+        };
+        // Channel 0: steps of 1/10 over ±2 σ of 1; channel 1: steps of 1/10 over ±150 σ of 100
+        // (normalized, both within ±2): the input's 4095 steps span ±8, 512 steps per normalized
+        // unit, 51.2 per count of channel 0 and 0.512 per count of channel 1.
+        let normalization = Normalization { mean: vec![0.0, 0.0], std: vec![1.0, 100.0] };
+        let cpu = 10.0f32;
+        let raw: Vec<f32> = (0..64)
+            .flat_map(|w| {
+                (0..2 * window).map(move |i| {
+                    let phase = (w * window + i % window) as f32 * 0.37;
+                    let (amplitude, c) = if i < window { (2.0, 0) } else { (150.0, 1) };
+                    (amplitude * (phase + c as f32).sin() * cpu).round() / cpu
+                })
+            })
+            .collect();
+        let raw = Windows::new(2 * window, raw);
+        let calibration = normalization.normalize(&raw);
+        let blob = quantize(&QuantizationInput {
+            encoder: &encoder,
+            normalization: &normalization,
+            counts_per_unit: cpu,
+            calibration: &calibration,
+            code_step: 1.0,
+            trained_grid: true,
+            dead_zone: 0.0,
+            rate_weight: 0.0,
+            windows_per_frame: 4,
+        })
+        .unwrap();
+        let device = blob.encoder();
+        let requant = device.spec().input.requant;
+        let input = |c: usize, counts: i32| {
+            multiply_by_quantized_multiplier(counts, requant.multipliers.get(c), requant.shifts.get(c))
+        };
+        for counts in -40..=40 {
+            assert_eq!(input(0, counts), 32 * counts, "channel 0, {counts} counts");
+            let coarse = f64::from(counts) * 0.512;
+            assert!((f64::from(input(1, counts)) - coarse).abs() <= 0.5 + 1e-9, "channel 1, {counts} counts");
+        }
+        // Output o is u₀ + u₁ (normalized samples o of both channels), its code the rounding of
+        // it: the device's arithmetic (channel 1's input rounding, 1/1024 at most, and the
+        // weights') moves it by far less than the 1.6× a misplaced leftover scaling would.
+        let codes = device_codes(&blob, &normalization, &calibration).unwrap();
+        for (w, c) in calibration.iter().zip(codes.chunks(window)) {
+            for (z, &code) in encoder.forward(w).iter().zip(c) {
+                assert!((f64::from(*z) - f64::from(code)).abs() <= 0.51, "{z} → {code}");
+            }
+        }
     }
 
     /// A network trained for a rate: its outputs are the codes on a grid of step 1, so the device

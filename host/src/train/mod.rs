@@ -148,15 +148,20 @@ impl<M: Borrow<Autoencoder>> Runtime for CandleRuntime<M> {
     }
 }
 
-/// A candle autoencoder with its codes rounded to a grid of `step`, in float arithmetic: the
-/// reference the int8 device path of a model trained for a rate is measured against (its codes
-/// are rounded on the device too; the unrounded autoencoder is not what it approximates).
+/// A candle encoder with its codes rounded to a grid of `step`, in float arithmetic, and
+/// decoded by `receiver`: the reference the int8 device path of a model trained for a rate is
+/// measured against (its codes are rounded on the device too; the unrounded autoencoder is not
+/// what it approximates).
 pub struct RoundedCodes<'a> {
     pub model: &'a Autoencoder,
     pub step: f64,
     /// Each code's dead zone on the device, in steps (see `QuantizationInput::dead_zone`);
     /// empty: none.
     pub dead_zones: Vec<f64>,
+    /// What rebuilds the windows from the rounded codes: the receiver the device's codes go
+    /// to (`decoder.onnx`, which rebuilds codes beyond the training range linearly), so that
+    /// only the arithmetic differs.
+    pub receiver: &'a dyn Runtime,
 }
 
 impl Runtime for RoundedCodes<'_> {
@@ -174,8 +179,8 @@ impl Runtime for RoundedCodes<'_> {
         let step = self.step as f32;
         let zone = |i: usize| self.dead_zones.get(i % codes.dim).map_or(0.0, |&d| d as f32);
         let round = |i: usize, z: f32| (z.abs() / step + 0.5 - zone(i)).floor() * step * z.signum();
-        let rounded = Windows::new(codes.dim, codes.data.iter().enumerate().map(|(i, &z)| round(i, z)).collect());
-        Ok(self.model.decode_latents(&rounded)?.data)
+        let rounded: Vec<f32> = codes.data.iter().enumerate().map(|(i, &z)| round(i, z)).collect();
+        self.receiver.run(&rounded, batch)
     }
 }
 
@@ -578,6 +583,30 @@ pub(crate) mod tests {
         // The candle runtime is the same network behind the Runtime trait.
         let trained = CandleRuntime { model: &model, graph: Graph::Decoder };
         assert_eq!(trained.run(&z.data, z.len()).unwrap(), model.decode_latents(&z).unwrap().data);
+    }
+
+    /// The float reference rounds the encoder's outputs as the device does (dead zones too) and
+    /// hands them to the receiver it is given, not to the network's own decoder.
+    #[test]
+    fn rounded_codes_go_to_the_receiver_they_are_given() {
+        let spec = ModelSpec::new(Arch::Mlp, 1, 32, 4).unwrap();
+        let varmap = VarMap::new();
+        let model = Autoencoder::new(&spec, &varmap, 5).unwrap();
+        let w = sine_windows(6, 1, 32, 2);
+        let z = model.encode_windows(&w).unwrap();
+        let step = 0.05;
+        let dead_zones = vec![0.0, 0.3, 0.0, 0.45];
+        let receiver = crate::runtime::RepeatLatents { latent: 4, window: 32 };
+        let reference = RoundedCodes { model: &model, step, dead_zones: dead_zones.clone(), receiver: &receiver };
+        let rebuilt = reference.run(&w.data, w.len()).unwrap();
+        for (window, codes) in rebuilt.chunks(32).zip(z.data.chunks(4)) {
+            for (t, &value) in window.iter().enumerate() {
+                let (z, zone) = (f64::from(codes[t % 4]), dead_zones[t % 4]);
+                let rounded = (z.abs() / step + 0.5 - zone).floor() * step * z.signum();
+                assert!((f64::from(value) - rounded).abs() < 1e-6, "sample {t}: {value} for {z}, want {rounded}");
+            }
+        }
+        assert_ne!(rebuilt, model.decode_latents(&z).unwrap().data);
     }
 
     #[test]
