@@ -496,6 +496,39 @@ fn each_target_rate_trains_a_model_for_it() {
     }
 }
 
+/// A held-out part far louder than the training part saturates the device's input, which the
+/// float network does not clip: the quantization's warning says so, and names the remedy,
+/// rather than blaming the weights.
+#[test]
+fn a_held_out_part_louder_than_training_is_named_as_what_the_device_path_loses_to() {
+    let tmp = tempfile::tempdir().unwrap();
+    let quiet = ecg_slice(tmp.path(), 4000);
+    // The last 800 rows (the held-out part: 25 of 125 windows of 32) twenty times louder.
+    let text = std::fs::read_to_string(&quiet).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    for line in &mut lines[1 + 3200..] {
+        let value: f64 = line.parse().unwrap();
+        *line = format!("{}", value * 20.0);
+    }
+    let data = tmp.path().join("louder.csv");
+    std::fs::write(&data, lines.join("\n") + "\n").unwrap();
+    let request = TrainRequest {
+        rates: vec![CodeRate::BitsPerSample(1.5)],
+        windows_per_frame: Some(2),
+        epochs: 5,
+        train_hop: Some(8),
+        ..args(&data, &tmp.path().join("m"), Arch::Transform, 32, 16)
+    };
+    let t = train_model(&request).unwrap();
+    let warning = t.quantization.warning.clone().unwrap_or_default();
+    assert!(t.quantization.card.relative_prdn_loss > 0.1, "{:?}", t.quantization.card);
+    assert!(
+        warning.contains("held-out windows saturated the device's input") && warning.contains("louder"),
+        "{warning}"
+    );
+    assert!(!warning.contains("--seed"), "{warning}");
+}
+
 /// Without --window, --latent and --arch, `funnel train` searches the shape within the device
 /// budget on the training part and records what it tried; a budget nothing fits is an error
 /// that names the flags.

@@ -29,6 +29,9 @@ pub struct RoundTrip {
     pub reconstruction: Windows,
     /// Bytes the device sent for them (stream headers and data frames).
     pub bytes: usize,
+    /// Windows with a sample the device's input saturated on (clipped; `funnel encode`
+    /// reports them).
+    pub saturated_windows: usize,
 }
 
 /// `windows` (`[C][T]`, original units) as the device's counts, `[T][C]`, one after another.
@@ -104,5 +107,9 @@ pub fn device_round_trip_with<R: Runtime + ?Sized>(
         "device simulation lost frames: {}",
         report.summary()
     );
-    Ok(RoundTrip { reconstruction: sink.into_windows(windows.dim), bytes: encoded.bytes.len() })
+    Ok(RoundTrip {
+        reconstruction: sink.into_windows(windows.dim),
+        bytes: encoded.bytes.len(),
+        saturated_windows: encoded.saturated_windows,
+    })
 }

@@ -103,7 +103,7 @@ pub fn evaluate(model_dir: &Path, e: &Evaluation<'_>) -> Result<Report> {
     if let Some((blob, decoder)) = e.device {
         insert_device(
             &mut sections,
-            device_metrics(blob, decoder, ds, e.sensor_bits, e.windows_per_frame, e.seam_filter)?,
+            device_metrics(blob, decoder, ds, e.sensor_bits, e.windows_per_frame, e.seam_filter)?.metrics,
         );
     }
     Ok(Report {
@@ -134,6 +134,15 @@ pub fn float_metrics(autoencoder: &dyn Runtime, ds: &Dataset, bits: u64, sensor_
     Ok(metrics::compute(ds.held_out(), &recon, ds.channels(), bits, sensor_bits))
 }
 
+/// The device path's held-out metrics, and how many of the windows saturated its input.
+#[derive(Clone, Debug)]
+pub struct DeviceMetrics {
+    pub metrics: Metrics,
+    /// Held-out windows with a sample beyond what the device's input holds (clipped): a float
+    /// network clips nothing, so these are where the device path can lose to it most.
+    pub saturated_windows: usize,
+}
+
 /// Held-out metrics of the device path: int8 encoder → frames of `windows_per_frame` windows →
 /// `decoder` (through `seam_filter`), charged the bytes the simulated device sent, on the
 /// held-out windows it sends (all of them, unless `blob` has no code tables: then those that
@@ -145,7 +154,7 @@ pub fn device_metrics(
     sensor_bits: u32,
     windows_per_frame: u8,
     seam_filter: Option<SeamFilter>,
-) -> Result<Metrics> {
+) -> Result<DeviceMetrics> {
     let whole = sent_windows(blob, ds.held_out().len(), windows_per_frame);
     ensure!(
         whole > 0,
@@ -155,7 +164,10 @@ pub fn device_metrics(
     let held_out = ds.held_out().slice(0..whole);
     let config = StreamConfig { windows_per_frame, ..StreamConfig::DEFAULT };
     let trip = device_round_trip_with(blob, ds.normalization(), decoder, &held_out, config, seam_filter)?;
-    Ok(metrics::compute(&held_out, &trip.reconstruction, ds.channels(), 8 * trip.bytes as u64, sensor_bits))
+    Ok(DeviceMetrics {
+        metrics: metrics::compute(&held_out, &trip.reconstruction, ds.channels(), 8 * trip.bytes as u64, sensor_bits),
+        saturated_windows: trip.saturated_windows,
+    })
 }
 
 /// Held-out figures of a bounded stream (see [`bounded_metrics`]).

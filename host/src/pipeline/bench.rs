@@ -98,7 +98,8 @@ pub fn bench_rd(request: &RdRequest) -> Result<RdReport> {
         // The held-out windows the device sends, through the model's receiver, as `funnel eval`
         // measures them.
         let m =
-            device_metrics(&blob, decoder.as_ref(), &dataset, card.sensor_bits, windows_per_frame, card.seam_filter)?;
+            device_metrics(&blob, decoder.as_ref(), &dataset, card.sensor_bits, windows_per_frame, card.seam_filter)?
+                .metrics;
         let setting = match windows_per_frame {
             1 => format!("{} codes/window", blob.latent()),
             w => format!(

@@ -28,8 +28,8 @@ use crate::eval::Pca;
 use crate::eval::{self, Evaluation, Report};
 use crate::export::{export_onnx, OnnxFiles};
 use crate::quantize::{
-    code_dead_zones, device_codes, quantize, shifted_codes, QuantizationInput, MAX_CODE_STEP, MAX_DEAD_ZONE,
-    MIN_TRAINED_GRID_STEP,
+    code_dead_zones, device_codes, quantize, shifted_codes, QuantizationInput, INPUT_HEADROOM, MAX_CODE_STEP,
+    MAX_DEAD_ZONE, MIN_TRAINED_GRID_STEP,
 };
 use crate::runtime::{Backend, Runtime, TractModel};
 use crate::train::{
@@ -184,7 +184,8 @@ fn quantize_and_measure(
     let onnx = export_onnx(&net);
     let decoder = TractModel::from_proto(&onnx.decoder, Path::new(Graph::Decoder.file_name()))?;
     let (seam_filter, training_prdn, training_seam_ratio) = choose_seam_filter(&blob, card, dataset, &decoder)?;
-    let int8 = eval::device_metrics(&blob, &decoder, dataset, card.sensor_bits, card.windows_per_frame, seam_filter)?;
+    let eval::DeviceMetrics { metrics: int8, saturated_windows } =
+        eval::device_metrics(&blob, &decoder, dataset, card.sensor_bits, card.windows_per_frame, seam_filter)?;
     let autoencoder = CandleRuntime { model, graph: Graph::Autoencoder };
     let float = eval::float_metrics(&autoencoder, dataset, 0, card.sensor_bits)?.at_rate_of(&int8);
     // A network trained for a rate rounds its codes by design: int8 arithmetic is measured
@@ -221,14 +222,23 @@ fn quantize_and_measure(
     };
     // A coarser step loses PRDN on purpose; the warning is about the finest (or a trained grid).
     let warning = ((code_step == 1.0 || trained_grid) && relative > MAX_RELATIVE_PRDN_LOSS).then(|| {
-        let remedy = match trained_grid {
+        let remedy = match (saturated_windows, trained_grid) {
+            // Clipped samples are lost to any arithmetic: the float network does not clip.
+            (1.., _) => format!(
+                "{saturated_windows} of the {} held-out windows saturated the device's input (samples beyond \
+                 {INPUT_HEADROOM}× the training part's extremes, or the i16 counts), which the float network does not \
+                 clip: the held-out part is louder than anything in the training part; train on a recording whose \
+                 training part holds such stretches",
+                int8.windows
+            ),
             // The codes' grid is the network's own (i16 codes, nothing clipped): what is left is
             // the int8 weights and the input's 13 bits.
-            true => "The int8 weights or the input's 13 bits are the limit: try another --seed or shape",
-            false => {
-                "Try calibrating on more data (`funnel quantize --calibration FILE.csv --column NAME`), a smaller \
-                 latent range (retrain with --variant sparse or contractive), or a different --seed"
+            (0, true) => {
+                "The int8 weights or the input's 13 bits are the limit: try another --seed or shape".to_string()
             }
+            (0, false) => "Try calibrating on more data (`funnel quantize --calibration FILE.csv --column NAME`), a \
+                           smaller latent range (retrain with --variant sparse or contractive), or a different --seed"
+                .to_string(),
         };
         format!(
             "int8 PRDN {:.2} % is {:.1} % worse than float {:.2} % (limit {:.0} %). {remedy}; the device codes are \
