@@ -492,7 +492,13 @@ fn each_target_rate_trains_a_model_for_it() {
             assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
         }
         // Byte 14 of the stream header is `windows_per_frame` (docs/wire-format.md).
-        assert_eq!(std::fs::read(&codes).unwrap()[14], 2);
+        let bytes = std::fs::read(&codes).unwrap();
+        assert_eq!(bytes[14], 2);
+        // `encode` reports the rate it sent: every one of the 4,000 samples, headers included.
+        let encode = funnel(&["encode", "--model", model, "--data", d, "--column", COLUMN, "--out", codes_path]);
+        let said = String::from_utf8_lossy(&encode.stderr).into_owned();
+        let rate = format!("({:.3} bits/sample, headers included)", 8.0 * bytes.len() as f64 / 4000.0);
+        assert!(said.contains(&rate), "{said} lacks {rate}");
     }
 }
 

@@ -570,11 +570,13 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 ),
             };
             eprintln!(
-                "wrote {}: {} windows in {} frames, {} bytes; {} window(s) with saturated input{dropped}",
+                "wrote {}: {} windows in {} frames, {} bytes ({:.3} bits/sample, headers included); {} window(s) \
+                 with saturated input{dropped}",
                 request.out.display(),
                 e.windows,
                 e.frames,
                 e.bytes.len(),
+                8.0 * e.bytes.len() as f64 / e.samples.max(1) as f64,
                 e.saturated_windows,
             );
         }

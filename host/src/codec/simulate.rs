@@ -26,6 +26,8 @@ pub struct EncodedStream {
     pub frames: usize,
     /// Windows in which some sample was outside the calibrated input range (clamped).
     pub saturated_windows: usize,
+    /// Samples (per channel) sent: the recording's, less `dropped_samples`.
+    pub samples: usize,
     /// Samples (per channel) not sent: a session that is not entropy coded has no last frame,
     /// so the samples after its last full window, and the windows of a frame that did not fill,
     /// stay behind.
@@ -62,5 +64,6 @@ pub fn simulate(blob: &Blob, counts: &[i16], config: StreamConfig) -> Result<Enc
         out.windows += 1;
         out.saturated_windows += usize::from(end.saturated);
     }
+    out.samples = (counts.len() / blob.channels()).saturating_sub(out.dropped_samples);
     Ok(out)
 }
