@@ -134,16 +134,16 @@ fn exact_input_multiplier(multiplier: f64) -> f64 {
 /// to the network.
 fn scaled_input_channels(layer: &FloatLayer, factors: &[f64]) -> FloatLayer {
     let mut scaled = layer.clone();
-    let (weight, per_channel, channels) = match &mut scaled {
-        FloatLayer::Dense { weight, in_features, .. } => {
-            let per_channel = *in_features / factors.len().max(1);
-            (weight, per_channel, *in_features / per_channel.max(1))
-        }
-        FloatLayer::Conv1d { weight, in_channels, kernel, .. } => (weight, *kernel, *in_channels),
+    let channels = factors.len().max(1);
+    // How many consecutive weights fall on one input channel: a dense layer reads `[C][T]`
+    // windows, a convolution's weights are `[out][C][kernel]`.
+    let (weight, run) = match &mut scaled {
+        FloatLayer::Dense { weight, in_features, .. } => (weight, *in_features / channels),
+        FloatLayer::Conv1d { weight, kernel, .. } => (weight, *kernel),
     };
     for (i, w) in weight.iter_mut().enumerate() {
-        let channel = i / per_channel.max(1) % channels.max(1);
-        *w = (f64::from(*w) * factors.get(channel).copied().unwrap_or(1.0)) as f32;
+        let factor = factors.get(i / run.max(1) % channels).copied().unwrap_or(1.0);
+        *w = (f64::from(*w) * factor) as f32;
     }
     scaled
 }
