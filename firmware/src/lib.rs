@@ -97,6 +97,7 @@ pub(crate) mod test_support {
                     input_zero_point: zi,
                     output_zero_point: zo,
                     relu,
+                    accumulator: AccumulatorWidth::Bits32,
                 }
             };
         let leak = |v: Vec<u8>| -> &'static [u8] { std::boxed::Box::leak(v.into_boxed_slice()) };

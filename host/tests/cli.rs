@@ -509,12 +509,15 @@ fn each_target_rate_trains_a_model_for_it() {
 fn a_held_out_part_louder_than_training_is_named_as_what_the_device_path_loses_to() {
     let tmp = tempfile::tempdir().unwrap();
     let quiet = ecg_slice(tmp.path(), 4000);
-    // The last 800 rows (the held-out part: 25 of 125 windows of 32) twenty times louder.
+    // The ECG 20 mV below zero, its last 800 rows (the held-out part: 25 of 125 windows of 32)
+    // thirty times louder: at 1,024 counts/mV its R peaks (1.37 mV, now 21 mV) lie within i16
+    // but more than 32,767 counts above the training mean the device's input is centred on.
     let text = std::fs::read_to_string(&quiet).unwrap();
     let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
-    for line in &mut lines[1 + 3200..] {
+    for (row, line) in lines.iter_mut().enumerate().skip(1) {
         let value: f64 = line.parse().unwrap();
-        *line = format!("{}", value * 20.0);
+        let gain = if row > 3200 { 30.0 } else { 1.0 };
+        *line = format!("{}", value * gain - 20.0);
     }
     let data = tmp.path().join("louder.csv");
     std::fs::write(&data, lines.join("\n") + "\n").unwrap();
@@ -523,6 +526,7 @@ fn a_held_out_part_louder_than_training_is_named_as_what_the_device_path_loses_t
         windows_per_frame: Some(2),
         epochs: 5,
         train_hop: Some(8),
+        counts_per_unit: Some(1024.0),
         ..args(&data, &tmp.path().join("m"), Arch::Transform, 32, 16)
     };
     let t = train_model(&request).unwrap();

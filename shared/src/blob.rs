@@ -26,10 +26,12 @@ use crate::wire::{ModelId, CRC32, MAX_BOUNDED_SAMPLES, MAX_CODES, MODEL_ID_LEN};
 use serde::{Deserialize, Serialize};
 
 pub const BLOB_MAGIC: [u8; 4] = *b"FNQ8";
-/// Version 12 gives each code its own dead zone ([`CodeQuant::dead_zones`]); version 11 added
+/// Version 13 reads the device's counts at their full 16 bits ([`crate::kernels::INPUT_LIMIT`])
+/// and gives each layer its accumulator's width ([`QuantLayer::accumulator`]); version 12 gave
+/// each code its own dead zone ([`CodeQuant::dead_zones`]); version 11 added
 /// [`Layer::UpsampledConv1d`] and the residual coder's block length ([`ResidualSpec::block`]).
 /// An older blob is refused (`funnel quantize` makes it again).
-pub const BLOB_VERSION: u16 = 12;
+pub const BLOB_VERSION: u16 = 13;
 pub const HEADER_LEN: usize = 14;
 pub const TRAILER_LEN: usize = 4;
 /// Most layers an encoder may have.
@@ -40,6 +42,8 @@ pub const MAX_CHANNELS: usize = 16;
 /// the taps of one output times the largest weight and input magnitudes stays within i32, so
 /// the kernels' wrapping sums are exact.
 pub const MAX_ACCUMULATOR: i64 = i32::MAX as i64;
+/// The same bound for a 64-bit accumulator ([`AccumulatorWidth::Bits64`]), with room to spare.
+pub const MAX_WIDE_ACCUMULATOR: i64 = 1 << 62;
 
 /// A borrowed int8 array (stored as raw bytes).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -178,6 +182,27 @@ pub struct QuantLayer<'a> {
     pub output_zero_point: i8,
     /// ReLU fused into the requantization clamp.
     pub relu: bool,
+    pub accumulator: AccumulatorWidth,
+}
+
+/// What a layer sums its products in. i32 (gemmlowp's, and SMLAD's on Cortex-M4) wherever
+/// validation can bound the sums within it; i64 for a layer that reads the device's full 16-bit
+/// counts with i16 weights, whose sums reach 2^40 (`funnel quantize` chooses the narrowest that
+/// holds them; see [`MAX_ACCUMULATOR`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AccumulatorWidth {
+    Bits32,
+    Bits64,
+}
+
+impl AccumulatorWidth {
+    /// The largest sum validation lets a layer with this accumulator reach.
+    pub fn max_sum(self) -> i64 {
+        match self {
+            AccumulatorWidth::Bits32 => MAX_ACCUMULATOR,
+            AccumulatorWidth::Bits64 => MAX_WIDE_ACCUMULATOR,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -757,8 +782,10 @@ fn validate_layers(
         let largest_bias = q.bias.iter().map(|b| i64::from(b).abs()).max().unwrap_or(0);
         let taps = i64::try_from(weights_per_out.min(layer.read_len())).unwrap_or(i64::MAX);
         let products = taps.saturating_mul(q.weights.max_abs()).saturating_mul(input_magnitude);
-        if largest_bias.saturating_add(products) > MAX_ACCUMULATOR {
-            return Err(Invalid("a layer's sums could overflow its 32-bit accumulator (too many inputs)"));
+        if largest_bias.saturating_add(products) > q.accumulator.max_sum() {
+            return Err(Invalid(
+                "a layer's sums could overflow its accumulator (too many inputs or too large weights)",
+            ));
         }
         input_magnitude = 255;
         len = layer.output_len().ok_or(Invalid("layer output length"))?;

@@ -1,10 +1,11 @@
 //! The whole quantized encoder: one window of i16 samples in, i16 latent codes out (the input
-//! normalized to 13 bits, hidden activations int8; int8 weights, i16 where the codes are made).
+//! the device's counts at 16 bits, hidden activations int8; int8 weights, i16 where the codes
+//! are made).
 
-use crate::blob::{BlobError, EncoderSpec, Layer, ModelBlob, U8s};
+use crate::blob::{AccumulatorWidth, BlobError, EncoderSpec, Layer, ModelBlob, U8s};
 use crate::decoder::QuantizedDecoder;
 use crate::kernels::{
-    conv1d, dense, multiply_by_quantized_multiplier, Requantize, CODE_RANGE, INPUT_LIMIT, INT8_RANGE,
+    conv1d, dense, multiply_by_quantized_multiplier, Accumulator, Requantize, CODE_RANGE, INPUT_LIMIT, INT8_RANGE,
 };
 use crate::wire::ModelId;
 
@@ -46,7 +47,8 @@ impl core::error::Error for EncodeError {}
 /// What [`QuantizedEncoder::encode`] observed besides the codes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct EncodeReport {
-    /// Some input sample fell outside the calibrated input range and was clamped.
+    /// Some input sample was clamped: beyond the input's range (32,767 counts from the training
+    /// mean), or at either end of i16, where the conversion to counts clips.
     pub input_saturated: bool,
 }
 
@@ -155,15 +157,23 @@ pub(crate) fn run_layers<'b>(
         let out_len = layer.output_len().unwrap_or(0);
         let out = if i == end { &mut output[..] } else { &mut b[..out_len] };
         let input = &a[..len];
-        match layer {
-            Layer::Dense { q, .. } => dense(q.weights, q.bias, q.input_zero_point, &requant, input, out),
-            Layer::Conv1d { q, .. } | Layer::UpsampledConv1d { q, .. } => {
-                let shape = layer.conv_shape().expect("conv layer has a shape");
-                conv1d(&shape, q.weights, q.bias, q.input_zero_point, &requant, input, out)
-            }
+        match q.accumulator {
+            AccumulatorWidth::Bits32 => run_layer::<i32>(layer, &requant, input, out),
+            AccumulatorWidth::Bits64 => run_layer::<i64>(layer, &requant, input, out),
         }
         core::mem::swap(&mut a, &mut b);
         len = out_len;
+    }
+}
+
+/// Runs one layer's kernel on `input`, summing in `A`.
+fn run_layer<A: Accumulator>(layer: &Layer<'_>, requant: &Requantize<'_>, input: &[i16], out: &mut [i16]) {
+    match layer {
+        Layer::Dense { q, .. } => dense::<A>(q.weights, q.bias, q.input_zero_point, requant, input, out),
+        Layer::Conv1d { q, .. } | Layer::UpsampledConv1d { q, .. } => {
+            let shape = layer.conv_shape().expect("conv layer has a shape");
+            conv1d::<A>(&shape, q.weights, q.bias, q.input_zero_point, requant, input, out)
+        }
     }
 }
 
@@ -187,9 +197,11 @@ fn quantize_input(spec: &EncoderSpec<'_>, samples: &[i16], out: &mut [i16]) -> E
         let offset = input.offsets.get(c);
         let (m, s) = (input.requant.multipliers.get(c), input.requant.shifts.get(c));
         for t in 0..window {
-            let x = i32::from(samples[t * channels + c]).saturating_sub(offset);
+            let sample = samples[t * channels + c];
+            let x = i32::from(sample).saturating_sub(offset);
             let q = multiply_by_quantized_multiplier(x, m, s);
-            saturated |= !(-INPUT_LIMIT..=INPUT_LIMIT).contains(&q);
+            // A count at either end of i16 was clipped by the conversion to counts (or the ADC).
+            saturated |= !(-INPUT_LIMIT..=INPUT_LIMIT).contains(&q) || sample == i16::MIN || sample == i16::MAX;
             // Within ±INPUT_LIMIT, so inside i16.
             out[c * window + t] = q.clamp(-INPUT_LIMIT, INPUT_LIMIT) as i16;
         }
@@ -217,8 +229,8 @@ pub(crate) mod tests {
     impl TinyModel {
         pub(crate) fn new() -> Self {
             TinyModel {
-                // Channel 0: (x − 100) · 0.5; channel 1: (x + 20) · 0.25.
-                input: Params::new(&[], &[], &[1 << 30, 1 << 30], &[0, -1]),
+                // Channel 0: (x − 100) · 2 (the extreme counts saturate); channel 1: (x + 20) · 0.25.
+                input: Params::new(&[], &[], &[1 << 30, 1 << 30], &[2, -1]),
                 offsets: [100i32, -20].iter().flat_map(|v| v.to_le_bytes()).collect(),
                 // 2 in channels → 3 out channels, kernel 3, stride 2, padding 1, length 8 → 4.
                 conv: Params::new(
@@ -373,6 +385,7 @@ pub(crate) mod tests {
             input_zero_point: 0,
             output_zero_point: 0,
             relu: false,
+            accumulator: AccumulatorWidth::Bits32,
         };
         let mut layers = heapless::Vec::new();
         let codes = p.bias.len() as u16 / 4;
@@ -405,15 +418,20 @@ pub(crate) mod tests {
     /// overflow the accumulator, whatever the samples.
     #[test]
     fn weights_that_could_overflow_the_accumulator_are_refused() {
-        let validate = |weight: i16| {
+        let validate = |weight: i16, accumulator: AccumulatorWidth| {
             let p = Params::new(&[0; 64], &[0], &[1 << 30], &[0]).with_wide_weights(&[weight; 64]);
-            let spec = one_dense_layer(&p, 64, true);
+            let mut spec = one_dense_layer(&p, 64, true);
+            if let Layer::Dense { q, .. } = &mut spec.layers[0] {
+                q.accumulator = accumulator;
+            }
             spec.validate()
         };
-        // 64 taps × 8194 × 4095 ≤ 2^31 − 1 < 64 × 8195 × 4095.
-        assert_eq!(validate(8194), Ok(()));
-        assert!(matches!(validate(8195), Err(BlobError::Invalid(_))));
-        assert!(matches!(validate(i16::MIN), Err(BlobError::Invalid(_))));
+        // 64 taps × 1024 × 32767 ≤ 2^31 − 1 < 64 × 1025 × 32767.
+        assert_eq!(validate(1024, AccumulatorWidth::Bits32), Ok(()));
+        assert!(matches!(validate(1025, AccumulatorWidth::Bits32), Err(BlobError::Invalid(_))));
+        assert!(matches!(validate(i16::MIN, AccumulatorWidth::Bits32), Err(BlobError::Invalid(_))));
+        // In 64 bits any i16 weight fits.
+        assert_eq!(validate(i16::MIN, AccumulatorWidth::Bits64), Ok(()));
     }
 
     /// Reference: the same model evaluated with plain i64 loops, layer by layer.
@@ -432,7 +450,7 @@ pub(crate) mod tests {
                     spec.input.requant.multipliers.get(c),
                     spec.input.requant.shifts.get(c),
                 );
-                x[c * 8 + t] = q.clamp(-4095, 4095);
+                x[c * 8 + t] = q.clamp(-32767, 32767);
             }
         }
         let conv = &model.conv;
@@ -495,12 +513,18 @@ pub(crate) mod tests {
         let enc = QuantizedEncoder::from_blob(&bytes).unwrap();
         let mut scratch = std::vec![0i16; enc.scratch_len()];
         let mut codes = [0i16; 2];
+        // Channels interleaved: (channel 0, channel 1) per time step.
+        let window = |c0: i16, c1: i16| [c0, c1].repeat(8);
+        let mut saturated = |samples: Vec<i16>| enc.encode(&samples, &mut scratch, &mut codes).unwrap().input_saturated;
         for v in [i16::MIN, i16::MAX] {
-            let report = enc.encode(&[v; 16], &mut scratch, &mut codes).unwrap();
-            assert!(report.input_saturated);
+            assert!(saturated(std::vec![v; 16]));
+            // At the rail of i16 (clipped on the way to counts), though channel 1's input has room.
+            assert!(saturated(window(100, v)));
         }
-        let report = enc.encode(&[100; 16], &mut scratch, &mut codes).unwrap();
-        assert!(!report.input_saturated);
+        // Channel 0's input is (x − 100) · 2: 20,000 counts lie beyond its 32,767, 16,000 do not.
+        assert!(saturated(window(20_000, 0)));
+        assert!(!saturated(window(16_000, 0)));
+        assert!(!saturated(std::vec![100; 16]));
     }
 
     #[test]

@@ -1,7 +1,8 @@
-//! Integer kernels (int8 or i16 weights) with int32 accumulation and TFLite/gemmlowp fixed-point requantization.
+//! Integer kernels (int8 or i16 weights) with int32 accumulation (int64 where a layer's sums
+//! need it) and TFLite/gemmlowp fixed-point requantization.
 //!
 //! A real value `r` of a quantized tensor is `scale · (q − zero_point)`. Activations are held
-//! as i16: the encoder's input (the samples, 13-bit after normalization, zero point 0) and its
+//! as i16: the encoder's input (the device's counts, zero point 0) and its
 //! codes (the last layer's output) use that width, while hidden layers' outputs are clamped to
 //! the int8 range, as in TFLite; one kernel serves all of them. Weights are symmetric
 //! (zero point 0) with one scale per output channel, so a layer's output is
@@ -43,7 +44,95 @@ pub fn multiply_by_quantized_multiplier(x: i32, multiplier: i32, shift: i8) -> i
     rounding_divide_by_pot(saturating_rounding_doubling_high_mul(scaled, multiplier), right)
 }
 
-/// Per-output-channel requantization of an int32 accumulator into an output range.
+/// `x · multiplier · 2^shift / 2^31` for a 64-bit accumulator, rounded half away from zero in
+/// one step (exact), saturated to i32.
+#[inline(never)]
+pub fn multiply_by_quantized_multiplier_i64(x: i64, multiplier: i32, shift: i8) -> i32 {
+    // shift in −31..=30 (blob validation): a right shift of 1..=62 bits.
+    let right = (31 - i32::from(shift)).clamp(1, 62) as u32;
+    let (magnitude, m) = (x.unsigned_abs(), u64::from(multiplier.unsigned_abs()));
+    // |x|·m = high·2^32 + low (each product of 32-bit halves below 2^63, which 32-bit cores
+    // multiply natively; an i128 product took three times the instructions), plus half of
+    // 2^right to round, shifted right by `right`.
+    let high = (magnitude >> 32) * m;
+    let low = (magnitude & 0xFFFF_FFFF) * m + (1u64 << (right - 1));
+    let high = high + (low >> 32);
+    let quotient = match right {
+        32.. => high >> (right - 32),
+        // At least 2^32: saturated below.
+        _ if high >> 31 != 0 => u64::MAX,
+        _ => (high << (32 - right)) | ((low & 0xFFFF_FFFF) >> right),
+    };
+    match (x < 0) != (multiplier < 0) {
+        true => -(quotient.min(1 << 31) as i64) as i32,
+        false => quotient.min(i32::MAX as u64) as i32,
+    }
+}
+
+/// A layer's accumulator: i32 as in gemmlowp, or i64 for a layer whose sums blob validation
+/// cannot bound within i32 (the layer that makes the codes from the device's full 16-bit
+/// counts with i16 weights: see [`crate::blob::AccumulatorWidth`]).
+pub trait Accumulator: Copy {
+    fn from_bias(bias: i32) -> Self;
+    /// `self + Σ_i w[i] · (x[i] − zp)` over `min(w.len(), x.len())` elements.
+    fn dot_row(self, w: WeightRow<'_>, x: &[i16], zp: i32) -> Self;
+    /// `self · multiplier · 2^shift / 2^31`, rounded, saturated to i32.
+    fn scale(self, multiplier: i32, shift: i8) -> i32;
+}
+
+impl Accumulator for i32 {
+    #[inline(always)]
+    fn from_bias(bias: i32) -> Self {
+        bias
+    }
+    #[inline(always)]
+    fn dot_row(self, w: WeightRow<'_>, x: &[i16], zp: i32) -> Self {
+        dot_row(w, x, zp, self)
+    }
+    #[inline(always)]
+    fn scale(self, multiplier: i32, shift: i8) -> i32 {
+        multiply_by_quantized_multiplier(self, multiplier, shift)
+    }
+}
+
+impl Accumulator for i64 {
+    #[inline(always)]
+    fn from_bias(bias: i32) -> Self {
+        i64::from(bias)
+    }
+    /// Each product fits i32 (an i16 weight times an input at most 2^15 + 128 from its zero
+    /// point), its sum is exact in i64 (blob validation bounds it).
+    #[inline(always)]
+    fn dot_row(self, w: WeightRow<'_>, x: &[i16], zp: i32) -> Self {
+        match w {
+            // The input's zero point is 0 (the encoder's first layer): on Cortex-M4/M7 two
+            // products per SMLALD.
+            #[cfg(funnel_dsp)]
+            WeightRow::Int16(w) if zp == 0 => dsp::dot_wide_i64(w, x, self),
+            _ => dot_row_i64_portable(w, x, zp, self),
+        }
+    }
+    fn scale(self, multiplier: i32, shift: i8) -> i32 {
+        multiply_by_quantized_multiplier_i64(self, multiplier, shift)
+    }
+}
+
+/// The portable form of `i64`'s [`Accumulator::dot_row`], one element per step. Not inlined:
+/// only the layer that makes the codes from the input sums in 64 bits, and inlined into every
+/// kernel its loops took 5 KB more flash.
+#[inline(never)]
+pub fn dot_row_i64_portable(w: WeightRow<'_>, x: &[i16], zp: i32, acc: i64) -> i64 {
+    let product = |w: i32, x: i16| i64::from(w * (i32::from(x) - zp));
+    match w {
+        WeightRow::Int8(w) => w.iter().zip(x).fold(acc, |acc, (&w, &x)| acc + product(i32::from(w as i8), x)),
+        WeightRow::Int16(w) => w
+            .chunks_exact(2)
+            .zip(x)
+            .fold(acc, |acc, (w, &x)| acc + product(i32::from(i16::from_le_bytes([w[0], w[1]])), x)),
+    }
+}
+
+/// Per-output-channel requantization of an accumulator into an output range.
 #[derive(Clone, Copy, Debug)]
 pub struct Requantize<'a> {
     pub multipliers: I32s<'a>,
@@ -63,10 +152,11 @@ pub const DEAD_ZONE_BITS: u32 = 8;
 
 /// Output range of a hidden layer.
 pub const INT8_RANGE: (i32, i32) = (i8::MIN as i32, i8::MAX as i32);
-/// Largest magnitude of a normalized input sample (13 bits with the sign): 32 times finer than
-/// int8 over the calibrated range, and small enough that a dot product over thousands of
-/// samples cannot overflow the accumulator (see `blob::MAX_ACCUMULATOR`).
-pub const INPUT_LIMIT: i32 = 4095;
+/// Largest magnitude of an input sample: the device's counts, offset and scaled by a power of
+/// two per channel, keep their whole i16 resolution and range (a 13-bit input rounded a
+/// seismometer's quiet part away and clipped its earthquake). A layer that reads them with
+/// wide weights sums in i64 (see `blob::AccumulatorWidth`).
+pub const INPUT_LIMIT: i32 = i16::MAX as i32;
 /// Output range of the last layer: the codes, whose wide range lets a rare large code travel
 /// (escaped by the entropy coder) instead of being clipped.
 pub const CODE_RANGE: (i32, i32) = (i16::MIN as i32, i16::MAX as i32);
@@ -103,19 +193,19 @@ impl<'a> Requantize<'a> {
     }
 
     #[inline(always)]
-    pub fn apply(&self, channel: usize, acc: i32) -> i16 {
+    pub fn apply<A: Accumulator>(&self, channel: usize, acc: A) -> i16 {
         self.apply_with(self.multipliers.get(channel), self.shifts.get(channel), self.dead_zone(channel), acc)
     }
 
     /// [`Self::apply`] with the channel's multiplier, shift and dead zone already looked up
     /// (kernels hoist them out of their loops over positions).
     #[inline(always)]
-    pub fn apply_with(&self, multiplier: i32, shift: i8, dead_zone: u8, acc: i32) -> i16 {
+    pub fn apply_with<A: Accumulator>(&self, multiplier: i32, shift: i8, dead_zone: u8, acc: A) -> i16 {
         let scaled = match dead_zone {
-            0 => multiply_by_quantized_multiplier(acc, multiplier, shift),
+            0 => acc.scale(multiplier, shift),
             dead_zone => {
                 // The output in 1/256 steps (rounded), then floored past the moved threshold.
-                let fine = multiply_by_quantized_multiplier(acc, multiplier, shift + DEAD_ZONE_BITS as i8);
+                let fine = acc.scale(multiplier, shift + DEAD_ZONE_BITS as i8);
                 let half = 1i64 << (DEAD_ZONE_BITS - 1);
                 let magnitude = (i64::from(fine).abs() + half - i64::from(dead_zone)) >> DEAD_ZONE_BITS;
                 // At most 2^23: an i32.
@@ -265,12 +355,42 @@ mod dsp {
         }
         super::dot_wide_portable(&w[2 * split..], &x[split..], zp, acc)
     }
+
+    /// `acc + Σ w[i] · x[i]` with i16 weights into a 64-bit sum: SMLALD adds both halfword
+    /// products of a pair to it, exactly (each product fits i32, the sum i64).
+    #[inline(always)]
+    pub fn dot_wide_i64(w: &[u8], x: &[i16], acc: i64) -> i64 {
+        // The same walk over halfword pairs as `dot_wide`'s (a shared iterator cost the DSP
+        // image 255 instructions per window of `models/ecg`).
+        let n = (w.len() / 2).min(x.len());
+        let (w, x) = (&w[..2 * n], &x[..n]);
+        let split = n & !1;
+        let (mut lo, mut hi) = (acc as u32, (acc >> 32) as u32);
+        for (wc, xc) in w[..2 * split].chunks_exact(4).zip(x[..split].chunks_exact(2)) {
+            let wv = u32::from_le_bytes([wc[0], wc[1], wc[2], wc[3]]);
+            let xv = u32::from(xc[0] as u16) | (u32::from(xc[1] as u16) << 16);
+            // SAFETY: a register-only DSP instruction, as in `dot`.
+            unsafe {
+                core::arch::asm!(
+                    "smlald {lo}, {hi}, {w}, {x}",
+                    w = in(reg) wv,
+                    x = in(reg) xv,
+                    lo = inout(reg) lo,
+                    hi = inout(reg) hi,
+                    options(pure, nomem, nostack),
+                );
+            }
+        }
+        let acc = (i64::from(hi) << 32) | i64::from(lo);
+        super::dot_row_i64_portable(crate::blob::WeightRow::Int16(&w[2 * split..]), &x[split..], 0, acc)
+    }
 }
 
-/// Dense layer: `output[o] = requant(bias[o] + Σ_i weights[o·n_in + i] · (input[i] − zp_in))`.
+/// Dense layer: `output[o] = requant(bias[o] + Σ_i weights[o·n_in + i] · (input[i] − zp_in))`,
+/// summed in `A`.
 ///
 /// Shapes are checked by blob validation; slices of other lengths are a caller bug and panic.
-pub fn dense(
+pub fn dense<A: Accumulator>(
     weights: Weights<'_>,
     bias: I32s<'_>,
     input_zero_point: i8,
@@ -282,7 +402,7 @@ pub fn dense(
     assert_eq!(weights.len(), n_in * output.len(), "dense weight shape");
     let zp = i32::from(input_zero_point);
     for (o, out) in output.iter_mut().enumerate() {
-        *out = requant.apply(o, dot_row(weights.row(o * n_in, n_in), input, zp, bias.get(o)));
+        *out = requant.apply(o, A::from_bias(bias.get(o)).dot_row(weights.row(o * n_in, n_in), input, zp));
     }
 }
 
@@ -309,8 +429,8 @@ impl Conv1dShape {
 }
 
 /// Conv1d layer with zero padding (padding positions hold real 0, i.e. `zp_in`, and so add
-/// nothing). Weights are `[out][in][kernel]`.
-pub fn conv1d(
+/// nothing), summed in `A`. Weights are `[out][in][kernel]`.
+pub fn conv1d<A: Accumulator>(
     shape: &Conv1dShape,
     weights: Weights<'_>,
     bias: I32s<'_>,
@@ -336,13 +456,13 @@ pub fn conv1d(
             let start = t * shape.stride;
             let k_lo = padding.saturating_sub(start);
             let k_hi = (in_len + padding).saturating_sub(start).min(kernel);
-            let mut acc = b;
+            let mut acc = A::from_bias(b);
             // With padding wider than the kernel a window can lie entirely in the padding.
             if k_hi > k_lo {
                 let x0 = start + k_lo - padding;
                 let taps = k_hi - k_lo;
                 for (c, x_c) in input.chunks_exact(in_len).enumerate() {
-                    acc = dot_row(w_o.slice(c * kernel + k_lo, taps), &x_c[x0..x0 + taps], zp, acc);
+                    acc = acc.dot_row(w_o.slice(c * kernel + k_lo, taps), &x_c[x0..x0 + taps], zp);
                 }
             }
             *out = requant.apply_with(m, sh, dz, acc);
@@ -400,6 +520,7 @@ pub(crate) mod tests {
                 input_zero_point: zp_in,
                 output_zero_point: zp_out,
                 relu,
+                accumulator: crate::blob::AccumulatorWidth::Bits32,
             }
         }
         pub fn requant(&self, zp_out: i8, relu: bool, range: (i32, i32)) -> Requantize<'_> {
@@ -447,6 +568,9 @@ pub(crate) mod tests {
                     want + 3.0,
                     "acc {acc}, dead zone {dead_zone}"
                 );
+                // The 64-bit accumulator rounds halves away from zero in one step.
+                let want64 = (v.abs() + 0.5 - d).floor() * v.signum();
+                assert_eq!(f64::from(plain.apply_with(1 << 30, -4, dead_zone, i64::from(acc))), want64 + 3.0);
             }
         }
         // Saturated, not wrapped, at the ends of the range.
@@ -501,6 +625,49 @@ pub(crate) mod tests {
         }
     }
 
+    /// The requantization of an exact sum `acc`: in a 64-bit accumulator (`wide_acc`) one
+    /// rounding of the exact quotient, half away from zero, saturated; in gemmlowp's 32-bit one
+    /// the sum wraps, then gemmlowp's two roundings.
+    fn reference_requantize(acc: i64, wide_acc: bool, m: i32, shift: i8) -> i32 {
+        if !wide_acc {
+            return reference_mbqm(acc as i32, m, shift);
+        }
+        let (product, divisor) = (i128::from(acc) * i128::from(m), 1i128 << (31 - i32::from(shift)));
+        let quotient = (product.abs() + divisor / 2) / divisor * product.signum();
+        quotient.clamp(i128::from(i32::MIN), i128::from(i32::MAX)) as i32
+    }
+
+    #[test]
+    fn wide_requantization_rounds_halves_away_from_zero_and_saturates() {
+        // M = 0.5: ±1 → ±0.5 → ±1, ±3 → ±1.5 → ±2.
+        assert_eq!([1, -1, 3, -3].map(|x| multiply_by_quantized_multiplier_i64(x, 1 << 30, 0)), [1, -1, 2, -2]);
+        for x in [i64::MIN, i64::MIN + 1, -(1 << 46), -1, 0, 1, 1 << 46, i64::MAX] {
+            for m in [1 << 30, 1_500_000_000, i32::MAX] {
+                for shift in [-31, -12, 0, 15, 16, 30] {
+                    let want = reference_requantize(x, true, m, shift);
+                    assert_eq!(multiply_by_quantized_multiplier_i64(x, m, shift), want, "{x} · {m} · 2^{shift}");
+                }
+            }
+        }
+        assert_eq!(multiply_by_quantized_multiplier_i64(i64::MIN, i32::MAX, 30), i32::MIN);
+        assert_eq!(multiply_by_quantized_multiplier_i64(i64::MAX, i32::MAX, 30), i32::MAX);
+    }
+
+    proptest! {
+        #[test]
+        fn wide_requantization_matches_exact_reference(x in any::<i64>(), m in (1i32 << 30)..i32::MAX, shift in -31i8..=30) {
+            prop_assert_eq!(multiply_by_quantized_multiplier_i64(x, m, shift), reference_requantize(x, true, m, shift));
+        }
+
+        /// Sums of the sizes a layer makes, where most outputs do not saturate.
+        #[test]
+        fn wide_requantization_of_layer_sized_sums_matches_exact_reference(
+            x in -(1i64 << 44)..(1i64 << 44), m in (1i32 << 30)..i32::MAX, shift in -31i8..=0,
+        ) {
+            prop_assert_eq!(multiply_by_quantized_multiplier_i64(x, m, shift), reference_requantize(x, true, m, shift));
+        }
+    }
+
     /// Straightforward reference: i64 accumulation, float-free, no slicing tricks.
     #[allow(clippy::too_many_arguments)]
     fn reference_dense(
@@ -513,6 +680,7 @@ pub(crate) mod tests {
         relu: bool,
         range: (i32, i32),
         x: &[i16],
+        wide_acc: bool,
     ) -> Vec<i16> {
         (0..b.len())
             .map(|o| {
@@ -520,7 +688,7 @@ pub(crate) mod tests {
                     + (0..x.len())
                         .map(|i| i64::from(w[o * x.len() + i]) * (i64::from(x[i]) - i64::from(zp_in)))
                         .sum::<i64>();
-                let y = i64::from(reference_mbqm(acc as i32, m[o], s[o])) + i64::from(zp_out);
+                let y = i64::from(reference_requantize(acc, wide_acc, m[o], s[o])) + i64::from(zp_out);
                 y.clamp(if relu { i64::from(zp_out) } else { range.0.into() }, range.1.into()) as i16
             })
             .collect()
@@ -538,6 +706,7 @@ pub(crate) mod tests {
         relu: bool,
         range: (i32, i32),
         x: &[i16],
+        wide_acc: bool,
     ) -> Vec<i16> {
         let out_len = sh.out_len().unwrap();
         let mut y = std::vec![0i16; sh.out_channels * out_len];
@@ -553,7 +722,7 @@ pub(crate) mod tests {
                         }
                     }
                 }
-                let v = i64::from(reference_mbqm(acc as i32, m[o], s[o])) + i64::from(zp_out);
+                let v = i64::from(reference_requantize(acc, wide_acc, m[o], s[o])) + i64::from(zp_out);
                 y[o * out_len + t] =
                     v.clamp(if relu { i64::from(zp_out) } else { range.0.into() }, range.1.into()) as i16;
             }
@@ -565,7 +734,9 @@ pub(crate) mod tests {
     /// point 0, the others int8 activations at any zero point.
     fn layer_input(n: usize, first: bool, zp: i8, next: &mut impl FnMut() -> u32) -> (Vec<i16>, i8) {
         match first {
-            true => ((0..n).map(|_| (next() % (2 * INPUT_LIMIT as u32 + 1)) as i16 - INPUT_LIMIT as i16).collect(), 0),
+            true => {
+                ((0..n).map(|_| ((next() % (2 * INPUT_LIMIT as u32 + 1)) as i32 - INPUT_LIMIT) as i16).collect(), 0)
+            }
             false => ((0..n).map(|_| i16::from(next() as i8)).collect(), zp),
         }
     }
@@ -589,7 +760,7 @@ pub(crate) mod tests {
             (n_in, n_out) in layer_strategy(1..40, 1..12),
             seed in any::<u64>(),
             zp_in in any::<i8>(), zp_out in any::<i8>(), relu in any::<bool>(), first in any::<bool>(), last in any::<bool>(),
-            wide in any::<bool>(),
+            wide in any::<bool>(), wide_acc in any::<bool>(),
         ) {
             let mut rng = seed;
             let mut next = || { rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407); (rng >> 33) as u32 };
@@ -602,8 +773,12 @@ pub(crate) mod tests {
             let s: Vec<i8> = (0..n_out).map(|_| -((next() % 16) as i8)).collect();
             let p = params(&w, &b, &m, &s);
             let mut y = std::vec![0i16; n_out];
-            dense(p.weights(wide), I32s::new(&p.bias).unwrap(), zp_in, &p.requant(zp_out, relu, range), &x, &mut y);
-            prop_assert_eq!(y, reference_dense(&w, &b, zp_in, &m, &s, zp_out, relu, range, &x));
+            let (wq, bq, requant) = (p.weights(wide), I32s::new(&p.bias).unwrap(), p.requant(zp_out, relu, range));
+            match wide_acc {
+                false => dense::<i32>(wq, bq, zp_in, &requant, &x, &mut y),
+                true => dense::<i64>(wq, bq, zp_in, &requant, &x, &mut y),
+            }
+            prop_assert_eq!(y, reference_dense(&w, &b, zp_in, &m, &s, zp_out, relu, range, &x, wide_acc));
         }
 
         #[test]
@@ -611,7 +786,7 @@ pub(crate) mod tests {
             in_channels in 1..4usize, out_channels in 1..6usize, in_len in 1..40usize,
             kernel in 1..8usize, stride in 1..4usize, padding in 0..4usize,
             seed in any::<u64>(), zp_in in any::<i8>(), zp_out in any::<i8>(), relu in any::<bool>(),
-            first in any::<bool>(), last in any::<bool>(), wide in any::<bool>(),
+            first in any::<bool>(), last in any::<bool>(), wide in any::<bool>(), wide_acc in any::<bool>(),
         ) {
             let sh = Conv1dShape { in_channels, out_channels, in_len, kernel, stride, padding };
             prop_assume!(sh.out_len().is_some());
@@ -627,8 +802,12 @@ pub(crate) mod tests {
             let s: Vec<i8> = (0..out_channels).map(|_| -((next() % 16) as i8)).collect();
             let p = params(&w, &b, &m, &s);
             let mut y = std::vec![0i16; out_channels * sh.out_len().unwrap()];
-            conv1d(&sh, p.weights(wide), I32s::new(&p.bias).unwrap(), zp_in, &p.requant(zp_out, relu, range), &x, &mut y);
-            prop_assert_eq!(y, reference_conv(&sh, &w, &b, zp_in, &m, &s, zp_out, relu, range, &x));
+            let (wq, bq, requant) = (p.weights(wide), I32s::new(&p.bias).unwrap(), p.requant(zp_out, relu, range));
+            match wide_acc {
+                false => conv1d::<i32>(&sh, wq, bq, zp_in, &requant, &x, &mut y),
+                true => conv1d::<i64>(&sh, wq, bq, zp_in, &requant, &x, &mut y),
+            }
+            prop_assert_eq!(y, reference_conv(&sh, &w, &b, zp_in, &m, &s, zp_out, relu, range, &x, wide_acc));
         }
     }
 
@@ -642,12 +821,14 @@ pub(crate) mod tests {
         let p = Params::new(&w, &[0, -1_000_000_000], &[i32::MAX, i32::MAX], &[0, 0]);
         let mut y = [0i16; 2];
         let (wq, bq) = (p.weights(false), I32s::new(&p.bias).unwrap());
-        dense(wq, bq, -128, &p.requant(-5, false, INT8_RANGE), &x, &mut y);
+        dense::<i32>(wq, bq, -128, &p.requant(-5, false, INT8_RANGE), &x, &mut y);
         assert_eq!(y, [127, -128]);
-        dense(wq, bq, -128, &p.requant(-5, true, INT8_RANGE), &x, &mut y);
+        dense::<i32>(wq, bq, -128, &p.requant(-5, true, INT8_RANGE), &x, &mut y);
         assert_eq!(y, [127, -5]);
-        // Codes clamp at the i16 range instead.
-        dense(wq, bq, -128, &p.requant(-5, false, CODE_RANGE), &x, &mut y);
+        // Codes clamp at the i16 range instead, in either accumulator.
+        dense::<i32>(wq, bq, -128, &p.requant(-5, false, CODE_RANGE), &x, &mut y);
+        assert_eq!(y, [i16::MAX, i16::MIN]);
+        dense::<i64>(wq, bq, -128, &p.requant(-5, false, CODE_RANGE), &x, &mut y);
         assert_eq!(y, [i16::MAX, i16::MIN]);
     }
 }

@@ -28,8 +28,8 @@ use crate::eval::Pca;
 use crate::eval::{self, Evaluation, Report};
 use crate::export::{export_onnx, OnnxFiles};
 use crate::quantize::{
-    code_dead_zones, device_codes, quantize, shifted_codes, QuantizationInput, INPUT_HEADROOM, MAX_CODE_STEP,
-    MAX_DEAD_ZONE, MIN_TRAINED_GRID_STEP,
+    code_dead_zones, device_codes, quantize, shifted_codes, QuantizationInput, MAX_CODE_STEP, MAX_DEAD_ZONE,
+    MIN_TRAINED_GRID_STEP,
 };
 use crate::runtime::{Backend, Runtime, TractModel};
 use crate::train::{
@@ -225,17 +225,15 @@ fn quantize_and_measure(
         let remedy = match (saturated_windows, trained_grid) {
             // Clipped samples are lost to any arithmetic: the float network does not clip.
             (1.., _) => format!(
-                "{saturated_windows} of the {} held-out windows saturated the device's input (samples beyond \
-                 {INPUT_HEADROOM}× the training part's extremes, or the i16 counts), which the float network does not \
-                 clip: the held-out part is louder than anything in the training part; train on a recording whose \
-                 training part holds such stretches",
+                "{saturated_windows} of the {} held-out windows saturated the device's input (samples beyond its \
+                 i16 counts, or 32,767 counts from the training part's mean), which the float network does not clip: \
+                 the held-out part is louder than anything in the training part; train on a recording whose training \
+                 part holds such stretches, or with fewer --counts-per-unit",
                 int8.windows
             ),
             // The codes' grid is the network's own (i16 codes, nothing clipped): what is left is
-            // the int8 weights and the input's 13 bits.
-            (0, true) => {
-                "The int8 weights or the input's 13 bits are the limit: try another --seed or shape".to_string()
-            }
+            // the int8 weights.
+            (0, true) => "The int8 weights are the limit: try another --seed or shape".to_string(),
             (0, false) => "Try calibrating on more data (`funnel quantize --calibration FILE.csv --column NAME`), a \
                            smaller latent range (retrain with --variant sparse or contractive), or a different --seed"
                 .to_string(),

@@ -17,7 +17,7 @@ use funnel_shared::blob::{
 };
 
 use super::{
-    blob_layers, device_codes, le_bytes, quantize_layer, quantize_multiplier, ActivationQuant, MAX_WEIGHT_BITS,
+    blob_layers, device_codes, le_bytes, quantize_layer, quantize_multiplier, ActivationQuant, WIDE_WEIGHT_BITS,
 };
 
 /// How far past the calibrated extremes the last layer's i16 output reaches before it
@@ -119,7 +119,7 @@ pub fn with_decoder(
             }
             false => ActivationQuant::for_range(if layer.activation() == Activation::Relu { 0.0 } else { min }, max),
         };
-        let bits = if last { MAX_WEIGHT_BITS } else { 8 };
+        let bits = if last { WIDE_WEIGHT_BITS } else { 8 };
         owned.push(quantize_layer(layer, s_in, out_q, input_magnitude, bits)?);
         s_in = out_q;
         input_magnitude = 255.0;

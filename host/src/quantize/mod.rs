@@ -2,18 +2,18 @@
 //!
 //! Scheme (TFLite-style, see `shared::kernels`):
 //! * weights: symmetric, one scale per output channel (`max |w| / (2^(b−1) − 1)`): int8 in
-//!   hidden layers, and in the layer that makes the codes as many bits `b` (up to 16) as its
-//!   32-bit accumulator allows for any input (int8 weights put the codes of a fine rate a step
+//!   hidden layers, i16 in the last layer (int8 weights put the codes of a fine rate a step
 //!   off: the IMU's magnetometer at 2 bits/sample lost 19 % PRDN to them);
+//! * accumulators: i32 where every sum fits whatever the input, else i64 (the layer that makes
+//!   the codes straight from the 16-bit input);
 //! * activations: asymmetric int8 per tensor, ranges calibrated by running the float encoder
 //!   over calibration windows (ReLU outputs start at 0, so their zero point is −128);
 //! * biases: int32 at scale `s_in · s_w[o]`;
 //! * requantization: `s_in · s_w[o] / s_out` as a Q31 multiplier and a power-of-two shift;
-//! * input: the device's i16 counts, normalized and quantized in one fixed-point step per
-//!   channel, `q = (x − round(mean·cpu)) · 1/(cpu · std · s_in)`, symmetric within
-//!   ±`INPUT_LIMIT` (13 bits: int8 input cost up to 9 % in PRDN at 2 bits/sample); where that
-//!   multiplier is 1 or more, the largest power of two below it instead, the rest of it in the
-//!   first layer's weights, so that every count reaches the network exactly;
+//! * input: the device's i16 counts themselves, `q = (x − round(mean·cpu)) · 2^k` per channel
+//!   within ±`INPUT_LIMIT`, the normalization `1/(cpu · std)` otherwise moved into the first
+//!   layer's weights (a 13-bit input lost up to 27 % PRDN where the held-out part was far
+//!   quieter than the training part, and clipped where it was louder);
 //! * codes: the last layer's i16 output, `z = scale · (code − zero_point)` (int8 clipped the
 //!   rare large code of a fine rate, and a window with one came back wrong);
 //! * entropy coding: one table per latent fitted to the codes the int8 encoder itself makes of
@@ -30,8 +30,8 @@ use funnel_artifacts::net::{Activation, FloatEncoder, FloatLayer};
 use funnel_artifacts::residual::OwnedResidualSpec;
 use funnel_artifacts::Blob;
 use funnel_shared::blob::{
-    write_blob, CodeQuant, EncoderSpec, I16s, I32s, I8s, InputQuant, Layer, QuantLayer, RequantParams, U8s, Weights,
-    MAX_ACCUMULATOR, MAX_LAYERS,
+    write_blob, AccumulatorWidth, CodeQuant, EncoderSpec, I16s, I32s, I8s, InputQuant, Layer, QuantLayer,
+    RequantParams, U8s, Weights, MAX_LAYERS,
 };
 use funnel_shared::entropy::{PRECISION, TOTAL};
 use funnel_shared::kernels::{DEAD_ZONE_BITS, INPUT_LIMIT};
@@ -109,24 +109,14 @@ pub const MAX_CODE_STEP: f64 = 127.0;
 /// trained for help little).
 pub const MIN_TRAINED_GRID_STEP: f64 = 0.5;
 
-/// How far past the calibration extremes the input reaches before it saturates: live signals go
-/// beyond what training saw (the IMU's held-out part went 20 % past it), and with 13 bits a
-/// range four times as wide still resolves the calibrated one in 11 — never past what the
-/// device's i16 counts can reach.
-pub const INPUT_HEADROOM: f64 = 4.0;
-
-/// The input multiplier (device counts to input steps) used for `multiplier`: the largest power
-/// of two not above it when it is 1 or more, so that distinct counts stay distinct and every
-/// count reaches the network exactly, with more headroom than [`INPUT_HEADROOM`] rather than
-/// less; `multiplier` itself below 1, where counts must share input steps anyway. With the
-/// multiplier itself, each count was rounded to the input's grid, an error of up to half an
-/// input step that no decoder can undo: the IMU's magnetometer (2,048 counts/gauss,
-/// multiplier about 1.6) at 2 bits/sample lost 9 % PRDN to the device path, held out.
+/// The input multiplier (device counts to input steps) used for `multiplier` (1 or more): the
+/// largest power of two not above it, so that distinct counts stay distinct and every count
+/// reaches the network exactly. With the multiplier itself, each count was rounded to the
+/// input's grid, an error of up to half an input step that no decoder can undo: the IMU's
+/// magnetometer (2,048 counts/gauss, multiplier about 1.6) at 2 bits/sample lost 9 % PRDN to
+/// the device path, held out.
 fn exact_input_multiplier(multiplier: f64) -> f64 {
-    match multiplier >= 1.0 {
-        true => 2f64.powi(multiplier.log2().floor() as i32).min(multiplier),
-        false => multiplier,
-    }
+    2f64.powi(multiplier.log2().floor() as i32).min(multiplier)
 }
 
 /// `layer` (an encoder's first) with its weights on input channel `c` multiplied by
@@ -178,8 +168,9 @@ pub struct QuantizationInput<'a> {
     pub windows_per_frame: usize,
 }
 
-/// Most bits of the weights of the layer that makes the codes (as many as fit the accumulator).
-pub const MAX_WEIGHT_BITS: u32 = 16;
+/// Bits of the weights of a last layer (the encoder's makes the codes, the integer decoder's
+/// the window).
+pub const WIDE_WEIGHT_BITS: u32 = 16;
 
 /// Symmetric per-output-channel weights of `bits` bits, the biases at the accumulator's scale
 /// and the requantization of each output: `(weights, biases, multipliers, shifts)`.
@@ -209,14 +200,14 @@ fn quantize_weights(
 }
 
 /// Quantizes one layer that reads `s_in` (each input at most `input_magnitude` from its zero
-/// point) and writes `out_q`: weights of as many bits, up to `max_bits`, as keep every sum
-/// within the accumulator whatever the input (blob validation checks the same).
+/// point) and writes `out_q`, with weights of `bits` bits, summed in the narrowest accumulator
+/// that holds every sum whatever the input (blob validation checks the same).
 fn quantize_layer(
     layer: &FloatLayer,
     s_in: ActivationQuant,
     out_q: ActivationQuant,
     input_magnitude: f64,
-    max_bits: u32,
+    bits: u32,
 ) -> Result<OwnedLayer> {
     let (weight, bias, activation, taps) = match layer {
         FloatLayer::Dense { weight, bias, activation, in_features, .. } => (weight, bias, *activation, *in_features),
@@ -225,16 +216,14 @@ fn quantize_layer(
         }
     };
     let per_out = weight.len() / bias.len().max(1);
-    let mut bits = max_bits;
-    let (w_q, b_q, mult, shift) = loop {
-        let (w_q, b_q, mult, shift) = quantize_weights(weight, bias, per_out, bits, s_in.scale, out_q.scale)?;
-        let largest = w_q.iter().map(|w| f64::from(*w).abs()).fold(0.0, f64::max);
-        let largest_bias = b_q.iter().map(|b| f64::from(*b).abs()).fold(0.0, f64::max);
-        if bits == 8 || largest_bias + taps as f64 * largest * input_magnitude <= MAX_ACCUMULATOR as f64 {
-            break (w_q, b_q, mult, shift);
-        }
-        bits -= 1;
-    };
+    let (w_q, b_q, mult, shift) = quantize_weights(weight, bias, per_out, bits, s_in.scale, out_q.scale)?;
+    let largest = w_q.iter().map(|w| f64::from(*w).abs()).fold(0.0, f64::max);
+    let largest_bias = b_q.iter().map(|b| f64::from(*b).abs()).fold(0.0, f64::max);
+    let sums = largest_bias + taps as f64 * largest * input_magnitude;
+    let accumulator = [AccumulatorWidth::Bits32, AccumulatorWidth::Bits64]
+        .into_iter()
+        .find(|a| sums <= a.max_sum() as f64)
+        .context("a layer's sums are too large for even a 64-bit accumulator")?;
     let wide = bits > 8;
     let weights = match wide {
         true => w_q.iter().flat_map(|w| (*w as i16).to_le_bytes()).collect(),
@@ -242,6 +231,7 @@ fn quantize_layer(
     };
     Ok(OwnedLayer {
         wide,
+        accumulator,
         weights,
         bias: le_bytes(&b_q),
         multipliers: le_bytes(&mult),
@@ -315,6 +305,7 @@ struct OwnedLayer {
     input_zero_point: i8,
     output_zero_point: i8,
     relu: bool,
+    accumulator: AccumulatorWidth,
 }
 
 impl OwnedLayer {
@@ -332,6 +323,7 @@ impl OwnedLayer {
             input_zero_point: self.input_zero_point,
             output_zero_point: self.output_zero_point,
             relu: self.relu,
+            accumulator: self.accumulator,
         }
     }
 }
@@ -343,23 +335,19 @@ fn le_bytes(values: &[i32]) -> Vec<u8> {
 /// A real-valued `(min, max)`.
 type Range = (f64, f64);
 
-/// `[min, max]` of the input and of every layer's output over the calibration windows.
-fn calibrate(encoder: &FloatEncoder, windows: &Windows) -> Result<(Range, Vec<Range>)> {
+/// `[min, max]` of every layer's output over the calibration windows.
+fn calibrate(encoder: &FloatEncoder, windows: &Windows) -> Result<Vec<Range>> {
     ensure!(!windows.is_empty(), "no calibration windows");
-    let mut input = (f64::INFINITY, f64::NEG_INFINITY);
     let mut ranges = vec![(f64::INFINITY, f64::NEG_INFINITY); encoder.layers.len()];
     for w in windows.iter() {
-        for &v in w {
-            ensure!(v.is_finite(), "calibration data contains a non-finite value");
-            input = (input.0.min(f64::from(v)), input.1.max(f64::from(v)));
-        }
+        ensure!(w.iter().all(|v| v.is_finite()), "calibration data contains a non-finite value");
         for (range, out) in ranges.iter_mut().zip(encoder.forward_all(w)) {
             for v in out {
                 *range = (range.0.min(f64::from(v)), range.1.max(f64::from(v)));
             }
         }
     }
-    Ok((input, ranges))
+    Ok(ranges)
 }
 
 /// Quantizes the encoder into a blob, validated by the same parser the firmware uses. Writes
@@ -466,31 +454,28 @@ pub fn quantize(q: &QuantizationInput<'_>) -> Result<Blob> {
     let cpu = f64::from(q.counts_per_unit);
     ensure!(cpu.is_finite() && cpu > 0.0, "counts_per_unit must be positive (got {cpu})");
 
-    let ((in_min, in_max), ranges) = calibrate(enc, q.calibration)?;
-    // Headroom on the input (clamped inputs are flagged in the frames), up to the largest
-    // normalized value i16 counts can reach on any channel.
-    let reachable = (0..channels)
-        .map(|c| {
-            let (mean, std) = (f64::from(q.normalization.mean[c]), f64::from(q.normalization.std[c]));
-            let offset = mean * cpu;
-            (f64::from(i16::MIN) - offset).abs().max(f64::from(i16::MAX) - offset) / (cpu * std)
-        })
-        .fold(0.0, f64::max);
-    let largest = (INPUT_HEADROOM * in_min.abs().max(in_max.abs())).min(reachable);
-    let input_q =
-        ActivationQuant { scale: if largest > 0.0 { largest / f64::from(INPUT_LIMIT) } else { 1.0 }, zero_point: 0 };
-
-    // Input: x counts → u = (x/cpu − mean)/std → q = u/s, or q = (x − offset) · 2^k where
-    // that keeps the headroom (see [`exact_input_multiplier`]), the first layer's weights on
-    // the channel then scaled by what 2^k leaves out.
+    let ranges = calibrate(enc, q.calibration)?;
+    // Input: the device's counts themselves, `q = (x − offset) · 2^k` with k ≥ 0 per channel,
+    // the channel of the largest σ (in counts) passing unchanged, smaller ones scaled up to at
+    // most its σ; the rest of the normalization, `1/(cpu · σ · s_in)` over 2^k (in [1, 2)),
+    // moves into the first layer's weights on the channel (see [`exact_input_multiplier`]).
+    // Every count reaches the network exactly, and the input saturates only where the counts
+    // themselves do (±32,767 from the training mean): a 13-bit input spanning 4× the training
+    // part's extremes took 61-count steps on a seismometer whose held-out part was quiet, and
+    // clipped another's earthquake.
+    let widest = q.normalization.std.iter().map(|&s| f64::from(s)).fold(0.0, f64::max);
+    ensure!(widest.is_finite() && widest > 0.0, "the normalization's standard deviations must be positive");
+    let input_q = ActivationQuant { scale: 1.0 / (cpu * widest), zero_point: 0 };
     let mut offsets = Vec::with_capacity(channels);
     let (mut in_mult, mut in_shift, mut leftover) = (Vec::new(), Vec::new(), Vec::new());
     for c in 0..channels {
         let (mean, std) = (f64::from(q.normalization.mean[c]), f64::from(q.normalization.std[c]));
+        ensure!(std.is_finite() && std > 0.0, "channel {c}: the normalization's standard deviation must be positive");
         let offset = (mean * cpu).round();
         ensure!(offset.abs() < f64::from(i32::MAX), "channel {c}: mean {mean} is out of the device's range");
         offsets.push(offset as i32);
-        let multiplier = 1.0 / (cpu * std * input_q.scale);
+        // 1 / (cpu · std · s_in), exactly 1 on the widest channel.
+        let multiplier = widest / std;
         let exact = exact_input_multiplier(multiplier);
         let (m, s) = quantize_multiplier(exact)?;
         in_mult.push(m);
@@ -516,7 +501,7 @@ pub fn quantize(q: &QuantizationInput<'_>) -> Result<Blob> {
             };
         }
         let input_magnitude = if i == 0 { f64::from(INPUT_LIMIT) } else { 255.0 };
-        let bits = if i + 1 == enc.layers.len() { MAX_WEIGHT_BITS } else { 8 };
+        let bits = if i + 1 == enc.layers.len() { WIDE_WEIGHT_BITS } else { 8 };
         owned.push(quantize_layer(layer, s_in, out_q, input_magnitude, bits)?);
         acts.push(out_q);
         s_in = out_q;
@@ -893,16 +878,15 @@ mod tests {
         assert!(worst < 4.0 * step, "int8 codes deviate by {worst}, code step {step}");
     }
 
-    /// Counts reach the network exactly where the input has room: a channel whose counts are
-    /// finer than the input's steps (multiplier 1 or more) is scaled by a power of two, the rest
-    /// of its scaling moved into the first layer's weights on that channel; a coarser one keeps
-    /// its multiplier. The device's codes still follow the float encoder's.
+    /// Every count reaches the network exactly: the channel of the largest σ passes its counts
+    /// unchanged, a quieter one is scaled by a power of two, the rest of each channel's scaling
+    /// moved into the first layer's weights on it. The device's codes still follow the float
+    /// encoder's.
     #[test]
-    fn counts_reach_the_network_exactly_where_the_input_has_room() {
+    fn every_count_reaches_the_network_exactly() {
         assert_eq!(exact_input_multiplier(1.0), 1.0);
         assert_eq!(exact_input_multiplier(1.7), 1.0);
-        assert_eq!(exact_input_multiplier(51.2), 32.0);
-        assert_eq!(exact_input_multiplier(0.3), 0.3);
+        assert_eq!(exact_input_multiplier(100.0), 64.0);
         let window = 4;
         // Output o reads sample o of channel 0 and of channel 1, both weighted 1.
         let encoder = FloatEncoder {
@@ -918,9 +902,9 @@ mod tests {
                 activation: Activation::Identity,
             }],
         };
-        // Channel 0: steps of 1/10 over ±2 σ of 1; channel 1: steps of 1/10 over ±150 σ of 100
-        // (normalized, both within ±2): the input's 4095 steps span ±8, 512 steps per normalized
-        // unit, 51.2 per count of channel 0 and 0.512 per count of channel 1.
+        // Channel 0: steps of 1/10 over ±2 σ of 1; channel 1: steps of 1/10 over ±150 σ of 100:
+        // channel 1 (10 counts per unit, σ 1,000 counts) passes as it is, channel 0 (σ 10 counts)
+        // is multiplied by 64, its weights by the 100/64 left.
         let normalization = Normalization { mean: vec![0.0, 0.0], std: vec![1.0, 100.0] };
         let cpu = 10.0f32;
         let raw: Vec<f32> = (0..64)
@@ -952,13 +936,12 @@ mod tests {
             multiply_by_quantized_multiplier(counts, requant.multipliers.get(c), requant.shifts.get(c))
         };
         for counts in -40..=40 {
-            assert_eq!(input(0, counts), 32 * counts, "channel 0, {counts} counts");
-            let coarse = f64::from(counts) * 0.512;
-            assert!((f64::from(input(1, counts)) - coarse).abs() <= 0.5 + 1e-9, "channel 1, {counts} counts");
+            assert_eq!(input(0, counts), 64 * counts, "channel 0, {counts} counts");
+            assert_eq!(input(1, counts), counts, "channel 1, {counts} counts");
         }
         // Output o is u₀ + u₁ (normalized samples o of both channels), its code the rounding of
-        // it: the device's arithmetic (channel 1's input rounding, 1/1024 at most, and the
-        // weights') moves it by far less than the 1.6× a misplaced leftover scaling would.
+        // it: the device's arithmetic (the weights' rounding) moves it by far less than the
+        // 1.56× a misplaced leftover scaling would.
         let codes = device_codes(&blob, &normalization, &calibration).unwrap();
         for (w, c) in calibration.iter().zip(codes.chunks(window)) {
             for (z, &code) in encoder.forward(w).iter().zip(c) {
@@ -1051,19 +1034,33 @@ mod tests {
         assert!(e.unwrap_err().to_string().contains("dead zone"));
     }
 
-    /// The layer that makes the codes gets as many weight bits as its accumulator allows: all 16
-    /// for 8 taps, fewer for 256 (256 × 32767 × 4095 would overflow; 256 × 2047 × 4095 does not).
+    /// The layer that makes the codes gets i16 weights, summed in 64 bits where its sums need
+    /// them (any i16 weight on the 16-bit input, over 8 taps or 256); int8 weights on int8
+    /// activations keep the 32-bit accumulator, on the input not past 516 taps.
     #[test]
-    fn the_code_layer_gets_as_many_weight_bits_as_its_accumulator_allows() {
-        let largest_weight = |window: usize| {
+    fn each_layer_sums_in_the_narrowest_accumulator_that_holds_its_sums() {
+        for window in [8, 256] {
             let (blob, _) = dense_blob(window, 2);
             let encoder = blob.encoder();
             let Layer::Dense { q, .. } = &encoder.spec().layers[0] else { panic!("a dense layer") };
             assert!(matches!(q.weights, Weights::Int16(_)), "window {window}: i16 weights");
-            q.weights.max_abs()
+            assert_eq!(q.weights.max_abs(), 32767, "window {window}: all 16 bits");
+            assert_eq!(q.accumulator, AccumulatorWidth::Bits64, "window {window}");
+        }
+        let hidden = FloatLayer::Dense {
+            in_features: 1024,
+            out_features: 2,
+            weight: vec![0.5; 2048],
+            bias: vec![0.0; 2],
+            activation: Activation::Relu,
         };
-        assert_eq!(largest_weight(8), 32767);
-        assert_eq!(largest_weight(256), 2047);
+        let act = ActivationQuant { scale: 0.01, zero_point: -128 };
+        // 1024 × 127 × 255 < 2^31.
+        let layer = quantize_layer(&hidden, act, act, 255.0, 8).unwrap();
+        assert_eq!(layer.accumulator, AccumulatorWidth::Bits32);
+        // The same layer on the input: 1024 × 127 × 32767 > 2^31.
+        let layer = quantize_layer(&hidden, act, act, f64::from(INPUT_LIMIT), 8).unwrap();
+        assert_eq!(layer.accumulator, AccumulatorWidth::Bits64);
     }
 
     #[test]
