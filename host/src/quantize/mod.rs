@@ -109,8 +109,8 @@ pub const MAX_CODE_STEP: f64 = 127.0;
 /// trained for help little).
 pub const MIN_TRAINED_GRID_STEP: f64 = 0.5;
 
-/// The input multiplier (device counts to input steps) used for `multiplier` (1 or more): the
-/// largest power of two not above it, so that distinct counts stay distinct and every count
+/// The input multiplier (device counts to input steps) used for `multiplier` (1 or more but on a
+/// constant channel): the largest power of two not above it, so that distinct counts stay distinct and every count
 /// reaches the network exactly. With the multiplier itself, each count was rounded to the
 /// input's grid, an error of up to half an input step that no decoder can undo: the IMU's
 /// magnetometer (2,048 counts/gauss, multiplier about 1.6) at 2 bits/sample lost 9 % PRDN to
@@ -463,7 +463,15 @@ pub fn quantize(q: &QuantizationInput<'_>) -> Result<Blob> {
     // themselves do (±32,767 from the training mean): a 13-bit input spanning 4× the training
     // part's extremes took 61-count steps on a seismometer whose held-out part was quiet, and
     // clipped another's earthquake.
-    let widest = q.normalization.std.iter().map(|&s| f64::from(s)).fold(0.0, f64::max);
+    // A channel constant over the calibration windows has the normalization's stand-in σ of 1
+    // (in the recording's units, whatever they are), which must not set the scale.
+    let varies =
+        |c: usize| q.calibration.iter().any(|w| w[c * enc.window..(c + 1) * enc.window].iter().any(|&v| v != 0.0));
+    let stds = || (0..channels).map(|c| f64::from(q.normalization.std[c]));
+    let widest = match (0..channels).any(varies) {
+        true => stds().enumerate().filter(|&(c, _)| varies(c)).map(|(_, s)| s).fold(0.0, f64::max),
+        false => stds().fold(0.0, f64::max),
+    };
     ensure!(widest.is_finite() && widest > 0.0, "the normalization's standard deviations must be positive");
     let input_q = ActivationQuant { scale: 1.0 / (cpu * widest), zero_point: 0 };
     let mut offsets = Vec::with_capacity(channels);
@@ -474,7 +482,7 @@ pub fn quantize(q: &QuantizationInput<'_>) -> Result<Blob> {
         let offset = (mean * cpu).round();
         ensure!(offset.abs() < f64::from(i32::MAX), "channel {c}: mean {mean} is out of the device's range");
         offsets.push(offset as i32);
-        // 1 / (cpu · std · s_in), exactly 1 on the widest channel.
+        // 1 / (cpu · std · s_in), exactly 1 on the widest channel (below 1 only on a constant one).
         let multiplier = widest / std;
         let exact = exact_input_multiplier(multiplier);
         let (m, s) = quantize_multiplier(exact)?;
@@ -947,6 +955,50 @@ mod tests {
             for (z, &code) in encoder.forward(w).iter().zip(c) {
                 assert!((f64::from(*z) - f64::from(code)).abs() <= 0.51, "{z} → {code}");
             }
+        }
+    }
+
+    /// A channel constant over the training part (the normalization's stand-in σ of 1, in the
+    /// recording's units) does not set the input's scale: the varying channel beside it, of σ
+    /// 0.01, still passes its counts exactly.
+    #[test]
+    fn a_constant_channel_does_not_set_the_input_scale() {
+        let window = 4;
+        let encoder = FloatEncoder {
+            channels: 2,
+            window,
+            layers: vec![FloatLayer::Dense {
+                in_features: 2 * window,
+                out_features: 2,
+                weight: (0..4 * window).map(|i| ((i * 5 % 7) as f32 - 3.0) / 4.0).collect(),
+                bias: vec![0.0; 2],
+                activation: Activation::Identity,
+            }],
+        };
+        let normalization = Normalization { mean: vec![0.0, 5.0], std: vec![0.01, 1.0] };
+        // Channel 0 varies (normalized within ±2), channel 1 is its mean throughout (0).
+        let calibration = Windows::new(
+            2 * window,
+            (0..32 * 2 * window)
+                .map(|i| if i % (2 * window) < window { 2.0 * ((i as f32) * 0.37).sin() } else { 0.0 })
+                .collect(),
+        );
+        let blob = quantize(&QuantizationInput {
+            encoder: &encoder,
+            normalization: &normalization,
+            counts_per_unit: 1000.0,
+            calibration: &calibration,
+            code_step: 1.0,
+            trained_grid: true,
+            dead_zone: 0.0,
+            rate_weight: 0.0,
+            windows_per_frame: 4,
+        })
+        .unwrap();
+        let requant = blob.encoder().spec().input.requant;
+        for counts in [-30, -1, 0, 1, 17, 30] {
+            let input = multiply_by_quantized_multiplier(counts, requant.multipliers.get(0), requant.shifts.get(0));
+            assert_eq!(input, counts, "channel 0, {counts} counts");
         }
     }
 
