@@ -886,6 +886,33 @@ mod tests {
         assert!(worst < 4.0 * step, "int8 codes deviate by {worst}, code step {step}");
     }
 
+    /// `encoder` quantized on its trained grid of step 1, at `counts_per_unit`.
+    fn quantized_on_a_trained_grid(
+        encoder: &FloatEncoder,
+        normalization: &Normalization,
+        counts_per_unit: f32,
+        calibration: &Windows,
+    ) -> Blob {
+        quantize(&QuantizationInput {
+            encoder,
+            normalization,
+            counts_per_unit,
+            calibration,
+            code_step: 1.0,
+            trained_grid: true,
+            dead_zone: 0.0,
+            rate_weight: 0.0,
+            windows_per_frame: 4,
+        })
+        .unwrap()
+    }
+
+    /// The device's input for `counts` (less the channel's offset) on channel `c` of `blob`.
+    fn device_input(blob: &Blob, c: usize, counts: i32) -> i32 {
+        let requant = blob.encoder().spec().input.requant;
+        multiply_by_quantized_multiplier(counts, requant.multipliers.get(c), requant.shifts.get(c))
+    }
+
     /// Every count reaches the network exactly: the channel of the largest σ passes its counts
     /// unchanged, a quieter one is scaled by a power of two, the rest of each channel's scaling
     /// moved into the first layer's weights on it. The device's codes still follow the float
@@ -926,23 +953,8 @@ mod tests {
             .collect();
         let raw = Windows::new(2 * window, raw);
         let calibration = normalization.normalize(&raw);
-        let blob = quantize(&QuantizationInput {
-            encoder: &encoder,
-            normalization: &normalization,
-            counts_per_unit: cpu,
-            calibration: &calibration,
-            code_step: 1.0,
-            trained_grid: true,
-            dead_zone: 0.0,
-            rate_weight: 0.0,
-            windows_per_frame: 4,
-        })
-        .unwrap();
-        let device = blob.encoder();
-        let requant = device.spec().input.requant;
-        let input = |c: usize, counts: i32| {
-            multiply_by_quantized_multiplier(counts, requant.multipliers.get(c), requant.shifts.get(c))
-        };
+        let blob = quantized_on_a_trained_grid(&encoder, &normalization, cpu, &calibration);
+        let input = |c: usize, counts: i32| device_input(&blob, c, counts);
         for counts in -40..=40 {
             assert_eq!(input(0, counts), 64 * counts, "channel 0, {counts} counts");
             assert_eq!(input(1, counts), counts, "channel 1, {counts} counts");
@@ -983,22 +995,9 @@ mod tests {
                 .map(|i| if i % (2 * window) < window { 2.0 * ((i as f32) * 0.37).sin() } else { 0.0 })
                 .collect(),
         );
-        let blob = quantize(&QuantizationInput {
-            encoder: &encoder,
-            normalization: &normalization,
-            counts_per_unit: 1000.0,
-            calibration: &calibration,
-            code_step: 1.0,
-            trained_grid: true,
-            dead_zone: 0.0,
-            rate_weight: 0.0,
-            windows_per_frame: 4,
-        })
-        .unwrap();
-        let requant = blob.encoder().spec().input.requant;
+        let blob = quantized_on_a_trained_grid(&encoder, &normalization, 1000.0, &calibration);
         for counts in [-30, -1, 0, 1, 17, 30] {
-            let input = multiply_by_quantized_multiplier(counts, requant.multipliers.get(0), requant.shifts.get(0));
-            assert_eq!(input, counts, "channel 0, {counts} counts");
+            assert_eq!(device_input(&blob, 0, counts), counts, "channel 0, {counts} counts");
         }
     }
 
